@@ -1,0 +1,30 @@
+// Bundles the CLI and the extension with esbuild. `vscode` stays external: the
+// extension host provides it. The engine is bundled into both.
+import { build } from 'esbuild';
+import { existsSync, chmodSync } from 'node:fs';
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  sourcemap: true,
+  logLevel: 'warning',
+};
+
+await build({
+  ...common,
+  entryPoints: ['src/cli/main.ts'],
+  outfile: 'dist/cli.js',
+  banner: { js: '#!/usr/bin/env node' },
+});
+chmodSync('dist/cli.js', 0o755);
+
+if (existsSync('src/extension/extension.ts')) {
+  await build({
+    ...common,
+    entryPoints: ['src/extension/extension.ts'],
+    outfile: 'dist/extension.js',
+    external: ['vscode'],
+  });
+}
