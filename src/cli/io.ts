@@ -1,0 +1,47 @@
+/** What a CLI command gets from the process: streams, a TTY flag, an abort signal. */
+
+export interface CliIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** Progress is drawn only on a terminal; under cron the CLI stays silent unless something fails. */
+  isTTY: boolean;
+  signal?: AbortSignal;
+  stdin?: NodeJS.ReadableStream;
+}
+
+export function processIo(signal?: AbortSignal): CliIo {
+  return { stdout: process.stdout, stderr: process.stderr, isTTY: !!process.stderr.isTTY, signal, stdin: process.stdin };
+}
+
+function human(n: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+export { human as humanBytes };
+
+/** A one-line progress display on stderr (terminal only), redrawn at most 10 times a second. */
+export function progressPrinter(io: CliIo): { update: (p: { phase: string; done: number; total?: number }) => void; done: () => void } | undefined {
+  if (!io.isTTY) return undefined;
+  let last = 0;
+  let shown = false;
+  return {
+    update(p) {
+      const now = Date.now();
+      if (now - last < 100) return;
+      last = now;
+      const pct = p.total ? ` ${Math.min(100, Math.floor((p.done / p.total) * 100))}%` : '';
+      io.stderr.write(`\r\x1b[K${p.phase}: ${human(p.done)}${p.total ? ` of ${human(p.total)}` : ''}${pct}`);
+      shown = true;
+    },
+    done() {
+      if (shown) io.stderr.write('\r\x1b[K');
+      shown = false;
+    },
+  };
+}

@@ -1,0 +1,486 @@
+/**
+ * repozo -B: a full or incremental backup of a live Data.fs into a repozo
+ * repository, byte-compatible with repozo's, with its flaws fixed:
+ *
+ * - the committed end is measured on the same open descriptor the bytes are
+ *   copied from, in the same single pass that hashes and writes them (a pack
+ *   that renames a new Data.fs into place meanwhile cannot mix two files);
+ * - stamps never collide: a backup in the same second as the newest file
+ *   takes the next free second;
+ * - the repository is locked while written; temp files have unique names;
+ * - every file is written to a temp name, fsynced and renamed; the .dat is
+ *   replaced atomically, never appended in place;
+ * - leftovers of a killed run are cleaned up by the next run.
+ */
+
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { PloneBackupError, checkAbort } from './errors';
+import { FileWindow, TxnScanner, openFileStorage, txnEndingAt, type OpenedStorage, type TxnInfo } from './filestorage';
+import { FsIndex, encodeIndex, readIndexFile } from './fsindex';
+import { HashingFileWriter, fsyncDir, isTempName, writeFileAtomic } from './io';
+import { acquireLock } from './lock';
+import type { OperationOptions } from './progress';
+import {
+  type DatLine,
+  type RepoFile,
+  datLinesFor,
+  datName,
+  findChain,
+  formatDatLine,
+  indexName,
+  listRepository,
+  parseDataFileName,
+  pieceFileName,
+  pyJoin,
+  readDat,
+} from './repository';
+import { ByteReader, readPiece, readRange } from './streams';
+import { formatStamp, nextStamp } from './tid';
+
+export interface BackupOptions extends OperationOptions {
+  /** The Data.fs to back up (-f). */
+  file: string;
+  /** The repository folder (-r); it must exist. */
+  repository: string;
+  /** Force a full backup (-F). */
+  full?: boolean;
+  /** Decide from the .dat only (-Q). */
+  quick?: boolean;
+  /** gzip the pieces (-z). */
+  gzip?: boolean;
+  /** After a full backup, remove older pieces (-k). */
+  killOld?: boolean;
+  /** The clock (tests). */
+  now?: () => Date;
+  /** How long to wait for another run's lock. */
+  lockWaitMs?: number;
+  /**
+   * How the repository prefix is written into .dat lines. repozo writes its -r
+   * argument as given; default: the repository path as passed.
+   */
+  datPrefix?: string;
+}
+
+export type BackupAction = 'full' | 'incremental' | 'none';
+
+export interface BackupResult {
+  action: BackupAction;
+  /** Why this action (e.g. "no full backup yet", "Data.fs was packed"). */
+  reason: string;
+  stamp?: string;
+  /** Base name of the piece written. */
+  piece?: string;
+  /** Files written (base names). */
+  written: string[];
+  /** Files removed by kill-old (base names). */
+  removed: string[];
+  start: number;
+  end: number;
+  md5?: string;
+  /** Transactions in the piece. */
+  transactions: number;
+  /** The tid of the last transaction backed up (hex). */
+  lastTid?: string;
+}
+
+/** Below this size the quick check hashes the whole last piece range, as repozo does. */
+const QUICK_HASH_LIMIT = 64 * 1024 * 1024;
+/** Above it, the quick check compares this much of the range's tail with the piece. */
+const QUICK_TAIL = 1024 * 1024;
+
+export async function backup(opts: BackupOptions): Promise<BackupResult> {
+  const log = opts.log ?? (() => undefined);
+  const repo = opts.repository;
+  await listRepository(repo); // REPO_MISSING before anything else
+  const lock = await acquireLock(repo, { what: 'backup', waitMs: opts.lockWaitMs, signal: opts.signal });
+  try {
+    await cleanLeftovers(repo, log);
+    const st = await openFileStorage(opts.file);
+    try {
+      return await backupLocked(opts, st, log);
+    } finally {
+      await st.fh.close();
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+async function backupLocked(opts: BackupOptions, st: OpenedStorage, log: (m: string) => void): Promise<BackupResult> {
+  const repo = opts.repository;
+  const listing = await listRepository(repo);
+  const chain = findChain(listing.files);
+  const stamp = chooseStamp(listing.names, (opts.now ?? (() => new Date()))());
+
+  if (opts.full || chain.length === 0) {
+    const reason = opts.full ? 'a full backup was asked for' : 'there is no full backup yet';
+    log(`doing a full backup: ${reason}`);
+    return fullBackup(opts, st, stamp, reason, log);
+  }
+
+  const datFile = path.join(repo, datName(chain[0].stamp));
+  const lines = await readDat(datFile);
+  if (!lines || datLinesFor(chain, lines).some((l) => l === undefined)) {
+    const reason = `${path.basename(datFile)} is missing or does not list every piece of the newest chain`;
+    log(`doing a full backup: ${reason}`);
+    return fullBackup(opts, st, stamp, reason, log);
+  }
+  let from: number | undefined;
+  let reason = '';
+  if (opts.quick) {
+    const r = await quickCheck(opts, st, chain, lines, datFile);
+    if (r.ok) from = r.end;
+    reason = r.reason;
+  } else {
+    const r = await fullCheck(opts, st, chain);
+    if (r.ok) from = r.end;
+    reason = r.reason;
+  }
+  if (from === undefined) {
+    log(`doing a full backup: ${reason}`);
+    return fullBackup(opts, st, stamp, reason, log);
+  }
+  return incrementalBackup(opts, st, stamp, chain, from, log);
+}
+
+/** A stamp for now, or one second after the newest file when now would collide or go back. */
+export function chooseStamp(names: Iterable<string>, now: Date): string {
+  let stamp = formatStamp(now);
+  let newest = '';
+  for (const n of names) {
+    const m = /^(\d{4}(?:-\d\d){5})\./.exec(n);
+    if (m && m[1] > newest) newest = m[1];
+  }
+  if (newest && stamp <= newest) stamp = nextStamp(newest);
+  return stamp;
+}
+
+// ---------------------------------------------------------------------------
+// Deciding: quick (.dat) and full (compare bytes)
+
+interface Check {
+  ok: boolean;
+  end?: number;
+  reason: string;
+}
+
+async function quickCheck(
+  opts: BackupOptions,
+  st: OpenedStorage,
+  chain: RepoFile[],
+  lines: DatLine[] | undefined,
+  datFile: string,
+): Promise<Check> {
+  if (!lines || lines.length === 0) return { ok: false, reason: `${path.basename(datFile)} is missing or empty` };
+  const last = lines[lines.length - 1];
+  if (st.size < last.end) return { ok: false, reason: 'Data.fs shrank, probably packed' };
+  const lastFile = chain[chain.length - 1];
+  const len = last.end - last.start;
+  if (len <= QUICK_HASH_LIMIT || lastFile.gzip || path.basename(last.path) !== lastFile.name) {
+    // repozo's own check: the md5 of the last piece's range.
+    const h = createHash('md5');
+    for await (const c of readRange(st.fh, last.start, last.end, opts.signal)) h.update(c);
+    if (h.digest('hex') !== last.md5) return { ok: false, reason: 'the last backed-up range of Data.fs changed, probably packed' };
+  } else {
+    // A big last piece: compare the tail of the range with the piece itself and
+    // check that a transaction ends exactly there; O(1) in the database size.
+    const tail = Math.min(QUICK_TAIL, len);
+    const a = Buffer.alloc(tail);
+    await st.fh.read(a, 0, tail, last.end - tail);
+    const pf = await fsp.open(path.join(opts.repository, lastFile.name), 'r');
+    const b = Buffer.alloc(tail);
+    try {
+      const size = (await pf.stat()).size;
+      if (size !== len) return { ok: false, reason: `${lastFile.name} does not have the size its .dat line says` };
+      await pf.read(b, 0, tail, size - tail);
+    } finally {
+      await pf.close();
+    }
+    if (!a.equals(b)) return { ok: false, reason: 'the end of the backed-up range of Data.fs changed, probably packed' };
+  }
+  if (last.end > 4 && !(await txnEndingAt(st.fh, last.end, st.size))) {
+    return { ok: false, reason: 'no transaction ends where the last backup ended' };
+  }
+  return { ok: true, end: last.end, reason: 'the last backed-up range is unchanged' };
+}
+
+/**
+ * repozo compares md5(chain) with md5(Data.fs[0:len(chain)]). Comparing the
+ * bytes themselves decides the same and needs no hashing: both files are read
+ * at once and compared chunk by chunk.
+ */
+async function fullCheck(opts: BackupOptions, st: OpenedStorage, chain: RepoFile[]): Promise<Check> {
+  const repoBytes = new ByteReader(chainBytes(opts.repository, chain, opts.signal));
+  let pos = 0;
+  const total = st.size;
+  try {
+    const src = readRange(st.fh, 0, total, opts.signal);
+    const srcReader = new ByteReader(src);
+    try {
+      for (;;) {
+        const r = await repoBytes.chunk();
+        if (r.length === 0) break;
+        const s = await srcReader.take(r.length);
+        if (s.length < r.length) return { ok: false, reason: 'Data.fs is shorter than the backups, probably packed' };
+        if (!s.equals(r)) return { ok: false, reason: 'Data.fs differs from the backed-up bytes, probably packed' };
+        pos += r.length;
+        opts.onProgress?.({ phase: 'comparing with the repository', done: pos, total });
+      }
+    } finally {
+      await srcReader.close();
+    }
+  } finally {
+    await repoBytes.close();
+  }
+  if (pos > 4 && !(await txnEndingAt(st.fh, pos, st.size))) {
+    return { ok: false, reason: 'no transaction ends where the backups end' };
+  }
+  return { ok: true, end: pos, reason: 'Data.fs begins with the backed-up bytes' };
+}
+
+async function* chainBytes(repo: string, chain: RepoFile[], signal?: AbortSignal): AsyncGenerator<Buffer> {
+  for (const f of chain) yield* readPiece(path.join(repo, f.name), f.gzip, signal);
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+
+interface Copied {
+  end: number;
+  md5: string;
+  transactions: number;
+  lastTid?: Buffer;
+  writer?: HashingFileWriter;
+}
+
+/** One pass from `start`: walk transactions, hash and write the committed bytes. */
+async function copyCommitted(
+  opts: BackupOptions,
+  st: OpenedStorage,
+  start: number,
+  target: string,
+  index: FsIndex | undefined,
+  prefix?: Buffer,
+): Promise<Copied> {
+  let writer: HashingFileWriter | undefined;
+  const sink = async (chunk: Buffer) => {
+    writer ??= await HashingFileWriter.create(target, { gzip: opts.gzip });
+    await writer.write(chunk);
+  };
+  try {
+    if (prefix) await sink(prefix);
+    const window = new FileWindow(st.fh, start, st.size, {
+      sink,
+      signal: opts.signal,
+      onProgress: (done) => opts.onProgress?.({ phase: 'copying Data.fs', done, total: st.size }),
+    });
+    const scanner = new TxnScanner(window, st.path, start, { fileSize: st.size, noBlobCheck: true });
+    try {
+      const onTxn = index
+        ? (t: TxnInfo) => {
+            for (const r of t.records) index.set(r.oid, r.pos);
+          }
+        : undefined;
+      await scanner.run(onTxn, opts.signal);
+    } finally {
+      await window.settle();
+    }
+    const md5 = writer ? await writer.finish() : createHash('md5').digest('hex');
+    return { end: scanner.end, md5, transactions: scanner.txnCount, lastTid: scanner.lastTid, writer };
+  } catch (e) {
+    await writer?.discard();
+    throw e;
+  }
+}
+
+async function fullBackup(opts: BackupOptions, st: OpenedStorage, stamp: string, reason: string, log: (m: string) => void): Promise<BackupResult> {
+  const repo = opts.repository;
+  const piece = pieceFileName(stamp, true, !!opts.gzip);
+  const target = path.join(repo, piece);
+  const index = new FsIndex();
+  const magic = Buffer.from(st.magic, 'latin1');
+  const copied = await copyCommitted(opts, st, 4, target, index, magic);
+  const written: string[] = [];
+  try {
+    checkAbort(opts.signal);
+    log(`writing full backup: ${copied.end} bytes to ${target}`);
+    await writeFileAtomic(path.join(repo, indexName(stamp)), encodeIndex(index, copied.end));
+    written.push(indexName(stamp));
+    await copied.writer!.commit();
+    written.push(piece);
+    const line: DatLine = { path: pyJoin(opts.datPrefix ?? repo, piece), start: 0, end: copied.end, md5: copied.md5 };
+    await writeFileAtomic(path.join(repo, datName(stamp)), formatDatLine(line));
+    written.push(datName(stamp));
+  } catch (e) {
+    await copied.writer?.discard();
+    for (const n of written) await fsp.rm(path.join(repo, n), { force: true });
+    throw e;
+  }
+  const removed = opts.killOld ? await killOld(repo, stamp, log) : [];
+  return {
+    action: 'full',
+    reason,
+    stamp,
+    piece,
+    written,
+    removed,
+    start: 0,
+    end: copied.end,
+    md5: copied.md5,
+    transactions: copied.transactions,
+    lastTid: copied.lastTid?.toString('hex'),
+  };
+}
+
+async function incrementalBackup(
+  opts: BackupOptions,
+  st: OpenedStorage,
+  stamp: string,
+  chain: RepoFile[],
+  from: number,
+  log: (m: string) => void,
+): Promise<BackupResult> {
+  const repo = opts.repository;
+  const piece = pieceFileName(stamp, false, !!opts.gzip);
+  const target = path.join(repo, piece);
+  const baseIndex = await loadChainIndex(repo, chain, from, st, opts);
+  const copied = await copyCommitted(opts, st, from, target, baseIndex);
+  if (copied.end === from) {
+    log('No changes, nothing to do');
+    return { action: 'none', reason: 'nothing was committed since the last backup', written: [], removed: [], start: from, end: from, transactions: 0 };
+  }
+  const written: string[] = [];
+  try {
+    checkAbort(opts.signal);
+    log(`writing incremental: ${copied.end - from} bytes to ${target}`);
+    await writeFileAtomic(path.join(repo, indexName(stamp)), encodeIndex(baseIndex, copied.end));
+    written.push(indexName(stamp));
+    await copied.writer!.commit();
+    written.push(piece);
+    // The .dat is rewritten whole and renamed, never appended in place: a crash
+    // leaves either the old or the new .dat, both consistent.
+    const datFile = path.join(repo, datName(chain[0].stamp));
+    const line: DatLine = { path: pyJoin(opts.datPrefix ?? repo, piece), start: from, end: copied.end, md5: copied.md5 };
+    const previous = await fsp.readFile(datFile, 'latin1');
+    await writeFileAtomic(datFile, (previous === '' || previous.endsWith('\n') ? previous : previous + '\n') + formatDatLine(line));
+  } catch (e) {
+    await copied.writer?.discard();
+    for (const n of written) await fsp.rm(path.join(repo, n), { force: true });
+    throw e;
+  }
+  return {
+    action: 'incremental',
+    reason: 'Data.fs grew since the last backup',
+    stamp,
+    piece,
+    written,
+    removed: [],
+    start: from,
+    end: copied.end,
+    md5: copied.md5,
+    transactions: copied.transactions,
+    lastTid: copied.lastTid?.toString('hex'),
+  };
+}
+
+/**
+ * The index of the state at `end`: the last piece's .index when it describes
+ * exactly that state, else rebuilt by walking Data.fs up to `end`.
+ */
+async function loadChainIndex(repo: string, chain: RepoFile[], end: number, st: OpenedStorage, opts: BackupOptions): Promise<FsIndex> {
+  const last = chain[chain.length - 1];
+  try {
+    const { pos, index } = await readIndexFile(path.join(repo, indexName(last.stamp)));
+    if (pos === end) return index;
+  } catch (e) {
+    if (!PloneBackupError.is(e, 'INDEX_BAD')) throw e;
+  }
+  opts.log?.('the last piece has no usable .index; rebuilding it from Data.fs');
+  return rebuildIndex(st.fh, st.path, end, opts.signal);
+}
+
+export async function rebuildIndex(fh: FileHandle, file: string, end: number, signal?: AbortSignal): Promise<FsIndex> {
+  const index = new FsIndex();
+  const w = new FileWindow(fh, 4, end, { signal });
+  const s = new TxnScanner(w, file, 4, { noBlobCheck: true });
+  await s.run((t) => {
+    for (const r of t.records) index.set(r.oid, r.pos);
+  }, signal);
+  await w.settle();
+  return index;
+}
+
+// ---------------------------------------------------------------------------
+// Kill-old and leftovers
+
+/** repozo -k: remove every piece older than the full backup `keepStamp`, with its .dat and .index. */
+export async function killOld(repo: string, keepStamp: string, log: (m: string) => void = () => undefined): Promise<string[]> {
+  const { files } = await listRepository(repo);
+  const removed: string[] = [];
+  for (const f of files) {
+    if (f.stamp >= keepStamp) continue;
+    log(`removing old backup file ${f.name} (and .dat / .index)`);
+    for (const n of [datName(f.stamp), indexName(f.stamp), f.name]) {
+      try {
+        await fsp.unlink(path.join(repo, n));
+        removed.push(n);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+    }
+  }
+  await fsyncDir(repo);
+  return removed;
+}
+
+/**
+ * What a killed run can leave, removed under the lock: our temp files, and
+ * a newest piece (with its .index) that its chain's .dat does not register.
+ */
+export async function cleanLeftovers(repo: string, log: (m: string) => void = () => undefined): Promise<string[]> {
+  const names = await fsp.readdir(repo);
+  const removed: string[] = [];
+  for (const n of names) {
+    if (isTempName(n)) {
+      await fsp.rm(path.join(repo, n), { force: true, recursive: true });
+      removed.push(n);
+    }
+  }
+  const { files } = await listRepository(repo);
+  const newest = files[files.length - 1];
+  if (newest) {
+    const chain = findChain(files);
+    let lines: DatLine[] | undefined;
+    try {
+      lines = chain.length ? await readDat(path.join(repo, datName(chain[0].stamp))) : undefined;
+    } catch {
+      lines = undefined; // a garbled .dat is reported by the backup itself
+    }
+    const registered = lines !== undefined && lines.some((l) => path.basename(l.path) === newest.name);
+    const orphan = chain.length > 0 && chain[chain.length - 1] === newest && !registered && (lines !== undefined || newest.full);
+    if (orphan) {
+      log(`removing ${newest.name}: a killed run wrote it but never registered it`);
+      for (const n of [newest.name, indexName(newest.stamp), ...(newest.full ? [datName(newest.stamp)] : [])]) {
+        await fsp.rm(path.join(repo, n), { force: true });
+        removed.push(n);
+      }
+    }
+  }
+  // An .index whose piece is gone (killed between the two renames).
+  const after = await fsp.readdir(repo);
+  const stamps = new Set(after.map(parseDataFileName).filter(Boolean).map((f) => f!.stamp));
+  for (const n of after) {
+    const m = /^(\d{4}(?:-\d\d){5})\.index$/.exec(n);
+    if (m && !stamps.has(m[1]) && m[1] > (newest?.stamp ?? '')) {
+      await fsp.rm(path.join(repo, n), { force: true });
+      removed.push(n);
+    }
+  }
+  if (removed.length) await fsyncDir(repo);
+  return removed;
+}
+
+

@@ -1,0 +1,127 @@
+/**
+ * The blob directory of a ZODB BlobStorage: its two layouts, and the mapping
+ * between (oid, tid) and a blob file's relative path, in both directions.
+ *
+ *   bushy: 0x00/0x00/0x00/0x00/0x00/0x00/0x00/0x0a/0x0405e91c6aaaaaaa.blob
+ *   lawn:  0x0a/0x0405e91c6aaaaaaa.blob
+ *
+ * `.layout` names the layout; without it ZODB takes bushy for an empty folder
+ * and lawn for a populated one. `tmp/` holds uncommitted files.
+ */
+
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { PloneBackupError } from './errors';
+import { idRepr } from './tid';
+
+export type BlobLayout = 'bushy' | 'lawn';
+
+export const LAYOUT_FILE = '.layout';
+export const BLOB_TMP_DIR = 'tmp';
+
+/** The relative folder of an oid's blob files (with '/' separators). */
+export function oidDir(oid: Buffer, layout: BlobLayout): string {
+  if (layout === 'lawn') return idRepr(oid);
+  const parts: string[] = [];
+  for (let i = 0; i < 8; i++) parts.push('0x' + oid[i].toString(16).padStart(2, '0'));
+  return parts.join('/');
+}
+
+/** The relative path of the blob file of revision (oid, tid). */
+export function blobRelPath(oid: Buffer, tid: Buffer, layout: BlobLayout): string {
+  return `${oidDir(oid, layout)}/${idRepr(tid)}.blob`;
+}
+
+function reprToId(repr: string): Buffer | undefined {
+  if (!/^0x[0-9a-f]{2,16}$/.test(repr) || repr.length % 2 !== 0) return undefined;
+  return Buffer.from(repr.slice(2).padStart(16, '0'), 'hex');
+}
+
+/**
+ * Parses a relative blob path back into (oid, tid), or undefined when it is not
+ * one (a `..`, an absolute path or any other name is never a blob path).
+ */
+export function parseBlobRelPath(rel: string, layout: BlobLayout): { oid: Buffer; tid: Buffer } | undefined {
+  const parts = rel.split(/[\\/]/);
+  const file = parts.pop();
+  if (!file || !file.endsWith('.blob')) return undefined;
+  const tid = reprToId(file.slice(0, -5));
+  if (!tid) return undefined;
+  if (layout === 'lawn') {
+    if (parts.length !== 1) return undefined;
+    const oid = reprToId(parts[0]);
+    return oid ? { oid, tid } : undefined;
+  }
+  if (parts.length !== 8) return undefined;
+  const oid = Buffer.alloc(8);
+  for (let i = 0; i < 8; i++) {
+    if (!/^0x[0-9a-f]{2}$/.test(parts[i])) return undefined;
+    oid[i] = parseInt(parts[i].slice(2), 16);
+  }
+  return { oid, tid };
+}
+
+/** Reads the layout of a blob dir, as ZODB decides it. */
+export async function readLayout(blobDir: string): Promise<{ layout: BlobLayout; marked: boolean }> {
+  try {
+    const text = (await fsp.readFile(path.join(blobDir, LAYOUT_FILE), 'utf8')).trim();
+    if (text !== 'bushy' && text !== 'lawn') {
+      throw new PloneBackupError('IO', `${path.join(blobDir, LAYOUT_FILE)} names an unknown blob layout "${text}".`, {
+        path: path.join(blobDir, LAYOUT_FILE),
+        hint: 'It must hold "bushy" or "lawn".',
+      });
+    }
+    return { layout: text, marked: true };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  let entries: string[] = [];
+  try {
+    entries = (await fsp.readdir(blobDir)).filter((n) => n !== BLOB_TMP_DIR && !n.startsWith('.'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  return { layout: entries.length === 0 ? 'bushy' : 'lawn', marked: false };
+}
+
+export interface BlobFile {
+  /** Relative path with '/' separators. */
+  rel: string;
+  oid: Buffer;
+  tid: Buffer;
+  size: number;
+}
+
+/**
+ * Lists every committed-looking blob file under a blob dir (tmp/ and the
+ * layout marker are skipped; files that are no blob paths are returned in
+ * `strays`).
+ */
+export async function listBlobFiles(blobDir: string, layout: BlobLayout): Promise<{ files: BlobFile[]; strays: string[] }> {
+  const files: BlobFile[] = [];
+  const strays: string[] = [];
+  async function walk(dir: string, rel: string): Promise<void> {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await fsp.readdir(dir, { withFileTypes: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && rel === '') return;
+      throw e;
+    }
+    for (const ent of entries) {
+      const r = rel ? `${rel}/${ent.name}` : ent.name;
+      if (rel === '' && (ent.name === BLOB_TMP_DIR || ent.name === LAYOUT_FILE)) continue;
+      if (ent.isDirectory()) await walk(path.join(dir, ent.name), r);
+      else if (ent.isFile()) {
+        const id = parseBlobRelPath(r, layout);
+        if (id) {
+          const st = await fsp.stat(path.join(dir, ent.name));
+          files.push({ rel: r, oid: id.oid, tid: id.tid, size: st.size });
+        } else strays.push(r);
+      }
+    }
+  }
+  await walk(blobDir, '');
+  files.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+  return { files, strays };
+}

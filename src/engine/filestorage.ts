@@ -1,0 +1,502 @@
+/**
+ * ZODB FileStorage (Data.fs): the record layouts, encoded and decoded
+ * symmetrically, and a scanner that walks transactions through a moving
+ * window over an open file.
+ *
+ * The scanner decides the committed end the way ZODB's read_index does in
+ * read-only mode: a torn transaction at the very end of the file (short
+ * header, length past the end, status 'c', missing trailer) is "not committed
+ * yet" and ends the walk quietly; a transaction in the middle whose records
+ * do not add up is corruption, reported with the byte position.
+ *
+ * The window emits every byte up to the last confirmed transaction to a sink
+ * (hash, copy) as it goes, so a backup reads Data.fs exactly once and copies
+ * exactly the committed bytes, from the same descriptor it measured.
+ */
+
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { PloneBackupError, checkAbort } from './errors';
+import { isBlobPickle } from './pickle';
+
+export const MAGIC_FS30 = 'FS30';
+export const MAGIC_FS21 = 'FS21';
+export const TRANS_HDR_LEN = 23; // >8sQcHHH
+export const DATA_HDR_LEN = 42; // >8s8sQQHQ
+const TWO32 = 2 ** 32;
+
+/** An 8-byte unsigned big-endian integer, or Infinity when it is too large to be a file position. */
+export function readU64(b: Buffer, off: number): number {
+  const hi = b.readUInt32BE(off);
+  if (hi >= 0x200000) return Infinity; // > 2^53: no file is that long
+  return hi * TWO32 + b.readUInt32BE(off + 4);
+}
+
+export function writeU64(b: Buffer, v: number, off: number): void {
+  b.writeUInt32BE(Math.floor(v / TWO32), off);
+  b.writeUInt32BE(v % TWO32, off + 4);
+}
+
+// ---------------------------------------------------------------------------
+// Transaction header
+
+export interface TxnHeader {
+  tid: Buffer;
+  tlen: number;
+  status: string;
+  ulen: number;
+  dlen: number;
+  elen: number;
+}
+
+export function decodeTxnHeader(b: Buffer, off = 0): TxnHeader {
+  return {
+    tid: Buffer.from(b.subarray(off, off + 8)),
+    tlen: readU64(b, off + 8),
+    status: String.fromCharCode(b[off + 16]),
+    ulen: b.readUInt16BE(off + 17),
+    dlen: b.readUInt16BE(off + 19),
+    elen: b.readUInt16BE(off + 21),
+  };
+}
+
+export function encodeTxnHeader(h: TxnHeader): Buffer {
+  const b = Buffer.alloc(TRANS_HDR_LEN);
+  h.tid.copy(b, 0, 0, 8);
+  writeU64(b, h.tlen, 8);
+  b[16] = h.status.charCodeAt(0);
+  b.writeUInt16BE(h.ulen, 17);
+  b.writeUInt16BE(h.dlen, 19);
+  b.writeUInt16BE(h.elen, 21);
+  return b;
+}
+
+// ---------------------------------------------------------------------------
+// Data record header
+
+export interface DataHeader {
+  oid: Buffer;
+  tid: Buffer;
+  prev: number;
+  tloc: number;
+  vlen: number;
+  plen: number;
+}
+
+export function decodeDataHeader(b: Buffer, off = 0): DataHeader {
+  return {
+    oid: Buffer.from(b.subarray(off, off + 8)),
+    tid: Buffer.from(b.subarray(off + 8, off + 16)),
+    prev: readU64(b, off + 16),
+    tloc: readU64(b, off + 24),
+    vlen: b.readUInt16BE(off + 32),
+    plen: readU64(b, off + 34),
+  };
+}
+
+export function encodeDataHeader(h: DataHeader): Buffer {
+  const b = Buffer.alloc(DATA_HDR_LEN);
+  h.oid.copy(b, 0, 0, 8);
+  h.tid.copy(b, 8, 0, 8);
+  writeU64(b, h.prev, 16);
+  writeU64(b, h.tloc, 24);
+  b.writeUInt16BE(h.vlen, 32);
+  writeU64(b, h.plen, 34);
+  return b;
+}
+
+// ---------------------------------------------------------------------------
+// Opening
+
+export interface OpenedStorage {
+  fh: FileHandle;
+  path: string;
+  magic: string;
+  /** The size sampled once, when opened; the walk never reads past it. */
+  size: number;
+}
+
+/** Opens a Data.fs read-only and checks its magic. The caller closes `fh`. */
+export async function openFileStorage(path: string): Promise<OpenedStorage> {
+  let fh: FileHandle;
+  try {
+    fh = await fsp.open(path, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new PloneBackupError('SOURCE_MISSING', `There is no database at ${path}.`, {
+        path,
+        hint: 'Check the path of Data.fs (-f).',
+      });
+    }
+    throw e;
+  }
+  try {
+    const size = (await fh.stat()).size;
+    const head = Buffer.alloc(4);
+    const { bytesRead } = await fh.read(head, 0, 4, 0);
+    const magic = head.toString('latin1', 0, bytesRead);
+    if (bytesRead < 4 || (magic !== MAGIC_FS30 && magic !== MAGIC_FS21)) {
+      throw new PloneBackupError(
+        'NOT_FILESTORAGE',
+        size === 0 ? `${path} is empty, not a ZODB FileStorage.` : `${path} is not a ZODB FileStorage (no FS30/FS21 magic).`,
+        { path, position: 0, hint: 'Point to the Data.fs of the site.' },
+      );
+    }
+    return { fh, path, magic, size };
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The window: buffered reads, prefetch, emission of confirmed bytes
+
+/** Receives bytes in order. A returned promise is awaited before more is emitted (back-pressure). */
+export type ByteSink = (chunk: Buffer) => void | Promise<void>;
+
+export interface WindowOptions {
+  chunkSize?: number;
+  sink?: ByteSink;
+  signal?: AbortSignal;
+  /** Called after each refill with the absolute position read so far. */
+  onProgress?: (pos: number) => void;
+}
+
+export const DEFAULT_CHUNK = 4 * 1024 * 1024;
+
+export class FileWindow {
+  private buf: Buffer = Buffer.alloc(0);
+  private bufStart: number;
+  private confirmed: number;
+  private emitted: number;
+  private pending?: { pos: number; promise: Promise<Buffer> };
+  private readonly chunk: number;
+
+  constructor(
+    readonly fh: FileHandle,
+    start: number,
+    /** Never read at or past this position (the sampled size). */
+    readonly limit: number,
+    private readonly opts: WindowOptions = {},
+  ) {
+    this.bufStart = start;
+    this.confirmed = start;
+    this.emitted = start;
+    this.chunk = opts.chunkSize ?? DEFAULT_CHUNK;
+  }
+
+  get bufEnd(): number {
+    return this.bufStart + this.buf.length;
+  }
+
+  /** Makes bytes [pos, pos + n) available; false when they lie past the limit. */
+  async ensure(pos: number, n: number): Promise<boolean> {
+    if (pos + n > this.limit) return false;
+    while (pos + n > this.bufEnd) await this.refill(pos + n);
+    return true;
+  }
+
+  view(pos: number, n: number): Buffer {
+    const o = pos - this.bufStart;
+    return this.buf.subarray(o, o + n);
+  }
+
+  /** Bytes before `pos` are committed: they may be emitted and dropped. */
+  confirm(pos: number): void {
+    this.confirmed = pos;
+  }
+
+  get confirmedEnd(): number {
+    return this.confirmed;
+  }
+
+  /** Emits every confirmed byte not emitted yet. */
+  async flush(): Promise<void> {
+    if (this.confirmed > this.emitted && this.opts.sink) {
+      const from = this.emitted - this.bufStart;
+      await this.opts.sink(this.buf.subarray(from, this.confirmed - this.bufStart));
+    }
+    this.emitted = this.confirmed;
+  }
+
+  /** A read outside the window (used for the last 8 bytes of the file). */
+  async pread(pos: number, n: number): Promise<Buffer> {
+    const b = Buffer.alloc(n);
+    const { bytesRead } = await this.fh.read(b, 0, n, pos);
+    return b.subarray(0, bytesRead);
+  }
+
+  private startRead(pos: number, len: number): Promise<Buffer> {
+    const b = Buffer.allocUnsafe(len);
+    return (async () => {
+      let got = 0;
+      while (got < len) {
+        const { bytesRead } = await this.fh.read(b, got, len - got, pos + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return got === len ? b : b.subarray(0, got);
+    })();
+  }
+
+  private async refill(needEnd: number): Promise<void> {
+    checkAbort(this.opts.signal);
+    // Emit what is confirmed from the old buffer; we never write into a buffer
+    // again once it was handed out, so the sink may hold on to the slices.
+    await this.flush();
+    const keepFrom = this.confirmed;
+    const tail = this.buf.subarray(keepFrom - this.bufStart);
+    const readPos = this.bufEnd;
+    const want = Math.max(this.chunk, needEnd - readPos);
+    let len = Math.min(want, this.limit - readPos);
+    let data: Buffer;
+    if (this.pending && this.pending.pos === readPos) {
+      data = await this.pending.promise;
+      this.pending = undefined;
+      if (data.length < len) {
+        const more = await this.startRead(readPos + data.length, len - data.length);
+        data = Buffer.concat([data, more]);
+      }
+    } else {
+      data = await this.startRead(readPos, len);
+    }
+    len = data.length;
+    if (len === 0) throw new PloneBackupError('SOURCE_CHANGED', 'The file shrank while it was being read.', { position: readPos, hint: 'Run the backup again.' });
+    this.buf = tail.length ? Buffer.concat([tail, data]) : data;
+    this.bufStart = keepFrom;
+    const next = this.bufEnd;
+    if (next < this.limit) {
+      this.pending = { pos: next, promise: this.startRead(next, Math.min(this.chunk, this.limit - next)) };
+      this.pending.promise.catch(() => undefined); // surfaced when awaited
+    }
+    this.opts.onProgress?.(next);
+  }
+
+  /** Waits for a prefetch in flight (so the file can be closed cleanly). */
+  async settle(): Promise<void> {
+    if (this.pending) await this.pending.promise.catch(() => undefined);
+    this.pending = undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The scanner
+
+export interface RecordInfo {
+  pos: number;
+  oid: Buffer;
+  tid: Buffer;
+  prev: number;
+  plen: number;
+  /** For plen == 0: the position of the record holding the data (0: creation undone). */
+  backpointer?: number;
+  /** Whether the record's pickle names ZODB.blob.Blob. */
+  blob: boolean;
+}
+
+export interface TxnInfo {
+  pos: number;
+  tid: Buffer;
+  tlen: number;
+  status: string;
+  user: Buffer;
+  description: Buffer;
+  extension: Buffer;
+  records: RecordInfo[];
+  /** Position of the next transaction (pos + tlen + 8). */
+  end: number;
+}
+
+const BLOB_GLOBAL = Buffer.from('cZODB.blob\nBlob\n', 'latin1');
+
+function recordIsBlob(pickle: Buffer): boolean {
+  // Fast path: "\x80 N c..." is the usual GLOBAL class reference.
+  if (pickle.length > 3 && pickle[0] === 0x80 && pickle[2] === 0x63) {
+    return pickle.subarray(2, 2 + BLOB_GLOBAL.length).equals(BLOB_GLOBAL);
+  }
+  return isBlobPickle(pickle);
+}
+
+export interface ScanOptions {
+  /** The file's real size, for ZODB's "garbage at the end" check (defaults to the window limit). */
+  fileSize?: number;
+  /** Skip blob detection (a little faster when nobody asks). */
+  noBlobCheck?: boolean;
+}
+
+export class TxnScanner {
+  private pos: number;
+  private done = false;
+  txnCount = 0;
+  lastTid?: Buffer;
+
+  constructor(
+    readonly window: FileWindow,
+    readonly path: string,
+    start: number,
+    private readonly opts: ScanOptions = {},
+  ) {
+    this.pos = start;
+  }
+
+  /** The committed end found so far (the position after the last good transaction). */
+  get end(): number {
+    return this.pos;
+  }
+
+  private corrupt(why: string, position: number): never {
+    throw new PloneBackupError('FS_CORRUPT', `${this.path} is damaged at byte ${position}: ${why}.`, {
+      path: this.path,
+      position,
+      hint: "Check it with ZODB's fstest and restore it from a backup; nothing was written.",
+    });
+  }
+
+  /** The next committed transaction, or null at the committed end. */
+  async next(): Promise<TxnInfo | null> {
+    const w = this.window;
+    for (;;) {
+      if (this.done) return null;
+      const tpos = this.pos;
+      if (!(await w.ensure(tpos, TRANS_HDR_LEN))) return this.stop();
+      const h = decodeTxnHeader(w.view(tpos, TRANS_HDR_LEN));
+      if (tpos + h.tlen + 8 > w.limit || h.status === 'c') return this.stop();
+      const metaLen = TRANS_HDR_LEN + h.ulen + h.dlen + h.elen;
+      if (h.tlen < metaLen) {
+        // As ZODB: garbage at the end of the file (a crash turd, zero fill) if the
+        // file's last 8 bytes are no plausible transaction length; else corruption.
+        const size = this.opts.fileSize ?? w.limit;
+        const last = size >= 8 ? await w.pread(size - 8, 8) : Buffer.alloc(0);
+        const rtl = last.length === 8 ? readU64(last, 0) : 0;
+        if (size - rtl < tpos || rtl < TRANS_HDR_LEN) return this.stop();
+        this.corrupt('invalid transaction header (its length is shorter than its own metadata)', tpos);
+      }
+      if (h.status !== ' ' && h.status !== 'p' && h.status !== 'u') {
+        this.corrupt(`invalid transaction status 0x${h.status.charCodeAt(0).toString(16)}`, tpos);
+      }
+      const tend = tpos + h.tlen;
+      if (!(await w.ensure(tpos, h.tlen + 8))) return this.stop();
+      const trailer = readU64(w.view(tend, 8), 0);
+      if (trailer !== h.tlen) {
+        // A transaction whose body is all there but whose trailer is not yet right
+        // can only be the one being written at the very end.
+        if (tend + 8 >= w.limit) return this.stop();
+        this.corrupt(`redundant transaction length ${trailer} does not match ${h.tlen}`, tend);
+      }
+      const metaStart = tpos + TRANS_HDR_LEN;
+      const txn: TxnInfo = {
+        pos: tpos,
+        tid: h.tid,
+        tlen: h.tlen,
+        status: h.status,
+        user: Buffer.from(w.view(metaStart, h.ulen)),
+        description: Buffer.from(w.view(metaStart + h.ulen, h.dlen)),
+        extension: Buffer.from(w.view(metaStart + h.ulen + h.dlen, h.elen)),
+        records: [],
+        end: tend + 8,
+      };
+      if (h.status !== 'u') {
+        let p = tpos + metaLen;
+        while (p < tend) {
+          if (p + DATA_HDR_LEN > tend) this.corrupt('a data record header runs past the end of its transaction', p);
+          const d = decodeDataHeader(w.view(p, DATA_HDR_LEN));
+          if (d.tloc !== tpos) this.corrupt(`a data record points to transaction ${d.tloc}, not ${tpos}`, p);
+          if (d.vlen !== 0) this.corrupt('a data record has a version (versions are not supported since ZODB 3.9)', p);
+          const rlen = DATA_HDR_LEN + d.plen + (d.plen === 0 ? 8 : 0);
+          if (p + rlen > tend) this.corrupt('a data record runs past the end of its transaction', p);
+          if (!d.tid.equals(h.tid)) this.corrupt('a data record carries another transaction id', p);
+          const rec: RecordInfo = { pos: p, oid: d.oid, tid: d.tid, prev: d.prev, plen: d.plen, blob: false };
+          if (d.plen === 0) rec.backpointer = readU64(w.view(p + DATA_HDR_LEN, 8), 0);
+          else if (!this.opts.noBlobCheck) rec.blob = recordIsBlob(w.view(p + DATA_HDR_LEN, Math.min(d.plen, 512)));
+          txn.records.push(rec);
+          p += rlen;
+        }
+        if (p !== tend) this.corrupt('data records do not add up to the transaction length', p);
+      }
+      this.pos = txn.end;
+      w.confirm(this.pos);
+      this.txnCount++;
+      this.lastTid = h.tid;
+      if (h.status === 'u') continue; // undone (legacy): skipped, as ZODB does
+      return txn;
+    }
+  }
+
+  private stop(): null {
+    this.done = true;
+    return null;
+  }
+
+  /** Walks to the committed end, calling `each` for every transaction. */
+  async run(each?: (t: TxnInfo) => void, signal?: AbortSignal): Promise<number> {
+    let n = 0;
+    for (let t = await this.next(); t; t = await this.next()) {
+      each?.(t);
+      if ((++n & 0x3ff) === 0) checkAbort(signal);
+    }
+    await this.window.flush();
+    return this.pos;
+  }
+}
+
+/**
+ * Checks that a transaction ends exactly at `end` in an open storage (trailer,
+ * header, status), and returns its header. Lets a backup trust the previous
+ * backup's end instead of walking the file from the start.
+ */
+export async function txnEndingAt(fh: FileHandle, end: number, size: number): Promise<TxnHeader | undefined> {
+  if (end === 4) return undefined;
+  if (end < 4 + TRANS_HDR_LEN + 8 || end > size) return undefined;
+  const t = Buffer.alloc(8);
+  await fh.read(t, 0, 8, end - 8);
+  const tlen = readU64(t, 0);
+  const tpos = end - 8 - tlen;
+  if (!(tpos >= 4)) return undefined;
+  const hb = Buffer.alloc(TRANS_HDR_LEN);
+  await fh.read(hb, 0, TRANS_HDR_LEN, tpos);
+  const h = decodeTxnHeader(hb);
+  if (h.tlen !== tlen || h.status === 'c') return undefined;
+  return h;
+}
+
+// ---------------------------------------------------------------------------
+// Convenience: whole-file walks
+
+export interface WalkResult {
+  magic: string;
+  size: number;
+  end: number;
+  txnCount: number;
+  lastTid?: Buffer;
+}
+
+/** Finds the committed end of a Data.fs another process may be appending to. */
+export async function committedEnd(path: string, signal?: AbortSignal): Promise<WalkResult> {
+  const st = await openFileStorage(path);
+  try {
+    const w = new FileWindow(st.fh, 4, st.size, { signal });
+    const s = new TxnScanner(w, path, 4, { noBlobCheck: true });
+    const end = await s.run(undefined, signal);
+    await w.settle();
+    return { magic: st.magic, size: st.size, end, txnCount: s.txnCount, lastTid: s.lastTid };
+  } finally {
+    await st.fh.close();
+  }
+}
+
+/** Iterates committed transactions of a Data.fs (records included). */
+export async function* iterateTransactions(path: string, signal?: AbortSignal): AsyncGenerator<TxnInfo> {
+  const st = await openFileStorage(path);
+  const w = new FileWindow(st.fh, 4, st.size, { signal });
+  try {
+    const s = new TxnScanner(w, path, 4);
+    for (let t = await s.next(); t; t = await s.next()) {
+      checkAbort(signal);
+      yield t;
+    }
+  } finally {
+    await w.settle();
+    await st.fh.close();
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * repozo -R: rebuild Data.fs as of a date from a repository chain, to a file
+ * (with its .index) or to a stream.
+ *
+ * Unlike repozo, the existing Data.fs is never deleted first: the new file is
+ * written to a temp name beside it, fsynced, and only then swapped in with a
+ * rename; the old one is kept (hard-linked) under a name that says so, unless
+ * the caller asks not to keep it. Every piece is checked against its .dat line
+ * while it is copied when the .dat has one (size always; md5 too, since the
+ * bytes are hashed anyway); `withVerify` makes a missing .dat line an error.
+ */
+
+import { promises as fsp } from 'node:fs';
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
+import { PloneBackupError, checkAbort } from './errors';
+import { HashingFileWriter, exists, fsyncDir, tempPath, writeFileAtomic } from './io';
+import type { OperationOptions } from './progress';
+import { type DatLine, type RepoFile, datLinesFor, datName, findChain, indexName, listRepository, readDat } from './repository';
+import { readPiece } from './streams';
+import { formatStamp } from './tid';
+
+export interface RecoverOptions extends OperationOptions {
+  repository: string;
+  /** Where to write Data.fs; undefined: to `stream`. */
+  output?: string;
+  /** Write here when there is no output file (repozo: stdout). */
+  stream?: NodeJS.WritableStream;
+  /** As repozo's -D, already normalised (see normalizeDateArg); undefined: now. */
+  date?: string;
+  /** repozo -w: a piece without a .dat line is an error. */
+  withVerify?: boolean;
+  /** Keep the replaced Data.fs beside the new one (default true). */
+  keepOld?: boolean;
+  now?: () => Date;
+}
+
+export interface RecoveredPiece {
+  name: string;
+  bytes: number;
+  md5: string;
+  /** Whether a .dat line was there to check it against. */
+  checked: boolean;
+}
+
+export interface RecoverResult {
+  chain: RecoveredPiece[];
+  bytes: number;
+  md5: string;
+  output?: string;
+  /** The .index copied beside the output, if the last piece had one. */
+  index?: string;
+  /** Where the replaced Data.fs (and its index) now are. */
+  keptOld?: string[];
+  /** The stamp of the last piece: the state restored. */
+  stamp: string;
+}
+
+export async function recover(opts: RecoverOptions): Promise<RecoverResult> {
+  const log = opts.log ?? (() => undefined);
+  const repo = opts.repository;
+  const { files } = await listRepository(repo);
+  const when = opts.date ?? formatStamp((opts.now ?? (() => new Date()))());
+  const chain = findChain(files, when);
+  if (chain.length === 0) {
+    throw new PloneBackupError(
+      'NO_BACKUPS',
+      opts.date ? `There is no backup in ${repo} from before ${opts.date}.` : `There is no backup in ${repo}.`,
+      { path: repo, hint: opts.date ? 'Pick a later date; `list` shows the backups there are.' : 'Make one first (-B).' },
+    );
+  }
+  log(`files needed to recover state as of ${when}: ${chain.map((f) => f.name).join(', ')}`);
+  const datFile = path.join(repo, datName(chain[0].stamp));
+  const lines = await readDat(datFile);
+  const expected = lines ? datLinesFor(chain, lines) : chain.map(() => undefined);
+  if (opts.withVerify) {
+    const missing = chain.find((_, i) => expected[i] === undefined);
+    if (missing) {
+      throw new PloneBackupError('PIECE_MISMATCH', `${missing.name} is not listed in ${path.basename(datFile)}, so it cannot be verified.`, {
+        path: path.join(repo, missing.name),
+        hint: 'Recover without -w, or make a new full backup.',
+      });
+    }
+  }
+  checkChain(repo, chain, expected);
+
+  const total = expected.every((l) => l) ? expected[expected.length - 1]!.end : undefined;
+  const out = opts.output;
+  const last = chain[chain.length - 1];
+  const sourceIndex = path.join(repo, indexName(last.stamp));
+
+  if (out === undefined) {
+    const stream = opts.stream ?? process.stdout;
+    const res = await copyChain(repo, chain, expected, total, opts, async (c) => {
+      if (!stream.write(c)) await new Promise<void>((r) => stream.once('drain', () => r()));
+    });
+    return { ...res, stamp: last.stamp };
+  }
+
+  // To a file: a temp file beside the output, swapped in only when complete.
+  const outDir = path.dirname(path.resolve(out));
+  if (!(await exists(outDir))) {
+    throw new PloneBackupError('IO', `The folder ${outDir} for the recovered Data.fs does not exist.`, { path: outDir, hint: 'Create it first.' });
+  }
+  const writer = await HashingFileWriter.create(out);
+  let indexTemp: string | undefined;
+  try {
+    const res = await copyChain(repo, chain, expected, total, opts, writer.write);
+    await writer.finish();
+    checkAbort(opts.signal);
+    if (await exists(sourceIndex)) {
+      indexTemp = tempPath(`${out}.index`);
+      await fsp.copyFile(sourceIndex, indexTemp);
+      const fh = await fsp.open(indexTemp, 'r');
+      await fh.sync();
+      await fh.close();
+    } else log(`No index file to restore: ${sourceIndex}`);
+    const keptOld = await swapIn(out, writer.temp, indexTemp, opts.keepOld ?? true, log);
+    return { ...res, output: out, index: indexTemp ? `${out}.index` : undefined, keptOld, stamp: last.stamp };
+  } catch (e) {
+    await writer.discard();
+    if (indexTemp) await fsp.rm(indexTemp, { force: true });
+    throw e;
+  }
+}
+
+/** The chain's pieces must follow each other according to the .dat. */
+function checkChain(repo: string, chain: RepoFile[], expected: (DatLine | undefined)[]): void {
+  let end = 0;
+  chain.forEach((f, i) => {
+    const l = expected[i];
+    if (!l) return;
+    if (i === 0 ? l.start !== 0 : expected[i - 1] && l.start !== end) {
+      throw new PloneBackupError('CHAIN_BROKEN', `${f.name} starts at byte ${l.start}, but the piece before it ends at ${end}.`, {
+        path: path.join(repo, f.name),
+        position: l.start,
+        hint: 'The repository is inconsistent: make a new full backup (-F).',
+      });
+    }
+    end = l.end;
+  });
+}
+
+async function copyChain(
+  repo: string,
+  chain: RepoFile[],
+  expected: (DatLine | undefined)[],
+  total: number | undefined,
+  opts: RecoverOptions,
+  sink: (c: Buffer) => Promise<void>,
+): Promise<{ chain: RecoveredPiece[]; bytes: number; md5: string }> {
+  const all = createHash('md5');
+  let bytes = 0;
+  const pieces: RecoveredPiece[] = [];
+  for (let i = 0; i < chain.length; i++) {
+    const f = chain[i];
+    const file = path.join(repo, f.name);
+    const want = expected[i];
+    const h = createHash('md5');
+    let n = 0;
+    for await (const c of readPiece(file, f.gzip, opts.signal)) {
+      if (want && n + c.length > want.end - want.start) {
+        throw new PloneBackupError('PIECE_MISMATCH', `${file} is longer than its .dat line says (${want.end - want.start} bytes).`, {
+          path: file,
+          position: want.end - want.start,
+          hint: 'The piece is damaged: make a new full backup (-F).',
+        });
+      }
+      h.update(c);
+      all.update(c);
+      n += c.length;
+      bytes += c.length;
+      await sink(c);
+      opts.onProgress?.({ phase: `restoring ${f.name}`, done: bytes, total });
+    }
+    const md5 = h.digest('hex');
+    if (want) {
+      if (n !== want.end - want.start) {
+        throw new PloneBackupError('PIECE_MISMATCH', `${file} is ${n} bytes, should be ${want.end - want.start} bytes.`, {
+          path: file,
+          position: n,
+          hint: 'The piece is truncated: restore it from another copy, or recover to an earlier date.',
+        });
+      }
+      if (md5 !== want.md5) {
+        throw new PloneBackupError('PIECE_MISMATCH', `${file} has checksum ${md5} instead of ${want.md5}.`, {
+          path: file,
+          hint: 'The piece is damaged: restore it from another copy, or recover to an earlier date.',
+        });
+      }
+    }
+    opts.log?.(`Recovered chunk ${file} : ${n} bytes, md5: ${md5}`);
+    pieces.push({ name: f.name, bytes: n, md5, checked: !!want });
+  }
+  return { chain: pieces, bytes, md5: all.digest('hex') };
+}
+
+/**
+ * Puts the finished temp file in place of `out`. The old Data.fs is hard-linked
+ * to a kept name first, so at every moment `out` is either the whole old or
+ * the whole new file. The old index is moved aside before the swap, so a crash
+ * in between leaves no index (ZODB rebuilds it) rather than a wrong one.
+ */
+async function swapIn(out: string, temp: string, indexTemp: string | undefined, keepOld: boolean, log: (m: string) => void): Promise<string[]> {
+  const kept: string[] = [];
+  const dir = path.dirname(path.resolve(out));
+  const hadOld = await exists(out);
+  const suffix = `.before-restore-${formatStamp(new Date())}`;
+  const outIndex = `${out}.index`;
+  if (hadOld && keepOld) {
+    let keptName = out + suffix;
+    for (let i = 1; await exists(keptName); i++) keptName = `${out}${suffix}-${i}`;
+    await fsp.link(out, keptName).catch(async (e) => {
+      if ((e as NodeJS.ErrnoException).code !== 'EXDEV' && (e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
+      await fsp.copyFile(out, keptName);
+    });
+    kept.push(keptName);
+    if (await exists(outIndex)) {
+      const keptIndex = `${keptName}.index`;
+      await fsp.rename(outIndex, keptIndex);
+      kept.push(keptIndex);
+    }
+    log(`Keeping the previous ${out} as ${keptName}`);
+  } else if (await exists(outIndex)) {
+    await fsp.rm(outIndex, { force: true });
+  }
+  await fsp.rename(temp, out);
+  if (indexTemp) await fsp.rename(indexTemp, outIndex);
+  await fsyncDir(dir);
+  return kept;
+}
+
+export { writeFileAtomic };

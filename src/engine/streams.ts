@@ -1,0 +1,140 @@
+/**
+ * Reading repository pieces and file ranges as streams of chunks, with one
+ * read always in flight ahead of the consumer (so hashing overlaps I/O), and
+ * gzip pieces inflated in libuv's thread pool.
+ */
+
+import { createReadStream, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as zlib from 'node:zlib';
+import { PloneBackupError, checkAbort } from './errors';
+
+export const READ_CHUNK = 4 * 1024 * 1024;
+
+/** Chunks of bytes [start, end) of an open file; a short file is SOURCE_CHANGED. */
+export async function* readRange(fh: FileHandle, start: number, end: number, signal?: AbortSignal, chunk = READ_CHUNK): AsyncGenerator<Buffer> {
+  const read = async (pos: number): Promise<Buffer> => {
+    const len = Math.min(chunk, end - pos);
+    const b = Buffer.allocUnsafe(len);
+    let got = 0;
+    while (got < len) {
+      const { bytesRead } = await fh.read(b, got, len - got, pos + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return got === len ? b : b.subarray(0, got);
+  };
+  let pos = start;
+  let pending = pos < end ? read(pos) : undefined;
+  try {
+    while (pending) {
+      const buf = await pending;
+      pending = undefined;
+      if (buf.length === 0) {
+        throw new PloneBackupError('SOURCE_CHANGED', 'A file ended earlier than expected while it was read.', { position: pos });
+      }
+      pos += buf.length;
+      checkAbort(signal);
+      if (pos < end) {
+        pending = read(pos);
+        pending.catch(() => undefined);
+      }
+      yield buf;
+    }
+  } finally {
+    if (pending) await pending.catch(() => undefined);
+  }
+}
+
+/** The uncompressed bytes of one repository piece (gunzipped for .fsz/.deltafsz). */
+export async function* readPiece(file: string, gzip: boolean, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  if (!gzip) {
+    let fh: FileHandle;
+    try {
+      fh = await fsp.open(file, 'r');
+    } catch (e) {
+      throw pieceOpenError(file, e);
+    }
+    try {
+      const size = (await fh.stat()).size;
+      yield* readRange(fh, 0, size, signal);
+    } finally {
+      await fh.close();
+    }
+    return;
+  }
+  try {
+    await fsp.access(file);
+  } catch (e) {
+    throw pieceOpenError(file, e);
+  }
+  const src = createReadStream(file, { highWaterMark: 1024 * 1024 });
+  const gunzip = zlib.createGunzip({ chunkSize: 1024 * 1024 });
+  src.on('error', (e) => gunzip.destroy(e));
+  src.pipe(gunzip);
+  try {
+    for await (const c of gunzip) {
+      checkAbort(signal);
+      yield c as Buffer;
+    }
+  } catch (e) {
+    if (PloneBackupError.is(e)) throw e;
+    throw new PloneBackupError('PIECE_BAD', `${file} cannot be decompressed (${(e as Error).message}).`, {
+      path: file,
+      hint: 'The piece is damaged: make a new full backup (-F) and keep the damaged one for inspection.',
+      cause: e,
+    });
+  } finally {
+    src.destroy();
+    gunzip.destroy();
+  }
+}
+
+function pieceOpenError(file: string, e: unknown): unknown {
+  if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+    return new PloneBackupError('PIECE_MISSING', `The backup piece ${file} is missing.`, {
+      path: file,
+      hint: 'Restore it from another copy of the repository, or make a new full backup (-F).',
+    });
+  }
+  return e;
+}
+
+/** Pulls bytes from an async iterator in exact amounts. */
+export class ByteReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private done = false;
+  constructor(private readonly it: AsyncIterator<Buffer>) {}
+
+  /** Up to n bytes (fewer only at the end). */
+  async take(n: number): Promise<Buffer> {
+    while (this.buf.length < n && !this.done) {
+      const r = await this.it.next();
+      if (r.done) this.done = true;
+      else this.buf = this.buf.length ? Buffer.concat([this.buf, r.value]) : r.value;
+    }
+    const out = this.buf.subarray(0, n);
+    this.buf = this.buf.subarray(out.length);
+    return out;
+  }
+
+  /** Next chunk of any size (empty at the end). */
+  async chunk(): Promise<Buffer> {
+    if (this.buf.length) {
+      const b = this.buf;
+      this.buf = Buffer.alloc(0);
+      return b;
+    }
+    if (this.done) return Buffer.alloc(0);
+    const r = await this.it.next();
+    if (r.done) {
+      this.done = true;
+      return Buffer.alloc(0);
+    }
+    return r.value;
+  }
+
+  async close(): Promise<void> {
+    await this.it.return?.(undefined);
+  }
+}
