@@ -18,7 +18,18 @@ import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { PloneBackupError, checkAbort } from './errors';
-import { FileWindow, TxnScanner, openFileStorage, txnEndingAt, type OpenedStorage, type TxnInfo } from './filestorage';
+import {
+  DATA_HDR_LEN,
+  FileWindow,
+  TxnScanner,
+  decodeDataHeader,
+  openFileStorage,
+  readU64,
+  txnEndingAt,
+  type OpenedStorage,
+  type TxnInfo,
+} from './filestorage';
+import { isBlobPickle } from './pickle';
 import { FsIndex, encodeIndex, readIndexFile } from './fsindex';
 import { HashingFileWriter, fsyncDir, isTempName, writeFileAtomic } from './io';
 import { acquireLock } from './lock';
@@ -100,7 +111,9 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
     await cleanLeftovers(repo, log);
     const st = await openFileStorage(opts.file);
     try {
-      return await backupLocked(opts, st, log);
+      const prepared = await prepareBackup(opts, st);
+      await prepared.commit();
+      return prepared.result;
     } finally {
       await st.fh.close();
     }
@@ -109,7 +122,41 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
   }
 }
 
-async function backupLocked(opts: BackupOptions, st: OpenedStorage, log: (m: string) => void): Promise<BackupResult> {
+/** A blob revision a backed-up record refers to. */
+export interface BlobRef {
+  oid: Buffer;
+  tid: Buffer;
+}
+
+/**
+ * A backup written to temp files but not yet registered in the repository.
+ * `commit()` renames the piece and index into place and rewrites the .dat;
+ * `discard()` removes the temp files. Lets a caller (the deployment backup)
+ * make the blob generation first and register both only when both are whole.
+ */
+export interface PreparedBackup {
+  result: BackupResult;
+  /** Blob records in the piece (collected when `collectBlobs`). */
+  blobs: BlobRef[];
+  commit(): Promise<void>;
+  discard(): Promise<void>;
+}
+
+export interface PrepareOptions extends BackupOptions {
+  /** Collect the blob records of the new piece into `blobs`. */
+  collectBlobs?: boolean;
+}
+
+/**
+ * Decides and writes a backup to temp files. The caller holds the repository
+ * lock and keeps `st` open until commit or discard.
+ */
+export async function prepareBackup(opts: PrepareOptions, st: OpenedStorage): Promise<PreparedBackup> {
+  const log = opts.log ?? (() => undefined);
+  return backupLocked(opts, st, log);
+}
+
+async function backupLocked(opts: PrepareOptions, st: OpenedStorage, log: (m: string) => void): Promise<PreparedBackup> {
   const repo = opts.repository;
   const listing = await listRepository(repo);
   const chain = findChain(listing.files);
@@ -254,11 +301,12 @@ interface Copied {
   transactions: number;
   lastTid?: Buffer;
   writer?: HashingFileWriter;
+  blobs: BlobRef[];
 }
 
 /** One pass from `start`: walk transactions, hash and write the committed bytes. */
 async function copyCommitted(
-  opts: BackupOptions,
+  opts: PrepareOptions,
   st: OpenedStorage,
   start: number,
   target: string,
@@ -270,6 +318,9 @@ async function copyCommitted(
     writer ??= await HashingFileWriter.create(target, { gzip: opts.gzip });
     await writer.write(chunk);
   };
+  const blobs: BlobRef[] = [];
+  const blobPositions = new Set<number>();
+  const backpointers: { oid: Buffer; tid: Buffer; target: number }[] = [];
   try {
     if (prefix) await sink(prefix);
     const window = new FileWindow(st.fh, start, st.size, {
@@ -277,72 +328,139 @@ async function copyCommitted(
       signal: opts.signal,
       onProgress: (done) => opts.onProgress?.({ phase: 'copying Data.fs', done, total: st.size }),
     });
-    const scanner = new TxnScanner(window, st.path, start, { fileSize: st.size, noBlobCheck: true });
+    const scanner = new TxnScanner(window, st.path, start, { fileSize: st.size, noBlobCheck: !opts.collectBlobs });
     try {
-      const onTxn = index
-        ? (t: TxnInfo) => {
-            for (const r of t.records) index.set(r.oid, r.pos);
+      await scanner.run((t: TxnInfo) => {
+        for (const r of t.records) {
+          index?.set(r.oid, r.pos);
+          if (!opts.collectBlobs) continue;
+          if (r.blob) {
+            blobs.push({ oid: r.oid, tid: r.tid });
+            blobPositions.add(r.pos);
+          } else if (r.backpointer) {
+            backpointers.push({ oid: r.oid, tid: r.tid, target: r.backpointer });
           }
-        : undefined;
-      await scanner.run(onTxn, opts.signal);
+        }
+      }, opts.signal);
     } finally {
       await window.settle();
     }
+    // An undo of a blob revision has no data of its own, but ZODB gives it a blob
+    // file under its own tid: it is a blob record if the record it points to is.
+    for (const b of backpointers) {
+      if (blobPositions.has(b.target) || (b.target < start && (await isBlobRecordAt(st, b.target)))) {
+        blobs.push({ oid: b.oid, tid: b.tid });
+      }
+    }
     const md5 = writer ? await writer.finish() : createHash('md5').digest('hex');
-    return { end: scanner.end, md5, transactions: scanner.txnCount, lastTid: scanner.lastTid, writer };
+    return { end: scanner.end, md5, transactions: scanner.txnCount, lastTid: scanner.lastTid, writer, blobs };
   } catch (e) {
     await writer?.discard();
     throw e;
   }
 }
 
-async function fullBackup(opts: BackupOptions, st: OpenedStorage, stamp: string, reason: string, log: (m: string) => void): Promise<BackupResult> {
+/** Whether the data record at `pos` (following back pointers) is a Blob. */
+export async function isBlobRecordAt(st: { fh: FileHandle; size: number }, pos: number, depth = 0): Promise<boolean> {
+  if (depth > 32 || pos < 4 || pos + DATA_HDR_LEN > st.size) return false;
+  const h = Buffer.alloc(DATA_HDR_LEN + 64);
+  const { bytesRead } = await st.fh.read(h, 0, h.length, pos);
+  if (bytesRead < DATA_HDR_LEN) return false;
+  const d = decodeDataHeader(h);
+  if (d.plen === 0) {
+    const bp = readU64(h, DATA_HDR_LEN);
+    return bp > 0 && isBlobRecordAt(st, bp, depth + 1);
+  }
+  return isBlobPickle(h.subarray(DATA_HDR_LEN, Math.min(bytesRead, DATA_HDR_LEN + d.plen)));
+}
+
+/** Registers the temp files of a prepared backup; on failure removes what it renamed. */
+function preparedFrom(
+  opts: PrepareOptions,
+  result: BackupResult,
+  copied: Copied,
+  indexBytes: Buffer,
+  datFile: string,
+  datText: () => Promise<string>,
+  log: (m: string) => void,
+): PreparedBackup {
+  const repo = opts.repository;
+  const stamp = result.stamp!;
+  let settled = false;
+  return {
+    result,
+    blobs: copied.blobs,
+    async commit() {
+      if (settled) return;
+      settled = true;
+      const written: string[] = [];
+      try {
+        checkAbort(opts.signal);
+        await writeFileAtomic(path.join(repo, indexName(stamp)), indexBytes);
+        written.push(indexName(stamp));
+        await copied.writer!.commit();
+        written.push(result.piece!);
+        // The .dat is rewritten whole and renamed, never appended in place: a crash
+        // leaves either the old or the new .dat, both consistent.
+        await writeFileAtomic(datFile, await datText());
+        written.push(path.basename(datFile));
+      } catch (e) {
+        await copied.writer?.discard();
+        // The .dat is the registration: if it was not replaced, the piece never existed.
+        for (const n of written) if (!n.endsWith('.dat')) await fsp.rm(path.join(repo, n), { force: true });
+        throw e;
+      }
+      result.written = written;
+      if (opts.killOld && result.action === 'full') result.removed = await killOld(repo, stamp, log);
+    },
+    async discard() {
+      if (settled) return;
+      settled = true;
+      await copied.writer?.discard();
+    },
+  };
+}
+
+const nothingToCommit = (result: BackupResult): PreparedBackup => ({
+  result,
+  blobs: [],
+  commit: async () => undefined,
+  discard: async () => undefined,
+});
+
+async function fullBackup(opts: PrepareOptions, st: OpenedStorage, stamp: string, reason: string, log: (m: string) => void): Promise<PreparedBackup> {
   const repo = opts.repository;
   const piece = pieceFileName(stamp, true, !!opts.gzip);
   const target = path.join(repo, piece);
   const index = new FsIndex();
   const magic = Buffer.from(st.magic, 'latin1');
   const copied = await copyCommitted(opts, st, 4, target, index, magic);
-  const written: string[] = [];
-  try {
-    checkAbort(opts.signal);
-    log(`writing full backup: ${copied.end} bytes to ${target}`);
-    await writeFileAtomic(path.join(repo, indexName(stamp)), encodeIndex(index, copied.end));
-    written.push(indexName(stamp));
-    await copied.writer!.commit();
-    written.push(piece);
-    const line: DatLine = { path: pyJoin(opts.datPrefix ?? repo, piece), start: 0, end: copied.end, md5: copied.md5 };
-    await writeFileAtomic(path.join(repo, datName(stamp)), formatDatLine(line));
-    written.push(datName(stamp));
-  } catch (e) {
-    await copied.writer?.discard();
-    for (const n of written) await fsp.rm(path.join(repo, n), { force: true });
-    throw e;
-  }
-  const removed = opts.killOld ? await killOld(repo, stamp, log) : [];
-  return {
+  log(`writing full backup: ${copied.end} bytes to ${target}`);
+  const line: DatLine = { path: pyJoin(opts.datPrefix ?? repo, piece), start: 0, end: copied.end, md5: copied.md5 };
+  const result: BackupResult = {
     action: 'full',
     reason,
     stamp,
     piece,
-    written,
-    removed,
+    written: [],
+    removed: [],
     start: 0,
     end: copied.end,
     md5: copied.md5,
     transactions: copied.transactions,
     lastTid: copied.lastTid?.toString('hex'),
   };
+  return preparedFrom(opts, result, copied, encodeIndex(index, copied.end), path.join(repo, datName(stamp)), async () => formatDatLine(line), log);
 }
 
 async function incrementalBackup(
-  opts: BackupOptions,
+  opts: PrepareOptions,
   st: OpenedStorage,
   stamp: string,
   chain: RepoFile[],
   from: number,
   log: (m: string) => void,
-): Promise<BackupResult> {
+): Promise<PreparedBackup> {
   const repo = opts.repository;
   const piece = pieceFileName(stamp, false, !!opts.gzip);
   const target = path.join(repo, piece);
@@ -350,33 +468,17 @@ async function incrementalBackup(
   const copied = await copyCommitted(opts, st, from, target, baseIndex);
   if (copied.end === from) {
     log('No changes, nothing to do');
-    return { action: 'none', reason: 'nothing was committed since the last backup', written: [], removed: [], start: from, end: from, transactions: 0 };
+    return nothingToCommit({ action: 'none', reason: 'nothing was committed since the last backup', written: [], removed: [], start: from, end: from, transactions: 0 });
   }
-  const written: string[] = [];
-  try {
-    checkAbort(opts.signal);
-    log(`writing incremental: ${copied.end - from} bytes to ${target}`);
-    await writeFileAtomic(path.join(repo, indexName(stamp)), encodeIndex(baseIndex, copied.end));
-    written.push(indexName(stamp));
-    await copied.writer!.commit();
-    written.push(piece);
-    // The .dat is rewritten whole and renamed, never appended in place: a crash
-    // leaves either the old or the new .dat, both consistent.
-    const datFile = path.join(repo, datName(chain[0].stamp));
-    const line: DatLine = { path: pyJoin(opts.datPrefix ?? repo, piece), start: from, end: copied.end, md5: copied.md5 };
-    const previous = await fsp.readFile(datFile, 'latin1');
-    await writeFileAtomic(datFile, (previous === '' || previous.endsWith('\n') ? previous : previous + '\n') + formatDatLine(line));
-  } catch (e) {
-    await copied.writer?.discard();
-    for (const n of written) await fsp.rm(path.join(repo, n), { force: true });
-    throw e;
-  }
-  return {
+  log(`writing incremental: ${copied.end - from} bytes to ${target}`);
+  const datFile = path.join(repo, datName(chain[0].stamp));
+  const line: DatLine = { path: pyJoin(opts.datPrefix ?? repo, piece), start: from, end: copied.end, md5: copied.md5 };
+  const result: BackupResult = {
     action: 'incremental',
     reason: 'Data.fs grew since the last backup',
     stamp,
     piece,
-    written,
+    written: [],
     removed: [],
     start: from,
     end: copied.end,
@@ -384,6 +486,11 @@ async function incrementalBackup(
     transactions: copied.transactions,
     lastTid: copied.lastTid?.toString('hex'),
   };
+  const datText = async () => {
+    const previous = await fsp.readFile(datFile, 'latin1');
+    return (previous === '' || previous.endsWith('\n') ? previous : previous + '\n') + formatDatLine(line);
+  };
+  return preparedFrom(opts, result, copied, encodeIndex(baseIndex, copied.end), datFile, datText, log);
 }
 
 /**
