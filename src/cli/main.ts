@@ -8,6 +8,7 @@ import { PloneBackupError, toPloneBackupError } from '../engine';
 import { type CliIo, processIo } from './io';
 import { repozoMain } from './repozo';
 import { demoMain } from './demo';
+import { DEPLOY_HELP, deployMain } from './deploy';
 
 const VERSION = '0.1.0';
 
@@ -16,9 +17,11 @@ const HELP = `Usage: plone-backup <command> [options]
 Commands:
   repozo [options]   repozo-compatible backup (-B), recover (-R) and verify (-V)
                      of a Data.fs; see plone-backup repozo --help
-  demo               back up, restore and verify a sample database in a temp folder
+  demo               a sample deployment in a temp folder: a writer keeps committing
+                     while it is backed up, checked, drilled and restored
   help               this text
   --version          the version
+
 `;
 
 type Command = (argv: string[], io: CliIo) => Promise<number>;
@@ -27,11 +30,14 @@ const COMMANDS: Record<string, Command> = {
   repozo: repozoMain,
   demo: demoMain,
 };
+for (const c of ['backup', 'fullbackup', 'snapshot', 'zipbackup', 'restore', 'snapshotrestore', 'ziprestore', 'altrestore', 'list', 'verify', 'check', 'drill']) {
+  COMMANDS[c] = (argv, io) => deployMain(c, argv, io);
+}
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
-    io.stdout.write(HELP);
+    io.stdout.write(HELP + DEPLOY_HELP);
     return cmd === undefined ? 2 : 0;
   }
   if (cmd === '--version') {

@@ -17,19 +17,16 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { PloneBackupError, checkAbort } from './errors';
+import { PloneBackupError, checkAbort, toPloneBackupError } from './errors';
 import {
-  DATA_HDR_LEN,
   FileWindow,
   TxnScanner,
-  decodeDataHeader,
   openFileStorage,
-  readU64,
   txnEndingAt,
   type OpenedStorage,
   type TxnInfo,
 } from './filestorage';
-import { isBlobPickle } from './pickle';
+import { BlobCollector, type BlobRef } from './blobrefs';
 import { FsIndex, encodeIndex, readIndexFile } from './fsindex';
 import { HashingFileWriter, fsyncDir, isTempName, writeFileAtomic } from './io';
 import { acquireLock } from './lock';
@@ -103,6 +100,15 @@ const QUICK_HASH_LIMIT = 64 * 1024 * 1024;
 const QUICK_TAIL = 1024 * 1024;
 
 export async function backup(opts: BackupOptions): Promise<BackupResult> {
+  try {
+    return await backupUnlocked(opts);
+  } catch (e) {
+    // An OS error (a full disk, a permission) reaches callers typed, like ours.
+    throw toPloneBackupError(e);
+  }
+}
+
+async function backupUnlocked(opts: BackupOptions): Promise<BackupResult> {
   const log = opts.log ?? (() => undefined);
   const repo = opts.repository;
   await listRepository(repo); // REPO_MISSING before anything else
@@ -122,11 +128,6 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
   }
 }
 
-/** A blob revision a backed-up record refers to. */
-export interface BlobRef {
-  oid: Buffer;
-  tid: Buffer;
-}
 
 /**
  * A backup written to temp files but not yet registered in the repository.
@@ -318,9 +319,7 @@ async function copyCommitted(
     writer ??= await HashingFileWriter.create(target, { gzip: opts.gzip });
     await writer.write(chunk);
   };
-  const blobs: BlobRef[] = [];
-  const blobPositions = new Set<number>();
-  const backpointers: { oid: Buffer; tid: Buffer; target: number }[] = [];
+  const collector = opts.collectBlobs ? new BlobCollector() : undefined;
   try {
     if (prefix) await sink(prefix);
     const window = new FileWindow(st.fh, start, st.size, {
@@ -333,45 +332,19 @@ async function copyCommitted(
       await scanner.run((t: TxnInfo) => {
         for (const r of t.records) {
           index?.set(r.oid, r.pos);
-          if (!opts.collectBlobs) continue;
-          if (r.blob) {
-            blobs.push({ oid: r.oid, tid: r.tid });
-            blobPositions.add(r.pos);
-          } else if (r.backpointer) {
-            backpointers.push({ oid: r.oid, tid: r.tid, target: r.backpointer });
-          }
+          collector?.add(r);
         }
       }, opts.signal);
     } finally {
       await window.settle();
     }
-    // An undo of a blob revision has no data of its own, but ZODB gives it a blob
-    // file under its own tid: it is a blob record if the record it points to is.
-    for (const b of backpointers) {
-      if (blobPositions.has(b.target) || (b.target < start && (await isBlobRecordAt(st, b.target)))) {
-        blobs.push({ oid: b.oid, tid: b.tid });
-      }
-    }
+    const blobs = collector ? await collector.finish(st, start) : [];
     const md5 = writer ? await writer.finish() : createHash('md5').digest('hex');
     return { end: scanner.end, md5, transactions: scanner.txnCount, lastTid: scanner.lastTid, writer, blobs };
   } catch (e) {
     await writer?.discard();
     throw e;
   }
-}
-
-/** Whether the data record at `pos` (following back pointers) is a Blob. */
-export async function isBlobRecordAt(st: { fh: FileHandle; size: number }, pos: number, depth = 0): Promise<boolean> {
-  if (depth > 32 || pos < 4 || pos + DATA_HDR_LEN > st.size) return false;
-  const h = Buffer.alloc(DATA_HDR_LEN + 64);
-  const { bytesRead } = await st.fh.read(h, 0, h.length, pos);
-  if (bytesRead < DATA_HDR_LEN) return false;
-  const d = decodeDataHeader(h);
-  if (d.plen === 0) {
-    const bp = readU64(h, DATA_HDR_LEN);
-    return bp > 0 && isBlobRecordAt(st, bp, depth + 1);
-  }
-  return isBlobPickle(h.subarray(DATA_HDR_LEN, Math.min(bytesRead, DATA_HDR_LEN + d.plen)));
 }
 
 /** Registers the temp files of a prepared backup; on failure removes what it renamed. */
@@ -561,13 +534,16 @@ export async function cleanLeftovers(repo: string, log: (m: string) => void = ()
   if (newest) {
     const chain = findChain(files);
     let lines: DatLine[] | undefined;
+    let garbled = false;
     try {
       lines = chain.length ? await readDat(path.join(repo, datName(chain[0].stamp))) : undefined;
     } catch {
-      lines = undefined; // a garbled .dat is reported by the backup itself
+      // A garbled .dat is reported by the backup itself; it must not make a
+      // good full backup look like one a killed run never registered.
+      garbled = true;
     }
     const registered = lines !== undefined && lines.some((l) => path.basename(l.path) === newest.name);
-    const orphan = chain.length > 0 && chain[chain.length - 1] === newest && !registered && (lines !== undefined || newest.full);
+    const orphan = !garbled && chain.length > 0 && chain[chain.length - 1] === newest && !registered && (lines !== undefined || newest.full);
     if (orphan) {
       log(`removing ${newest.name}: a killed run wrote it but never registered it`);
       for (const n of [newest.name, indexName(newest.stamp), ...(newest.full ? [datName(newest.stamp)] : [])]) {

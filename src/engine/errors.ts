@@ -18,6 +18,10 @@ export type ErrorCode =
   | 'PIECE_MISSING' // a piece named by the chain or .dat is not there
   | 'PIECE_MISMATCH' // size or md5 of a piece differs from its .dat
   | 'PIECE_BAD' // a piece that cannot be read (bad gzip, truncated)
+  | 'ARCHIVE_BAD' // a blob tar archive that is damaged or unsafe
+  | 'BLOB_MISSING' // a blob file a committed record references is not there
+  | 'SITE_RUNNING' // the site holds Data.fs.lock
+  | 'NOT_FOUND' // a generation or deployment asked for does not exist
   | 'CHAIN_BROKEN' // pieces of a chain do not follow each other
   | 'WOULD_OVERWRITE' // a target file exists and we refuse to replace it
   | 'LOCKED' // another run holds the lock

@@ -1,0 +1,345 @@
+/**
+ * The deployment commands (collective.recipe.backup's bin/backup, bin/restore
+ * and friends): backup, fullbackup, snapshot, zipbackup, restore, snapshotrestore,
+ * ziprestore, altrestore, list, verify, check, drill.
+ *
+ * Under cron (no terminal) a successful run prints nothing; a failure prints
+ * one sentence to stderr and exits 1. Usage errors exit 2. --json prints data.
+ */
+
+import * as readline from 'node:readline';
+import * as path from 'node:path';
+import {
+  PloneBackupError,
+  allChains,
+  altSource,
+  backupDeployment,
+  checkDeployment,
+  discoverDeployment,
+  drillDeployment,
+  listDeployment,
+  listRepository,
+  normalizeDateArg,
+  planRestore,
+  restoreDeployment,
+  verifyChain,
+  foldersFor,
+  type BackupKind,
+  type Deployment,
+  type DiscoverOverrides,
+  type RestoreKind,
+  type RestoreOptions,
+  type StoragePlan,
+} from '../engine';
+import { type CliIo, humanBytes, progressPrinter } from './io';
+
+interface Parsed {
+  flags: Set<string>;
+  values: Map<string, string>;
+  positional: string[];
+}
+
+const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'lock-wait']);
+const FLAG_OPTS = new Set([
+  'json',
+  'yes',
+  'force',
+  'gzip',
+  'no-gzip',
+  'quick',
+  'no-quick',
+  'discard-old',
+  'copy-blobs',
+  'full-restore',
+  'all',
+  'verbose',
+  'live-only',
+  'backups-only',
+  'help',
+]);
+
+function usage(msg: string): PloneBackupError {
+  return new PloneBackupError('USAGE', msg, { hint: 'Run plone-backup help for the options.' });
+}
+
+export function parseDeployArgs(argv: string[]): Parsed {
+  const p: Parsed = { flags: new Set(), values: new Map(), positional: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '-h') {
+      p.flags.add('help');
+      continue;
+    }
+    if (!a.startsWith('--')) {
+      if (a.startsWith('-') && a !== '-') throw usage(`unknown option ${a}`);
+      p.positional.push(a);
+      continue;
+    }
+    const [name, glued] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    if (VALUE_OPTS.has(name)) {
+      const v = glued ?? argv[++i];
+      if (v === undefined) throw usage(`--${name} needs a value`);
+      p.values.set(name, v);
+    } else if (FLAG_OPTS.has(name)) {
+      if (glued !== undefined) throw usage(`--${name} takes no value`);
+      p.flags.add(name);
+    } else throw usage(`unknown option --${name}`);
+  }
+  return p;
+}
+
+export const DEPLOY_HELP = `Deployment commands (run in the folder of a Plone site, or pass --dir):
+  backup              filestorage backup (incremental when possible) + blob generation
+  fullbackup          the same, with a full filestorage backup
+  snapshot            a full backup into the snapshot folders
+  zipbackup           one .fsz and one blob .tar, for copying a site elsewhere
+  restore [DATE]      restore to DATE (UTC yyyy-mm-dd[-hh[-mm[-ss]]]), default the newest
+  snapshotrestore [DATE], ziprestore, altrestore SOURCE
+  list                every generation, with what it holds (--json)
+  verify              every backup piece against its .dat, every blob generation against its state
+  check               consistency of the live site and of the backups (--json)
+  drill               restore the newest (--all: every) backup into a temp folder and prove it
+
+Options:
+  --dir DIR           the deployment folder (default: the current folder)
+  --config FILE       a plone-backup.json to use
+  --file F --blob-dir D
+                      one storage given directly
+  --backup-dir DIR    where the backup folders go (default: the var folder)
+  --keep N            full backups to keep (default 2)
+  --gzip/--no-gzip, --quick/--no-quick
+  --json              print data as JSON
+  --yes               do not ask before a restore
+  --force             restore even though the site's lock is held
+  --discard-old       do not keep the replaced Data.fs and blobstorage
+  --copy-blobs        restore blob files as copies, not hard links to the backup
+  --full-restore      never restore incrementally
+  --lock-wait SECONDS wait this long for another run (default 10)
+  --verbose           say what is being done
+`;
+
+async function deployment(p: Parsed): Promise<Deployment> {
+  const o: DiscoverOverrides = {};
+  if (p.values.has('config')) o.config = p.values.get('config');
+  if (p.values.has('file')) o.file = p.values.get('file');
+  if (p.values.has('blob-dir')) o.blobDir = p.values.get('blob-dir');
+  if (p.values.has('backup-dir')) o.backupRoot = p.values.get('backup-dir');
+  if (p.values.has('keep')) {
+    const k = Number(p.values.get('keep'));
+    if (!Number.isInteger(k) || k < 1) throw usage('--keep takes a whole number of at least 1');
+    o.keep = k;
+  }
+  if (p.flags.has('gzip')) o.gzip = true;
+  if (p.flags.has('no-gzip')) o.gzip = false;
+  if (p.flags.has('quick')) o.quick = true;
+  if (p.flags.has('no-quick')) o.quick = false;
+  return discoverDeployment(p.values.get('dir') ?? process.cwd(), o);
+}
+
+function lockWait(p: Parsed): number | undefined {
+  if (!p.values.has('lock-wait')) return undefined;
+  const s = Number(p.values.get('lock-wait'));
+  if (!Number.isFinite(s) || s < 0) throw usage('--lock-wait takes a number of seconds');
+  return s * 1000;
+}
+
+async function ask(io: CliIo, question: string): Promise<boolean> {
+  const rl = readline.createInterface({ input: io.stdin ?? process.stdin, output: io.stderr });
+  try {
+    const answer = await new Promise<string>((resolve) => rl.question(question, resolve));
+    return answer.trim().toLowerCase() === 'yes';
+  } finally {
+    rl.close();
+  }
+}
+
+function describePlan(p: StoragePlan): string {
+  const s = p.storage;
+  const what = p.mode === 'full' ? 'replace' : p.mode === 'incremental' ? 'append the missing transactions to' : 'leave unchanged';
+  const from = p.source.type === 'copy' ? p.source.file : `${p.stamp} (${p.chain.length} piece${p.chain.length > 1 ? 's' : ''})`;
+  return `  ${s.name}: ${what} ${s.file}${s.blobDir ? ` and ${s.blobDir}` : ''} from ${from}${p.mismatch ? `\n    warning: ${p.mismatch}` : ''}`;
+}
+
+export async function deployMain(cmd: string, argv: string[], io: CliIo): Promise<number> {
+  const p = parseDeployArgs(argv);
+  if (p.flags.has('help')) {
+    io.stdout.write(DEPLOY_HELP);
+    return 0;
+  }
+  const json = p.flags.has('json');
+  const verbose = p.flags.has('verbose');
+  const log = verbose ? (m: string) => io.stderr.write(m + '\n') : undefined;
+  const progress = verbose || json ? undefined : progressPrinter(io);
+  const say = (s: string) => {
+    if (io.isTTY || verbose) io.stdout.write(s + '\n');
+  };
+  const out = (data: unknown) => io.stdout.write(JSON.stringify(data, null, 2) + '\n');
+  const common = { signal: io.signal, log, onProgress: progress?.update, lockWaitMs: lockWait(p) };
+  try {
+    switch (cmd) {
+      case 'backup':
+      case 'fullbackup':
+      case 'snapshot':
+      case 'zipbackup': {
+        if (p.positional.length) throw usage(`${cmd} takes no arguments`);
+        const dep = await deployment(p);
+        const res = await backupDeployment(dep, cmd as BackupKind, common);
+        progress?.done();
+        if (json) out(res);
+        for (const r of res) {
+          const fsr = r.filestorage;
+          const piece = fsr.action === 'none' ? 'no new transactions' : `${fsr.action} ${fsr.piece} (${humanBytes(fsr.end - fsr.start)}, ${fsr.transactions} transactions)`;
+          const blobs = r.blobGeneration ? `; blobs ${path.basename(r.blobGeneration)} (${r.blobFiles} files${r.linked !== undefined ? `, ${r.copied} copied, ${r.linked} linked` : ''})` : '';
+          if (!json) say(`${r.storage}: ${piece}${blobs}${r.removed.length ? `; removed ${r.removed.length} old files` : ''}`);
+        }
+        return 0;
+      }
+      case 'restore':
+      case 'snapshotrestore':
+      case 'ziprestore':
+      case 'altrestore': {
+        const dep = await deployment(p);
+        const opts: RestoreOptions = {
+          ...common,
+          kind: (cmd === 'snapshotrestore' ? 'snapshot' : cmd === 'ziprestore' ? 'zip' : 'backup') as RestoreKind,
+          force: p.flags.has('force'),
+          keepOld: !p.flags.has('discard-old'),
+          blobMode: p.flags.has('copy-blobs') ? 'copy' : 'link',
+          incremental: !p.flags.has('full-restore'),
+        };
+        if (cmd === 'altrestore') {
+          if (p.positional.length !== 1) throw usage('altrestore takes one SOURCE folder');
+          const src = path.resolve(p.positional[0]);
+          opts.source = (s) => altSource(src, s);
+        } else if (cmd === 'ziprestore') {
+          if (p.positional.length) throw usage('ziprestore takes no arguments');
+        } else {
+          if (p.positional.length > 1) throw usage(`${cmd} takes at most one DATE`);
+          if (p.positional.length) opts.date = normalizeDateArg(p.positional[0]);
+        }
+        const plans = await planRestore(dep, opts);
+        if (!p.flags.has('yes')) {
+          const text = `This will restore:\n${plans.map(describePlan).join('\n')}\n`;
+          if (!(io.stdin as { isTTY?: boolean } | undefined)?.isTTY) {
+            throw new PloneBackupError('USAGE', 'A restore replaces the database and needs a "yes"; there is no terminal to ask.', {
+              hint: 'Pass --yes to restore without asking.',
+            });
+          }
+          io.stderr.write(text);
+          if (!(await ask(io, 'Are you sure? (yes/No)? '))) {
+            io.stderr.write('Nothing was restored.\n');
+            return 1;
+          }
+        }
+        const res = await restoreDeployment(dep, opts);
+        progress?.done();
+        if (json) out(res);
+        else
+          for (const r of res) {
+            say(`${r.storage}: ${r.mode} restore${r.stamp ? ` to ${r.stamp}` : ''} (${humanBytes(r.bytesWritten)} written, ${r.blobFilesAdded} blob files)`);
+            for (const k of r.keptOld) say(`  the previous state is kept at ${k}`);
+            for (const w of r.warnings) io.stderr.write(`warning: ${w}\n`);
+          }
+        return 0;
+      }
+      case 'list': {
+        const dep = await deployment(p);
+        const views = await listDeployment(dep, common);
+        if (json) {
+          out({ root: dep.root, source: dep.source, storages: views });
+          return 0;
+        }
+        for (const v of views) {
+          io.stdout.write(`${v.storage}: ${v.file}${v.blobDir ? ` + ${v.blobDir}` : ''}\n`);
+          for (const g of v.groups) {
+            if (!g.chains.length) continue;
+            io.stdout.write(`  ${g.kind} (${g.repository})\n`);
+            for (const c of g.chains) {
+              for (const gen of [c.full, ...c.incrementals]) {
+                const ind = gen.full ? '    ' : '      ';
+                const last = gen.lastTime ? `, last ${gen.lastTime.replace('T', ' ').slice(0, 19)} ${gen.lastUser ? gen.lastUser + ' ' : ''}"${gen.lastDescription ?? ''}"` : '';
+                io.stdout.write(
+                  `${ind}${gen.stamp} ${gen.full ? 'full' : 'incremental'} ${humanBytes(gen.end - gen.start)}, ${gen.transactions} transactions${last}; blobs: ${gen.blob.status}${gen.problem ? `; PROBLEM: ${gen.problem}` : ''}\n`,
+                );
+              }
+            }
+          }
+        }
+        return 0;
+      }
+      case 'verify': {
+        const dep = await deployment(p);
+        const problems: string[] = [];
+        const report: unknown[] = [];
+        for (const s of dep.storages) {
+          for (const kind of ['backup', 'snapshot', 'zipbackup'] as const) {
+            const { repo } = foldersFor(s, kind);
+            let files;
+            try {
+              ({ files } = await listRepository(repo));
+            } catch {
+              continue;
+            }
+            for (const chain of allChains(files)) {
+              const r = await verifyChain(repo, chain, { quick: p.flags.has('quick'), signal: io.signal, onProgress: progress?.update });
+              report.push({ storage: s.name, kind, repository: repo, ...r });
+              problems.push(...r.pieces.filter((x) => x.problem).map((x) => x.problem!));
+              problems.push(...r.unregistered.map((n) => `${n} is not listed in ${r.dat}`));
+            }
+          }
+        }
+        const views = await listDeployment(dep, common);
+        for (const v of views)
+          for (const g of v.groups)
+            for (const c of g.chains)
+              for (const gen of [c.full, ...c.incrementals])
+                if (gen.blob.status === 'mismatch') problems.push(`${gen.blob.path} lacks ${gen.blob.missingCount} blob files of ${gen.stamp}`);
+        progress?.done();
+        if (json) out({ ok: problems.length === 0, problems, repositories: report });
+        else if (problems.length === 0) say('Every backup piece matches its .dat and every blob generation holds its state.');
+        if (problems.length) {
+          if (!json) for (const x of problems) io.stderr.write(`${x}\n`);
+          throw new PloneBackupError('PIECE_MISMATCH', `${problems.length} problem${problems.length > 1 ? 's' : ''} found in the backups.`, { hint: 'Make a new full backup.' });
+        }
+        return 0;
+      }
+      case 'check': {
+        const dep = await deployment(p);
+        const findings = await checkDeployment(dep, { ...common, liveOnly: p.flags.has('live-only'), backupsOnly: p.flags.has('backups-only'), quick: p.flags.has('quick') });
+        progress?.done();
+        const errors = findings.filter((f) => f.severity === 'error');
+        if (json) out({ ok: errors.length === 0, findings });
+        else {
+          for (const f of findings) {
+            if (f.severity === 'info' && !verbose) continue;
+            io.stdout.write(`${f.severity}: [${f.storage}] ${f.message}${f.hint ? ` ${f.hint}` : ''}\n`);
+          }
+          const infos = findings.length - findings.filter((f) => f.severity !== 'info').length;
+          if (findings.length === 0) say('No problems found.');
+          else if (infos && !verbose) say(`(${infos} notes; --verbose shows them)`);
+        }
+        return errors.length ? 1 : 0;
+      }
+      case 'drill': {
+        const dep = await deployment(p);
+        const res = await drillDeployment(dep, { ...common, all: p.flags.has('all') });
+        progress?.done();
+        const ok = res.every((r) => r.ok);
+        if (json) out({ ok, drills: res });
+        else
+          for (const r of res) {
+            io.stdout.write(
+              r.ok
+                ? `${r.storage} ${r.stamp}: restored in ${r.restoreSeconds.toFixed(2)} s; ${r.transactions} transactions read, index matches, ${r.blobFiles} blob files present (checked in ${r.checkSeconds.toFixed(2)} s)\n`
+                : `${r.storage} ${r.stamp}: FAILED: ${r.problems.join('; ')}\n`,
+            );
+          }
+        return ok ? 0 : 1;
+      }
+      default:
+        throw usage(`unknown command ${cmd}`);
+    }
+  } finally {
+    progress?.done();
+  }
+}

@@ -1,0 +1,375 @@
+/**
+ * Backing up a whole deployment: for every storage, the filestorage backup
+ * (the engine's repozo backup) and a blob generation with the same stamp,
+ * registered together only when both are complete.
+ *
+ *   backup      incremental when possible (quick by default, as the recipe runs repozo)
+ *   fullbackup  a full filestorage backup, into the same folders
+ *   snapshot    a full backup into the snapshot folders
+ *   zipbackup   one gzip full backup and one blob tar, for carrying a site elsewhere
+ *
+ * While the site writes and packs: the piece is copied from one open
+ * descriptor; its blob set is exactly what its records reference; blob files
+ * never change, so linking or copying them later is safe unless a pack
+ * removes one. A vanished blob with a replaced or shrunk Data.fs is a pack:
+ * everything written so far is discarded and the backup starts over (a few
+ * times), else it fails; nothing is ever registered half-made.
+ */
+
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { PloneBackupError, checkAbort } from '../errors';
+import { prepareBackup, cleanLeftovers, type BackupResult } from '../backup';
+import { openFileStorage, type OpenedStorage } from '../filestorage';
+import { acquireLock } from '../lock';
+import { readLayout, blobRelPath, type BlobLayout } from '../blobdir';
+import { scanBlobRefs } from '../blobrefs';
+import { findChain, listRepository, allChains, datName, indexName } from '../repository';
+import { isTempName, tempPath, fsyncDir } from '../io';
+import type { OperationOptions } from '../progress';
+import { BlobVanished, buildGeneration, listGenerations, readManifest, type Generation, LATEST, setLatest } from './blobgen';
+import { writeTar, type TarEntry } from './tar';
+import type { Deployment, StorageConfig } from './deployment';
+
+export type BackupKind = 'backup' | 'fullbackup' | 'snapshot' | 'zipbackup';
+
+export interface DeployBackupOptions extends OperationOptions {
+  now?: () => Date;
+  lockWaitMs?: number;
+  /** How many times to start over after a pack removed a blob mid-backup. */
+  retries?: number;
+}
+
+export interface StorageBackupResult {
+  storage: string;
+  filestorage: BackupResult;
+  /** The blob generation (folder or archive) written, if any. */
+  blobGeneration?: string;
+  blobFiles?: number;
+  linked?: number;
+  copied?: number;
+  /** Old pieces and generations removed by retention. */
+  removed: string[];
+  attempts: number;
+}
+
+export function foldersFor(s: StorageConfig, kind: BackupKind): { repo: string; blobs: string } {
+  switch (kind) {
+    case 'snapshot':
+      return { repo: s.dirs.snapshots, blobs: s.dirs.blobSnapshots };
+    case 'zipbackup':
+      return { repo: s.dirs.zips, blobs: s.dirs.blobZips };
+    default:
+      return { repo: s.dirs.backups, blobs: s.dirs.blobBackups };
+  }
+}
+
+/** Backs up every storage of the deployment (additional ones first, as the recipe does). */
+export async function backupDeployment(dep: Deployment, kind: BackupKind, opts: DeployBackupOptions = {}): Promise<StorageBackupResult[]> {
+  const out: StorageBackupResult[] = [];
+  const ordered = [...dep.storages.filter((s) => s.name !== 'main'), ...dep.storages.filter((s) => s.name === 'main')];
+  for (const s of ordered) {
+    checkAbort(opts.signal);
+    out.push(await backupStorage(dep, s, kind, opts));
+  }
+  return out;
+}
+
+function isPack(e: unknown): boolean {
+  return e instanceof BlobVanished || PloneBackupError.is(e, 'SOURCE_CHANGED');
+}
+
+async function replaced(st: OpenedStorage): Promise<boolean> {
+  const [a, b] = await Promise.all([st.fh.stat(), fsp.stat(st.path).catch(() => undefined)]);
+  return !b || a.ino !== b.ino || a.dev !== b.dev || b.size < st.size;
+}
+
+export async function backupStorage(dep: Deployment, s: StorageConfig, kind: BackupKind, opts: DeployBackupOptions = {}): Promise<StorageBackupResult> {
+  const { repo, blobs } = foldersFor(s, kind);
+  await fsp.mkdir(repo, { recursive: true });
+  const lock = await acquireLock(repo, { what: kind, waitMs: opts.lockWaitMs, signal: opts.signal });
+  try {
+    await cleanLeftovers(repo, opts.log);
+    if (s.blobDir) await cleanBlobLeftovers(blobs, path.basename(s.blobDir), repo);
+    const retries = opts.retries ?? 3;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const r = await attemptBackup(dep, s, kind, repo, blobs, opts);
+        r.attempts = attempt;
+        return r;
+      } catch (e) {
+        if (isPack(e) && attempt <= retries) {
+          opts.log?.(`${s.name}: ${(e as Error).message} Starting over (attempt ${attempt + 1}).`);
+          continue;
+        }
+        throw e;
+      }
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+async function attemptBackup(
+  dep: Deployment,
+  s: StorageConfig,
+  kind: BackupKind,
+  repo: string,
+  blobs: string,
+  opts: DeployBackupOptions,
+): Promise<StorageBackupResult> {
+  const st = await openFileStorage(s.file);
+  try {
+    const full = kind !== 'backup';
+    const prepared = await prepareBackup(
+      {
+        file: s.file,
+        repository: repo,
+        full,
+        quick: dep.settings.quick,
+        gzip: kind === 'zipbackup' ? true : dep.settings.gzip,
+        collectBlobs: !!s.blobDir,
+        now: opts.now,
+        signal: opts.signal,
+        onProgress: opts.onProgress,
+        log: opts.log,
+      },
+      st,
+    );
+    const res = prepared.result;
+    const result: StorageBackupResult = { storage: s.name, filestorage: res, removed: [], attempts: 1 };
+    try {
+      if (s.blobDir) {
+        const { layout } = await readLayout(s.blobDir);
+        const base = path.basename(s.blobDir);
+        let stamp = res.stamp;
+        let end = res.end;
+        let lastTid = res.lastTid;
+        if (res.action === 'none') {
+          // Nothing new in Data.fs: the newest piece must still have its generation.
+          const { files } = await listRepository(repo);
+          const newest = findChain(files).at(-1);
+          if (!newest) throw new PloneBackupError('NO_BACKUPS', `No backup in ${repo}.`, { path: repo });
+          const gens = await listGenerations(blobs, base);
+          if (gens.some((g) => g.stamp === newest.stamp)) {
+            return result;
+          }
+          stamp = newest.stamp;
+          end = res.end;
+          lastTid = undefined;
+        }
+        const needed = await neededBlobs(st, res, prepared.blobs, blobs, base, layout, opts.signal);
+        await checkBlobsExist(s.blobDir, needed, st);
+        if (kind === 'zipbackup') {
+          const archive = await writeBlobArchive(s.blobDir, blobs, base, stamp!, needed, opts.signal);
+          await prepared.commit();
+          await fsp.rename(archive.temp, archive.final);
+          await fsyncDir(blobs);
+          result.blobGeneration = archive.final;
+          result.blobFiles = needed.length;
+        } else {
+          const gens = await listGenerations(blobs, base);
+          const previous = [...gens].reverse().find((g) => g.kind === 'dir');
+          const gen = await buildGeneration({
+            blobDir: s.blobDir,
+            layout,
+            backupDir: blobs,
+            stamp: stamp!,
+            end,
+            lastTid,
+            needed,
+            previous,
+            signal: opts.signal,
+            onProgress: (done, total) => opts.onProgress?.({ phase: `blobs of ${s.name}`, done, total }),
+          });
+          try {
+            // Generation first: a crash between the two renames leaves a generation
+            // without a piece, which the next run removes, never a piece without blobs.
+            await gen.commit();
+            await prepared.commit();
+          } catch (e) {
+            await gen.discard();
+            await fsp.rm(gen.final, { recursive: true, force: true }).catch(() => undefined);
+            throw e;
+          }
+          result.blobGeneration = gen.final;
+          result.blobFiles = needed.length;
+          result.linked = gen.linked;
+          result.copied = gen.copied;
+        }
+      } else {
+        await prepared.commit();
+      }
+    } catch (e) {
+      await prepared.discard();
+      if (e instanceof BlobVanished && !(await replaced(st))) {
+        // Data.fs was not packed: the blob is really missing from the live site.
+        throw new PloneBackupError('BLOB_MISSING', `${e.path} is referenced by Data.fs but missing; the backup was not made.`, {
+          path: e.path,
+          hint: 'Run `plone-backup check` to list the missing blobs; restore them or repair the site first.',
+        });
+      }
+      throw e;
+    }
+    if (res.action !== 'none') {
+      const keep = kind === 'snapshot' ? dep.settings.keepSnapshots : kind === 'zipbackup' ? dep.settings.keepZips : dep.settings.keep;
+      result.removed = await applyRetention(repo, blobs, s.blobDir ? path.basename(s.blobDir) : undefined, keep, opts.log);
+    }
+    return result;
+  } finally {
+    await st.fh.close();
+  }
+}
+
+/**
+ * The blob files the backed-up state needs: for an incremental, the previous
+ * generation's list (when it describes exactly the state the piece continues)
+ * plus the new piece's blob records; otherwise everything the state's
+ * records reference, by a scan of Data.fs up to the backed-up end.
+ */
+async function neededBlobs(
+  st: OpenedStorage,
+  res: BackupResult,
+  pieceBlobs: { oid: Buffer; tid: Buffer }[],
+  blobBackups: string,
+  base: string,
+  layout: BlobLayout,
+  signal?: AbortSignal,
+): Promise<string[]> {
+  const rels = new Set<string>();
+  let from = 0;
+  if (res.action === 'incremental') {
+    const gens = await listGenerations(blobBackups, base);
+    for (const g of [...gens].reverse()) {
+      const m = await readManifest(g);
+      if (m && m.end === res.start && m.layout === layout) {
+        for (const [rel] of m.files) rels.add(rel);
+        from = res.start;
+        break;
+      }
+    }
+  }
+  if (res.action === 'full') from = res.end; // the piece's own records are all of the state
+  if (from < res.end && res.action !== 'full') {
+    const scan = await scanBlobRefs(st, 4, res.action === 'none' ? res.end : res.start, signal);
+    for (const r of scan.refs) rels.add(blobRelPath(r.oid, r.tid, layout));
+  }
+  for (const r of pieceBlobs) rels.add(blobRelPath(r.oid, r.tid, layout));
+  return [...rels].sort();
+}
+
+/** Fails with BLOB_MISSING (or a pack restart) before anything is written when a needed file is absent. */
+async function checkBlobsExist(blobDir: string, needed: string[], st: OpenedStorage): Promise<void> {
+  const missing: string[] = [];
+  await Promise.all(
+    needed.map(async (rel) => {
+      try {
+        await fsp.access(path.join(blobDir, rel));
+      } catch {
+        missing.push(rel);
+      }
+    }),
+  );
+  if (missing.length === 0) return;
+  if (await replaced(st)) throw new BlobVanished(path.join(blobDir, missing[0]));
+  missing.sort();
+  throw new PloneBackupError(
+    'BLOB_MISSING',
+    `${missing.length} blob file${missing.length > 1 ? 's' : ''} referenced by ${st.path} ${missing.length > 1 ? 'are' : 'is'} missing (first: ${path.join(blobDir, missing[0])}); the backup was not made.`,
+    { path: path.join(blobDir, missing[0]), hint: 'Run `plone-backup check` to list them; restore them or repair the site first.' },
+  );
+}
+
+async function writeBlobArchive(blobDir: string, blobZips: string, base: string, stamp: string, needed: string[], signal?: AbortSignal) {
+  await fsp.mkdir(blobZips, { recursive: true });
+  const final = path.join(blobZips, `${base}.${stamp}.tar`);
+  const temp = tempPath(final, 'tar');
+  const entries: TarEntry[] = [];
+  const dirs = new Set<string>();
+  const layoutFile = path.join(blobDir, '.layout');
+  const addDir = (d: string) => {
+    if (d === '.' || dirs.has(d)) return;
+    addDir(path.posix.dirname(d));
+    dirs.add(d);
+    entries.push({ name: `${base}/${d}/`, size: 0, mode: 0o755, mtime: Date.now() / 1000 });
+  };
+  entries.push({ name: `${base}/`, size: 0, mode: 0o755, mtime: Date.now() / 1000 });
+  const lst = await fsp.stat(layoutFile).catch(() => undefined);
+  if (lst) entries.push({ name: `${base}/.layout`, source: layoutFile, size: lst.size, mode: 0o644, mtime: lst.mtimeMs / 1000 });
+  for (const rel of needed) {
+    addDir(path.posix.dirname(rel));
+    const src = path.join(blobDir, rel);
+    const st = await fsp.stat(src).catch(() => undefined);
+    if (!st) throw new BlobVanished(src);
+    entries.push({ name: `${base}/${rel}`, source: src, size: st.size, mode: st.mode & 0o777, mtime: st.mtimeMs / 1000 });
+  }
+  try {
+    await writeTar(temp, entries, { signal });
+  } catch (e) {
+    await fsp.rm(temp, { force: true });
+    throw e;
+  }
+  return { temp, final };
+}
+
+/**
+ * Keeps the newest `keep` full backups with their incrementals, and the blob
+ * generations and archives from the oldest kept full onwards. Runs only after
+ * the new backup is complete; orders by the stamp in the names, never mtime.
+ */
+export async function applyRetention(repo: string, blobs: string, base: string | undefined, keep: number, log?: (m: string) => void): Promise<string[]> {
+  const removed: string[] = [];
+  const { files } = await listRepository(repo);
+  const chains = allChains(files);
+  if (chains.length <= keep) return removed;
+  const oldestKept = chains[chains.length - keep][0].stamp;
+  for (const f of files) {
+    if (f.stamp >= oldestKept) continue;
+    for (const n of [f.name, indexName(f.stamp), ...(f.full ? [datName(f.stamp)] : [])]) {
+      try {
+        await fsp.unlink(path.join(repo, n));
+        removed.push(path.join(repo, n));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+    }
+  }
+  if (base) {
+    for (const g of await listGenerations(blobs, base)) {
+      if (g.stamp && g.stamp < oldestKept) {
+        await fsp.rm(g.path, { recursive: true, force: true });
+        removed.push(g.path);
+      }
+    }
+  }
+  if (removed.length) log?.(`removed ${removed.length} files and folders of backups older than ${oldestKept}`);
+  return removed;
+}
+
+/** Removes temp generations of killed runs, and a newest generation whose piece was never registered. */
+async function cleanBlobLeftovers(blobs: string, base: string, repo: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(blobs);
+  } catch {
+    return;
+  }
+  for (const n of names) if (isTempName(n)) await fsp.rm(path.join(blobs, n), { recursive: true, force: true });
+  const { files } = await listRepository(repo);
+  const newestPiece = files.at(-1)?.stamp ?? '';
+  const gens: Generation[] = await listGenerations(blobs, base);
+  let removed = false;
+  for (const g of gens) {
+    if (g.stamp && g.stamp > newestPiece && (await readManifest(g))) {
+      await fsp.rm(g.path, { recursive: true, force: true });
+      removed = true;
+    }
+  }
+  if (removed) {
+    const left = (await listGenerations(blobs, base)).filter((g) => g.kind === 'dir');
+    const newest = left.at(-1);
+    if (newest) await setLatest(blobs, newest.name);
+    else await fsp.rm(path.join(blobs, LATEST), { force: true });
+  }
+}
+

@@ -1,0 +1,267 @@
+/**
+ * Consistency checks of a deployment, each finding naming the storage, the
+ * file, the oid/tid where there is one, and what to do.
+ *
+ * Live site: blob records whose file is missing (an error: the site fails on
+ * them), blob files no record references (reported), a missing or wrong
+ * `.layout`, leftovers in tmp/.
+ * Backups: a piece without its blob generation, a generation lacking a file
+ * its filestorage state references, a repository that fails verification.
+ *
+ * A `LiveScanCache` lets a caller (the extension) check again without
+ * rescanning a large Data.fs from the start: the scan continues from where
+ * it ended when the transaction there is still the same.
+ */
+
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { blobRelPath, listBlobFiles, readLayout, LAYOUT_FILE, BLOB_TMP_DIR, parseBlobRelPath } from '../blobdir';
+import { scanBlobRefs } from '../blobrefs';
+import { openFileStorage, txnEndingAt } from '../filestorage';
+import { PloneBackupError } from '../errors';
+import { allChains, listRepository } from '../repository';
+import { verifyChain } from '../verify';
+import type { OperationOptions } from '../progress';
+import { idRepr } from '../tid';
+import { listDeployment } from './list';
+import { foldersFor } from './backup';
+import type { Deployment, StorageConfig } from './deployment';
+
+export type Severity = 'error' | 'warning' | 'info';
+
+export interface Finding {
+  severity: Severity;
+  /** Stable kind of finding. */
+  code:
+    | 'BLOB_MISSING'
+    | 'BLOB_UNREFERENCED'
+    | 'LAYOUT_MISSING'
+    | 'LAYOUT_WRONG'
+    | 'TMP_LEFTOVERS'
+    | 'FS_CORRUPT'
+    | 'PIECE_WITHOUT_BLOBS'
+    | 'GENERATION_INCOMPLETE'
+    | 'REPOSITORY_INVALID'
+    | 'NO_BACKUP';
+  storage: string;
+  message: string;
+  /** The file the finding is about (Data.fs, a blob file, .layout, a backup piece). */
+  file: string;
+  oid?: string;
+  tid?: string;
+  hint?: string;
+}
+
+export interface LiveScanCache {
+  /** Per Data.fs path: where the last scan ended and the blob refs it found. */
+  files: Map<string, { ino: number; end: number; refs: { oid: Buffer; tid: Buffer }[] }>;
+}
+
+export function newLiveScanCache(): LiveScanCache {
+  return { files: new Map() };
+}
+
+export interface CheckOptions extends OperationOptions {
+  /** Skip the backups (only the live storages). */
+  liveOnly?: boolean;
+  /** Skip the live storages. */
+  backupsOnly?: boolean;
+  /** Check piece sizes only, not md5s. */
+  quick?: boolean;
+  cache?: LiveScanCache;
+}
+
+export async function checkDeployment(dep: Deployment, opts: CheckOptions = {}): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  for (const s of dep.storages) {
+    if (!opts.backupsOnly) findings.push(...(await checkLive(s, opts)));
+  }
+  if (!opts.liveOnly) findings.push(...(await checkBackups(dep, opts)));
+  return findings;
+}
+
+async function liveRefs(s: StorageConfig, opts: CheckOptions): Promise<{ oid: Buffer; tid: Buffer }[]> {
+  const st = await openFileStorage(s.file);
+  try {
+    const ino = (await st.fh.stat()).ino;
+    const prev = opts.cache?.files.get(s.file);
+    let start = 4;
+    let refs: { oid: Buffer; tid: Buffer }[] = [];
+    if (prev && prev.ino === ino && prev.end <= st.size && (prev.end === 4 || (await txnEndingAt(st.fh, prev.end, st.size)))) {
+      start = prev.end;
+      refs = prev.refs;
+    }
+    const r = await scanBlobRefs(st, start, st.size, opts.signal);
+    const all = start === 4 ? r.refs : refs.concat(r.refs);
+    opts.cache?.files.set(s.file, { ino, end: r.end, refs: all });
+    return all;
+  } finally {
+    await st.fh.close();
+  }
+}
+
+export async function checkLive(s: StorageConfig, opts: CheckOptions = {}): Promise<Finding[]> {
+  const out: Finding[] = [];
+  let refs: { oid: Buffer; tid: Buffer }[];
+  try {
+    refs = await liveRefs(s, opts);
+  } catch (e) {
+    if (PloneBackupError.is(e, 'FS_CORRUPT') || PloneBackupError.is(e, 'NOT_FILESTORAGE') || PloneBackupError.is(e, 'SOURCE_MISSING')) {
+      out.push({ severity: 'error', code: 'FS_CORRUPT', storage: s.name, message: e.message, file: s.file, hint: e.hint });
+      return out;
+    }
+    throw e;
+  }
+  if (!s.blobDir) return out;
+  const { layout, marked } = await readLayout(s.blobDir);
+  const layoutFile = path.join(s.blobDir, LAYOUT_FILE);
+  if (!marked) {
+    out.push({
+      severity: 'warning',
+      code: 'LAYOUT_MISSING',
+      storage: s.name,
+      message: `${layoutFile} is missing, so ZODB guesses the blob layout (${layout}).`,
+      file: layoutFile,
+      hint: `Write "${layout}" into it.`,
+    });
+  }
+  const { files, strays } = await listBlobFiles(s.blobDir, layout);
+  const other = layout === 'bushy' ? 'lawn' : 'bushy';
+  const misfits = strays.filter((r) => parseBlobRelPath(r, other));
+  if (misfits.length) {
+    out.push({
+      severity: 'error',
+      code: 'LAYOUT_WRONG',
+      storage: s.name,
+      message: `${s.blobDir} says its layout is ${layout}, but ${misfits.length} blob file${misfits.length > 1 ? 's are' : ' is'} laid out ${other} (e.g. ${misfits[0]}).`,
+      file: marked ? layoutFile : s.blobDir,
+      hint: `Fix ${LAYOUT_FILE} (write "${other}") if the whole tree is ${other}; ZODB cannot find these blobs otherwise.`,
+    });
+  }
+  const present = new Set(files.map((f) => f.rel));
+  const referenced = new Set<string>();
+  for (const r of refs) {
+    const rel = blobRelPath(r.oid, r.tid, layout);
+    if (referenced.has(rel)) continue;
+    referenced.add(rel);
+    if (!present.has(rel)) {
+      out.push({
+        severity: 'error',
+        code: 'BLOB_MISSING',
+        storage: s.name,
+        message: `The blob of oid ${idRepr(r.oid)} at tid ${idRepr(r.tid)} is missing: ${path.join(s.blobDir, rel)}. The site fails when it loads this object.`,
+        file: s.file,
+        oid: idRepr(r.oid),
+        tid: idRepr(r.tid),
+        hint: 'Restore the file from a blob backup (`plone-backup list` shows which have it).',
+      });
+    }
+  }
+  for (const f of files) {
+    if (referenced.has(f.rel)) continue;
+    out.push({
+      severity: 'info',
+      code: 'BLOB_UNREFERENCED',
+      storage: s.name,
+      message: `No committed record references ${f.rel} (oid ${idRepr(f.oid)}, tid ${idRepr(f.tid)}); a pack removes it, or it belongs to a transaction being committed.`,
+      file: path.join(s.blobDir, f.rel),
+      oid: idRepr(f.oid),
+      tid: idRepr(f.tid),
+    });
+  }
+  const tmp = path.join(s.blobDir, BLOB_TMP_DIR);
+  const left = await fsp.readdir(tmp).catch(() => [] as string[]);
+  const old: string[] = [];
+  for (const n of left) {
+    const st = await fsp.stat(path.join(tmp, n)).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs > 3600_000) old.push(n);
+  }
+  if (old.length) {
+    out.push({
+      severity: 'warning',
+      code: 'TMP_LEFTOVERS',
+      storage: s.name,
+      message: `${tmp} holds ${old.length} file${old.length > 1 ? 's' : ''} older than an hour (e.g. ${old[0]}), left by interrupted uploads.`,
+      file: path.join(tmp, old[0]),
+      hint: 'Remove them while the site is stopped.',
+    });
+  }
+  return out;
+}
+
+export async function checkBackups(dep: Deployment, opts: CheckOptions = {}): Promise<Finding[]> {
+  const out: Finding[] = [];
+  const views = await listDeployment(dep, opts);
+  for (const v of views) {
+    const s = dep.storages.find((x) => x.name === v.storage)!;
+    const anyBackup = v.groups.some((g) => g.chains.length > 0);
+    if (!anyBackup) {
+      out.push({
+        severity: 'warning',
+        code: 'NO_BACKUP',
+        storage: s.name,
+        message: `${s.name} has no backup in ${foldersFor(s, 'backup').repo}.`,
+        file: s.file,
+        hint: 'Run `plone-backup backup`, and from cron.',
+      });
+      continue;
+    }
+    for (const g of v.groups) {
+      for (const c of g.chains) {
+        for (const p of [c.full, ...c.incrementals]) {
+          const piece = path.join(g.repository, p.name);
+          if (p.blob.status === 'missing') {
+            out.push({
+              severity: 'warning',
+              code: 'PIECE_WITHOUT_BLOBS',
+              storage: s.name,
+              message: `The ${g.kind} ${p.stamp} has no blob backup with the same stamp in ${g.blobBackups}; restoring it would miss blobs.`,
+              file: piece,
+              hint: 'Run a backup now to get a complete generation; restore dates that have one.',
+            });
+          } else if (p.blob.status === 'mismatch') {
+            out.push({
+              severity: 'error',
+              code: 'GENERATION_INCOMPLETE',
+              storage: s.name,
+              message: `The blob backup ${p.blob.path} lacks ${p.blob.missingCount} blob file${p.blob.missingCount === 1 ? '' : 's'} that the filestorage state ${p.stamp} references (e.g. ${p.blob.missing![0]}).`,
+              file: p.blob.path!,
+              hint: 'Do not rely on this generation; make a new backup.',
+            });
+          }
+        }
+      }
+      // Every chain against its .dat.
+      const { files } = await listRepository(g.repository).catch(() => ({ files: [] as never[] }));
+      for (const chain of allChains(files)) {
+        try {
+          const r = await verifyChain(g.repository, chain, { quick: opts.quick, signal: opts.signal });
+          for (const p of r.pieces.filter((x) => x.problem)) {
+            out.push({
+              severity: 'error',
+              code: 'REPOSITORY_INVALID',
+              storage: s.name,
+              message: p.problem!,
+              file: path.join(g.repository, p.name),
+              hint: 'This piece cannot be restored; make a new full backup (`plone-backup fullbackup`).',
+            });
+          }
+          for (const n of r.unregistered) {
+            out.push({
+              severity: 'warning',
+              code: 'REPOSITORY_INVALID',
+              storage: s.name,
+              message: `${n} is not listed in ${path.basename(r.dat)}; restores will use it but nothing can verify it.`,
+              file: path.join(g.repository, n),
+              hint: 'Make a new full backup.',
+            });
+          }
+        } catch (e) {
+          if (!PloneBackupError.is(e)) throw e;
+          out.push({ severity: 'error', code: 'REPOSITORY_INVALID', storage: s.name, message: e.message, file: e.path ?? g.repository, hint: e.hint });
+        }
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,122 @@
+/**
+ * Every backup generation of a deployment, with what each holds: stamp,
+ * full or incremental, size, transactions, the last transaction's time, user
+ * and description, and its blob generation and whether that matches the
+ * filestorage state (holds every blob file the state references).
+ */
+
+import * as path from 'node:path';
+import { blobRelPath, readLayout, type BlobLayout } from '../blobdir';
+import { describeRepository, type PieceInfo } from '../pieceinfo';
+import type { OperationOptions } from '../progress';
+import { generationFiles, listGenerations, type Generation } from './blobgen';
+import { foldersFor } from './backup';
+import type { Deployment, StorageConfig } from './deployment';
+
+export type GroupKind = 'backup' | 'snapshot' | 'zip';
+
+export type BlobStatus = 'match' | 'missing' | 'mismatch' | 'archived' | 'none';
+
+export interface GenerationView extends PieceInfo {
+  kind: GroupKind;
+  /** Stamp of the full backup this piece belongs to. */
+  chain: string;
+  blob: {
+    status: BlobStatus;
+    /** The generation folder or archive. */
+    path?: string;
+    files?: number;
+    /** Blob files the state references that the generation lacks (first few). */
+    missing?: string[];
+    missingCount?: number;
+  };
+}
+
+export interface GroupView {
+  kind: GroupKind;
+  repository: string;
+  blobBackups?: string;
+  chains: { full: GenerationView; incrementals: GenerationView[] }[];
+  /** Blob generations with no filestorage piece of their stamp (old numbered ones, leftovers). */
+  unmatchedGenerations: string[];
+}
+
+export interface StorageView {
+  storage: string;
+  file: string;
+  blobDir?: string;
+  groups: GroupView[];
+}
+
+const GROUPS: [GroupKind, 'backup' | 'snapshot' | 'zipbackup'][] = [
+  ['backup', 'backup'],
+  ['snapshot', 'snapshot'],
+  ['zip', 'zipbackup'],
+];
+
+export async function listDeployment(dep: Deployment, opts: OperationOptions = {}): Promise<StorageView[]> {
+  const out: StorageView[] = [];
+  for (const s of dep.storages) {
+    const groups: GroupView[] = [];
+    for (const [kind, folderKind] of GROUPS) groups.push(await listGroup(s, kind, folderKind, opts));
+    out.push({ storage: s.name, file: s.file, blobDir: s.blobDir, groups });
+  }
+  return out;
+}
+
+async function listGroup(s: StorageConfig, kind: GroupKind, folderKind: 'backup' | 'snapshot' | 'zipbackup', opts: OperationOptions): Promise<GroupView> {
+  const { repo, blobs } = foldersFor(s, folderKind);
+  const view: GroupView = { kind, repository: repo, blobBackups: s.blobDir ? blobs : undefined, chains: [], unmatchedGenerations: [] };
+  let chains;
+  try {
+    chains = await describeRepository(repo, opts.signal);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'REPO_MISSING') return view;
+    throw e;
+  }
+  const base = s.blobDir ? path.basename(s.blobDir) : undefined;
+  const gens = base ? await listGenerations(blobs, base) : [];
+  const used = new Set<string>();
+  let liveLayout: BlobLayout = 'bushy';
+  if (s.blobDir) liveLayout = (await readLayout(s.blobDir)).layout;
+  for (const c of chains) {
+    const state = new Set<string>(); // the blob refs of the state so far, as oid/tid hex
+    const views: GenerationView[] = [];
+    for (const p of c.pieces) {
+      for (const [oid, tid] of p.blobs) state.add(`${oid}/${tid}`);
+      const v: GenerationView = { ...p, kind, chain: c.full.stamp, blob: { status: 'none' } };
+      if (base) {
+        const g = gens.find((x) => x.stamp === p.stamp);
+        if (!g) v.blob = { status: 'missing' };
+        else {
+          used.add(g.name);
+          v.blob = await blobStatus(g, state, liveLayout);
+        }
+      }
+      views.push(v);
+    }
+    view.chains.push({ full: views[0], incrementals: views.slice(1) });
+  }
+  view.unmatchedGenerations = gens.filter((g) => !used.has(g.name)).map((g) => g.path);
+  return view;
+}
+
+async function blobStatus(g: Generation, state: Set<string>, liveLayout: BlobLayout): Promise<GenerationView['blob']> {
+  if (g.kind !== 'dir') return { status: 'archived', path: g.path };
+  const layout = g.content ? (await readLayout(g.content)).layout : liveLayout;
+  const files = await generationFiles(g, layout);
+  const missing: string[] = [];
+  for (const key of state) {
+    const [oid, tid] = key.split('/');
+    const rel = blobRelPath(Buffer.from(oid, 'hex'), Buffer.from(tid, 'hex'), layout);
+    if (!files.has(rel)) missing.push(rel);
+  }
+  missing.sort();
+  return {
+    status: missing.length ? 'mismatch' : 'match',
+    path: g.path,
+    files: files.size,
+    missing: missing.slice(0, 10),
+    missingCount: missing.length,
+  };
+}

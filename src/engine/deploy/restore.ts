@@ -1,0 +1,426 @@
+/**
+ * Restoring a deployment to a point in time: for every storage, the
+ * filestorage chain as of the date and the blob generation that belongs to
+ * its last piece.
+ *
+ * Full restore: Data.fs (with its index) and the blobstorage are built beside
+ * the live ones, for every storage, and only then swapped in; the previous
+ * state is moved aside (`<name>.before-restore-<stamp>`), or removed when the
+ * caller says so.
+ *
+ * Incremental restore: when the live Data.fs ends exactly where a piece of the
+ * wanted chain ends and its last bytes are that piece's, only the missing
+ * pieces are appended and only the missing blob files are added: blobs first,
+ * then the records, as ZODB commits, so a crash leaves at worst a torn tail
+ * that ZODB cuts off. Refreshing a dev database costs what changed.
+ */
+
+import { constants as fsc, promises as fsp } from 'node:fs';
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
+import { PloneBackupError, checkAbort } from '../errors';
+import { recover } from '../recover';
+import { txnEndingAt } from '../filestorage';
+import { acquireLock, type Lock } from '../lock';
+import { readLayout, listBlobFiles, LAYOUT_FILE } from '../blobdir';
+import { findChain, listRepository, readDat, datLinesFor, datName, indexName, type DatLine, type RepoFile } from '../repository';
+import { readPiece } from '../streams';
+import { exists, fsyncDir, tempPath } from '../io';
+import { formatStamp } from '../tid';
+import type { OperationOptions } from '../progress';
+import { eachLimit, generationFiles, listGenerations, type Generation } from './blobgen';
+import { extractTar } from './tar';
+import { siteRunning } from './site';
+import { foldersFor } from './backup';
+import type { Deployment, StorageConfig } from './deployment';
+
+export type RestoreKind = 'backup' | 'snapshot' | 'zip';
+
+export interface RestoreOptions extends OperationOptions {
+  kind?: RestoreKind;
+  /** Normalised repozo date (yyyy-mm-dd[-hh[-mm[-ss]]], UTC); undefined: the newest. */
+  date?: string;
+  /** Restore even though the site holds its lock. */
+  force?: boolean;
+  /** Keep the replaced state aside (default true). */
+  keepOld?: boolean;
+  /** How blob files get into the restored blobstorage: hard links to the backup (default) or copies. */
+  blobMode?: 'link' | 'copy';
+  /** Try the incremental restore (default true). */
+  incremental?: boolean;
+  /** Restore from other folders (altrestore). */
+  source?: (s: StorageConfig) => RestoreSource | Promise<RestoreSource>;
+  lockWaitMs?: number;
+  now?: () => Date;
+}
+
+export type RestoreSource =
+  | { type: 'repository'; repo: string; blobs?: string }
+  | { type: 'copy'; file: string; blobDir?: string };
+
+export interface StoragePlan {
+  storage: StorageConfig;
+  source: RestoreSource;
+  /** The state restored: the stamp of the last piece (repository sources). */
+  stamp?: string;
+  chain: RepoFile[];
+  lines: (DatLine | undefined)[];
+  generation?: Generation;
+  /** Set when the blob generation is not the one made with the last piece. */
+  mismatch?: string;
+  /** The piece index after which the live Data.fs continues, for an incremental restore. */
+  appendAfter?: number;
+  mode: 'full' | 'incremental' | 'unchanged';
+}
+
+export interface StorageRestoreResult {
+  storage: string;
+  mode: StoragePlan['mode'];
+  stamp?: string;
+  bytesWritten: number;
+  blobFilesAdded: number;
+  generation?: string;
+  keptOld: string[];
+  warnings: string[];
+}
+
+/** Works out what a restore would do, without changing anything (for the confirmation). */
+export async function planRestore(dep: Deployment, opts: RestoreOptions = {}): Promise<StoragePlan[]> {
+  const plans: StoragePlan[] = [];
+  for (const s of dep.storages) plans.push(await planStorage(s, opts));
+  return plans;
+}
+
+async function planStorage(s: StorageConfig, opts: RestoreOptions): Promise<StoragePlan> {
+  const kind = opts.kind ?? 'backup';
+  const f = foldersFor(s, kind === 'zip' ? 'zipbackup' : kind === 'snapshot' ? 'snapshot' : 'backup');
+  const source: RestoreSource = (await opts.source?.(s)) ?? { type: 'repository', repo: f.repo, blobs: s.blobDir ? f.blobs : undefined };
+  if (source.type === 'copy') {
+    if (!(await exists(source.file))) {
+      throw new PloneBackupError('NOT_FOUND', `There is no ${path.basename(source.file)} in ${path.dirname(source.file)} to restore from.`, { path: source.file });
+    }
+    const generation: Generation | undefined = source.blobDir && (await exists(source.blobDir)) ? { name: path.basename(source.blobDir), path: source.blobDir, kind: 'dir', content: source.blobDir } : undefined;
+    if (s.blobDir && !generation) {
+      throw new PloneBackupError('NOT_FOUND', `There is no blobstorage beside ${source.file} to restore ${s.name}'s blobs from.`, { path: path.dirname(source.file) });
+    }
+    return { storage: s, source, chain: [], lines: [], generation, mode: 'full' };
+  }
+  const { files } = await listRepository(source.repo);
+  const when = opts.date ?? formatStamp((opts.now ?? (() => new Date()))());
+  const chain = findChain(files, when);
+  if (chain.length === 0) {
+    throw new PloneBackupError('NO_BACKUPS', opts.date ? `There is no backup of ${s.name} in ${source.repo} from before ${opts.date}.` : `There is no backup of ${s.name} in ${source.repo}.`, {
+      path: source.repo,
+      hint: opts.date ? 'Pick a later date; `plone-backup list` shows the backups there are.' : 'Make one first with `plone-backup backup`.',
+    });
+  }
+  const lines = await readDat(path.join(source.repo, datName(chain[0].stamp)));
+  const regs = lines ? datLinesFor(chain, lines) : chain.map(() => undefined);
+  const stamp = chain[chain.length - 1].stamp;
+  const plan: StoragePlan = { storage: s, source, stamp, chain, lines: regs, mode: 'full' };
+  if (s.blobDir) {
+    const gens = source.blobs ? await listGenerations(source.blobs, path.basename(s.blobDir)) : [];
+    let g = gens.find((x) => x.stamp === stamp);
+    if (!g) {
+      const older = gens.filter((x) => x.stamp !== undefined && x.stamp <= stamp);
+      g = older.at(-1) ?? (opts.date === undefined ? gens.find((x) => x.number === 0) : undefined);
+      if (g) plan.mismatch = `the blob backup ${g.name} was not made with the filestorage backup ${stamp}; some blobs may be missing or extra`;
+    }
+    if (!g) {
+      throw new PloneBackupError('NOT_FOUND', `There is no blob backup for ${s.name} at ${stamp} in ${source.blobs}.`, {
+        path: source.blobs,
+        hint: 'Without it the restored site would miss blob files; restore an earlier date that has one (`plone-backup list`).',
+      });
+    }
+    plan.generation = g;
+  }
+  if (opts.incremental !== false) await planIncremental(plan);
+  return plan;
+}
+
+/** Marks the plan incremental when the live Data.fs is a prefix of the wanted state ending at a piece boundary. */
+async function planIncremental(plan: StoragePlan): Promise<void> {
+  const file = plan.storage.file;
+  if (plan.source.type !== 'repository' || plan.lines.some((l) => !l)) return;
+  let fh;
+  try {
+    fh = await fsp.open(file, 'r');
+  } catch {
+    return;
+  }
+  try {
+    const size = (await fh.stat()).size;
+    const k = plan.lines.findIndex((l) => l!.end === size);
+    if (k < 0) return;
+    if (size > 4 && !(await txnEndingAt(fh, size, size))) return;
+    // The live file's last bytes must be the piece's last bytes.
+    const l = plan.lines[k]!;
+    const n = Math.min(64 * 1024, l.end - l.start);
+    const live = Buffer.alloc(n);
+    await fh.read(live, 0, n, size - n);
+    const piece = plan.chain[k];
+    const tail = await pieceTail(path.join(plan.source.repo, piece.name), piece.gzip, l.end - l.start, n);
+    if (!tail || !tail.equals(live)) return;
+    plan.appendAfter = k;
+    plan.mode = k === plan.chain.length - 1 ? 'unchanged' : 'incremental';
+  } finally {
+    await fh.close();
+  }
+}
+
+async function pieceTail(file: string, gzip: boolean, size: number, n: number): Promise<Buffer | undefined> {
+  if (!gzip) {
+    const fh = await fsp.open(file, 'r').catch(() => undefined);
+    if (!fh) return undefined;
+    try {
+      const b = Buffer.alloc(n);
+      const { bytesRead } = await fh.read(b, 0, n, size - n);
+      return bytesRead === n ? b : undefined;
+    } finally {
+      await fh.close();
+    }
+  }
+  let keep = Buffer.alloc(0);
+  try {
+    for await (const c of readPiece(file, true)) {
+      keep = Buffer.concat([keep, c]);
+      if (keep.length > n) keep = keep.subarray(keep.length - n);
+    }
+  } catch {
+    return undefined;
+  }
+  return keep.length === n ? keep : undefined;
+}
+
+/** Restores every storage of the deployment as planned. */
+export async function restoreDeployment(dep: Deployment, opts: RestoreOptions = {}): Promise<StorageRestoreResult[]> {
+  const plans = await planRestore(dep, opts);
+  const locks: Lock[] = [];
+  const staged: Staged[] = [];
+  try {
+    for (const p of plans) {
+      if (!opts.force) {
+        const running = await siteRunning(p.storage.file);
+        if (running) {
+          throw new PloneBackupError('SITE_RUNNING', `The site is running: ${running.lockFile} is held${running.pid ? ` by process ${running.pid}` : ''}; nothing was restored.`, {
+            path: running.lockFile,
+            hint: 'Stop Zope (or the ZEO server) first, or pass --force if you are sure it is not running.',
+          });
+        }
+      }
+      if (p.source.type === 'repository') locks.push(await acquireLock(p.source.repo, { what: 'restore', waitMs: opts.lockWaitMs, signal: opts.signal }));
+    }
+    // Build everything first; swap in only when every storage is ready.
+    for (const p of plans) staged.push(await stage(p, opts));
+    const stampNow = formatStamp((opts.now ?? (() => new Date()))());
+    const results: StorageRestoreResult[] = [];
+    for (const s of staged) results.push(await s.apply(stampNow, opts.keepOld ?? true));
+    return results;
+  } catch (e) {
+    for (const s of staged) await s.discard().catch(() => undefined);
+    throw e;
+  } finally {
+    for (const l of locks) await l.release();
+  }
+}
+
+interface Staged {
+  apply(stamp: string, keepOld: boolean): Promise<StorageRestoreResult>;
+  discard(): Promise<void>;
+}
+
+async function linkOrCopy(src: string, dst: string, mode: 'link' | 'copy'): Promise<void> {
+  if (mode === 'link') {
+    try {
+      await fsp.link(src, dst);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw e;
+    }
+  }
+  await fsp.copyFile(src, dst, fsc.COPYFILE_FICLONE);
+}
+
+/** Puts the generation's blob tree into `dest` (existing files are left as they are). */
+async function fillBlobs(g: Generation, dest: string, layoutHint: string | undefined, mode: 'link' | 'copy', onlyMissing: boolean, signal?: AbortSignal): Promise<number> {
+  await fsp.mkdir(dest, { recursive: true });
+  if (g.kind !== 'dir') {
+    const tmp = tempPath(path.join(dest, 'x'), 'tar');
+    await fsp.mkdir(tmp);
+    try {
+      await extractTar(g.path, tmp, { gzip: g.kind === 'tar.gz', signal, strip: 1 });
+      return await fillFromTree(tmp, dest, 'link', onlyMissing, layoutHint, signal);
+    } finally {
+      await fsp.rm(tmp, { recursive: true, force: true });
+    }
+  }
+  return fillFromTree(g.content!, dest, mode, onlyMissing, layoutHint, signal, g);
+}
+
+async function fillFromTree(src: string, dest: string, mode: 'link' | 'copy', onlyMissing: boolean, layoutHint: string | undefined, signal?: AbortSignal, gen?: Generation): Promise<number> {
+  const { layout } = await readLayout(src);
+  const files = gen ? [...(await generationFiles(gen, layout)).keys()] : (await listBlobFiles(src, layout)).files.map((f) => f.rel);
+  const dirs = new Set<string>();
+  for (const rel of files) dirs.add(path.posix.dirname(rel));
+  for (const d of [...dirs].sort()) await fsp.mkdir(path.join(dest, d), { recursive: true });
+  let added = 0;
+  await eachLimit(
+    files,
+    16,
+    async (rel) => {
+      const dst = path.join(dest, rel);
+      if (onlyMissing && (await exists(dst))) return;
+      await linkOrCopy(path.join(src, rel), dst, mode);
+      added++;
+    },
+    signal,
+  );
+  const layoutSrc = path.join(src, LAYOUT_FILE);
+  if (!(await exists(path.join(dest, LAYOUT_FILE)))) {
+    if (await exists(layoutSrc)) await fsp.copyFile(layoutSrc, path.join(dest, LAYOUT_FILE));
+    else await fsp.writeFile(path.join(dest, LAYOUT_FILE), (layoutHint ?? layout) + '\n');
+  }
+  return added;
+}
+
+async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
+  const s = p.storage;
+  const mode = opts.blobMode ?? 'link';
+  const warnings = p.mismatch ? [p.mismatch] : [];
+  const genName = p.generation?.path;
+
+  if (p.mode !== 'full' && p.source.type === 'repository') {
+    // Incremental: nothing is built aside; the work happens in apply, blobs first.
+    const repo = p.source.repo;
+    return {
+      async apply() {
+        let added = 0;
+        if (s.blobDir && p.generation) added = await fillBlobs(p.generation, s.blobDir, undefined, mode, true, opts.signal);
+        let written = 0;
+        if (p.mode === 'incremental') {
+          const index = `${s.file}.index`;
+          await fsp.rm(index, { force: true }); // a crash mid-append then leaves no stale index
+          const fh = await fsp.open(s.file, 'r+');
+          try {
+            let pos = p.lines[p.appendAfter!]!.end;
+            for (let i = p.appendAfter! + 1; i < p.chain.length; i++) {
+              const f = p.chain[i];
+              const l = p.lines[i]!;
+              const h = createHash('md5');
+              for await (const c of readPiece(path.join(repo, f.name), f.gzip, opts.signal)) {
+                h.update(c);
+                await fh.write(c, 0, c.length, pos);
+                pos += c.length;
+                written += c.length;
+                opts.onProgress?.({ phase: `appending ${f.name}`, done: written });
+              }
+              if (h.digest('hex') !== l.md5 || pos !== l.end) {
+                await fh.truncate(p.lines[p.appendAfter!]!.end);
+                throw new PloneBackupError('PIECE_MISMATCH', `${f.name} does not match its .dat line; the restore was undone.`, { path: path.join(repo, f.name) });
+              }
+            }
+            await fh.sync();
+          } finally {
+            await fh.close();
+          }
+          const src = path.join(repo, indexName(p.stamp!));
+          if (await exists(src)) {
+            const tmp = tempPath(index);
+            await fsp.copyFile(src, tmp);
+            await fsp.rename(tmp, index);
+          }
+          await fsyncDir(path.dirname(s.file));
+        }
+        return { storage: s.name, mode: p.mode, stamp: p.stamp, bytesWritten: written, blobFilesAdded: added, generation: genName, keptOld: [], warnings };
+      },
+      async discard() {},
+    };
+  }
+
+  // Full: build beside the live files.
+  await fsp.mkdir(path.dirname(s.file), { recursive: true });
+  const work = tempPath(s.file, 'restore');
+  await fsp.mkdir(work);
+  const newFile = path.join(work, path.basename(s.file));
+  let newBlobs: string | undefined;
+  let written = 0;
+  let added = 0;
+  try {
+    if (p.source.type === 'repository') {
+      const r = await recover({ repository: p.source.repo, output: newFile, date: opts.date, keepOld: false, signal: opts.signal, onProgress: opts.onProgress, now: opts.now });
+      written = r.bytes;
+    } else {
+      await fsp.copyFile(p.source.file, newFile);
+      written = (await fsp.stat(newFile)).size;
+      if (await exists(`${p.source.file}.index`)) await fsp.copyFile(`${p.source.file}.index`, `${newFile}.index`);
+    }
+    checkAbort(opts.signal);
+    if (s.blobDir && p.generation) {
+      await fsp.mkdir(path.dirname(s.blobDir), { recursive: true });
+      newBlobs = tempPath(s.blobDir, 'restore');
+      added = await fillBlobs(p.generation, newBlobs, undefined, mode, false, opts.signal);
+    }
+  } catch (e) {
+    await fsp.rm(work, { recursive: true, force: true });
+    if (newBlobs) await fsp.rm(newBlobs, { recursive: true, force: true });
+    throw e;
+  }
+  return {
+    async apply(stampNow, keepOld) {
+      const kept: string[] = [];
+      const aside = async (live: string) => {
+        if (!(await exists(live))) return;
+        let name = `${live}.before-restore-${stampNow}`;
+        for (let i = 1; await exists(name); i++) name = `${live}.before-restore-${stampNow}-${i}`;
+        await fsp.rename(live, name);
+        kept.push(name);
+      };
+      await aside(`${s.file}.index`);
+      await aside(s.file);
+      await fsp.rename(newFile, s.file);
+      if (await exists(`${newFile}.index`)) await fsp.rename(`${newFile}.index`, `${s.file}.index`);
+      if (s.blobDir && newBlobs) {
+        await aside(s.blobDir);
+        await fsp.rename(newBlobs, s.blobDir);
+      }
+      await fsp.rm(work, { recursive: true, force: true });
+      await fsyncDir(path.dirname(s.file));
+      if (s.blobDir) await fsyncDir(path.dirname(s.blobDir));
+      if (!keepOld) {
+        for (const k of kept) await fsp.rm(k, { recursive: true, force: true });
+        kept.length = 0;
+      }
+      return { storage: s.name, mode: 'full', stamp: p.stamp, bytesWritten: written, blobFilesAdded: added, generation: genName, keptOld: kept, warnings };
+    },
+    async discard() {
+      await fsp.rm(work, { recursive: true, force: true });
+      if (newBlobs) await fsp.rm(newBlobs, { recursive: true, force: true });
+    },
+  };
+}
+
+/** altrestore's sources: a folder holding Data.fs (+ blobstorage), or a var folder / repository of another deployment. */
+export async function altSource(sourceDir: string, s: StorageConfig): Promise<RestoreSource> {
+  const src = path.resolve(sourceDir);
+  const fsName = path.basename(s.file);
+  for (const cand of [path.join(src, fsName), path.join(src, 'filestorage', fsName)]) {
+    if (await exists(cand)) {
+      const blobBase = s.blobDir ? path.basename(s.blobDir) : undefined;
+      const blobCands = blobBase ? [path.join(path.dirname(cand), blobBase), path.join(src, blobBase)] : [];
+      let blobDir: string | undefined;
+      for (const b of blobCands) if (await exists(b)) blobDir = b;
+      return { type: 'copy', file: cand, blobDir };
+    }
+  }
+  const sfx = s.name === 'main' ? '' : `_${s.name}`;
+  if (await exists(path.join(src, `backups${sfx}`))) {
+    return { type: 'repository', repo: path.join(src, `backups${sfx}`), blobs: path.join(src, `blobstoragebackups${sfx}`) };
+  }
+  const { files } = await listRepository(src);
+  if (files.length) return { type: 'repository', repo: src, blobs: path.join(path.dirname(src), `blobstoragebackups${sfx}`) };
+  throw new PloneBackupError('NOT_FOUND', `${src} holds neither a ${fsName} nor backups to restore from.`, {
+    path: src,
+    hint: 'Point altrestore at a folder with Data.fs and blobstorage, or at a var folder with backups/.',
+  });
+}
