@@ -162,7 +162,7 @@ export class FileStorageWriter {
       const oid = oidBuffer(r.oid);
       const key = oid.toString('hex');
       const prev = seen.get(key) ?? this.index.get(oid) ?? 0;
-      const data = r.data ?? (r.blob ? BLOB_PICKLE : undefined);
+      const data = r.data ?? (r.blob && r.backpointer === undefined ? BLOB_PICKLE : undefined);
       const plen = data ? data.length : 0;
       parts.push(encodeDataHeader({ oid, tid, prev, tloc: tpos, vlen: 0, plen }));
       if (data) parts.push(data);
@@ -242,6 +242,92 @@ export class FileStorageWriter {
     const tmp = `${this.path}.index_tmp`;
     await fsp.writeFile(tmp, encodeIndex(this.index, this.pos));
     await fsp.rename(tmp, `${this.path}.index`);
+  }
+
+  /**
+   * A pack, the way a running ZODB does it as far as a backup can see: the
+   * newest revision of every object is copied into `Data.fs.pack` (status
+   * 'p', no history, back pointers resolved to data), the old file is renamed
+   * to `Data.fs.old` and the packed one into place, then the blob files of the
+   * revisions that are gone are removed. The writer goes on appending to the
+   * new file.
+   */
+  async pack(): Promise<{ before: number; after: number; removedBlobs: number }> {
+    if (this.voted) throw new Error('cannot pack during a commit');
+    const before = this.pos;
+    const packPath = `${this.path}.pack`;
+    const src = await openFileStorage(this.path);
+    const keep = new Map<string, { oid: Buffer; pos: number }>();
+    const txns: { tid: Buffer; user: Buffer; description: Buffer; extension: Buffer; records: { oid: Buffer; pos: number; plen: number; backpointer?: number; blob: boolean }[] }[] = [];
+    const blobFiles: { oid: Buffer; tid: Buffer }[] = [];
+    {
+      const win = new FileWindow(src.fh, 4, this.pos);
+      const scanner = new TxnScanner(win, this.path, 4);
+      await scanner.run((t) => {
+        txns.push({ tid: t.tid, user: t.user, description: t.description, extension: t.extension, records: t.records });
+        for (const r of t.records) {
+          keep.set(r.oid.toString('hex'), { oid: r.oid, pos: r.pos });
+          if (r.blob || r.backpointer) blobFiles.push({ oid: r.oid, tid: r.tid });
+        }
+      });
+      await win.settle();
+    }
+    const current = new Set([...keep.values()].map((k) => k.pos));
+    const readData = async (pos: number, depth = 0): Promise<Buffer | undefined> => {
+      const h = Buffer.alloc(DATA_HDR_LEN);
+      await src.fh.read(h, 0, DATA_HDR_LEN, pos);
+      const plen = Number(h.readBigUInt64BE(34));
+      if (plen === 0) {
+        const bp = Buffer.alloc(8);
+        await src.fh.read(bp, 0, 8, pos + DATA_HDR_LEN);
+        const target = Number(bp.readBigUInt64BE(0));
+        return target && depth < 32 ? readData(target, depth + 1) : undefined;
+      }
+      const d = Buffer.alloc(plen);
+      await src.fh.read(d, 0, plen, pos + DATA_HDR_LEN);
+      return d;
+    };
+    const out = await FileStorageWriter.create(packPath, { ...this.opts, blobDir: undefined });
+    const keptBlobs = new Set<string>();
+    for (const t of txns) {
+      const records: WriteRecord[] = [];
+      for (const r of t.records) {
+        if (!current.has(r.pos)) continue;
+        const data = await readData(r.pos);
+        if (!data) continue; // creation undone: the object is gone
+        records.push({ oid: r.oid, data });
+        keptBlobs.add(`${r.oid.toString('hex')}/${t.tid.toString('hex')}`);
+      }
+      if (records.length) {
+        await out.commit({ tid: t.tid, user: t.user, description: t.description, extension: t.extension, status: 'p', records });
+      }
+    }
+    await out.close();
+    await src.fh.close();
+    await this.fh.close();
+    // As ZODB: Data.fs -> Data.fs.old, Data.fs.pack -> Data.fs.
+    await fsp.rename(this.path, `${this.path}.old`);
+    await fsp.rename(packPath, this.path);
+    await fsp.rm(`${this.path}.index`, { force: true });
+    this.fh = await fsp.open(this.path, 'r+');
+    this.index.map.clear();
+    for (const [k, v] of out.index.map) this.index.map.set(k, v);
+    this.pos = out.end;
+    let removedBlobs = 0;
+    if (this.opts.blobDir) {
+      const layout = this.opts.layout ?? 'bushy';
+      for (const b of blobFiles) {
+        if (keptBlobs.has(`${b.oid.toString('hex')}/${b.tid.toString('hex')}`)) continue;
+        const f = path.join(this.opts.blobDir, blobRelPath(b.oid, b.tid, layout));
+        try {
+          await fsp.unlink(f);
+          removedBlobs++;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        }
+      }
+    }
+    return { before, after: this.pos, removedBlobs };
   }
 
   async close(opts: { writeIndex?: boolean } = {}): Promise<void> {
