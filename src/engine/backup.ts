@@ -171,8 +171,11 @@ async function backupLocked(opts: PrepareOptions, st: OpenedStorage, log: (m: st
 
   const datFile = path.join(repo, datName(chain[0].stamp));
   const lines = await readDat(datFile);
-  if (!lines || datLinesFor(chain, lines).some((l) => l === undefined)) {
-    const reason = `${path.basename(datFile)} is missing or does not list every piece of the newest chain`;
+  // The .dat must list exactly the chain's pieces: a line for a piece that is
+  // gone means the chain lost data, and continuing it (quick mode would even
+  // take the missing piece's end as its start) would never mend it.
+  if (!lines || lines.length !== chain.length || datLinesFor(chain, lines).some((l) => l === undefined)) {
+    const reason = `${path.basename(datFile)} is missing or does not list exactly the pieces of the newest chain`;
     log(`doing a full backup: ${reason}`);
     return fullBackup(opts, st, stamp, reason, log);
   }

@@ -164,6 +164,12 @@ export interface WindowOptions {
 }
 
 export const DEFAULT_CHUNK = 4 * 1024 * 1024;
+/**
+ * Room left free in front of every read buffer: the unconfirmed tail of the
+ * previous buffer (the transaction the chunk boundary cut) is copied there, so
+ * the new bytes need not be copied behind it.
+ */
+const HEADROOM = 256 * 1024;
 
 export class FileWindow {
   private buf: Buffer = Buffer.alloc(0);
@@ -176,8 +182,11 @@ export class FileWindow {
   constructor(
     readonly fh: FileHandle,
     start: number,
-    /** Never read at or past this position (the sampled size). */
-    readonly limit: number,
+    /**
+     * Never read at or past this position (the sampled size). Lowered when the
+     * file turns out shorter (see refill).
+     */
+    public limit: number,
     private readonly opts: WindowOptions = {},
   ) {
     this.bufStart = start;
@@ -193,7 +202,10 @@ export class FileWindow {
   /** Makes bytes [pos, pos + n) available; false when they lie past the limit. */
   async ensure(pos: number, n: number): Promise<boolean> {
     if (pos + n > this.limit) return false;
-    while (pos + n > this.bufEnd) await this.refill(pos + n);
+    while (pos + n > this.bufEnd) {
+      await this.refill(pos + n);
+      if (pos + n > this.limit) return false;
+    }
     return true;
   }
 
@@ -227,8 +239,9 @@ export class FileWindow {
     return b.subarray(0, bytesRead);
   }
 
+  /** Reads [pos, pos + len) into a new buffer that has HEADROOM free bytes in front of it. */
   private startRead(pos: number, len: number): Promise<Buffer> {
-    const b = Buffer.allocUnsafe(len);
+    const b = Buffer.allocUnsafe(HEADROOM + len).subarray(HEADROOM);
     return (async () => {
       let got = 0;
       while (got < len) {
@@ -251,19 +264,37 @@ export class FileWindow {
     const want = Math.max(this.chunk, needEnd - readPos);
     let len = Math.min(want, this.limit - readPos);
     let data: Buffer;
+    let roomy = true; // data came from startRead: HEADROOM free bytes before it
     if (this.pending && this.pending.pos === readPos) {
       data = await this.pending.promise;
       this.pending = undefined;
       if (data.length < len) {
         const more = await this.startRead(readPos + data.length, len - data.length);
         data = Buffer.concat([data, more]);
+        roomy = false;
       }
     } else {
       data = await this.startRead(readPos, len);
     }
     len = data.length;
-    if (len === 0) throw new PloneBackupError('SOURCE_CHANGED', 'The file shrank while it was being read.', { position: readPos, hint: 'Run the backup again.' });
-    this.buf = tail.length ? Buffer.concat([tail, data]) : data;
+    if (len === 0) {
+      // The file is shorter than when it was measured: ZODB's tpc_abort truncates
+      // a voted ('c') transaction, so only bytes past the committed end can go
+      // away. The file ends here now; the scanner stops at its committed end.
+      this.pending = undefined;
+      this.limit = readPos;
+      return;
+    }
+    if (tail.length === 0) {
+      this.buf = data;
+    } else if (roomy && tail.length <= HEADROOM) {
+      // The headroom was never handed out: put the tail there instead of copying data.
+      const joined = Buffer.from(data.buffer, data.byteOffset - tail.length, tail.length + len);
+      tail.copy(joined, 0);
+      this.buf = joined;
+    } else {
+      this.buf = Buffer.concat([tail, data]);
+    }
     this.bufStart = keepFrom;
     const next = this.bufEnd;
     if (next < this.limit) {

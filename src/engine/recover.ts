@@ -13,10 +13,11 @@
 import { promises as fsp } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import { PloneBackupError, checkAbort } from './errors';
+import { PloneBackupError, checkAbort, toPloneBackupError } from './errors';
 import { HashingFileWriter, exists, fsyncDir, tempPath, writeFileAtomic } from './io';
 import type { OperationOptions } from './progress';
-import { type DatLine, type RepoFile, datLinesFor, datName, findChain, indexName, listRepository, readDat } from './repository';
+import { type DatLine, type RepoFile, datLinesFor, datName, findChain, indexName, listRepository, parseDataFileName, readDat } from './repository';
+import { loadPickle } from './pickle';
 import { readPiece } from './streams';
 import { formatStamp } from './tid';
 
@@ -26,7 +27,7 @@ export interface RecoverOptions extends OperationOptions {
   output?: string;
   /** Write here when there is no output file (repozo: stdout). */
   stream?: NodeJS.WritableStream;
-  /** As repozo's -D, already normalised (see normalizeDateArg); undefined: now. */
+  /** As repozo's -D, already normalised (see normalizeDateArg); undefined: the newest backup (or as of `now()` when a clock is given). */
   date?: string;
   /** repozo -w: a piece without a .dat line is an error. */
   withVerify?: boolean;
@@ -57,10 +58,22 @@ export interface RecoverResult {
 }
 
 export async function recover(opts: RecoverOptions): Promise<RecoverResult> {
+  try {
+    return await recoverInner(opts);
+  } catch (e) {
+    // An OS error (a full disk, a permission) reaches callers typed, like ours.
+    throw toPloneBackupError(e);
+  }
+}
+
+async function recoverInner(opts: RecoverOptions): Promise<RecoverResult> {
   const log = opts.log ?? (() => undefined);
   const repo = opts.repository;
   const { files } = await listRepository(repo);
-  const when = opts.date ?? formatStamp((opts.now ?? (() => new Date()))());
+  // No date: the newest backup. (Not "now": a backup made in the same second
+  // as the one before it carries the next second's stamp, a little ahead of
+  // the clock.) An injected clock keeps repozo's "as of now".
+  const when = opts.date ?? (opts.now ? formatStamp(opts.now()) : undefined);
   const chain = findChain(files, when);
   if (chain.length === 0) {
     throw new PloneBackupError(
@@ -69,7 +82,7 @@ export async function recover(opts: RecoverOptions): Promise<RecoverResult> {
       { path: repo, hint: opts.date ? 'Pick a later date; `list` shows the backups there are.' : 'Make one first (-B).' },
     );
   }
-  log(`files needed to recover state as of ${when}: ${chain.map((f) => f.name).join(', ')}`);
+  log(`files needed to recover state as of ${when ?? 'the newest backup'}: ${chain.map((f) => f.name).join(', ')}`);
   const datFile = path.join(repo, datName(chain[0].stamp));
   const lines = await readDat(datFile);
   const expected = lines ? datLinesFor(chain, lines) : chain.map(() => undefined);
@@ -82,9 +95,23 @@ export async function recover(opts: RecoverOptions): Promise<RecoverResult> {
       });
     }
   }
+  // The newest piece the .dat lists up to the date is gone: restoring the
+  // pieces that are left would silently drop its transactions.
+  const present = new Set(files.map((f) => f.name));
+  const listed = (lines ?? []).filter((l) => when === undefined || (parseDataFileName(path.basename(l.path))?.stamp ?? '~') <= when);
+  const newestListed = listed[listed.length - 1];
+  const gone = newestListed && !present.has(path.basename(newestListed.path)) ? newestListed : undefined;
+  if (gone) {
+    throw new PloneBackupError('PIECE_MISSING', `The backup piece ${path.join(repo, path.basename(gone.path))} is missing.`, {
+      path: path.join(repo, path.basename(gone.path)),
+      hint: 'Restore it from another copy of the repository, or recover to an earlier date.',
+    });
+  }
   checkChain(repo, chain, expected);
 
   const total = expected.every((l) => l) ? expected[expected.length - 1]!.end : undefined;
+  // Pieces without a .dat line have nothing to vouch for where they belong.
+  const unlisted = total === undefined;
   const out = opts.output;
   const last = chain[chain.length - 1];
   const sourceIndex = path.join(repo, indexName(last.stamp));
@@ -94,6 +121,7 @@ export async function recover(opts: RecoverOptions): Promise<RecoverResult> {
     const res = await copyChain(repo, chain, expected, total, opts, async (c) => {
       if (!stream.write(c)) await new Promise<void>((r) => stream.once('drain', () => r()));
     });
+    if (unlisted) await checkIndexEnd(sourceIndex, res.bytes, repo, last);
     return { ...res, stamp: last.stamp };
   }
 
@@ -107,6 +135,7 @@ export async function recover(opts: RecoverOptions): Promise<RecoverResult> {
   try {
     const res = await copyChain(repo, chain, expected, total, opts, writer.write);
     await writer.finish();
+    if (unlisted) await checkIndexEnd(sourceIndex, res.bytes, repo, last);
     checkAbort(opts.signal);
     if (await exists(sourceIndex)) {
       indexTemp = tempPath(`${out}.index`);
@@ -121,6 +150,41 @@ export async function recover(opts: RecoverOptions): Promise<RecoverResult> {
     await writer.discard();
     if (indexTemp) await fsp.rm(indexTemp, { force: true });
     throw e;
+  }
+}
+
+/**
+ * The last piece's .index records the end of the state it describes; the
+ * pieces must add up to it. Checked when some piece has no .dat line: they do
+ * not add up when a piece the .dat cannot tell about is missing (a lost full
+ * backup makes the chain run on from an older full into a newer incremental)
+ * or is cut short (a killed run). An index we cannot read is not checked.
+ */
+async function checkIndexEnd(indexFile: string, bytes: number, repo: string, last: RepoFile): Promise<void> {
+  let head: Buffer;
+  try {
+    const fh = await fsp.open(indexFile, 'r');
+    try {
+      head = Buffer.alloc(32);
+      head = head.subarray(0, (await fh.read(head, 0, 32, 0)).bytesRead);
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return;
+  }
+  let pos: unknown;
+  try {
+    pos = loadPickle(head, 0, indexFile).value;
+  } catch {
+    return;
+  }
+  if (typeof pos === 'number' && pos !== bytes) {
+    throw new PloneBackupError('CHAIN_BROKEN', `The pieces up to ${last.name} add up to ${bytes} bytes, but its index says ${pos}: a piece of the chain is missing.`, {
+      path: path.join(repo, last.name),
+      position: bytes,
+      hint: 'Restore the missing piece from another copy of the repository, or recover to an earlier date.',
+    });
   }
 }
 

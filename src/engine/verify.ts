@@ -8,7 +8,7 @@
 import { promises as fsp } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import { PloneBackupError } from './errors';
+import { PloneBackupError, toPloneBackupError } from './errors';
 import type { OperationOptions } from './progress';
 import { type RepoFile, datName, findChain, listRepository, parseDat, readDat } from './repository';
 import { readPiece } from './streams';
@@ -43,9 +43,19 @@ export interface VerifyResult {
 }
 
 export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
+  try {
+    return await verifyInner(opts);
+  } catch (e) {
+    // An OS error (a permission, an I/O error) reaches callers typed, like ours.
+    throw toPloneBackupError(e);
+  }
+}
+
+async function verifyInner(opts: VerifyOptions): Promise<VerifyResult> {
   const repo = opts.repository;
   const { files } = await listRepository(repo);
-  const when = opts.date ?? formatStamp((opts.now ?? (() => new Date()))());
+  // No date: the newest chain (see recover: stamps can be a little ahead of the clock).
+  const when = opts.date ?? (opts.now ? formatStamp(opts.now()) : undefined);
   const chain = findChain(files, when);
   if (chain.length === 0) {
     throw new PloneBackupError('NO_BACKUPS', `There is no backup in ${repo} to verify.`, { path: repo, hint: 'Make one first (-B).' });
