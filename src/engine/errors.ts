@@ -61,7 +61,8 @@ export class PloneBackupError extends Error {
 
   /** The message and the hint as the single line a user reads. */
   get userMessage(): string {
-    return this.hint ? `${this.message} ${this.hint}` : this.message;
+    if (!this.hint) return this.message;
+    return /[.!?]$/.test(this.message) ? `${this.message} ${this.hint}` : `${this.message}. ${this.hint}`;
   }
 }
 
