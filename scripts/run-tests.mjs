@@ -27,8 +27,50 @@ if (suites.includes('unit')) {
 }
 
 if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')) {
-  const r = spawnSync(process.execPath, ['scripts/vscode/run-offline.mjs'], { stdio: 'inherit' });
-  if (r.status !== 0) failed = true;
+  // Four steps, each in a fresh code-server (scripts/vscode/run-offline.mjs):
+  //   1. package: the esbuild bundle and `vsce package` into a temp .vsix;
+  //   2. the in-host suite (test/extension/suite) against the bundle;
+  //   3. the .vsix installed into code-server, and the activation suite against it;
+  //   4. the UI test (test/extension/ui/backup-now.mjs), its screenshot in the temp folder.
+  // The compiled tests (out/) are rebuilt first when a source is newer than them.
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const newest = (dir) => {
+    let t = 0;
+    if (!existsSync(dir)) return t;
+    for (const name of readdirSync(dir)) {
+      const p = join(dir, name);
+      const st = statSync(p);
+      t = Math.max(t, st.isDirectory() ? newest(p) : name.endsWith('.ts') ? st.mtimeMs : 0);
+    }
+    return t;
+  };
+  const suiteIndex = join('out', 'test', 'extension', 'suite', 'index.js');
+  const step = (name, cmd, args, env = {}) => {
+    process.stderr.write(`\n[extension tests] ${name}\n`);
+    const r = spawnSync(cmd, args, { stdio: 'inherit', env: { ...process.env, ...env } });
+    if (r.status !== 0) {
+      failed = true;
+      process.stderr.write(`[extension tests] ${name}: FAILED (exit ${r.status ?? r.signal})\n`);
+    }
+    return r.status === 0;
+  };
+  if (!existsSync(suiteIndex) || Math.max(newest('src'), newest(join('test', 'extension'))) > statSync(suiteIndex).mtimeMs) {
+    // tsc still writes its output when other parts of the tree have type errors.
+    spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.test.json'], { stdio: 'inherit' });
+  }
+  const tmp = mkdtempSync(join(tmpdir(), 'plone-backup-extension-tests-'));
+  try {
+    const vsix = join(tmp, 'plone-backup.vsix');
+    const packaged = step('package (esbuild + vsce)', 'npm', ['run', '--silent', 'package', '--', '--out', vsix]);
+    step('in-host suite', process.execPath, ['scripts/vscode/run-offline.mjs']);
+    if (packaged) step('the .vsix installed and activated', process.execPath, ['scripts/vscode/run-offline.mjs', '--vsix', vsix]);
+    step('UI: Back Up Now from the palette', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/backup-now.mjs'], {
+      PLONE_BACKUP_UI_SCREENSHOT: join(tmp, 'screenshot-backups.png'),
+    });
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 process.exit(failed ? 1 : 0);

@@ -20,9 +20,16 @@
 //     --ui SCRIPT.mjs     UI mode: open the workbench with the extension loaded but no
 //                         test suite, then call SCRIPT's default export with a driver
 //                         object (see `makeDriver`); its return value is the exit code
+//     --vsix FILE.vsix    packaged mode: install FILE into the test code-server
+//                         (--install-extension) and run the suite against that
+//                         installed copy (extensionDevelopmentPath is an empty folder:
+//                         the workbench runs extensionTestsPath only in extension
+//                         development mode, and an empty one adds no extension); only the
+//                         "Extension activation" suite unless PLONE_BACKUP_TEST_GREP
+//                         says otherwise; PLONE_BACKUP_EXPECT_VSIX=1 reaches the tests
 //     --keep              keep the temp folders (code-server logs) for debugging
 //     --verbose           echo code-server's output and browser console errors
-//   Environment: PLONE_BACKUP_TEST_WORKSPACE, PLONE_BACKUP_SCREENSHOT,
+//   Environment: PLONE_BACKUP_TEST_WORKSPACE, PLONE_BACKUP_SCREENSHOT, PLONE_BACKUP_VSIX,
 //   PLONE_BACKUP_TEST_TIMEOUT (seconds) stand for the options of the same meaning.
 //   Every variable of this process reaches the extension host (and so the tests);
 //   PLONE_BACKUP_TEST_WORKSPACE is always set there to the opened folder.
@@ -71,6 +78,7 @@ function parseArgs(argv) {
     screenshot: process.env.PLONE_BACKUP_SCREENSHOT || undefined,
     timeout: Number(process.env.PLONE_BACKUP_TEST_TIMEOUT) || 180,
     ui: undefined,
+    vsix: process.env.PLONE_BACKUP_VSIX || undefined,
     keep: false,
     verbose: false,
   };
@@ -86,6 +94,7 @@ function parseArgs(argv) {
     else if (a === '--screenshot') opts.screenshot = value();
     else if (a === '--timeout') opts.timeout = Number(value());
     else if (a === '--ui') opts.ui = value();
+    else if (a === '--vsix') opts.vsix = value();
     else if (a === '--keep') opts.keep = true;
     else if (a === '--verbose') opts.verbose = true;
     else if (a === '-h' || a === '--help') {
@@ -94,6 +103,7 @@ function parseArgs(argv) {
     } else throw new Error(`unknown option ${a}`);
   }
   if (!(opts.timeout > 0)) throw new Error('--timeout must be a positive number of seconds');
+  if (opts.vsix && opts.ui) throw new Error('--vsix and --ui cannot be combined');
   return opts;
 }
 
@@ -117,10 +127,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Starts code-server on a free loopback port, in its own process group, with all
- * its state in `tmp`. Resolves once GET /healthz answers 200.
+ * its state in `tmp`. Resolves once GET /healthz answers 200. With `vsix`, that
+ * package is installed into the (empty) extensions folder first.
  * Returns { port, url, child, logFile, stop() }.
  */
-export async function startCodeServer({ tmp, workspace, env = {}, settings = {}, verbose = false }) {
+export async function startCodeServer({ tmp, workspace, env = {}, settings = {}, verbose = false, vsix }) {
   const dirs = {};
   for (const d of ['user-data/User', 'extensions', 'xdg-config', 'xdg-data', 'xdg-cache', 'tmp']) {
     dirs[d] = path.join(tmp, d);
@@ -134,6 +145,29 @@ export async function startCodeServer({ tmp, workspace, env = {}, settings = {},
   const config = path.join(tmp, 'config.yaml');
   fs.writeFileSync(config, '');
   const logFile = path.join(tmp, 'code-server.log');
+  const serverEnv = {
+    ...process.env,
+    ...env,
+    // Keep everything out of the home folder and /tmp; all of it goes with `tmp`.
+    XDG_CONFIG_HOME: dirs['xdg-config'],
+    XDG_DATA_HOME: dirs['xdg-data'],
+    XDG_CACHE_HOME: dirs['xdg-cache'],
+    TMPDIR: dirs.tmp,
+    EXTENSIONS_GALLERY: '{}',
+  };
+  if (vsix) {
+    const r = spawnSync(
+      process.execPath,
+      [codeServerEntry, '--config', config, '--user-data-dir', dirs['user-data'], '--extensions-dir', dirs.extensions, '--install-extension', path.resolve(vsix)],
+      { cwd: workspace, env: serverEnv, encoding: 'utf8', timeout: 120_000 },
+    );
+    const said = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim();
+    fs.writeFileSync(logFile, `--install-extension ${vsix}:\n${said}\n`);
+    if (r.status !== 0 || !/installed/i.test(said)) {
+      throw new Error(`code-server --install-extension ${vsix} failed (exit ${r.status ?? r.signal}):\n${said}`);
+    }
+    if (verbose) log(said);
+  }
   const out = fs.openSync(logFile, 'a');
   const port = await freePort();
   const args = [
@@ -154,16 +188,7 @@ export async function startCodeServer({ tmp, workspace, env = {}, settings = {},
     cwd: workspace,
     detached: true, // own process group: we end the whole group by its id
     stdio: ['ignore', verbose ? 'inherit' : out, verbose ? 'inherit' : out],
-    env: {
-      ...process.env,
-      ...env,
-      // Keep everything out of the home folder and /tmp; all of it goes with `tmp`.
-      XDG_CONFIG_HOME: dirs['xdg-config'],
-      XDG_DATA_HOME: dirs['xdg-data'],
-      XDG_CACHE_HOME: dirs['xdg-cache'],
-      TMPDIR: dirs.tmp,
-      EXTENSIONS_GALLERY: '{}',
-    },
+    env: serverEnv,
   });
   fs.closeSync(out);
   let exited = null;
@@ -217,12 +242,14 @@ function tail(file, lines = 40) {
 }
 
 /**
- * The workbench URL: opens `workspace`, loads the extension at `extensionPath` as
- * under development and, when `testsPath` is given, runs that suite in the host.
+ * The workbench URL: opens `workspace`, loads the extension at `extensionPath` (if
+ * given; else only installed extensions run) as under development and, when
+ * `testsPath` is given, runs that suite in the host.
  */
 export function workbenchUrl({ url, port, workspace, extensionPath, testsPath }) {
   const remote = (p) => `vscode-remote://127.0.0.1:${port}${p.split(path.sep).join('/')}`;
-  const payload = [['extensionDevelopmentPath', remote(extensionPath)]];
+  const payload = [];
+  if (extensionPath) payload.push(['extensionDevelopmentPath', remote(extensionPath)]);
   if (testsPath) payload.push(['extensionTestsPath', remote(testsPath)]);
   payload.push(['skipWelcome', 'true']);
   return `${url}/?folder=${encodeURIComponent(workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`;
@@ -320,10 +347,9 @@ async function main() {
     log(err.message);
     return 2;
   }
-  const extensionPath = repoRoot;
   const testsPath = path.resolve(opts.tests);
   for (const [file, hint] of [
-    [path.join(repoRoot, 'dist', 'extension.js'), 'npm run build'],
+    opts.vsix ? [path.resolve(opts.vsix), 'npm run package'] : [path.join(repoRoot, 'dist', 'extension.js'), 'npm run build'],
     ...(opts.ui ? [] : [[testsPath, 'npx tsc -p tsconfig.test.json']]),
   ]) {
     if (!fs.existsSync(file)) {
@@ -336,6 +362,8 @@ async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'plone-backup-vscode-'));
   const workspace = opts.workspace ? path.resolve(opts.workspace) : path.join(tmp, 'workspace');
   fs.mkdirSync(workspace, { recursive: true });
+  const extensionPath = opts.vsix ? path.join(tmp, 'no-development-extension') : repoRoot;
+  fs.mkdirSync(extensionPath, { recursive: true });
 
   let server;
   let browser;
@@ -372,11 +400,18 @@ async function main() {
 
   try {
     ensureInstalled();
+    const env = { PLONE_BACKUP_TEST_WORKSPACE: workspace };
+    if (opts.vsix) {
+      env.PLONE_BACKUP_EXPECT_VSIX = '1';
+      env.PLONE_BACKUP_TEST_GREP = process.env.PLONE_BACKUP_TEST_GREP || 'Extension activation';
+      log(`installing ${opts.vsix} into the test code-server`);
+    }
     server = await startCodeServer({
       tmp,
       workspace,
-      env: { PLONE_BACKUP_TEST_WORKSPACE: workspace },
+      env,
       verbose: opts.verbose,
+      vsix: opts.vsix,
     });
     log(`code-server ${server.url} up in ${((Date.now() - started) / 1000).toFixed(1)} s; workspace ${workspace}`);
 

@@ -1,15 +1,122 @@
-// Minimal Plone Backup extension: placeholder until the real one lands.
-// Registers `ploneBackup.refresh`, which logs to the "Plone Backup" output channel.
-import * as vscode from 'vscode';
+/**
+ * Plone Backup for VS Code: a thin layer over the engine (src/engine), which
+ * the CLI uses the same way. The Backups view lists every generation of the
+ * deployments in the workspace; commands back up, restore, verify, drill,
+ * check and delete; the Problems panel shows the consistency findings; the
+ * status bar shows the newest backup's age.
+ *
+ * activate() returns the parts (for the in-host tests).
+ */
 
-export function activate(context: vscode.ExtensionContext): void {
-  const output = vscode.window.createOutputChannel('Plone Backup');
+import * as vscode from 'vscode';
+import { Actions } from './actions';
+import { Command, ContextKey, VIEW_ID, CONFIG_SECTION, type CommandId } from './commands';
+import { Diagnostics } from './diagnostics';
+import { Model } from './model';
+import { checkOnOpen } from './settings';
+import { BackupStatus } from './statusBar';
+import { BackupsTree } from './tree';
+import { Ui } from './ui';
+
+export interface PloneBackupApi {
+  model: Model;
+  tree: BackupsTree;
+  view: vscode.TreeView<unknown>;
+  diagnostics: Diagnostics;
+  status: BackupStatus;
+  actions: Actions;
+  output: vscode.LogOutputChannel;
+}
+
+/** How long file events settle before the view is refreshed (a backup writes many files). */
+const REFRESH_DEBOUNCE_MS = 500;
+/** How long Data.fs writes settle before the live part is checked again. */
+const CHECK_DEBOUNCE_MS = 1500;
+
+export function activate(context: vscode.ExtensionContext): PloneBackupApi {
+  const output = vscode.window.createOutputChannel('Plone Backup', { log: true });
+  const model = new Model(output);
+  const tree = new BackupsTree(model);
+  const view = vscode.window.createTreeView(VIEW_ID, { treeDataProvider: tree, showCollapseAll: true });
+  const diagnostics = new Diagnostics(() => model.entries, output);
+  const status = new BackupStatus(model);
+  const ui = new Ui(output);
+  const actions = new Actions(model, diagnostics, ui, context.extension.id);
+  context.subscriptions.push(output, model, tree, view, diagnostics, status);
+
   context.subscriptions.push(
-    output,
-    vscode.commands.registerCommand('ploneBackup.refresh', () => {
-      output.appendLine(`[${new Date().toISOString()}] refresh`);
+    model.onDidChange(() => {
+      void vscode.commands.executeCommand('setContext', ContextKey.ready, true);
+      void vscode.commands.executeCommand('setContext', ContextKey.hasDeployment, model.deployments.length > 0 || model.entries.some((e) => e.error));
+      void vscode.commands.executeCommand('setContext', ContextKey.hasBackups, model.hasBackups());
     }),
   );
+
+  let refreshTimer: NodeJS.Timeout | undefined;
+  let recheck = { live: false, backups: false };
+  /** Relists after file events settle, then checks again what may have changed. */
+  const refreshSoon = (parts: { live?: boolean; backups?: boolean } = { live: true, backups: true }) => {
+    recheck = { live: recheck.live || !!parts.live, backups: recheck.backups || !!parts.backups };
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(() => {
+      refreshTimer = undefined;
+      const parts = recheck;
+      recheck = { live: false, backups: false };
+      model.refresh().then(
+        () => diagnostics.schedule(REFRESH_DEBOUNCE_MS, parts),
+        (e) => output.warn(`refresh failed: ${(e as Error).message}`),
+      );
+    }, REFRESH_DEBOUNCE_MS);
+  };
+  context.subscriptions.push(
+    { dispose: () => clearTimeout(refreshTimer) },
+    model.onDidChangeOnDisk((what) => {
+      if (what === 'storage') diagnostics.schedule(CHECK_DEBOUNCE_MS, { live: true });
+      else if (what === 'backups') refreshSoon({ backups: true });
+      else refreshSoon();
+    }),
+    vscode.workspace.onDidChangeConfiguration((e) => {
+      if (e.affectsConfiguration(CONFIG_SECTION) && !e.affectsConfiguration(`${CONFIG_SECTION}.statusBar`)) refreshSoon();
+    }),
+    vscode.workspace.onDidChangeWorkspaceFolders(() => refreshSoon()),
+  );
+
+  // Commands never throw: an unexpected failure is shown like the engine's and returned.
+  const register = (id: CommandId, fn: (...args: unknown[]) => unknown) =>
+    context.subscriptions.push(
+      vscode.commands.registerCommand(id, async (...args: unknown[]) => {
+        try {
+          return await fn(...args);
+        } catch (e) {
+          return ui.failed(id, e);
+        }
+      }),
+    );
+  register(Command.backup, (a) => actions.backup('backup', a));
+  register(Command.fullBackup, (a) => actions.backup('fullbackup', a));
+  register(Command.snapshot, (a) => actions.backup('snapshot', a));
+  register(Command.zipBackup, (a) => actions.backup('zipbackup', a));
+  register(Command.restore, (a) => actions.restore(a));
+  register(Command.restoreGeneration, (a) => actions.restore(a));
+  register(Command.verify, (a) => actions.verify(a));
+  register(Command.drill, (a) => actions.drill(a));
+  register(Command.check, (a) => actions.check(a));
+  register(Command.revealInExplorer, (a) => actions.revealInExplorer(a));
+  register(Command.revealInOS, (a) => actions.revealInOS(a));
+  register(Command.copyStamp, (a) => actions.copyStamp(a));
+  register(Command.deleteGeneration, (a) => actions.deleteGeneration(a));
+  register(Command.refresh, () => actions.refresh());
+  register(Command.openSettings, () => actions.openSettings());
+  register(Command.showOutput, () => actions.showOutput());
+
+  model.refresh().then(
+    () => {
+      if (checkOnOpen() && model.deployments.length) diagnostics.schedule(0);
+    },
+    (e) => output.error(`loading the deployments failed: ${(e as Error).message}`),
+  );
+
+  return { model, tree, view: view as vscode.TreeView<unknown>, diagnostics, status, actions, output };
 }
 
 export function deactivate(): void {}

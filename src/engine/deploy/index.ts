@@ -9,3 +9,4 @@ export * from './restore';
 export * from './list';
 export * from './check';
 export * from './drill';
+export * from './prune';

@@ -1,17 +1,35 @@
 // The extension is installed in the host, activates, and its commands work.
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { Command, VIEW_ID } from '../../../src/extension/commands';
 
 const EXTENSION_ID = 'plone-backup.plone-backup'; // publisher.name in package.json
 
 suite('Extension activation', () => {
-  test('is present, activates and registers ploneBackup.refresh', async () => {
+  test('is present, activates and registers its commands', async () => {
     const ext = vscode.extensions.getExtension(EXTENSION_ID);
     assert.ok(ext, `extension ${EXTENSION_ID} is not loaded in the host`);
     await ext.activate();
     assert.equal(ext.isActive, true);
     const commands = await vscode.commands.getCommands(true);
-    assert.ok(commands.includes('ploneBackup.refresh'), 'ploneBackup.refresh is not registered');
+    for (const id of Object.values(Command)) assert.ok(commands.includes(id), `${id} is not registered`);
+  });
+
+  test('package.json contributes exactly the typed command ids, the view and the settings', () => {
+    const pkg = vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON;
+    const contributed = (pkg.contributes.commands as { command: string; category: string }[]).map((c) => c.command).sort();
+    assert.deepEqual(contributed, Object.values(Command).sort());
+    for (const c of pkg.contributes.commands) assert.equal(c.category, 'Plone Backup');
+    assert.deepEqual(
+      pkg.contributes.views.ploneBackup.map((v: { id: string }) => v.id),
+      [VIEW_ID],
+    );
+    const props = Object.keys(pkg.contributes.configuration.properties).sort();
+    for (const key of ['varDir', 'file', 'blobDir', 'backupDir', 'keep', 'gzip', 'quick', 'statusBar.warnAfterHours', 'checkOnOpen']) {
+      assert.ok(props.includes(`ploneBackup.${key}`), `setting ploneBackup.${key} is missing`);
+    }
   });
 
   test('ploneBackup.refresh runs without throwing', async () => {
@@ -24,5 +42,17 @@ suite('Extension activation', () => {
     const folders = vscode.workspace.workspaceFolders ?? [];
     assert.equal(folders.length, 1, 'expected exactly one workspace folder');
     assert.equal(folders[0].uri.fsPath, expected);
+  });
+
+  test('the installed extension is the packaged one (when run from a .vsix)', function () {
+    if (!process.env.PLONE_BACKUP_EXPECT_VSIX) this.skip();
+    const ext = vscode.extensions.getExtension(EXTENSION_ID)!;
+    const root = ext.extensionPath;
+    assert.ok(fs.existsSync(path.join(root, 'dist', 'extension.js')), 'dist/extension.js is not in the package');
+    for (const absent of ['src', 'test', 'scripts', 'node_modules', path.join('dist', 'cli.js'), 'tsconfig.json']) {
+      assert.ok(!fs.existsSync(path.join(root, absent)), `${absent} should not be in the package`);
+    }
+    assert.ok(fs.existsSync(path.join(root, 'media', 'plone-backup.svg')), 'media/plone-backup.svg is not in the package');
+    assert.ok(!root.startsWith(path.resolve(__dirname, '../../../..')), `the extension runs from the repository (${root}), not from the .vsix`);
   });
 });

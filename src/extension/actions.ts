@@ -1,0 +1,505 @@
+/**
+ * What the commands do: pick the deployment and the generation (unless the
+ * arguments name them), confirm what replaces or deletes something, and hand
+ * the work to the engine exactly as the CLI does (backupDeployment,
+ * planRestore/restoreDeployment, checkDeployment's parts, drillDeployment,
+ * deleteGeneration). Every command resolves to an Outcome and never throws.
+ */
+
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import {
+  PloneBackupError,
+  backupDeployment,
+  deleteGeneration,
+  drillDeployment,
+  normalizeDateArg,
+  planDeletion,
+  planRestore,
+  restoreDeployment,
+  siteRunning,
+  toPloneBackupError,
+  type BackupKind,
+  type DeletionResult,
+  type DrillResult,
+  type Finding,
+  type GroupKind,
+  type RestoreKind,
+  type StoragePlan,
+  type StorageBackupResult,
+  type StorageRestoreResult,
+} from '../engine';
+import { humanBytes } from '../cli/io';
+import type { DeleteArgs, GenerationArgs, Outcome, RestoreArgs, RunArgs, TargetArgs } from './commands';
+import type { Diagnostics } from './diagnostics';
+import { generationsOf, type Entry, type LocatedGeneration, type Model } from './model';
+import { BLOB_STATUS_TEXT, GROUP_LABELS, age, generationArgs, isGenerationNode, lastTxn, localTime, type Node } from './tree';
+import type { Ui } from './ui';
+
+const BACKUP_TITLES: Record<BackupKind, string> = {
+  backup: 'Backing up',
+  fullbackup: 'Making a full backup of',
+  snapshot: 'Making a snapshot of',
+  zipbackup: 'Making a zip backup of',
+};
+
+const BACKUP_DONE: Record<BackupKind, string> = {
+  backup: 'Backed up',
+  fullbackup: 'Made a full backup of',
+  snapshot: 'Made a snapshot of',
+  zipbackup: 'Made a zip backup of',
+};
+
+const KIND_NAMES: Record<GroupKind, string> = { backup: 'backup', snapshot: 'snapshot', zip: 'zip backup' };
+
+const declined: Outcome<never> = { status: 'declined' };
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function isNode(x: unknown): x is Node {
+  return typeof x === 'object' && x !== null && typeof (x as Node).type === 'string' && 'entry' in (x as object);
+}
+
+type Picked = { kind: RestoreKind; date: string; label: string } | undefined;
+
+interface GenerationPick extends vscode.QuickPickItem {
+  located?: LocatedGeneration;
+  typeDate?: boolean;
+}
+
+export class Actions {
+  constructor(
+    private readonly model: Model,
+    private readonly diagnostics: Diagnostics,
+    private readonly ui: Ui,
+    private readonly extensionId: string,
+  ) {}
+
+  // ------------------------------------------------------------------ targets
+
+  private rel(entry: Entry, p: string): string {
+    const r = path.relative(entry.root, p);
+    return r && !r.startsWith('..') && !path.isAbsolute(r) ? r : p;
+  }
+
+  /** The deployment a command acts on: named by the arguments, the only one, or picked. */
+  private async entryFor(arg: unknown, title: string): Promise<Entry | Outcome<never>> {
+    await this.model.ready();
+    if (isNode(arg) && arg.entry) {
+      if (arg.entry.dep) return arg.entry;
+    }
+    const folder = (arg as TargetArgs | undefined)?.folder;
+    const deps = this.model.deployments;
+    if (folder !== undefined) {
+      const p = path.resolve(typeof folder === 'string' ? folder : folder.fsPath);
+      const found = deps.find((e) => e.root === p || e.dep!.root === p);
+      if (found) return found;
+      return this.ui.failed(title, new PloneBackupError('NOT_FOUND', `No Plone deployment was found in ${p}.`, { path: p, hint: 'Open the folder holding var/filestorage/Data.fs, or set ploneBackup.file.' }));
+    }
+    if (deps.length === 1) return deps[0];
+    if (deps.length === 0) {
+      const broken = this.model.entries.find((e) => e.error);
+      if (broken) return this.ui.failed(title, broken.error);
+      const err = new PloneBackupError('NOT_FOUND', 'No Plone deployment was found in the workspace.', {
+        hint: 'Open the folder holding var/filestorage/Data.fs, zope.conf or plone-backup.json, or set ploneBackup.file in the settings.',
+      });
+      this.ui.output.error(err.userMessage);
+      void vscode.window.showErrorMessage(err.userMessage, 'Open Settings').then((c) => {
+        if (c) void this.openSettings();
+      });
+      return { status: 'failed', code: err.code, message: err.userMessage };
+    }
+    const pick = await vscode.window.showQuickPick(
+      deps.map((e) => ({ label: e.folder.name, description: e.root, entry: e })),
+      { title, placeHolder: 'Which deployment?' },
+    );
+    return pick?.entry ?? declined;
+  }
+
+  private static isOutcome(x: Entry | Outcome<never>): x is Outcome<never> {
+    return 'status' in x;
+  }
+
+  private runArgs(arg: unknown): RunArgs | undefined {
+    return isNode(arg) ? undefined : (arg as RunArgs | undefined);
+  }
+
+  /** Generations of a deployment as quick-pick items, newest first, grouped by kind. */
+  private generationItems(entry: Entry): GenerationPick[] {
+    const items: GenerationPick[] = [];
+    const several = (entry.views?.length ?? 0) > 1;
+    const all = generationsOf([entry]);
+    for (const kind of ['backup', 'snapshot', 'zip'] as GroupKind[]) {
+      const gens = all.filter((l) => l.gen.kind === kind).sort((a, b) => b.date.getTime() - a.date.getTime() || a.view.storage.localeCompare(b.view.storage));
+      if (!gens.length) continue;
+      items.push({ label: GROUP_LABELS[kind], kind: vscode.QuickPickItemKind.Separator });
+      for (const l of gens) {
+        const g = l.gen;
+        const desc = [age(g.stamp), g.full ? 'full' : 'incremental', humanBytes(g.end - g.start), plural(g.transactions, 'transaction')];
+        if (several) desc.push(l.view.storage);
+        items.push({
+          label: `$(${g.blob.status === 'match' || g.blob.status === 'none' || g.blob.status === 'archived' ? 'pass' : 'warning'}) ${localTime(g.stamp)}`,
+          description: desc.join(' · '),
+          detail: [lastTxn(g), BLOB_STATUS_TEXT[g.blob.status]].filter(Boolean).join(' · '),
+          located: l,
+        });
+      }
+    }
+    return items;
+  }
+
+  private async pickGeneration(entry: Entry, title: string): Promise<GenerationArgs | undefined> {
+    const items = this.generationItems(entry);
+    if (!items.length) {
+      this.ui.info(`${entry.folder.name} has no backup yet.`, { title: 'Back Up Now', run: () => this.backup('backup', { folder: entry.root }) });
+      return undefined;
+    }
+    const pick = await vscode.window.showQuickPick(items, { title, placeHolder: 'Pick a generation', matchOnDescription: true, matchOnDetail: true });
+    if (!pick?.located) return undefined;
+    return { folder: entry.root, storage: pick.located.view.storage, kind: pick.located.gen.kind, stamp: pick.located.gen.stamp };
+  }
+
+  /** A generation command's arguments: the tree node, the given fields, or a pick. */
+  private async generationFor(arg: unknown, title: string): Promise<{ entry: Entry; g: Required<Pick<GenerationArgs, 'storage' | 'kind' | 'stamp'>> } | Outcome<never>> {
+    let args: GenerationArgs | undefined = isGenerationNode(arg) ? generationArgs(arg) : (arg as GenerationArgs | undefined);
+    const entry = await this.entryFor(args, title);
+    if (Actions.isOutcome(entry)) return entry;
+    if (!args?.stamp) {
+      args = await this.pickGeneration(entry, title);
+      if (!args) return declined;
+    }
+    const storage = args.storage ?? (entry.dep!.storages.length === 1 ? entry.dep!.storages[0].name : 'main');
+    return { entry, g: { storage, kind: args.kind ?? 'backup', stamp: args.stamp } };
+  }
+
+  /** The generation's piece file, from the listing. */
+  private pieceOf(entry: Entry, g: { storage: string; kind: GroupKind; stamp: string }): string | undefined {
+    const view = entry.views?.find((v) => v.storage === g.storage);
+    const group = view?.groups.find((x) => x.kind === g.kind);
+    for (const c of group?.chains ?? []) {
+      for (const gen of [c.full, ...c.incrementals]) if (gen.stamp === g.stamp) return path.join(group!.repository, gen.name);
+    }
+    return undefined;
+  }
+
+  private async afterChange(): Promise<void> {
+    await this.model.refresh();
+    this.diagnostics.schedule(300);
+  }
+
+  // ------------------------------------------------------------------ backups
+
+  async backup(kind: BackupKind, arg?: unknown): Promise<Outcome<StorageBackupResult[]>> {
+    const verb = BACKUP_TITLES[kind];
+    const entry = await this.entryFor(arg, `${verb} the site`);
+    if (Actions.isOutcome(entry)) return entry;
+    const dep = entry.dep!;
+    const title = `${verb} ${entry.folder.name}`;
+    const out = await this.ui.run(title, this.runArgs(arg), (signal, onProgress) =>
+      backupDeployment(dep, kind, { signal, onProgress, log: (m) => this.ui.output.info(m) }),
+    );
+    if (out.status === 'done') {
+      const lines: string[] = [];
+      let made = 0;
+      for (const r of out.value) {
+        const f = r.filestorage;
+        const piece = f.action === 'none' ? 'no new transactions' : `${f.action} ${f.piece} (${humanBytes(f.end - f.start)}, ${plural(f.transactions, 'transaction')})`;
+        if (f.action !== 'none' || r.blobGeneration) made++;
+        const blobs = r.blobGeneration ? `; blobs ${path.basename(r.blobGeneration)} (${plural(r.blobFiles ?? 0, 'file')})` : '';
+        const removed = r.removed.length ? `; removed ${plural(r.removed.length, 'old file')}` : '';
+        lines.push(`${r.storage}: ${piece}${blobs}${removed}`);
+      }
+      for (const l of lines) this.ui.output.info(`  ${l}`);
+      if (made === 0) this.ui.info(`${entry.folder.name}: no new transactions since the last backup; nothing to do.`);
+      else this.ui.info(`${BACKUP_DONE[kind]} ${entry.folder.name}. ${lines.join('. ')}.`, { title: 'Show Backups', run: () => vscode.commands.executeCommand('ploneBackup.backups.focus') });
+    }
+    await this.afterChange();
+    return out;
+  }
+
+  // ------------------------------------------------------------------ restore
+
+  private async pickRestorePoint(entry: Entry): Promise<Picked> {
+    const items: GenerationPick[] = [
+      { label: '$(calendar) Type a date…', description: 'restore the newest state before a date (UTC)', typeDate: true, alwaysShow: true },
+      ...this.generationItems(entry),
+    ];
+    const pick = await vscode.window.showQuickPick(items, {
+      title: `Restore ${entry.folder.name}`,
+      placeHolder: 'Pick the generation to restore, or type a date',
+      matchOnDescription: true,
+      matchOnDetail: true,
+    });
+    if (!pick) return undefined;
+    if (pick.located) return { kind: pick.located.gen.kind, date: pick.located.gen.stamp, label: `the ${KIND_NAMES[pick.located.gen.kind]} of ${localTime(pick.located.gen.stamp)}` };
+    const typed = await vscode.window.showInputBox({
+      title: `Restore ${entry.folder.name}`,
+      prompt: 'Restore the newest backed-up state before this date, in UTC: yyyy-mm-dd[-hh[-mm[-ss]]]',
+      placeHolder: '2026-01-03-10-00',
+      validateInput: (v) => {
+        try {
+          normalizeDateArg(v);
+          return undefined;
+        } catch (e) {
+          return toPloneBackupError(e).userMessage;
+        }
+      },
+    });
+    if (!typed) return undefined;
+    return { kind: 'backup', date: normalizeDateArg(typed), label: `the newest backup before ${typed} UTC` };
+  }
+
+  private describePlan(entry: Entry, p: StoragePlan, keepOld: boolean): string {
+    const s = p.storage;
+    const what = `${this.rel(entry, s.file)}${s.blobDir ? ` and ${this.rel(entry, s.blobDir)}` : ''}`;
+    const when = p.stamp ? localTime(p.stamp) : '';
+    const pieces = plural(p.chain.length, 'piece');
+    let line: string;
+    if (p.mode === 'full') {
+      line = `${s.name}: replaces ${what} with the state of ${when} (${pieces}).`;
+      line += keepOld
+        ? ` The current ${path.basename(s.file)}${s.blobDir ? ` and ${path.basename(s.blobDir)}` : ''} are kept beside them as ${path.basename(s.file)}.before-restore-<now>${s.blobDir ? ` and ${path.basename(s.blobDir)}.before-restore-<now>` : ''}.`
+        : ' The current state is deleted.';
+    } else if (p.mode === 'incremental') {
+      const n = p.chain.length - 1 - (p.appendAfter ?? 0);
+      line = `${s.name}: appends the ${plural(n, 'missing piece')} to ${this.rel(entry, s.file)} up to ${when}${s.blobDir ? ' and adds the missing blob files' : ''}; nothing is replaced.`;
+    } else {
+      line = `${s.name}: already holds the state of ${when}; only missing blob files are added.`;
+    }
+    if (p.mismatch) line += ` Warning: ${p.mismatch}.`;
+    return line;
+  }
+
+  async restore(arg?: unknown): Promise<Outcome<StorageRestoreResult[]>> {
+    const args: RestoreArgs = isGenerationNode(arg) ? { ...generationArgs(arg) } : ((arg as RestoreArgs | undefined) ?? {});
+    const entry = await this.entryFor(isNode(arg) ? arg : args, 'Restore');
+    if (Actions.isOutcome(entry)) return entry;
+    const dep = entry.dep!;
+    let kind: RestoreKind = args.kind ?? 'backup';
+    let date: string;
+    let label: string;
+    try {
+      if (args.stamp) {
+        date = normalizeDateArg(args.stamp);
+        label = `the ${KIND_NAMES[kind]} of ${localTime(args.stamp)}`;
+      } else if (args.date) {
+        date = normalizeDateArg(args.date);
+        label = `the newest ${KIND_NAMES[kind]} before ${args.date} UTC`;
+      } else {
+        const picked = await this.pickRestorePoint(entry);
+        if (!picked) return declined;
+        ({ kind, date, label } = picked);
+      }
+    } catch (e) {
+      return this.ui.failed('Restore', e);
+    }
+    const title = `Restoring ${entry.folder.name}`;
+    const keepOld = args.keepOld ?? true;
+    let plans: StoragePlan[];
+    try {
+      plans = await planRestore(dep, { kind, date });
+      if (!args.force) {
+        for (const p of plans) {
+          const running = await siteRunning(p.storage.file);
+          if (running) {
+            throw new PloneBackupError('SITE_RUNNING', `The site is running: ${running.lockFile} is held${running.pid ? ` by process ${running.pid}` : ''}; nothing was restored.`, {
+              path: running.lockFile,
+              hint: 'Stop Zope (or the ZEO server) first, then restore.',
+            });
+          }
+        }
+      }
+    } catch (e) {
+      return this.ui.failed('Restore', e);
+    }
+    if (!args.yes) {
+      const detail = [...plans.map((p) => this.describePlan(entry, p, keepOld)), '', 'The site must stay stopped until the restore is done.'].join('\n');
+      const ok = await vscode.window.showWarningMessage(`Restore ${entry.folder.name} to ${label}?`, { modal: true, detail }, 'Restore');
+      if (ok !== 'Restore') {
+        this.ui.output.info('Restore: not confirmed; nothing was restored.');
+        return declined;
+      }
+    }
+    const out = await this.ui.run(title, args, (signal, onProgress) =>
+      restoreDeployment(dep, { kind, date, force: args.force, keepOld, blobMode: args.blobMode, signal, onProgress, log: (m) => this.ui.output.info(m) }),
+    );
+    if (out.status === 'done') {
+      const kept: string[] = [];
+      for (const r of out.value) {
+        this.ui.output.info(`  ${r.storage}: ${r.mode} restore${r.stamp ? ` to ${r.stamp}` : ''} (${humanBytes(r.bytesWritten)} written, ${plural(r.blobFilesAdded, 'blob file')})`);
+        for (const k of r.keptOld) {
+          this.ui.output.info(`    the previous state is kept at ${k}`);
+          kept.push(this.rel(entry, k));
+        }
+        for (const w of r.warnings) this.ui.output.warn(`    ${r.storage}: ${w}`);
+      }
+      const warnings = out.value.flatMap((r) => r.warnings);
+      const msg = `Restored ${entry.folder.name} to ${label}.${kept.length ? ` The previous state is kept at ${kept.join(', ')}.` : ''}`;
+      if (warnings.length) this.ui.warn(`${msg} Warning: ${warnings[0]}.`, { title: 'Show Output', run: () => this.ui.output.show(true) });
+      else this.ui.info(msg);
+    }
+    await this.afterChange();
+    return out;
+  }
+
+  // ------------------------------------------------------------------ checks
+
+  async verify(arg?: unknown): Promise<Outcome<Finding[]>> {
+    const entry = await this.entryFor(arg, 'Verify the backups');
+    if (Actions.isOutcome(entry)) return entry;
+    const out = await this.ui.run(`Verifying the backups of ${entry.folder.name}`, this.runArgs(arg), (signal, onProgress) =>
+      this.diagnostics.check([entry], { live: false, backups: true, quick: false, signal, onProgress }),
+    );
+    if (out.status === 'done') {
+      const problems = out.value.filter((f) => f.severity !== 'info');
+      for (const f of problems) this.ui.output.warn(`  ${f.severity}: [${f.storage}] ${f.message}`);
+      if (problems.length === 0) this.ui.info(`${entry.folder.name}: every backup piece matches its .dat and every blob generation holds its state.`);
+      else this.ui.warn(`${entry.folder.name}: ${plural(problems.length, 'problem')} found in the backups.`, { title: 'Show Problems', run: () => vscode.commands.executeCommand('workbench.actions.view.problems') });
+    }
+    return out;
+  }
+
+  async check(arg?: unknown): Promise<Outcome<Finding[]>> {
+    const entry = await this.entryFor(arg, 'Check consistency');
+    if (Actions.isOutcome(entry)) return entry;
+    const out = await this.ui.run(`Checking ${entry.folder.name}`, this.runArgs(arg), (signal, onProgress) =>
+      this.diagnostics.check([entry], { live: true, backups: true, quick: false, signal, onProgress }),
+    );
+    if (out.status === 'done') {
+      const count = (s: Finding['severity']) => out.value.filter((f) => f.severity === s).length;
+      const [errors, warnings, notes] = [count('error'), count('warning'), count('info')];
+      for (const f of out.value) this.ui.output.info(`  ${f.severity}: [${f.storage}] ${f.message}${f.hint ? ` ${f.hint}` : ''}`);
+      const show = { title: 'Show Problems', run: () => vscode.commands.executeCommand('workbench.actions.view.problems') };
+      const summary = `${plural(errors, 'error')}, ${plural(warnings, 'warning')}${notes ? `, ${plural(notes, 'note')}` : ''}`;
+      if (errors) this.ui.error(`Check of ${entry.folder.name}: ${summary}.`, show);
+      else if (warnings) this.ui.warn(`Check of ${entry.folder.name}: ${summary}.`, show);
+      else this.ui.info(`Check of ${entry.folder.name}: no problems found${notes ? ` (${plural(notes, 'note')})` : ''}.`);
+    }
+    return out;
+  }
+
+  async drill(arg?: unknown): Promise<Outcome<DrillResult[]>> {
+    const entry = await this.entryFor(arg, 'Run a restore drill');
+    if (Actions.isOutcome(entry)) return entry;
+    const dep = entry.dep!;
+    const out = await this.ui.run(`Restore drill of ${entry.folder.name}`, this.runArgs(arg), (signal, onProgress) => drillDeployment(dep, { signal, onProgress }));
+    if (out.status === 'done') {
+      const lines = out.value.map((r) =>
+        r.ok
+          ? `${r.storage} ${localTime(r.stamp)}: restored in ${r.restoreSeconds.toFixed(2)} s; ${plural(r.transactions, 'transaction')} read, index matches, ${plural(r.blobFiles, 'blob file')} present`
+          : `${r.storage}${r.stamp ? ` ${localTime(r.stamp)}` : ''}: FAILED: ${r.problems.join('; ')}`,
+      );
+      for (const l of lines) this.ui.output.info(`  ${l}`);
+      if (out.value.every((r) => r.ok)) this.ui.info(`Restore drill passed. ${lines.join('. ')}.`);
+      else this.ui.error(`Restore drill failed. ${lines.join('. ')}.`, { title: 'Show Output', run: () => this.ui.output.show(true) });
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ one generation
+
+  async revealInExplorer(arg?: unknown): Promise<Outcome<string>> {
+    const t = await this.generationFor(arg, 'Reveal in the Explorer');
+    if ('status' in t) return t;
+    const file = this.pieceOf(t.entry, t.g);
+    if (!file) return this.ui.failed('Reveal', new PloneBackupError('NOT_FOUND', `There is no ${KIND_NAMES[t.g.kind]} ${t.g.stamp} of ${t.g.storage}.`));
+    const uri = vscode.Uri.file(file);
+    if (vscode.workspace.getWorkspaceFolder(uri)) await vscode.commands.executeCommand('revealInExplorer', uri);
+    else return this.revealInOS(arg);
+    return { status: 'done', value: file };
+  }
+
+  async revealInOS(arg?: unknown): Promise<Outcome<string>> {
+    const t = await this.generationFor(arg, 'Reveal in the file manager');
+    if ('status' in t) return t;
+    const file = this.pieceOf(t.entry, t.g);
+    if (!file) return this.ui.failed('Reveal', new PloneBackupError('NOT_FOUND', `There is no ${KIND_NAMES[t.g.kind]} ${t.g.stamp} of ${t.g.storage}.`));
+    const uri = vscode.Uri.file(file);
+    const commands = await vscode.commands.getCommands(true);
+    if (commands.includes('revealFileInOS') && vscode.env.uiKind === vscode.UIKind.Desktop) {
+      await vscode.commands.executeCommand('revealFileInOS', uri);
+    } else {
+      // A browser (code-server, vscode.dev) cannot open the server's file manager.
+      if (vscode.workspace.getWorkspaceFolder(uri)) await vscode.commands.executeCommand('revealInExplorer', uri);
+      this.ui.info(`The backup is at ${file}.`, { title: 'Copy Path', run: () => vscode.env.clipboard.writeText(file) });
+    }
+    return { status: 'done', value: file };
+  }
+
+  async copyStamp(arg?: unknown): Promise<Outcome<string>> {
+    const t = await this.generationFor(arg, 'Copy the stamp');
+    if ('status' in t) return t;
+    try {
+      await vscode.env.clipboard.writeText(t.g.stamp);
+    } catch (e) {
+      return this.ui.failed('Copy the stamp', e);
+    }
+    vscode.window.setStatusBarMessage(`$(copy) Copied ${t.g.stamp}`, 3000);
+    return { status: 'done', value: t.g.stamp };
+  }
+
+  async deleteGeneration(arg?: unknown): Promise<Outcome<DeletionResult>> {
+    const t = await this.generationFor(arg, 'Delete a generation');
+    if ('status' in t) return t;
+    const { entry, g } = t;
+    const dep = entry.dep!;
+    const yes = !isGenerationNode(arg) && (arg as DeleteArgs | undefined)?.yes === true;
+    if (!yes) {
+      let plan;
+      try {
+        plan = await planDeletion(dep, g.storage, g.kind, g.stamp);
+      } catch (e) {
+        return this.ui.failed('Delete', e);
+      }
+      const first = plan.generations[0];
+      const others = plan.generations.slice(1);
+      const detail = [
+        others.length
+          ? `This also deletes the ${plural(others.length, 'incremental')} continuing it (${others.map((x) => localTime(x.stamp)).join(', ')}), which restore nothing without it.`
+          : '',
+        `${plural(plan.files.length, 'file')} in ${this.rel(entry, plan.repository)}${plan.blobGenerations.length ? ` and ${plural(plan.blobGenerations.length, 'blob generation')}` : ''} are removed:`,
+        ...[...plan.files, ...plan.blobGenerations].slice(0, 8).map((f) => `  ${path.basename(f)}`),
+        plan.files.length + plan.blobGenerations.length > 8 ? '  …' : '',
+        '',
+        'This cannot be undone.',
+      ]
+        .filter((l, i) => l !== '' || i > 0)
+        .join('\n');
+      const ok = await vscode.window.showWarningMessage(
+        `Delete the ${first.full ? 'full' : 'incremental'} ${KIND_NAMES[g.kind]} of ${localTime(g.stamp)} (${g.storage})?`,
+        { modal: true, detail },
+        'Delete',
+      );
+      if (ok !== 'Delete') return declined;
+    }
+    const out = await this.ui.run(`Deleting the ${KIND_NAMES[g.kind]} of ${localTime(g.stamp)}`, undefined, (signal) =>
+      deleteGeneration(dep, g.storage, g.kind, g.stamp, { signal, log: (m) => this.ui.output.info(m) }),
+    );
+    if (out.status === 'done') {
+      for (const r of out.value.removed) this.ui.output.info(`  removed ${r}`);
+      this.ui.info(`Deleted ${plural(out.value.stamps.length, 'generation')} of ${g.storage} (${out.value.stamps.map(localTime).join(', ')}).`);
+    }
+    await this.afterChange();
+    return out;
+  }
+
+  // ------------------------------------------------------------------ misc
+
+  async refresh(): Promise<Outcome<number>> {
+    await this.model.refresh();
+    this.diagnostics.schedule(300);
+    return { status: 'done', value: this.model.deployments.length };
+  }
+
+  async openSettings(): Promise<Outcome<void>> {
+    await vscode.commands.executeCommand('workbench.action.openSettings', `@ext:${this.extensionId}`);
+    return { status: 'done', value: undefined };
+  }
+
+  showOutput(): Outcome<void> {
+    this.ui.output.show(true);
+    return { status: 'done', value: undefined };
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * What the extension knows about the workspace: for every workspace folder, the
+ * deployment the engine discovers there (with the settings as overrides) and
+ * the engine's listing of its backups. Refreshed on demand, coalesced (a
+ * refresh asked for while one runs is done once after it), and watched: the
+ * backup folders, their parents (for folders that appear) and the storages'
+ * folders, each without recursion, so a large blob tree costs no watches.
+ */
+
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import {
+  CACHE_FILE,
+  LOCK_NAME,
+  discoverDeployment,
+  listDeployment,
+  parseStamp,
+  toPloneBackupError,
+  type Deployment,
+  type GenerationView,
+  type PloneBackupError,
+  type StorageView,
+} from '../engine';
+import { isTempName } from '../engine/io';
+import { overridesFor } from './settings';
+
+export interface Entry {
+  folder: vscode.WorkspaceFolder;
+  /** The workspace folder's path (the deployment's root). */
+  root: string;
+  dep?: Deployment;
+  views?: StorageView[];
+  /** Why the folder's deployment cannot be shown (a bad plone-backup.json, an unreadable folder). */
+  error?: PloneBackupError;
+}
+
+export type DiskChange = 'backups' | 'storage' | 'deployment';
+
+/** Every generation of a listing, with where it is. */
+export interface LocatedGeneration {
+  entry: Entry;
+  view: StorageView;
+  gen: GenerationView;
+  date: Date;
+}
+
+export function generationsOf(entries: readonly Entry[]): LocatedGeneration[] {
+  const out: LocatedGeneration[] = [];
+  for (const entry of entries)
+    for (const view of entry.views ?? [])
+      for (const g of view.groups)
+        for (const c of g.chains)
+          for (const gen of [c.full, ...c.incrementals]) out.push({ entry, view, gen, date: parseStamp(gen.stamp) });
+  return out;
+}
+
+export class Model implements vscode.Disposable {
+  private _entries: Entry[] = [];
+  private loaded = false;
+  private current?: Promise<void>;
+  private queued?: Promise<void>;
+  private readonly changed = new vscode.EventEmitter<void>();
+  private readonly disk = new vscode.EventEmitter<DiskChange>();
+  private readonly watchers = new Map<string, vscode.Disposable>();
+  private readonly workspaceWatcher: vscode.FileSystemWatcher;
+  private disposed = false;
+
+  /** The entries changed (after a refresh). */
+  readonly onDidChange = this.changed.event;
+  /** Something changed on disk: backups, a storage (Data.fs), or what makes a deployment. */
+  readonly onDidChangeOnDisk = this.disk.event;
+
+  constructor(private readonly log: vscode.LogOutputChannel) {
+    // Files that make a folder a deployment, anywhere in the workspace (the workspace's own watcher).
+    this.workspaceWatcher = vscode.workspace.createFileSystemWatcher('**/{Data.fs,plone-backup.json,zope.conf,zeo.conf}');
+    const onDeployment = (uri: vscode.Uri) => this.onEvent(uri, true);
+    this.workspaceWatcher.onDidCreate(onDeployment);
+    this.workspaceWatcher.onDidDelete(onDeployment);
+    this.workspaceWatcher.onDidChange((uri) => this.onEvent(uri, false));
+  }
+
+  get entries(): readonly Entry[] {
+    return this._entries;
+  }
+
+  /** Entries with a deployment. */
+  get deployments(): Entry[] {
+    return this._entries.filter((e) => e.dep);
+  }
+
+  get isLoaded(): boolean {
+    return this.loaded;
+  }
+
+  hasBackups(): boolean {
+    return generationsOf(this._entries).length > 0;
+  }
+
+  /** Rediscovers and relists every folder; resolves when the entries are up to date. */
+  refresh(): Promise<void> {
+    if (!this.current) {
+      this.current = this.load().finally(() => {
+        this.current = undefined;
+      });
+      return this.current;
+    }
+    this.queued ??= this.current.then(() => {
+      this.queued = undefined;
+      return this.refresh();
+    });
+    return this.queued;
+  }
+
+  /** The first load, if none happened yet. */
+  async ready(): Promise<void> {
+    if (!this.loaded) await this.refresh();
+  }
+
+  private async load(): Promise<void> {
+    const folders = vscode.workspace.workspaceFolders ?? [];
+    const entries = await Promise.all(folders.map((f) => this.loadFolder(f)));
+    if (this.disposed) return;
+    this._entries = entries;
+    this.loaded = true;
+    await this.updateWatchers();
+    this.changed.fire();
+  }
+
+  private async loadFolder(folder: vscode.WorkspaceFolder): Promise<Entry> {
+    const entry: Entry = { folder, root: folder.uri.fsPath };
+    if (folder.uri.scheme !== 'file') return entry;
+    try {
+      entry.dep = await discoverDeployment(entry.root, await overridesFor(folder));
+    } catch (e) {
+      const err = toPloneBackupError(e);
+      // No deployment in the folder is not an error: the welcome view says so.
+      if (err.code !== 'SOURCE_MISSING' || err.path !== path.resolve(entry.root)) {
+        entry.error = err;
+        this.log.warn(`${entry.root}: ${err.userMessage}`);
+      }
+      return entry;
+    }
+    try {
+      entry.views = await listDeployment(entry.dep);
+    } catch (e) {
+      entry.error = toPloneBackupError(e);
+      this.log.warn(`${entry.root}: listing the backups failed: ${entry.error.userMessage}`);
+    }
+    return entry;
+  }
+
+  // ------------------------------------------------------------------ watching
+
+  /** Folders to watch (non-recursively): backup folders, their parents, the storages' folders. */
+  private wantedDirs(): string[] {
+    const dirs = new Set<string>();
+    for (const e of this.deployments) {
+      for (const s of e.dep!.storages) {
+        for (const d of Object.values(s.dirs)) {
+          dirs.add(d);
+          dirs.add(path.dirname(d));
+        }
+        dirs.add(path.dirname(s.file));
+      }
+    }
+    return [...dirs].sort();
+  }
+
+  private async updateWatchers(): Promise<void> {
+    const wanted = new Set<string>();
+    for (const d of this.wantedDirs()) {
+      if (await fsp.stat(d).then((s) => s.isDirectory(), () => false)) wanted.add(d);
+    }
+    for (const [d, w] of this.watchers) {
+      if (!wanted.has(d)) {
+        w.dispose();
+        this.watchers.delete(d);
+      }
+    }
+    for (const d of wanted) {
+      if (this.watchers.has(d)) continue;
+      const w = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(d), '*'));
+      const on = (uri: vscode.Uri) => this.onEvent(uri, false);
+      this.watchers.set(d, vscode.Disposable.from(w, w.onDidCreate(on), w.onDidChange(on), w.onDidDelete(on)));
+    }
+  }
+
+  /** Classifies a file event; the extension debounces what follows. */
+  private onEvent(uri: vscode.Uri, deploymentFile: boolean): void {
+    if (this.disposed || uri.scheme !== 'file') return;
+    const p = uri.fsPath;
+    const name = path.basename(p);
+    // Our own bookkeeping and the engine's temp files (a rename into place follows).
+    if (name === CACHE_FILE || name === LOCK_NAME || isTempName(name) || name.endsWith('.lock')) return;
+    const dir = path.dirname(p);
+    for (const e of this.deployments) {
+      for (const s of e.dep!.storages) {
+        const backupDirs = Object.values(s.dirs);
+        if (backupDirs.includes(dir) || backupDirs.includes(p)) return this.disk.fire('backups');
+        if (p === s.file || p === `${s.file}.index`) return this.disk.fire('storage');
+      }
+    }
+    if (deploymentFile) return this.disk.fire('deployment');
+    if (['plone-backup.json', 'zope.conf', 'zeo.conf'].includes(name)) this.disk.fire('deployment');
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    for (const w of this.watchers.values()) w.dispose();
+    this.watchers.clear();
+    this.workspaceWatcher.dispose();
+    this.changed.dispose();
+    this.disk.dispose();
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * The `ploneBackup.*` settings, mapped onto the engine's DiscoverOverrides (the
+ * CLI's --file, --blob-dir, --backup-dir, --keep, --gzip, --quick). Empty path
+ * settings and settings left at their defaults leave discovery alone.
+ */
+
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { DiscoverOverrides } from '../engine';
+import { CONFIG_SECTION } from './commands';
+
+/** A setting's value only when the user set it somewhere (else the deployment's own applies). */
+function explicit<T>(cfg: vscode.WorkspaceConfiguration, key: string): T | undefined {
+  const i = cfg.inspect<T>(key);
+  return i?.workspaceFolderValue ?? i?.workspaceValue ?? i?.globalValue;
+}
+
+function str(cfg: vscode.WorkspaceConfiguration, key: string): string | undefined {
+  const v = cfg.get<string>(key);
+  return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
+}
+
+async function isDir(p: string): Promise<boolean> {
+  return fsp.stat(p).then((s) => s.isDirectory(), () => false);
+}
+
+/**
+ * The overrides for a workspace folder. `varDir` stands for
+ * `file: <varDir>/filestorage/Data.fs`, `blobDir: <varDir>/blobstorage` (when
+ * that folder exists) and `backupDir: <varDir>`, each unless set itself.
+ */
+export async function overridesFor(folder: vscode.WorkspaceFolder): Promise<DiscoverOverrides> {
+  const cfg = vscode.workspace.getConfiguration(CONFIG_SECTION, folder.uri);
+  const root = folder.uri.fsPath;
+  const o: DiscoverOverrides = {};
+  const varDir = str(cfg, 'varDir');
+  const file = str(cfg, 'file');
+  const blobDir = str(cfg, 'blobDir');
+  const backupDir = str(cfg, 'backupDir');
+  if (file) o.file = file;
+  else if (varDir) o.file = path.join(varDir, 'filestorage', 'Data.fs');
+  if (blobDir) o.blobDir = blobDir;
+  else if (varDir && (await isDir(path.resolve(root, varDir, 'blobstorage')))) o.blobDir = path.join(varDir, 'blobstorage');
+  if (backupDir) o.backupRoot = backupDir;
+  else if (varDir) o.backupRoot = varDir;
+  const keep = explicit<number>(cfg, 'keep');
+  if (keep !== undefined) o.keep = keep;
+  const gzip = explicit<boolean>(cfg, 'gzip');
+  if (gzip !== undefined) o.gzip = gzip;
+  const quick = explicit<boolean>(cfg, 'quick');
+  if (quick !== undefined) o.quick = quick;
+  return o;
+}
+
+export function warnAfterHours(): number {
+  const v = vscode.workspace.getConfiguration(CONFIG_SECTION).get<number>('statusBar.warnAfterHours', 24);
+  return typeof v === 'number' && v > 0 ? v : 24;
+}
+
+export function checkOnOpen(): boolean {
+  return vscode.workspace.getConfiguration(CONFIG_SECTION).get<boolean>('checkOnOpen', true);
+}

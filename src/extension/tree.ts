@@ -1,0 +1,254 @@
+/**
+ * The Backups view: deployment (when the workspace has several) > storage (when
+ * the deployment has several) > Backups / Snapshots / Zip backups > full
+ * backups, newest first > their incrementals. Everything shown comes from the
+ * engine's listing (listDeployment); nothing is computed here but the wording.
+ */
+
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { format, formatDistanceToNow } from 'date-fns';
+import { newestComplete, parseStamp, type GenerationView, type GroupKind, type GroupView, type StorageView } from '../engine';
+import { humanBytes } from '../cli/io';
+import { Command, type GenerationArgs } from './commands';
+import type { Entry, Model } from './model';
+
+export type Node =
+  | { type: 'deployment'; entry: Entry }
+  | { type: 'storage'; entry: Entry; view: StorageView }
+  | { type: 'group'; entry: Entry; view: StorageView; group: GroupView }
+  | {
+      type: 'generation';
+      entry: Entry;
+      view: StorageView;
+      group: GroupView;
+      gen: GenerationView;
+      /** For a full backup: its incrementals. */
+      incrementals: GenerationView[];
+      newestChain: boolean;
+      /** The newest complete generation of its group: never deleted. */
+      newestComplete: boolean;
+    }
+  | { type: 'message'; entry?: Entry; label: string; tooltip?: string; icon: string; color?: string; command?: vscode.Command };
+
+export type GenerationNode = Extract<Node, { type: 'generation' }>;
+
+export const GROUP_LABELS: Record<GroupKind, string> = { backup: 'Backups', snapshot: 'Snapshots', zip: 'Zip backups' };
+const GROUP_ICONS: Record<GroupKind, string> = { backup: 'history', snapshot: 'device-camera', zip: 'file-zip' };
+
+export function isGenerationNode(x: unknown): x is GenerationNode {
+  return typeof x === 'object' && x !== null && (x as Node).type === 'generation';
+}
+
+export function generationArgs(n: GenerationNode): GenerationArgs {
+  return { folder: n.entry.root, storage: n.view.storage, kind: n.group.kind, stamp: n.gen.stamp };
+}
+
+/** The stamp (UTC) in local time, as shown. */
+export function localTime(stamp: string): string {
+  return format(parseStamp(stamp), 'yyyy-MM-dd HH:mm:ss');
+}
+
+export function age(stamp: string): string {
+  return formatDistanceToNow(parseStamp(stamp), { addSuffix: true });
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** The last transaction, as `"description" by user`. */
+export function lastTxn(g: GenerationView): string {
+  if (!g.lastDescription && !g.lastUser) return '';
+  const desc = g.lastDescription ? `"${g.lastDescription}"` : '(no description)';
+  return g.lastUser ? `${desc} by ${g.lastUser.trim()}` : desc;
+}
+
+export const BLOB_STATUS_TEXT: Record<GenerationView['blob']['status'], string> = {
+  match: 'blob backup complete',
+  missing: 'blob backup missing',
+  mismatch: 'blob backup lacks files',
+  archived: 'blobs in an archive',
+  none: 'no blobs in this storage',
+};
+
+function generationIcon(g: GenerationView): vscode.ThemeIcon {
+  if (g.problem) return new vscode.ThemeIcon('error', new vscode.ThemeColor('list.errorForeground'));
+  switch (g.blob.status) {
+    case 'match':
+      return new vscode.ThemeIcon('pass-filled', new vscode.ThemeColor('testing.iconPassed'));
+    case 'missing':
+      return new vscode.ThemeIcon('error', new vscode.ThemeColor('list.errorForeground'));
+    case 'mismatch':
+      return new vscode.ThemeIcon('warning', new vscode.ThemeColor('list.warningForeground'));
+    case 'archived':
+      return new vscode.ThemeIcon('file-zip', new vscode.ThemeColor('testing.iconPassed'));
+    default:
+      return new vscode.ThemeIcon('database');
+  }
+}
+
+function generationTooltip(n: GenerationNode): vscode.MarkdownString {
+  const g = n.gen;
+  const md = new vscode.MarkdownString(undefined, true);
+  const esc = (s: string) => s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, '\\$&');
+  md.appendMarkdown(`**${esc(localTime(g.stamp))}** (${esc(age(g.stamp))})  \n`);
+  md.appendMarkdown(`${g.full ? 'Full' : 'Incremental'} ${n.group.kind === 'backup' ? 'backup' : n.group.kind === 'snapshot' ? 'snapshot' : 'zip backup'} of ${esc(n.view.storage)}, stamp \`${g.stamp}\` (UTC)  \n`);
+  md.appendMarkdown(`${esc(humanBytes(g.diskSize))} on disk, ${esc(humanBytes(g.end - g.start))} of Data.fs (bytes ${g.start}–${g.end}), ${plural(g.transactions, 'transaction')}  \n`);
+  if (g.lastTime) md.appendMarkdown(`Last transaction: ${esc(g.lastTime.replace('T', ' ').slice(0, 19))} UTC ${esc(lastTxn(g))}  \n`);
+  const b = g.blob;
+  let blob = `$(${generationIcon(g).id}) ${BLOB_STATUS_TEXT[b.status]}`;
+  if (b.status === 'match' && b.files !== undefined) blob += ` (${plural(b.files, 'file')})`;
+  if (b.status === 'mismatch') blob += `: ${b.missingCount} missing, e.g. ${esc(b.missing?.[0] ?? '')}`;
+  md.appendMarkdown(`${blob}  \n`);
+  if (b.path) md.appendMarkdown(`${esc(b.path)}  \n`);
+  if (!g.registered) md.appendMarkdown(`$(warning) not listed in its .dat  \n`);
+  if (g.problem) md.appendMarkdown(`$(error) ${esc(g.problem)}  \n`);
+  md.appendMarkdown(esc(path.join(n.group.repository, g.name)));
+  return md;
+}
+
+export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Disposable {
+  private readonly emitter = new vscode.EventEmitter<Node | undefined>();
+  readonly onDidChangeTreeData = this.emitter.event;
+  private readonly subscriptions: vscode.Disposable[] = [];
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly model: Model) {
+    this.subscriptions.push(model.onDidChange(() => this.emitter.fire(undefined)));
+    // Ages ("3 hours ago") move on.
+    this.timer = setInterval(() => this.emitter.fire(undefined), 60_000);
+  }
+
+  getChildren(node?: Node): Node[] {
+    if (!node) return this.roots();
+    switch (node.type) {
+      case 'deployment':
+        return this.ofDeployment(node.entry);
+      case 'storage':
+        return this.ofStorage(node.entry, node.view);
+      case 'group':
+        return this.ofGroup(node.entry, node.view, node.group);
+      case 'generation':
+        return [...node.incrementals].reverse().map((gen) => this.generation(node.entry, node.view, node.group, gen, [], node.newestChain));
+      default:
+        return [];
+    }
+  }
+
+  private roots(): Node[] {
+    const shown = this.model.entries.filter((e) => e.dep || e.error);
+    // Nothing found, or nothing backed up yet: the welcome views speak.
+    if (shown.length === 0) return [];
+    if (!shown.some((e) => e.error) && !this.model.hasBackups()) return [];
+    if (shown.length === 1) return this.ofDeployment(shown[0]);
+    return shown.map((entry) => ({ type: 'deployment', entry }));
+  }
+
+  private ofDeployment(entry: Entry): Node[] {
+    if (entry.error) {
+      return [{ type: 'message', entry, label: entry.error.message, tooltip: entry.error.userMessage, icon: 'error', color: 'list.errorForeground', command: { command: Command.openSettings, title: 'Open Settings' } }];
+    }
+    const views = entry.views ?? [];
+    if (views.length === 1) return this.ofStorage(entry, views[0]);
+    return views.map((view) => ({ type: 'storage', entry, view }));
+  }
+
+  private ofStorage(entry: Entry, view: StorageView): Node[] {
+    const groups = view.groups.filter((g) => g.chains.length > 0);
+    if (groups.length === 0) {
+      return [{ type: 'message', entry, label: 'No backup yet', tooltip: 'Back up now', icon: 'info', command: { command: Command.backup, title: 'Back Up Now', arguments: [{ folder: entry.root }] } }];
+    }
+    return groups.map((group) => ({ type: 'group', entry, view, group }));
+  }
+
+  private ofGroup(entry: Entry, view: StorageView, group: GroupView): Node[] {
+    const chains = [...group.chains].reverse();
+    return chains.map((c, i) => this.generation(entry, view, group, c.full, c.incrementals, i === 0));
+  }
+
+  private generation(entry: Entry, view: StorageView, group: GroupView, gen: GenerationView, incrementals: GenerationView[], newestChain: boolean): GenerationNode {
+    return { type: 'generation', entry, view, group, gen, incrementals, newestChain, newestComplete: newestComplete(group)?.stamp === gen.stamp };
+  }
+
+  getTreeItem(node: Node): vscode.TreeItem {
+    switch (node.type) {
+      case 'deployment': {
+        const item = new vscode.TreeItem(node.entry.folder.name, vscode.TreeItemCollapsibleState.Expanded);
+        item.id = `d|${node.entry.root}`;
+        item.description = node.entry.dep ? path.relative(node.entry.root, node.entry.dep.varDir) || '.' : undefined;
+        item.tooltip = node.entry.root;
+        item.iconPath = new vscode.ThemeIcon('server-environment');
+        item.contextValue = 'deployment';
+        return item;
+      }
+      case 'storage': {
+        const item = new vscode.TreeItem(node.view.storage, vscode.TreeItemCollapsibleState.Expanded);
+        item.id = `s|${node.entry.root}|${node.view.storage}`;
+        item.description = path.relative(node.entry.root, node.view.file);
+        item.tooltip = `${node.view.file}${node.view.blobDir ? `\n${node.view.blobDir}` : ''}`;
+        item.iconPath = new vscode.ThemeIcon('database');
+        item.contextValue = 'storage';
+        return item;
+      }
+      case 'group': {
+        const item = new vscode.TreeItem(GROUP_LABELS[node.group.kind], vscode.TreeItemCollapsibleState.Expanded);
+        item.id = `g|${node.entry.root}|${node.view.storage}|${node.group.kind}`;
+        const n = node.group.chains.reduce((a, c) => a + 1 + c.incrementals.length, 0);
+        item.description = `${plural(n, 'generation')} in ${path.relative(node.entry.root, node.group.repository) || node.group.repository}`;
+        item.tooltip = `${node.group.repository}${node.group.blobBackups ? `\n${node.group.blobBackups}` : ''}`;
+        item.iconPath = new vscode.ThemeIcon(GROUP_ICONS[node.group.kind]);
+        item.contextValue = `group-${node.group.kind}`;
+        return item;
+      }
+      case 'generation': {
+        const g = node.gen;
+        const state =
+          node.incrementals.length === 0
+            ? vscode.TreeItemCollapsibleState.None
+            : node.newestChain
+              ? vscode.TreeItemCollapsibleState.Expanded
+              : vscode.TreeItemCollapsibleState.Collapsed;
+        const item = new vscode.TreeItem(localTime(g.stamp), state);
+        item.id = `x|${node.entry.root}|${node.view.storage}|${node.group.kind}|${g.stamp}`;
+        // The size of the database range it holds, as `plone-backup list` shows it (the tooltip adds the size on disk).
+        const parts = [age(g.stamp), g.full ? 'full' : 'incremental', humanBytes(g.end - g.start), plural(g.transactions, 'transaction')];
+        const last = lastTxn(g);
+        if (last) parts.push(last);
+        item.description = parts.join(' · ');
+        item.tooltip = generationTooltip(node);
+        item.iconPath = generationIcon(g);
+        item.contextValue = node.newestComplete ? 'generation-newest' : 'generation';
+        item.accessibilityInformation = { label: `${g.full ? 'Full' : 'Incremental'} ${GROUP_LABELS[node.group.kind].toLowerCase().replace(/s$/, '')} ${localTime(g.stamp)}, ${age(g.stamp)}, ${BLOB_STATUS_TEXT[g.blob.status]}` };
+        return item;
+      }
+      default: {
+        const item = new vscode.TreeItem(node.label, vscode.TreeItemCollapsibleState.None);
+        item.tooltip = node.tooltip;
+        item.iconPath = new vscode.ThemeIcon(node.icon, node.color ? new vscode.ThemeColor(node.color) : undefined);
+        item.command = node.command;
+        item.contextValue = 'message';
+        return item;
+      }
+    }
+  }
+
+  /** Every generation node, depth first (for tests and pickers). */
+  allGenerations(): GenerationNode[] {
+    const out: GenerationNode[] = [];
+    const walk = (nodes: Node[]) => {
+      for (const n of nodes) {
+        if (n.type === 'generation') out.push(n);
+        walk(this.getChildren(n));
+      }
+    };
+    walk(this.getChildren());
+    return out;
+  }
+
+  dispose(): void {
+    clearInterval(this.timer);
+    for (const s of this.subscriptions) s.dispose();
+    this.emitter.dispose();
+  }
+}

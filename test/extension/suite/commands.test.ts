@@ -1,0 +1,437 @@
+// Every command, run through vscode.commands.executeCommand against a sample
+// deployment made with SampleSite in the test workspace: backups appear on disk
+// and in the tree, restores replace the dev database and keep the old one,
+// a missing blob shows in the Problems panel, cancellation leaves nothing behind.
+//
+// The tests run in order and share the workspace (each builds on the last).
+import * as assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { SampleSite, backupDeployment, discoverDeployment, isStamp, parseStamp, siteRunning } from '../../../src/engine';
+import { Command, type Outcome } from '../../../src/extension/commands';
+import type { PloneBackupApi } from '../../../src/extension/extension';
+import type { GenerationNode, Node } from '../../../src/extension/tree';
+
+const EXTENSION_ID = 'plone-backup.plone-backup';
+
+function exec<T = unknown>(id: string, args?: unknown): Promise<Outcome<T>> {
+  return Promise.resolve(vscode.commands.executeCommand<Outcome<T>>(id, args));
+}
+
+function done<T>(o: Outcome<T>, what: string): T {
+  assert.equal(o.status, 'done', `${what}: ${JSON.stringify(o)}`);
+  return (o as { value: T }).value;
+}
+
+async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const ls = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
+const temps = (dir: string) => ls(dir).filter((n) => n.startsWith('.plone-backup-') && n !== '.plone-backup-cache.json');
+
+function findFiles(dir: string, suffix: string): string[] {
+  const out: string[] = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...findFiles(p, suffix));
+    else if (e.name.endsWith(suffix)) out.push(p);
+  }
+  return out.sort();
+}
+
+suite('Plone Backup commands on a sample deployment', function () {
+  this.timeout(60_000);
+  let api: PloneBackupApi;
+  let ws: string;
+  let dataFs: string;
+  let blobDir: string;
+  let var_: string;
+  let locker: ChildProcess | undefined;
+
+  const dir = (name: string) => path.join(var_, name);
+  const roots = () => api.tree.getChildren();
+  const children = (n?: Node) => api.tree.getChildren(n);
+  const gens = () => api.tree.allGenerations();
+  // Stamps are unique within a group only (each repository picks its own).
+  const gen = (stamp: string, kind = 'backup') => gens().find((g) => g.gen.stamp === stamp && g.group.kind === kind);
+  const label = (n: Node) => String(api.tree.getTreeItem(n).label);
+  const description = (n: Node) => String(api.tree.getTreeItem(n).description ?? '');
+
+  async function commit(fn: (s: SampleSite) => Promise<unknown>): Promise<void> {
+    const s = await SampleSite.open({ file: dataFs, blobDir });
+    try {
+      await fn(s);
+    } finally {
+      await s.close();
+    }
+  }
+
+  suiteSetup(async () => {
+    ws = process.env.PLONE_BACKUP_TEST_WORKSPACE!;
+    assert.ok(ws, 'PLONE_BACKUP_TEST_WORKSPACE is not set');
+    var_ = path.join(ws, 'var');
+    dataFs = path.join(var_, 'filestorage', 'Data.fs');
+    blobDir = path.join(var_, 'blobstorage');
+    const ext = vscode.extensions.getExtension<PloneBackupApi>(EXTENSION_ID)!;
+    api = await ext.activate();
+    assert.ok(api?.tree && api.model, 'activate() does not return the API');
+  });
+
+  // flock and its sleep, as one process group (the sleep inherits the locked descriptor).
+  const stopLocker = () => {
+    if (!locker?.pid) return;
+    try {
+      process.kill(-locker.pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+    locker = undefined;
+  };
+  suiteTeardown(stopLocker);
+
+  test('an empty workspace: no deployment, an empty tree, and backing up says why not', async () => {
+    assert.ok(!fs.existsSync(dataFs), 'the test workspace should start empty');
+    done(await exec(Command.refresh), 'refresh');
+    assert.equal(api.model.deployments.length, 0);
+    assert.deepEqual(roots(), [], 'the welcome view shows when the tree is empty');
+    const r = await exec(Command.backup);
+    assert.equal(r.status, 'failed');
+    assert.equal((r as { code: string }).code, 'NOT_FOUND');
+  });
+
+  test('a sample site is discovered; with no backup yet the tree is empty (welcome view)', async () => {
+    const site = await SampleSite.create({ file: dataFs, blobDir });
+    await site.addDocument('Front page');
+    await site.uploadFile('report.pdf', randomBytes(3000));
+    await site.uploadFile('logo.png', randomBytes(2000));
+    await site.addDocument('News');
+    await site.close();
+    done(await exec(Command.refresh), 'refresh');
+    assert.equal(api.model.deployments.length, 1);
+    assert.equal(api.model.deployments[0].dep!.storages[0].file, dataFs);
+    assert.deepEqual(roots(), []);
+    assert.equal(api.model.hasBackups(), false);
+    assert.match(api.status.item.text, /No backup/);
+    assert.equal(api.status.stale, true);
+  });
+
+  let firstFull: string;
+  test('Back Up Now: a full backup and its blob generation, on disk and in the tree', async () => {
+    const res = done(await exec<{ filestorage: { action: string; stamp: string }; blobGeneration?: string }[]>(Command.backup), 'backup');
+    assert.equal(res.length, 1);
+    assert.equal(res[0].filestorage.action, 'full');
+    firstFull = res[0].filestorage.stamp;
+    assert.ok(isStamp(firstFull));
+    const backups = ls(dir('backups'));
+    for (const n of [`${firstFull}.fsz`, `${firstFull}.dat`, `${firstFull}.index`]) assert.ok(backups.includes(n), `${n} not in ${backups}`);
+    const gen0 = path.join(dir('blobstoragebackups'), `blobstorage.${firstFull}`);
+    assert.equal(findFiles(gen0, '.blob').length, 2, 'the blob generation holds both blobs');
+    assert.equal(fs.readlinkSync(path.join(dir('blobstoragebackups'), 'latest')), `blobstorage.${firstFull}`);
+
+    const top = roots();
+    assert.equal(top.length, 1);
+    assert.equal(top[0].type, 'group');
+    assert.equal(label(top[0]), 'Backups');
+    const [full] = children(top[0]) as GenerationNode[];
+    assert.equal(full.type, 'generation');
+    assert.equal(full.gen.stamp, firstFull);
+    const item = api.tree.getTreeItem(full);
+    const local = parseStamp(firstFull);
+    const pad = (n: number) => String(n).padStart(2, '0');
+    assert.equal(item.label, `${local.getFullYear()}-${pad(local.getMonth() + 1)}-${pad(local.getDate())} ${pad(local.getHours())}:${pad(local.getMinutes())}:${pad(local.getSeconds())}`);
+    const d = String(item.description);
+    for (const part of ['ago', 'full', '6 transactions', '"Added News"']) assert.ok(d.includes(part), `"${part}" not in the description "${d}"`);
+    const icon = item.iconPath as vscode.ThemeIcon;
+    assert.equal(icon.id, 'pass-filled');
+    assert.equal(icon.color?.id, 'testing.iconPassed');
+    assert.equal(item.contextValue, 'generation-newest');
+    assert.ok((item.tooltip as vscode.MarkdownString).value.includes(firstFull));
+    assert.match(api.status.item.text, /Backup .*ago/);
+    assert.equal(api.status.stale, false);
+  });
+
+  let incremental: string;
+  test('an incremental backup is a child of its full backup', async () => {
+    await commit((s) => s.addDocument('Second', undefined, '/ editor'));
+    const res = done(await exec<{ filestorage: { action: string; stamp: string } }[]>(Command.backup, { folder: ws }), 'backup');
+    assert.equal(res[0].filestorage.action, 'incremental');
+    incremental = res[0].filestorage.stamp;
+    assert.ok(ls(dir('backups')).includes(`${incremental}.deltafsz`));
+    const full = gen(firstFull)!;
+    assert.equal(full.incrementals.length, 1);
+    assert.equal(api.tree.getTreeItem(full).collapsibleState, vscode.TreeItemCollapsibleState.Expanded);
+    const [inc] = children(full) as GenerationNode[];
+    assert.equal(inc.gen.stamp, incremental);
+    assert.match(description(inc), /incremental/);
+    assert.match(description(inc), /"Added Second" by/);
+    assert.equal(api.tree.getTreeItem(inc).contextValue, 'generation-newest');
+    assert.equal(api.tree.getTreeItem(full).contextValue, 'generation');
+  });
+
+  let secondFull: string;
+  test('full backup, snapshot and zip backup each land in their folders and groups', async () => {
+    await commit((s) => s.uploadFile('third.txt', Buffer.from('third')));
+    const full = done(await exec<{ filestorage: { action: string; stamp: string } }[]>(Command.fullBackup), 'full backup');
+    assert.equal(full[0].filestorage.action, 'full');
+    secondFull = full[0].filestorage.stamp;
+    const snap = done(await exec<{ filestorage: { stamp: string } }[]>(Command.snapshot), 'snapshot');
+    const zip = done(await exec<{ filestorage: { stamp: string }; blobGeneration: string }[]>(Command.zipBackup), 'zip backup');
+    assert.ok(ls(dir('snapshotbackups')).includes(`${snap[0].filestorage.stamp}.fsz`));
+    assert.ok(ls(dir('blobstoragesnapshots')).includes(`blobstorage.${snap[0].filestorage.stamp}`));
+    assert.ok(ls(dir('zipbackups')).includes(`${zip[0].filestorage.stamp}.fsz`));
+    assert.ok(ls(dir('blobstoragezips')).includes(`blobstorage.${zip[0].filestorage.stamp}.tar`));
+
+    assert.deepEqual(roots().map(label), ['Backups', 'Snapshots', 'Zip backups']);
+    const backups = children(roots()[0]) as GenerationNode[];
+    assert.deepEqual(backups.map((g) => g.gen.stamp), [secondFull, firstFull], 'newest full first');
+    const zipItem = api.tree.getTreeItem(children(roots()[2])[0]);
+    assert.equal((zipItem.iconPath as vscode.ThemeIcon).id, 'file-zip');
+  });
+
+  test('verify backups, a restore drill and check consistency find nothing wrong', async () => {
+    const verified = done(await exec<{ severity: string }[]>(Command.verify), 'verify');
+    assert.deepEqual(verified.filter((f) => f.severity !== 'info'), []);
+    const drills = done(await exec<{ ok: boolean; problems: string[]; transactions: number }[]>(Command.drill), 'drill');
+    assert.equal(drills.length, 1);
+    assert.ok(drills[0].ok, drills[0].problems.join('; '));
+    assert.ok(drills[0].transactions >= 8);
+    const findings = done(await exec<{ severity: string; message: string }[]>(Command.check), 'check');
+    assert.deepEqual(findings.filter((f) => f.severity === 'error').map((f) => f.message), []);
+    const diags = vscode.languages.getDiagnostics(vscode.Uri.file(dataFs));
+    assert.deepEqual(diags.filter((d) => d.severity === vscode.DiagnosticSeverity.Error).map((d) => d.message), []);
+  });
+
+  test('the tree refreshes by itself when a backup appears on disk', async () => {
+    await commit((s) => s.addDocument('Made outside VS Code'));
+    // A backup made by someone else (cron, the CLI): the engine, not the extension.
+    const dep = await discoverDeployment(ws);
+    const [r] = await backupDeployment(dep, 'backup');
+    assert.equal(r.filestorage.action, 'incremental');
+    await waitFor(() => gen(r.filestorage.stamp!) !== undefined, 'the new incremental in the tree (file watcher)');
+    assert.equal(gen(secondFull)!.incrementals.length, 1);
+  });
+
+  test('copy stamp, reveal in the explorer and in the OS', async () => {
+    const node = gen(firstFull)!;
+    assert.equal(done(await exec<string>(Command.copyStamp, node), 'copy stamp'), firstFull);
+    const text = await vscode.env.clipboard.readText();
+    if (text) assert.equal(text, firstFull);
+    const piece = done(await exec<string>(Command.revealInExplorer, node), 'reveal in explorer');
+    assert.equal(piece, path.join(dir('backups'), `${firstFull}.fsz`));
+    assert.ok(fs.existsSync(piece));
+    assert.equal(done(await exec<string>(Command.revealInOS, { folder: ws, stamp: incremental }), 'reveal in OS'), path.join(dir('backups'), `${incremental}.deltafsz`));
+  });
+
+  test('restore a generation: the dev database is replaced and the old one kept', async () => {
+    await commit((s) => s.addDocument('Written after the backups'));
+    const before = fs.statSync(dataFs).size;
+    const want = gen(firstFull)!.gen.end;
+    assert.ok(want < before);
+    // The tree item's command, with arguments instead of the item (so no confirmation).
+    const res = done(await exec<{ mode: string; stamp: string; keptOld: string[] }[]>(Command.restoreGeneration, { folder: ws, kind: 'backup', stamp: firstFull, yes: true }), 'restore');
+    assert.equal(res[0].mode, 'full');
+    assert.equal(res[0].stamp, firstFull);
+    assert.equal(fs.statSync(dataFs).size, want, 'Data.fs now holds the state of the first full backup');
+    const keptFs = res[0].keptOld.find((k) => path.basename(k).startsWith('Data.fs.before-restore-'));
+    assert.ok(keptFs, `the old Data.fs is not kept: ${res[0].keptOld}`);
+    assert.equal(fs.statSync(keptFs).size, before);
+    const keptBlobs = res[0].keptOld.find((k) => path.basename(k).startsWith('blobstorage.before-restore-'));
+    assert.ok(keptBlobs && fs.statSync(keptBlobs).isDirectory(), 'the old blobstorage is kept');
+    assert.equal(findFiles(blobDir, '.blob').length, 2, 'the restored blobstorage holds the blobs of that state');
+  });
+
+  test('restore… to a date: the newest state before it', async () => {
+    const node = gen(secondFull)!;
+    const res = done(await exec<{ mode: string; stamp: string }[]>(Command.restore, { date: node.gen.stamp, yes: true, keepOld: false }), 'restore by date');
+    assert.equal(res[0].stamp, secondFull);
+    assert.equal(fs.statSync(dataFs).size, node.gen.end);
+  });
+
+  test('restore is refused while the site runs, with the reason', async () => {
+    const lockFile = `${dataFs}.lock`;
+    locker = spawn('flock', [lockFile, 'sleep', '60'], { stdio: 'ignore', detached: true });
+    await waitFor(async () => (await siteRunning(dataFs)) !== undefined, 'the lock to be held', 5000);
+    const before = fs.statSync(dataFs);
+    const r = await exec(Command.restore, { stamp: firstFull, yes: true });
+    assert.equal(r.status, 'failed');
+    assert.equal((r as { code: string }).code, 'SITE_RUNNING');
+    assert.match((r as { message: string }).message, /running/);
+    const after = fs.statSync(dataFs);
+    assert.equal(after.ino, before.ino);
+    assert.equal(after.size, before.size);
+    stopLocker();
+    await waitFor(async () => (await siteRunning(dataFs)) === undefined, 'the lock to be released', 5000);
+    fs.rmSync(lockFile, { force: true });
+  });
+
+  test('delete: never the newest complete generation; a full goes with its incrementals and their blobs', async () => {
+    const newest = gens().find((g) => g.newestComplete && g.group.kind === 'backup')!;
+    const refused = await exec(Command.deleteGeneration, { stamp: newest.gen.stamp, kind: 'backup', yes: true });
+    assert.equal(refused.status, 'failed');
+    assert.equal((refused as { code: string }).code, 'USAGE');
+    assert.ok(ls(dir('backups')).some((n) => n.startsWith(newest.gen.stamp)));
+
+    const res = done(await exec<{ stamps: string[] }>(Command.deleteGeneration, { storage: 'main', kind: 'backup', stamp: firstFull, yes: true }), 'delete');
+    assert.deepEqual(res.stamps, [firstFull, incremental]);
+    const left = ls(dir('backups'));
+    for (const s of [firstFull, incremental]) {
+      assert.ok(!left.some((n) => n.startsWith(s)), `${s} files remain: ${left}`);
+      assert.ok(!ls(dir('blobstoragebackups')).includes(`blobstorage.${s}`), `the blob generation ${s} remains`);
+    }
+    assert.ok(left.includes(`${secondFull}.fsz`));
+    const stale = gen(firstFull);
+    assert.equal(stale, undefined, `still in the tree: ${stale?.group.kind} ${stale?.gen.name} ${JSON.stringify(ls(dir('backups')))}`);
+    assert.deepEqual((children(roots()[0]) as GenerationNode[]).map((g) => g.gen.stamp), [secondFull]);
+    assert.equal(temps(dir('backups')).length, 0);
+  });
+
+  test('a missing blob file shows on Data.fs in the Problems panel, and goes away when fixed', async () => {
+    const blobs = findFiles(blobDir, '.blob');
+    assert.ok(blobs.length >= 2);
+    const victim = blobs[0];
+    const saved = fs.readFileSync(victim);
+    fs.rmSync(victim);
+    const findings = done(await exec<{ code: string; file: string; oid?: string }[]>(Command.check), 'check');
+    const missing = findings.filter((f) => f.code === 'BLOB_MISSING');
+    assert.equal(missing.length, 1);
+    assert.equal(missing[0].file, dataFs);
+    const diags = vscode.languages.getDiagnostics(vscode.Uri.file(dataFs));
+    const d = diags.find((x) => x.code === 'BLOB_MISSING');
+    assert.ok(d, `no BLOB_MISSING diagnostic on Data.fs: ${JSON.stringify(diags.map((x) => x.message))}`);
+    assert.equal(d.severity, vscode.DiagnosticSeverity.Error);
+    assert.equal(d.source, 'Plone Backup');
+    assert.ok(d.message.includes(`oid ${missing[0].oid}`), d.message);
+    assert.ok(d.message.includes(path.relative(blobDir, victim).split(path.sep)[0]) || d.message.includes('.blob'));
+
+    // Put it back and write a transaction: the storage watcher re-checks by itself.
+    fs.writeFileSync(victim, saved);
+    await commit((s) => s.addDocument('Repaired'));
+    await waitFor(
+      () => !vscode.languages.getDiagnostics(vscode.Uri.file(dataFs)).some((x) => x.code === 'BLOB_MISSING'),
+      'the automatic check to clear the diagnostic',
+      15_000,
+    );
+  });
+
+  test('a backup cancelled before it starts changes nothing', async () => {
+    const before = { b: ls(dir('backups')), g: ls(dir('blobstoragebackups')) };
+    const cts = new vscode.CancellationTokenSource();
+    cts.cancel();
+    const r = await exec(Command.fullBackup, { token: cts.token });
+    assert.equal(r.status, 'cancelled');
+    assert.deepEqual(ls(dir('backups')), before.b);
+    assert.deepEqual(ls(dir('blobstoragebackups')), before.g);
+  });
+
+  test('a backup cancelled while it writes leaves no partial files', async () => {
+    // A database big enough that the full backup takes a while (incompressible text).
+    await commit(async (s) => {
+      for (let i = 0; i < 12; i++) await s.addDocument(`Big ${i}`, randomBytes(1536 * 1024).toString('base64'));
+    });
+    const repo = dir('backups');
+    const blobs = dir('blobstoragebackups');
+    const before = { b: ls(repo).filter((n) => n !== '.plone-backup-cache.json'), g: ls(blobs) };
+    const ac = new AbortController();
+    // Cancel as soon as the engine has a temp file on disk: truly mid-way.
+    let sawTemp = false;
+    const poll = setInterval(() => {
+      if (temps(repo).length || temps(blobs).length) {
+        sawTemp = true;
+        ac.abort();
+      }
+    }, 2);
+    const r = await exec(Command.fullBackup, { signal: ac.signal });
+    clearInterval(poll);
+    assert.ok(sawTemp, 'the backup finished before a temp file was seen');
+    assert.equal(r.status, 'cancelled');
+    assert.deepEqual(temps(repo), [], 'temp files left in the repository');
+    assert.deepEqual(temps(blobs), [], 'temp generations left');
+    assert.deepEqual(ls(repo).filter((n) => n !== '.plone-backup-cache.json'), before.b, 'the repository changed');
+    assert.deepEqual(ls(blobs), before.g, 'the blob backups changed');
+    assert.ok(!fs.existsSync(path.join(repo, '.plone-backup.lock')), 'the lock was not released');
+    // And the next backup works (a full one: the restores above rewrote history).
+    const again = done(await exec<{ filestorage: { action: string } }[]>(Command.backup), 'backup after the cancel');
+    assert.notEqual(again[0].filestorage.action, 'none');
+    assert.deepEqual(temps(repo), []);
+  });
+
+  test('the status bar warns when the newest backup is older than the setting', async () => {
+    const cfg = vscode.workspace.getConfiguration('ploneBackup');
+    await cfg.update('statusBar.warnAfterHours', 0.0001, vscode.ConfigurationTarget.Global);
+    try {
+      await new Promise((r) => setTimeout(r, 600));
+      api.status.update();
+      assert.equal(api.status.stale, true);
+      assert.equal((api.status.item.backgroundColor as vscode.ThemeColor | undefined)?.id, 'statusBarItem.warningBackground');
+    } finally {
+      await cfg.update('statusBar.warnAfterHours', undefined, vscode.ConfigurationTarget.Global);
+    }
+    api.status.update();
+    assert.equal(api.status.stale, false);
+    assert.equal(api.status.item.backgroundColor, undefined);
+  });
+
+  test('settings map onto the discovery (backupDir, keep)', async () => {
+    const cfg = vscode.workspace.getConfiguration('ploneBackup');
+    await cfg.update('backupDir', 'elsewhere', vscode.ConfigurationTarget.Global);
+    await cfg.update('keep', 5, vscode.ConfigurationTarget.Global);
+    try {
+      done(await exec(Command.refresh), 'refresh');
+      const dep = api.model.deployments[0].dep!;
+      assert.equal(dep.storages[0].dirs.backups, path.join(ws, 'elsewhere', 'backups'));
+      assert.equal(dep.settings.keep, 5);
+      assert.deepEqual(roots(), [], 'no backups there yet');
+    } finally {
+      await cfg.update('backupDir', undefined, vscode.ConfigurationTarget.Global);
+      await cfg.update('keep', undefined, vscode.ConfigurationTarget.Global);
+    }
+    done(await exec(Command.refresh), 'refresh');
+    assert.equal(api.model.deployments[0].dep!.storages[0].dirs.backups, dir('backups'));
+    assert.equal(api.model.deployments[0].dep!.settings.keep, 2);
+  });
+
+  test('open settings and show output', async () => {
+    done(await exec(Command.openSettings), 'open settings');
+    done(await exec(Command.showOutput), 'show output');
+  });
+
+  test('restore… without arguments asks with a quick pick of the generations (dismissed: nothing happens)', async () => {
+    const before = fs.statSync(dataFs);
+    let settled = false;
+    const p = exec(Command.restore).finally(() => (settled = true));
+    // Dismiss the quick pick once it is up (closing it earlier does nothing).
+    const end = Date.now() + 10_000;
+    while (!settled && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 200));
+      await vscode.commands.executeCommand('workbench.action.closeQuickOpen');
+    }
+    assert.equal((await p).status, 'declined');
+    assert.equal(fs.statSync(dataFs).ino, before.ino);
+  });
+
+  test('several storages are shown separately and all backed up', async () => {
+    const catalog = await SampleSite.create({ file: path.join(var_, 'filestorage', 'catalog.fs'), blobDir: path.join(var_, 'blobstorage_catalog') });
+    await catalog.uploadFile('index.bin', randomBytes(500));
+    await catalog.close();
+    done(await exec(Command.refresh), 'refresh');
+    assert.deepEqual(api.model.deployments[0].dep!.storages.map((s) => s.name), ['main', 'catalog']);
+    assert.deepEqual(roots().map((n) => [n.type, label(n)]), [['storage', 'main'], ['storage', 'catalog']]);
+    assert.deepEqual(children(roots()[1]).map((n) => [n.type, label(n)]), [['message', 'No backup yet']]);
+    const res = done(await exec<{ storage: string; filestorage: { action: string } }[]>(Command.backup), 'backup');
+    // Additional storages first, as collective.recipe.backup does; main has nothing new.
+    assert.deepEqual(res.map((r) => [r.storage, r.filestorage.action]), [['catalog', 'full'], ['main', 'none']]);
+    assert.ok(ls(dir('backups_catalog')).some((n) => n.endsWith('.fsz')));
+    assert.ok(ls(dir('blobstoragebackups_catalog')).some((n) => n.startsWith('blobstorage_catalog.')));
+    const [group] = children(roots()[1]);
+    assert.equal(label(group), 'Backups');
+    assert.equal(children(group).length, 1);
+  });
+});
