@@ -288,7 +288,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
             }
           }
         }
-        const views = await listDeployment(dep, common);
+        const views = await listDeployment(dep, { ...common, verifyFiles: true });
         for (const v of views)
           for (const g of v.groups)
             for (const c of g.chains)

@@ -7,7 +7,7 @@
 import { PloneBackupError, toPloneBackupError } from '../engine';
 import { type CliIo, processIo } from './io';
 import { repozoMain } from './repozo';
-import { demoMain } from './demo';
+import { demoMain, demoWriterMain } from './demo';
 import { DEPLOY_HELP, deployMain } from './deploy';
 
 const VERSION = '0.1.0';
@@ -29,6 +29,8 @@ type Command = (argv: string[], io: CliIo) => Promise<number>;
 const COMMANDS: Record<string, Command> = {
   repozo: repozoMain,
   demo: demoMain,
+  // Hidden: the demo's writer process.
+  'demo-writer': demoWriterMain,
 };
 for (const c of ['backup', 'fullbackup', 'snapshot', 'zipbackup', 'restore', 'snapshotrestore', 'ziprestore', 'altrestore', 'list', 'verify', 'check', 'drill']) {
   COMMANDS[c] = (argv, io) => deployMain(c, argv, io);
@@ -55,8 +57,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     const err = toPloneBackupError(e);
     io.stderr.write(`plone-backup ${cmd}: ${err.userMessage}\n`);
     if (process.env.PLONE_BACKUP_DEBUG && err.stack) io.stderr.write(err.stack + '\n');
-    // repozo exits 1 on every failure, usage errors included; other commands use 2 for usage.
-    return PloneBackupError.is(err, 'USAGE') && cmd !== 'repozo' ? 2 : 1;
+    // repozo exits 1 on every failure, usage errors included; other commands use 2 for
+    // usage (a bad DATE argument is one too).
+    return (PloneBackupError.is(err, 'USAGE') || PloneBackupError.is(err, 'DATE_BAD')) && cmd !== 'repozo' ? 2 : 1;
   }
 }
 

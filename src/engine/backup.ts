@@ -506,7 +506,9 @@ export async function killOld(repo: string, keepStamp: string, log: (m: string) 
   for (const f of files) {
     if (f.stamp >= keepStamp) continue;
     log(`removing old backup file ${f.name} (and .dat / .index)`);
-    for (const n of [datName(f.stamp), indexName(f.stamp), f.name]) {
+    // The piece first, its .dat last: a run killed in between leaves pieces of
+    // no chain (never a chain that lost its .dat, which would fail -V).
+    for (const n of [f.name, indexName(f.stamp), datName(f.stamp)]) {
       try {
         await fsp.unlink(path.join(repo, n));
         removed.push(n);

@@ -33,7 +33,8 @@ export function blobRelPath(oid: Buffer, tid: Buffer, layout: BlobLayout): strin
 }
 
 function reprToId(repr: string): Buffer | undefined {
-  if (!/^0x[0-9a-f]{2,16}$/.test(repr) || repr.length % 2 !== 0) return undefined;
+  // Only the canonical repr (leading zero bytes stripped): ZODB never looks a file up by another name.
+  if (!/^0x[0-9a-f]{2,16}$/.test(repr) || repr.length % 2 !== 0 || (repr.startsWith('0x00') && repr !== '0x00')) return undefined;
   return Buffer.from(repr.slice(2).padStart(16, '0'), 'hex');
 }
 

@@ -74,11 +74,15 @@ export function toPloneBackupError(e: unknown, path?: string): PloneBackupError 
   const where = err?.path ?? path;
   if (err && typeof err.code === 'string') {
     const hint =
-      err.code === 'ENOSPC'
+      err.code === 'ENOSPC' || err.code === 'EDQUOT'
         ? 'Free some disk space and run it again.'
         : err.code === 'EACCES' || err.code === 'EPERM'
           ? 'Check the permissions of that folder.'
-          : undefined;
+          : err.code === 'ENOTDIR'
+            ? 'A file stands where a folder is expected: check the paths (--backup-dir, plone-backup.json).'
+            : err.code === 'EROFS'
+              ? 'Back up to a writable filesystem.'
+              : undefined;
     return new PloneBackupError('IO', `${describeErrno(err.code)}${where ? ` at ${where}` : ''}.`, {
       path: where,
       hint,
@@ -101,6 +105,12 @@ function describeErrno(code: string): string {
       return 'The disk reported an I/O error';
     case 'EXDEV':
       return 'Cannot link across filesystems';
+    case 'ENOTDIR':
+      return 'Not a folder';
+    case 'EROFS':
+      return 'The filesystem is read-only';
+    case 'EDQUOT':
+      return 'The disk quota is exceeded';
     default:
       return `System error ${code}`;
   }

@@ -12,6 +12,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PloneBackupError, checkAbort } from './errors';
+import { isTempName } from './io';
 
 export const LOCK_NAME = '.plone-backup.lock';
 
@@ -100,4 +101,29 @@ export async function acquireLock(
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * Removes the temp files and folders (`.plone-backup-<name>.<pid>.<hex>.<tag>`)
+ * that runs killed on this host left in `dir`: only those whose pid is no
+ * longer alive, so a run going on beside us keeps its own. `only` narrows it
+ * to the temps of one target name. Returns what it removed.
+ */
+export async function removeDeadTemps(dir: string, only?: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const n of names) {
+    if (!isTempName(n)) continue;
+    const m = /\.(\d+)\.[0-9a-f]{8}\.[a-z]+$/.exec(n);
+    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    if (only !== undefined && !n.startsWith(`.plone-backup-${only}.`)) continue;
+    await fsp.rm(path.join(dir, n), { recursive: true, force: true });
+    removed.push(path.join(dir, n));
+  }
+  return removed;
 }

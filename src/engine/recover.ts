@@ -18,6 +18,7 @@ import { HashingFileWriter, exists, fsyncDir, tempPath, writeFileAtomic } from '
 import type { OperationOptions } from './progress';
 import { type DatLine, type RepoFile, datLinesFor, datName, findChain, indexName, listRepository, parseDataFileName, readDat } from './repository';
 import { loadPickle } from './pickle';
+import { removeDeadTemps } from './lock';
 import { readPiece } from './streams';
 import { formatStamp } from './tid';
 
@@ -130,6 +131,8 @@ async function recoverInner(opts: RecoverOptions): Promise<RecoverResult> {
   if (!(await exists(outDir))) {
     throw new PloneBackupError('IO', `The folder ${outDir} for the recovered Data.fs does not exist.`, { path: outDir, hint: 'Create it first.' });
   }
+  // What a recover to the same output killed before us left (its pid is gone).
+  await removeDeadTemps(outDir, path.basename(out));
   const writer = await HashingFileWriter.create(out);
   let indexTemp: string | undefined;
   try {

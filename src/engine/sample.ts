@@ -103,3 +103,67 @@ export class SampleSite {
     return this.writer.close(opts);
   }
 }
+
+export interface WriteStats {
+  commits: number;
+  documents: number;
+  uploads: number;
+  replaced: number;
+  /** Transactions that waited between vote and finish (status 'c' meanwhile). */
+  paused: number;
+  /** Blob files written (one per upload or replacement). */
+  blobFiles: number;
+}
+
+/**
+ * Keeps a sample site busy until `signal` fires, as editors would: new
+ * documents, file uploads, new revisions of uploaded files, and now and then
+ * a slow commit that pauses between vote and finish (a reader then sees a
+ * 'c' transaction whose blob file is already in place). Deterministic for a
+ * given seed, apart from the timing.
+ */
+export async function writeContinuously(
+  site: SampleSite,
+  opts: { signal: AbortSignal; seed?: number; minPauseMs?: number; maxPauseMs?: number },
+): Promise<WriteStats> {
+  let seed = (opts.seed ?? 1) >>> 0;
+  const rand = (n: number) => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const bytes = (n: number, size: number) => {
+    const b = Buffer.alloc(size);
+    for (let i = 0; i < size; i++) b[i] = (i * 31 + n * 7) & 0xff;
+    return b;
+  };
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const min = opts.minPauseMs ?? 5;
+  const span = Math.max(1, (opts.maxPauseMs ?? 15) - min);
+  const stats: WriteStats = { commits: 0, documents: 0, uploads: 0, replaced: 0, paused: 0, blobFiles: 0 };
+  const files: Buffer[] = [];
+  for (let n = 1; !opts.signal.aborted; n++) {
+    const r = rand(10);
+    if (r < 4 || (r >= 6 && files.length === 0)) {
+      await site.addDocument(`Page ${n}`, `Text of page ${n}. `.repeat(5 + rand(20)));
+      stats.documents++;
+    } else if (r < 6) {
+      files.push(await site.uploadFile(`file-${n}.pdf`, bytes(n, 1000 + rand(8000))));
+      stats.uploads++;
+      stats.blobFiles++;
+    } else if (r < 9) {
+      await site.uploadFile(`file-${n}.pdf`, bytes(n, 1000 + rand(8000)), files[rand(files.length)]);
+      stats.replaced++;
+      stats.blobFiles++;
+    } else {
+      const oid = files[rand(files.length)];
+      await site.writer.vote({ user: '/ admin', description: `Replaced file (slow upload ${n})`, records: [{ oid, data: BLOB_PICKLE, blob: bytes(n, 4000) }] });
+      await sleep(1 + rand(10));
+      await site.writer.finish();
+      stats.paused++;
+      stats.blobFiles++;
+    }
+    stats.commits++;
+    await sleep(min + rand(span));
+  }
+  return stats;
+}

@@ -18,14 +18,14 @@
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { PloneBackupError, checkAbort } from '../errors';
+import { PloneBackupError, checkAbort, toPloneBackupError } from '../errors';
 import { prepareBackup, cleanLeftovers, type BackupResult } from '../backup';
 import { openFileStorage, type OpenedStorage } from '../filestorage';
 import { acquireLock } from '../lock';
 import { readLayout, blobRelPath, type BlobLayout } from '../blobdir';
 import { scanBlobRefs } from '../blobrefs';
 import { findChain, listRepository, allChains, datName, indexName } from '../repository';
-import { isTempName, tempPath, fsyncDir } from '../io';
+import { exists, isTempName, tempPath, fsyncDir } from '../io';
 import type { OperationOptions } from '../progress';
 import { BlobVanished, buildGeneration, listGenerations, readManifest, type Generation, LATEST, setLatest } from './blobgen';
 import { writeTar, type TarEntry } from './tar';
@@ -70,7 +70,12 @@ export async function backupDeployment(dep: Deployment, kind: BackupKind, opts: 
   const ordered = [...dep.storages.filter((s) => s.name !== 'main'), ...dep.storages.filter((s) => s.name === 'main')];
   for (const s of ordered) {
     checkAbort(opts.signal);
-    out.push(await backupStorage(dep, s, kind, opts));
+    try {
+      out.push(await backupStorage(dep, s, kind, opts));
+    } catch (e) {
+      // Typed, also for what fails before the storage's backup starts (its folder cannot be made).
+      throw toPloneBackupError(e);
+    }
   }
   return out;
 }
@@ -84,9 +89,28 @@ async function replaced(st: OpenedStorage): Promise<boolean> {
   return !b || a.ino !== b.ino || a.dev !== b.dev || b.size < st.size;
 }
 
+/**
+ * A pack renames Data.fs to Data.fs.old and then Data.fs.pack to Data.fs: a
+ * backup that opens it in between finds no Data.fs. True when that is what
+ * happened (the packed file is there, or Data.fs is back within a moment).
+ */
+async function packSwapping(e: unknown, file: string): Promise<boolean> {
+  if (!PloneBackupError.is(e, 'SOURCE_MISSING') || e.path !== file) return false;
+  if (!(await exists(`${file}.pack`)) && !(await exists(`${file}.old`))) return false;
+  for (let i = 0; i < 100; i++) {
+    if (await exists(file)) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
+
 export async function backupStorage(dep: Deployment, s: StorageConfig, kind: BackupKind, opts: DeployBackupOptions = {}): Promise<StorageBackupResult> {
   const { repo, blobs } = foldersFor(s, kind);
+  // Folders this run creates are removed again if it fails and they stayed empty.
+  const fresh: string[] = [];
+  for (const d of s.blobDir ? [repo, blobs] : [repo]) if (!(await exists(d))) fresh.push(d);
   await fsp.mkdir(repo, { recursive: true });
+  let ok = false;
   const lock = await acquireLock(repo, { what: kind, waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
     await cleanLeftovers(repo, opts.log);
@@ -96,17 +120,20 @@ export async function backupStorage(dep: Deployment, s: StorageConfig, kind: Bac
       try {
         const r = await attemptBackup(dep, s, kind, repo, blobs, opts);
         r.attempts = attempt;
+        ok = true;
         return r;
       } catch (e) {
-        if (isPack(e) && attempt <= retries) {
+        if (attempt <= retries && (isPack(e) || (await packSwapping(e, s.file)))) {
           opts.log?.(`${s.name}: ${(e as Error).message} Starting over (attempt ${attempt + 1}).`);
           continue;
         }
-        throw e;
+        // An OS error (a full disk, a permission) reaches callers typed, like ours.
+        throw toPloneBackupError(e);
       }
     }
   } finally {
     await lock.release();
+    if (!ok) for (const d of fresh) await fsp.rmdir(d).catch(() => undefined); // only when empty
   }
 }
 
@@ -138,6 +165,12 @@ async function attemptBackup(
     );
     const res = prepared.result;
     const result: StorageBackupResult = { storage: s.name, filestorage: res, removed: [], attempts: 1 };
+    // Retention runs on every successful run, also one with nothing new: a run
+    // killed after registering its backup may not have got to it.
+    const retain = async () => {
+      const keep = kind === 'snapshot' ? dep.settings.keepSnapshots : kind === 'zipbackup' ? dep.settings.keepZips : dep.settings.keep;
+      result.removed = await applyRetention(repo, blobs, s.blobDir ? path.basename(s.blobDir) : undefined, keep, opts.log);
+    };
     try {
       if (s.blobDir) {
         const { layout } = await readLayout(s.blobDir);
@@ -152,19 +185,30 @@ async function attemptBackup(
           if (!newest) throw new PloneBackupError('NO_BACKUPS', `No backup in ${repo}.`, { path: repo });
           const gens = await listGenerations(blobs, base);
           if (gens.some((g) => g.stamp === newest.stamp)) {
+            await retain();
             return result;
           }
           stamp = newest.stamp;
           end = res.end;
           lastTid = undefined;
         }
-        const needed = await neededBlobs(st, res, prepared.blobs, blobs, base, layout, opts.signal);
+        // The piece this incremental continues: the newest registered one (the new piece is still a temp file).
+        const continues = res.action === 'incremental' ? findChain((await listRepository(repo)).files).at(-1)?.stamp : undefined;
+        const needed = await neededBlobs(st, res, continues, prepared.blobs, blobs, base, layout, opts.signal);
         await checkBlobsExist(s.blobDir, needed, st);
         if (kind === 'zipbackup') {
           const archive = await writeBlobArchive(s.blobDir, blobs, base, stamp!, needed, opts.signal);
-          await prepared.commit();
-          await fsp.rename(archive.temp, archive.final);
-          await fsyncDir(blobs);
+          try {
+            // The archive first, as a generation: a crash between the two leaves an
+            // archive without a piece (the next run removes it), never a piece without blobs.
+            await fsp.rename(archive.temp, archive.final);
+            await fsyncDir(blobs);
+            await prepared.commit();
+          } catch (e) {
+            await fsp.rm(archive.temp, { force: true });
+            await fsp.rm(archive.final, { force: true });
+            throw e;
+          }
           result.blobGeneration = archive.final;
           result.blobFiles = needed.length;
         } else {
@@ -190,6 +234,8 @@ async function attemptBackup(
           } catch (e) {
             await gen.discard();
             await fsp.rm(gen.final, { recursive: true, force: true }).catch(() => undefined);
+            // `latest` pointed at the generation just removed: back to the newest one left.
+            await resetLatest(blobs, base).catch(() => undefined);
             throw e;
           }
           result.blobGeneration = gen.final;
@@ -211,10 +257,7 @@ async function attemptBackup(
       }
       throw e;
     }
-    if (res.action !== 'none') {
-      const keep = kind === 'snapshot' ? dep.settings.keepSnapshots : kind === 'zipbackup' ? dep.settings.keepZips : dep.settings.keep;
-      result.removed = await applyRetention(repo, blobs, s.blobDir ? path.basename(s.blobDir) : undefined, keep, opts.log);
-    }
+    await retain();
     return result;
   } finally {
     await st.fh.close();
@@ -230,6 +273,7 @@ async function attemptBackup(
 async function neededBlobs(
   st: OpenedStorage,
   res: BackupResult,
+  continues: string | undefined,
   pieceBlobs: { oid: Buffer; tid: Buffer }[],
   blobBackups: string,
   base: string,
@@ -238,15 +282,14 @@ async function neededBlobs(
 ): Promise<string[]> {
   const rels = new Set<string>();
   let from = 0;
-  if (res.action === 'incremental') {
-    const gens = await listGenerations(blobBackups, base);
-    for (const g of [...gens].reverse()) {
-      const m = await readManifest(g);
-      if (m && m.end === res.start && m.layout === layout) {
-        for (const [rel] of m.files) rels.add(rel);
-        from = res.start;
-        break;
-      }
+  if (res.action === 'incremental' && continues) {
+    // Only the generation of the very piece continued describes the state at res.start
+    // (an older chain's generation may end at the same byte by chance).
+    const g = (await listGenerations(blobBackups, base)).find((x) => x.stamp === continues);
+    const m = g && (await readManifest(g));
+    if (m && m.stamp === continues && m.end === res.start && m.layout === layout) {
+      for (const [rel] of m.files) rels.add(rel);
+      from = res.start;
     }
   }
   if (res.action === 'full') from = res.end; // the piece's own records are all of the state
@@ -321,8 +364,12 @@ export async function applyRetention(repo: string, blobs: string, base: string |
   const removed: string[] = [];
   const { files } = await listRepository(repo);
   const chains = allChains(files);
-  if (chains.length <= keep) return removed;
-  const oldestKept = chains[chains.length - keep][0].stamp;
+  if (chains.length === 0) return removed;
+  // Also with no chain too many: what a run killed while it deleted old chains
+  // left (incrementals of a full that is gone, its .dat and .index, its blob
+  // generations) is older than the oldest full and restores nothing.
+  const trimming = chains.length > keep;
+  const oldestKept = chains[Math.max(0, chains.length - keep)][0].stamp;
   for (const f of files) {
     if (f.stamp >= oldestKept) continue;
     for (const n of [f.name, indexName(f.stamp), ...(f.full ? [datName(f.stamp)] : [])]) {
@@ -334,9 +381,17 @@ export async function applyRetention(repo: string, blobs: string, base: string |
       }
     }
   }
+  // A .dat or .index whose piece is gone (a run killed while it deleted them).
+  for (const n of await fsp.readdir(repo)) {
+    const m = /^(\d{4}(?:-\d\d){5})\.(dat|index)$/.exec(n);
+    if (m && m[1] < oldestKept) {
+      await fsp.rm(path.join(repo, n), { force: true });
+      removed.push(path.join(repo, n));
+    }
+  }
   if (base) {
     for (const g of await listGenerations(blobs, base)) {
-      if (g.stamp && g.stamp < oldestKept) {
+      if (g.stamp && g.stamp < oldestKept && (trimming || (await readManifest(g)))) {
         await fsp.rm(g.path, { recursive: true, force: true });
         removed.push(g.path);
       }
@@ -360,16 +415,21 @@ async function cleanBlobLeftovers(blobs: string, base: string, repo: string): Pr
   const gens: Generation[] = await listGenerations(blobs, base);
   let removed = false;
   for (const g of gens) {
-    if (g.stamp && g.stamp > newestPiece && (await readManifest(g))) {
+    // Ours (a manifest, or an archive: nothing else writes one newer than every piece).
+    if (g.stamp && g.stamp > newestPiece && (g.kind !== 'dir' || (await readManifest(g)))) {
       await fsp.rm(g.path, { recursive: true, force: true });
       removed = true;
     }
   }
-  if (removed) {
-    const left = (await listGenerations(blobs, base)).filter((g) => g.kind === 'dir');
-    const newest = left.at(-1);
-    if (newest) await setLatest(blobs, newest.name);
-    else await fsp.rm(path.join(blobs, LATEST), { force: true });
-  }
+  if (removed) await resetLatest(blobs, base);
+}
+
+/** Points `latest` at the newest dir generation left (or removes it when there is none). */
+async function resetLatest(blobs: string, base: string): Promise<void> {
+  const cur = await fsp.lstat(path.join(blobs, LATEST)).catch(() => undefined);
+  if (cur && !cur.isSymbolicLink()) return;
+  const newest = (await listGenerations(blobs, base)).filter((g) => g.kind === 'dir').at(-1);
+  if (newest) await setLatest(blobs, newest.name);
+  else await fsp.rm(path.join(blobs, LATEST), { force: true });
 }
 

@@ -191,7 +191,8 @@ export async function checkLive(s: StorageConfig, opts: CheckOptions = {}): Prom
 
 export async function checkBackups(dep: Deployment, opts: CheckOptions = {}): Promise<Finding[]> {
   const out: Finding[] = [];
-  const views = await listDeployment(dep, opts);
+  // What the generations really hold on disk, not what their manifests say.
+  const views = await listDeployment(dep, { ...opts, verifyFiles: true });
   for (const v of views) {
     const s = dep.storages.find((x) => x.name === v.storage)!;
     const anyBackup = v.groups.some((g) => g.chains.length > 0);

@@ -123,7 +123,9 @@ export async function discoverDeployment(dir: string, o: DiscoverOverrides = {})
   }
 
   const configFile = o.config ? path.resolve(root, o.config) : path.join(root, CONFIG_FILE);
-  if (!dep && (o.config || (await isFile(configFile)))) dep = await fromConfigFile(root, configFile, settings);
+  // A plone-backup.json that is there but cannot be read (a folder, a dangling
+  // link) is an error, never silently passed over for another source.
+  if (!dep && (o.config || (await fsp.lstat(configFile).then(() => true, () => false)))) dep = await fromConfigFile(root, configFile, settings);
 
   if (!dep) {
     for (const c of ZCONF_CANDIDATES) {
@@ -206,11 +208,19 @@ async function fromConfigFile(root: string, file: string, settings: DeploymentSe
   const bad = (why: string): never => {
     throw new PloneBackupError('USAGE', `${file} cannot be used: ${why}.`, { path: file, hint: 'Fix it; the README lists its settings.' });
   };
+  let text = '';
   try {
-    cfg = JSON.parse(await fsp.readFile(file, 'utf8')) as ConfigJson;
+    text = await fsp.readFile(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') bad('it does not exist');
-    if ((e as NodeJS.ErrnoException).code === 'EACCES') bad('it cannot be read (permission denied)');
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') bad((await fsp.lstat(file).then(() => true, () => false)) ? 'it cannot be read (a link to nothing)' : 'it does not exist');
+    if (code === 'EACCES' || code === 'EPERM') bad('it cannot be read (permission denied)');
+    if (code === 'EISDIR') bad('it cannot be read (it is a folder)');
+    bad(`it cannot be read (${code ?? (e as Error).message})`);
+  }
+  try {
+    cfg = JSON.parse(text) as ConfigJson;
+  } catch (e) {
     bad(`it is not valid JSON (${(e as Error).message})`);
   }
   if (typeof cfg! !== 'object' || cfg! === null || Array.isArray(cfg!)) bad('it must hold a JSON object');
@@ -219,6 +229,11 @@ async function fromConfigFile(root: string, file: string, settings: DeploymentSe
     if (v === undefined) return undefined;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) bad(`"${name}" must be a whole number of at least 1`);
     return v as number;
+  };
+  const str = (v: unknown, name: string): string | undefined => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || v === '') bad(`"${name}" must be a path (a non-empty string)`);
+    return v as string;
   };
   const bool = (v: unknown, name: string) => {
     if (v === undefined) return undefined;
@@ -230,13 +245,14 @@ async function fromConfigFile(root: string, file: string, settings: DeploymentSe
   settings.keepZips = num(cfg!.keepZips, 'keepZips') ?? settings.keepZips;
   settings.gzip = bool(cfg!.gzip, 'gzip') ?? settings.gzip;
   settings.quick = bool(cfg!.quick, 'quick') ?? settings.quick;
-  const varDir = path.resolve(base, cfg!.var ?? 'var');
+  const varDir = path.resolve(base, str(cfg!.var, 'var') ?? 'var');
   const list = cfg!.storages ?? [{}];
   if (!Array.isArray(list) || list.length === 0) bad('"storages" must be a non-empty list');
   const storages = list.map((s, i) => {
-    if (typeof s !== 'object' || s === null) bad(`storage ${i + 1} must be an object`);
+    if (typeof s !== 'object' || s === null || Array.isArray(s)) bad(`storage ${i + 1} must be an object`);
+    for (const k of ['file', 'blobDir', 'backups', 'blobBackups', 'snapshots', 'blobSnapshots', 'zips', 'blobZips'] as const) str(s[k], `storages[${i}].${k}`);
     const name = s.name ?? (i === 0 ? 'main' : undefined);
-    if (!name || !/^[A-Za-z0-9_.-]+$/.test(name)) bad(`storage ${i + 1} needs a "name" of letters, digits, _ . -`);
+    if (!name || typeof name !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(name)) bad(`storage ${i + 1} needs a "name" of letters, digits, _ . -`);
     const d = defaultDirs(varDir, name!);
     const p = (v: string | undefined, dflt: string) => (v === undefined ? dflt : path.resolve(base, v));
     return {

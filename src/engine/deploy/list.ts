@@ -6,7 +6,7 @@
  */
 
 import * as path from 'node:path';
-import { blobRelPath, readLayout, type BlobLayout } from '../blobdir';
+import { blobRelPath, listBlobFiles, readLayout, type BlobLayout } from '../blobdir';
 import { describeRepository, type PieceInfo } from '../pieceinfo';
 import type { OperationOptions } from '../progress';
 import { generationFiles, listGenerations, type Generation } from './blobgen';
@@ -54,7 +54,15 @@ const GROUPS: [GroupKind, 'backup' | 'snapshot' | 'zipbackup'][] = [
   ['zip', 'zipbackup'],
 ];
 
-export async function listDeployment(dep: Deployment, opts: OperationOptions = {}): Promise<StorageView[]> {
+export interface ListOptions extends OperationOptions {
+  /**
+   * Look at the files each blob generation really holds, not at the list its
+   * manifest keeps (slower: a walk of every generation; check uses it).
+   */
+  verifyFiles?: boolean;
+}
+
+export async function listDeployment(dep: Deployment, opts: ListOptions = {}): Promise<StorageView[]> {
   const out: StorageView[] = [];
   for (const s of dep.storages) {
     const groups: GroupView[] = [];
@@ -64,7 +72,7 @@ export async function listDeployment(dep: Deployment, opts: OperationOptions = {
   return out;
 }
 
-async function listGroup(s: StorageConfig, kind: GroupKind, folderKind: 'backup' | 'snapshot' | 'zipbackup', opts: OperationOptions): Promise<GroupView> {
+async function listGroup(s: StorageConfig, kind: GroupKind, folderKind: 'backup' | 'snapshot' | 'zipbackup', opts: ListOptions): Promise<GroupView> {
   const { repo, blobs } = foldersFor(s, folderKind);
   const view: GroupView = { kind, repository: repo, blobBackups: s.blobDir ? blobs : undefined, chains: [], unmatchedGenerations: [] };
   let chains;
@@ -90,7 +98,7 @@ async function listGroup(s: StorageConfig, kind: GroupKind, folderKind: 'backup'
         if (!g) v.blob = { status: 'missing' };
         else {
           used.add(g.name);
-          v.blob = await blobStatus(g, state, liveLayout);
+          v.blob = await blobStatus(g, state, liveLayout, opts.verifyFiles);
         }
       }
       views.push(v);
@@ -101,10 +109,10 @@ async function listGroup(s: StorageConfig, kind: GroupKind, folderKind: 'backup'
   return view;
 }
 
-async function blobStatus(g: Generation, state: Set<string>, liveLayout: BlobLayout): Promise<GenerationView['blob']> {
+async function blobStatus(g: Generation, state: Set<string>, liveLayout: BlobLayout, onDisk = false): Promise<GenerationView['blob']> {
   if (g.kind !== 'dir') return { status: 'archived', path: g.path };
   const layout = g.content ? (await readLayout(g.content)).layout : liveLayout;
-  const files = await generationFiles(g, layout);
+  const files = onDisk && g.content ? new Map((await listBlobFiles(g.content, layout)).files.map((f) => [f.rel, f.size])) : await generationFiles(g, layout);
   const missing: string[] = [];
   for (const key of state) {
     const [oid, tid] = key.split('/');

@@ -18,11 +18,12 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import { PloneBackupError, checkAbort } from '../errors';
+import { PloneBackupError, checkAbort, toPloneBackupError } from '../errors';
 import { recover } from '../recover';
+import { loadPickle } from '../pickle';
 import { txnEndingAt } from '../filestorage';
-import { acquireLock, type Lock } from '../lock';
-import { readLayout, listBlobFiles, LAYOUT_FILE } from '../blobdir';
+import { acquireLock, removeDeadTemps, type Lock } from '../lock';
+import { readLayout, listBlobFiles, LAYOUT_FILE, BLOB_TMP_DIR } from '../blobdir';
 import { findChain, listRepository, readDat, datLinesFor, datName, indexName, type DatLine, type RepoFile } from '../repository';
 import { readPiece } from '../streams';
 import { exists, fsyncDir, tempPath } from '../io';
@@ -105,13 +106,25 @@ async function planStorage(s: StorageConfig, opts: RestoreOptions): Promise<Stor
     }
     return { storage: s, source, chain: [], lines: [], generation, mode: 'full' };
   }
-  const { files } = await listRepository(source.repo);
-  const when = opts.date ?? formatStamp((opts.now ?? (() => new Date()))());
-  const chain = findChain(files, when);
-  if (chain.length === 0) {
-    throw new PloneBackupError('NO_BACKUPS', opts.date ? `There is no backup of ${s.name} in ${source.repo} from before ${opts.date}.` : `There is no backup of ${s.name} in ${source.repo}.`, {
+  const what = kind === 'snapshot' ? 'snapshot' : kind === 'zip' ? 'zip backup' : 'backup';
+  const make = kind === 'snapshot' ? 'snapshot' : kind === 'zip' ? 'zipbackup' : 'backup';
+  let files: RepoFile[];
+  try {
+    ({ files } = await listRepository(source.repo));
+  } catch (e) {
+    if (!PloneBackupError.is(e, 'REPO_MISSING')) throw e;
+    throw new PloneBackupError('NO_BACKUPS', `There is no ${what} of ${s.name}: ${source.repo} does not exist.`, {
       path: source.repo,
-      hint: opts.date ? 'Pick a later date; `plone-backup list` shows the backups there are.' : 'Make one first with `plone-backup backup`.',
+      hint: `Make one first with \`plone-backup ${make}\`.`,
+    });
+  }
+  // No date: the newest backup, even one whose stamp is ahead of the clock
+  // (backups in the same second take the next free stamp).
+  const chain = findChain(files, opts.date);
+  if (chain.length === 0) {
+    throw new PloneBackupError('NO_BACKUPS', opts.date ? `There is no ${what} of ${s.name} in ${source.repo} from before ${opts.date}.` : `There is no ${what} of ${s.name} in ${source.repo}.`, {
+      path: source.repo,
+      hint: opts.date ? 'Pick a later date; `plone-backup list` shows the backups there are.' : `Make one first with \`plone-backup ${make}\`.`,
     });
   }
   const lines = await readDat(path.join(source.repo, datName(chain[0].stamp)));
@@ -153,6 +166,13 @@ async function planIncremental(plan: StoragePlan): Promise<void> {
     const k = plan.lines.findIndex((l) => l!.end === size);
     if (k < 0) return;
     if (size > 4 && !(await txnEndingAt(fh, size, size))) return;
+    // An incremental restore killed before its commit left its first appended
+    // transaction voted ('c') at a piece boundary: that is no committed state.
+    for (let j = 0; j < k; j++) {
+      const b = Buffer.alloc(1);
+      const { bytesRead } = await fh.read(b, 0, 1, plan.lines[j]!.end + 16);
+      if (bytesRead === 1 && b[0] === 0x63) return;
+    }
     // The live file's last bytes must be the piece's last bytes.
     const l = plan.lines[k]!;
     const n = Math.min(64 * 1024, l.end - l.start);
@@ -210,6 +230,11 @@ export async function restoreDeployment(dep: Deployment, opts: RestoreOptions = 
       }
       if (p.source.type === 'repository') locks.push(await acquireLock(p.source.repo, { what: 'restore', waitMs: opts.lockWaitMs, signal: opts.signal }));
     }
+    // What a restore killed before us left beside the live files (its pid is gone).
+    for (const p of plans) {
+      await removeDeadTemps(path.dirname(p.storage.file));
+      if (p.storage.blobDir) await removeDeadTemps(path.dirname(p.storage.blobDir));
+    }
     // Build everything first; swap in only when every storage is ready.
     for (const p of plans) staged.push(await stage(p, opts));
     const stampNow = formatStamp((opts.now ?? (() => new Date()))());
@@ -218,7 +243,8 @@ export async function restoreDeployment(dep: Deployment, opts: RestoreOptions = 
     return results;
   } catch (e) {
     for (const s of staged) await s.discard().catch(() => undefined);
-    throw e;
+    // An OS error (a full disk, a permission) reaches callers typed, like ours.
+    throw toPloneBackupError(e);
   } finally {
     for (const l of locks) await l.release();
   }
@@ -271,7 +297,15 @@ async function fillFromTree(src: string, dest: string, mode: 'link' | 'copy', on
     async (rel) => {
       const dst = path.join(dest, rel);
       if (onlyMissing && (await exists(dst))) return;
-      await linkOrCopy(path.join(src, rel), dst, mode);
+      try {
+        await linkOrCopy(path.join(src, rel), dst, mode);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || (await exists(path.join(src, rel)))) throw e;
+        throw new PloneBackupError('BLOB_MISSING', `The blob backup ${gen?.path ?? src} lacks ${rel}, which the restored state needs; nothing was restored.`, {
+          path: path.join(src, rel),
+          hint: 'Restore another date (`plone-backup list` shows which generations are whole), or run `plone-backup check`.',
+        });
+      }
       added++;
     },
     signal,
@@ -291,36 +325,61 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
   const genName = p.generation?.path;
 
   if (p.mode !== 'full' && p.source.type === 'repository') {
-    // Incremental: nothing is built aside; the work happens in apply, blobs first.
+    // Incremental: the missing blob files go into the live blobstorage now (before any
+    // storage is changed: files no record references yet are harmless, as in a ZODB
+    // commit); the missing records are appended in apply.
     const repo = p.source.repo;
+    const added = s.blobDir && p.generation ? await fillBlobs(p.generation, s.blobDir, undefined, mode, true, opts.signal) : 0;
     return {
       async apply() {
-        let added = 0;
-        if (s.blobDir && p.generation) added = await fillBlobs(p.generation, s.blobDir, undefined, mode, true, opts.signal);
         let written = 0;
         if (p.mode === 'incremental') {
           const index = `${s.file}.index`;
-          await fsp.rm(index, { force: true }); // a crash mid-append then leaves no stale index
+          // The first appended transaction is written with status 'c' (voted, not
+          // committed, as ZODB's tpc_vote leaves it) and flipped to its real status
+          // only once everything is written and synced: a crash before that leaves
+          // the old state, with a tail ZODB cuts off; the old index stays valid for it.
+          const oldEnd = p.lines[p.appendAfter!]!.end;
+          const statusPos = oldEnd + 16;
+          let status: number | undefined;
           const fh = await fsp.open(s.file, 'r+');
           try {
-            let pos = p.lines[p.appendAfter!]!.end;
+            let pos = oldEnd;
             for (let i = p.appendAfter! + 1; i < p.chain.length; i++) {
               const f = p.chain[i];
               const l = p.lines[i]!;
               const h = createHash('md5');
-              for await (const c of readPiece(path.join(repo, f.name), f.gzip, opts.signal)) {
-                h.update(c);
-                await fh.write(c, 0, c.length, pos);
-                pos += c.length;
+              for await (const piece of readPiece(path.join(repo, f.name), f.gzip, opts.signal)) {
+                h.update(piece);
+                let c = piece;
+                if (status === undefined && statusPos >= pos && statusPos < pos + c.length) {
+                  status = c[statusPos - pos];
+                  c = Buffer.from(c);
+                  c[statusPos - pos] = 0x63; // 'c'
+                }
+                for (let off = 0; off < c.length; ) {
+                  const { bytesWritten } = await fh.write(c, off, c.length - off, pos);
+                  if (bytesWritten === 0) throw Object.assign(new Error('short write'), { code: 'EIO', path: s.file });
+                  off += bytesWritten;
+                  pos += bytesWritten;
+                }
                 written += c.length;
                 opts.onProgress?.({ phase: `appending ${f.name}`, done: written });
               }
               if (h.digest('hex') !== l.md5 || pos !== l.end) {
-                await fh.truncate(p.lines[p.appendAfter!]!.end);
                 throw new PloneBackupError('PIECE_MISMATCH', `${f.name} does not match its .dat line; the restore was undone.`, { path: path.join(repo, f.name) });
               }
             }
             await fh.sync();
+            // The commit: one byte.
+            if (status !== undefined) {
+              await fh.write(Buffer.from([status]), 0, 1, statusPos);
+              await fh.sync();
+            }
+          } catch (e) {
+            // Whatever failed (a piece, a full disk), the appended tail goes again.
+            await fh.truncate(oldEnd).catch(() => undefined);
+            throw e;
           } finally {
             await fh.close();
           }
@@ -329,8 +388,18 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
             const tmp = tempPath(index);
             await fsp.copyFile(src, tmp);
             await fsp.rename(tmp, index);
-          }
+          } else await fsp.rm(index, { force: true });
           await fsyncDir(path.dirname(s.file));
+        } else if (p.mode === 'unchanged') {
+          // A restore killed between its commit and its index leaves the old index behind.
+          const index = `${s.file}.index`;
+          const src = path.join(repo, indexName(p.stamp!));
+          if ((await indexPos(index)) !== p.lines[p.lines.length - 1]!.end && (await exists(src))) {
+            const tmp = tempPath(index);
+            await fsp.copyFile(src, tmp);
+            await fsp.rename(tmp, index);
+            await fsyncDir(path.dirname(s.file));
+          }
         }
         return { storage: s.name, mode: p.mode, stamp: p.stamp, bytesWritten: written, blobFilesAdded: added, generation: genName, keptOld: [], warnings };
       },
@@ -348,7 +417,8 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
   let added = 0;
   try {
     if (p.source.type === 'repository') {
-      const r = await recover({ repository: p.source.repo, output: newFile, date: opts.date, keepOld: false, signal: opts.signal, onProgress: opts.onProgress, now: opts.now });
+      // The planned state exactly: the chain ending at the plan's last piece, the one its blob generation belongs to.
+      const r = await recover({ repository: p.source.repo, output: newFile, date: p.stamp, keepOld: false, signal: opts.signal, onProgress: opts.onProgress, now: opts.now });
       written = r.bytes;
     } else {
       await fsp.copyFile(p.source.file, newFile);
@@ -366,21 +436,85 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
     if (newBlobs) await fsp.rm(newBlobs, { recursive: true, force: true });
     throw e;
   }
+  // Blob files join the live blobstorage in place (see apply) when both trees
+  // have one layout and agree on every file they share; the old tree is kept
+  // as a tree of hard links.
+  let merge: { live: Map<string, number>; next: Map<string, number>; keep?: string } | undefined;
+  if (s.blobDir && newBlobs && (await exists(s.blobDir))) {
+    try {
+      const [live, next] = await Promise.all([treeFiles(s.blobDir), treeFiles(newBlobs)]);
+      const same = (await readLayout(s.blobDir)).layout === (await readLayout(newBlobs)).layout;
+      if (same && [...next].every(([rel, size]) => rel === LAYOUT_FILE || live.get(rel) === undefined || live.get(rel) === size)) {
+        merge = { live, next };
+        if (opts.keepOld ?? true) {
+          merge.keep = tempPath(s.blobDir, 'keep');
+          await linkTree(s.blobDir, merge.keep, live);
+        }
+      }
+    } catch (e) {
+      await fsp.rm(work, { recursive: true, force: true });
+      await fsp.rm(newBlobs, { recursive: true, force: true });
+      if (merge?.keep) await fsp.rm(merge.keep, { recursive: true, force: true });
+      throw e;
+    }
+  }
   return {
     async apply(stampNow, keepOld) {
       const kept: string[] = [];
-      const aside = async (live: string) => {
-        if (!(await exists(live))) return;
+      const keptName = async (live: string) => {
         let name = `${live}.before-restore-${stampNow}`;
         for (let i = 1; await exists(name); i++) name = `${live}.before-restore-${stampNow}-${i}`;
+        return name;
+      };
+      const aside = async (live: string) => {
+        if (!(await exists(live))) return;
+        const name = await keptName(live);
         await fsp.rename(live, name);
         kept.push(name);
       };
+      // At every moment Data.fs is the whole old or the whole new file, and the
+      // blob folder holds every file of the Data.fs beside it: the new blob
+      // files go in first (no record of the live Data.fs names them), Data.fs
+      // is replaced by one rename, then the files only the old state had go.
+      if (s.blobDir && newBlobs && merge) {
+        for (const rel of merge.next.keys()) {
+          if (merge.live.has(rel)) continue;
+          await fsp.mkdir(path.dirname(path.join(s.blobDir, rel)), { recursive: true });
+          await fsp.rename(path.join(newBlobs, rel), path.join(s.blobDir, rel));
+        }
+      } else if (s.blobDir && newBlobs && !(await exists(s.blobDir))) {
+        await fsp.rename(newBlobs, s.blobDir);
+        newBlobs = undefined;
+      }
       await aside(`${s.file}.index`);
-      await aside(s.file);
+      if (await exists(s.file)) {
+        const name = await keptName(s.file);
+        await fsp.link(s.file, name).catch(async (e) => {
+          if (!['EXDEV', 'EPERM', 'ENOTSUP', 'EMLINK'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+          await fsp.copyFile(s.file, name);
+        });
+        kept.push(name);
+      }
       await fsp.rename(newFile, s.file);
       if (await exists(`${newFile}.index`)) await fsp.rename(`${newFile}.index`, `${s.file}.index`);
-      if (s.blobDir && newBlobs) {
+      await fsyncDir(path.dirname(s.file));
+      if (s.blobDir && newBlobs && merge) {
+        for (const rel of merge.live.keys()) {
+          if (merge.next.has(rel)) continue;
+          await fsp.rm(path.join(s.blobDir, rel), { force: true });
+          // Folders it leaves empty go too.
+          for (let d = path.dirname(rel); d !== '.' && d !== BLOB_TMP_DIR; d = path.dirname(d)) {
+            if (!(await fsp.rmdir(path.join(s.blobDir, d)).then(() => true, () => false))) break;
+          }
+        }
+        if (merge.keep) {
+          const name = await keptName(s.blobDir);
+          await fsp.rename(merge.keep, name);
+          kept.push(name);
+        }
+        await fsp.rm(newBlobs, { recursive: true, force: true });
+      } else if (s.blobDir && newBlobs) {
+        // Another layout, or files that differ: the old way, folder for folder.
         await aside(s.blobDir);
         await fsp.rename(newBlobs, s.blobDir);
       }
@@ -396,8 +530,49 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
     async discard() {
       await fsp.rm(work, { recursive: true, force: true });
       if (newBlobs) await fsp.rm(newBlobs, { recursive: true, force: true });
+      if (merge?.keep) await fsp.rm(merge.keep, { recursive: true, force: true });
     },
   };
+}
+
+/** The committed end an index file describes (its first pickle), or undefined. */
+async function indexPos(file: string): Promise<number | undefined> {
+  try {
+    const fh = await fsp.open(file, 'r');
+    try {
+      const b = Buffer.alloc(32);
+      const { bytesRead } = await fh.read(b, 0, 32, 0);
+      const v = loadPickle(b.subarray(0, bytesRead), 0, file).value;
+      return typeof v === 'number' ? v : undefined;
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every file under `root` (relative, '/' separators) with its size. */
+async function treeFiles(root: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const walk = async (dir: string, rel: string): Promise<void> => {
+    for (const ent of await fsp.readdir(dir, { withFileTypes: true })) {
+      const r = rel ? `${rel}/${ent.name}` : ent.name;
+      if (ent.isDirectory()) await walk(path.join(dir, ent.name), r);
+      else out.set(r, (await fsp.lstat(path.join(dir, ent.name))).size);
+    }
+  };
+  await walk(root, '');
+  return out;
+}
+
+/** A copy of the tree `src` at `dest` made of hard links (copies where links are refused). */
+async function linkTree(src: string, dest: string, files: Map<string, number>): Promise<void> {
+  await fsp.mkdir(dest, { recursive: true });
+  const dirs = new Set<string>();
+  for (const rel of files.keys()) dirs.add(path.posix.dirname(rel));
+  for (const d of [...dirs].sort()) await fsp.mkdir(path.join(dest, d), { recursive: true });
+  await eachLimit([...files.keys()], 16, (rel) => linkOrCopy(path.join(src, rel), path.join(dest, rel), 'link'));
 }
 
 /** altrestore's sources: a folder holding Data.fs (+ blobstorage), or a var folder / repository of another deployment. */

@@ -163,6 +163,7 @@ export async function writeTar(target: string, entries: TarEntry[], opts: { gzip
       let off = 0;
       while (off < b.length) {
         const { bytesWritten } = await fh.write(b, off, b.length - off, pos);
+        if (bytesWritten === 0) throw Object.assign(new Error('short write'), { code: 'EIO', path: target });
         off += bytesWritten;
         pos += bytesWritten;
       }
@@ -233,10 +234,28 @@ export async function readTar(
   const it = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   const r = new ByteReader(it);
   let longName: string | undefined;
+  // What the callback throws (a full disk while extracting) is not the archive's fault.
+  let fromCallback: unknown;
+  const take = async (n: number): Promise<Buffer> => {
+    try {
+      return await r.take(n);
+    } catch (e) {
+      if (PloneBackupError.is(e)) throw e;
+      throw new PloneBackupError('ARCHIVE_BAD', `${file} cannot be read (${(e as Error).message}).`, { path: file, cause: e });
+    }
+  };
+  const call = async (...a: Parameters<typeof onEntry>): Promise<void> => {
+    try {
+      await onEntry(...a);
+    } catch (e) {
+      fromCallback = e;
+      throw e;
+    }
+  };
   try {
     for (;;) {
       checkAbort(opts.signal);
-      const hb = await r.take(BLOCK);
+      const hb = await take(BLOCK);
       if (hb.length === 0) break; // some writers omit the end blocks
       if (hb.length < BLOCK) throw new PloneBackupError('ARCHIVE_BAD', `${file} ends in the middle of a header.`, { path: file });
       const h = decodeHeader(hb, file);
@@ -244,13 +263,13 @@ export async function readTar(
       const body = async function* (): AsyncGenerator<Buffer> {
         let left = h.size;
         while (left > 0) {
-          const c = await r.take(Math.min(left, 1 << 20));
+          const c = await take(Math.min(left, 1 << 20));
           if (c.length === 0) throw new PloneBackupError('ARCHIVE_BAD', `${file} ends in the middle of ${h.name}.`, { path: file });
           left -= c.length;
           yield c;
         }
         const p = pad(h.size);
-        if (p) await r.take(p);
+        if (p) await take(p);
       };
       if (h.type === 'L' || h.type === 'x') {
         const parts: Buffer[] = [];
@@ -273,10 +292,10 @@ export async function readTar(
       const rel = safeMemberPath(name, file);
       if (h.type === '0' || h.type === '\0' || h.type === '7') {
         const gen = body();
-        await onEntry(h, rel, gen);
+        await call(h, rel, gen);
         for await (const _ of gen) void _; // drain what the callback did not read
       } else if (h.type === '5') {
-        await onEntry(h, rel, undefined);
+        await call(h, rel, undefined);
       } else {
         throw new PloneBackupError('ARCHIVE_BAD', `${file} holds a link or device entry "${name}", which a blob backup never has.`, {
           path: file,
@@ -285,7 +304,7 @@ export async function readTar(
       }
     }
   } catch (e) {
-    if (PloneBackupError.is(e)) throw e;
+    if (PloneBackupError.is(e) || (e === fromCallback && e !== undefined)) throw e;
     throw new PloneBackupError('ARCHIVE_BAD', `${file} cannot be read (${(e as Error).message}).`, { path: file, cause: e });
   } finally {
     await r.close().catch(() => undefined);
@@ -302,18 +321,34 @@ export async function extractTar(file: string, dest: string, opts: { gzip?: bool
     if (parts.length === 0) return;
     const target = path.join(root, ...parts);
     if (!target.startsWith(root + path.sep)) throw new PloneBackupError('ARCHIVE_BAD', `${file} holds an unsafe path "${rel}".`, { path: file });
+    // A member twice, or a file where a folder is (or the other way round): not an archive a backup made.
+    const clash = (e: unknown): never => {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR') {
+        throw new PloneBackupError('ARCHIVE_BAD', `${file} holds "${rel}" twice, or as both a file and a folder; nothing more was extracted.`, {
+          path: file,
+          hint: 'Use another backup; this archive cannot be trusted.',
+        });
+      }
+      throw e;
+    };
     if (!content) {
-      await fsp.mkdir(target, { recursive: true });
+      await fsp.mkdir(target, { recursive: true }).catch(clash);
       return;
     }
-    await fsp.mkdir(path.dirname(target), { recursive: true });
+    await fsp.mkdir(path.dirname(target), { recursive: true }).catch(clash);
     let out: FileHandle | undefined;
     try {
-      out = await fileLayer.open(target, 'wx', h.mode & 0o777 || 0o644);
+      out = await fileLayer.open(target, 'wx', h.mode & 0o777 || 0o644).catch(clash);
       let pos = 0;
       for await (const c of content) {
-        await out.write(c, 0, c.length, pos);
-        pos += c.length;
+        // A short write (a disk filling up) must not leave a short file behind.
+        for (let off = 0; off < c.length; ) {
+          const { bytesWritten } = await out.write(c, off, c.length - off, pos);
+          if (bytesWritten === 0) throw Object.assign(new Error('short write'), { code: 'EIO', path: target });
+          off += bytesWritten;
+          pos += bytesWritten;
+        }
       }
     } finally {
       await out?.close();

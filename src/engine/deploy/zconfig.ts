@@ -67,7 +67,9 @@ export function parseZConfig(text: string, file = 'zope.conf'): ZSection {
       if (!m![3]) stack.push(sec);
       return;
     }
-    const m = /^(\S+)\s*(.*)$/.exec(line);
+    // (s: a lone \r or \u2028 inside a line is part of its value, not an end)
+    const m = /^(\S+)\s*(.*)$/s.exec(line);
+    if (!m) bad(i, 'a line is neither a key nor a section');
     stack[stack.length - 1].keys.push([m![1].toLowerCase(), subst(m![2], i)]);
   });
   if (stack.length !== 1) bad(lines.length - 1, `<${stack[stack.length - 1].type}> is never closed`);

@@ -1,0 +1,231 @@
+/**
+ * A deployment backup proves: each filestorage piece gets a blob generation
+ * `blobstorage.<STAMP>/blobstorage/...` with the piece's own stamp, holding
+ * exactly the blob files the backed-up state references (never tmp/, never
+ * the file of a transaction that is voted but not finished); unchanged files
+ * are hard links to the previous generation; `latest` points at the newest;
+ * every storage (the catalog too) is backed up; a missing referenced blob
+ * fails with BLOB_MISSING and registers nothing; a pack that removes a blob
+ * mid-backup makes it start over, or fail clearly, never half-registered.
+ */
+import { describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BLOB_PICKLE, idRepr, backupDeployment, discoverDeployment, drillDeployment, fileLayer, listGenerations, readManifest } from '../../src/engine';
+import { FIXTURES, blobFiles, content, copy, fakeClock, makeSite, referencedBlobs, rejectsWith, snapshot, tempLeftovers, tmpDir } from './helpers';
+
+describe('deployment backup', () => {
+  it('writes a generation with the piece stamp, exactly the referenced blobs, hard links and latest', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(root, { docs: 3, files: 3 });
+    const clock = fakeClock();
+    const dep = await discoverDeployment(root);
+    const blobBackups = path.join(s.varDir, 'blobstoragebackups');
+
+    // A stray file in tmp/ and a blob of a voted, unfinished transaction must not be backed up.
+    fs.writeFileSync(path.join(s.blobDir, 'tmp', 'upload-in-progress'), 'x');
+    const oid = s.site.writer.newOid();
+    const voted = await s.site.writer.vote({ description: 'uploading', records: [{ oid, data: BLOB_PICKLE, blob: content('uncommitted') }] });
+    const uncommitted = blobFiles(s.blobDir).filter((r) => r.endsWith(`/${idRepr(voted.tid)}.blob`));
+    assert.equal(uncommitted.length, 1, 'the voted blob is in place, as ZODB puts it at vote');
+
+    const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
+    assert.equal(r1.filestorage.action, 'full');
+    assert.equal(r1.attempts, 1);
+    const stamp1 = r1.filestorage.stamp!;
+    assert.equal(r1.blobGeneration, path.join(blobBackups, `blobstorage.${stamp1}`));
+    const gen1 = path.join(r1.blobGeneration!, 'blobstorage');
+    const committedRefs = await referencedBlobs(s.file);
+    assert.equal(committedRefs.length, 3);
+    assert.deepEqual(blobFiles(gen1), committedRefs, 'exactly the committed blobs');
+    assert.ok(!fs.existsSync(path.join(gen1, 'tmp')));
+    assert.ok(!fs.existsSync(path.join(gen1, uncommitted[0])));
+    assert.equal(fs.readFileSync(path.join(gen1, '.layout'), 'utf8').trim(), 'bushy');
+    for (const rel of committedRefs) assert.deepEqual(fs.readFileSync(path.join(gen1, rel)), fs.readFileSync(path.join(s.blobDir, rel)));
+    assert.equal(fs.readlinkSync(path.join(blobBackups, 'latest')), `blobstorage.${stamp1}`);
+    assert.ok(fs.existsSync(path.join(s.varDir, 'backups', `${stamp1}.fsz`)));
+    const m1 = await readManifest({ name: `blobstorage.${stamp1}`, path: r1.blobGeneration!, kind: 'dir', stamp: stamp1 });
+    assert.equal(m1?.stamp, stamp1);
+    assert.equal(m1?.end, r1.filestorage.end);
+
+    // Finish the voted one; add more: the next generation links what it can.
+    await s.site.writer.finish();
+    const newOid = await s.site.uploadFile('new.pdf', content('new'));
+    await s.site.addDocument('after');
+    const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+    assert.equal(r2.filestorage.action, 'incremental');
+    const stamp2 = r2.filestorage.stamp!;
+    assert.ok(stamp2 > stamp1);
+    const gen2 = path.join(r2.blobGeneration!, 'blobstorage');
+    const refs2 = await referencedBlobs(s.file);
+    assert.equal(refs2.length, 5);
+    assert.deepEqual(blobFiles(gen2), refs2);
+    assert.equal(r2.linked, 3);
+    assert.equal(r2.copied, 2);
+    for (const rel of committedRefs) {
+      assert.equal(fs.statSync(path.join(gen2, rel)).ino, fs.statSync(path.join(gen1, rel)).ino, `${rel} is a hard link to the previous generation`);
+    }
+    for (const rel of refs2.filter((r) => !committedRefs.includes(r))) {
+      assert.notEqual(fs.statSync(path.join(gen2, rel)).ino, fs.statSync(path.join(s.blobDir, rel)).ino, 'new files are copies of the live ones');
+    }
+    assert.equal(fs.readlinkSync(path.join(blobBackups, 'latest')), `blobstorage.${stamp2}`);
+    assert.ok(newOid);
+
+    // Nothing new: no piece, no generation.
+    const [r3] = await backupDeployment(dep, 'backup', { now: clock.now });
+    assert.equal(r3.filestorage.action, 'none');
+    assert.equal(r3.blobGeneration, undefined);
+    assert.deepEqual(
+      (await listGenerations(blobBackups, 'blobstorage')).map((g) => g.stamp),
+      [stamp1, stamp2],
+    );
+    // A full backup into the same folders gets its own complete generation.
+    const [r4] = await backupDeployment(dep, 'fullbackup', { now: clock.now });
+    assert.equal(r4.filestorage.action, 'full');
+    assert.deepEqual(blobFiles(path.join(r4.blobGeneration!, 'blobstorage')), refs2);
+    assert.equal(r4.linked, 5);
+    assert.deepEqual(tempLeftovers(s.varDir), []);
+    await s.site.close();
+  });
+
+  it('a piece whose generation was lost gets one on the next run, even with nothing new', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(root);
+    const clock = fakeClock();
+    const dep = await discoverDeployment(root);
+    const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
+    fs.rmSync(r1.blobGeneration!, { recursive: true });
+    const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+    assert.equal(r2.filestorage.action, 'none');
+    assert.equal(r2.blobGeneration, r1.blobGeneration);
+    assert.deepEqual(blobFiles(path.join(r2.blobGeneration!, 'blobstorage')), await referencedBlobs(s.file));
+    await s.site.close();
+  });
+
+  it('backs up every storage: the catalog into backups_catalog and blobstoragebackups_catalog', async (t) => {
+    const root = tmpDir(t);
+    const main = await makeSite(root, { files: 1 });
+    const cat = await makeSite(root, { name: 'catalog', files: 2 });
+    const dep = await discoverDeployment(root);
+    assert.deepEqual(dep.storages.map((x) => x.name), ['main', 'catalog']);
+    const res = await backupDeployment(dep, 'backup', { now: fakeClock().now });
+    assert.deepEqual(res.map((r) => r.storage), ['catalog', 'main'], 'additional storages first, as the recipe does');
+    const v = main.varDir;
+    for (const [r, site, sfx] of [
+      [res[1], main, ''],
+      [res[0], cat, '_catalog'],
+    ] as const) {
+      assert.ok(fs.existsSync(path.join(v, `backups${sfx}`, r.filestorage.piece!)));
+      assert.equal(path.dirname(r.blobGeneration!), path.join(v, `blobstoragebackups${sfx}`));
+      assert.equal(path.basename(r.blobGeneration!), `${path.basename(site.blobDir)}.${r.filestorage.stamp}`);
+      assert.deepEqual(blobFiles(path.join(r.blobGeneration!, path.basename(site.blobDir))), await referencedBlobs(site.file));
+    }
+    await main.site.close();
+    await cat.site.close();
+  });
+
+  it('a lawn-layout blobstorage (made by ZODB) is backed up in its own layout and drills clean', async (t) => {
+    const root = tmpDir(t);
+    const v = path.join(root, 'var');
+    copy(path.join(FIXTURES, 'lawn', 'blobstorage'), path.join(v, 'blobstorage'));
+    fs.mkdirSync(path.join(v, 'filestorage'));
+    for (const n of ['Data.fs', 'Data.fs.index']) fs.copyFileSync(path.join(FIXTURES, 'lawn', n), path.join(v, 'filestorage', n));
+    const dep = await discoverDeployment(root);
+    const [r] = await backupDeployment(dep, 'backup', { now: fakeClock().now });
+    const gen = path.join(r.blobGeneration!, 'blobstorage');
+    assert.equal(fs.readFileSync(path.join(gen, '.layout'), 'utf8').trim(), 'lawn');
+    const refs = await referencedBlobs(path.join(v, 'filestorage', 'Data.fs'), 'lawn');
+    assert.ok(refs.length >= 4);
+    assert.deepEqual(blobFiles(gen), refs);
+    assert.ok(refs.every((x) => /^0x[0-9a-f]+\/0x[0-9a-f]+\.blob$/.test(x)), 'lawn paths');
+    const [d] = await drillDeployment(dep);
+    assert.ok(d.ok, d.problems.join('; '));
+    assert.equal(d.blobFiles, refs.length);
+  });
+
+  it('a missing referenced blob fails with BLOB_MISSING and registers nothing', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(root, { files: 2 });
+    const clock = fakeClock();
+    const dep = await discoverDeployment(root);
+    await backupDeployment(dep, 'backup', { now: clock.now });
+    await s.site.uploadFile('later.pdf', content('later'));
+    const refs = await referencedBlobs(s.file);
+    const victim = refs[refs.length - 1];
+    fs.rmSync(path.join(s.blobDir, victim));
+    const backups = snapshot(path.join(s.varDir, 'backups'));
+    const gens = snapshot(path.join(s.varDir, 'blobstoragebackups'));
+    for (const kind of ['backup', 'fullbackup', 'snapshot', 'zipbackup'] as const) {
+      const e = await rejectsWith(backupDeployment(dep, kind, { now: clock.now }), 'BLOB_MISSING');
+      assert.ok(e.message.includes(victim), `${kind}: the message names the file`);
+      assert.match(e.message, /not made/);
+      assert.deepEqual(snapshot(path.join(s.varDir, 'backups')), backups, `${kind}: repository unchanged`);
+      assert.deepEqual(snapshot(path.join(s.varDir, 'blobstoragebackups')), gens, `${kind}: blob backups unchanged`);
+    }
+    for (const d of ['snapshotbackups', 'zipbackups']) assert.deepEqual(snapshot(path.join(s.varDir, d)), {}, `${d} holds nothing`);
+    for (const d of ['blobstoragesnapshots', 'blobstoragezips']) assert.deepEqual(snapshot(path.join(s.varDir, d)), {}, `${d} holds nothing`);
+    await s.site.close();
+  });
+
+  it('a pack that removes a blob mid-backup makes the backup start over', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(root, { files: 1 });
+    const clock = fakeClock();
+    const dep = await discoverDeployment(root);
+    const fileOid = await s.site.uploadFile('report.pdf', content('r1'));
+    await backupDeployment(dep, 'backup', { now: clock.now });
+    // Two new revisions; the first of them is in no generation yet.
+    await s.site.uploadFile('report.pdf', content('r2'), fileOid);
+    await s.site.uploadFile('report.pdf', content('r3'), fileOid);
+    const before = await referencedBlobs(s.file);
+
+    // The pack runs right after the backup opened Data.fs (when it creates its first temp file).
+    const realOpen = fileLayer.open;
+    let packs = 0;
+    fileLayer.open = async (p, flags, mode) => {
+      if (packs === 0 && /\.(fsz|deltafsz)\./.test(path.basename(p))) {
+        packs++;
+        await s.site.writer.pack();
+      }
+      return realOpen(p, flags, mode);
+    };
+    let res;
+    try {
+      [res] = await backupDeployment(dep, 'backup', { now: clock.now });
+    } finally {
+      fileLayer.open = realOpen;
+    }
+    assert.equal(packs, 1);
+    assert.equal(res.attempts, 2, 'started over once');
+    assert.equal(res.filestorage.action, 'full', 'the packed Data.fs needs a full backup');
+    const after = await referencedBlobs(s.file);
+    assert.ok(after.length < before.length, 'the pack removed old revisions');
+    assert.deepEqual(blobFiles(path.join(res.blobGeneration!, 'blobstorage')), after);
+    assert.deepEqual(tempLeftovers(s.varDir), []);
+
+    // With no retries left, the same race fails clearly and registers nothing.
+    await s.site.uploadFile('report.pdf', content('r4'), fileOid);
+    await s.site.uploadFile('report.pdf', content('r5'), fileOid);
+    const backups = snapshot(path.join(s.varDir, 'backups'));
+    const gens = snapshot(path.join(s.varDir, 'blobstoragebackups'));
+    packs = 0;
+    fileLayer.open = async (p, flags, mode) => {
+      if (packs === 0 && /\.(fsz|deltafsz)\./.test(path.basename(p))) {
+        packs++;
+        await s.site.writer.pack();
+      }
+      return realOpen(p, flags, mode);
+    };
+    try {
+      const e = await rejectsWith(backupDeployment(dep, 'backup', { now: clock.now, retries: 0 }), 'SOURCE_CHANGED');
+      assert.match(e.message, /disappeared/);
+    } finally {
+      fileLayer.open = realOpen;
+    }
+    assert.equal(packs, 1);
+    assert.deepEqual(snapshot(path.join(s.varDir, 'backups')), backups);
+    assert.deepEqual(snapshot(path.join(s.varDir, 'blobstoragebackups')), gens);
+    await s.site.close();
+  });
+});

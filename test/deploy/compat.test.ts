@@ -1,0 +1,177 @@
+/**
+ * Compatibility with collective.recipe.backup proves both directions. What
+ * the recipe leaves on disk (repozo's gzip pieces, made by the real repozo,
+ * and blob backups in each of its ways: timestamped folders
+ * `blobstorage.<STAMP>/blobstorage/`, numbered `blobstorage.0`, a `latest`
+ * symlink, `.tar` and `.tar.gz` archives made by the system tar) is listed,
+ * checked and restored to every step of the fixture history, byte for byte.
+ * And what our `backup` writes is restored by the recipe's bin/restore
+ * logic (repozo -R, then a plain recursive copy of the generation's
+ * blobstorage/) into a consistent site.
+ */
+import { describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { backupDeployment, checkDeployment, discoverDeployment, drillDeployment, listDeployment, planRestore, recover, restoreDeployment, type Deployment } from '../../src/engine';
+import {
+  HISTORY,
+  assertConsistent,
+  blobContents,
+  content,
+  copy,
+  fakeClock,
+  fixtureBlobTree,
+  historySteps,
+  makeSite,
+  md5File,
+  rejectsWith,
+  tmpDir,
+} from './helpers';
+
+/** A buildout deployment with the fixture's final Data.fs and blobstorage, and the recipe's gzip repository. */
+function recipeDeployment(root: string): { varDir: string; blobBackups: string } {
+  const varDir = path.join(root, 'var');
+  copy(path.join(HISTORY, 'var', 'filestorage'), path.join(varDir, 'filestorage'));
+  copy(path.join(HISTORY, 'var', 'blobstorage'), path.join(varDir, 'blobstorage'));
+  copy(path.join(HISTORY, 'repository-gzip'), path.join(varDir, 'backups'));
+  const blobBackups = path.join(varDir, 'blobstoragebackups');
+  fs.mkdirSync(blobBackups);
+  return { varDir, blobBackups };
+}
+
+/** Restores every step by date and checks Data.fs and the blob files against history.json. */
+async function restoreEveryStep(dep: Deployment): Promise<void> {
+  const s = dep.storages[0];
+  for (const [i, step] of historySteps().entries()) {
+    const [r] = await restoreDeployment(dep, { date: step.stamp, keepOld: false });
+    assert.equal(r.stamp, step.stamp, `step ${i + 1}`);
+    assert.deepEqual(r.warnings, [], `step ${i + 1}`);
+    assert.equal(md5File(s.file), step.md5, `step ${i + 1}: Data.fs`);
+    assert.deepEqual(blobContents(s.blobDir!), step.blobs, `step ${i + 1}: blob files`);
+    await assertConsistent(s.file, s.blobDir, `step ${i + 1}`);
+  }
+}
+
+describe('collective.recipe.backup layouts', () => {
+  it('timestamped blob folders with a latest link: listed, checked, restored to every step (incrementally too)', async (t) => {
+    const root = tmpDir(t);
+    const { blobBackups } = recipeDeployment(root);
+    const steps = historySteps();
+    for (const [i, step] of steps.entries()) fixtureBlobTree(i, path.join(blobBackups, `blobstorage.${step.stamp}`, 'blobstorage'));
+    fs.symlinkSync(`blobstorage.${steps[5].stamp}`, path.join(blobBackups, 'latest'));
+    const dep = await discoverDeployment(root);
+
+    const [view] = await listDeployment(dep);
+    const chains = view.groups.find((g) => g.kind === 'backup')!.chains;
+    assert.deepEqual(
+      chains.map((c) => [c.full.stamp, ...c.incrementals.map((x) => x.stamp)]),
+      [steps.slice(0, 4).map((x) => x.stamp), steps.slice(4).map((x) => x.stamp)],
+    );
+    const pieces = chains.flatMap((c) => [c.full, ...c.incrementals]);
+    for (const [i, p] of pieces.entries()) {
+      assert.equal(p.end, steps[i].size, `${p.stamp} ends where step ${i + 1} does`);
+      assert.equal(p.lastTid, steps[i].last_tid);
+      assert.equal(p.gzip, true);
+      assert.equal(p.blob.status, 'match', `${p.stamp}: ${JSON.stringify(p.blob)}`);
+      assert.equal(p.blob.files, Object.keys(steps[i].blobs).length);
+    }
+    const findings = await checkDeployment(dep);
+    assert.deepEqual(findings.filter((f) => f.severity !== 'info'), []);
+    const drills = await drillDeployment(dep, { all: true });
+    assert.equal(drills.length, 6);
+    for (const d of drills) assert.ok(d.ok, `${d.stamp}: ${d.problems.join('; ')}`);
+
+    await restoreEveryStep(dep);
+    // An incremental restore within the first chain: step 2 -> step 4 appends two gzip pieces.
+    await restoreDeployment(dep, { date: steps[1].stamp, keepOld: false });
+    const [plan] = await planRestore(dep, { date: steps[3].stamp });
+    assert.equal(plan.mode, 'incremental');
+    const [r] = await restoreDeployment(dep, { date: steps[3].stamp });
+    assert.equal(r.mode, 'incremental');
+    assert.equal(r.bytesWritten, steps[3].size - steps[1].size);
+    assert.equal(md5File(dep.storages[0].file), steps[3].md5);
+    assert.deepEqual(blobContents(dep.storages[0].blobDir!), steps[3].blobs);
+  });
+
+  it('tar and tar.gz archives made by the system tar: listed, checked, restored to every step', async (t) => {
+    const root = tmpDir(t);
+    const { blobBackups } = recipeDeployment(root);
+    const work = tmpDir(t);
+    for (const [i, step] of historySteps().entries()) {
+      const tree = path.join(work, String(i));
+      fixtureBlobTree(i, path.join(tree, 'blobstorage'));
+      const gz = i >= 3;
+      const out = path.join(blobBackups, `blobstorage.${step.stamp}.tar${gz ? '.gz' : ''}`);
+      execFileSync('tar', [gz ? '-czf' : '-cf', out, '-C', tree, 'blobstorage']);
+    }
+    const dep = await discoverDeployment(root);
+    const [view] = await listDeployment(dep);
+    const pieces = view.groups[0].chains.flatMap((c) => [c.full, ...c.incrementals]);
+    assert.equal(pieces.length, 6);
+    for (const p of pieces) assert.equal(p.blob.status, 'archived');
+    assert.deepEqual((await checkDeployment(dep)).filter((f) => f.severity !== 'info'), []);
+    const drills = await drillDeployment(dep, { all: true });
+    for (const d of drills) assert.ok(d.ok, `${d.stamp}: ${d.problems.join('; ')}`);
+    await restoreEveryStep(dep);
+    // A damaged archive is refused before anything changes.
+    const last = path.join(blobBackups, `blobstorage.${historySteps()[5].stamp}.tar.gz`);
+    fs.writeFileSync(last, fs.readFileSync(last).subarray(0, 60));
+    const before = md5File(dep.storages[0].file);
+    await rejectsWith(restoreDeployment(dep, { incremental: false }), 'ARCHIVE_BAD');
+    assert.equal(md5File(dep.storages[0].file), before);
+  });
+
+  it('numbered blobstorage.0 (newest) is used for the newest restore, with a warning', async (t) => {
+    const root = tmpDir(t);
+    const { blobBackups } = recipeDeployment(root);
+    const steps = historySteps();
+    fixtureBlobTree(5, path.join(blobBackups, 'blobstorage.0', 'blobstorage'));
+    fixtureBlobTree(4, path.join(blobBackups, 'blobstorage.1', 'blobstorage'));
+    const dep = await discoverDeployment(root);
+    const [view] = await listDeployment(dep);
+    assert.deepEqual(view.groups[0].unmatchedGenerations.sort(), [path.join(blobBackups, 'blobstorage.0'), path.join(blobBackups, 'blobstorage.1')]);
+    const [r] = await restoreDeployment(dep, { keepOld: false, incremental: false });
+    assert.equal(r.stamp, steps[5].stamp);
+    assert.equal(r.generation, path.join(blobBackups, 'blobstorage.0'));
+    assert.equal(r.warnings.length, 1);
+    assert.match(r.warnings[0], /was not made with the filestorage backup/);
+    assert.equal(md5File(dep.storages[0].file), steps[5].md5);
+    assert.deepEqual(blobContents(dep.storages[0].blobDir!), steps[5].blobs);
+    // A dated restore cannot tell which numbered folder belongs to it.
+    await rejectsWith(restoreDeployment(dep, { date: steps[2].stamp }), 'NOT_FOUND');
+  });
+
+  it("our backups restore with the recipe's bin/restore logic: repozo -R, then a copy of blobstorage.<STAMP>/blobstorage/", async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(root, { docs: 3, files: 3 });
+    const dep = await discoverDeployment(root);
+    const clock = fakeClock('2026-09-01-08-00-00', 600);
+    const made: { stamp: string; md5: string; blobs: Record<string, string> }[] = [];
+    let oid: Buffer | undefined;
+    for (let i = 0; i < 5; i++) {
+      oid = await s.site.uploadFile(`doc-${i}.pdf`, content(`recipe ${i}`, 5000), i % 2 ? oid : undefined);
+      await s.site.addDocument(`page ${i}`);
+      if (i === 3) await s.site.writer.pack();
+      const [r] = await backupDeployment(dep, 'backup', { now: clock.now });
+      made.push({ stamp: r.filestorage.stamp!, md5: md5File(s.file), blobs: blobContents(s.blobDir) });
+      // The recipe's `latest` naming: a link to blobstorage.<STAMP>.
+      assert.equal(fs.readlinkSync(path.join(s.varDir, 'blobstoragebackups', 'latest')), `blobstorage.${r.filestorage.stamp}`);
+    }
+    await s.site.close();
+    for (const m of made) {
+      const target = tmpDir(t);
+      // bin/restore: repozo -R -r var/backups -o var/filestorage/Data.fs -D <date>
+      await recover({ repository: path.join(s.varDir, 'backups'), output: path.join(target, 'Data.fs'), date: m.stamp });
+      // ...then rsync -a blobstoragebackups/blobstorage.<STAMP>/blobstorage/ var/blobstorage (a plain copy here).
+      execFileSync('cp', ['-a', path.join(s.varDir, 'blobstoragebackups', `blobstorage.${m.stamp}`, 'blobstorage') + '/.', path.join(target, 'blobstorage')]);
+      assert.equal(md5File(path.join(target, 'Data.fs')), m.md5, m.stamp);
+      await assertConsistent(path.join(target, 'Data.fs'), path.join(target, 'blobstorage'), m.stamp);
+      // Nothing of ours in the copied tree but the blob files and .layout.
+      const names = fs.readdirSync(path.join(target, 'blobstorage'));
+      assert.deepEqual(names.filter((n) => n.startsWith('.')), ['.layout']);
+      for (const [rel, sum] of Object.entries(blobContents(path.join(target, 'blobstorage')))) assert.equal(m.blobs[rel], sum, rel);
+    }
+  });
+});

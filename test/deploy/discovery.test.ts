@@ -1,0 +1,271 @@
+/**
+ * Finding a deployment proves that every storage of a Plone site is found,
+ * with its blob dir and the backup folders collective.recipe.backup would
+ * use: a buildout's var/ (with an extra catalog.fs), zope.conf (%define,
+ * several <zodb_db> mounts, <blobstorage> around <filestorage>, blob-dir on
+ * the filestorage), zeo.conf and plone-backup.json; and that a broken config
+ * or a folder without a site fails with a typed error and changes nothing.
+ */
+import { describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { discoverDeployment, FileStorageWriter } from '../../src/engine';
+import { rejectsWith, snapshot, tmpDir } from './helpers';
+
+async function emptyStorage(file: string): Promise<void> {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const w = await FileStorageWriter.create(file);
+  await w.close();
+}
+
+describe('deployment discovery', () => {
+  it('finds a buildout layout with an extra catalog storage', async (t) => {
+    const root = tmpDir(t);
+    const v = path.join(root, 'var');
+    await emptyStorage(path.join(v, 'filestorage', 'Data.fs'));
+    await emptyStorage(path.join(v, 'filestorage', 'catalog.fs'));
+    fs.mkdirSync(path.join(v, 'blobstorage'));
+    fs.mkdirSync(path.join(v, 'blobstorage_catalog'));
+    fs.writeFileSync(path.join(v, 'filestorage', 'Data.fs.index'), ''); // not a storage
+    const dep = await discoverDeployment(root);
+    assert.equal(dep.source, 'buildout');
+    assert.equal(dep.varDir, v);
+    assert.deepEqual(
+      dep.storages.map((s) => [s.name, s.file, s.blobDir]),
+      [
+        ['main', path.join(v, 'filestorage', 'Data.fs'), path.join(v, 'blobstorage')],
+        ['catalog', path.join(v, 'filestorage', 'catalog.fs'), path.join(v, 'blobstorage_catalog')],
+      ],
+    );
+    assert.deepEqual(dep.storages[0].dirs, {
+      backups: path.join(v, 'backups'),
+      blobBackups: path.join(v, 'blobstoragebackups'),
+      snapshots: path.join(v, 'snapshotbackups'),
+      blobSnapshots: path.join(v, 'blobstoragesnapshots'),
+      zips: path.join(v, 'zipbackups'),
+      blobZips: path.join(v, 'blobstoragezips'),
+    });
+    assert.deepEqual(dep.storages[1].dirs, {
+      backups: path.join(v, 'backups_catalog'),
+      blobBackups: path.join(v, 'blobstoragebackups_catalog'),
+      snapshots: path.join(v, 'snapshotbackups_catalog'),
+      blobSnapshots: path.join(v, 'blobstoragesnapshots_catalog'),
+      zips: path.join(v, 'zipbackups_catalog'),
+      blobZips: path.join(v, 'blobstoragezips_catalog'),
+    });
+    assert.deepEqual(dep.settings, { keep: 2, keepSnapshots: 2, keepZips: 1, gzip: true, quick: true });
+    // --backup-dir moves every backup folder; --keep overrides the setting.
+    const moved = await discoverDeployment(root, { backupRoot: 'elsewhere', keep: 5 });
+    assert.equal(moved.storages[1].dirs.backups, path.join(root, 'elsewhere', 'backups_catalog'));
+    assert.equal(moved.settings.keep, 5);
+    // A storage without a blob dir has none.
+    fs.rmSync(path.join(v, 'blobstorage_catalog'), { recursive: true });
+    assert.equal((await discoverDeployment(root)).storages[1].blobDir, undefined);
+  });
+
+  it('reads zope.conf: %define, several <zodb_db> mounts, <blobstorage> around <filestorage>, blob-dir on a filestorage', async (t) => {
+    const root = tmpDir(t);
+    const site = path.join(root, 'srv');
+    fs.mkdirSync(path.join(root, 'parts', 'instance', 'etc'), { recursive: true });
+    fs.writeFileSync(
+      path.join(root, 'parts', 'instance', 'etc', 'zope.conf'),
+      `%define INSTANCEHOME ${root}/parts/instance
+instancehome $INSTANCEHOME
+%define CLIENTHOME ${site}/var
+clienthome $CLIENTHOME
+%import plone.recipe.zope2instance
+debug-mode off
+<environment>
+    CHAMELEON_CACHE /tmp/cache
+</environment>
+
+<zodb_db main>
+    # Main database
+    cache-size 30000
+    # Blob-enabled FileStorage database
+    <blobstorage>
+      blob-dir $CLIENTHOME/blobstorage
+      # FileStorage database
+      <filestorage>
+        path $CLIENTHOME/filestorage/Data.fs
+      </filestorage>
+    </blobstorage>
+    mount-point /
+</zodb_db>
+
+<zodb_db catalog>
+    cache-size 100000
+    <filestorage>
+      path \${CLIENTHOME}/filestorage/catalog.fs
+      blob-dir \${CLIENTHOME}/blobstorage_catalog
+    </filestorage>
+    mount-point /Plone/portal_catalog
+    container-class Products.CMFPlone.CatalogTool.CatalogTool
+</zodb_db>
+
+<zodb_db temporary>
+    <temporarystorage>
+      name temporary storage for sessioning
+    </temporarystorage>
+    mount-point /temp_folder
+    container-class Products.TemporaryFolder.TemporaryContainer
+</zodb_db>
+`,
+    );
+    const dep = await discoverDeployment(root);
+    assert.equal(dep.source, 'zconfig');
+    assert.equal(dep.configFile, path.join(root, 'parts', 'instance', 'etc', 'zope.conf'));
+    assert.equal(dep.varDir, path.join(site, 'var'));
+    assert.deepEqual(
+      dep.storages.map((s) => [s.name, s.file, s.blobDir, s.dirs.backups, s.dirs.blobBackups]),
+      [
+        ['main', `${site}/var/filestorage/Data.fs`, `${site}/var/blobstorage`, `${site}/var/backups`, `${site}/var/blobstoragebackups`],
+        ['catalog', `${site}/var/filestorage/catalog.fs`, `${site}/var/blobstorage_catalog`, `${site}/var/backups_catalog`, `${site}/var/blobstoragebackups_catalog`],
+      ],
+    );
+  });
+
+  it('reads zeo.conf with numbered storages', async (t) => {
+    const root = tmpDir(t);
+    fs.mkdirSync(path.join(root, 'parts', 'zeoserver', 'etc'), { recursive: true });
+    fs.writeFileSync(
+      path.join(root, 'parts', 'zeoserver', 'etc', 'zeo.conf'),
+      `%define INSTANCE ${root}/parts/zeoserver
+%define VAR ${root}/var
+<zeo>
+  address 8100
+  read-only false
+  invalidation-queue-size 100
+  pid-filename $VAR/zeoserver.pid
+</zeo>
+
+<blobstorage 1>
+  <filestorage 1>
+    path $VAR/filestorage/Data.fs
+  </filestorage>
+  blob-dir $VAR/blobstorage
+</blobstorage>
+
+<filestorage catalog>
+  path $VAR/filestorage/catalog.fs
+</filestorage>
+
+<eventlog>
+  level info
+  <logfile>
+    path $VAR/log/zeoserver.log
+    format %(asctime)s %(message)s
+  </logfile>
+</eventlog>
+`,
+    );
+    const dep = await discoverDeployment(root);
+    assert.equal(dep.source, 'zconfig');
+    assert.deepEqual(
+      dep.storages.map((s) => [s.name, s.file, s.blobDir]),
+      [
+        ['main', `${root}/var/filestorage/Data.fs`, `${root}/var/blobstorage`],
+        ['catalog', `${root}/var/filestorage/catalog.fs`, undefined],
+      ],
+    );
+    assert.equal(dep.storages[1].dirs.backups, `${root}/var/backups_catalog`);
+  });
+
+  it('a broken zope.conf is a typed error naming the file and line', async (t) => {
+    const root = tmpDir(t);
+    fs.writeFileSync(path.join(root, 'zope.conf'), '<zodb_db main>\n  <filestorage>\n    path $NOWHERE/Data.fs\n  </filestorage>\n</zodb_db>\n');
+    const e = await rejectsWith(discoverDeployment(root), 'USAGE');
+    assert.match(e.message, /zope\.conf line 3/);
+    assert.match(e.message, /NOWHERE/);
+  });
+
+  it('reads plone-backup.json: settings, several storages, explicit folders', async (t) => {
+    const root = tmpDir(t);
+    // A buildout layout is there too: the config file wins.
+    await emptyStorage(path.join(root, 'var', 'filestorage', 'Data.fs'));
+    fs.writeFileSync(
+      path.join(root, 'plone-backup.json'),
+      JSON.stringify({
+        var: 'data',
+        keep: 3,
+        keepSnapshots: 4,
+        gzip: false,
+        quick: false,
+        storages: [
+          { name: 'main', file: 'data/Data.fs', blobDir: 'data/blobs', backups: '/backups/plone' },
+          { name: 'catalog' },
+        ],
+      }),
+    );
+    const dep = await discoverDeployment(root);
+    assert.equal(dep.source, 'config');
+    assert.equal(dep.configFile, path.join(root, 'plone-backup.json'));
+    assert.deepEqual(dep.settings, { keep: 3, keepSnapshots: 4, keepZips: 1, gzip: false, quick: false });
+    const [main, cat] = dep.storages;
+    assert.equal(main.file, path.join(root, 'data', 'Data.fs'));
+    assert.equal(main.blobDir, path.join(root, 'data', 'blobs'));
+    assert.equal(main.dirs.backups, '/backups/plone');
+    assert.equal(main.dirs.blobBackups, path.join(root, 'data', 'blobstoragebackups'));
+    assert.equal(cat.name, 'catalog');
+    assert.equal(cat.file, path.join(root, 'data', 'filestorage', 'catalog.fs'));
+    assert.equal(cat.blobDir, undefined);
+    assert.equal(cat.dirs.snapshots, path.join(root, 'data', 'snapshotbackups_catalog'));
+  });
+
+  it('an invalid or unreadable plone-backup.json is a typed error and changes nothing', async (t) => {
+    const root = tmpDir(t);
+    await emptyStorage(path.join(root, 'var', 'filestorage', 'Data.fs'));
+    const cfg = path.join(root, 'plone-backup.json');
+    const cases: [string, () => void, RegExp][] = [
+      ['not JSON', () => fs.writeFileSync(cfg, '{ "keep": 2, '), /not valid JSON/],
+      ['not an object', () => fs.writeFileSync(cfg, '[1, 2]'), /JSON object/],
+      ['bad keep', () => fs.writeFileSync(cfg, '{"keep": 0}'), /"keep" must be a whole number/],
+      ['bad gzip', () => fs.writeFileSync(cfg, '{"gzip": "yes"}'), /"gzip" must be true or false/],
+      ['empty storages', () => fs.writeFileSync(cfg, '{"storages": []}'), /non-empty list/],
+      ['bad storage name', () => fs.writeFileSync(cfg, '{"storages": [{}, {"name": "a/b"}]}'), /storage 2 needs a "name"/],
+      [
+        'unreadable (a folder)',
+        () => {
+          fs.rmSync(cfg, { force: true });
+          fs.mkdirSync(cfg);
+        },
+        /cannot be read/,
+      ],
+      [
+        'unreadable (a dangling link)',
+        () => {
+          fs.rmSync(cfg, { recursive: true, force: true });
+          fs.symlinkSync(path.join(root, 'nowhere.json'), cfg);
+        },
+        /cannot be read|does not exist/,
+      ],
+    ];
+    for (const [what, make, msg] of cases) {
+      make();
+      const before = snapshot(root);
+      const e = await rejectsWith(discoverDeployment(root), 'USAGE');
+      assert.match(e.message, msg, what);
+      assert.equal(e.path, cfg, what);
+      assert.ok(e.message.includes(cfg), `${what}: the message names the file`);
+      assert.deepEqual(snapshot(root), before, `${what}: nothing changed`);
+    }
+    // An explicit --config that does not exist.
+    const e = await rejectsWith(discoverDeployment(root, { config: 'missing.json' }), 'USAGE');
+    assert.match(e.message, /does not exist/);
+  });
+
+  it('no deployment found is SOURCE_MISSING, with a hint', async (t) => {
+    const root = tmpDir(t);
+    fs.mkdirSync(path.join(root, 'var', 'filestorage'), { recursive: true });
+    const before = snapshot(root);
+    const e = await rejectsWith(discoverDeployment(root), 'SOURCE_MISSING');
+    assert.match(e.message, /No Plone deployment found/);
+    assert.ok(e.hint && /--dir/.test(e.hint));
+    assert.deepEqual(snapshot(root), before);
+    await rejectsWith(discoverDeployment(path.join(root, 'nope')), 'SOURCE_MISSING');
+    // A zope.conf without any filestorage is no deployment either.
+    fs.writeFileSync(path.join(root, 'zope.conf'), '<zodb_db temporary>\n <temporarystorage>\n </temporarystorage>\n</zodb_db>\n');
+    await rejectsWith(discoverDeployment(root), 'SOURCE_MISSING');
+  });
+});

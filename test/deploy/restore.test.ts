@@ -1,0 +1,276 @@
+/**
+ * Restoring a deployment proves: a date picks the chain and the blob
+ * generation of its last piece; Data.fs, its index and the blobstorage are
+ * built beside the live ones (the live files are intact while the restore
+ * works) and swapped in; the previous state is kept as *.before-restore-*
+ * or dropped with keepOld:false; a running site (a real lock held on
+ * Data.fs.lock) is refused with SITE_RUNNING and nothing changes, unless
+ * forced; an incremental restore appends only the missing bytes and adds
+ * only the missing blobs, and ends byte for byte where a full restore does;
+ * with no date the newest backup is restored even when its stamp is ahead
+ * of the clock; every storage is planned before any is touched.
+ */
+import { describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { backupDeployment, discoverDeployment, planRestore, restoreDeployment, type Deployment } from '../../src/engine';
+import {
+  assertConsistent,
+  at,
+  blobContents,
+  blobFiles,
+  content,
+  fakeClock,
+  holdSiteLock,
+  makeSite,
+  md5File,
+  referencedBlobs,
+  rejectsWith,
+  snapshot,
+  tempLeftovers,
+  tmpDir,
+  type Site,
+} from './helpers';
+
+interface Point {
+  stamp: string;
+  full: boolean;
+  md5: string;
+  size: number;
+  blobs: Record<string, string>;
+  pieceBytes: number;
+}
+
+/**
+ * A site with backups at six points: full, incremental, full, incremental x3
+ * (one hour apart), each after some documents and file uploads/replacements.
+ */
+async function history(root: string): Promise<{ s: Site; dep: Deployment; points: Point[] }> {
+  const s = await makeSite(root, { docs: 2, files: 2 });
+  const dep = await discoverDeployment(root);
+  const clock = fakeClock('2026-06-01-10-00-00', 3600);
+  const points: Point[] = [];
+  let fileOid: Buffer | undefined;
+  const kinds = ['backup', 'backup', 'fullbackup', 'backup', 'backup', 'backup'] as const;
+  for (const [i, kind] of kinds.entries()) {
+    await s.site.addDocument(`doc at ${i}`);
+    fileOid = await s.site.uploadFile(`file-${i}.pdf`, content(`point ${i}`, 4000 + i), i % 2 ? fileOid : undefined);
+    const [r] = await backupDeployment(dep, kind, { now: clock.now });
+    const refs = await referencedBlobs(s.file);
+    const blobs: Record<string, string> = {};
+    for (const rel of refs) blobs[rel] = md5File(path.join(s.blobDir, rel));
+    points.push({
+      stamp: r.filestorage.stamp!,
+      full: r.filestorage.action === 'full',
+      md5: md5File(s.file),
+      size: fs.statSync(s.file).size,
+      blobs,
+      pieceBytes: r.filestorage.end - r.filestorage.start,
+    });
+  }
+  assert.deepEqual(points.map((p) => p.full), [true, false, true, false, false, false]);
+  await s.site.close();
+  return { s, dep, points };
+}
+
+describe('restore to a point in time', () => {
+  it('picks the chain and generation by date, builds beside, swaps, keeps or drops the old state', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points } = await history(root);
+    const liveMd5 = md5File(s.file);
+    const liveBlobs = blobContents(s.blobDir);
+
+    // A date between point 1 and point 2 (repozo compares strings: 30 minutes after point 1).
+    const date = points[1].stamp.slice(0, 14) + '30';
+    const plans = await planRestore(dep, { date });
+    assert.equal(plans.length, 1);
+    assert.equal(plans[0].stamp, points[1].stamp);
+    assert.deepEqual(plans[0].chain.map((f) => f.stamp), [points[0].stamp, points[1].stamp]);
+    assert.equal(plans[0].generation?.name, `blobstorage.${points[1].stamp}`);
+    assert.equal(plans[0].mode, 'full');
+    assert.equal(plans[0].mismatch, undefined);
+
+    // While the restore works, the live Data.fs and blobstorage are untouched.
+    let checkedDuring = 0;
+    const onProgress = () => {
+      if (checkedDuring++ === 0) {
+        assert.equal(md5File(s.file), liveMd5);
+        assert.deepEqual(blobContents(s.blobDir), liveBlobs);
+      }
+    };
+    const stampNow = '2026-07-01-00-00-00';
+    const [r] = await restoreDeployment(dep, { date, now: at(stampNow), onProgress });
+    assert.ok(checkedDuring > 0);
+    assert.equal(r.mode, 'full');
+    assert.equal(r.stamp, points[1].stamp);
+    assert.equal(r.generation, path.join(s.varDir, 'blobstoragebackups', `blobstorage.${points[1].stamp}`));
+    assert.equal(md5File(s.file), points[1].md5);
+    assert.equal(r.bytesWritten, points[1].size);
+    assert.deepEqual(blobContents(s.blobDir), points[1].blobs);
+    assert.equal(r.blobFilesAdded, Object.keys(points[1].blobs).length);
+    assert.ok(fs.existsSync(`${s.file}.index`), 'the index is restored with it');
+    await assertConsistent(s.file, s.blobDir);
+    assert.deepEqual(
+      r.keptOld.sort(),
+      [`${s.blobDir}.before-restore-${stampNow}`, `${s.file}.before-restore-${stampNow}`].sort(),
+    );
+    assert.equal(md5File(`${s.file}.before-restore-${stampNow}`), liveMd5);
+    assert.deepEqual(blobContents(`${s.blobDir}.before-restore-${stampNow}`), liveBlobs);
+    assert.deepEqual(tempLeftovers(s.varDir), []);
+
+    // The full backup of point 2 exactly, dropping the old state this time.
+    const [r2] = await restoreDeployment(dep, { date: points[2].stamp, keepOld: false, now: at('2026-07-01-00-00-01') });
+    assert.equal(r2.stamp, points[2].stamp);
+    assert.deepEqual(r2.keptOld, []);
+    assert.equal(md5File(s.file), points[2].md5);
+    assert.deepEqual(blobContents(s.blobDir), points[2].blobs);
+    const left = fs.readdirSync(path.dirname(s.file)).concat(fs.readdirSync(s.varDir));
+    assert.deepEqual(left.filter((n) => n.includes('before-restore-2026-07-01-00-00-01')), []);
+    // The first restore's kept state is still there (a second restore does not eat it).
+    assert.ok(fs.existsSync(`${s.file}.before-restore-${stampNow}`));
+
+    // Restoring the same second twice does not overwrite what was kept.
+    await restoreDeployment(dep, { date: points[0].stamp, now: at(stampNow), incremental: false });
+    assert.ok(fs.existsSync(`${s.file}.before-restore-${stampNow}-1`));
+    assert.equal(md5File(s.file), points[0].md5);
+    await assertConsistent(s.file, s.blobDir);
+  });
+
+  it('refuses while the site holds its lock, changes nothing; force overrides', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points } = await history(root);
+    await holdSiteLock(t, s.file);
+    const before = snapshot(s.varDir);
+    const e = await rejectsWith(restoreDeployment(dep, { date: points[1].stamp }), 'SITE_RUNNING');
+    assert.match(e.message, /running/);
+    assert.match(e.message, /nothing was restored/);
+    assert.equal(e.path, `${s.file}.lock`);
+    assert.deepEqual(snapshot(s.varDir), before, 'nothing changed');
+    const [r] = await restoreDeployment(dep, { date: points[1].stamp, force: true });
+    assert.equal(r.stamp, points[1].stamp);
+    assert.equal(md5File(s.file), points[1].md5);
+  });
+
+  it('a stale lock file (no process holds it) does not block a restore', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points } = await history(root);
+    fs.writeFileSync(`${s.file}.lock`, ' 999999\n');
+    const [r] = await restoreDeployment(dep, { date: points[3].stamp });
+    assert.equal(r.stamp, points[3].stamp);
+  });
+
+  it('incremental restore: only the missing bytes and blobs, equal to a full restore', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points } = await history(root);
+    // An older point of the newest chain, restored in full.
+    const [older] = await restoreDeployment(dep, { date: points[3].stamp, keepOld: false });
+    assert.equal(older.mode, 'full');
+    assert.equal(md5File(s.file), points[3].md5);
+    const blobsBefore = blobFiles(s.blobDir);
+    const inodes = new Map(blobsBefore.map((rel) => [rel, fs.statSync(path.join(s.blobDir, rel)).ino]));
+
+    const [plan] = await planRestore(dep, {});
+    assert.equal(plan.mode, 'incremental');
+    assert.equal(plan.appendAfter, 1);
+    const [inc] = await restoreDeployment(dep, {});
+    assert.equal(inc.mode, 'incremental');
+    assert.equal(inc.stamp, points[5].stamp);
+    assert.equal(inc.bytesWritten, points[4].pieceBytes + points[5].pieceBytes, 'only the missing bytes');
+    assert.equal(inc.bytesWritten, points[5].size - points[3].size);
+    const added = Object.keys(points[5].blobs).filter((r) => !blobsBefore.includes(r));
+    assert.ok(added.length > 0);
+    assert.equal(inc.blobFilesAdded, added.length, 'only the missing blobs');
+    for (const [rel, ino] of inodes) assert.equal(fs.statSync(path.join(s.blobDir, rel)).ino, ino, `${rel} was left in place`);
+    assert.deepEqual(inc.keptOld, []);
+    assert.equal(md5File(s.file), points[5].md5);
+    await assertConsistent(s.file, s.blobDir);
+
+    // The same state restored in full into another folder: byte for byte the same.
+    const other = tmpDir(t);
+    const target: Deployment = {
+      ...dep,
+      root: other,
+      storages: dep.storages.map((x) => ({ ...x, file: path.join(other, 'filestorage', 'Data.fs'), blobDir: path.join(other, 'blobstorage') })),
+    };
+    const src = dep.storages[0].dirs;
+    const [full] = await restoreDeployment(target, { source: () => ({ type: 'repository', repo: src.backups, blobs: src.blobBackups }), incremental: false });
+    assert.equal(full.mode, 'full');
+    assert.deepEqual(fs.readFileSync(target.storages[0].file), fs.readFileSync(s.file));
+    assert.deepEqual(fs.readFileSync(`${target.storages[0].file}.index`), fs.readFileSync(`${s.file}.index`));
+    assert.deepEqual(blobContents(target.storages[0].blobDir!), blobContents(s.blobDir));
+    assert.deepEqual(blobContents(s.blobDir), points[5].blobs);
+
+    // Once there, a restore of the same point changes nothing.
+    const [same] = await restoreDeployment(dep, {});
+    assert.equal(same.mode, 'unchanged');
+    assert.equal(same.bytesWritten, 0);
+    assert.equal(same.blobFilesAdded, 0);
+    // --full-restore still replaces everything.
+    const [forced] = await restoreDeployment(dep, { incremental: false, keepOld: false });
+    assert.equal(forced.mode, 'full');
+    assert.equal(md5File(s.file), points[5].md5);
+  });
+
+  it('with no date restores the newest backup, even when its stamp is ahead of the clock', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(root);
+    const dep = await discoverDeployment(root);
+    // Backups in one second take the next free stamps; here they are all in the future.
+    const clock = fakeClock('2099-01-01-00-00-00', 1);
+    await backupDeployment(dep, 'backup', { now: clock.now });
+    await s.site.uploadFile('late.pdf', content('late'));
+    const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const newest = md5File(s.file);
+    await s.site.close();
+    const [plan] = await planRestore(dep, {});
+    assert.equal(plan.stamp, r2.filestorage.stamp);
+    assert.equal(plan.mode, 'unchanged');
+    const [r] = await restoreDeployment(dep, { incremental: false });
+    assert.equal(r.stamp, r2.filestorage.stamp);
+    assert.equal(md5File(s.file), newest);
+    await assertConsistent(s.file, s.blobDir);
+  });
+
+  it('plans every storage before touching any: a missing catalog generation changes nothing', async (t) => {
+    const root = tmpDir(t);
+    const main = await makeSite(root);
+    const cat = await makeSite(root, { name: 'catalog' });
+    const dep = await discoverDeployment(root);
+    const clock = fakeClock();
+    const res = await backupDeployment(dep, 'backup', { now: clock.now });
+    await main.site.addDocument('more');
+    await cat.site.addDocument('more');
+    await main.site.close();
+    await cat.site.close();
+    fs.rmSync(res.find((r) => r.storage === 'catalog')!.blobGeneration!, { recursive: true });
+    const before = snapshot(main.varDir);
+    const e = await rejectsWith(restoreDeployment(dep, {}), 'NOT_FOUND');
+    assert.match(e.message, /no blob backup for catalog/);
+    assert.deepEqual(snapshot(main.varDir), before);
+    // Before any backup date: NO_BACKUPS, nothing changed.
+    await rejectsWith(restoreDeployment(dep, { date: '2020-01-01' }), 'NO_BACKUPS');
+    assert.deepEqual(snapshot(main.varDir), before);
+  });
+
+  it('restores both storages of a deployment together', async (t) => {
+    const root = tmpDir(t);
+    const main = await makeSite(root);
+    const cat = await makeSite(root, { name: 'catalog', files: 3 });
+    const dep = await discoverDeployment(root);
+    const res = await backupDeployment(dep, 'backup', { now: fakeClock().now });
+    const want = { main: md5File(main.file), catalog: md5File(cat.file) };
+    await main.site.uploadFile('x', content('x'));
+    await cat.site.uploadFile('y', content('y'));
+    await main.site.close();
+    await cat.site.close();
+    // Each storage takes its own stamp (the catalog first); the date covers both.
+    const date = res.map((r) => r.filestorage.stamp!).sort().at(-1)!;
+    const out = await restoreDeployment(dep, { date });
+    assert.deepEqual(out.map((r) => r.storage).sort(), ['catalog', 'main']);
+    assert.equal(md5File(main.file), want.main);
+    assert.equal(md5File(cat.file), want.catalog);
+    await assertConsistent(main.file, main.blobDir);
+    await assertConsistent(cat.file, cat.blobDir);
+  });
+});

@@ -1,0 +1,136 @@
+/**
+ * The other backup kinds prove: a snapshot is a full backup with its own
+ * generation in snapshotbackups/ + blobstoragesnapshots/ and snapshotrestore
+ * brings it back; a zipbackup is one .fsz plus one tar of exactly the
+ * referenced blobs (readable by the system tar) and ziprestore brings it
+ * back; altrestore restores from a folder holding Data.fs + blobstorage and
+ * from another deployment's var/ (its live files or, without them, its
+ * backups).
+ */
+import { describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { altSource, backupDeployment, discoverDeployment, restoreDeployment } from '../../src/engine';
+import { assertConsistent, blobContents, blobFiles, content, fakeClock, makeSite, md5File, referencedBlobs, tempLeftovers, tmpDir } from './helpers';
+
+describe('snapshots, zip backups and altrestore', () => {
+  it('snapshot and snapshotrestore', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(root, { files: 3 });
+    const dep = await discoverDeployment(root);
+    const clock = fakeClock();
+    await backupDeployment(dep, 'backup', { now: clock.now });
+    await s.site.addDocument('between');
+    const [snap] = await backupDeployment(dep, 'snapshot', { now: clock.now });
+    assert.equal(snap.filestorage.action, 'full', 'a snapshot is always full');
+    assert.equal(path.dirname(snap.blobGeneration!), path.join(s.varDir, 'blobstoragesnapshots'));
+    assert.ok(fs.existsSync(path.join(s.varDir, 'snapshotbackups', snap.filestorage.piece!)));
+    assert.deepEqual(blobFiles(path.join(snap.blobGeneration!, 'blobstorage')), await referencedBlobs(s.file));
+    assert.equal(fs.readlinkSync(path.join(s.varDir, 'blobstoragesnapshots', 'latest')), path.basename(snap.blobGeneration!));
+    const want = { fs: md5File(s.file), blobs: blobContents(s.blobDir) };
+    // A second snapshot with nothing new is still a full one.
+    const [snap2] = await backupDeployment(dep, 'snapshot', { now: clock.now });
+    assert.equal(snap2.filestorage.action, 'full');
+    await s.site.uploadFile('after.pdf', content('after'));
+    await s.site.close();
+    const [r] = await restoreDeployment(dep, { kind: 'snapshot', date: snap.filestorage.stamp });
+    assert.equal(r.stamp, snap.filestorage.stamp);
+    assert.equal(md5File(s.file), want.fs);
+    assert.deepEqual(blobContents(s.blobDir), want.blobs);
+    await assertConsistent(s.file, s.blobDir);
+  });
+
+  it('zipbackup writes one .fsz and one blob tar; ziprestore restores them', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(root, { files: 3 });
+    const dep = await discoverDeployment(root);
+    const clock = fakeClock();
+    fs.writeFileSync(path.join(s.blobDir, 'tmp', 'partial-upload'), 'x');
+    const [z1] = await backupDeployment(dep, 'zipbackup', { now: clock.now });
+    await s.site.uploadFile('second.pdf', content('second'));
+    const [z] = await backupDeployment(dep, 'zipbackup', { now: clock.now });
+    assert.equal(z.filestorage.action, 'full');
+    assert.match(z.filestorage.piece!, /\.fsz$/);
+    const zips = path.join(s.varDir, 'zipbackups');
+    const blobZips = path.join(s.varDir, 'blobstoragezips');
+    assert.deepEqual(fs.readdirSync(zips).filter((n) => /\.fsz$/.test(n)), [z.filestorage.piece], 'keepZips=1: the older zip is gone');
+    assert.deepEqual(fs.readdirSync(blobZips), [`blobstorage.${z.filestorage.stamp}.tar`]);
+    assert.ok(!fs.existsSync(z1.blobGeneration!));
+    // The archive is a plain tar of blobstorage/: exactly the referenced files and .layout.
+    const listing = execFileSync('tar', ['-tf', z.blobGeneration!], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    const files = listing.filter((n) => !n.endsWith('/'));
+    assert.deepEqual(files.sort(), ['blobstorage/.layout', ...(await referencedBlobs(s.file)).map((r) => `blobstorage/${r}`)].sort());
+    const x = tmpDir(t);
+    execFileSync('tar', ['-xf', z.blobGeneration!, '-C', x]);
+    assert.deepEqual(blobContents(path.join(x, 'blobstorage')), blobContents(s.blobDir));
+    const want = { fs: md5File(s.file), blobs: blobContents(s.blobDir) };
+    await s.site.uploadFile('third.pdf', content('third'));
+    await s.site.close();
+    const [r] = await restoreDeployment(dep, { kind: 'zip' });
+    assert.equal(r.stamp, z.filestorage.stamp);
+    assert.equal(md5File(s.file), want.fs);
+    assert.deepEqual(blobContents(s.blobDir), want.blobs);
+    await assertConsistent(s.file, s.blobDir);
+    assert.deepEqual(tempLeftovers(s.varDir), []);
+  });
+
+  it('altrestore from a folder with Data.fs and blobstorage', async (t) => {
+    const src = tmpDir(t);
+    const other = await makeSite(path.join(src, 'site'), { docs: 4, files: 3 });
+    await other.site.close();
+    const carried = path.join(src, 'carried');
+    fs.mkdirSync(carried);
+    fs.copyFileSync(other.file, path.join(carried, 'Data.fs'));
+    fs.cpSync(other.blobDir, path.join(carried, 'blobstorage'), { recursive: true });
+
+    const root = tmpDir(t);
+    const s = await makeSite(root, { files: 1 });
+    await s.site.close();
+    const dep = await discoverDeployment(root);
+    const source = await altSource(carried, dep.storages[0]);
+    assert.deepEqual(source, { type: 'copy', file: path.join(carried, 'Data.fs'), blobDir: path.join(carried, 'blobstorage') });
+    const before = md5File(s.file);
+    const [r] = await restoreDeployment(dep, { source: (x) => altSource(carried, x), now: fakeClock('2026-08-01-00-00-00').now });
+    assert.equal(r.mode, 'full');
+    assert.equal(md5File(s.file), md5File(other.file));
+    assert.deepEqual(blobContents(s.blobDir), blobContents(other.blobDir));
+    assert.equal(md5File(`${s.file}.before-restore-2026-08-01-00-00-00`), before);
+    await assertConsistent(s.file, s.blobDir);
+    // The source is left as it was.
+    assert.equal(md5File(path.join(carried, 'Data.fs')), md5File(other.file));
+  });
+
+  it("altrestore from another deployment's var/: its files, or its backups", async (t) => {
+    const src = tmpDir(t);
+    const other = await makeSite(src, { docs: 3, files: 2 });
+    const dep2 = await discoverDeployment(src);
+    const [ob] = await backupDeployment(dep2, 'backup', { now: fakeClock().now });
+    await other.site.close();
+
+    const root = tmpDir(t);
+    const s = await makeSite(root, { files: 1 });
+    await s.site.close();
+    const dep = await discoverDeployment(root);
+    const otherVar = path.join(src, 'var');
+    const found = await altSource(otherVar, dep.storages[0]);
+    assert.deepEqual(found, { type: 'copy', file: other.file, blobDir: other.blobDir });
+    await restoreDeployment(dep, { source: (x) => altSource(otherVar, x) });
+    assert.equal(md5File(s.file), md5File(other.file));
+    assert.deepEqual(blobContents(s.blobDir), blobContents(other.blobDir));
+    await assertConsistent(s.file, s.blobDir);
+
+    // Without its live files, the other var/ is restored from its backups.
+    const bare = path.join(tmpDir(t), 'var');
+    fs.mkdirSync(bare);
+    fs.cpSync(path.join(otherVar, 'backups'), path.join(bare, 'backups'), { recursive: true });
+    fs.cpSync(path.join(otherVar, 'blobstoragebackups'), path.join(bare, 'blobstoragebackups'), { recursive: true, verbatimSymlinks: true });
+    const fromBackups = await altSource(bare, dep.storages[0]);
+    assert.deepEqual(fromBackups, { type: 'repository', repo: path.join(bare, 'backups'), blobs: path.join(bare, 'blobstoragebackups') });
+    const [r] = await restoreDeployment(dep, { source: (x) => altSource(bare, x), keepOld: false, incremental: false });
+    assert.equal(r.stamp, ob.filestorage.stamp);
+    assert.equal(md5File(s.file), md5File(other.file));
+    await assertConsistent(s.file, s.blobDir);
+  });
+});
