@@ -28,7 +28,8 @@ export interface Lock {
   release(): Promise<void>;
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this pid exists (EPERM: it exists, owned by someone else). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -49,7 +50,7 @@ export async function readLockOwner(lockPath: string): Promise<LockOwner | undef
 export async function isLockHeld(lockPath: string): Promise<LockOwner | undefined> {
   const owner = await readLockOwner(lockPath);
   if (!owner) return undefined;
-  if (owner.host === os.hostname() && !alive(owner.pid)) return undefined;
+  if (owner.host === os.hostname() && !pidAlive(owner.pid)) return undefined;
   return owner;
 }
 
@@ -84,7 +85,7 @@ export async function acquireLock(
       if (code !== 'EEXIST') throw e;
     }
     const owner = await readLockOwner(lockPath);
-    if (owner === undefined || (owner.host === os.hostname() && !alive(owner.pid))) {
+    if (owner === undefined || (owner.host === os.hostname() && !pidAlive(owner.pid))) {
       // Stale (its owner died) or half-written by an owner that died right after creating it.
       const stat = await fsp.stat(lockPath).catch(() => undefined);
       if (owner !== undefined || (stat && Date.now() - stat.mtimeMs > 2000)) {
@@ -120,7 +121,7 @@ export async function removeDeadTemps(dir: string, only?: string): Promise<strin
   for (const n of names) {
     if (!isTempName(n)) continue;
     const m = /\.(\d+)\.[0-9a-f]{8}\.[a-z]+$/.exec(n);
-    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
     if (only !== undefined && !n.startsWith(`.plone-backup-${only}.`)) continue;
     await fsp.rm(path.join(dir, n), { recursive: true, force: true });
     removed.push(path.join(dir, n));

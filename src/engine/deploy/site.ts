@@ -5,6 +5,7 @@
  */
 
 import { promises as fsp } from 'node:fs';
+import { pidAlive } from '../lock';
 
 export interface RunningSite {
   lockFile: string;
@@ -13,15 +14,6 @@ export interface RunningSite {
   evidence: 'lock held' | 'pid alive';
 }
 
-function alive(pid: number): boolean {
-  if (pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Whether an open ZODB holds the storage at `file`. */
 export async function siteRunning(file: string): Promise<RunningSite | undefined> {
@@ -53,6 +45,6 @@ export async function siteRunning(file: string): Promise<RunningSite | undefined
     }
     return undefined;
   }
-  if (pid !== undefined && alive(pid)) return { lockFile, pid, evidence: 'pid alive' };
+  if (pid !== undefined && pid !== process.pid && pidAlive(pid)) return { lockFile, pid, evidence: 'pid alive' };
   return undefined;
 }
