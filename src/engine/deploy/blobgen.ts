@@ -139,7 +139,9 @@ async function makeDirs(root: string, rels: string[]): Promise<void> {
   const byDepth = new Map<number, string[]>();
   for (const d of dirs) {
     const depth = d.split('/').length;
-    byDepth.set(depth, [...(byDepth.get(depth) ?? []), d]);
+    const level = byDepth.get(depth);
+    if (level) level.push(d);
+    else byDepth.set(depth, [d]);
   }
   for (const depth of [...byDepth.keys()].sort((a, b) => a - b)) {
     await eachLimit(byDepth.get(depth)!, 16, (d) => fsp.mkdir(path.join(root, d)).catch((e) => {

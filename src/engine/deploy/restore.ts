@@ -286,7 +286,15 @@ async function fillBlobs(g: Generation, dest: string, layoutHint: string | undef
 
 async function fillFromTree(src: string, dest: string, mode: 'link' | 'copy', onlyMissing: boolean, layoutHint: string | undefined, signal?: AbortSignal, gen?: Generation): Promise<number> {
   const { layout } = await readLayout(src);
-  const files = gen ? [...(await generationFiles(gen, layout)).keys()] : (await listBlobFiles(src, layout)).files.map((f) => f.rel);
+  let files = gen ? [...(await generationFiles(gen, layout)).keys()] : (await listBlobFiles(src, layout)).files.map((f) => f.rel);
+  if (onlyMissing) {
+    // Existing files are left as they are: only the missing ones (and their folders) are made.
+    const missing = new Set<string>();
+    await eachLimit(files, 16, async (rel) => {
+      if (!(await exists(path.join(dest, rel)))) missing.add(rel);
+    }, signal);
+    files = files.filter((rel) => missing.has(rel));
+  }
   const dirs = new Set<string>();
   for (const rel of files) dirs.add(path.posix.dirname(rel));
   for (const d of [...dirs].sort()) await fsp.mkdir(path.join(dest, d), { recursive: true });
@@ -296,7 +304,6 @@ async function fillFromTree(src: string, dest: string, mode: 'link' | 'copy', on
     16,
     async (rel) => {
       const dst = path.join(dest, rel);
-      if (onlyMissing && (await exists(dst))) return;
       try {
         await linkOrCopy(path.join(src, rel), dst, mode);
       } catch (e) {
