@@ -27,7 +27,7 @@ import {
   type TxnInfo,
 } from './filestorage';
 import { BlobCollector, type BlobRef } from './blobrefs';
-import { FsIndex, encodeIndex, readIndexFile } from './fsindex';
+import { type OidKey, FsIndex, encodeIndex, readIndexFile } from './fsindex';
 import { HashingFileWriter, fsyncDir, isTempName, writeFileAtomic } from './io';
 import { acquireLock } from './lock';
 import type { OperationOptions } from './progress';
@@ -330,9 +330,11 @@ async function copyCommitted(
       signal: opts.signal,
       onProgress: (done) => opts.onProgress?.({ phase: 'copying Data.fs', done, total: st.size }),
     });
-    const scanner = new TxnScanner(window, st.path, start, { fileSize: st.size, noBlobCheck: !opts.collectBlobs });
+    // Only the index wanted: the lean walk (no TxnInfo.records, nothing copied).
+    const lean = !collector && index ? (k: OidKey, pos: number) => index.map.set(k, pos) : undefined;
+    const scanner = new TxnScanner(window, st.path, start, { fileSize: st.size, noBlobCheck: !opts.collectBlobs, onRecord: lean });
     try {
-      await scanner.run((t: TxnInfo) => {
+      await scanner.run(lean ? undefined : (t: TxnInfo) => {
         for (const r of t.records) {
           index?.set(r.oid, r.pos);
           collector?.add(r);
@@ -488,10 +490,8 @@ async function loadChainIndex(repo: string, chain: RepoFile[], end: number, st: 
 export async function rebuildIndex(fh: FileHandle, file: string, end: number, signal?: AbortSignal): Promise<FsIndex> {
   const index = new FsIndex();
   const w = new FileWindow(fh, 4, end, { signal });
-  const s = new TxnScanner(w, file, 4, { noBlobCheck: true });
-  await s.run((t) => {
-    for (const r of t.records) index.set(r.oid, r.pos);
-  }, signal);
+  const s = new TxnScanner(w, file, 4, { noBlobCheck: true, onRecord: (k, pos) => index.map.set(k, pos) });
+  await s.run(undefined, signal);
   await w.settle();
   return index;
 }

@@ -18,6 +18,7 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { PloneBackupError, checkAbort } from './errors';
 import { isBlobPickle } from './pickle';
+import { oidKey, type OidKey } from './fsindex';
 
 export const MAGIC_FS30 = 'FS30';
 export const MAGIC_FS21 = 'FS21';
@@ -344,6 +345,7 @@ export interface TxnInfo {
   end: number;
 }
 
+const EMPTY = Buffer.alloc(0);
 const BLOB_GLOBAL = Buffer.from('cZODB.blob\nBlob\n', 'latin1');
 
 function recordIsBlob(pickle: Buffer): boolean {
@@ -359,6 +361,12 @@ export interface ScanOptions {
   fileSize?: number;
   /** Skip blob detection (a little faster when nobody asks). */
   noBlobCheck?: boolean;
+  /**
+   * Lean walk: data records are not listed in TxnInfo.records (and user,
+   * description, extension are left empty); each is reported here instead,
+   * with its oid key read in place. Same checks, a fraction of the garbage.
+   */
+  onRecord?: (key: OidKey, pos: number) => void;
 }
 
 export class TxnScanner {
@@ -420,35 +428,44 @@ export class TxnScanner {
         if (tend + 8 >= w.limit) return this.stop();
         this.corrupt(`redundant transaction length ${trailer} does not match ${h.tlen}`, tend);
       }
-      const metaStart = tpos + TRANS_HDR_LEN;
+      // One view of the whole transaction; the record headers are read in place.
+      const b = w.view(tpos, h.tlen + 8);
+      const lean = this.opts.onRecord;
       const txn: TxnInfo = {
         pos: tpos,
         tid: h.tid,
         tlen: h.tlen,
         status: h.status,
-        user: Buffer.from(w.view(metaStart, h.ulen)),
-        description: Buffer.from(w.view(metaStart + h.ulen, h.dlen)),
-        extension: Buffer.from(w.view(metaStart + h.ulen + h.dlen, h.elen)),
+        user: lean ? EMPTY : Buffer.from(b.subarray(TRANS_HDR_LEN, TRANS_HDR_LEN + h.ulen)),
+        description: lean ? EMPTY : Buffer.from(b.subarray(TRANS_HDR_LEN + h.ulen, TRANS_HDR_LEN + h.ulen + h.dlen)),
+        extension: lean ? EMPTY : Buffer.from(b.subarray(TRANS_HDR_LEN + h.ulen + h.dlen, metaLen)),
         records: [],
         end: tend + 8,
       };
       if (h.status !== 'u') {
-        let p = tpos + metaLen;
-        while (p < tend) {
-          if (p + DATA_HDR_LEN > tend) this.corrupt('a data record header runs past the end of its transaction', p);
-          const d = decodeDataHeader(w.view(p, DATA_HDR_LEN));
-          if (d.tloc !== tpos) this.corrupt(`a data record points to transaction ${d.tloc}, not ${tpos}`, p);
-          if (d.vlen !== 0) this.corrupt('a data record has a version (versions are not supported since ZODB 3.9)', p);
-          const rlen = DATA_HDR_LEN + d.plen + (d.plen === 0 ? 8 : 0);
-          if (p + rlen > tend) this.corrupt('a data record runs past the end of its transaction', p);
-          if (!d.tid.equals(h.tid)) this.corrupt('a data record carries another transaction id', p);
-          const rec: RecordInfo = { pos: p, oid: d.oid, tid: d.tid, prev: d.prev, plen: d.plen, blob: false };
-          if (d.plen === 0) rec.backpointer = readU64(w.view(p + DATA_HDR_LEN, 8), 0);
-          else if (!this.opts.noBlobCheck) rec.blob = recordIsBlob(w.view(p + DATA_HDR_LEN, Math.min(d.plen, 512)));
-          txn.records.push(rec);
-          p += rlen;
+        const tlen = h.tlen;
+        let o = metaLen;
+        while (o < tlen) {
+          const p = tpos + o;
+          if (o + DATA_HDR_LEN > tlen) this.corrupt('a data record header runs past the end of its transaction', p);
+          const tloc = readU64(b, o + 24);
+          if (tloc !== tpos) this.corrupt(`a data record points to transaction ${tloc}, not ${tpos}`, p);
+          if (b[o + 32] !== 0 || b[o + 33] !== 0) this.corrupt('a data record has a version (versions are not supported since ZODB 3.9)', p);
+          const plen = readU64(b, o + 34);
+          const rlen = DATA_HDR_LEN + plen + (plen === 0 ? 8 : 0);
+          if (o + rlen > tlen) this.corrupt('a data record runs past the end of its transaction', p);
+          if (b.compare(b, 0, 8, o + 8, o + 16) !== 0) this.corrupt('a data record carries another transaction id', p);
+          if (lean) {
+            lean(oidKey(b, o), p);
+          } else {
+            const rec: RecordInfo = { pos: p, oid: Buffer.from(b.subarray(o, o + 8)), tid: h.tid, prev: readU64(b, o + 16), plen, blob: false };
+            if (plen === 0) rec.backpointer = readU64(b, o + DATA_HDR_LEN);
+            else if (!this.opts.noBlobCheck) rec.blob = recordIsBlob(b.subarray(o + DATA_HDR_LEN, o + DATA_HDR_LEN + Math.min(plen, 512)));
+            txn.records.push(rec);
+          }
+          o += rlen;
         }
-        if (p !== tend) this.corrupt('data records do not add up to the transaction length', p);
+        if (o !== tlen) this.corrupt('data records do not add up to the transaction length', tpos + o);
       }
       this.pos = txn.end;
       w.confirm(this.pos);

@@ -11,7 +11,7 @@
  */
 
 import { promises as fsp } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import * as path from 'node:path';
 import { PloneBackupError, checkAbort, toPloneBackupError } from './errors';
 import { HashingFileWriter, exists, fsyncDir, tempPath, writeFileAtomic } from './io';
@@ -133,7 +133,7 @@ async function recoverInner(opts: RecoverOptions): Promise<RecoverResult> {
   }
   // What a recover to the same output killed before us left (its pid is gone).
   await removeDeadTemps(outDir, path.basename(out));
-  const writer = await HashingFileWriter.create(out);
+  const writer = await HashingFileWriter.create(out, { md5: false }); // copyChain hashes every byte already
   let indexTemp: string | undefined;
   try {
     const res = await copyChain(repo, chain, expected, total, opts, writer.write);
@@ -216,7 +216,9 @@ async function copyChain(
   opts: RecoverOptions,
   sink: (c: Buffer) => Promise<void>,
 ): Promise<{ chain: RecoveredPiece[]; bytes: number; md5: string }> {
-  const all = createHash('md5');
+  // md5 of everything: it takes over the first piece's hash state (copied when
+  // that piece ends), so the first piece, most of the bytes, is hashed once.
+  let all: Hash | undefined;
   let bytes = 0;
   const pieces: RecoveredPiece[] = [];
   for (let i = 0; i < chain.length; i++) {
@@ -234,12 +236,13 @@ async function copyChain(
         });
       }
       h.update(c);
-      all.update(c);
+      all?.update(c);
       n += c.length;
       bytes += c.length;
       await sink(c);
       opts.onProgress?.({ phase: `restoring ${f.name}`, done: bytes, total });
     }
+    all ??= h.copy();
     const md5 = h.digest('hex');
     if (want) {
       if (n !== want.end - want.start) {
@@ -259,7 +262,7 @@ async function copyChain(
     opts.log?.(`Recovered chunk ${file} : ${n} bytes, md5: ${md5}`);
     pieces.push({ name: f.name, bytes: n, md5, checked: !!want });
   }
-  return { chain: pieces, bytes, md5: all.digest('hex') };
+  return { chain: pieces, bytes, md5: (all ?? createHash('md5')).digest('hex') };
 }
 
 /**
