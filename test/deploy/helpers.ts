@@ -190,16 +190,7 @@ export async function rejectsWith(p: Promise<unknown> | (() => Promise<unknown>)
 }
 
 /** Copies a file or folder (recursively) and makes the copy writable. */
-export function copy(src: string, dest: string): string {
-  fs.cpSync(src, dest, { recursive: true });
-  const fix = (p: string) => {
-    const st = fs.statSync(p);
-    fs.chmodSync(p, st.isDirectory() ? 0o755 : 0o644);
-    if (st.isDirectory()) for (const n of fs.readdirSync(p)) fix(path.join(p, n));
-  };
-  fix(dest);
-  return dest;
-}
+export { copy } from '../helpers';
 
 // ---------------------------------------------------------------------------
 // The ZODB fixtures' history (S1..S6) as collective.recipe.backup saw it
