@@ -44,8 +44,10 @@ suite('Extension activation', () => {
     assert.equal(folders[0].uri.fsPath, expected);
   });
 
-  test('the installed extension is the packaged one (when run from a .vsix)', function () {
-    if (!process.env.PLONE_BACKUP_EXPECT_VSIX) this.skip();
+  // Part of the .vsix run only (the runner sets PLONE_BACKUP_EXPECT_VSIX there); in the
+  // development run the extension rightly runs from the repository, so the test is not defined.
+  const vsixOnly = process.env.PLONE_BACKUP_EXPECT_VSIX ? test : () => undefined;
+  vsixOnly('the installed extension is the packaged one (from the .vsix)', function () {
     const ext = vscode.extensions.getExtension(EXTENSION_ID)!;
     const root = ext.extensionPath;
     assert.ok(fs.existsSync(path.join(root, 'dist', 'extension.js')), 'dist/extension.js is not in the package');
