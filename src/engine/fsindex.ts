@@ -72,24 +72,45 @@ export class FsIndex {
 
 /** Encodes the index stream for committed end `pos`. */
 export function encodeIndex(index: FsIndex, pos: number): Buffer {
-  const keys = [...index.map.keys()].sort(compareKeys);
+  // Oids ZODB allocates are numbers: sort them in a typed array (a Map of a
+  // million entries sorts through a comparator ten times slower) and cut
+  // prefix and suffix arithmetically. Wide (hex string) keys, all larger,
+  // follow in string order.
+  const nums: number[] = [];
+  const wide: string[] = [];
+  for (const k of index.map.keys()) {
+    if (typeof k === 'number') nums.push(k);
+    else wide.push(k);
+  }
+  const sorted = Float64Array.from(nums).sort();
+  wide.sort();
   const parts: Buffer[] = [dumpPickle(pos)];
-  let i = 0;
-  while (i < keys.length) {
-    const oid = oidFromKey(keys[i]);
-    const prefix = oid.subarray(0, 6);
-    let j = i;
-    while (j < keys.length && oidFromKey(keys[j]).subarray(0, 6).equals(prefix)) j++;
-    const n = j - i;
+  const bucketPickle = (prefix: Buffer, keys: ArrayLike<OidKey>, from: number, to: number, suffixOf: (k: OidKey) => number) => {
+    const n = to - from;
     const bucket = Buffer.alloc(n * 8);
     for (let k = 0; k < n; k++) {
-      const key = keys[i + k];
-      const o = oidFromKey(key);
-      o.copy(bucket, k * 2, 6, 8);
-      const pos6 = index.map.get(key)!;
-      bucket.writeUIntBE(pos6 % 2 ** 48, n * 2 + k * 6, 6);
+      const key = keys[from + k];
+      bucket.writeUInt16BE(suffixOf(key), k * 2);
+      bucket.writeUIntBE(index.map.get(key)! % 2 ** 48, n * 2 + k * 6, 6);
     }
-    parts.push(dumpPickle([Buffer.from(prefix), bucket]));
+    parts.push(dumpPickle([prefix, bucket]));
+  };
+  let i = 0;
+  while (i < sorted.length) {
+    const prefix = Math.floor(sorted[i] / 65536);
+    let j = i + 1;
+    while (j < sorted.length && Math.floor(sorted[j] / 65536) === prefix) j++;
+    const pb = Buffer.alloc(6);
+    pb.writeUIntBE(prefix, 0, 6);
+    bucketPickle(pb, sorted, i, j, (k) => (k as number) % 65536);
+    i = j;
+  }
+  i = 0;
+  while (i < wide.length) {
+    const prefix = wide[i].slice(0, 12);
+    let j = i + 1;
+    while (j < wide.length && wide[j].startsWith(prefix)) j++;
+    bucketPickle(Buffer.from(prefix, 'hex'), wide, i, j, (k) => parseInt((k as string).slice(12), 16));
     i = j;
   }
   parts.push(dumpPickle(null));
