@@ -12,7 +12,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  PloneBackupError,
   SampleSite,
   blobRelPath,
   openFileStorage,
@@ -20,7 +19,6 @@ import {
   readLayout,
   scanBlobRefs,
   readIndexFile,
-  type ErrorCode,
 } from '../../src/engine';
 
 /** The repository root (this file compiles to out/test/deploy/helpers.js). */
@@ -175,19 +173,7 @@ export async function assertConsistent(file: string, blobDir?: string, what = fi
 }
 
 /** Asserts that `p` rejects with a PloneBackupError of `code`; returns the error. */
-export async function rejectsWith(p: Promise<unknown> | (() => Promise<unknown>), code: ErrorCode): Promise<PloneBackupError> {
-  let caught: unknown;
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught !== undefined, `expected a ${code} error, but it succeeded`);
-  assert.ok(caught instanceof PloneBackupError, `expected a PloneBackupError ${code}, got ${String((caught as Error)?.stack ?? caught)}`);
-  assert.equal(caught.code, code, `expected ${code}, got ${caught.code}: ${caught.message}`);
-  assert.ok(caught.message.length > 0);
-  return caught;
-}
+export { rejectsWith } from '../helpers';
 
 /** Copies a file or folder (recursively) and makes the copy writable. */
 export { copy } from '../helpers';
