@@ -43,15 +43,12 @@
 // The engine is bundled from src/engine/index.ts on the fly (out/bench/engine-deploy.js)
 // and used only to generate the data; what is timed is the built CLI, dist/cli.js.
 
-import { build } from 'esbuild';
-import { spawn, execFileSync } from 'node:child_process';
-import { createRequire } from 'node:module';
+import { ROOT, hotMemory as touchMemory, loadEngine, log, newDir, rmrf, rng, run, waitQuiet as waitQuietFor } from './bench-lib.mjs';
+import { execFileSync } from 'node:child_process';
 import { promises as fsp, existsSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DATA_DIR = path.join(ROOT, 'bench-data');
 const RUN_DIR = path.join(DATA_DIR, 'run-deploy');
 const CLI = path.resolve(ROOT, process.env.BENCH_CLI ?? path.join('dist', 'cli.js'));
@@ -67,45 +64,21 @@ const QUIET_WAIT = Number(process.env.BENCH_QUIET_WAIT ?? 60);
 const LOAD_WAIT = Number(process.env.BENCH_LOAD_WAIT ?? 240);
 const MAX_LOAD = Number(process.env.BENCH_MAX_LOAD ?? 1.5);
 const HOT_MB = Number(process.env.BENCH_HOT_MB ?? 2048);
-const TIME_BIN = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 /** Uploads per transaction when generating (each a blob record with its file). */
 const UPLOADS_PER_TXN = 20;
 
 if (!(BLOBS >= 100)) throw new Error(`BENCH_BLOBS must be at least 100, not ${process.env.BENCH_BLOBS}`);
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first.`);
 
-const log = (m) => process.stderr.write(`${m}\n`);
 
 // ---------------------------------------------------------------------------
 // The engine, bundled for this script
 
-const ENGINE_JS = path.join(ROOT, 'out', 'bench', 'engine-deploy.js');
-await build({
-  entryPoints: [path.join(ROOT, 'src', 'engine', 'index.ts')],
-  outfile: ENGINE_JS,
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  sourcemap: true,
-  logLevel: 'warning',
-});
-const engine = createRequire(import.meta.url)(ENGINE_JS);
+const engine = await loadEngine(path.join(ROOT, 'out', 'bench', 'engine-deploy.js'));
 
 // ---------------------------------------------------------------------------
 // The sample deployment (cached)
 
-/** A small deterministic PRNG (mulberry32), so every generation makes the same files. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Makes blob contents: slices of an 8 MB pseudo-random pool, each stamped with its number (so no two are alike). */
 class BlobMaker {
@@ -189,58 +162,7 @@ async function appendDocs(file, n) {
 // ---------------------------------------------------------------------------
 // Running contenders (as scripts/bench.mjs)
 
-let timeSeq = 0;
-
-function run(cmd, args, { capture = false, timed = false } = {}) {
-  return new Promise((resolve, reject) => {
-    const cpuFile = timed && TIME_BIN ? path.join(os.tmpdir(), `bench-time-${process.pid}-${timeSeq++}`) : undefined;
-    const [bin, argv] = cpuFile ? [TIME_BIN, ['-f', '%U %S', '-o', cpuFile, cmd, ...args]] : [cmd, args];
-    const t0 = performance.now();
-    const child = spawn(bin, argv, { cwd: ROOT, stdio: ['ignore', capture ? 'pipe' : 'ignore', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout?.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('close', async (code, sig) => {
-      const seconds = (performance.now() - t0) / 1000;
-      let cpu;
-      if (cpuFile) {
-        const t = (await fsp.readFile(cpuFile, 'utf8').catch(() => '')).trim().split(/\s+/).map(Number);
-        await fsp.rm(cpuFile, { force: true });
-        if (t.length === 2 && t.every((x) => Number.isFinite(x))) cpu = { user: t[0], sys: t[1] };
-      }
-      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} failed (${code ?? sig}): ${err.trim()}`));
-      else resolve({ seconds, cpu, stdout: out, stderr: err });
-    });
-  });
-}
-
-async function idleFraction(ms) {
-  const sample = async () => {
-    const line = (await fsp.readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    return { idle: line[3], total: line.reduce((a, b) => a + b, 0) };
-  };
-  try {
-    const a = await sample();
-    await new Promise((r) => setTimeout(r, ms));
-    const b = await sample();
-    return b.total > a.total ? (b.idle - a.idle) / (b.total - a.total) : 1;
-  } catch {
-    return undefined;
-  }
-}
-
-async function waitQuiet() {
-  const until = performance.now() + QUIET_WAIT * 1000;
-  let idle;
-  do {
-    idle = await idleFraction(500);
-    if (idle === undefined || idle >= 0.9) return idle;
-  } while (performance.now() < until);
-  log(`  (the machine is still busy: ${(idle * 100).toFixed(0)}% idle; going on)`);
-  return idle;
-}
+const waitQuiet = () => waitQuietFor(QUIET_WAIT);
 
 /** Waits (at most LOAD_WAIT seconds) for the 1-minute load average to drop to MAX_LOAD. */
 async function waitLoad() {
@@ -262,21 +184,7 @@ async function warm(...paths) {
   for (const p of paths) await run('sh', ['-c', 'find "$1" -type f -print0 | xargs -0 -r cat > /dev/null', 'sh', p]);
 }
 
-async function hotMemory() {
-  if (!(HOT_MB > 0)) return;
-  const code = `const a = []; for (let i = 0; i < ${Math.ceil(HOT_MB / 64)}; i++) a.push(Buffer.alloc(64 << 20, 1));`;
-  await run(process.execPath, ['-e', code]);
-}
-
-async function rmrf(p) {
-  await fsp.rm(p, { recursive: true, force: true });
-}
-
-async function newDir(p) {
-  await rmrf(p);
-  await fsp.mkdir(p, { recursive: true });
-  return p;
-}
+const hotMemory = () => touchMemory(HOT_MB);
 
 /** Regular files under `root` (relative paths), by a walk. */
 async function listTree(root) {

@@ -36,15 +36,11 @@
 // and used here only to generate the data and to check results; what is timed
 // is the built CLI, dist/cli.js.
 
-import { build } from 'esbuild';
-import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
+import { ROOT, hotMemory as touchMemory, loadEngine, log, newDir, rmrf, rng, run, waitQuiet as waitQuietFor } from './bench-lib.mjs';
 import { promises as fsp, existsSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DATA_DIR = path.join(ROOT, 'bench-data');
 const RUN_DIR = path.join(DATA_DIR, 'run');
 const CLI = path.resolve(ROOT, process.env.BENCH_CLI ?? path.join('dist', 'cli.js'));
@@ -58,7 +54,6 @@ const QUICK_NEW_BYTES = 1024 * 1024;
 const QUIET_WAIT = Number(process.env.BENCH_QUIET_WAIT ?? 60);
 const WARMUP_ROUNDS = Number(process.env.BENCH_WARMUP_ROUNDS ?? 1);
 const HOT_MB = Number(process.env.BENCH_HOT_MB ?? 2048);
-const TIME_BIN = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 
 if (!(SIZE_MB > 0)) throw new Error(`BENCH_SIZE_MB must be a positive number, not ${process.env.BENCH_SIZE_MB}`);
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm run bench does).`);
@@ -66,35 +61,10 @@ if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` 
 // ---------------------------------------------------------------------------
 // The engine, bundled for this script
 
-const ENGINE_JS = path.join(ROOT, 'out', 'bench', 'engine.js');
-await build({
-  entryPoints: [path.join(ROOT, 'src', 'engine', 'index.ts')],
-  outfile: ENGINE_JS,
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  sourcemap: true,
-  logLevel: 'warning',
-});
-const engine = createRequire(import.meta.url)(ENGINE_JS);
-
-const log = (m) => process.stderr.write(`${m}\n`);
+const engine = await loadEngine(path.join(ROOT, 'out', 'bench', 'engine.js'));
 
 // ---------------------------------------------------------------------------
 // Realistic transactions
-
-/** A small deterministic PRNG (mulberry32), so every generation makes the same file. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = (
   'plone zope zodb portal catalog folder document news item event image file collection workflow ' +
@@ -309,65 +279,7 @@ async function appendTransactions(file, bytes) {
 // ---------------------------------------------------------------------------
 // Running contenders
 
-let timeSeq = 0;
-
-/**
- * Runs a child process; seconds are wall clock from spawn to exit. With
- * `timed`, the child runs under /usr/bin/time (when there is one) to get its
- * CPU time as well: every contender is wrapped the same way.
- */
-function run(cmd, args, { capture = false, timed = false } = {}) {
-  return new Promise((resolve, reject) => {
-    const cpuFile = timed && TIME_BIN ? path.join(os.tmpdir(), `bench-time-${process.pid}-${timeSeq++}`) : undefined;
-    const [bin, argv] = cpuFile ? [TIME_BIN, ['-f', '%U %S', '-o', cpuFile, cmd, ...args]] : [cmd, args];
-    const t0 = performance.now();
-    const child = spawn(bin, argv, { cwd: ROOT, stdio: ['ignore', capture ? 'pipe' : 'ignore', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout?.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('close', async (code, sig) => {
-      const seconds = (performance.now() - t0) / 1000;
-      let cpu;
-      if (cpuFile) {
-        const t = (await fsp.readFile(cpuFile, 'utf8').catch(() => '')).trim().split(/\s+/).map(Number);
-        await fsp.rm(cpuFile, { force: true });
-        if (t.length === 2 && t.every((x) => Number.isFinite(x))) cpu = { user: t[0], sys: t[1] };
-      }
-      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} failed (${code ?? sig}): ${err.trim()}`));
-      else resolve({ seconds, cpu, stdout: out, stderr: err });
-    });
-  });
-}
-
-/** CPU idle fraction over `ms` milliseconds, from /proc/stat (undefined where there is none). */
-async function idleFraction(ms) {
-  const sample = async () => {
-    const line = (await fsp.readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    return { idle: line[3], total: line.reduce((a, b) => a + b, 0) };
-  };
-  try {
-    const a = await sample();
-    await new Promise((r) => setTimeout(r, ms));
-    const b = await sample();
-    return b.total > a.total ? (b.idle - a.idle) / (b.total - a.total) : 1;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Waits (at most QUIET_WAIT seconds) until the CPUs are at least 90% idle; returns the last idle fraction. */
-async function waitQuiet() {
-  const until = performance.now() + QUIET_WAIT * 1000;
-  let idle;
-  do {
-    idle = await idleFraction(500);
-    if (idle === undefined || idle >= 0.9) return idle;
-  } while (performance.now() < until);
-  log(`  (the machine is still busy: ${(idle * 100).toFixed(0)}% idle; going on)`);
-  return idle;
-}
+const waitQuiet = () => waitQuietFor(QUIET_WAIT);
 
 const repozo = (...args) => run(process.execPath, [...NODE_ARGS, CLI, 'repozo', ...args], { timed: true });
 const sync = () => run('sync', []);
@@ -377,22 +289,7 @@ async function warm(...files) {
   for (const f of files) await run('cat', [f]);
 }
 
-/** Touches HOT_MB of memory in a throwaway process: see "Memory" at the top. */
-async function hotMemory() {
-  if (!(HOT_MB > 0)) return;
-  const code = `const a = []; for (let i = 0; i < ${Math.ceil(HOT_MB / 64)}; i++) a.push(Buffer.alloc(64 << 20, 1));`;
-  await run(process.execPath, ['-e', code]);
-}
-
-async function rmrf(p) {
-  await fsp.rm(p, { recursive: true, force: true });
-}
-
-async function newDir(p) {
-  await rmrf(p);
-  await fsp.mkdir(p, { recursive: true });
-  return p;
-}
+const hotMemory = () => touchMemory(HOT_MB);
 
 async function repoFiles(repo) {
   return (await fsp.readdir(repo)).sort();
