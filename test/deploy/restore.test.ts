@@ -14,7 +14,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backupDeployment, discoverDeployment, planRestore, restoreDeployment, type Deployment } from '../../src/engine';
+import { backupDeployment, checkDeployment, discoverDeployment, planRestore, restoreDeployment, type Deployment } from '../../src/engine';
 import {
   assertConsistent,
   at,
@@ -209,6 +209,66 @@ describe('restore to a point in time', () => {
     // --full-restore still replaces everything.
     const [forced] = await restoreDeployment(dep, { incremental: false, keepOld: false });
     assert.equal(forced.mode, 'full');
+    assert.equal(md5File(s.file), points[5].md5);
+  });
+
+  it('an incremental restore costs what changed: no full piece is read, only added blob files are looked for', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points } = await history(root);
+    // The live site at the full backup of point 2; the newest state is three pieces on.
+    await restoreDeployment(dep, { date: points[2].stamp, keepOld: false });
+    assert.equal(md5File(s.file), points[2].md5);
+    const [plan] = await planRestore(dep, {});
+    assert.equal(plan.mode, 'incremental');
+    assert.equal(plan.appendAfter, 0);
+    assert.equal(plan.baseGeneration?.name, `blobstorage.${points[2].stamp}`);
+
+    // The full piece is gzipped (the default): were it gunzipped to compare its last
+    // bytes, a garbled copy of it would make the restore fall back to a full one and fail.
+    const repo = dep.storages[0].dirs.backups;
+    const fullPiece = path.join(repo, `${points[2].stamp}.fsz`);
+    assert.ok(fs.existsSync(fullPiece));
+    const saved = fs.readFileSync(fullPiece);
+    fs.writeFileSync(fullPiece, Buffer.alloc(saved.length, 0x55));
+    // A blob file of the live state gone behind the site's back: the incremental restore
+    // trusts the live blobstorage for the files its Data.fs already had (as the site does)...
+    const shared = Object.keys(points[2].blobs).filter((r) => r in points[5].blobs);
+    assert.ok(shared.length > 0);
+    fs.rmSync(path.join(s.blobDir, shared[0]));
+    const [inc] = await restoreDeployment(dep, {});
+    fs.writeFileSync(fullPiece, saved);
+    assert.equal(inc.mode, 'incremental');
+    assert.equal(md5File(s.file), points[5].md5);
+    const added = Object.keys(points[5].blobs).filter((r) => !(r in points[2].blobs));
+    assert.ok(added.length > 0);
+    assert.equal(inc.blobFilesAdded, added.length, 'only the files added since the live state');
+    assert.ok(!fs.existsSync(path.join(s.blobDir, shared[0])));
+    // ... and `check` is what finds such a file; a full restore puts it back.
+    const findings = await checkDeployment(dep, { liveOnly: true });
+    assert.ok(findings.some((f) => f.code === 'BLOB_MISSING' && f.message.includes(path.basename(shared[0]))), JSON.stringify(findings));
+    await restoreDeployment(dep, { incremental: false, keepOld: false });
+    assert.deepEqual(blobContents(s.blobDir), points[5].blobs);
+  });
+
+  it('a live Data.fs of the right size whose last transaction differs is restored in full', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points } = await history(root);
+    await restoreDeployment(dep, { date: points[2].stamp, keepOld: false });
+    // Another history of the same length: the last transaction's tid differs.
+    const fd = fs.openSync(s.file, 'r+');
+    const size = fs.fstatSync(fd).size;
+    const b = Buffer.alloc(8);
+    fs.readSync(fd, b, 0, 8, size - 8);
+    const tpos = size - 8 - Number(b.readBigUInt64BE(0));
+    const tid = Buffer.alloc(8);
+    fs.readSync(fd, tid, 0, 8, tpos);
+    tid[7] ^= 1;
+    fs.writeSync(fd, tid, 0, 8, tpos);
+    fs.closeSync(fd);
+    const [plan] = await planRestore(dep, {});
+    assert.equal(plan.mode, 'full');
+    const [r] = await restoreDeployment(dep, { keepOld: false });
+    assert.equal(r.mode, 'full');
     assert.equal(md5File(s.file), points[5].md5);
   });
 

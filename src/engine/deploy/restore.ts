@@ -29,7 +29,7 @@ import { readPiece } from '../streams';
 import { exists, fsyncDir, tempPath } from '../io';
 import { formatStamp } from '../tid';
 import type { OperationOptions } from '../progress';
-import { eachLimit, generationFiles, listGenerations, type Generation } from './blobgen';
+import { eachLimit, generationFiles, listGenerations, readManifest, type Generation } from './blobgen';
 import { extractTar } from './tar';
 import { siteRunning } from './site';
 import { foldersFor } from './backup';
@@ -71,6 +71,8 @@ export interface StoragePlan {
   mismatch?: string;
   /** The piece index after which the live Data.fs continues, for an incremental restore. */
   appendAfter?: number;
+  /** The blob generation made with that piece (the state the live site is in), when there is one. */
+  baseGeneration?: Generation;
   mode: 'full' | 'incremental' | 'unchanged';
 }
 
@@ -131,8 +133,9 @@ async function planStorage(s: StorageConfig, opts: RestoreOptions): Promise<Stor
   const regs = lines ? datLinesFor(chain, lines) : chain.map(() => undefined);
   const stamp = chain[chain.length - 1].stamp;
   const plan: StoragePlan = { storage: s, source, stamp, chain, lines: regs, mode: 'full' };
+  let gens: Generation[] = [];
   if (s.blobDir) {
-    const gens = source.blobs ? await listGenerations(source.blobs, path.basename(s.blobDir)) : [];
+    gens = source.blobs ? await listGenerations(source.blobs, path.basename(s.blobDir)) : [];
     let g = gens.find((x) => x.stamp === stamp);
     if (!g) {
       const older = gens.filter((x) => x.stamp !== undefined && x.stamp <= stamp);
@@ -147,12 +150,12 @@ async function planStorage(s: StorageConfig, opts: RestoreOptions): Promise<Stor
     }
     plan.generation = g;
   }
-  if (opts.incremental !== false) await planIncremental(plan);
+  if (opts.incremental !== false) await planIncremental(plan, gens);
   return plan;
 }
 
 /** Marks the plan incremental when the live Data.fs is a prefix of the wanted state ending at a piece boundary. */
-async function planIncremental(plan: StoragePlan): Promise<void> {
+async function planIncremental(plan: StoragePlan, gens: Generation[]): Promise<void> {
   const file = plan.storage.file;
   if (plan.source.type !== 'repository' || plan.lines.some((l) => !l)) return;
   let fh;
@@ -165,7 +168,8 @@ async function planIncremental(plan: StoragePlan): Promise<void> {
     const size = (await fh.stat()).size;
     const k = plan.lines.findIndex((l) => l!.end === size);
     if (k < 0) return;
-    if (size > 4 && !(await txnEndingAt(fh, size, size))) return;
+    const last = size > 4 ? await txnEndingAt(fh, size, size) : undefined;
+    if (size > 4 && !last) return;
     // An incremental restore killed before its commit left its first appended
     // transaction voted ('c') at a piece boundary: that is no committed state.
     for (let j = 0; j < k; j++) {
@@ -173,14 +177,24 @@ async function planIncremental(plan: StoragePlan): Promise<void> {
       const { bytesRead } = await fh.read(b, 0, 1, plan.lines[j]!.end + 16);
       if (bytesRead === 1 && b[0] === 0x63) return;
     }
-    // The live file's last bytes must be the piece's last bytes.
     const l = plan.lines[k]!;
-    const n = Math.min(64 * 1024, l.end - l.start);
-    const live = Buffer.alloc(n);
-    await fh.read(live, 0, n, size - n);
     const piece = plan.chain[k];
-    const tail = await pieceTail(path.join(plan.source.repo, piece.name), piece.gzip, l.end - l.start, n);
-    if (!tail || !tail.equals(live)) return;
+    const g = gens.find((x) => x.stamp === piece.stamp);
+    const m = g && (await readManifest(g));
+    // The live file must end as the piece ends. The generation made with the
+    // piece names the piece's last transaction: when the piece is gzipped, a
+    // matching tid at the same end says so without gunzipping what may be the
+    // whole database (a full piece) to reach its last bytes.
+    if (piece.gzip && m?.lastTid && m.end === l.end && last) {
+      if (last.tid.toString('hex') !== m.lastTid) return;
+    } else {
+      const n = Math.min(64 * 1024, l.end - l.start);
+      const live = Buffer.alloc(n);
+      await fh.read(live, 0, n, size - n);
+      const tail = await pieceTail(path.join(plan.source.repo, piece.name), piece.gzip, l.end - l.start, n);
+      if (!tail || !tail.equals(live)) return;
+    }
+    if (g && m && m.end === l.end) plan.baseGeneration = g;
     plan.appendAfter = k;
     plan.mode = k === plan.chain.length - 1 ? 'unchanged' : 'incremental';
   } finally {
@@ -269,7 +283,7 @@ async function linkOrCopy(src: string, dst: string, mode: 'link' | 'copy'): Prom
 }
 
 /** Puts the generation's blob tree into `dest` (existing files are left as they are). */
-async function fillBlobs(g: Generation, dest: string, layoutHint: string | undefined, mode: 'link' | 'copy', onlyMissing: boolean, signal?: AbortSignal): Promise<number> {
+async function fillBlobs(g: Generation, dest: string, layoutHint: string | undefined, mode: 'link' | 'copy', onlyMissing: boolean, signal?: AbortSignal, only?: string[]): Promise<number> {
   await fsp.mkdir(dest, { recursive: true });
   if (g.kind !== 'dir') {
     const tmp = tempPath(path.join(dest, 'x'), 'tar');
@@ -281,12 +295,27 @@ async function fillBlobs(g: Generation, dest: string, layoutHint: string | undef
       await fsp.rm(tmp, { recursive: true, force: true });
     }
   }
-  return fillFromTree(g.content!, dest, mode, onlyMissing, layoutHint, signal, g);
+  return fillFromTree(g.content!, dest, mode, onlyMissing, layoutHint, signal, g, only);
 }
 
-async function fillFromTree(src: string, dest: string, mode: 'link' | 'copy', onlyMissing: boolean, layoutHint: string | undefined, signal?: AbortSignal, gen?: Generation): Promise<number> {
+/**
+ * The blob files an incremental restore adds: those of the wanted generation
+ * that the live state's generation lacks, when both say what they hold
+ * (manifests). The live blobstorage is trusted to hold the files of its own
+ * Data.fs, as the running site does; `check` verifies that. Undefined when it
+ * cannot be told this way (then every file of the generation is looked for).
+ */
+async function addedSince(p: StoragePlan): Promise<string[] | undefined> {
+  if (p.mode !== 'incremental' || !p.baseGeneration || p.generation?.kind !== 'dir') return undefined;
+  const [base, next] = await Promise.all([readManifest(p.baseGeneration), readManifest(p.generation)]);
+  if (!base || !next || base.layout !== next.layout) return undefined;
+  const had = new Map(base.files);
+  return next.files.filter(([rel, size]) => had.get(rel) !== size).map(([rel]) => rel);
+}
+
+async function fillFromTree(src: string, dest: string, mode: 'link' | 'copy', onlyMissing: boolean, layoutHint: string | undefined, signal?: AbortSignal, gen?: Generation, only?: string[]): Promise<number> {
   const { layout } = await readLayout(src);
-  let files = gen ? [...(await generationFiles(gen, layout)).keys()] : (await listBlobFiles(src, layout)).files.map((f) => f.rel);
+  let files = only ?? (gen ? [...(await generationFiles(gen, layout)).keys()] : (await listBlobFiles(src, layout)).files.map((f) => f.rel));
   if (onlyMissing) {
     // Existing files are left as they are: only the missing ones (and their folders) are made.
     const missing = new Set<string>();
@@ -336,7 +365,7 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
     // storage is changed: files no record references yet are harmless, as in a ZODB
     // commit); the missing records are appended in apply.
     const repo = p.source.repo;
-    const added = s.blobDir && p.generation ? await fillBlobs(p.generation, s.blobDir, undefined, mode, true, opts.signal) : 0;
+    const added = s.blobDir && p.generation ? await fillBlobs(p.generation, s.blobDir, undefined, mode, true, opts.signal, await addedSince(p)) : 0;
     return {
       async apply() {
         let written = 0;
