@@ -40,10 +40,24 @@
 // timed command; rounds go round-robin over the cases; each figure is the best
 // of BENCH_ROUNDS.
 //
+// Deleting: nothing a trial made is deleted before another trial; outputs are
+// moved into bench-data/trash-deploy/ and deleted once, after the last trial.
+// On an ext4 without a journal (this VM's root) the inode allocator skips
+// inodes deleted in the last 60 s, or 360 s once their inode-table block is
+// dirty again (fs/ext4/ialloc.c, recently_deleted()), and it does so by
+// walking past them one by one for every new inode: a trial started after
+// the previous trial's 40,000 inodes were removed spent most of its time
+// there (perf: find_inode_bit -> recently_deleted), 2 to 15 times its clean
+// time, by chance of which block groups each contender landed in. A backup
+// from cron does not run right after a mass deletion, and a journalled ext4
+// or XFS never does this scan. When the disk lacks room for the trash
+// (BENCH_ROUNDS + BENCH_WARMUP_ROUNDS times the blob copies a round makes),
+// outputs are deleted as before and the report says so.
+//
 // The engine is bundled from src/engine/index.ts on the fly (out/bench/engine-deploy.js)
 // and used only to generate the data; what is timed is the built CLI, dist/cli.js.
 
-import { ROOT, hotMemory as touchMemory, loadEngine, log, newDir, rmrf, rng, run, waitQuiet as waitQuietFor } from './bench-lib.mjs';
+import { ROOT, hotMemory as touchMemory, loadEngine, log, rmrf, rng, run, waitQuiet as waitQuietFor } from './bench-lib.mjs';
 import { execFileSync } from 'node:child_process';
 import { promises as fsp, existsSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -51,6 +65,7 @@ import * as path from 'node:path';
 
 const DATA_DIR = path.join(ROOT, 'bench-data');
 const RUN_DIR = path.join(DATA_DIR, 'run-deploy');
+const TRASH = path.join(DATA_DIR, 'trash-deploy');
 const CLI = path.resolve(ROOT, process.env.BENCH_CLI ?? path.join('dist', 'cli.js'));
 const GENERATOR_VERSION = 1;
 
@@ -186,6 +201,18 @@ async function warm(...paths) {
 
 const hotMemory = () => touchMemory(HOT_MB);
 
+/** Whether outputs go to the trash (see "Deleting" above) or are deleted at once. */
+let useTrash = true;
+let trashed = 0;
+
+/** Gets a trial's output out of the way: into the trash, or deleted when there is no room. */
+async function discard(p) {
+  if (!useTrash) return rmrf(p);
+  if (!existsSync(p)) return;
+  await fsp.mkdir(TRASH, { recursive: true });
+  await fsp.rename(p, path.join(TRASH, `${process.pid}-${trashed++}`));
+}
+
 /** Regular files under `root` (relative paths), by a walk. */
 async function listTree(root) {
   const out = [];
@@ -223,9 +250,9 @@ async function snapshotFolders(repo, blobs) {
   const blobNames = (await fsp.readdir(blobs)).sort();
   const latest = await fsp.readlink(path.join(blobs, 'latest'));
   return async () => {
-    for (const n of await fsp.readdir(repo)) if (!repoNames.includes(n)) await rmrf(path.join(repo, n));
+    for (const n of await fsp.readdir(repo)) if (!repoNames.includes(n)) await discard(path.join(repo, n));
     for (const [n, t] of texts) await fsp.writeFile(path.join(repo, n), t);
-    for (const n of await fsp.readdir(blobs)) if (!blobNames.includes(n)) await rmrf(path.join(blobs, n));
+    for (const n of await fsp.readdir(blobs)) if (!blobNames.includes(n)) await discard(path.join(blobs, n));
     await fsp.rm(path.join(blobs, 'latest'), { force: true });
     await fsp.symlink(latest, path.join(blobs, 'latest'));
   };
@@ -247,7 +274,8 @@ async function main() {
   const srcFs = path.join(cacheDir, 'var', 'filestorage', 'Data.fs');
   const srcBlobs = path.join(cacheDir, 'var', 'blobstorage');
 
-  await newDir(RUN_DIR);
+  await discard(RUN_DIR);
+  await fsp.mkdir(RUN_DIR, { recursive: true });
   const P = (...p) => path.join(RUN_DIR, ...p);
   const dep = (file, blobDir, backupDir, ...rest) => ['--dir', RUN_DIR, '--file', file, ...(blobDir ? ['--blob-dir', blobDir] : []), '--backup-dir', backupDir, '--json', ...rest];
 
@@ -305,7 +333,7 @@ async function main() {
   const targetFs = path.join(target, 'var', 'filestorage', 'Data.fs');
   const targetBlobs = path.join(target, 'var', 'blobstorage');
   const emptyTarget = async () => {
-    await rmrf(target);
+    await discard(target);
     await fsp.mkdir(path.dirname(targetFs), { recursive: true });
   };
   const restoreArgs = (...rest) => ['restore', '--yes', '--discard-old', ...dep(targetFs, targetBlobs, bkMain), ...rest];
@@ -326,7 +354,7 @@ async function main() {
       id: 'rsync-link-dest',
       name: '`rsync -a --link-dest=PREV blobstorage/ new/`',
       inputs: [srcBlobs, rsPrev],
-      setup: () => rmrf(out),
+      setup: () => discard(out),
       cmd: () => run('rsync', ['-a', `--link-dest=${rsPrev}`, `${srcBlobs}/`, `${out}/`], { timed: true }),
       check: async () => {
         const [a, b] = await Promise.all([fsp.stat(path.join(out, '.layout')), fsp.stat(path.join(rsPrev, '.layout'))]);
@@ -349,24 +377,26 @@ async function main() {
     // 2. a first generation
     {
       id: 'cp-a',
+      copies: true,
       name: '`cp -a blobstorage new`',
       inputs: [srcBlobs],
-      setup: () => rmrf(out),
+      setup: () => discard(out),
       cmd: () => run('cp', ['-a', srcBlobs, out], { timed: true }),
     },
     {
       id: 'first-fs-only',
       name: '`fullbackup` without blobs (the filestorage part)',
       inputs: [srcFs],
-      setup: () => rmrf(out),
+      setup: () => discard(out),
       cmd: () => cli('fullbackup', ...dep(srcFs, undefined, out)),
     },
     {
       id: 'first-gen',
+      copies: true,
       name: 'first generation: `fullbackup` into empty folders',
       inputs: [srcFs, srcBlobs],
       target: { of: 'cp-a', max: 1.0, minus: 'first-fs-only' },
-      setup: () => rmrf(out),
+      setup: () => discard(out),
       cmd: () => cli('fullbackup', ...dep(srcFs, srcBlobs, out)),
       check: async (r) => {
         const res = JSON.parse(r.stdout)[0];
@@ -376,16 +406,17 @@ async function main() {
     // 3. a full restore
     {
       id: 'rsync-copy',
+      copies: true,
       name: '`rsync -a GEN/ empty/`',
       inputs: [genC],
-      setup: () => rmrf(out),
+      setup: () => discard(out),
       cmd: () => run('rsync', ['-a', `${genC}/`, `${out}/`], { timed: true }),
     },
     {
       id: 'cp-al',
       name: '`cp -al GEN new` (links, for reference)',
       inputs: [genC],
-      setup: () => rmrf(out),
+      setup: () => discard(out),
       cmd: () => run('cp', ['-al', genC, out], { timed: true }),
     },
     {
@@ -407,6 +438,7 @@ async function main() {
     },
     {
       id: 'restore-full-copy',
+      copies: true,
       name: 'full restore with `--copy-blobs`',
       inputs: [path.join(bkMain, 'backups'), genC],
       target: { of: 'rsync-copy', max: 0.5 },
@@ -430,6 +462,7 @@ async function main() {
     },
     {
       id: 'restore-inc-copy',
+      copies: true,
       name: 'incremental restore, 1% new blobs, `--copy-blobs`',
       inputs: [path.join(bkMain, 'backups'), genC],
       target: { of: 'restore-full-copy', max: 0.05 },
@@ -451,6 +484,15 @@ async function main() {
   }
   const chosen = cases.filter((c) => wanted.has(c.id));
 
+  // Room for the trash: the cases that copy the blobs (the rest make links and folders).
+  const { bavail, bsize } = await fsp.statfs(DATA_DIR);
+  const copying = chosen.filter((c) => c.copies).length;
+  const trashBytes = (ROUNDS + WARMUP_ROUNDS) * copying * info.blobBytes;
+  if (bavail * bsize < trashBytes + 2 * info.blobBytes) {
+    useTrash = false;
+    log(`only ${((bavail * bsize) / 2 ** 30).toFixed(1)} GB free, ${(trashBytes / 2 ** 30).toFixed(1)} GB wanted: outputs are deleted between trials (figures include ext4's recently-deleted inode scan)`);
+  }
+
   const load = await waitLoad();
   log(`load average before the trials: ${load.map((x) => x.toFixed(2)).join(' ')}`);
 
@@ -471,8 +513,8 @@ async function main() {
       log(`${round >= 1 ? `round ${round}` : 'warm-up'}: ${c.id.padEnd(20)} ${r.seconds.toFixed(3)} s${cpu}`);
     }
   }
-  await rmrf(out);
-  await rmrf(target);
+  await discard(out);
+  await discard(target);
 
   const bestTrial = Object.fromEntries(Object.entries(trials).map(([k, v]) => [k, v.reduce((a, b) => (b.seconds < a.seconds ? b : a))]));
   const best = Object.fromEntries(Object.entries(bestTrial).map(([k, v]) => [k, v.seconds]));
@@ -529,6 +571,7 @@ async function main() {
   if (results.some((r) => r.minus)) lines.push('', 'first-gen: the ratio is (fullbackup − fullbackup without blobs) / cp -a; "whole" is the whole command.');
   const busy = results.flatMap((r) => r.trials).filter((t) => t.idleBefore !== undefined && t.idleBefore < 0.9).length;
   if (busy) lines.push('', `Note: ${busy} trial(s) started while the machine was busy (CPUs < 90% idle); re-run for cleaner figures.`);
+  if (!useTrash) lines.push('', 'Note: outputs were deleted between trials (no room for the trash), so trials may include the inode scan described under "Deleting" in the script.');
   console.log(lines.join('\n'));
 
   const json = {
@@ -543,6 +586,7 @@ async function main() {
     rounds: ROUNDS,
     warmupRounds: WARMUP_ROUNDS,
     hotMemoryMB: HOT_MB,
+    deletedBetweenTrials: !useTrash,
     cli: path.relative(ROOT, CLI),
     nodeArgs: NODE_ARGS,
     data: { dir: path.relative(ROOT, cacheDir), ...info, files: tree.files, folders: tree.dirs, dataFsBytes: s0Size, addedBlobs: newBlobs, s0Stamp, s1Stamp: r1.filestorage.stamp },
@@ -550,6 +594,8 @@ async function main() {
   };
   await fsp.writeFile(path.join(DATA_DIR, 'results-deploy.json'), JSON.stringify(json, null, 2) + '\n');
   log(`wrote ${path.relative(ROOT, path.join(DATA_DIR, 'results-deploy.json'))}`);
+  log(`deleting the trials' outputs (${path.relative(ROOT, TRASH)})`);
+  await rmrf(TRASH);
 }
 
 await main();
