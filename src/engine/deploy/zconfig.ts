@@ -1,13 +1,22 @@
 /**
  * The part of ZConfig (zope.conf, zeo.conf) that says where storages live:
  * sections `<name [title]> ... </name>`, `key value` lines, `%define NAME
- * value` with `$NAME` / `${NAME}` substitution, and comments. From it we take
+ * value` with `$NAME` / `${NAME}` substitution, `%include FILE` (relative to
+ * the including file, as ZConfig resolves it; cookiecutter-zope-instance
+ * writes one at the end of zope.conf, where extra databases may be mounted)
+ * and comments. From it we take
  * every FileStorage: its `path`, its `blob-dir` (on the filestorage itself,
  * or on a surrounding `<blobstorage>`), and the database it belongs to
  * (`<zodb_db NAME>`, with its `mount-point`), or the zeo storage name.
  */
 
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PloneBackupError } from '../errors';
+
+/** Reads an included file (synchronously: configuration files are small). */
+export type IncludeReader = (file: string) => string;
 
 export interface ZSection {
   type: string;
@@ -17,11 +26,19 @@ export interface ZSection {
   line: number;
 }
 
-/** Parses ZConfig text into a tree; errors name the file and line. */
-export function parseZConfig(text: string, file = 'zope.conf'): ZSection {
+/** Parses ZConfig text into a tree, following %include; errors name the file and line. */
+export function parseZConfig(text: string, file = 'zope.conf', readInclude: IncludeReader = (f) => readFileSync(f, 'utf8')): ZSection {
   const root: ZSection = { type: '', keys: [], children: [], line: 0 };
   const stack: ZSection[] = [root];
-  const defines = new Map<string, string>();
+  parseInto(text, file, stack, new Map(), readInclude, [path.resolve(file)]);
+  return root;
+}
+
+/** Included files deeper than this are a loop or a mistake. */
+const MAX_INCLUDE_DEPTH = 10;
+
+function parseInto(text: string, file: string, stack: ZSection[], defines: Map<string, string>, readInclude: IncludeReader, chain: string[]): void {
+  const depth = stack.length;
   const lines = text.split(/\r?\n/);
   const bad = (i: number, why: string): never => {
     throw new PloneBackupError('USAGE', `${file} line ${i + 1} cannot be read: ${why}.`, {
@@ -29,6 +46,21 @@ export function parseZConfig(text: string, file = 'zope.conf'): ZSection {
       position: i + 1,
       hint: 'Fix the configuration file or pass the storages with --file/--blob-dir.',
     });
+  };
+  const include = (target: string, i: number) => {
+    if (target === '') bad(i, '%include needs a file');
+    let inc: string;
+    if (/^file:/i.test(target)) inc = fileURLToPath(target);
+    else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) return bad(i, `%include ${target} is not a local file`);
+    else inc = path.resolve(path.dirname(file), target);
+    if (chain.includes(inc) || chain.length > MAX_INCLUDE_DEPTH) bad(i, `%include ${target} includes itself`);
+    let body: string;
+    try {
+      body = readInclude(inc);
+    } catch (e) {
+      return bad(i, `%include ${target}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? `${inc} does not exist` : (e as Error).message}`);
+    }
+    parseInto(body, inc, stack, defines, readInclude, [...chain, inc]);
   };
   const subst = (v: string, i: number): string =>
     v.replace(/\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\$))/g, (_, a: string, b: string, dollar: string) => {
@@ -48,15 +80,18 @@ export function parseZConfig(text: string, file = 'zope.conf'): ZSection {
         const d = /^(\S+)\s*(.*)$/.exec(m![2]);
         if (!d) bad(i, '%define needs a name');
         defines.set(d![1].toLowerCase(), subst(d![2], i));
+      } else if (m![1].toLowerCase() === 'include') {
+        include(subst(m![2].trim(), i), i);
       }
-      // %import and %include are ignored: they do not define storages here.
+      // %import is ignored: it loads ZConfig components, it defines no storage.
       return;
     }
     if (line.startsWith('</')) {
       const m = /^<\/\s*([^\s>]+)\s*>$/.exec(line);
       if (!m) bad(i, 'a closing tag is malformed');
-      const top = stack.pop();
-      if (!top || stack.length === 0 || top.type !== m![1].toLowerCase()) bad(i, `</${m![1]}> closes nothing open`);
+      // An included file closes only the sections it opened.
+      if (stack.length <= depth || stack[stack.length - 1].type !== m![1].toLowerCase()) bad(i, `</${m![1]}> closes nothing open`);
+      stack.pop();
       return;
     }
     if (line.startsWith('<')) {
@@ -72,8 +107,7 @@ export function parseZConfig(text: string, file = 'zope.conf'): ZSection {
     if (!m) bad(i, 'a line is neither a key nor a section');
     stack[stack.length - 1].keys.push([m![1].toLowerCase(), subst(m![2], i)]);
   });
-  if (stack.length !== 1) bad(lines.length - 1, `<${stack[stack.length - 1].type}> is never closed`);
-  return root;
+  if (stack.length !== depth) bad(lines.length - 1, `<${stack[stack.length - 1].type}> is never closed`);
 }
 
 export function key(sec: ZSection, name: string): string | undefined {
