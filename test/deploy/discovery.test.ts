@@ -234,6 +234,9 @@ clienthome $CLIENTHOME
     fs.writeFileSync(extra, '%include https://example.org/db.conf\n');
     e = await rejectsWith(discoverDeployment(root), 'USAGE');
     assert.match(e.message, /not a local file/);
+    fs.writeFileSync(extra, '%include /dev/stdin\n');
+    e = await rejectsWith(discoverDeployment(root), 'USAGE');
+    assert.match(e.message, /not a regular file/);
     // An included file cannot close a section it did not open.
     fs.writeFileSync(extra, '</zodb_db>\n');
     e = await rejectsWith(discoverDeployment(root), 'USAGE');

@@ -10,7 +10,7 @@
  * (`<zodb_db NAME>`, with its `mount-point`), or the zeo storage name.
  */
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PloneBackupError } from '../errors';
@@ -27,11 +27,19 @@ export interface ZSection {
 }
 
 /** Parses ZConfig text into a tree, following %include; errors name the file and line. */
-export function parseZConfig(text: string, file = 'zope.conf', readInclude: IncludeReader = (f) => readFileSync(f, 'utf8')): ZSection {
+export function parseZConfig(text: string, file = 'zope.conf', readInclude: IncludeReader = readConfigFile): ZSection {
   const root: ZSection = { type: '', keys: [], children: [], line: 0 };
   const stack: ZSection[] = [root];
   parseInto(text, file, stack, new Map(), readInclude, [path.resolve(file)]);
   return root;
+}
+
+/** Reads an included configuration file: a regular file of sane size only (not /dev/stdin, not a FIFO). */
+function readConfigFile(file: string): string {
+  const st = statSync(file);
+  if (!st.isFile()) throw new Error(`${file} is not a regular file`);
+  if (st.size > 4 << 20) throw new Error(`${file} is too large for a configuration file`);
+  return readFileSync(file, 'utf8');
 }
 
 /** Included files deeper than this are a loop or a mistake. */
