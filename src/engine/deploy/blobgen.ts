@@ -125,8 +125,8 @@ export async function eachLimit<T>(items: T[], n: number, fn: (t: T) => Promise<
   if (failed !== undefined) throw failed;
 }
 
-/** Creates the parent folders of many relative paths once each. */
-async function makeDirs(root: string, rels: string[]): Promise<void> {
+/** Creates the parent folders of many relative paths once each, parents first, each level in parallel. */
+export async function makeDirs(root: string, rels: string[]): Promise<void> {
   const dirs = new Set<string>();
   for (const r of rels) {
     let d = path.posix.dirname(r);
