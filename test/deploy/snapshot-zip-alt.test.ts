@@ -4,8 +4,8 @@
  * brings it back; a zipbackup is one .fsz plus one tar of exactly the
  * referenced blobs (readable by the system tar) and ziprestore brings it
  * back; altrestore restores from a folder holding Data.fs + blobstorage and
- * from another deployment's var/ (its live files or, without them, its
- * backups).
+ * from another deployment's var/ (its backups, as the recipe's altrestore,
+ * or without them its live files, refused while that site runs).
  */
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { altSource, backupDeployment, discoverDeployment, restoreDeployment } from '../../src/engine';
-import { assertConsistent, blobContents, blobFiles, content, fakeClock, makeSite, md5File, referencedBlobs, tempLeftovers, tmpDir } from './helpers';
+import { assertConsistent, blobContents, blobFiles, content, fakeClock, holdSiteLock, makeSite, md5File, referencedBlobs, rejectsWith, snapshot, tempLeftovers, tmpDir } from './helpers';
 
 describe('snapshots, zip backups and altrestore', () => {
   it('snapshot and snapshotrestore', async (t) => {
@@ -102,35 +102,45 @@ describe('snapshots, zip backups and altrestore', () => {
     assert.equal(md5File(path.join(carried, 'Data.fs')), md5File(other.file));
   });
 
-  it("altrestore from another deployment's var/: its files, or its backups", async (t) => {
+  it("altrestore from another deployment's var/: its backups first, else its files (not while it runs)", async (t) => {
     const src = tmpDir(t);
     const other = await makeSite(src, { docs: 3, files: 2 });
     const dep2 = await discoverDeployment(src);
     const [ob] = await backupDeployment(dep2, 'backup', { now: fakeClock().now });
+    const backedUp = md5File(other.file);
+    // The other site goes on after its backup: its live files are newer than its backups.
+    await other.site.addDocument('after the backup');
     await other.site.close();
+    assert.notEqual(md5File(other.file), backedUp);
 
     const root = tmpDir(t);
     const s = await makeSite(root, { files: 1 });
     await s.site.close();
     const dep = await discoverDeployment(root);
     const otherVar = path.join(src, 'var');
+    // As the recipe's altrestore: the backups, consistent by construction.
     const found = await altSource(otherVar, dep.storages[0]);
-    assert.deepEqual(found, { type: 'copy', file: other.file, blobDir: other.blobDir });
-    await restoreDeployment(dep, { source: (x) => altSource(otherVar, x) });
+    assert.deepEqual(found, { type: 'repository', repo: path.join(otherVar, 'backups'), blobs: path.join(otherVar, 'blobstoragebackups') });
+    const [r] = await restoreDeployment(dep, { source: (x) => altSource(otherVar, x), keepOld: false });
+    assert.equal(r.stamp, ob.filestorage.stamp);
+    assert.equal(md5File(s.file), backedUp);
+    await assertConsistent(s.file, s.blobDir);
+
+    // Without backups, the other var/ is restored from its live files...
+    fs.renameSync(path.join(otherVar, 'backups'), path.join(src, 'moved-backups'));
+    const live = await altSource(otherVar, dep.storages[0]);
+    assert.deepEqual(live, { type: 'copy', file: other.file, blobDir: other.blobDir });
+    await restoreDeployment(dep, { source: (x) => altSource(otherVar, x), keepOld: false });
     assert.equal(md5File(s.file), md5File(other.file));
     assert.deepEqual(blobContents(s.blobDir), blobContents(other.blobDir));
     await assertConsistent(s.file, s.blobDir);
 
-    // Without its live files, the other var/ is restored from its backups.
-    const bare = path.join(tmpDir(t), 'var');
-    fs.mkdirSync(bare);
-    fs.cpSync(path.join(otherVar, 'backups'), path.join(bare, 'backups'), { recursive: true });
-    fs.cpSync(path.join(otherVar, 'blobstoragebackups'), path.join(bare, 'blobstoragebackups'), { recursive: true, verbatimSymlinks: true });
-    const fromBackups = await altSource(bare, dep.storages[0]);
-    assert.deepEqual(fromBackups, { type: 'repository', repo: path.join(bare, 'backups'), blobs: path.join(bare, 'blobstoragebackups') });
-    const [r] = await restoreDeployment(dep, { source: (x) => altSource(bare, x), keepOld: false, incremental: false });
-    assert.equal(r.stamp, ob.filestorage.stamp);
-    assert.equal(md5File(s.file), md5File(other.file));
-    await assertConsistent(s.file, s.blobDir);
+    // ... but not while that site runs (its files would change under the copy), unless forced.
+    await holdSiteLock(t, other.file);
+    const before = snapshot(path.dirname(s.file));
+    const e = await rejectsWith(restoreDeployment(dep, { source: (x) => altSource(otherVar, x) }), 'SITE_RUNNING');
+    assert.match(e.message, /being restored from is running/);
+    assert.deepEqual(snapshot(path.dirname(s.file)), before);
+    await restoreDeployment(dep, { source: (x) => altSource(otherVar, x), keepOld: false, force: true });
   });
 });

@@ -102,6 +102,14 @@ async function planStorage(s: StorageConfig, opts: RestoreOptions): Promise<Stor
     if (!(await exists(source.file))) {
       throw new PloneBackupError('NOT_FOUND', `There is no ${path.basename(source.file)} in ${path.dirname(source.file)} to restore from.`, { path: source.file });
     }
+    // Another site's live files: while that site runs they change under the copy.
+    const running = opts.force ? undefined : await siteRunning(source.file);
+    if (running) {
+      throw new PloneBackupError('SITE_RUNNING', `The site being restored from is running: ${running.lockFile} is held${running.pid ? ` by process ${running.pid}` : ''}; nothing was restored.`, {
+        path: running.lockFile,
+        hint: 'Restore from its backups (point altrestore at a folder with backups/), stop that site, or pass --force.',
+      });
+    }
     const generation: Generation | undefined = source.blobDir && (await exists(source.blobDir)) ? { name: path.basename(source.blobDir), path: source.blobDir, kind: 'dir', content: source.blobDir } : undefined;
     if (s.blobDir && !generation) {
       throw new PloneBackupError('NOT_FOUND', `There is no blobstorage beside ${source.file} to restore ${s.name}'s blobs from.`, { path: path.dirname(source.file) });
@@ -294,7 +302,9 @@ async function linkOrCopy(src: string, dst: string, mode: 'link' | 'copy'): Prom
       if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw e;
     }
   }
-  await fsp.copyFile(src, dst, fsc.COPYFILE_FICLONE);
+  // EXCL: the destination is a fresh tree, or (incremental) the live blobstorage,
+  // where an existing blob file is never overwritten.
+  await fsp.copyFile(src, dst, fsc.COPYFILE_FICLONE | fsc.COPYFILE_EXCL);
 }
 
 /** Puts the generation's blob tree into `dest` (existing files are left as they are). */
@@ -630,6 +640,14 @@ async function linkTree(src: string, dest: string, files: Map<string, number>): 
 export async function altSource(sourceDir: string, s: StorageConfig): Promise<RestoreSource> {
   const src = path.resolve(sourceDir);
   const fsName = path.basename(s.file);
+  const sfx = s.name === 'main' ? '' : `_${s.name}`;
+  // Backups first, as the recipe's altrestore: they are consistent states by
+  // construction, while another site's live Data.fs and blobstorage may be in
+  // motion (that site may be running) and agree with each other only by luck.
+  const repo = path.join(src, `backups${sfx}`);
+  if ((await listRepository(repo).catch(() => ({ files: [] }))).files.length) {
+    return { type: 'repository', repo, blobs: path.join(src, `blobstoragebackups${sfx}`) };
+  }
   for (const cand of [path.join(src, fsName), path.join(src, 'filestorage', fsName)]) {
     if (await exists(cand)) {
       const blobBase = s.blobDir ? path.basename(s.blobDir) : undefined;
@@ -638,10 +656,6 @@ export async function altSource(sourceDir: string, s: StorageConfig): Promise<Re
       for (const b of blobCands) if (await exists(b)) blobDir = b;
       return { type: 'copy', file: cand, blobDir };
     }
-  }
-  const sfx = s.name === 'main' ? '' : `_${s.name}`;
-  if (await exists(path.join(src, `backups${sfx}`))) {
-    return { type: 'repository', repo: path.join(src, `backups${sfx}`), blobs: path.join(src, `blobstoragebackups${sfx}`) };
   }
   const { files } = await listRepository(src);
   if (files.length) return { type: 'repository', repo: src, blobs: path.join(path.dirname(src), `blobstoragebackups${sfx}`) };
