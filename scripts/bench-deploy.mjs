@@ -448,6 +448,12 @@ async function main() {
     },
     // 4. an incremental restore of 1% new data
     {
+      id: 'cli-start',
+      name: '`plone-backup --version` (starting node and loading the CLI, for reference)',
+      inputs: [],
+      cmd: () => cli('--version'),
+    },
+    {
       id: 'restore-inc-link',
       name: 'incremental restore, 1% new blobs (hard links)',
       inputs: [path.join(bkMain, 'backups'), genC],
