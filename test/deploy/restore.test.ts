@@ -250,6 +250,31 @@ describe('restore to a point in time', () => {
     assert.deepEqual(blobContents(s.blobDir), points[5].blobs);
   });
 
+  it('an incremental restore adds the own blob file of an appended undo of a blob revision', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(root, { files: 1 });
+    const dep = await discoverDeployment(root);
+    const clock = fakeClock('2026-06-01-10-00-00', 3600);
+    const oid = await s.site.uploadFile('a.pdf', content('v1', 3000));
+    const v1pos = s.site.writer.index.get(oid)!;
+    const [b0] = await backupDeployment(dep, 'backup', { now: clock.now });
+    // A new revision, then an undo back to v1: a record with a back pointer into the
+    // older part of Data.fs, whose blob file ZODB writes anew under the undo's tid.
+    await s.site.uploadFile('a.pdf', content('v2', 3000), oid);
+    await s.site.writer.commit({ description: 'Undo', records: [{ oid, backpointer: v1pos, blob: content('v1', 3000) }] });
+    const [b1] = await backupDeployment(dep, 'backup', { now: clock.now });
+    assert.equal(b1.filestorage.action, 'incremental');
+    const newest = blobContents(s.blobDir);
+    await s.site.close();
+
+    await restoreDeployment(dep, { date: b0.filestorage.stamp, keepOld: false });
+    const [inc] = await restoreDeployment(dep, { keepOld: false });
+    assert.equal(inc.mode, 'incremental');
+    assert.equal(inc.blobFilesAdded, 2, 'the new revision and the undo');
+    assert.deepEqual(blobContents(s.blobDir), newest);
+    await assertConsistent(s.file, s.blobDir);
+  });
+
   it('a live Data.fs of the right size whose last transaction differs is restored in full', async (t) => {
     const root = tmpDir(t);
     const { s, dep, points } = await history(root);

@@ -106,6 +106,42 @@ export async function readManifest(gen: Generation): Promise<Manifest | undefine
   }
 }
 
+/**
+ * A manifest without its file list: what a generation describes (stamp, end,
+ * last tid, layout), read from the head of the file alone. The manifest is
+ * written with `files` last, so its head parses without the 20,000 entries
+ * after it; anything else is read whole.
+ */
+export async function readManifestHead(gen: Generation): Promise<Omit<Manifest, 'files'> | undefined> {
+  if (gen.kind !== 'dir') return undefined;
+  let head: string;
+  try {
+    const fh = await fsp.open(path.join(gen.path, MANIFEST), 'r');
+    try {
+      const b = Buffer.alloc(1024);
+      const { bytesRead } = await fh.read(b, 0, b.length, 0);
+      head = b.toString('utf8', 0, bytesRead);
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return undefined;
+  }
+  const cut = head.indexOf(',"files":');
+  if (cut > 0) {
+    try {
+      const m = JSON.parse(head.slice(0, cut) + '}') as Omit<Manifest, 'files'>;
+      if (m.version === 1) return m;
+    } catch {
+      // not the shape we write: read it whole
+    }
+  }
+  const whole = await readManifest(gen);
+  if (!whole) return undefined;
+  const { files: _files, ...rest } = whole;
+  return rest;
+}
+
 /** Runs `fn` over `items` with at most `n` at once (libuv has four threads; keep them busy). */
 export async function eachLimit<T>(items: T[], n: number, fn: (t: T) => Promise<void>, signal?: AbortSignal): Promise<void> {
   let i = 0;

@@ -21,15 +21,17 @@ import * as path from 'node:path';
 import { PloneBackupError, checkAbort, toPloneBackupError } from '../errors';
 import { recover } from '../recover';
 import { loadPickle } from '../pickle';
-import { txnEndingAt } from '../filestorage';
+import { FileWindow, TxnScanner, txnEndingAt } from '../filestorage';
+import { BlobCollector } from '../blobrefs';
+import type { FileHandle } from 'node:fs/promises';
 import { acquireLock, removeDeadTemps, type Lock } from '../lock';
-import { readLayout, listBlobFiles, LAYOUT_FILE, BLOB_TMP_DIR } from '../blobdir';
+import { readLayout, listBlobFiles, blobRelPath, LAYOUT_FILE, BLOB_TMP_DIR } from '../blobdir';
 import { findChain, listRepository, readDat, datLinesFor, datName, indexName, type DatLine, type RepoFile } from '../repository';
 import { readPiece } from '../streams';
 import { exists, fsyncDir, tempPath } from '../io';
 import { formatStamp } from '../tid';
 import type { OperationOptions } from '../progress';
-import { eachLimit, generationFiles, listGenerations, makeDirs, readManifest, type Generation, type Manifest } from './blobgen';
+import { eachLimit, generationFiles, listGenerations, makeDirs, readManifestHead, type Generation } from './blobgen';
 import { extractTar } from './tar';
 import { siteRunning } from './site';
 import { foldersFor } from './backup';
@@ -162,21 +164,6 @@ async function planStorage(s: StorageConfig, opts: RestoreOptions): Promise<Stor
   return plan;
 }
 
-/**
- * The manifests a plan has read, so staging does not parse them again (20,000
- * entries take milliseconds, and an incremental restore should cost little
- * more than what changed). Tied to the plan: nothing outlives one restore.
- */
-const planManifests = new WeakMap<StoragePlan, Map<string, Promise<Manifest | undefined>>>();
-
-function manifestOf(plan: StoragePlan, g: Generation): Promise<Manifest | undefined> {
-  let m = planManifests.get(plan);
-  if (!m) planManifests.set(plan, (m = new Map()));
-  let r = m.get(g.path);
-  if (!r) m.set(g.path, (r = readManifest(g)));
-  return r;
-}
-
 /** Marks the plan incremental when the live Data.fs is a prefix of the wanted state ending at a piece boundary. */
 async function planIncremental(plan: StoragePlan, gens: Generation[]): Promise<void> {
   const file = plan.storage.file;
@@ -203,7 +190,7 @@ async function planIncremental(plan: StoragePlan, gens: Generation[]): Promise<v
     const l = plan.lines[k]!;
     const piece = plan.chain[k];
     const g = gens.find((x) => x.stamp === piece.stamp);
-    const m = g && (await manifestOf(plan, g));
+    const m = g && (await readManifestHead(g));
     // The live file must end as the piece ends. The generation made with the
     // piece names the piece's last transaction: when the piece is gzipped, a
     // matching tid at the same end says so without gunzipping what may be the
@@ -324,18 +311,61 @@ async function fillBlobs(g: Generation, dest: string, layoutHint: string | undef
 }
 
 /**
- * The blob files an incremental restore adds: those of the wanted generation
- * that the live state's generation lacks, when both say what they hold
- * (manifests). The live blobstorage is trusted to hold the files of its own
- * Data.fs, as the running site does; `check` verifies that. Undefined when it
- * cannot be told this way (then every file of the generation is looked for).
+ * The blob files the pieces an incremental restore appends need: the blob
+ * records of the appended transactions, and their undo records that point
+ * at blob records (ZODB gives an undo its own file). Each is a new (oid, tid),
+ * so the live state cannot have it; the files of the live state are trusted
+ * to be there, as the running site trusts them (`check` verifies that). The
+ * appended bytes are unpacked into a sparse temp file at their place in
+ * Data.fs, since records carry absolute positions, and scanned; back pointers
+ * into the live part are resolved against the live file. This costs what
+ * changed, not the size of the database. Undefined when the pieces cannot be
+ * scanned (the append then fails on them anyway): every file of the
+ * generation is looked for instead.
  */
-async function addedSince(p: StoragePlan): Promise<string[] | undefined> {
-  if (p.mode !== 'incremental' || !p.baseGeneration || p.generation?.kind !== 'dir') return undefined;
-  const [base, next] = await Promise.all([manifestOf(p, p.baseGeneration), manifestOf(p, p.generation)]);
-  if (!base || !next || base.layout !== next.layout) return undefined;
-  const had = new Map(base.files);
-  return next.files.filter(([rel, size]) => had.get(rel) !== size).map(([rel]) => rel);
+async function appendedBlobs(p: StoragePlan, signal?: AbortSignal): Promise<string[] | undefined> {
+  if (p.mode !== 'incremental' || p.source.type !== 'repository' || p.generation?.kind !== 'dir') return undefined;
+  const repo = p.source.repo;
+  const oldEnd = p.lines[p.appendAfter!]!.end;
+  const newEnd = p.lines[p.lines.length - 1]!.end;
+  const tmp = tempPath(p.storage.file, 'scan');
+  let out: FileHandle | undefined;
+  let live: FileHandle | undefined;
+  try {
+    out = await fsp.open(tmp, 'wx+');
+    let pos = oldEnd;
+    for (let i = p.appendAfter! + 1; i < p.chain.length; i++) {
+      const f = p.chain[i];
+      for await (const c of readPiece(path.join(repo, f.name), f.gzip, signal)) {
+        for (let off = 0; off < c.length; ) {
+          const { bytesWritten } = await out.write(c, off, c.length - off, pos);
+          off += bytesWritten;
+          pos += bytesWritten;
+        }
+      }
+    }
+    if (pos !== newEnd) return undefined;
+    const collector = new BlobCollector();
+    const w = new FileWindow(out, oldEnd, newEnd, { signal });
+    const scanner = new TxnScanner(w, tmp, oldEnd, { fileSize: newEnd });
+    try {
+      await scanner.run((t) => t.records.forEach((r) => collector.add(r)), signal);
+    } finally {
+      await w.settle();
+    }
+    if (scanner.end !== newEnd) return undefined;
+    live = await fsp.open(p.storage.file, 'r');
+    const refs = await collector.finish({ fh: live, size: oldEnd }, oldEnd);
+    const { layout } = await readLayout(p.generation.content!);
+    return refs.map((r) => blobRelPath(r.oid, r.tid, layout));
+  } catch (e) {
+    if (signal?.aborted) throw e;
+    return undefined;
+  } finally {
+    await out?.close();
+    await live?.close();
+    await fsp.rm(tmp, { force: true });
+  }
 }
 
 async function fillFromTree(src: string, dest: string, mode: 'link' | 'copy', onlyMissing: boolean, layoutHint: string | undefined, signal?: AbortSignal, gen?: Generation, only?: string[]): Promise<number> {
@@ -390,7 +420,7 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
     // storage is changed: files no record references yet are harmless, as in a ZODB
     // commit); the missing records are appended in apply.
     const repo = p.source.repo;
-    const added = s.blobDir && p.generation ? await fillBlobs(p.generation, s.blobDir, undefined, mode, true, opts.signal, await addedSince(p)) : 0;
+    const added = s.blobDir && p.generation ? await fillBlobs(p.generation, s.blobDir, undefined, mode, true, opts.signal, await appendedBlobs(p, opts.signal)) : 0;
     return {
       async apply() {
         let written = 0;
