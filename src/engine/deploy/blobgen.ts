@@ -285,6 +285,7 @@ export async function buildGeneration(opts: {
       opts.signal,
     );
     files.sort((a, b) => (a[0] < b[0] ? -1 : 1));
+    // `files` last: readManifestHead parses what comes before it alone.
     manifest = { version: 1, stamp: opts.stamp, end: opts.end, lastTid: opts.lastTid, layout: opts.layout, files };
     await fsp.writeFile(path.join(temp, MANIFEST), JSON.stringify(manifest));
   } catch (e) {
