@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BLOB_PICKLE, idRepr, backupDeployment, discoverDeployment, drillDeployment, fileLayer, listGenerations, readManifest } from '../../src/engine';
+import { BLOB_PICKLE, idRepr, backupDeployment, discoverDeployment, drillDeployment, fileLayer, listGenerations, readManifest, readManifestHead } from '../../src/engine';
 import { FIXTURES, blobFiles, content, copy, fakeClock, makeSite, referencedBlobs, rejectsWith, snapshot, tempLeftovers, tmpDir } from './helpers';
 
 describe('deployment backup', () => {
@@ -48,6 +48,16 @@ describe('deployment backup', () => {
     const m1 = await readManifest({ name: `blobstorage.${stamp1}`, path: r1.blobGeneration!, kind: 'dir', stamp: stamp1 });
     assert.equal(m1?.stamp, stamp1);
     assert.equal(m1?.end, r1.filestorage.end);
+    // Its head alone says what it describes: read without the file list (here cut off).
+    const g1 = { name: `blobstorage.${stamp1}`, path: r1.blobGeneration!, kind: 'dir' as const, stamp: stamp1 };
+    const { files: _files, ...described } = m1!;
+    assert.deepEqual(await readManifestHead(g1), described);
+    const manifestFile = path.join(r1.blobGeneration!, '.plone-backup.json');
+    const whole = fs.readFileSync(manifestFile);
+    fs.writeFileSync(manifestFile, whole.subarray(0, whole.indexOf('"files":') + 12));
+    assert.equal(await readManifest(g1), undefined);
+    assert.deepEqual(await readManifestHead(g1), described);
+    fs.writeFileSync(manifestFile, whole);
 
     // Finish the voted one; add more: the next generation links what it can.
     await s.site.writer.finish();
