@@ -110,7 +110,8 @@ Options:
   --gzip/--no-gzip, --quick/--no-quick
   --json              print data as JSON
   --yes               do not ask before a restore
-  --force             restore even though the site's lock is held
+  --force             restore even though the site's lock is held, or from a blob
+                      backup that lacks files the restored Data.fs needs
   --discard-old       do not keep the replaced Data.fs and blobstorage
   --copy-blobs        restore blob files as copies, not hard links to the backup
   --full-restore      never restore incrementally

@@ -27,6 +27,7 @@ import {
   makeSite,
   md5File,
   rejectsWith,
+  snapshot,
   tmpDir,
 } from './helpers';
 
@@ -141,6 +142,29 @@ describe('collective.recipe.backup layouts', () => {
     assert.deepEqual(blobContents(dep.storages[0].blobDir!), steps[5].blobs);
     // A dated restore cannot tell which numbered folder belongs to it.
     await rejectsWith(restoreDeployment(dep, { date: steps[2].stamp }), 'NOT_FOUND');
+  });
+
+  it('a numbered generation lacking files the restored Data.fs needs is refused, or restored with --force', async (t) => {
+    const root = tmpDir(t);
+    const { blobBackups } = recipeDeployment(root);
+    const steps = historySteps();
+    // blobstorage.0 holds the blobs of step 1, but the newest filestorage backup is step 5.
+    fixtureBlobTree(1, path.join(blobBackups, 'blobstorage.0', 'blobstorage'));
+    const lacking = Object.keys(steps[5].blobs).filter((r) => !(r in steps[1].blobs));
+    assert.equal(lacking.length, 3);
+    const dep = await discoverDeployment(root);
+    const s = dep.storages[0];
+    const before = snapshot(path.dirname(s.file));
+    const liveBlobs = blobContents(s.blobDir!);
+    const e = await rejectsWith(restoreDeployment(dep, { incremental: false }), 'BLOB_MISSING');
+    assert.match(e.message, /blobstorage\.0 was not made with .* lacks 3 blob files the restored Data\.fs needs/);
+    assert.deepEqual(snapshot(path.dirname(s.file)), before, 'nothing changed');
+    assert.deepEqual(blobContents(s.blobDir!), liveBlobs);
+    // --force restores what there is, and says what is missing.
+    const [r] = await restoreDeployment(dep, { incremental: false, keepOld: false, force: true });
+    assert.equal(md5File(s.file), steps[5].md5);
+    assert.equal(r.warnings.length, 2);
+    assert.match(r.warnings[1], /3 blob files the restored Data\.fs needs are missing/);
   });
 
   it("our backups restore with the recipe's bin/restore logic: repozo -R, then a copy of blobstorage.<STAMP>/blobstorage/", async (t) => {

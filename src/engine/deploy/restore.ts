@@ -21,8 +21,8 @@ import * as path from 'node:path';
 import { PloneBackupError, checkAbort, toPloneBackupError } from '../errors';
 import { recover } from '../recover';
 import { loadPickle } from '../pickle';
-import { FileWindow, TxnScanner, txnEndingAt } from '../filestorage';
-import { BlobCollector } from '../blobrefs';
+import { FileWindow, TxnScanner, openFileStorage, txnEndingAt } from '../filestorage';
+import { BlobCollector, scanBlobRefs } from '../blobrefs';
 import type { FileHandle } from 'node:fs/promises';
 import { acquireLock, removeDeadTemps, type Lock } from '../lock';
 import { readLayout, listBlobFiles, blobRelPath, LAYOUT_FILE, BLOB_TMP_DIR } from '../blobdir';
@@ -521,6 +521,20 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
       await fsp.mkdir(path.dirname(s.blobDir), { recursive: true });
       newBlobs = tempPath(s.blobDir, 'restore');
       added = await fillBlobs(p.generation, newBlobs, undefined, mode, false, opts.signal);
+      // A generation not made with this state (the recipe's numbered folders, or
+      // the nearest older one) may lack files the restored Data.fs needs: the site
+      // would fail on them. Only then is the restored Data.fs scanned for them.
+      if (p.mismatch) {
+        const missing = await missingBlobs(newFile, newBlobs, opts.signal);
+        if (missing.length && !opts.force) {
+          throw new PloneBackupError(
+            'BLOB_MISSING',
+            `The blob backup ${p.generation.path} was not made with ${p.stamp ?? 'this state'} and lacks ${missing.length} blob file${missing.length > 1 ? 's' : ''} the restored Data.fs needs (first: ${missing[0]}); nothing was restored.`,
+            { path: p.generation.path, hint: 'Restore a date whose backup has its own blob generation (`plone-backup list`), or pass --force to restore it without them.' },
+          );
+        }
+        if (missing.length) warnings.push(`${missing.length} blob file${missing.length > 1 ? 's' : ''} the restored Data.fs needs ${missing.length > 1 ? 'are' : 'is'} missing (restored with --force; first: ${missing[0]})`);
+      }
     }
   } catch (e) {
     await fsp.rm(work, { recursive: true, force: true });
@@ -624,6 +638,24 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
       if (merge?.keep) await fsp.rm(merge.keep, { recursive: true, force: true });
     },
   };
+}
+
+/** The blob files (relative paths) the Data.fs `file` needs that the blob tree `blobDir` lacks. */
+async function missingBlobs(file: string, blobDir: string, signal?: AbortSignal): Promise<string[]> {
+  const { layout } = await readLayout(blobDir);
+  const st = await openFileStorage(file);
+  let refs;
+  try {
+    refs = (await scanBlobRefs(st, 4, st.size, signal)).refs;
+  } finally {
+    await st.fh.close();
+  }
+  const missing: string[] = [];
+  await eachLimit(refs, 16, async (r) => {
+    const rel = blobRelPath(r.oid, r.tid, layout);
+    if (!(await exists(path.join(blobDir, rel)))) missing.push(rel);
+  }, signal);
+  return missing.sort();
 }
 
 /** The committed end an index file describes (its first pickle), or undefined. */
