@@ -105,7 +105,10 @@ describe('collective.recipe.backup layouts', () => {
       fixtureBlobTree(i, path.join(tree, 'blobstorage'));
       const gz = i >= 3;
       const out = path.join(blobBackups, `blobstorage.${step.stamp}.tar${gz ? '.gz' : ''}`);
-      execFileSync('tar', [gz ? '-czf' : '-cf', out, '-C', tree, 'blobstorage']);
+      // The recipe's way (`tar -C blobstorage .`: the tree at the root), and every other
+      // step the way earlier plone-backup builds wrote them (under blobstorage/).
+      if (i % 2 === 0) execFileSync('tar', [gz ? '-czf' : '-cf', out, '-C', path.join(tree, 'blobstorage'), '.']);
+      else execFileSync('tar', [gz ? '-czf' : '-cf', out, '-C', tree, 'blobstorage']);
     }
     const dep = await discoverDeployment(root);
     const [view] = await listDeployment(dep);

@@ -58,13 +58,15 @@ describe('snapshots, zip backups and altrestore', () => {
     assert.deepEqual(fs.readdirSync(zips).filter((n) => /\.fsz$/.test(n)), [z.filestorage.piece], 'keepZips=1: the older zip is gone');
     assert.deepEqual(fs.readdirSync(blobZips), [`blobstorage.${z.filestorage.stamp}.tar`]);
     assert.ok(!fs.existsSync(z1.blobGeneration!));
-    // The archive is a plain tar of blobstorage/: exactly the referenced files and .layout.
+    // The archive is the recipe's (`tar -C blobstorage .`): exactly the referenced files and
+    // .layout at its root, so the recipe's ziprestore (`tar xf ARCHIVE -C var/blobstorage`) works.
     const listing = execFileSync('tar', ['-tf', z.blobGeneration!], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    assert.equal(listing[0], './');
     const files = listing.filter((n) => !n.endsWith('/'));
-    assert.deepEqual(files.sort(), ['blobstorage/.layout', ...(await referencedBlobs(s.file)).map((r) => `blobstorage/${r}`)].sort());
+    assert.deepEqual(files.sort(), ['./.layout', ...(await referencedBlobs(s.file)).map((r) => `./${r}`)].sort());
     const x = tmpDir(t);
     execFileSync('tar', ['-xf', z.blobGeneration!, '-C', x]);
-    assert.deepEqual(blobContents(path.join(x, 'blobstorage')), blobContents(s.blobDir));
+    assert.deepEqual(blobContents(x), blobContents(s.blobDir));
     const want = { fs: md5File(s.file), blobs: blobContents(s.blobDir) };
     await s.site.uploadFile('third.pdf', content('third'));
     await s.site.close();

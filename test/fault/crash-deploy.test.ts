@@ -160,7 +160,7 @@ async function backupCrash(t: Parameters<typeof tmp>[0], name: string, kind: Bac
       else {
         const x = path.join(dir, 'extracted');
         fs.mkdirSync(x);
-        await extractTar(g.path, x, { gzip: g.kind === 'tar.gz', strip: 1 });
+        await extractTar(g.path, x, { gzip: g.kind === 'tar.gz', prefix: 'blobstorage' });
         held = blobContents(x);
       }
       assert.deepEqual(held, live.blobs, `the generation ${g.name} does not hold exactly the live blob files`);

@@ -340,17 +340,19 @@ async function writeBlobArchive(blobDir: string, blobZips: string, base: string,
     if (d === '.' || dirs.has(d)) return;
     addDir(path.posix.dirname(d));
     dirs.add(d);
-    entries.push({ name: `${base}/${d}/`, size: 0, mode: 0o755, mtime: Date.now() / 1000 });
+    entries.push({ name: `./${d}/`, size: 0, mode: 0o755, mtime: Date.now() / 1000 });
   };
-  entries.push({ name: `${base}/`, size: 0, mode: 0o755, mtime: Date.now() / 1000 });
+  // collective.recipe.backup's layout (`tar -C blobstorage .`), so its ziprestore
+  // (`tar xf ARCHIVE -C var/blobstorage`) restores it too.
+  entries.push({ name: './', size: 0, mode: 0o755, mtime: Date.now() / 1000 });
   const lst = await fsp.stat(layoutFile).catch(() => undefined);
-  if (lst) entries.push({ name: `${base}/.layout`, source: layoutFile, size: lst.size, mode: 0o644, mtime: lst.mtimeMs / 1000 });
+  if (lst) entries.push({ name: './.layout', source: layoutFile, size: lst.size, mode: 0o644, mtime: lst.mtimeMs / 1000 });
   for (const rel of needed) {
     addDir(path.posix.dirname(rel));
     const src = path.join(blobDir, rel);
     const st = await fsp.stat(src).catch(() => undefined);
     if (!st) throw new BlobVanished(src);
-    entries.push({ name: `${base}/${rel}`, source: src, size: st.size, mode: st.mode & 0o777, mtime: st.mtimeMs / 1000 });
+    entries.push({ name: `./${rel}`, source: src, size: st.size, mode: st.mode & 0o777, mtime: st.mtimeMs / 1000 });
   }
   try {
     await writeTar(temp, entries, { signal });

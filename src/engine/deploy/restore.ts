@@ -301,7 +301,9 @@ async function fillBlobs(g: Generation, dest: string, layoutHint: string | undef
     const tmp = tempPath(path.join(dest, 'x'), 'tar');
     await fsp.mkdir(tmp);
     try {
-      await extractTar(g.path, tmp, { gzip: g.kind === 'tar.gz', signal, strip: 1 });
+      // The blob folder's name: the archive's name without `.<STAMP or N>.tar[.gz]`.
+      const base = g.name.replace(/\.tar(\.gz)?$/, '').replace(/\.[^.]*$/, '');
+      await extractTar(g.path, tmp, { gzip: g.kind === 'tar.gz', signal, prefix: base });
       return await fillFromTree(tmp, dest, 'link', onlyMissing, layoutHint, signal);
     } finally {
       await fsp.rm(tmp, { recursive: true, force: true });

@@ -289,6 +289,8 @@ export async function readTar(
         for await (const _ of body()) void _;
         continue;
       }
+      // The archive's own root, as `tar -C blobstorage .` writes it first: nothing to make.
+      if (h.type === '5' && (name === './' || name === '.')) continue;
       const rel = safeMemberPath(name, file);
       if (h.type === '0' || h.type === '\0' || h.type === '7') {
         const gen = body();
@@ -312,12 +314,20 @@ export async function readTar(
   }
 }
 
-/** Extracts an archive under `dest` (which must exist), only plain files and folders. */
-export async function extractTar(file: string, dest: string, opts: { gzip?: boolean; signal?: AbortSignal; strip?: number } = {}): Promise<number> {
+/**
+ * Extracts an archive under `dest` (which must exist), only plain files and
+ * folders. `prefix`: members under a top folder of this name are taken
+ * without it, members at the root as they are; a blob archive is either
+ * collective.recipe.backup's (`tar -C blobstorage .`: the tree at the root)
+ * or one written by earlier plone-backup builds (under `blobstorage/`).
+ */
+export async function extractTar(file: string, dest: string, opts: { gzip?: boolean; signal?: AbortSignal; strip?: number; prefix?: string } = {}): Promise<number> {
   let files = 0;
   const root = path.resolve(dest);
   await readTar(file, opts, async (h, rel, content) => {
-    const parts = rel.split('/').slice(opts.strip ?? 0);
+    let parts = rel.split('/');
+    if (opts.prefix !== undefined && parts[0] === opts.prefix) parts = parts.slice(1);
+    parts = parts.slice(opts.strip ?? 0);
     if (parts.length === 0) return;
     const target = path.join(root, ...parts);
     if (!target.startsWith(root + path.sep)) throw new PloneBackupError('ARCHIVE_BAD', `${file} holds an unsafe path "${rel}".`, { path: file });
