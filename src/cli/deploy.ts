@@ -51,6 +51,7 @@ const FLAG_OPTS = new Set([
   'discard-old',
   'copy-blobs',
   'full-restore',
+  'allow-missing-blobs',
   'all',
   'verbose',
   'live-only',
@@ -110,8 +111,9 @@ Options:
   --gzip/--no-gzip, --quick/--no-quick
   --json              print data as JSON
   --yes               do not ask before a restore
-  --force             restore even though the site's lock is held, or from a blob
-                      backup that lacks files the restored Data.fs needs
+  --force             restore even though the site's lock is held
+  --allow-missing-blobs  restore from a blob backup not made with the restored
+                      state even when it lacks files that state needs
   --discard-old       do not keep the replaced Data.fs and blobstorage
   --copy-blobs        restore blob files as copies, not hard links to the backup
   --full-restore      never restore incrementally
@@ -204,6 +206,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
           ...common,
           kind: (cmd === 'snapshotrestore' ? 'snapshot' : cmd === 'ziprestore' ? 'zip' : 'backup') as RestoreKind,
           force: p.flags.has('force'),
+          allowMissingBlobs: p.flags.has('allow-missing-blobs'),
           keepOld: !p.flags.has('discard-old'),
           blobMode: p.flags.has('copy-blobs') ? 'copy' : 'link',
           incremental: !p.flags.has('full-restore'),

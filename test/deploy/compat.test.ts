@@ -27,6 +27,7 @@ import {
   makeSite,
   md5File,
   rejectsWith,
+  runCli,
   snapshot,
   tmpDir,
 } from './helpers';
@@ -147,7 +148,7 @@ describe('collective.recipe.backup layouts', () => {
     await rejectsWith(restoreDeployment(dep, { date: steps[2].stamp }), 'NOT_FOUND');
   });
 
-  it('a numbered generation lacking files the restored Data.fs needs is refused, or restored with --force', async (t) => {
+  it('a numbered generation lacking files the restored Data.fs needs is refused, or restored with --allow-missing-blobs', async (t) => {
     const root = tmpDir(t);
     const { blobBackups } = recipeDeployment(root);
     const steps = historySteps();
@@ -163,8 +164,16 @@ describe('collective.recipe.backup layouts', () => {
     assert.match(e.message, /blobstorage\.0 was not made with .* lacks 3 blob files the restored Data\.fs needs/);
     assert.deepEqual(snapshot(path.dirname(s.file)), before, 'nothing changed');
     assert.deepEqual(blobContents(s.blobDir!), liveBlobs);
-    // --force restores what there is, and says what is missing.
-    const [r] = await restoreDeployment(dep, { incremental: false, keepOld: false, force: true });
+    // --force is about the site's lock, not this.
+    await rejectsWith(restoreDeployment(dep, { incremental: false, force: true }), 'BLOB_MISSING');
+    assert.deepEqual(snapshot(path.dirname(s.file)), before, 'nothing changed');
+    // The command says what to do, in one line, and exits 1.
+    const cli = runCli(['restore', '--yes', '--full-restore', '--dir', root]);
+    assert.equal(cli.status, 1);
+    assert.match(cli.stderr, /lacks 3 blob files .*--allow-missing-blobs/);
+    assert.deepEqual(snapshot(path.dirname(s.file)), before, 'nothing changed');
+    // --allow-missing-blobs restores what there is, and says what is missing.
+    const [r] = await restoreDeployment(dep, { incremental: false, keepOld: false, allowMissingBlobs: true });
     assert.equal(md5File(s.file), steps[5].md5);
     assert.equal(r.warnings.length, 2);
     assert.match(r.warnings[1], /3 blob files the restored Data\.fs needs are missing/);

@@ -45,6 +45,8 @@ export interface RestoreOptions extends OperationOptions {
   date?: string;
   /** Restore even though the site holds its lock. */
   force?: boolean;
+  /** Restore with a blob generation not made with the state even when it lacks files the state needs. */
+  allowMissingBlobs?: boolean;
   /** Keep the replaced state aside (default true). */
   keepOld?: boolean;
   /** How blob files get into the restored blobstorage: hard links to the backup (default) or copies. */
@@ -528,14 +530,14 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
       // would fail on them. Only then is the restored Data.fs scanned for them.
       if (p.mismatch) {
         const missing = await missingBlobs(newFile, newBlobs, opts.signal);
-        if (missing.length && !opts.force) {
+        if (missing.length && !opts.allowMissingBlobs) {
           throw new PloneBackupError(
             'BLOB_MISSING',
             `The blob backup ${p.generation.path} was not made with ${p.stamp ?? 'this state'} and lacks ${missing.length} blob file${missing.length > 1 ? 's' : ''} the restored Data.fs needs (first: ${missing[0]}); nothing was restored.`,
-            { path: p.generation.path, hint: 'Restore a date whose backup has its own blob generation (`plone-backup list`), or pass --force to restore it without them.' },
+            { path: p.generation.path, hint: 'Restore a date whose backup has its own blob generation (`plone-backup list`), or pass --allow-missing-blobs to restore it without them.' },
           );
         }
-        if (missing.length) warnings.push(`${missing.length} blob file${missing.length > 1 ? 's' : ''} the restored Data.fs needs ${missing.length > 1 ? 'are' : 'is'} missing (restored with --force; first: ${missing[0]})`);
+        if (missing.length) warnings.push(`${missing.length} blob file${missing.length > 1 ? 's' : ''} the restored Data.fs needs ${missing.length > 1 ? 'are' : 'is'} missing (restored with --allow-missing-blobs; first: ${missing[0]})`);
       }
     }
   } catch (e) {
