@@ -65,11 +65,16 @@ export async function writeFileAtomic(target: string, data: Buffer | string): Pr
   await fsyncDir(path.dirname(target));
 }
 
-async function writeAll(fh: FileHandle, b: Buffer, pos: number | null = null): Promise<void> {
+/**
+ * Writes all of `b` at `pos` (or at the file position), however short the
+ * writes come back; a write of nothing (a disk filling up) is an EIO naming
+ * `file`, never a loop or a short file.
+ */
+export async function writeAll(fh: FileHandle, b: Buffer, pos: number | null = null, file?: string): Promise<void> {
   let off = 0;
   while (off < b.length) {
     const { bytesWritten } = await fh.write(b, off, b.length - off, pos === null ? null : pos + off);
-    if (bytesWritten === 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+    if (bytesWritten === 0) throw Object.assign(new Error('short write'), { code: 'EIO', ...(file === undefined ? {} : { path: file }) });
     off += bytesWritten;
   }
 }

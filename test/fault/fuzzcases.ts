@@ -450,7 +450,7 @@ async function extractCase(data: Buffer, gzip: boolean, scratch: string, i: numb
   const archive = path.join(box, 'a', 'archive.tar');
   fs.writeFileSync(archive, data);
   const before = filesOutside(box, dest);
-  const out = await typed(['ARCHIVE_BAD'], () => `tar ${what}`, () => extractTar(archive, dest, { gzip, strip: 1 }));
+  const out = await typed(['ARCHIVE_BAD'], () => `tar ${what}`, () => extractTar(archive, dest, { gzip, prefix: 'blobstorage' }));
   assert.deepEqual(filesOutside(box, dest), before, `tar ${what}: something was written outside the target`);
   for (const p of ['/etc/x', '/tmp/x', path.join(os.tmpdir(), 'x')]) assert.ok(!fs.existsSync(p) || fs.readFileSync(p, 'utf8') !== 'pwned\n', `tar ${what}: wrote ${p}`);
   fs.rmSync(box, { recursive: true, force: true });

@@ -28,7 +28,7 @@ import { acquireLock, removeDeadTemps, type Lock } from '../lock';
 import { readLayout, listBlobFiles, blobRelPath, LAYOUT_FILE, BLOB_TMP_DIR } from '../blobdir';
 import { findChain, listRepository, readDat, datLinesFor, datName, indexName, type DatLine, type RepoFile } from '../repository';
 import { readPiece } from '../streams';
-import { exists, fsyncDir, tempPath } from '../io';
+import { exists, fsyncDir, tempPath, writeAll } from '../io';
 import { formatStamp } from '../tid';
 import type { OperationOptions } from '../progress';
 import { eachLimit, generationFiles, listGenerations, makeDirs, readManifestHead, type Generation } from './blobgen';
@@ -341,11 +341,8 @@ async function appendedBlobs(p: StoragePlan, signal?: AbortSignal): Promise<stri
     for (let i = p.appendAfter! + 1; i < p.chain.length; i++) {
       const f = p.chain[i];
       for await (const c of readPiece(path.join(repo, f.name), f.gzip, signal)) {
-        for (let off = 0; off < c.length; ) {
-          const { bytesWritten } = await out.write(c, off, c.length - off, pos);
-          off += bytesWritten;
-          pos += bytesWritten;
-        }
+        await writeAll(out, c, pos, tmp);
+        pos += c.length;
       }
     }
     if (pos !== newEnd) return undefined;
@@ -377,10 +374,7 @@ async function fillFromTree(src: string, dest: string, mode: 'link' | 'copy', on
   let files = only ?? (gen ? [...(await generationFiles(gen, layout)).keys()] : (await listBlobFiles(src, layout)).files.map((f) => f.rel));
   if (onlyMissing) {
     // Existing files are left as they are: only the missing ones (and their folders) are made.
-    const missing = new Set<string>();
-    await eachLimit(files, 16, async (rel) => {
-      if (!(await exists(path.join(dest, rel)))) missing.add(rel);
-    }, signal);
+    const missing = new Set(await missingUnder(dest, files, signal));
     files = files.filter((rel) => missing.has(rel));
   }
   // Folders first, once each, a level at a time in parallel (one awaited mkdir -p
@@ -452,12 +446,8 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
                   c = Buffer.from(c);
                   c[statusPos - pos] = 0x63; // 'c'
                 }
-                for (let off = 0; off < c.length; ) {
-                  const { bytesWritten } = await fh.write(c, off, c.length - off, pos);
-                  if (bytesWritten === 0) throw Object.assign(new Error('short write'), { code: 'EIO', path: s.file });
-                  off += bytesWritten;
-                  pos += bytesWritten;
-                }
+                await writeAll(fh, c, pos, s.file);
+                pos += c.length;
                 written += c.length;
                 opts.onProgress?.({ phase: `appending ${f.name}`, done: written });
               }
@@ -654,10 +644,14 @@ async function missingBlobs(file: string, blobDir: string, signal?: AbortSignal)
   } finally {
     await st.fh.close();
   }
+  return missingUnder(blobDir, refs.map((r) => blobRelPath(r.oid, r.tid, layout)), signal);
+}
+
+/** Which of the relative paths `rels` do not exist under `root`, sorted. */
+async function missingUnder(root: string, rels: string[], signal?: AbortSignal): Promise<string[]> {
   const missing: string[] = [];
-  await eachLimit(refs, 16, async (r) => {
-    const rel = blobRelPath(r.oid, r.tid, layout);
-    if (!(await exists(path.join(blobDir, rel)))) missing.push(rel);
+  await eachLimit(rels, 16, async (rel) => {
+    if (!(await exists(path.join(root, rel)))) missing.push(rel);
   }, signal);
   return missing.sort();
 }

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { PloneBackupError, checkAbort } from '../errors';
 import { ByteReader } from '../streams';
-import { fileLayer } from '../io';
+import { fileLayer, writeAll } from '../io';
 
 const BLOCK = 512;
 
@@ -160,13 +160,8 @@ export async function writeTar(target: string, entries: TarEntry[], opts: { gzip
   try {
     let pos = 0;
     const out = async (b: Buffer) => {
-      let off = 0;
-      while (off < b.length) {
-        const { bytesWritten } = await fh.write(b, off, b.length - off, pos);
-        if (bytesWritten === 0) throw Object.assign(new Error('short write'), { code: 'EIO', path: target });
-        off += bytesWritten;
-        pos += bytesWritten;
-      }
+      await writeAll(fh, b, pos, target);
+      pos += b.length;
     };
     let sink = out;
     let gz: zlib.Gzip | undefined;
@@ -321,13 +316,12 @@ export async function readTar(
  * collective.recipe.backup's (`tar -C blobstorage .`: the tree at the root)
  * or one written by earlier plone-backup builds (under `blobstorage/`).
  */
-export async function extractTar(file: string, dest: string, opts: { gzip?: boolean; signal?: AbortSignal; strip?: number; prefix?: string } = {}): Promise<number> {
+export async function extractTar(file: string, dest: string, opts: { gzip?: boolean; signal?: AbortSignal; prefix?: string } = {}): Promise<number> {
   let files = 0;
   const root = path.resolve(dest);
   await readTar(file, opts, async (h, rel, content) => {
     let parts = rel.split('/');
     if (opts.prefix !== undefined && parts[0] === opts.prefix) parts = parts.slice(1);
-    parts = parts.slice(opts.strip ?? 0);
     if (parts.length === 0) return;
     const target = path.join(root, ...parts);
     if (!target.startsWith(root + path.sep)) throw new PloneBackupError('ARCHIVE_BAD', `${file} holds an unsafe path "${rel}".`, { path: file });
@@ -353,12 +347,8 @@ export async function extractTar(file: string, dest: string, opts: { gzip?: bool
       let pos = 0;
       for await (const c of content) {
         // A short write (a disk filling up) must not leave a short file behind.
-        for (let off = 0; off < c.length; ) {
-          const { bytesWritten } = await out.write(c, off, c.length - off, pos);
-          if (bytesWritten === 0) throw Object.assign(new Error('short write'), { code: 'EIO', path: target });
-          off += bytesWritten;
-          pos += bytesWritten;
-        }
+        await writeAll(out, c, pos, target);
+        pos += c.length;
       }
     } finally {
       await out?.close();
