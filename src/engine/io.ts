@@ -8,11 +8,12 @@
  */
 
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { constants as fsc, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { Worker } from 'node:worker_threads';
+import { PloneBackupError } from './errors';
 
 /** The one place the engine opens files for writing; a test may wrap it to inject faults. */
 export const fileLayer = {
@@ -76,6 +77,60 @@ export async function writeAll(fh: FileHandle, b: Buffer, pos: number | null = n
     const { bytesWritten } = await fh.write(b, off, b.length - off, pos === null ? null : pos + off);
     if (bytesWritten === 0) throw Object.assign(new Error('short write'), { code: 'EIO', ...(file === undefined ? {} : { path: file }) });
     off += bytesWritten;
+  }
+}
+
+/** Caps for the metadata files we read whole (a config, a manifest, a .dat): far above real ones. */
+export const READ_CAPS = {
+  config: 4 << 20,
+  manifest: 256 << 20,
+  dat: 64 << 20,
+  small: 64 << 10,
+} as const;
+
+/**
+ * Reads a metadata file whole, as hostile input: only a regular file (a FIFO,
+ * a device such as /dev/zero or a folder is refused before a byte is read,
+ * and the open never blocks on a FIFO), at most `maxBytes` (checked against
+ * the real size, and again while reading, since the file may grow), and with
+ * `noFollow` not through a symlink at its last component. Errors are typed:
+ * TOO_LARGE for size and type, UNSAFE for a link; ENOENT passes through as
+ * the OS error so callers can tell "absent" apart.
+ */
+export async function readFileCapped(file: string, maxBytes: number, opts: { noFollow?: boolean; what?: string } = {}): Promise<Buffer> {
+  const what = opts.what ?? path.basename(file);
+  let fh: FileHandle;
+  try {
+    fh = await fsp.open(file, fsc.O_RDONLY | fsc.O_NONBLOCK | (opts.noFollow ? fsc.O_NOFOLLOW : 0));
+  } catch (e) {
+    if (opts.noFollow && (e as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new PloneBackupError('UNSAFE', `${what} at ${file} is a symbolic link, which is never followed here.`, { path: file, hint: 'Replace the link by the file itself.' });
+    }
+    throw e;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      throw new PloneBackupError('TOO_LARGE', `${what} at ${file} is not a regular file.`, { path: file, hint: 'Point it at an ordinary file.' });
+    }
+    if (st.size > maxBytes) {
+      throw new PloneBackupError('TOO_LARGE', `${what} at ${file} is ${st.size} bytes, more than the ${maxBytes} such a file can sensibly be.`, { path: file, hint: 'Check that it is the right file.' });
+    }
+    // One byte more than the cap tells a file that grew past it since the stat.
+    const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(st.size + 1, 1)));
+    let n = 0;
+    for (;;) {
+      if (n === buf.length) break;
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    if (n > maxBytes) {
+      throw new PloneBackupError('TOO_LARGE', `${what} at ${file} grew past ${maxBytes} bytes while it was read.`, { path: file, hint: 'Check that it is the right file.' });
+    }
+    return buf.subarray(0, n);
+  } finally {
+    await fh.close();
   }
 }
 
