@@ -298,6 +298,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
             for (const c of g.chains)
               for (const gen of [c.full, ...c.incrementals])
                 if (gen.blob.status === 'mismatch') problems.push(`${gen.blob.path} lacks ${gen.blob.missingCount} blob files of ${gen.stamp}`);
+                else if (gen.blob.status === 'unsafe') problems.push(gen.blob.problem ?? `${gen.blob.path} cannot be trusted`);
         progress?.done();
         if (json) out({ ok: problems.length === 0, problems, repositories: report });
         else if (problems.length === 0) say('Every backup piece matches its .dat and every blob generation holds its state.');

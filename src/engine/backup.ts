@@ -28,7 +28,7 @@ import {
 } from './filestorage';
 import { BlobCollector, type BlobRef } from './blobrefs';
 import { type OidKey, FsIndex, encodeIndex, readIndexFile } from './fsindex';
-import { HashingFileWriter, fsyncDir, isTempName, writeFileAtomic } from './io';
+import { HashingFileWriter, fsyncDir, isTempName, modesOf, writeFileAtomic } from './io';
 import { acquireLock } from './lock';
 import type { OperationOptions } from './progress';
 import {
@@ -319,7 +319,7 @@ async function copyCommitted(
 ): Promise<Copied> {
   let writer: HashingFileWriter | undefined;
   const sink = async (chunk: Buffer) => {
-    writer ??= await HashingFileWriter.create(target, { gzip: opts.gzip });
+    writer ??= await HashingFileWriter.create(target, { gzip: opts.gzip, mode: modesOf(st.mode).file });
     await writer.write(chunk);
   };
   const collector = opts.collectBlobs ? new BlobCollector() : undefined;
@@ -355,6 +355,7 @@ async function copyCommitted(
 /** Registers the temp files of a prepared backup; on failure removes what it renamed. */
 function preparedFrom(
   opts: PrepareOptions,
+  st: OpenedStorage,
   result: BackupResult,
   copied: Copied,
   indexBytes: Buffer,
@@ -364,6 +365,8 @@ function preparedFrom(
 ): PreparedBackup {
   const repo = opts.repository;
   const stamp = result.stamp!;
+  // The index and the .dat describe the database: no more readable than it.
+  const mode = modesOf(st.mode).file;
   let settled = false;
   return {
     result,
@@ -374,13 +377,13 @@ function preparedFrom(
       const written: string[] = [];
       try {
         checkAbort(opts.signal);
-        await writeFileAtomic(path.join(repo, indexName(stamp)), indexBytes);
+        await writeFileAtomic(path.join(repo, indexName(stamp)), indexBytes, mode);
         written.push(indexName(stamp));
         await copied.writer!.commit();
         written.push(result.piece!);
         // The .dat is rewritten whole and renamed, never appended in place: a crash
         // leaves either the old or the new .dat, both consistent.
-        await writeFileAtomic(datFile, await datText());
+        await writeFileAtomic(datFile, await datText(), mode);
         written.push(path.basename(datFile));
       } catch (e) {
         await copied.writer?.discard();
@@ -428,7 +431,7 @@ async function fullBackup(opts: PrepareOptions, st: OpenedStorage, stamp: string
     transactions: copied.transactions,
     lastTid: copied.lastTid?.toString('hex'),
   };
-  return preparedFrom(opts, result, copied, encodeIndex(index, copied.end), path.join(repo, datName(stamp)), async () => formatDatLine(line), log);
+  return preparedFrom(opts, st, result, copied, encodeIndex(index, copied.end), path.join(repo, datName(stamp)), async () => formatDatLine(line), log);
 }
 
 async function incrementalBackup(
@@ -468,7 +471,7 @@ async function incrementalBackup(
     const previous = await fsp.readFile(datFile, 'latin1');
     return (previous === '' || previous.endsWith('\n') ? previous : previous + '\n') + formatDatLine(line);
   };
-  return preparedFrom(opts, result, copied, encodeIndex(baseIndex, copied.end), datFile, datText, log);
+  return preparedFrom(opts, st, result, copied, encodeIndex(baseIndex, copied.end), datFile, datText, log);
 }
 
 /**

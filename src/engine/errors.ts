@@ -30,6 +30,7 @@ export type ErrorCode =
   | 'SOURCE_CHANGED' // Data.fs replaced/shrunk while we read it (a pack)
   | 'USAGE' // wrong command-line use
   | 'ABORTED' // the AbortSignal fired
+  | 'MANIFEST_BAD' // a blob generation's .plone-backup.json that is not what we write (a foreign path, garbage)
   | 'UNSAFE' // input that would make us read, write or delete outside where it belongs (a path, a link, a manifest)
   | 'TOO_LARGE' // a metadata file (config, manifest, .dat, index) beyond any sane size, or not a regular file
   | 'IO'; // an OS error we did not expect, wrapped

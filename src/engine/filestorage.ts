@@ -14,7 +14,7 @@
  * exactly the committed bytes, from the same descriptor it measured.
  */
 
-import { promises as fsp } from 'node:fs';
+import { constants as fsc, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { PloneBackupError, checkAbort } from './errors';
 import { isBlobPickle } from './pickle';
@@ -115,13 +115,16 @@ export interface OpenedStorage {
   magic: string;
   /** The size sampled once, when opened; the walk never reads past it. */
   size: number;
+  /** Its permission bits: what is made from it is never more readable (io.modesOf). */
+  mode: number;
 }
 
 /** Opens a Data.fs read-only and checks its magic. The caller closes `fh`. */
 export async function openFileStorage(path: string): Promise<OpenedStorage> {
   let fh: FileHandle;
   try {
-    fh = await fsp.open(path, 'r');
+    // O_NONBLOCK: a FIFO in Data.fs's place must not hang the open (it is refused below).
+    fh = await fsp.open(path, fsc.O_RDONLY | fsc.O_NONBLOCK);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new PloneBackupError('SOURCE_MISSING', `There is no database at ${path}.`, {
@@ -132,7 +135,11 @@ export async function openFileStorage(path: string): Promise<OpenedStorage> {
     throw e;
   }
   try {
-    const size = (await fh.stat()).size;
+    const fst = await fh.stat();
+    if (!fst.isFile()) {
+      throw new PloneBackupError('NOT_FILESTORAGE', `${path} is not a regular file, so not a ZODB FileStorage.`, { path, position: 0, hint: 'Point to the Data.fs of the site.' });
+    }
+    const size = fst.size;
     const head = Buffer.alloc(4);
     const { bytesRead } = await fh.read(head, 0, 4, 0);
     const magic = head.toString('latin1', 0, bytesRead);
@@ -143,7 +150,7 @@ export async function openFileStorage(path: string): Promise<OpenedStorage> {
         { path, position: 0, hint: 'Point to the Data.fs of the site.' },
       );
     }
-    return { fh, path, magic, size };
+    return { fh, path, magic, size, mode: fst.mode };
   } catch (e) {
     await fh.close();
     throw e;

@@ -44,10 +44,13 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Writes `data` to a temp file beside `target`, fsyncs it and renames it over `target`. */
-export async function writeFileAtomic(target: string, data: Buffer | string): Promise<void> {
+/**
+ * Writes `data` to a temp file beside `target`, fsyncs it and renames it over
+ * `target`. `mode` (owner-only unless said) is what the file is created with.
+ */
+export async function writeFileAtomic(target: string, data: Buffer | string, mode = PRIVATE_MODES.file): Promise<void> {
   const tmp = tempPath(target);
-  const fh = await fileLayer.open(tmp, 'wx');
+  const fh = await fileLayer.open(tmp, 'wx', mode);
   try {
     await writeAll(fh, typeof data === 'string' ? Buffer.from(data) : data);
     await fh.sync();
@@ -78,6 +81,31 @@ export async function writeAll(fh: FileHandle, b: Buffer, pos: number | null = n
     if (bytesWritten === 0) throw Object.assign(new Error('short write'), { code: 'EIO', ...(file === undefined ? {} : { path: file }) });
     off += bytesWritten;
   }
+}
+
+/**
+ * The modes of what an operation creates. Backups hold the whole site
+ * (password hashes, private documents): nothing we create is more readable
+ * than the Data.fs it comes from, folders included (ZODB's own blob folders
+ * are 0700). The umask can only narrow these further.
+ */
+export interface Modes {
+  file: number;
+  dir: number;
+}
+
+/** When there is no source to take modes from: owner only. */
+export const PRIVATE_MODES: Modes = { file: 0o600, dir: 0o700 };
+
+/** Modes no wider than a source file's mode: its read/write bits, and folders searchable where it is readable. */
+export function modesOf(mode: number): Modes {
+  const file = mode & 0o666;
+  return { file, dir: file | ((file & 0o444) >> 2) };
+}
+
+/** The modes of what is made from `source` (a Data.fs); private when it cannot be stat'ed. */
+export async function modesFrom(source: string): Promise<Modes> {
+  return fsp.stat(source).then((st) => modesOf(st.mode), () => PRIVATE_MODES);
 }
 
 /** Caps for the metadata files we read whole (a config, a manifest, a .dat): far above real ones. */
@@ -129,6 +157,42 @@ export async function readFileCapped(file: string, maxBytes: number, opts: { noF
       throw new PloneBackupError('TOO_LARGE', `${what} at ${file} grew past ${maxBytes} bytes while it was read.`, { path: file, hint: 'Check that it is the right file.' });
     }
     return buf.subarray(0, n);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Copies the regular file `src` to `dst` (copyFile's flags: a reflink where the
+ * filesystem can, EXCL), never through a symbolic link: the source is opened
+ * with O_NOFOLLOW and checked by fstat, and on Linux the copy reads that very
+ * open file (/proc/self/fd/N), so a link swapped in after the check is not
+ * followed either. `notRegular` makes the error for a link or another kind of
+ * entry. Returns the source's stat (its mode, size). The copy's mode is the
+ * source's within `maxMode`.
+ */
+export async function copyRegularFile(src: string, dst: string, flags: number, notRegular: (file: string, what: 'link' | 'other') => Error, maxMode = 0o777): Promise<import('node:fs').Stats> {
+  let fh: FileHandle;
+  try {
+    fh = await fsp.open(src, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw notRegular(src, 'link');
+    throw e;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw notRegular(src, 'other');
+    const viaFd = process.platform === 'linux' ? `/proc/self/fd/${fh.fd}` : src;
+    try {
+      await fsp.copyFile(viaFd, dst, flags);
+    } catch (e) {
+      // No /proc mounted (a minimal container): the path, checked just now.
+      if (viaFd === src || (e as NodeJS.ErrnoException).code !== 'ENOENT' || (e as NodeJS.ErrnoException).path !== viaFd) throw e;
+      await fsp.copyFile(src, dst, flags);
+    }
+    // The copy has the source's mode: narrowed to `maxMode` (a backup is no more readable than Data.fs).
+    if (st.mode & 0o777 & ~maxMode) await fsp.chmod(dst, st.mode & maxMode & 0o777);
+    return st;
   } finally {
     await fh.close();
   }
@@ -332,9 +396,9 @@ export class HashingFileWriter {
    * `gzip`: compress what is written (the md5 is of the uncompressed bytes).
    * `md5: false`: a caller that hashes the bytes itself saves the work; finish() then returns ''.
    */
-  static async create(target: string, opts: { gzip?: boolean; md5?: boolean } = {}): Promise<HashingFileWriter> {
+  static async create(target: string, opts: { gzip?: boolean; md5?: boolean; mode?: number } = {}): Promise<HashingFileWriter> {
     const w = new HashingFileWriter(target, tempPath(target), opts.md5 ?? true);
-    w.fh = await fileLayer.open(w.temp, 'wx');
+    w.fh = await fileLayer.open(w.temp, 'wx', opts.mode ?? PRIVATE_MODES.file);
     if (opts.gzip) {
       const gz = zlib.createGzip({ level: zlib.constants.Z_DEFAULT_COMPRESSION, chunkSize: 1024 * 1024 });
       w.gzip = gz;

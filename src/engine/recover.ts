@@ -14,7 +14,7 @@ import { promises as fsp } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import * as path from 'node:path';
 import { PloneBackupError, checkAbort, toPloneBackupError } from './errors';
-import { HashingFileWriter, exists, fsyncDir, tempPath, writeFileAtomic } from './io';
+import { HashingFileWriter, PRIVATE_MODES, exists, fsyncDir, modesOf, tempPath, writeFileAtomic } from './io';
 import type { OperationOptions } from './progress';
 import { type DatLine, type RepoFile, datLinesFor, datName, findChain, indexName, listRepository, parseDataFileName, readDat } from './repository';
 import { loadPickle } from './pickle';
@@ -34,6 +34,11 @@ export interface RecoverOptions extends OperationOptions {
   withVerify?: boolean;
   /** Keep the replaced Data.fs beside the new one (default true). */
   keepOld?: boolean;
+  /**
+   * Permission bits of the written Data.fs. Default: those of the Data.fs it
+   * replaces, else of the newest piece (which has its source's), never wider.
+   */
+  mode?: number;
   now?: () => Date;
 }
 
@@ -133,7 +138,8 @@ async function recoverInner(opts: RecoverOptions): Promise<RecoverResult> {
   }
   // What a recover to the same output killed before us left (its pid is gone).
   await removeDeadTemps(outDir, path.basename(out));
-  const writer = await HashingFileWriter.create(out, { md5: false }); // copyChain hashes every byte already
+  const mode = opts.mode ?? (await fsp.stat(out).then((st) => st.mode, () => fsp.stat(path.join(repo, last.name)).then((st) => st.mode, () => PRIVATE_MODES.file)));
+  const writer = await HashingFileWriter.create(out, { md5: false, mode: modesOf(mode).file }); // copyChain hashes every byte already
   let indexTemp: string | undefined;
   try {
     const res = await copyChain(repo, chain, expected, total, opts, writer.write);
@@ -143,6 +149,8 @@ async function recoverInner(opts: RecoverOptions): Promise<RecoverResult> {
     if (await exists(sourceIndex)) {
       indexTemp = tempPath(`${out}.index`);
       await fsp.copyFile(sourceIndex, indexTemp);
+      // The index maps every object of the database: as readable as Data.fs, no more.
+      await fsp.chmod(indexTemp, modesOf(mode).file);
       const fh = await fsp.open(indexTemp, 'r');
       await fh.sync();
       await fh.close();

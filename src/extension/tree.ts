@@ -70,6 +70,7 @@ export const BLOB_STATUS_TEXT: Record<GenerationView['blob']['status'], string> 
   mismatch: 'blob backup lacks files',
   archived: 'blobs in an archive',
   none: 'no blobs in this storage',
+  unsafe: 'blob backup refused (not as plone-backup wrote it)',
 };
 
 function generationIcon(g: GenerationView): vscode.ThemeIcon {
@@ -78,6 +79,7 @@ function generationIcon(g: GenerationView): vscode.ThemeIcon {
     case 'match':
       return new vscode.ThemeIcon('pass-filled', new vscode.ThemeColor('testing.iconPassed'));
     case 'missing':
+    case 'unsafe':
       return new vscode.ThemeIcon('error', new vscode.ThemeColor('list.errorForeground'));
     case 'mismatch':
       return new vscode.ThemeIcon('warning', new vscode.ThemeColor('list.warningForeground'));
@@ -100,6 +102,7 @@ function generationTooltip(n: GenerationNode): vscode.MarkdownString {
   let blob = `$(${generationIcon(g).id}) ${BLOB_STATUS_TEXT[b.status]}`;
   if (b.status === 'match' && b.files !== undefined) blob += ` (${plural(b.files, 'file')})`;
   if (b.status === 'mismatch') blob += `: ${b.missingCount} missing, e.g. ${esc(b.missing?.[0] ?? '')}`;
+  if (b.status === 'unsafe' && b.problem) blob += `: ${esc(b.problem)}`;
   md.appendMarkdown(`${blob}  \n`);
   if (b.path) md.appendMarkdown(`${esc(b.path)}  \n`);
   if (!g.registered) md.appendMarkdown(`$(warning) not listed in its .dat  \n`);

@@ -93,8 +93,11 @@ describe('retention of generations', () => {
     const blobs = path.join(root, 'blobstoragebackups');
     fs.mkdirSync(repo);
     const stamps = ['2026-01-01-00-00-00', '2026-01-02-00-00-00', '2026-01-03-00-00-00'];
+    // Full pieces of one database: its magic and first transaction id (how retention knows them as its own).
+    const first = '03f0000000000001';
+    const piece = Buffer.concat([Buffer.from('FS21'), Buffer.from(first, 'hex')]);
     stamps.forEach((st, i) => {
-      for (const n of [`${st}.fs`, `${st}.dat`, `${st}.index`]) fs.writeFileSync(path.join(repo, n), 'x');
+      for (const n of [`${st}.fs`, `${st}.dat`, `${st}.index`]) fs.writeFileSync(path.join(repo, n), n.endsWith('.fs') ? piece : 'x');
       fs.mkdirSync(path.join(blobs, `blobstorage.${st}`, 'blobstorage'), { recursive: true });
       // The oldest gets the newest mtime.
       const when = new Date(Date.UTC(2030, 0, 3 - i));
@@ -102,7 +105,8 @@ describe('retention of generations', () => {
       fs.utimesSync(path.join(blobs, `blobstorage.${st}`), when, when);
     });
     fs.writeFileSync(path.join(blobs, `blobstorage.${stamps[0]}.tar`), 'archived');
-    const removed = await applyRetention(repo, blobs, 'blobstorage', 2);
+    const me = { file: path.join(root, 'Data.fs'), first };
+    const removed = await applyRetention(repo, blobs, 'blobstorage', 2, me);
     assert.deepEqual(fs.readdirSync(repo).sort(), stamps.slice(1).flatMap((st) => [`${st}.dat`, `${st}.fs`, `${st}.index`]));
     assert.deepEqual(
       (await listGenerations(blobs, 'blobstorage')).map((g) => g.name),
@@ -110,7 +114,7 @@ describe('retention of generations', () => {
     );
     assert.equal(removed.length, 5);
     // keep=1 with one chain left over: nothing else to remove.
-    assert.deepEqual(await applyRetention(repo, blobs, 'blobstorage', 2), []);
+    assert.deepEqual(await applyRetention(repo, blobs, 'blobstorage', 2, me), []);
   });
 
   it('snapshots keep keepSnapshots full backups in their own folders', async (t) => {

@@ -22,12 +22,13 @@ import { PloneBackupError, checkAbort, toPloneBackupError } from '../errors';
 import { prepareBackup, cleanLeftovers, type BackupResult } from '../backup';
 import { openFileStorage, type OpenedStorage } from '../filestorage';
 import { acquireLock } from '../lock';
-import { readLayout, blobRelPath, type BlobLayout } from '../blobdir';
+import { readLayout, blobRelPath, statBlobFiles, type BlobLayout } from '../blobdir';
 import { scanBlobRefs } from '../blobrefs';
-import { findChain, listRepository, allChains, datName, indexName } from '../repository';
-import { exists, isTempName, tempPath, fsyncDir } from '../io';
+import { findChain, listRepository, allChains, datName, indexName, type RepoFile } from '../repository';
+import { chainIsOurs, identify, isInside, readOwners, recordOwner, type StorageIdentity } from './owners';
+import { exists, isTempName, modesFrom, modesOf, tempPath, fsyncDir, type Modes } from '../io';
 import type { OperationOptions } from '../progress';
-import { BlobVanished, buildGeneration, listGenerations, readManifest, type Generation, LATEST, setLatest } from './blobgen';
+import { BlobVanished, buildGeneration, listGenerations, readManifest, readManifestHead, type Generation, LATEST, setLatest } from './blobgen';
 import { writeTar, type TarEntry } from './tar';
 import type { Deployment, StorageConfig } from './deployment';
 
@@ -109,7 +110,8 @@ export async function backupStorage(dep: Deployment, s: StorageConfig, kind: Bac
   // Folders this run creates are removed again if it fails and they stayed empty.
   const fresh: string[] = [];
   for (const d of s.blobDir ? [repo, blobs] : [repo]) if (!(await exists(d))) fresh.push(d);
-  await fsp.mkdir(repo, { recursive: true });
+  // Backup folders made here are no more open than the Data.fs they hold (0700 for a 0600 one).
+  await fsp.mkdir(repo, { recursive: true, mode: (await modesFrom(s.file)).dir });
   let ok = false;
   const lock = await acquireLock(repo, { what: kind, waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
@@ -169,7 +171,7 @@ async function attemptBackup(
     // killed after registering its backup may not have got to it.
     const retain = async () => {
       const keep = kind === 'snapshot' ? dep.settings.keepSnapshots : kind === 'zipbackup' ? dep.settings.keepZips : dep.settings.keep;
-      result.removed = await applyRetention(repo, blobs, s.blobDir ? path.basename(s.blobDir) : undefined, keep, opts.log);
+      result.removed = await applyRetention(repo, blobs, s.blobDir ? path.basename(s.blobDir) : undefined, keep, await identify(s.file), opts.log, dep.root);
     };
     let needed: string[] | undefined;
     try {
@@ -197,14 +199,16 @@ async function attemptBackup(
         const continues = res.action === 'incremental' ? findChain((await listRepository(repo)).files).at(-1)?.stamp : undefined;
         needed = await neededBlobs(st, res, continues, prepared.blobs, blobs, base, layout, opts.signal);
         const gens = await listGenerations(blobs, base);
-        const previous = [...gens].reverse().find((g) => g.kind === 'dir');
-        // A first generation copies every file from the live tree, and a missing one
-        // fails its copy (then reported in full below): looking for each first would
-        // cost 20,000 stats on a big site. Files linked from a previous generation
-        // are not read from the live tree, so there they are looked for.
-        if (kind === 'zipbackup' || previous) await checkBlobsExist(s.blobDir, needed, st);
+        // Files are linked from the newest dir generation, unless its manifest is not sound.
+        let previous = [...gens].reverse().find((g) => g.kind === 'dir');
+        if (previous && (await readManifestHead(previous).catch(() => null)) === null) previous = undefined;
+        // Every needed file is looked up first, without following a link (a blob
+        // replaced by a link to a private file must not land in a backup): a
+        // missing one fails here, before anything is written, all of them named.
+        const sizes = await checkBlobsExist(s.blobDir, needed, st, opts.signal);
+        const modes = modesOf(st.mode);
         if (kind === 'zipbackup') {
-          const archive = await writeBlobArchive(s.blobDir, blobs, base, stamp!, needed, opts.signal);
+          const archive = await writeBlobArchive(s.blobDir, blobs, base, stamp!, needed, sizes, modes, opts.signal);
           try {
             // The archive first, as a generation: a crash between the two leaves an
             // archive without a piece (the next run removes it), never a piece without blobs.
@@ -228,6 +232,7 @@ async function attemptBackup(
             lastTid,
             needed,
             previous,
+            modes,
             signal: opts.signal,
             onProgress: (done, total) => opts.onProgress?.({ phase: `blobs of ${s.name}`, done, total }),
           });
@@ -255,13 +260,18 @@ async function attemptBackup(
       await prepared.discard();
       if (e instanceof BlobVanished && !(await replaced(st))) {
         // Data.fs was not packed: the blob is really missing from the live site (all of them named).
-        if (needed && s.blobDir) await checkBlobsExist(s.blobDir, needed, st);
+        if (needed && s.blobDir) await checkBlobsExist(s.blobDir, needed, st, opts.signal);
         throw new PloneBackupError('BLOB_MISSING', `${e.path} is referenced by Data.fs but missing; the backup was not made.`, {
           path: e.path,
           hint: 'Run `plone-backup check` to list the missing blobs; restore them or repair the site first.',
         });
       }
       throw e;
+    }
+    if (res.action === 'full' && res.stamp) {
+      // Which storage wrote this chain: retention deletes only its own (owners.ts).
+      const present = new Set((await listRepository(repo)).files.filter((f) => f.full).map((f) => f.stamp));
+      await recordOwner(repo, res.stamp, await identify(s.file), present, modesOf(st.mode).file);
     }
     await retain();
     return result;
@@ -292,7 +302,8 @@ async function neededBlobs(
     // Only the generation of the very piece continued describes the state at res.start
     // (an older chain's generation may end at the same byte by chance).
     const g = (await listGenerations(blobBackups, base)).find((x) => x.stamp === continues);
-    const m = g && (await readManifest(g));
+    // A manifest that is not sound describes nothing: the state is scanned instead.
+    const m = g && (await isOurGeneration(g)) ? await readManifest(g) : undefined;
     if (m && m.stamp === continues && m.end === res.start && m.layout === layout) {
       for (const [rel] of m.files) rels.add(rel);
       from = res.start;
@@ -307,30 +318,23 @@ async function neededBlobs(
   return [...rels].sort();
 }
 
-/** Fails with BLOB_MISSING (or a pack restart) before anything is written when a needed file is absent. */
-async function checkBlobsExist(blobDir: string, needed: string[], st: OpenedStorage): Promise<void> {
-  const missing: string[] = [];
-  await Promise.all(
-    needed.map(async (rel) => {
-      try {
-        await fsp.access(path.join(blobDir, rel));
-      } catch {
-        missing.push(rel);
-      }
-    }),
-  );
-  if (missing.length === 0) return;
-  if (await replaced(st)) throw new BlobVanished(path.join(blobDir, missing[0]));
-  missing.sort();
+/**
+ * Fails with BLOB_MISSING (or a pack restart) before anything is written when
+ * a needed file is absent, and with UNSAFE when one is a link; returns the sizes.
+ */
+async function checkBlobsExist(blobDir: string, needed: string[], st: OpenedStorage, signal?: AbortSignal): Promise<Map<string, number>> {
+  const { missing, sizes } = await statBlobFiles(blobDir, needed, signal);
+  if (missing.length === 0) return sizes;
+  if (await replaced(st)) throw new BlobVanished(path.join(blobDir, missing[0]!));
   throw new PloneBackupError(
     'BLOB_MISSING',
-    `${missing.length} blob file${missing.length > 1 ? 's' : ''} referenced by ${st.path} ${missing.length > 1 ? 'are' : 'is'} missing (first: ${path.join(blobDir, missing[0])}); the backup was not made.`,
-    { path: path.join(blobDir, missing[0]), hint: 'Run `plone-backup check` to list them; restore them or repair the site first.' },
+    `${missing.length} blob file${missing.length > 1 ? 's' : ''} referenced by ${st.path} ${missing.length > 1 ? 'are' : 'is'} missing (first: ${path.join(blobDir, missing[0]!)}); the backup was not made.`,
+    { path: path.join(blobDir, missing[0]!), hint: 'Run `plone-backup check` to list them; restore them or repair the site first.' },
   );
 }
 
-async function writeBlobArchive(blobDir: string, blobZips: string, base: string, stamp: string, needed: string[], signal?: AbortSignal) {
-  await fsp.mkdir(blobZips, { recursive: true });
+async function writeBlobArchive(blobDir: string, blobZips: string, base: string, stamp: string, needed: string[], sizes: Map<string, number>, modes: Modes, signal?: AbortSignal) {
+  await fsp.mkdir(blobZips, { recursive: true, mode: modes.dir });
   const final = path.join(blobZips, `${base}.${stamp}.tar`);
   const temp = tempPath(final, 'tar');
   const entries: TarEntry[] = [];
@@ -340,22 +344,23 @@ async function writeBlobArchive(blobDir: string, blobZips: string, base: string,
     if (d === '.' || dirs.has(d)) return;
     addDir(path.posix.dirname(d));
     dirs.add(d);
-    entries.push({ name: `./${d}/`, size: 0, mode: 0o755, mtime: Date.now() / 1000 });
+    entries.push({ name: `./${d}/`, size: 0, mode: modes.dir, mtime: Date.now() / 1000 });
   };
   // collective.recipe.backup's layout (`tar -C blobstorage .`), so its ziprestore
   // (`tar xf ARCHIVE -C var/blobstorage`) restores it too.
-  entries.push({ name: './', size: 0, mode: 0o755, mtime: Date.now() / 1000 });
-  const lst = await fsp.stat(layoutFile).catch(() => undefined);
-  if (lst) entries.push({ name: './.layout', source: layoutFile, size: lst.size, mode: 0o644, mtime: lst.mtimeMs / 1000 });
+  entries.push({ name: './', size: 0, mode: modes.dir, mtime: Date.now() / 1000 });
+  const lst = await fsp.lstat(layoutFile).catch(() => undefined);
+  if (lst?.isFile()) entries.push({ name: './.layout', source: layoutFile, size: lst.size, mode: modes.file, mtime: lst.mtimeMs / 1000 });
+  const now = Date.now() / 1000;
   for (const rel of needed) {
     addDir(path.posix.dirname(rel));
-    const src = path.join(blobDir, rel);
-    const st = await fsp.stat(src).catch(() => undefined);
-    if (!st) throw new BlobVanished(src);
-    entries.push({ name: `./${rel}`, source: src, size: st.size, mode: st.mode & 0o777, mtime: st.mtimeMs / 1000 });
+    const size = sizes.get(rel);
+    if (size === undefined) throw new BlobVanished(path.join(blobDir, rel));
+    // ZODB's blob files are read-only; in the archive as such, within Data.fs's modes.
+    entries.push({ name: `./${rel}`, source: path.join(blobDir, rel), size, mode: modes.file & 0o444, mtime: now });
   }
   try {
-    await writeTar(temp, entries, { signal });
+    await writeTar(temp, entries, { signal, mode: modes.file });
   } catch (e) {
     await fsp.rm(temp, { force: true });
     throw e;
@@ -367,19 +372,29 @@ async function writeBlobArchive(blobDir: string, blobZips: string, base: string,
  * Keeps the newest `keep` full backups with their incrementals, and the blob
  * generations and archives from the oldest kept full onwards. Runs only after
  * the new backup is complete; orders by the stamp in the names, never mtime.
+ *
+ * Only chains that the storage `me` wrote count and go (see owners.ts): a
+ * backup folder shared with another site by a configuration keeps that
+ * site's chains, whatever `keep` says. `home`: the site's folder.
  */
-export async function applyRetention(repo: string, blobs: string, base: string | undefined, keep: number, log?: (m: string) => void): Promise<string[]> {
+export async function applyRetention(repo: string, blobs: string, base: string | undefined, keep: number, me: StorageIdentity, log?: (m: string) => void, home?: string): Promise<string[]> {
   const removed: string[] = [];
   const { files } = await listRepository(repo);
-  const chains = allChains(files);
+  const owners = await readOwners(repo);
+  const atHome = home !== undefined && (await isInside(repo, home));
+  const chains: RepoFile[][] = [];
+  const foreign: RepoFile[][] = [];
+  for (const c of allChains(files)) (await chainIsOurs(repo, c[0]!, owners, me, atHome) ? chains : foreign).push(c);
+  if (foreign.length) log?.(`kept ${foreign.length} backup chain${foreign.length > 1 ? 's' : ''} in ${repo} that ${me.file} did not write (first: ${foreign[0]![0]!.name})`);
   if (chains.length === 0) return removed;
+  const foreignStamps = new Set(foreign.flat().map((f) => f.stamp));
   // Also with no chain too many: what a run killed while it deleted old chains
   // left (incrementals of a full that is gone, its .dat and .index, its blob
   // generations) is older than the oldest full and restores nothing.
   const trimming = chains.length > keep;
-  const oldestKept = chains[Math.max(0, chains.length - keep)][0].stamp;
+  const oldestKept = chains[Math.max(0, chains.length - keep)]![0]!.stamp;
   for (const f of files) {
-    if (f.stamp >= oldestKept) continue;
+    if (f.stamp >= oldestKept || foreignStamps.has(f.stamp)) continue;
     for (const n of [f.name, indexName(f.stamp), ...(f.full ? [datName(f.stamp)] : [])]) {
       try {
         await fsp.unlink(path.join(repo, n));
@@ -392,14 +407,14 @@ export async function applyRetention(repo: string, blobs: string, base: string |
   // A .dat or .index whose piece is gone (a run killed while it deleted them).
   for (const n of await fsp.readdir(repo)) {
     const m = /^(\d{4}(?:-\d\d){5})\.(dat|index)$/.exec(n);
-    if (m && m[1] < oldestKept) {
+    if (m && m[1]! < oldestKept && !foreignStamps.has(m[1]!)) {
       await fsp.rm(path.join(repo, n), { force: true });
       removed.push(path.join(repo, n));
     }
   }
   if (base) {
     for (const g of await listGenerations(blobs, base)) {
-      if (g.stamp && g.stamp < oldestKept && (trimming || (await readManifest(g)))) {
+      if (g.stamp && g.stamp < oldestKept && !foreignStamps.has(g.stamp) && (trimming || (await isOurGeneration(g)))) {
         await fsp.rm(g.path, { recursive: true, force: true });
         removed.push(g.path);
       }
@@ -407,6 +422,16 @@ export async function applyRetention(repo: string, blobs: string, base: string |
   }
   if (removed.length) log?.(`removed ${removed.length} files and folders of backups older than ${oldestKept}`);
   return removed;
+}
+
+/** A generation we wrote: a dir generation with a sound manifest (one that is not sound is never ours to delete). */
+async function isOurGeneration(g: Generation): Promise<boolean> {
+  try {
+    return !!(await readManifest(g));
+  } catch (e) {
+    if (PloneBackupError.is(e, 'MANIFEST_BAD')) return false;
+    throw e;
+  }
 }
 
 /** Removes temp generations of killed runs, and a newest generation whose piece was never registered. */
@@ -424,7 +449,7 @@ async function cleanBlobLeftovers(blobs: string, base: string, repo: string): Pr
   let removed = false;
   for (const g of gens) {
     // Ours (a manifest, or an archive: nothing else writes one newer than every piece).
-    if (g.stamp && g.stamp > newestPiece && (g.kind !== 'dir' || (await readManifest(g)))) {
+    if (g.stamp && g.stamp > newestPiece && (g.kind !== 'dir' || (await isOurGeneration(g)))) {
       await fsp.rm(g.path, { recursive: true, force: true });
       removed = true;
     }

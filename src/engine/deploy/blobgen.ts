@@ -19,9 +19,9 @@
 
 import { constants as fsc, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { PloneBackupError, checkAbort } from '../errors';
-import { type BlobLayout, LAYOUT_FILE, blobRelPath, listBlobFiles } from '../blobdir';
-import { exists, fsyncDir, isTempName, tempPath } from '../io';
+import { PloneBackupError } from '../errors';
+import { type BlobLayout, LAYOUT_FILE, blobRelPath, eachAtMost, isBlobRelPath, listBlobFiles, notABlobFile } from '../blobdir';
+import { PRIVATE_MODES, READ_CAPS, copyRegularFile, exists, fsyncDir, isTempName, readFileCapped, tempPath, type Modes } from '../io';
 import { isStamp } from '../tid';
 
 export const MANIFEST = '.plone-backup.json';
@@ -95,45 +95,104 @@ export async function listGenerations(backupDir: string, baseName: string): Prom
   return gens;
 }
 
+/**
+ * A manifest found where it cannot be trusted: not JSON, not our shape, or an
+ * entry that is no blob path of its layout (`../../x`, `/etc/x`). The whole
+ * generation is then refused: a backup folder may have been written by
+ * someone else, and a manifest entry becomes a path we read and write.
+ */
+function manifestBad(file: string, why: string): PloneBackupError {
+  return new PloneBackupError('MANIFEST_BAD', `The blob generation manifest ${file} cannot be trusted: ${why}; the generation is not used.`, {
+    path: file,
+    hint: 'Remove that generation (it was not written by plone-backup as it is), and make a new backup.',
+  });
+}
+
+/** Checks the fields of a manifest's head (everything but `files`); throws MANIFEST_BAD. */
+function checkHead(m: unknown, file: string, gen: Generation): asserts m is Omit<Manifest, 'files'> {
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) throw manifestBad(file, 'it is not a JSON object');
+  const o = m as Record<string, unknown>;
+  if (o.version !== 1) throw manifestBad(file, `its version is ${JSON.stringify(o.version)}, not 1`);
+  if (typeof o.stamp !== 'string' || !isStamp(o.stamp) || (gen.stamp !== undefined && o.stamp !== gen.stamp)) throw manifestBad(file, 'its stamp is not the generation\'s');
+  if (typeof o.end !== 'number' || !Number.isSafeInteger(o.end) || o.end < 0) throw manifestBad(file, 'its end is not a position');
+  if (o.lastTid !== undefined && (typeof o.lastTid !== 'string' || !/^[0-9a-f]{16}$/.test(o.lastTid))) throw manifestBad(file, 'its lastTid is not a tid');
+  if (o.layout !== 'bushy' && o.layout !== 'lawn') throw manifestBad(file, 'its layout is neither bushy nor lawn');
+}
+
+/**
+ * Reads and checks a dir generation's manifest: undefined when it has none
+ * (the recipe's generations, or an archive), MANIFEST_BAD when it is there but
+ * not what we write. Every entry must be a blob path of the manifest's layout
+ * (so it stays inside whatever folder it is joined to) with a size; read
+ * without following a link, bounded by READ_CAPS.manifest.
+ */
 export async function readManifest(gen: Generation): Promise<Manifest | undefined> {
   if (gen.kind !== 'dir') return undefined;
+  const file = path.join(gen.path, MANIFEST);
+  let text: string;
   try {
-    const m = JSON.parse(await fsp.readFile(path.join(gen.path, MANIFEST), 'utf8')) as Manifest;
-    if (m.version !== 1 || !Array.isArray(m.files)) return undefined;
-    return m;
-  } catch {
-    return undefined;
+    text = (await readFileCapped(file, READ_CAPS.manifest, { noFollow: true, what: 'The blob generation manifest' })).toString('utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (PloneBackupError.is(e)) throw manifestBad(file, e.message.replace(/\.$/, ''));
+    throw e;
   }
+  let m: unknown;
+  try {
+    m = JSON.parse(text);
+  } catch {
+    throw manifestBad(file, 'it is not valid JSON');
+  }
+  checkHead(m, file, gen);
+  const files = (m as { files?: unknown }).files;
+  if (!Array.isArray(files)) throw manifestBad(file, 'it has no file list');
+  for (let i = 0; i < files.length; i++) {
+    const f: unknown = files[i];
+    if (!Array.isArray(f) || f.length !== 2 || typeof f[0] !== 'string' || typeof f[1] !== 'number' || !Number.isSafeInteger(f[1]) || f[1] < 0) {
+      throw manifestBad(file, `entry ${i + 1} is not a [path, size] pair`);
+    }
+    if (!isBlobRelPath(f[0], m.layout)) throw manifestBad(file, `entry ${i + 1} (${JSON.stringify(f[0].slice(0, 200))}) is not a blob path of the ${m.layout} layout`);
+  }
+  return m as Manifest;
 }
 
 /**
  * A manifest without its file list: what a generation describes (stamp, end,
  * last tid, layout), read from the head of the file alone. The manifest is
  * written with `files` last, so its head parses without the 20,000 entries
- * after it; anything else is read whole.
+ * after it; anything else is read whole (and checked whole).
  */
 export async function readManifestHead(gen: Generation): Promise<Omit<Manifest, 'files'> | undefined> {
   if (gen.kind !== 'dir') return undefined;
+  const file = path.join(gen.path, MANIFEST);
   let head: string;
   try {
-    const fh = await fsp.open(path.join(gen.path, MANIFEST), 'r');
+    const fh = await fsp.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
     try {
+      if (!(await fh.stat()).isFile()) throw manifestBad(file, 'it is not a regular file');
       const b = Buffer.alloc(1024);
       const { bytesRead } = await fh.read(b, 0, b.length, 0);
       head = b.toString('utf8', 0, bytesRead);
     } finally {
       await fh.close();
     }
-  } catch {
-    return undefined;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP') throw manifestBad(file, 'it is a symbolic link');
+    throw e;
   }
   const cut = head.indexOf(',"files":');
   if (cut > 0) {
+    let m: unknown;
     try {
-      const m = JSON.parse(head.slice(0, cut) + '}') as Omit<Manifest, 'files'>;
-      if (m.version === 1) return m;
+      m = JSON.parse(head.slice(0, cut) + '}');
     } catch {
-      // not the shape we write: read it whole
+      m = undefined; // not the shape we write: read it whole
+    }
+    if (m !== undefined) {
+      checkHead(m, file, gen);
+      return m;
     }
   }
   const whole = await readManifest(gen);
@@ -142,27 +201,15 @@ export async function readManifestHead(gen: Generation): Promise<Omit<Manifest, 
   return rest;
 }
 
-/** Runs `fn` over `items` with at most `n` at once (libuv has four threads; keep them busy). */
-export async function eachLimit<T>(items: T[], n: number, fn: (t: T) => Promise<void>, signal?: AbortSignal): Promise<void> {
-  let i = 0;
-  let failed: unknown;
-  const worker = async () => {
-    while (i < items.length && failed === undefined) {
-      const t = items[i++];
-      try {
-        if (signal?.aborted) checkAbort(signal);
-        await fn(t);
-      } catch (e) {
-        failed ??= e;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
-  if (failed !== undefined) throw failed;
-}
+/** Runs `fn` over `items` with at most `n` at once (see blobdir's eachAtMost). */
+export const eachLimit = eachAtMost;
 
-/** Creates the parent folders of many relative paths once each, parents first, each level in parallel. */
-export async function makeDirs(root: string, rels: string[]): Promise<void> {
+/**
+ * Creates the parent folders of many relative paths once each, parents first,
+ * each level in parallel, with `mode` (as ZODB's own 0700 blob folders, or
+ * no wider than the source Data.fs).
+ */
+export async function makeDirs(root: string, rels: string[], mode = 0o700): Promise<void> {
   const dirs = new Set<string>();
   for (const r of rels) {
     let d = path.posix.dirname(r);
@@ -180,14 +227,10 @@ export async function makeDirs(root: string, rels: string[]): Promise<void> {
     else byDepth.set(depth, [d]);
   }
   for (const depth of [...byDepth.keys()].sort((a, b) => a - b)) {
-    await eachLimit(byDepth.get(depth)!, 16, (d) => fsp.mkdir(path.join(root, d)).catch((e) => {
+    await eachLimit(byDepth.get(depth)!, 16, (d) => fsp.mkdir(path.join(root, d), { mode }).catch((e) => {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }));
   }
-}
-
-export interface NeededBlob {
-  rel: string;
 }
 
 export interface BuildResult {
@@ -227,18 +270,21 @@ export async function buildGeneration(opts: {
   previous?: Generation;
   /** Copy instead of hard-linking to the previous generation. */
   noLinks?: boolean;
+  /** Modes of what is created (from the source Data.fs): blob files keep their own. */
+  modes?: Modes;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }): Promise<BuildResult> {
+  const modes = opts.modes ?? PRIVATE_MODES;
   const base = path.basename(opts.blobDir);
   const final = path.join(opts.backupDir, `${base}.${opts.stamp}`);
   if (await exists(final)) {
     throw new PloneBackupError('WOULD_OVERWRITE', `The blob generation ${final} already exists.`, { path: final, hint: 'Remove it or wait a second.' });
   }
-  await fsp.mkdir(opts.backupDir, { recursive: true });
+  await fsp.mkdir(opts.backupDir, { recursive: true, mode: modes.dir });
   const temp = tempPath(final, 'gen');
   const content = path.join(temp, base);
-  await fsp.mkdir(content, { recursive: true });
+  await fsp.mkdir(content, { recursive: true, mode: modes.dir });
   let linked = 0;
   let copied = 0;
   let bytes = 0;
@@ -246,9 +292,9 @@ export async function buildGeneration(opts: {
   let manifest: Manifest | undefined;
   const prev = opts.previous?.kind === 'dir' ? opts.previous.content : undefined;
   try {
-    await fsp.writeFile(path.join(content, LAYOUT_FILE), opts.layout + '\n');
+    await fsp.writeFile(path.join(content, LAYOUT_FILE), opts.layout + '\n', { flag: 'wx', mode: modes.file });
     const needed = [...new Set(opts.needed)].sort();
-    await makeDirs(content, needed);
+    await makeDirs(content, needed, modes.dir);
     let done = 0;
     await eachLimit(
       needed,
@@ -258,12 +304,17 @@ export async function buildGeneration(opts: {
         if (prev && !opts.noLinks) {
           try {
             await fsp.link(path.join(prev, rel), dst);
-            const st = await fsp.stat(dst);
-            files.push([rel, st.size]);
-            linked++;
-            bytes += st.size;
-            opts.onProgress?.(++done, needed.length);
-            return;
+            // link(2) links a symbolic link itself: what landed must be a plain
+            // file, else it goes and the live file is copied instead.
+            const st = await fsp.lstat(dst);
+            if (st.isFile()) {
+              files.push([rel, st.size]);
+              linked++;
+              bytes += st.size;
+              opts.onProgress?.(++done, needed.length);
+              return;
+            }
+            await fsp.rm(dst, { force: true });
           } catch (e) {
             const code = (e as NodeJS.ErrnoException).code;
             if (code !== 'ENOENT' && code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw e;
@@ -271,12 +322,14 @@ export async function buildGeneration(opts: {
         }
         const src = path.join(opts.blobDir, rel);
         try {
-          await fsp.copyFile(src, dst, fsc.COPYFILE_FICLONE | fsc.COPYFILE_EXCL);
+          // Never through a link: a blob swapped for a link to a private file
+          // must not put that file into a backup.
+          await copyRegularFile(src, dst, fsc.COPYFILE_FICLONE | fsc.COPYFILE_EXCL, notABlobFile, modes.file);
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobVanished(src);
           throw e;
         }
-        const st = await fsp.stat(dst);
+        const st = await fsp.lstat(dst);
         files.push([rel, st.size]);
         copied++;
         bytes += st.size;
@@ -287,7 +340,7 @@ export async function buildGeneration(opts: {
     files.sort((a, b) => (a[0] < b[0] ? -1 : 1));
     // `files` last: readManifestHead parses what comes before it alone.
     manifest = { version: 1, stamp: opts.stamp, end: opts.end, lastTid: opts.lastTid, layout: opts.layout, files };
-    await fsp.writeFile(path.join(temp, MANIFEST), JSON.stringify(manifest));
+    await fsp.writeFile(path.join(temp, MANIFEST), JSON.stringify(manifest), { flag: 'wx', mode: modes.file });
   } catch (e) {
     await fsp.rm(temp, { recursive: true, force: true });
     throw e;

@@ -41,6 +41,8 @@ export interface Finding {
     | 'FS_CORRUPT'
     | 'PIECE_WITHOUT_BLOBS'
     | 'GENERATION_INCOMPLETE'
+    | 'GENERATION_UNSAFE'
+    | 'BLOB_LINK'
     | 'REPOSITORY_INVALID'
     | 'NO_BACKUP';
   storage: string;
@@ -125,7 +127,17 @@ export async function checkLive(s: StorageConfig, opts: CheckOptions = {}): Prom
       hint: `Write "${layout}" into it.`,
     });
   }
-  const { files, strays } = await listBlobFiles(s.blobDir, layout);
+  const { files, strays, links } = await listBlobFiles(s.blobDir, layout);
+  for (const rel of links) {
+    out.push({
+      severity: 'error',
+      code: 'BLOB_LINK',
+      storage: s.name,
+      message: `${path.join(s.blobDir, rel)} is a symbolic link (or another non-regular entry) in the blobstorage; backups refuse to follow it.`,
+      file: path.join(s.blobDir, rel),
+      hint: 'Replace it by the blob file itself (ZODB never makes links), or remove it.',
+    });
+  }
   const other = layout === 'bushy' ? 'lawn' : 'bushy';
   const misfits = strays.filter((r) => parseBlobRelPath(r, other));
   if (misfits.length) {
@@ -219,6 +231,15 @@ export async function checkBackups(dep: Deployment, opts: CheckOptions = {}): Pr
               message: `The ${g.kind} ${p.stamp} has no blob backup with the same stamp in ${g.blobBackups}; restoring it would miss blobs.`,
               file: piece,
               hint: 'Run a backup now to get a complete generation; restore dates that have one.',
+            });
+          } else if (p.blob.status === 'unsafe') {
+            out.push({
+              severity: 'error',
+              code: 'GENERATION_UNSAFE',
+              storage: s.name,
+              message: p.blob.problem ?? `The blob backup ${p.blob.path} cannot be trusted.`,
+              file: p.blob.path!,
+              hint: 'Restores refuse it; remove that generation (it was not written by plone-backup as it is) and make a new backup.',
             });
           } else if (p.blob.status === 'mismatch') {
             out.push({

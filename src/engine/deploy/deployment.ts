@@ -159,13 +159,20 @@ async function fromBuildout(root: string, settings: DeploymentSettings, backupRo
   if (!(await isFile(main))) return undefined;
   const base = backupRoot ? path.resolve(root, backupRoot) : varDir;
   const storages: StorageConfig[] = [];
-  const blob = path.join(varDir, 'blobstorage');
-  storages.push({ name: 'main', file: main, blobDir: (await isDir(blob)) ? blob : undefined, dirs: defaultDirs(base, 'main') });
+  // A storage has blobs when its blobstorage is there, or when its blob
+  // backups are: a site whose var/blobstorage was lost must get it back
+  // from a restore, not a restore that silently leaves the blobs out.
+  const withBlobs = async (blob: string, dirs: BackupDirs) => {
+    for (const d of [blob, dirs.blobBackups, dirs.blobSnapshots, dirs.blobZips]) if (await isDir(d)) return blob;
+    return undefined;
+  };
+  const mainDirs = defaultDirs(base, 'main');
+  storages.push({ name: 'main', file: main, blobDir: await withBlobs(path.join(varDir, 'blobstorage'), mainDirs), dirs: mainDirs });
   for (const n of (await fsp.readdir(fsDir)).sort()) {
     if (!n.endsWith('.fs') || n === 'Data.fs') continue;
     const name = n.slice(0, -3);
-    const b = path.join(varDir, `blobstorage_${name}`);
-    storages.push({ name, file: path.join(fsDir, n), blobDir: (await isDir(b)) ? b : undefined, dirs: defaultDirs(base, name) });
+    const dirs = defaultDirs(base, name);
+    storages.push({ name, file: path.join(fsDir, n), blobDir: await withBlobs(path.join(varDir, `blobstorage_${name}`), dirs), dirs });
   }
   return { root, varDir, source: 'buildout', storages, settings };
 }

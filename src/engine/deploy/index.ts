@@ -2,6 +2,7 @@
 export * from './deployment';
 export * from './zconfig';
 export * from './blobgen';
+export * from './owners';
 export * from './tar';
 export * from './site';
 export * from './backup';

@@ -6,7 +6,8 @@
  */
 
 import * as path from 'node:path';
-import { blobRelPath, listBlobFiles, readLayout, type BlobLayout } from '../blobdir';
+import { blobRelPath, listBlobFiles, notABlobFile, readLayout, type BlobLayout } from '../blobdir';
+import { PloneBackupError } from '../errors';
 import { describeRepository, type PieceInfo } from '../pieceinfo';
 import type { OperationOptions } from '../progress';
 import { generationFiles, listGenerations, type Generation } from './blobgen';
@@ -15,7 +16,8 @@ import type { Deployment, StorageConfig } from './deployment';
 
 export type GroupKind = 'backup' | 'snapshot' | 'zip';
 
-export type BlobStatus = 'match' | 'missing' | 'mismatch' | 'archived' | 'none';
+/** `unsafe`: a generation holding a link, or whose manifest is not what we write; never used by a restore. */
+export type BlobStatus = 'match' | 'missing' | 'mismatch' | 'archived' | 'none' | 'unsafe';
 
 export interface GenerationView extends PieceInfo {
   kind: GroupKind;
@@ -29,6 +31,8 @@ export interface GenerationView extends PieceInfo {
     /** Blob files the state references that the generation lacks (first few). */
     missing?: string[];
     missingCount?: number;
+    /** For `unsafe`: what is wrong, one sentence. */
+    problem?: string;
   };
 }
 
@@ -111,8 +115,21 @@ async function listGroup(s: StorageConfig, kind: GroupKind, folderKind: 'backup'
 
 async function blobStatus(g: Generation, state: Set<string>, liveLayout: BlobLayout, onDisk = false): Promise<GenerationView['blob']> {
   if (g.kind !== 'dir') return { status: 'archived', path: g.path };
-  const layout = g.content ? (await readLayout(g.content)).layout : liveLayout;
-  const files = onDisk && g.content ? new Map((await listBlobFiles(g.content, layout)).files.map((f) => [f.rel, f.size])) : await generationFiles(g, layout);
+  let layout: BlobLayout;
+  let files: Map<string, number>;
+  try {
+    layout = g.content ? (await readLayout(g.content)).layout : liveLayout;
+    // The manifest is checked also when the files on disk are looked at (check).
+    files = await generationFiles(g, layout);
+    if (onDisk && g.content) {
+      const walked = await listBlobFiles(g.content, layout);
+      if (walked.links.length) throw notABlobFile(path.join(g.content, walked.links[0]!), 'link');
+      files = new Map(walked.files.map((f) => [f.rel, f.size]));
+    }
+  } catch (e) {
+    if (!PloneBackupError.is(e, 'MANIFEST_BAD') && !PloneBackupError.is(e, 'UNSAFE') && !PloneBackupError.is(e, 'TOO_LARGE')) throw e;
+    return { status: 'unsafe', path: g.path, problem: e.message };
+  }
   const missing: string[] = [];
   for (const key of state) {
     const [oid, tid] = key.split('/');

@@ -25,10 +25,10 @@ import { FileWindow, TxnScanner, openFileStorage, txnEndingAt } from '../filesto
 import { BlobCollector, scanBlobRefs } from '../blobrefs';
 import type { FileHandle } from 'node:fs/promises';
 import { acquireLock, removeDeadTemps, type Lock } from '../lock';
-import { readLayout, listBlobFiles, blobRelPath, LAYOUT_FILE, BLOB_TMP_DIR } from '../blobdir';
+import { readLayout, listBlobFiles, blobRelPath, notABlobFile, statBlobFiles, LAYOUT_FILE, BLOB_TMP_DIR } from '../blobdir';
 import { findChain, listRepository, readDat, datLinesFor, datName, indexName, type DatLine, type RepoFile } from '../repository';
 import { readPiece } from '../streams';
-import { exists, fsyncDir, tempPath, writeAll } from '../io';
+import { copyRegularFile, exists, fsyncDir, modesFrom, modesOf, tempPath, writeAll, type Modes } from '../io';
 import { formatStamp } from '../tid';
 import type { OperationOptions } from '../progress';
 import { eachLimit, generationFiles, listGenerations, makeDirs, readManifestHead, type Generation } from './blobgen';
@@ -170,6 +170,8 @@ async function planStorage(s: StorageConfig, opts: RestoreOptions): Promise<Stor
 async function planIncremental(plan: StoragePlan, gens: Generation[]): Promise<void> {
   const file = plan.storage.file;
   if (plan.source.type !== 'repository' || plan.lines.some((l) => !l)) return;
+  // The live blob files are trusted to be there: not when their folder is gone.
+  if (plan.storage.blobDir && plan.generation && !(await exists(plan.storage.blobDir))) return;
   let fh;
   try {
     fh = await fsp.open(file, 'r');
@@ -256,6 +258,11 @@ export async function restoreDeployment(dep: Deployment, opts: RestoreOptions = 
       }
       if (p.source.type === 'repository') locks.push(await acquireLock(p.source.repo, { what: 'restore', waitMs: opts.lockWaitMs, signal: opts.signal }));
     }
+    // Nothing but a database is replaced, and blobs go only into a blobstorage.
+    for (const p of plans) {
+      await assertFileStorage(p.storage.file, 'replaced');
+      if (p.storage.blobDir && p.generation) await assertBlobTarget(p.storage.blobDir);
+    }
     // What a restore killed before us left beside the live files (its pid is gone).
     for (const p of plans) {
       await removeDeadTemps(path.dirname(p.storage.file));
@@ -281,37 +288,51 @@ interface Staged {
   discard(): Promise<void>;
 }
 
-async function linkOrCopy(src: string, dst: string, mode: 'link' | 'copy'): Promise<void> {
+/**
+ * Puts the regular file `src` at `dst`: a hard link (blob files never change),
+ * or a copy. Neither goes through a symbolic link: link(2) would link the link
+ * itself (a backup folder's link into the live blobstorage, which the site
+ * would then follow and serve), so what landed is checked and removed again
+ * if it is not a plain file; a copy reads the file opened without following.
+ */
+async function linkOrCopy(src: string, dst: string, mode: 'link' | 'copy', maxMode: number): Promise<void> {
   if (mode === 'link') {
+    let linked = false;
     try {
       await fsp.link(src, dst);
-      return;
+      linked = true;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw e;
     }
+    if (linked) {
+      const st = await fsp.lstat(dst);
+      if (st.isFile()) return;
+      await fsp.rm(dst, { force: true });
+      throw notABlobFile(src, st.isSymbolicLink() ? 'link' : 'other');
+    }
   }
   // EXCL: the destination is a fresh tree, or (incremental) the live blobstorage,
   // where an existing blob file is never overwritten.
-  await fsp.copyFile(src, dst, fsc.COPYFILE_FICLONE | fsc.COPYFILE_EXCL);
+  await copyRegularFile(src, dst, fsc.COPYFILE_FICLONE | fsc.COPYFILE_EXCL, notABlobFile, maxMode);
 }
 
 /** Puts the generation's blob tree into `dest` (existing files are left as they are). */
-async function fillBlobs(g: Generation, dest: string, layoutHint: string | undefined, mode: 'link' | 'copy', onlyMissing: boolean, signal?: AbortSignal, only?: string[]): Promise<number> {
-  await fsp.mkdir(dest, { recursive: true });
+async function fillBlobs(g: Generation, dest: string, modes: Modes, mode: 'link' | 'copy', onlyMissing: boolean, signal?: AbortSignal, only?: string[]): Promise<number> {
+  await fsp.mkdir(dest, { recursive: true, mode: modes.dir });
   if (g.kind !== 'dir') {
     const tmp = tempPath(path.join(dest, 'x'), 'tar');
-    await fsp.mkdir(tmp);
+    await fsp.mkdir(tmp, { mode: 0o700 });
     try {
       // The blob folder's name: the archive's name without `.<STAMP or N>.tar[.gz]`.
       const base = g.name.replace(/\.tar(\.gz)?$/, '').replace(/\.[^.]*$/, '');
-      await extractTar(g.path, tmp, { gzip: g.kind === 'tar.gz', signal, prefix: base });
-      return await fillFromTree(tmp, dest, 'link', onlyMissing, layoutHint, signal);
+      await extractTar(g.path, tmp, { gzip: g.kind === 'tar.gz', signal, prefix: base, modes });
+      return await fillFromTree(tmp, dest, modes, 'link', onlyMissing, signal);
     } finally {
       await fsp.rm(tmp, { recursive: true, force: true });
     }
   }
-  return fillFromTree(g.content!, dest, mode, onlyMissing, layoutHint, signal, g, only);
+  return fillFromTree(g.content!, dest, modes, mode, onlyMissing, signal, g, only);
 }
 
 /**
@@ -369,41 +390,41 @@ async function appendedBlobs(p: StoragePlan, signal?: AbortSignal): Promise<stri
   }
 }
 
-async function fillFromTree(src: string, dest: string, mode: 'link' | 'copy', onlyMissing: boolean, layoutHint: string | undefined, signal?: AbortSignal, gen?: Generation, only?: string[]): Promise<number> {
+async function fillFromTree(src: string, dest: string, modes: Modes, mode: 'link' | 'copy', onlyMissing: boolean, signal?: AbortSignal, gen?: Generation, only?: string[]): Promise<number> {
   const { layout } = await readLayout(src);
+  // From a manifest (checked: blob paths of its layout only, so inside `src`
+  // and `dest`), or from a walk that takes no link for a file.
   let files = only ?? (gen ? [...(await generationFiles(gen, layout)).keys()] : (await listBlobFiles(src, layout)).files.map((f) => f.rel));
+  // Every source looked up first, no link followed on the way: a link or a
+  // device in the backup folder (not written by us) fails the restore before
+  // anything is changed, as does a missing file.
+  const inSource = await statBlobFiles(src, files, signal);
+  if (inSource.missing.length) {
+    const rel = inSource.missing[0]!;
+    throw new PloneBackupError('BLOB_MISSING', `The blob backup ${gen?.path ?? src} lacks ${rel}${inSource.missing.length > 1 ? ` and ${inSource.missing.length - 1} more` : ''}, which the restored state needs; nothing was restored.`, {
+      path: path.join(src, rel),
+      hint: 'Restore another date (`plone-backup list` shows which generations are whole), or run `plone-backup check`.',
+    });
+  }
   if (onlyMissing) {
     // Existing files are left as they are: only the missing ones (and their folders) are made.
-    const missing = new Set(await missingUnder(dest, files, signal));
+    const missing = new Set((await statBlobFiles(dest, files, signal)).missing);
     files = files.filter((rel) => missing.has(rel));
   }
   // Folders first, once each, a level at a time in parallel (one awaited mkdir -p
   // per file was most of a full restore's time: 20,000 round trips).
-  await makeDirs(dest, files);
+  await makeDirs(dest, files, modes.dir);
   let added = 0;
   await eachLimit(
     files,
     16,
     async (rel) => {
-      const dst = path.join(dest, rel);
-      try {
-        await linkOrCopy(path.join(src, rel), dst, mode);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || (await exists(path.join(src, rel)))) throw e;
-        throw new PloneBackupError('BLOB_MISSING', `The blob backup ${gen?.path ?? src} lacks ${rel}, which the restored state needs; nothing was restored.`, {
-          path: path.join(src, rel),
-          hint: 'Restore another date (`plone-backup list` shows which generations are whole), or run `plone-backup check`.',
-        });
-      }
+      await linkOrCopy(path.join(src, rel), path.join(dest, rel), mode, modes.file);
       added++;
     },
     signal,
   );
-  const layoutSrc = path.join(src, LAYOUT_FILE);
-  if (!(await exists(path.join(dest, LAYOUT_FILE)))) {
-    if (await exists(layoutSrc)) await fsp.copyFile(layoutSrc, path.join(dest, LAYOUT_FILE));
-    else await fsp.writeFile(path.join(dest, LAYOUT_FILE), (layoutHint ?? layout) + '\n');
-  }
+  if (!(await exists(path.join(dest, LAYOUT_FILE)))) await fsp.writeFile(path.join(dest, LAYOUT_FILE), layout + '\n', { flag: 'wx', mode: modes.file });
   return added;
 }
 
@@ -418,7 +439,8 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
     // storage is changed: files no record references yet are harmless, as in a ZODB
     // commit); the missing records are appended in apply.
     const repo = p.source.repo;
-    const added = s.blobDir && p.generation ? await fillBlobs(p.generation, s.blobDir, undefined, mode, true, opts.signal, await appendedBlobs(p, opts.signal)) : 0;
+    const modes = await modesFrom(s.file);
+    const added = s.blobDir && p.generation ? await fillBlobs(p.generation, s.blobDir, modes, mode, true, opts.signal, await appendedBlobs(p, opts.signal)) : 0;
     return {
       async apply() {
         let written = 0;
@@ -492,10 +514,14 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
     };
   }
 
-  // Full: build beside the live files.
-  await fsp.mkdir(path.dirname(s.file), { recursive: true });
+  // Full: build beside the live files, no more readable than the live Data.fs
+  // (else than the backup piece, which has its source's mode).
+  const lastPiece = p.source.type === 'repository' ? path.join(p.source.repo, p.chain.at(-1)!.name) : p.source.file;
+  const fileMode = await fsp.stat(s.file).then((st) => st.mode, () => fsp.stat(lastPiece).then((st) => st.mode, () => 0o600));
+  const modes = modesOf(fileMode);
+  await fsp.mkdir(path.dirname(s.file), { recursive: true, mode: modes.dir });
   const work = tempPath(s.file, 'restore');
-  await fsp.mkdir(work);
+  await fsp.mkdir(work, { mode: 0o700 });
   const newFile = path.join(work, path.basename(s.file));
   let newBlobs: string | undefined;
   let written = 0;
@@ -503,18 +529,25 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
   try {
     if (p.source.type === 'repository') {
       // The planned state exactly: the chain ending at the plan's last piece, the one its blob generation belongs to.
-      const r = await recover({ repository: p.source.repo, output: newFile, date: p.stamp, keepOld: false, signal: opts.signal, onProgress: opts.onProgress, now: opts.now });
+      const r = await recover({ repository: p.source.repo, output: newFile, date: p.stamp, keepOld: false, mode: fileMode, signal: opts.signal, onProgress: opts.onProgress, now: opts.now });
       written = r.bytes;
     } else {
       await fsp.copyFile(p.source.file, newFile);
+      await fsp.chmod(newFile, modes.file);
       written = (await fsp.stat(newFile)).size;
-      if (await exists(`${p.source.file}.index`)) await fsp.copyFile(`${p.source.file}.index`, `${newFile}.index`);
+      if (await exists(`${p.source.file}.index`)) {
+        await fsp.copyFile(`${p.source.file}.index`, `${newFile}.index`);
+        await fsp.chmod(`${newFile}.index`, modes.file);
+      }
     }
+    // What replaces a database must be one: pieces whose md5 matches a .dat
+    // written by someone else can hold anything.
+    await assertFileStorage(newFile, 'written');
     checkAbort(opts.signal);
     if (s.blobDir && p.generation) {
-      await fsp.mkdir(path.dirname(s.blobDir), { recursive: true });
+      await fsp.mkdir(path.dirname(s.blobDir), { recursive: true, mode: modes.dir });
       newBlobs = tempPath(s.blobDir, 'restore');
-      added = await fillBlobs(p.generation, newBlobs, undefined, mode, false, opts.signal);
+      added = await fillBlobs(p.generation, newBlobs, modes, mode, false, opts.signal);
       // A generation not made with this state (the recipe's numbered folders, or
       // the nearest older one) may lack files the restored Data.fs needs: the site
       // would fail on them. Only then is the restored Data.fs scanned for them.
@@ -547,7 +580,7 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
         merge = { live, next };
         if (opts.keepOld ?? true) {
           merge.keep = tempPath(s.blobDir, 'keep');
-          await linkTree(s.blobDir, merge.keep, live);
+          await linkTree(s.blobDir, merge.keep, live, modes.dir);
         }
       }
     } catch (e) {
@@ -578,7 +611,7 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
       if (s.blobDir && newBlobs && merge) {
         for (const rel of merge.next.keys()) {
           if (merge.live.has(rel)) continue;
-          await fsp.mkdir(path.dirname(path.join(s.blobDir, rel)), { recursive: true });
+          await fsp.mkdir(path.dirname(path.join(s.blobDir, rel)), { recursive: true, mode: modes.dir });
           await fsp.rename(path.join(newBlobs, rel), path.join(s.blobDir, rel));
         }
       } else if (s.blobDir && newBlobs && !(await exists(s.blobDir))) {
@@ -634,6 +667,67 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
   };
 }
 
+/**
+ * Refuses to put anything but a FileStorage at a database's path, or to
+ * replace anything but one: a configuration may point `file` at any file of
+ * the user's (~/.bashrc), and a backup folder may hold anything whose md5
+ * matches its own .dat. Checks the FS21/FS30 magic of a regular file.
+ */
+async function assertFileStorage(file: string, role: 'written' | 'replaced'): Promise<void> {
+  let fh;
+  try {
+    fh = await fsp.open(file, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  } catch (e) {
+    if (role === 'replaced' && (e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  try {
+    const st = await fh.stat();
+    const head = Buffer.alloc(4);
+    const { bytesRead } = st.isFile() ? await fh.read(head, 0, 4, 0) : { bytesRead: 0 };
+    const magic = head.toString('latin1', 0, bytesRead);
+    if (magic === 'FS21' || magic === 'FS30') return;
+    throw role === 'written'
+      ? new PloneBackupError('NOT_FILESTORAGE', `The restored ${path.basename(file)} is not a ZODB FileStorage (no FS21/FS30 magic); nothing was restored.`, {
+          path: file,
+          position: 0,
+          hint: 'The backup folder holds something else than backups; check where it comes from.',
+        })
+      : new PloneBackupError('UNSAFE', `${file} is not a ZODB FileStorage (no FS21/FS30 magic), so a restore will not replace it; nothing was restored.`, {
+          path: file,
+          position: 0,
+          hint: 'Check the storage paths (plone-backup.json, zope.conf, --file); move the file away if it really is to be replaced.',
+        });
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Refuses to restore blobs into a folder that is no blobstorage: a
+ * configuration's `blobDir` may name ~/.ssh. A blobstorage has `.layout`, or
+ * only ZODB's own names (0x.. folders, tmp), or nothing yet.
+ */
+async function assertBlobTarget(dir: string): Promise<void> {
+  let names: string[];
+  try {
+    if (!(await fsp.stat(dir)).isDirectory()) throw Object.assign(new Error('not a folder'), { code: 'ENOTDIR' });
+    if ((await fsp.lstat(path.join(dir, LAYOUT_FILE)).catch(() => undefined))?.isFile()) return;
+    names = await fsp.readdir(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code !== 'ENOTDIR') throw e;
+    names = ['(a file)'];
+  }
+  const foreign = names.filter((n) => n !== BLOB_TMP_DIR && !/^0x[0-9a-f]{2,16}$/.test(n));
+  if (foreign.length === 0) return;
+  throw new PloneBackupError('UNSAFE', `${dir} does not look like a blobstorage (no ${LAYOUT_FILE}, and it holds ${foreign[0]}), so a restore will not write into it; nothing was restored.`, {
+    path: dir,
+    hint: 'Check the blob folder in plone-backup.json, zope.conf or --blob-dir.',
+  });
+}
+
 /** The blob files (relative paths) the Data.fs `file` needs that the blob tree `blobDir` lacks. */
 async function missingBlobs(file: string, blobDir: string, signal?: AbortSignal): Promise<string[]> {
   const { layout } = await readLayout(blobDir);
@@ -644,16 +738,7 @@ async function missingBlobs(file: string, blobDir: string, signal?: AbortSignal)
   } finally {
     await st.fh.close();
   }
-  return missingUnder(blobDir, refs.map((r) => blobRelPath(r.oid, r.tid, layout)), signal);
-}
-
-/** Which of the relative paths `rels` do not exist under `root`, sorted. */
-async function missingUnder(root: string, rels: string[], signal?: AbortSignal): Promise<string[]> {
-  const missing: string[] = [];
-  await eachLimit(rels, 16, async (rel) => {
-    if (!(await exists(path.join(root, rel)))) missing.push(rel);
-  }, signal);
-  return missing.sort();
+  return (await statBlobFiles(blobDir, refs.map((r) => blobRelPath(r.oid, r.tid, layout)), signal)).missing;
 }
 
 /** The committed end an index file describes (its first pickle), or undefined. */
@@ -688,12 +773,12 @@ async function treeFiles(root: string): Promise<Map<string, number>> {
 }
 
 /** A copy of the tree `src` at `dest` made of hard links (copies where links are refused). */
-async function linkTree(src: string, dest: string, files: Map<string, number>): Promise<void> {
-  await fsp.mkdir(dest, { recursive: true });
+async function linkTree(src: string, dest: string, files: Map<string, number>, dirMode: number): Promise<void> {
+  await fsp.mkdir(dest, { recursive: true, mode: dirMode });
   const dirs = new Set<string>();
   for (const rel of files.keys()) dirs.add(path.posix.dirname(rel));
-  for (const d of [...dirs].sort()) await fsp.mkdir(path.join(dest, d), { recursive: true });
-  await eachLimit([...files.keys()], 16, (rel) => linkOrCopy(path.join(src, rel), path.join(dest, rel), 'link'));
+  for (const d of [...dirs].sort()) await fsp.mkdir(path.join(dest, d), { recursive: true, mode: dirMode });
+  await eachLimit([...files.keys()], 16, (rel) => linkOrCopy(path.join(src, rel), path.join(dest, rel), 'link', 0o777));
 }
 
 /** altrestore's sources: a folder holding Data.fs (+ blobstorage), or a var folder / repository of another deployment. */

@@ -9,13 +9,14 @@
  * is written for it.
  */
 
-import { createReadStream, promises as fsp } from 'node:fs';
+import { constants as fsc, createReadStream, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { PloneBackupError, checkAbort } from '../errors';
 import { ByteReader } from '../streams';
-import { fileLayer, writeAll } from '../io';
+import { PRIVATE_MODES, fileLayer, writeAll, type Modes } from '../io';
+import { notABlobFile } from '../blobdir';
 
 const BLOCK = 512;
 
@@ -154,9 +155,13 @@ export interface TarEntry {
   mtime: number;
 }
 
-/** Writes a tar (optionally gzip) of `entries` to a temp file; the caller renames it. */
-export async function writeTar(target: string, entries: TarEntry[], opts: { gzip?: boolean; signal?: AbortSignal } = {}): Promise<void> {
-  const fh = await fileLayer.open(target, 'wx');
+/**
+ * Writes a tar (optionally gzip) of `entries` to a temp file; the caller
+ * renames it. `mode`: the archive file's permission bits (owner only unless
+ * said). Sources are read without following a link (refused as UNSAFE).
+ */
+export async function writeTar(target: string, entries: TarEntry[], opts: { gzip?: boolean; signal?: AbortSignal; mode?: number } = {}): Promise<void> {
+  const fh = await fileLayer.open(target, 'wx', opts.mode ?? PRIVATE_MODES.file);
   try {
     let pos = 0;
     const out = async (b: Buffer) => {
@@ -187,8 +192,11 @@ export async function writeTar(target: string, entries: TarEntry[], opts: { gzip
       checkAbort(opts.signal);
       await sink(encodeHeader({ name: e.name, mode: e.mode, size: e.source ? e.size : 0, mtime: e.mtime, type: e.source ? '0' : '5' }));
       if (!e.source) continue;
-      const src = await fsp.open(e.source, 'r');
+      const src = await fsp.open(e.source, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
+        throw err.code === 'ELOOP' ? notABlobFile(e.source!, 'link') : err;
+      });
       try {
+        if (!(await src.stat()).isFile()) throw notABlobFile(e.source, 'other');
         let done = 0;
         while (done < e.size) {
           const chunk = Buffer.allocUnsafe(Math.min(1 << 20, e.size - done));
@@ -316,7 +324,9 @@ export async function readTar(
  * collective.recipe.backup's (`tar -C blobstorage .`: the tree at the root)
  * or one written by earlier plone-backup builds (under `blobstorage/`).
  */
-export async function extractTar(file: string, dest: string, opts: { gzip?: boolean; signal?: AbortSignal; prefix?: string } = {}): Promise<number> {
+export async function extractTar(file: string, dest: string, opts: { gzip?: boolean; signal?: AbortSignal; prefix?: string; modes?: Modes } = {}): Promise<number> {
+  // A member's mode comes from the archive: only its read/write bits, within the restored Data.fs's.
+  const modes = opts.modes ?? PRIVATE_MODES;
   let files = 0;
   const root = path.resolve(dest);
   await readTar(file, opts, async (h, rel, content) => {
@@ -337,13 +347,13 @@ export async function extractTar(file: string, dest: string, opts: { gzip?: bool
       throw e;
     };
     if (!content) {
-      await fsp.mkdir(target, { recursive: true }).catch(clash);
+      await fsp.mkdir(target, { recursive: true, mode: modes.dir }).catch(clash);
       return;
     }
-    await fsp.mkdir(path.dirname(target), { recursive: true }).catch(clash);
+    await fsp.mkdir(path.dirname(target), { recursive: true, mode: modes.dir }).catch(clash);
     let out: FileHandle | undefined;
     try {
-      out = await fileLayer.open(target, 'wx', h.mode & 0o777 || 0o644).catch(clash);
+      out = await fileLayer.open(target, 'wx', (h.mode & 0o666 || 0o600) & modes.file).catch(clash);
       let pos = 0;
       for await (const c of content) {
         // A short write (a disk filling up) must not leave a short file behind.
