@@ -97,7 +97,7 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
   });
 
   suiteTeardown(async () => {
-    if (api) {
+    if (api?.hooks) {
       api.hooks.confirm = undefined;
       api.hooks.bypassArgs = true;
     }
