@@ -31,7 +31,10 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
   //   1. package: the esbuild bundle and `vsce package` into a temp .vsix;
   //   2. the in-host suite (test/extension/suite) against the bundle;
   //   3. the .vsix installed into code-server, and the activation suite against it;
-  //   4. the UI test (test/extension/ui/backup-now.mjs), its screenshot in the temp folder.
+  //   4. the UI tests (test/extension/ui/backup-now.mjs, its screenshot in the temp folder;
+  //      outside-consent.mjs, the real consent dialog for paths outside the workspace).
+  // Only step 2 runs with the test hooks (PLONE_BACKUP_TEST_HOOKS=1, set by run-offline.mjs):
+  // the .vsix and the UI see the extension as users do.
   // The compiled tests (out/) are rebuilt first when a source is newer than them.
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
@@ -68,6 +71,7 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
     step('UI: Back Up Now from the palette', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/backup-now.mjs'], {
       PLONE_BACKUP_UI_SCREENSHOT: join(tmp, 'screenshot-backups.png'),
     });
+    step('UI: the consent dialog for paths outside the workspace', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/outside-consent.mjs']);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

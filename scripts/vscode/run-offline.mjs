@@ -33,6 +33,10 @@
 //   PLONE_BACKUP_TEST_TIMEOUT (seconds) stand for the options of the same meaning.
 //   Every variable of this process reaches the extension host (and so the tests);
 //   PLONE_BACKUP_TEST_WORKSPACE is always set there to the opened folder.
+//   PLONE_BACKUP_TEST_HOOKS=1 is set there for the in-host suite only (it lets
+//   command arguments skip confirmations and exposes the extension's API; see
+//   src/extension/safety.ts); the --vsix and --ui runs get it removed, so they see
+//   the extension as users do.
 //
 // Exit code: the suite's (0 passed, 1 failed); 1 on timeout or a setup failure.
 import { spawn, spawnSync } from 'node:child_process';
@@ -400,7 +404,8 @@ async function main() {
 
   try {
     ensureInstalled();
-    const env = { PLONE_BACKUP_TEST_WORKSPACE: workspace };
+    // undefined removes a variable the caller's environment may hold (spawn skips it).
+    const env = { PLONE_BACKUP_TEST_WORKSPACE: workspace, PLONE_BACKUP_TEST_HOOKS: opts.vsix || opts.ui ? undefined : '1' };
     if (opts.vsix) {
       env.PLONE_BACKUP_EXPECT_VSIX = '1';
       env.PLONE_BACKUP_TEST_GREP = process.env.PLONE_BACKUP_TEST_GREP || 'Extension activation';

@@ -4,6 +4,11 @@
  * the work to the engine exactly as the CLI does (backupDeployment,
  * planRestore/restoreDeployment, checkDeployment's parts, drillDeployment,
  * deleteGeneration). Every command resolves to an Outcome and never throws.
+ *
+ * Before anything that writes or deletes: refused in an untrusted workspace,
+ * and the consent for paths outside the workspace folder (safety.ts). The
+ * arguments that skip a confirmation or a safety check (`yes`, `force`,
+ * `keepOld: false`) count only under the test hooks (safety.ts).
  */
 
 import * as path from 'node:path';
@@ -34,6 +39,7 @@ import type { DeleteArgs, GenerationArgs, Outcome, RestoreArgs, RunArgs, TargetA
 import type { Diagnostics } from './diagnostics';
 import { generationsOf, type Entry, type LocatedGeneration, type Model } from './model';
 import { BLOB_STATUS_TEXT, GROUP_LABELS, age, generationArgs, isGenerationNode, lastTxn, localTime, type Node } from './tree';
+import { confirm, type OutsideConsent, type TestHooks } from './safety';
 import type { Ui } from './ui';
 
 const BACKUP_TITLES: Record<BackupKind, string> = {
@@ -75,7 +81,42 @@ export class Actions {
     private readonly diagnostics: Diagnostics,
     private readonly ui: Ui,
     private readonly extensionId: string,
+    private readonly consent: OutsideConsent,
+    private readonly hooks: TestHooks | undefined,
   ) {}
+
+  // ------------------------------------------------------------------ safety
+
+  /**
+   * Whether an action that writes or deletes may go ahead on the entry: not in
+   * an untrusted workspace, and only with consent for paths outside the
+   * workspace folder. An outcome: stop (shown, or declined).
+   */
+  private async mayWrite(entry: Entry, title: string): Promise<Outcome<never> | undefined> {
+    if (!vscode.workspace.isTrusted) {
+      return this.ui.failed(
+        title,
+        new PloneBackupError('USAGE', `This workspace is not trusted: Plone Backup only lists and checks its backups here; nothing was written.`, {
+          hint: 'Trust the workspace (Manage Workspace Trust) to back up, restore or delete.',
+        }),
+      );
+    }
+    if (!(await this.consent.ensure(entry.root, entry.folder.name, entry.dep!))) return declined;
+    return undefined;
+  }
+
+  /**
+   * The arguments that skip a confirmation (`yes`) or a safety check (`force`,
+   * `keepOld: false`): honoured only under the test hooks, else ignored (and
+   * said so in the output), whoever calls the command.
+   */
+  private bypass(args: { yes?: unknown; force?: unknown; keepOld?: unknown } | undefined, title: string): { yes: boolean; force: boolean; keepOld: boolean } {
+    const asked = { yes: args?.yes === true, force: args?.force === true, keepOld: args?.keepOld !== false };
+    if (this.hooks?.bypassArgs) return asked;
+    const ignored = [asked.yes && 'yes', asked.force && 'force', !asked.keepOld && 'keepOld: false'].filter(Boolean);
+    if (ignored.length) this.ui.output.warn(`${title}: ignored ${ignored.join(', ')} in the command's arguments; only the extension's own tests may skip a confirmation or a safety check.`);
+    return { yes: false, force: false, keepOld: true };
+  }
 
   // ------------------------------------------------------------------ targets
 
@@ -197,6 +238,8 @@ export class Actions {
     if (Actions.isOutcome(entry)) return entry;
     const dep = entry.dep!;
     const title = `${verb} ${entry.folder.name}`;
+    const stop = await this.mayWrite(entry, title);
+    if (stop) return stop;
     const out = await this.ui.run(title, this.runArgs(arg), (signal, onProgress) =>
       backupDeployment(dep, kind, { signal, onProgress, log: (m) => this.ui.output.info(m) }),
     );
@@ -296,11 +339,13 @@ export class Actions {
       return this.ui.failed('Restore', e);
     }
     const title = `Restoring ${entry.folder.name}`;
-    const keepOld = args.keepOld ?? true;
+    const stop = await this.mayWrite(entry, 'Restore');
+    if (stop) return stop;
+    const { yes, force, keepOld } = this.bypass(args, 'Restore');
     let plans: StoragePlan[];
     try {
       plans = await planRestore(dep, { kind, date });
-      if (!args.force) {
+      if (!force) {
         for (const p of plans) {
           const running = await siteRunning(p.storage.file);
           if (running) {
@@ -314,16 +359,16 @@ export class Actions {
     } catch (e) {
       return this.ui.failed('Restore', e);
     }
-    if (!args.yes) {
+    if (!yes) {
       const detail = [...plans.map((p) => this.describePlan(entry, p, keepOld)), '', 'The site must stay stopped until the restore is done.'].join('\n');
-      const ok = await vscode.window.showWarningMessage(`Restore ${entry.folder.name} to ${label}?`, { modal: true, detail }, 'Restore');
-      if (ok !== 'Restore') {
+      const ok = await confirm({ kind: 'restore', message: `Restore ${entry.folder.name} to ${label}?`, detail, action: 'Restore' }, this.hooks);
+      if (!ok) {
         this.ui.output.info('Restore: not confirmed; nothing was restored.');
         return declined;
       }
     }
     const out = await this.ui.run(title, args, (signal, onProgress) =>
-      restoreDeployment(dep, { kind, date, force: args.force, keepOld, blobMode: args.blobMode, signal, onProgress, log: (m) => this.ui.output.info(m) }),
+      restoreDeployment(dep, { kind, date, force, keepOld, blobMode: args.blobMode, signal, onProgress, log: (m) => this.ui.output.info(m) }),
     );
     if (out.status === 'done') {
       const kept: string[] = [];
@@ -445,7 +490,9 @@ export class Actions {
     if ('status' in t) return t;
     const { entry, g } = t;
     const dep = entry.dep!;
-    const yes = !isGenerationNode(arg) && (arg as DeleteArgs | undefined)?.yes === true;
+    const stop = await this.mayWrite(entry, 'Delete');
+    if (stop) return stop;
+    const { yes } = this.bypass(isGenerationNode(arg) ? undefined : (arg as DeleteArgs | undefined), 'Delete');
     if (!yes) {
       let plan;
       try {
@@ -467,12 +514,11 @@ export class Actions {
       ]
         .filter((l, i) => l !== '' || i > 0)
         .join('\n');
-      const ok = await vscode.window.showWarningMessage(
-        `Delete the ${first.full ? 'full' : 'incremental'} ${KIND_NAMES[g.kind]} of ${localTime(g.stamp)} (${g.storage})?`,
-        { modal: true, detail },
-        'Delete',
+      const ok = await confirm(
+        { kind: 'delete', message: `Delete the ${first.full ? 'full' : 'incremental'} ${KIND_NAMES[g.kind]} of ${localTime(g.stamp)} (${g.storage})?`, detail, action: 'Delete' },
+        this.hooks,
       );
-      if (ok !== 'Delete') return declined;
+      if (!ok) return declined;
     }
     const out = await this.ui.run(`Deleting the ${KIND_NAMES[g.kind]} of ${localTime(g.stamp)}`, undefined, (signal) =>
       deleteGeneration(dep, g.storage, g.kind, g.stamp, { signal, log: (m) => this.ui.output.info(m) }),

@@ -1,8 +1,16 @@
 /**
  * The extension's command ids (the same as in package.json's contributes, which a
  * test compares), the arguments each accepts when run from code or a test
- * (`vscode.commands.executeCommand(id, args)`: every prompt can be bypassed),
- * and what each returns.
+ * (`vscode.commands.executeCommand(id, args)`), and what each returns.
+ *
+ * Arguments may name the deployment, the generation or the date (the pickers are
+ * then skipped), but the confirmations stay: `yes`, `force` and `keepOld: false`
+ * are ignored (and said so in the output) unless the extension host runs with
+ * PLONE_BACKUP_TEST_HOOKS=1, which only the project's in-host test runner sets
+ * (safety.ts). So another extension, a command link or a keybinding cannot
+ * restore over the database, restore while the site runs, drop the old state or
+ * delete a generation without the user saying yes. The consent for paths
+ * outside the workspace folder is never skipped by an argument.
  */
 
 import type * as vscode from 'vscode';
@@ -56,12 +64,13 @@ export interface RestoreArgs extends RunArgs {
   stamp?: string;
   /** or the newest state before this date (yyyy-mm-dd[-hh[-mm[-ss]]], UTC). */
   date?: string;
-  /** Skip the confirmation. */
+  /** Skip the confirmation (test hooks only). */
   yes?: boolean;
-  /** Restore even though the site's lock is held. */
+  /** Restore even though the site's lock is held (test hooks only). */
   force?: boolean;
-  /** Keep the replaced state aside (default true). */
+  /** Keep the replaced state aside (default true; false only under the test hooks). */
   keepOld?: boolean;
+  /** Hard links to the backup (default) or copies; neither skips a check. */
   blobMode?: 'link' | 'copy';
 }
 
@@ -73,7 +82,7 @@ export interface GenerationArgs extends TargetArgs {
 }
 
 export interface DeleteArgs extends GenerationArgs {
-  /** Skip the confirmation. */
+  /** Skip the confirmation (test hooks only). */
   yes?: boolean;
 }
 

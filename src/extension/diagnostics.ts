@@ -6,6 +6,7 @@
  *
  * Checks run one at a time. Automatic ones (on open, after changes on disk,
  * debounced) compare backup pieces by size only; the commands verify md5s.
+ * Automatic ones run only in a trusted workspace.
  */
 
 import * as vscode from 'vscode';
@@ -84,6 +85,9 @@ export class Diagnostics implements vscode.Disposable {
    * part, from where the cache left off; new backups only the backups part).
    */
   schedule(delayMs = 1000, parts: { live?: boolean; backups?: boolean } = { live: true, backups: true }): void {
+    // Not in an untrusted workspace: its files are not scanned by themselves
+    // (the commands still check; extension.ts schedules one when trust is granted).
+    if (!vscode.workspace.isTrusted) return;
     this.pending.live ||= !!parts.live;
     this.pending.backups ||= !!parts.backups;
     clearTimeout(this.timer);

@@ -5,7 +5,21 @@
  * check and delete; the Problems panel shows the consistency findings; the
  * status bar shows the newest backup's age.
  *
- * activate() returns the parts (for the in-host tests).
+ * On open it reads: the workspace folders' plone-backup.json, zope.conf /
+ * zeo.conf (with their %include files) and var/filestorage, the backup folders'
+ * listings, .dat files and pieces (the listing keeps its cache,
+ * .plone-backup-cache.json, in each backup folder that exists), and, with
+ * ploneBackup.checkOnOpen in a trusted workspace, the Data.fs and blob folders
+ * for the consistency check. All of it is asynchronous. It writes nothing else
+ * until a command is run.
+ *
+ * Workspace trust (package.json: untrustedWorkspaces "limited"): in an
+ * untrusted workspace it lists only; commands that write or delete refuse,
+ * checkOnOpen waits for trust, and the path settings (restrictedConfigurations)
+ * come from the user's settings only (settings.ts).
+ *
+ * activate() returns the parts only under the test hooks (safety.ts: the
+ * in-host tests); otherwise nothing, so that no other extension can reach in.
  */
 
 import * as vscode from 'vscode';
@@ -13,6 +27,7 @@ import { Actions } from './actions';
 import { Command, ContextKey, VIEW_ID, CONFIG_SECTION, type CommandId } from './commands';
 import { Diagnostics } from './diagnostics';
 import { Model } from './model';
+import { OutsideConsent, TEST_HOOKS_ENV, testHooksFromEnv, type TestHooks } from './safety';
 import { checkOnOpen } from './settings';
 import { BackupStatus } from './statusBar';
 import { BackupsTree } from './tree';
@@ -26,6 +41,8 @@ export interface PloneBackupApi {
   status: BackupStatus;
   actions: Actions;
   output: vscode.LogOutputChannel;
+  consent: OutsideConsent;
+  hooks: TestHooks;
 }
 
 /** How long file events settle before the view is refreshed (a backup writes many files). */
@@ -33,7 +50,8 @@ const REFRESH_DEBOUNCE_MS = 500;
 /** How long Data.fs writes settle before the live part is checked again. */
 const CHECK_DEBOUNCE_MS = 1500;
 
-export function activate(context: vscode.ExtensionContext): PloneBackupApi {
+export function activate(context: vscode.ExtensionContext): PloneBackupApi | undefined {
+  const hooks = testHooksFromEnv();
   const output = vscode.window.createOutputChannel('Plone Backup', { log: true });
   const model = new Model(output);
   const tree = new BackupsTree(model);
@@ -41,7 +59,9 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi {
   const diagnostics = new Diagnostics(() => model.entries, output);
   const status = new BackupStatus(model);
   const ui = new Ui(output);
-  const actions = new Actions(model, diagnostics, ui, context.extension.id);
+  const consent = new OutsideConsent(context.workspaceState, hooks, output);
+  const actions = new Actions(model, diagnostics, ui, context.extension.id, consent, hooks);
+  if (hooks) output.warn(`Test hooks are on (${TEST_HOOKS_ENV}=1): command arguments may skip confirmations.`);
   context.subscriptions.push(output, model, tree, view, diagnostics, status);
 
   context.subscriptions.push(
@@ -79,6 +99,15 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi {
       if (e.affectsConfiguration(CONFIG_SECTION) && !e.affectsConfiguration(`${CONFIG_SECTION}.statusBar`)) refreshSoon();
     }),
     vscode.workspace.onDidChangeWorkspaceFolders(() => refreshSoon()),
+    // Trusted now: the workspace's own path settings apply, and the check may run.
+    vscode.workspace.onDidGrantWorkspaceTrust(() => {
+      model.refresh().then(
+        () => {
+          if (checkOnOpen() && model.deployments.length) diagnostics.schedule(0);
+        },
+        (e) => output.warn(`refresh failed: ${(e as Error).message}`),
+      );
+    }),
   );
 
   // Commands never throw: an unexpected failure is shown like the engine's and returned.
@@ -111,12 +140,14 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi {
 
   model.refresh().then(
     () => {
+      // (Not in an untrusted workspace: Diagnostics.schedule waits for trust.)
       if (checkOnOpen() && model.deployments.length) diagnostics.schedule(0);
     },
     (e) => output.error(`loading the deployments failed: ${(e as Error).message}`),
   );
 
-  return { model, tree, view: view as vscode.TreeView<unknown>, diagnostics, status, actions, output };
+  if (!hooks) return undefined;
+  return { model, tree, view: view as vscode.TreeView<unknown>, diagnostics, status, actions, output, consent, hooks };
 }
 
 export function deactivate(): void {}

@@ -2,6 +2,10 @@
  * The `ploneBackup.*` settings, mapped onto the engine's DiscoverOverrides (the
  * CLI's --file, --blob-dir, --backup-dir, --keep, --gzip, --quick). Empty path
  * settings and settings left at their defaults leave discovery alone.
+ *
+ * In an untrusted workspace the settings package.json lists as
+ * restrictedConfigurations (the paths and keep) come from the user's own
+ * settings only, never from the workspace's .vscode/settings.json.
  */
 
 import { promises as fsp } from 'node:fs';
@@ -10,14 +14,18 @@ import * as vscode from 'vscode';
 import type { DiscoverOverrides } from '../engine';
 import { CONFIG_SECTION } from './commands';
 
+/** The settings an untrusted workspace may not set (package.json: restrictedConfigurations). */
+export const RESTRICTED = ['varDir', 'file', 'blobDir', 'backupDir', 'keep'];
+
 /** A setting's value only when the user set it somewhere (else the deployment's own applies). */
 function explicit<T>(cfg: vscode.WorkspaceConfiguration, key: string): T | undefined {
   const i = cfg.inspect<T>(key);
+  if (RESTRICTED.includes(key) && !vscode.workspace.isTrusted) return i?.globalValue;
   return i?.workspaceFolderValue ?? i?.workspaceValue ?? i?.globalValue;
 }
 
 function str(cfg: vscode.WorkspaceConfiguration, key: string): string | undefined {
-  const v = cfg.get<string>(key);
+  const v = explicit<string>(cfg, key);
   return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
 }
 

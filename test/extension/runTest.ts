@@ -26,7 +26,8 @@ async function main(): Promise<void> {
       version: process.env.VSCODE_TEST_VERSION ?? '1.100.3',
       extensionDevelopmentPath,
       extensionTestsPath,
-      extensionTestsEnv: { PLONE_BACKUP_TEST_WORKSPACE: workspace },
+      // The test hooks (src/extension/safety.ts): only this suite's host gets them.
+      extensionTestsEnv: { PLONE_BACKUP_TEST_WORKSPACE: workspace, PLONE_BACKUP_TEST_HOOKS: '1' },
       launchArgs: [workspace, '--disable-extensions', '--disable-workspace-trust', '--skip-welcome'],
     });
   } finally {

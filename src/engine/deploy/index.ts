@@ -11,3 +11,4 @@ export * from './list';
 export * from './check';
 export * from './drill';
 export * from './prune';
+export * from './paths';

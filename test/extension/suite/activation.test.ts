@@ -32,6 +32,30 @@ suite('Extension activation', () => {
     }
   });
 
+  test('workspace trust: limited (nothing that writes; the path settings not from the workspace), no virtual workspaces', () => {
+    const pkg = vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON;
+    const trust = pkg.capabilities?.untrustedWorkspaces;
+    assert.equal(trust?.supported, 'limited');
+    assert.ok(typeof trust.description === 'string' && trust.description.length > 0);
+    for (const key of ['varDir', 'file', 'blobDir', 'backupDir', 'keep']) assert.ok(trust.restrictedConfigurations.includes(`ploneBackup.${key}`), `ploneBackup.${key} is not restricted`);
+    assert.equal(pkg.capabilities.virtualWorkspaces, false);
+    // Menus and the palette offer nothing that writes in an untrusted workspace.
+    const writes = [Command.backup, Command.fullBackup, Command.snapshot, Command.zipBackup, Command.restore, Command.restoreGeneration, Command.deleteGeneration] as string[];
+    const menus = pkg.contributes.menus as Record<string, { command: string; when?: string }[]>;
+    for (const [where, items] of Object.entries(menus)) {
+      for (const m of items) {
+        if (writes.includes(m.command)) assert.ok(m.when === 'false' || /\bisWorkspaceTrusted\b/.test(m.when ?? ''), `${where}: ${m.command} shows when untrusted (${m.when})`);
+      }
+    }
+    for (const c of writes) assert.ok(menus.commandPalette.some((m) => m.command === c), `${c} is not in the commandPalette menu`);
+  });
+
+  test('the API (and its test hooks) exists only when the test runner sets PLONE_BACKUP_TEST_HOOKS=1', async () => {
+    const api = (await vscode.extensions.getExtension(EXTENSION_ID)!.activate()) as { hooks?: { bypassArgs: boolean } } | undefined;
+    if (process.env.PLONE_BACKUP_TEST_HOOKS === '1') assert.equal(api?.hooks?.bypassArgs, true);
+    else assert.equal(api, undefined, 'activate() returns its parts without the test hooks: another extension could reach in');
+  });
+
   test('ploneBackup.refresh runs without throwing', async () => {
     await vscode.commands.executeCommand('ploneBackup.refresh');
   });
