@@ -25,7 +25,8 @@ import { acquireLock } from '../lock';
 import { readLayout, blobRelPath, statBlobFiles, type BlobLayout } from '../blobdir';
 import { scanBlobRefs } from '../blobrefs';
 import { findChain, listRepository, allChains, datName, indexName, type RepoFile } from '../repository';
-import { chainIsOurs, identify, isInside, readOwners, recordOwner, type StorageIdentity } from './owners';
+import { chainIsOurs, identify, readOwners, recordOwner, type StorageIdentity } from './owners';
+import { isInside, resolveReal } from './paths';
 import { exists, isTempName, modesFrom, modesOf, tempPath, fsyncDir, type Modes } from '../io';
 import type { OperationOptions } from '../progress';
 import { BlobVanished, buildGeneration, listGenerations, readManifest, readManifestHead, type Generation, LATEST, setLatest } from './blobgen';
@@ -381,7 +382,7 @@ export async function applyRetention(repo: string, blobs: string, base: string |
   const removed: string[] = [];
   const { files } = await listRepository(repo);
   const owners = await readOwners(repo);
-  const atHome = home !== undefined && (await isInside(repo, home));
+  const atHome = home !== undefined && isInside(await resolveReal(home), await resolveReal(repo));
   const chains: RepoFile[][] = [];
   const foreign: RepoFile[][] = [];
   for (const c of allChains(files)) (await chainIsOurs(repo, c[0]!, owners, me, atHome) ? chains : foreign).push(c);

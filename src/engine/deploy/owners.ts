@@ -128,12 +128,6 @@ export async function recordOwner(repo: string, fullStamp: string, me: StorageId
   await writeFileAtomic(path.join(repo, OWNERS_FILE), JSON.stringify(body), mode);
 }
 
-/** Whether `dir` lies inside the folder `home` (both by their real paths). */
-export async function isInside(dir: string, home: string): Promise<boolean> {
-  const [d, h] = await Promise.all([fsp.realpath(dir).catch(() => path.resolve(dir)), fsp.realpath(home).catch(() => path.resolve(home))]);
-  return d === h || d.startsWith(h.endsWith(path.sep) ? h : h + path.sep);
-}
-
 /**
  * Whether the chain starting with the full piece `full` was written from the
  * storage `me` (see the header); `atHome`: the repository lies inside the site's folder.
