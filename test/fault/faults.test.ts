@@ -37,6 +37,7 @@ import {
   recover,
   restoreDeployment,
   type Deployment,
+  OWNERS_FILE,
 } from '../../src/engine';
 import { assertConsistent, blobFiles, content, fakeClock, makeSite, referencedBlobs, snapshot, type Site } from '../deploy/helpers';
 import { CLI, blobContents, md5File, recordFigures, recoverMd5, registeredStamps, runHooked, tempLeftovers, tmp, verifyClean } from './helpers';
@@ -48,10 +49,19 @@ const count = (k: string, n = 1) => (counts[k] = (counts[k] ?? 0) + n);
 // ---------------------------------------------------------------------------
 // Injected write faults
 
+interface Budget {
+  left: number;
+  code: string;
+  hits: number;
+  /** The files whose writes failed. */
+  hitPaths?: string[];
+}
+
 /** A handle whose writes fail with `code` once `budget.left` bytes are used up (a short write first). */
-function faulty(fh: FileHandle, budget: { left: number; code: string; hits: number }): FileHandle {
+function faulty(fh: FileHandle, budget: Budget, file = ''): FileHandle {
   const fail = () => {
     budget.hits++;
+    budget.hitPaths?.push(file);
     return Promise.reject(Object.assign(new Error(`${budget.code}: injected`), { code: budget.code, errno: -28, syscall: 'write' }));
   };
   return new Proxy(fh, {
@@ -71,14 +81,14 @@ function faulty(fh: FileHandle, budget: { left: number; code: string; hits: numb
   });
 }
 
-async function withWriteFault<R>(budget: { left: number; code: string; hits: number }, fn: () => Promise<R>): Promise<R> {
+async function withWriteFault<R>(budget: Budget, fn: () => Promise<R>): Promise<R> {
   const real = fileLayer.open;
-  fileLayer.open = async (p, flags, mode) => faulty(await real(p, flags, mode), budget);
+  fileLayer.open = async (p, flags, mode) => faulty(await real(p, flags, mode), budget, p);
   // The incremental restore appends to Data.fs in place ('r+'), not through fileLayer.
   const realOpen = fs.promises.open;
   fs.promises.open = (async (p: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
     const fh = await realOpen(p, flags, mode);
-    return flags === 'r+' ? faulty(fh, budget) : fh;
+    return flags === 'r+' ? faulty(fh, budget, String(p)) : fh;
   }) as typeof realOpen;
   try {
     return await fn();
@@ -112,6 +122,9 @@ function assertIoError(e: unknown, code: string, what: string): void {
   } else assert.match(e.message, /I\/O error/, what);
 }
 
+/** Files that describe backups rather than hold them: a listing cache, the owners record. */
+const bookkeeping = (r: string) => r.endsWith('.plone-backup-cache.json') || r.endsWith(OWNERS_FILE);
+
 /**
  * Runs `op` failing at every fault point with each code: the error is typed,
  * `unchanged()` is what it was, no temp file is left; then `op` succeeds.
@@ -124,8 +137,8 @@ async function faultLoop(name: string, op: () => Promise<unknown>, watch: string
   for (const code of ['ENOSPC', 'EIO']) {
     for (const left of budgets(total)) {
       await reset?.();
-      const before = watch.map((d) => snapshot(d, { skip: (r) => r.endsWith('.plone-backup-cache.json') }));
-      const budget = { left, code, hits: 0 };
+      const before = watch.map((d) => snapshot(d, { skip: bookkeeping }));
+      const budget: Budget = { left, code, hits: 0, hitPaths: [] };
       let err: unknown;
       try {
         await withWriteFault(budget, op);
@@ -133,8 +146,14 @@ async function faultLoop(name: string, op: () => Promise<unknown>, watch: string
         err = e;
       }
       assert.ok(budget.hits > 0, `${name}: the fault at byte ${left} was never hit`);
+      // The owners record is written after the backup is registered, on a best-effort basis
+      // (a chain without one is known by its first transaction): there a fault fails nothing.
+      if (err === undefined && budget.hitPaths!.every((f) => path.basename(f).includes(OWNERS_FILE))) {
+        count('injected write faults (owners record, best effort)');
+        continue;
+      }
       assertIoError(err, code, `${name} (${code} after ${left} bytes)`);
-      watch.forEach((d, i) => assert.deepEqual(snapshot(d, { skip: (r) => r.endsWith('.plone-backup-cache.json') }), before[i], `${name} (${code} after ${left} bytes): ${d} changed`));
+      watch.forEach((d, i) => assert.deepEqual(snapshot(d, { skip: bookkeeping }), before[i], `${name} (${code} after ${left} bytes): ${d} changed`));
       for (const d of watch) assert.deepEqual(tempLeftovers(d), [], `${name}: temp files left`);
       n++;
     }
@@ -445,16 +464,18 @@ describe('the live site changes under a backup', () => {
   }
 
   /** Runs `fn` with copyFile calling `before(src)` first, for blob files. */
+  // A blob is copied from the file opened without following links (io.copyRegularFile):
+  // the moment it can vanish is that open, after it was looked up.
   async function onBlobCopy<R>(before: (src: string) => Promise<void>, fn: () => Promise<R>): Promise<R> {
-    const real = fs.promises.copyFile;
-    fs.promises.copyFile = (async (src: fs.PathLike, dst: fs.PathLike, mode?: number) => {
-      if (String(src).endsWith('.blob')) await before(String(src));
-      return real(src, dst, mode);
+    const real = fs.promises.open;
+    fs.promises.open = (async (p: fs.PathLike, flags?: string | number, mode?: number) => {
+      if (String(p).endsWith('.blob') && typeof flags === 'number') await before(String(p));
+      return real(p, flags, mode);
     }) as typeof real;
     try {
       return await fn();
     } finally {
-      fs.promises.copyFile = real;
+      fs.promises.open = real;
     }
   }
 

@@ -271,8 +271,14 @@ async function attemptBackup(
     }
     if (res.action === 'full' && res.stamp) {
       // Which storage wrote this chain: retention deletes only its own (owners.ts).
-      const present = new Set((await listRepository(repo)).files.filter((f) => f.full).map((f) => f.stamp));
-      await recordOwner(repo, res.stamp, await identify(s.file), present, modesOf(st.mode).file);
+      // The backup is registered and whole by now: a record that cannot be
+      // written (a full disk) leaves the chain to be known by its first transaction.
+      try {
+        const present = new Set((await listRepository(repo)).files.filter((f) => f.full).map((f) => f.stamp));
+        await recordOwner(repo, res.stamp, await identify(s.file), present, modesOf(st.mode).file);
+      } catch (e) {
+        opts.log?.(`${s.name}: could not record which storage wrote ${res.stamp} (${(e as Error).message})`);
+      }
     }
     await retain();
     return result;
