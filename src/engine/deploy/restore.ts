@@ -255,6 +255,7 @@ export async function restoreDeployment(dep: Deployment, opts: RestoreOptions = 
       // ZODB's own lock, held until the end: a Zope started mid-restore refuses to open the storage (see site.ts).
       const site = await lockSite(p.storage.file);
       siteLocks.push(site);
+      if (site.note) opts.log?.(site.note);
       const running = site.running;
       if (running && !opts.force) {
         throw new PloneBackupError('SITE_RUNNING', `The site is running: ${running.lockFile} is held${running.pid ? ` by process ${running.pid}` : ''}; nothing was restored.`, {
