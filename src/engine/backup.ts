@@ -29,7 +29,7 @@ import {
 import { BlobCollector, type BlobRef } from './blobrefs';
 import { type OidKey, FsIndex, encodeIndex, readIndexFile } from './fsindex';
 import { HashingFileWriter, fsyncDir, isTempName, modesOf, writeFileAtomic } from './io';
-import { acquireLock } from './lock';
+import { acquireLock, isPrivateFolder, removeOwnEntry } from './lock';
 import type { OperationOptions } from './progress';
 import {
   type DatLine,
@@ -527,15 +527,18 @@ export async function killOld(repo: string, keepStamp: string, log: (m: string) 
 /**
  * What a killed run can leave, removed under the lock: our temp files, and
  * a newest piece (with its .index) that its chain's .dat does not register.
+ * Temps only in a private repository folder (isPrivateFolder): in a shared
+ * one a `.plone-backup-*` name may be anyone's, planted to make us delete
+ * (or follow a link) elsewhere. Each is looked at with lstat, never followed.
  */
 export async function cleanLeftovers(repo: string, log: (m: string) => void = () => undefined): Promise<string[]> {
   const names = await fsp.readdir(repo);
   const removed: string[] = [];
-  for (const n of names) {
-    if (isTempName(n)) {
-      await fsp.rm(path.join(repo, n), { force: true, recursive: true });
-      removed.push(n);
-    }
+  const temps = names.filter(isTempName);
+  if (temps.length && !(await isPrivateFolder(repo))) {
+    log(`leaving ${temps.length} temp files in ${repo}: others may write there, so they may not be ours`);
+  } else {
+    for (const n of temps) if (await removeOwnEntry(repo, n)) removed.push(n);
   }
   const { files } = await listRepository(repo);
   const newest = files[files.length - 1];

@@ -21,7 +21,7 @@ import * as path from 'node:path';
 import { PloneBackupError, checkAbort, toPloneBackupError } from '../errors';
 import { prepareBackup, cleanLeftovers, type BackupResult } from '../backup';
 import { openFileStorage, type OpenedStorage } from '../filestorage';
-import { acquireLock } from '../lock';
+import { acquireLock, isPrivateFolder, removeOwnEntry } from '../lock';
 import { readLayout, blobRelPath, statBlobFiles, type BlobLayout } from '../blobdir';
 import { scanBlobRefs } from '../blobrefs';
 import { findChain, listRepository, allChains, datName, indexName, type RepoFile } from '../repository';
@@ -441,7 +441,10 @@ async function isOurGeneration(g: Generation): Promise<boolean> {
   }
 }
 
-/** Removes temp generations of killed runs, and a newest generation whose piece was never registered. */
+/**
+ * Removes temp generations of killed runs, and a newest generation whose piece was never registered.
+ * Temps only in a private folder, never following links (see cleanLeftovers).
+ */
 async function cleanBlobLeftovers(blobs: string, base: string, repo: string): Promise<void> {
   let names: string[];
   try {
@@ -449,7 +452,7 @@ async function cleanBlobLeftovers(blobs: string, base: string, repo: string): Pr
   } catch {
     return;
   }
-  for (const n of names) if (isTempName(n)) await fsp.rm(path.join(blobs, n), { recursive: true, force: true });
+  if (await isPrivateFolder(blobs)) for (const n of names) if (isTempName(n)) await removeOwnEntry(blobs, n);
   const { files } = await listRepository(repo);
   const newestPiece = files.at(-1)?.stamp ?? '';
   const gens: Generation[] = await listGenerations(blobs, base);

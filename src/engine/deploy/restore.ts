@@ -13,6 +13,10 @@
  * pieces are appended and only the missing blob files are added: blobs first,
  * then the records, as ZODB commits, so a crash leaves at worst a torn tail
  * that ZODB cuts off. Refreshing a dev database costs what changed.
+ *
+ * Throughout, we hold ZODB's own lock on Data.fs.lock (site.ts): a Zope
+ * started meanwhile refuses to open the storage rather than open it half
+ * restored.
  */
 
 import { constants as fsc, promises as fsp } from 'node:fs';
@@ -33,7 +37,7 @@ import { formatStamp } from '../tid';
 import type { OperationOptions } from '../progress';
 import { eachLimit, generationFiles, listGenerations, makeDirs, readManifestHead, type Generation } from './blobgen';
 import { extractTar } from './tar';
-import { siteRunning } from './site';
+import { lockSite, siteRunning, type SiteLock } from './site';
 import { foldersFor } from './backup';
 import type { Deployment, StorageConfig } from './deployment';
 
@@ -244,19 +248,23 @@ async function pieceTail(file: string, gzip: boolean, size: number, n: number): 
 export async function restoreDeployment(dep: Deployment, opts: RestoreOptions = {}): Promise<StorageRestoreResult[]> {
   const plans = await planRestore(dep, opts);
   const locks: Lock[] = [];
+  const siteLocks: SiteLock[] = [];
   const staged: Staged[] = [];
   try {
     for (const p of plans) {
-      if (!opts.force) {
-        const running = await siteRunning(p.storage.file);
-        if (running) {
-          throw new PloneBackupError('SITE_RUNNING', `The site is running: ${running.lockFile} is held${running.pid ? ` by process ${running.pid}` : ''}; nothing was restored.`, {
-            path: running.lockFile,
-            hint: 'Stop Zope (or the ZEO server) first, or pass --force if you are sure it is not running.',
-          });
-        }
-      }
+      // The repository first: a second restore waits here for the first to finish (which lets go of the site last).
       if (p.source.type === 'repository') locks.push(await acquireLock(p.source.repo, { what: 'restore', waitMs: opts.lockWaitMs, signal: opts.signal }));
+      // ZODB's own lock, held until the end: a Zope started mid-restore refuses to open the storage (see site.ts).
+      const site = await lockSite(p.storage.file);
+      siteLocks.push(site);
+      if (site.note) opts.log?.(site.note);
+      const running = site.running;
+      if (running && !opts.force) {
+        throw new PloneBackupError('SITE_RUNNING', `The site is running: ${running.lockFile} is held${running.pid ? ` by process ${running.pid}` : ''}; nothing was restored.`, {
+          path: running.lockFile,
+          hint: 'Stop Zope (or the ZEO server) first, or pass --force if you are sure it is not running.',
+        });
+      }
     }
     // Nothing but a database is replaced, and blobs go only into a blobstorage.
     for (const p of plans) {
@@ -279,6 +287,7 @@ export async function restoreDeployment(dep: Deployment, opts: RestoreOptions = 
     // An OS error (a full disk, a permission) reaches callers typed, like ours.
     throw toPloneBackupError(e);
   } finally {
+    for (const l of siteLocks) await l.release();
     for (const l of locks) await l.release();
   }
 }
