@@ -85,6 +85,8 @@ export const READ_CAPS = {
   config: 4 << 20,
   manifest: 256 << 20,
   dat: 64 << 20,
+  /** A Data.fs.index: 8 bytes per oid plus a little, so 1 GiB is over 100 million objects. */
+  index: 1 << 30,
   small: 64 << 10,
 } as const;
 
