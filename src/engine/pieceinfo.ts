@@ -281,7 +281,9 @@ export async function describePiece(
       file,
       start,
       first,
-      line ? line.end : Infinity,
+      // The real data decides where the walk ends (as the piece's size did for
+      // plain pieces): bytes past the .dat's END then show as a problem below.
+      Infinity,
       {
         txn: (t) => {
           if (!info.firstTid) info.firstTid = t.tid.toString('hex');
