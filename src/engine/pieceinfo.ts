@@ -67,18 +67,27 @@ interface CacheFile {
  * depends on a length field read from it.
  */
 class ChunkReader {
-  private cur: Buffer = Buffer.alloc(0);
+  /** The current chunk and the offset of its first unread byte (no subarray per read: the walk reads millions of record headers). */
+  buf: Buffer = Buffer.alloc(0);
+  off = 0;
   private done = false;
   /** Bytes consumed so far. */
   consumed = 0;
   constructor(private readonly it: AsyncIterator<Buffer>) {}
 
+  private get left(): number {
+    return this.buf.length - this.off;
+  }
+
   private async fill(): Promise<boolean> {
-    while (this.cur.length === 0) {
+    while (this.left === 0) {
       if (this.done) return false;
       const r = await this.it.next();
       if (r.done) this.done = true;
-      else this.cur = r.value;
+      else {
+        this.buf = r.value;
+        this.off = 0;
+      }
     }
     return true;
   }
@@ -88,21 +97,30 @@ class ChunkReader {
     return !(await this.fill());
   }
 
+  /**
+   * When the current chunk holds n more bytes: consumes them and returns
+   * their offset in `buf`; else -1 (then `take`). Most record headers are
+   * read this way, without an await or an allocation per record.
+   */
+  now(n: number): number {
+    if (this.left < n) return -1;
+    const at = this.off;
+    this.off += n;
+    this.consumed += n;
+    return at;
+  }
+
   /** Exactly n bytes, or fewer only at the end of the data. n must be small. */
   async take(n: number): Promise<Buffer> {
     if (!(await this.fill())) return Buffer.alloc(0);
-    if (this.cur.length >= n) {
-      const out = this.cur.subarray(0, n);
-      this.cur = this.cur.subarray(n);
-      this.consumed += n;
-      return out;
-    }
+    const at = this.now(n);
+    if (at >= 0) return this.buf.subarray(at, at + n);
     const out = Buffer.allocUnsafe(n);
     let got = 0;
     while (got < n && (await this.fill())) {
-      const k = Math.min(n - got, this.cur.length);
-      this.cur.copy(out, got, 0, k);
-      this.cur = this.cur.subarray(k);
+      const k = Math.min(n - got, this.left);
+      this.buf.copy(out, got, this.off, this.off + k);
+      this.off += k;
       got += k;
     }
     this.consumed += got;
@@ -112,14 +130,23 @@ class ChunkReader {
   /** Drops n bytes; returns how many there were. */
   async skip(n: number): Promise<number> {
     let left = n;
-    while (left > 0 && (await this.fill())) {
-      const k = Math.min(left, this.cur.length);
-      this.cur = this.cur.subarray(k);
+    for (;;) {
+      const k = Math.min(left, this.left);
+      this.off += k;
       left -= k;
+      if (left === 0 || !(await this.fill())) break;
     }
     this.consumed += n - left;
     return n - left;
   }
+}
+
+const BLOB_GLOBAL = Buffer.from('cZODB.blob\nBlob\n', 'latin1');
+
+/** Whether the pickle head b[at, at + n) names ZODB.blob.Blob (the scanner's fast path first, without a copy). */
+function blobAt(b: Buffer, at: number, n: number): boolean {
+  if (n > 3 && b[at] === 0x80 && b[at + 2] === 0x63) return n >= 2 + BLOB_GLOBAL.length && b.compare(BLOB_GLOBAL, 0, BLOB_GLOBAL.length, at + 2, at + 2 + BLOB_GLOBAL.length) === 0;
+  return isBlobPickle(b.subarray(at, at + n));
 }
 
 interface PieceTxn {
@@ -130,14 +157,15 @@ interface PieceTxn {
 
 /**
  * Walks the transactions of one piece from a stream of its bytes (byte 0 at
- * Data.fs position `start`; the walk begins at `first`), with the checks of TxnScanner, in memory bounded
- * by the chunk size whatever the lengths in the piece claim: a transaction is
- * never gathered whole (a 1 MB .fsz can inflate to gigabytes, and a header
- * can claim any length), records are reported one by one. A piece holds
- * whole committed transactions only, so data that ends inside one is
- * PIECE_BAD; a transaction that runs past `limit` (the end the .dat
- * registers) or has status 'c' ends the walk quietly, as in the scanner, and
- * the caller compares the end reached with the one expected.
+ * Data.fs position `start`; the walk begins at `first`) with the checks of
+ * TxnScanner, in memory bounded by the chunk size whatever the lengths in the
+ * piece claim: a transaction is never gathered whole (a 1 MB .fsz can inflate
+ * to gigabytes, and a header can claim any length); records are reported one
+ * by one. A piece holds whole committed transactions only, so data that ends
+ * inside one is PIECE_BAD; a transaction that runs past `limit` (a known end;
+ * Infinity lets the data decide) or has status 'c' ends the walk quietly, as
+ * in the scanner, and the caller compares the end reached with the one
+ * expected.
  */
 export async function walkPiece(
   chunks: AsyncIterator<Buffer>,
@@ -171,6 +199,9 @@ export async function walkPiece(
     if (b.length < n) short(tpos, tlen);
     return b;
   };
+  const skip = async (n: number, tpos: number, tlen: number): Promise<void> => {
+    if ((await rd.skip(n)) < n) short(tpos, tlen);
+  };
   for (;;) {
     checkAbort(signal);
     if (await rd.atEnd()) break;
@@ -199,33 +230,46 @@ export async function walkPiece(
           recErr = ['a data record header runs past the end of its transaction', p];
           break;
         }
-        const b = await need(DATA_HDR_LEN, tpos, h.tlen);
+        // In place when the chunk holds the header: no await, no allocation.
+        let b = rd.buf;
+        let q = rd.now(DATA_HDR_LEN);
+        if (q < 0) {
+          b = await need(DATA_HDR_LEN, tpos, h.tlen);
+          q = 0;
+        }
         o += DATA_HDR_LEN;
-        const tloc = readU64(b, 24);
-        const plen = readU64(b, 34);
+        const tloc = readU64(b, q + 24);
+        const plen = readU64(b, q + 34);
         const rlen = DATA_HDR_LEN + plen + (plen === 0 ? 8 : 0);
         if (tloc !== tpos) recErr = [`a data record points to transaction ${tloc}, not ${tpos}`, p];
-        else if (b[32] !== 0 || b[33] !== 0) recErr = ['a data record has a version (versions are not supported since ZODB 3.9)', p];
+        else if (b[q + 32] !== 0 || b[q + 33] !== 0) recErr = ['a data record has a version (versions are not supported since ZODB 3.9)', p];
         else if (o - DATA_HDR_LEN + rlen > h.tlen) recErr = ['a data record runs past the end of its transaction', p];
-        else if (!b.subarray(8, 16).equals(h.tid)) recErr = ['a data record carries another transaction id', p];
+        else if (b.compare(h.tid, 0, 8, q + 8, q + 16) !== 0) recErr = ['a data record carries another transaction id', p];
         if (recErr) break;
-        const rec: RecordInfo = { pos: p, oid: Buffer.from(b.subarray(0, 8)), tid: h.tid, prev: readU64(b, 16), plen, blob: false };
+        // Only records that matter to the caller are kept (until the trailer confirms them).
+        let backpointer = 0;
+        let blob = false;
         if (plen === 0) {
-          rec.backpointer = readU64(await need(8, tpos, h.tlen), 0);
+          const r = rd.now(8);
+          backpointer = readU64(r >= 0 ? rd.buf : await need(8, tpos, h.tlen), Math.max(r, 0));
           o += 8;
         } else {
           const head = Math.min(plen, 512);
-          rec.blob = isBlobPickle(await need(head, tpos, h.tlen));
-          if ((await rd.skip(plen - head)) < plen - head) short(tpos, h.tlen);
+          const r = rd.now(head);
+          blob = r >= 0 ? blobAt(rd.buf, r, head) : blobAt(await need(head, tpos, h.tlen), 0, head);
+          if (plen > head && rd.now(plen - head) < 0) await skip(plen - head, tpos, h.tlen);
           o += plen;
         }
-        // Only records that matter to the caller are kept until the trailer confirms them.
-        if (rec.blob || rec.backpointer) recs.push(rec);
+        if (blob || backpointer) {
+          const rec: RecordInfo = { pos: p, oid: Buffer.from(b.subarray(q, q + 8)), tid: h.tid, prev: readU64(b, q + 16), plen, blob };
+          if (plen === 0) rec.backpointer = backpointer;
+          recs.push(rec);
+        }
       }
     }
     if (!recErr && o !== h.tlen && h.status !== 'u') recErr = ['data records do not add up to the transaction length', tpos + o];
     const rest = h.tlen - o;
-    if ((await rd.skip(rest)) < rest) short(tpos, h.tlen);
+    if (rest > 0) await skip(rest, tpos, h.tlen);
     const tend = tpos + h.tlen;
     const trailer = readU64(await need(8, tpos, h.tlen), 0);
     if (trailer !== h.tlen) {
