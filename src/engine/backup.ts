@@ -44,6 +44,7 @@ import {
   pieceFileName,
   pyJoin,
   readDat,
+  readDatText,
 } from './repository';
 import { ByteReader, readPiece, readRange } from './streams';
 import { formatStamp, nextStamp } from './tid';
@@ -468,7 +469,7 @@ async function incrementalBackup(
     lastTid: copied.lastTid?.toString('hex'),
   };
   const datText = async () => {
-    const previous = await fsp.readFile(datFile, 'latin1');
+    const previous = await readDatText(datFile);
     return (previous === '' || previous.endsWith('\n') ? previous : previous + '\n') + formatDatLine(line);
   };
   return preparedFrom(opts, st, result, copied, encodeIndex(baseIndex, copied.end), datFile, datText, log);

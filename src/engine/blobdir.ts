@@ -12,6 +12,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PloneBackupError, checkAbort } from './errors';
+import { READ_CAPS, readFileCapped } from './io';
 import { idRepr } from './tid';
 
 export type BlobLayout = 'bushy' | 'lawn';
@@ -76,7 +77,8 @@ export function isBlobRelPath(rel: string, layout: BlobLayout): boolean {
 /** Reads the layout of a blob dir, as ZODB decides it. */
 export async function readLayout(blobDir: string): Promise<{ layout: BlobLayout; marked: boolean }> {
   try {
-    const text = (await fsp.readFile(path.join(blobDir, LAYOUT_FILE), 'utf8')).trim();
+    // A few bytes at most; a FIFO or /dev/zero there is refused, never waited on or read whole.
+    const text = (await readFileCapped(path.join(blobDir, LAYOUT_FILE), READ_CAPS.small, { what: 'The blob layout file' })).toString('utf8').trim();
     if (text !== 'bushy' && text !== 'lawn') {
       throw new PloneBackupError('IO', `${path.join(blobDir, LAYOUT_FILE)} names an unknown blob layout "${text}".`, {
         path: path.join(blobDir, LAYOUT_FILE),

@@ -8,8 +8,8 @@
  * finally None. Writing the same state gives the same bytes as ZODB.
  */
 
-import { promises as fsp } from 'node:fs';
 import { PloneBackupError } from './errors';
+import { READ_CAPS, readFileCapped } from './io';
 import { dumpPickle, loadPickle } from './pickle';
 
 /**
@@ -167,13 +167,22 @@ export function decodeIndex(buf: Buffer, path = 'index'): DecodedIndex {
   return { pos, index };
 }
 
+/**
+ * Reads an index file: only a regular file (a FIFO or /dev/zero in its place
+ * must not hang or fill memory), at most its real size and READ_CAPS.index.
+ * Anything unreadable that way is INDEX_BAD, so callers rebuild the index
+ * from Data.fs as they do for a damaged one.
+ */
 export async function readIndexFile(path: string): Promise<DecodedIndex> {
   let buf: Buffer;
   try {
-    buf = await fsp.readFile(path);
+    buf = await readFileCapped(path, READ_CAPS.index, { what: 'The index' });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new PloneBackupError('INDEX_BAD', `The index ${path} does not exist.`, { path });
+    }
+    if (PloneBackupError.is(e, 'TOO_LARGE')) {
+      throw new PloneBackupError('INDEX_BAD', e.message, { path, hint: 'Delete it; ZODB rebuilds it from Data.fs.', cause: e });
     }
     throw e;
   }

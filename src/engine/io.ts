@@ -113,6 +113,8 @@ export const READ_CAPS = {
   config: 4 << 20,
   manifest: 256 << 20,
   dat: 64 << 20,
+  /** A Data.fs.index: 8 bytes per oid plus a little, so 1 GiB is over 100 million objects. */
+  index: 1 << 30,
   small: 64 << 10,
 } as const;
 
@@ -196,6 +198,19 @@ export async function copyRegularFile(src: string, dst: string, flags: number, n
   } finally {
     await fh.close();
   }
+}
+
+/** Whether `p` is a regular file itself (not a link, FIFO, device or folder). */
+export async function isRegularFile(p: string): Promise<boolean> {
+  return fsp.lstat(p).then((st) => st.isFile(), () => false);
+}
+
+/** Opens a file to read a few bytes of it: never blocks on a FIFO, refuses anything but a regular file (ENOTREG-like EINVAL). */
+export async function openRegular(p: string): Promise<FileHandle> {
+  const fh = await fsp.open(p, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  if ((await fh.stat()).isFile()) return fh;
+  await fh.close();
+  throw Object.assign(new Error(`${p} is not a regular file`), { code: 'EINVAL', path: p });
 }
 
 export async function exists(p: string): Promise<boolean> {

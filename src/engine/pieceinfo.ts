@@ -2,8 +2,9 @@
  * What each piece of a repozo repository holds: its transactions (count,
  * first and last tid, the last one's time, user and description) and the
  * blob revisions its records reference. A piece is a slice of a FileStorage
- * starting at a transaction boundary, so the ordinary scanner walks it once
- * its positions are shifted by the piece's start.
+ * starting at a transaction boundary; it is walked as a stream (walkPiece),
+ * with the scanner's checks but never a whole transaction in memory, since
+ * `list` runs on pieces anyone who can write the backup folder may have made.
  *
  * Pieces never change, so what was learned is cached beside them in
  * `.plone-backup-cache.json` (keyed by name, size and mtime); neither repozo
@@ -11,14 +12,14 @@
  */
 
 import { promises as fsp } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { PloneBackupError } from './errors';
-import { FileWindow, TxnScanner } from './filestorage';
+import { PloneBackupError, checkAbort } from './errors';
+import { DATA_HDR_LEN, type RecordInfo, TRANS_HDR_LEN, decodeTxnHeader, readU64 } from './filestorage';
+import { isBlobPickle } from './pickle';
 import { type DatLine, type RepoFile, datLinesFor, datName, allChains, listRepository, readDat } from './repository';
 import { readPiece } from './streams';
 import { tidToDate } from './tid';
-import { writeFileAtomic } from './io';
+import { READ_CAPS, readFileCapped, writeFileAtomic } from './io';
 
 export const CACHE_FILE = '.plone-backup-cache.json';
 
@@ -59,58 +60,230 @@ interface CacheFile {
 }
 
 /**
- * A FileHandle look-alike for the scanner over a sequential stream of chunks
- * (a gunzipped piece) whose first byte sits at Data.fs position `start`:
- * reads must come in increasing order, as the scanner's window makes them.
+ * Pulls exact amounts from a stream of chunks without ever holding more than
+ * one chunk plus the small piece asked for: `take` is only asked for bounded
+ * sizes (a header, a record's first 512 bytes), and long stretches (pickle
+ * bodies) are skipped chunk by chunk. So the memory a piece costs never
+ * depends on a length field read from it.
  */
-export function sequentialHandle(chunks: AsyncIterator<Buffer>, start: number): FileHandle {
-  let cursor = start;
-  let pending: Buffer = Buffer.alloc(0);
-  let done = false;
-  const read = async (buf: Buffer, off: number, len: number, pos: number) => {
-    if (pos < cursor) return { bytesRead: 0, buffer: buf }; // only the tail check reads back; treat as unknown
-    while (pos > cursor) {
-      // skip forward
-      if (pending.length === 0) {
-        if (done) return { bytesRead: 0, buffer: buf };
-        const r = await chunks.next();
-        if (r.done) {
-          done = true;
-          continue;
-        }
-        pending = r.value;
+class ChunkReader {
+  /** The current chunk and the offset of its first unread byte (no subarray per read: the walk reads millions of record headers). */
+  buf: Buffer = Buffer.alloc(0);
+  off = 0;
+  private done = false;
+  /** Bytes consumed so far. */
+  consumed = 0;
+  constructor(private readonly it: AsyncIterator<Buffer>) {}
+
+  private get left(): number {
+    return this.buf.length - this.off;
+  }
+
+  private async fill(): Promise<boolean> {
+    while (this.left === 0) {
+      if (this.done) return false;
+      const r = await this.it.next();
+      if (r.done) this.done = true;
+      else {
+        this.buf = r.value;
+        this.off = 0;
       }
-      const skip = Math.min(pending.length, pos - cursor);
-      pending = pending.subarray(skip);
-      cursor += skip;
     }
-    let n = 0;
-    while (n < len) {
-      if (pending.length === 0) {
-        if (done) break;
-        const r = await chunks.next();
-        if (r.done) {
-          done = true;
-          break;
-        }
-        pending = r.value;
-      }
-      const k = Math.min(pending.length, len - n);
-      pending.copy(buf, off + n, 0, k);
-      pending = pending.subarray(k);
-      n += k;
+    return true;
+  }
+
+  /** True when no byte is left. */
+  async atEnd(): Promise<boolean> {
+    return !(await this.fill());
+  }
+
+  /**
+   * When the current chunk holds n more bytes: consumes them and returns
+   * their offset in `buf`; else -1 (then `take`). Most record headers are
+   * read this way, without an await or an allocation per record.
+   */
+  now(n: number): number {
+    if (this.left < n) return -1;
+    const at = this.off;
+    this.off += n;
+    this.consumed += n;
+    return at;
+  }
+
+  /** Exactly n bytes, or fewer only at the end of the data. n must be small. */
+  async take(n: number): Promise<Buffer> {
+    if (!(await this.fill())) return Buffer.alloc(0);
+    const at = this.now(n);
+    if (at >= 0) return this.buf.subarray(at, at + n);
+    const out = Buffer.allocUnsafe(n);
+    let got = 0;
+    while (got < n && (await this.fill())) {
+      const k = Math.min(n - got, this.left);
+      this.buf.copy(out, got, this.off, this.off + k);
+      this.off += k;
+      got += k;
     }
-    cursor += n;
-    return { bytesRead: n, buffer: buf };
-  };
-  return { read } as unknown as FileHandle;
+    this.consumed += got;
+    return out.subarray(0, got);
+  }
+
+  /** Drops n bytes; returns how many there were. */
+  async skip(n: number): Promise<number> {
+    let left = n;
+    for (;;) {
+      const k = Math.min(left, this.left);
+      this.off += k;
+      left -= k;
+      if (left === 0 || !(await this.fill())) break;
+    }
+    this.consumed += n - left;
+    return n - left;
+  }
 }
 
-/** A FileHandle look-alike over a plain piece file, shifted so its byte 0 is Data.fs position `start`. */
-function shiftedHandle(fh: FileHandle, start: number): FileHandle {
-  return {
-    read: (buf: Buffer, off: number, len: number, pos: number) => fh.read(buf, off, len, pos - start),
-  } as unknown as FileHandle;
+const BLOB_GLOBAL = Buffer.from('cZODB.blob\nBlob\n', 'latin1');
+
+/** Whether the pickle head b[at, at + n) names ZODB.blob.Blob (the scanner's fast path first, without a copy). */
+function blobAt(b: Buffer, at: number, n: number): boolean {
+  if (n > 3 && b[at] === 0x80 && b[at + 2] === 0x63) return n >= 2 + BLOB_GLOBAL.length && b.compare(BLOB_GLOBAL, 0, BLOB_GLOBAL.length, at + 2, at + 2 + BLOB_GLOBAL.length) === 0;
+  return isBlobPickle(b.subarray(at, at + n));
+}
+
+interface PieceTxn {
+  tid: Buffer;
+  user: Buffer;
+  description: Buffer;
+}
+
+/**
+ * Walks the transactions of one piece from a stream of its bytes (byte 0 at
+ * Data.fs position `start`; the walk begins at `first`) with the checks of
+ * TxnScanner, in memory bounded by the chunk size whatever the lengths in the
+ * piece claim: a transaction is never gathered whole (a 1 MB .fsz can inflate
+ * to gigabytes, and a header can claim any length); records are reported one
+ * by one. A piece holds whole committed transactions only, so data that ends
+ * inside one is PIECE_BAD; a transaction that runs past `limit` (a known end;
+ * Infinity lets the data decide) or has status 'c' ends the walk quietly, as
+ * in the scanner, and the caller compares the end reached with the one
+ * expected.
+ */
+export async function walkPiece(
+  chunks: AsyncIterator<Buffer>,
+  file: string,
+  start: number,
+  first: number,
+  limit: number,
+  each: { txn?: (t: PieceTxn) => void; record?: (r: RecordInfo) => void },
+  signal?: AbortSignal,
+): Promise<{ end: number; transactions: number }> {
+  const rd = new ChunkReader(chunks);
+  await rd.skip(first - start); // a full piece's magic
+  let pos = first;
+  let transactions = 0;
+  const corrupt = (why: string, position: number): never => {
+    throw new PloneBackupError('FS_CORRUPT', `${file} is damaged at byte ${position}: ${why}.`, {
+      path: file,
+      position,
+      hint: 'Keep the piece for inspection and make a new full backup (-F).',
+    });
+  };
+  const short = (tpos: number, tlen: number): never => {
+    throw new PloneBackupError('PIECE_BAD', `${file} ends at byte ${start + rd.consumed}, inside the transaction at byte ${tpos} that claims ${tlen} bytes.`, {
+      path: file,
+      position: tpos,
+      hint: 'The piece is cut short or damaged: make a new full backup (-F) and keep this one for inspection.',
+    });
+  };
+  const need = async (n: number, tpos: number, tlen: number): Promise<Buffer> => {
+    const b = await rd.take(n);
+    if (b.length < n) short(tpos, tlen);
+    return b;
+  };
+  const skip = async (n: number, tpos: number, tlen: number): Promise<void> => {
+    if ((await rd.skip(n)) < n) short(tpos, tlen);
+  };
+  for (;;) {
+    checkAbort(signal);
+    if (await rd.atEnd()) break;
+    const tpos = pos;
+    const hb = await rd.take(TRANS_HDR_LEN);
+    if (hb.length < TRANS_HDR_LEN) short(tpos, TRANS_HDR_LEN);
+    const h = decodeTxnHeader(hb);
+    if (h.status === 'c' || tpos + h.tlen + 8 > limit) break;
+    const metaLen = TRANS_HDR_LEN + h.ulen + h.dlen + h.elen;
+    // The scanner ends quietly here ("garbage at the end") when the file's tail
+    // is no transaction length; a stream has no tail to look at.
+    if (h.tlen < metaLen) break;
+    if (h.status !== ' ' && h.status !== 'p' && h.status !== 'u') corrupt(`invalid transaction status 0x${h.status.charCodeAt(0).toString(16)}`, tpos);
+    const user = Buffer.from(await need(h.ulen, tpos, h.tlen));
+    const description = Buffer.from(await need(h.dlen, tpos, h.tlen));
+    await need(h.elen, tpos, h.tlen);
+    // A record that does not add up is reported only once the trailer is read:
+    // the transaction being written at the very end is torn, not corrupt.
+    let recErr: [string, number] | undefined;
+    let o = metaLen;
+    const recs: RecordInfo[] = [];
+    if (h.status !== 'u') {
+      while (o < h.tlen) {
+        const p = tpos + o;
+        if (o + DATA_HDR_LEN > h.tlen) {
+          recErr = ['a data record header runs past the end of its transaction', p];
+          break;
+        }
+        // In place when the chunk holds the header: no await, no allocation.
+        let b = rd.buf;
+        let q = rd.now(DATA_HDR_LEN);
+        if (q < 0) {
+          b = await need(DATA_HDR_LEN, tpos, h.tlen);
+          q = 0;
+        }
+        o += DATA_HDR_LEN;
+        const tloc = readU64(b, q + 24);
+        const plen = readU64(b, q + 34);
+        const rlen = DATA_HDR_LEN + plen + (plen === 0 ? 8 : 0);
+        if (tloc !== tpos) recErr = [`a data record points to transaction ${tloc}, not ${tpos}`, p];
+        else if (b[q + 32] !== 0 || b[q + 33] !== 0) recErr = ['a data record has a version (versions are not supported since ZODB 3.9)', p];
+        else if (o - DATA_HDR_LEN + rlen > h.tlen) recErr = ['a data record runs past the end of its transaction', p];
+        else if (b.compare(h.tid, 0, 8, q + 8, q + 16) !== 0) recErr = ['a data record carries another transaction id', p];
+        if (recErr) break;
+        // Only records that matter to the caller are kept (until the trailer confirms them).
+        let backpointer = 0;
+        let blob = false;
+        if (plen === 0) {
+          const r = rd.now(8);
+          backpointer = readU64(r >= 0 ? rd.buf : await need(8, tpos, h.tlen), Math.max(r, 0));
+          o += 8;
+        } else {
+          const head = Math.min(plen, 512);
+          const r = rd.now(head);
+          blob = r >= 0 ? blobAt(rd.buf, r, head) : blobAt(await need(head, tpos, h.tlen), 0, head);
+          if (plen > head && rd.now(plen - head) < 0) await skip(plen - head, tpos, h.tlen);
+          o += plen;
+        }
+        if (blob || backpointer) {
+          const rec: RecordInfo = { pos: p, oid: Buffer.from(b.subarray(q, q + 8)), tid: h.tid, prev: readU64(b, q + 16), plen, blob };
+          if (plen === 0) rec.backpointer = backpointer;
+          recs.push(rec);
+        }
+      }
+    }
+    if (!recErr && o !== h.tlen && h.status !== 'u') recErr = ['data records do not add up to the transaction length', tpos + o];
+    const rest = h.tlen - o;
+    if (rest > 0) await skip(rest, tpos, h.tlen);
+    const tend = tpos + h.tlen;
+    const trailer = readU64(await need(8, tpos, h.tlen), 0);
+    if (trailer !== h.tlen) {
+      if (tend + 8 >= limit || (await rd.atEnd())) break;
+      corrupt(`redundant transaction length ${trailer} does not match ${h.tlen}`, tend);
+    }
+    if (recErr) corrupt(recErr[0], recErr[1]);
+    pos = tend + 8;
+    transactions++;
+    if (h.status === 'u') continue; // undone (legacy): skipped, as ZODB does
+    each.txn?.({ tid: h.tid, user, description });
+    for (const r of recs) each.record?.(r);
+  }
+  return { end: pos, transactions };
 }
 
 /**
@@ -141,61 +314,48 @@ export async function describePiece(
   };
   const start = info.start;
   const first = f.full ? 4 : start;
-  let fh: FileHandle | undefined;
-  let it: AsyncGenerator<Buffer> | undefined;
+  // Both kinds are streamed (gzip pieces inflated chunk by chunk): what a
+  // piece costs in memory never depends on what its bytes claim.
+  const it = readPiece(file, f.gzip, signal);
   try {
-    let handle: FileHandle;
-    let limit: number;
-    if (f.gzip) {
-      let end = line?.end;
-      if (end === undefined) {
-        // Unregistered: learn its length first, so no length field can ask for more.
-        let n = 0;
-        for await (const c of readPiece(file, true, signal)) n += c.length;
-        end = start + n;
-        info.end = end;
-      }
-      it = readPiece(file, true, signal);
-      handle = sequentialHandle(it, start);
-      limit = end;
-    } else {
-      fh = await fsp.open(file, 'r');
-      handle = shiftedHandle(fh, start);
-      limit = start + st.size;
-    }
-    const w = new FileWindow(handle, first, limit, { signal });
-    const s = new TxnScanner(w, file, first, { fileSize: limit });
     let last: { tid: Buffer; user: Buffer; description: Buffer } | undefined;
     const backpointers: [string, string, number][] = [];
-    try {
-      await s.run((t) => {
-        if (!info.firstTid) info.firstTid = t.tid.toString('hex');
-        last = t;
-        for (const r of t.records) {
-          if (r.blob) {
-            info.blobs.push([r.oid.toString('hex'), r.tid.toString('hex')]);
-            blobPositions.add(r.pos);
-          } else if (r.backpointer) backpointers.push([r.oid.toString('hex'), r.tid.toString('hex'), r.backpointer]);
-        }
-      }, signal);
-    } finally {
-      await w.settle();
-    }
+    const r = await walkPiece(
+      it,
+      file,
+      start,
+      first,
+      // The real data decides where the walk ends (as the piece's size did for
+      // plain pieces): bytes past the .dat's END then show as a problem below.
+      Infinity,
+      {
+        txn: (t) => {
+          if (!info.firstTid) info.firstTid = t.tid.toString('hex');
+          last = t;
+        },
+        record: (rec) => {
+          if (rec.blob) {
+            info.blobs.push([rec.oid.toString('hex'), rec.tid.toString('hex')]);
+            blobPositions.add(rec.pos);
+          } else if (rec.backpointer) backpointers.push([rec.oid.toString('hex'), rec.tid.toString('hex'), rec.backpointer]);
+        },
+      },
+      signal,
+    );
     for (const [oid, tid, target] of backpointers) if (blobPositions.has(target)) info.blobs.push([oid, tid]);
-    info.transactions = s.txnCount;
-    if (!line) info.end = s.end;
+    info.transactions = r.transactions;
+    if (!line) info.end = r.end;
     if (last) {
       info.lastTid = last.tid.toString('hex');
       info.lastTime = tidToDate(last.tid).toISOString();
       info.lastUser = last.user.toString('utf8');
       info.lastDescription = last.description.toString('utf8');
     }
-    if (s.end !== info.end) info.problem = `its transactions end at byte ${s.end}, not at ${info.end}`;
+    if (r.end !== info.end) info.problem = `its transactions end at byte ${r.end}, not at ${info.end}`;
   } catch (e) {
     info.problem = PloneBackupError.is(e) ? e.message : String((e as Error).message ?? e);
   } finally {
-    await it?.return(undefined);
-    await fh?.close();
+    await it.return(undefined);
   }
   return info;
 }
@@ -206,7 +366,8 @@ export async function describeRepository(repo: string, signal?: AbortSignal): Pr
   const cachePath = path.join(repo, CACHE_FILE);
   let cache: CacheFile = { version: 1, pieces: {} };
   try {
-    const c = JSON.parse(await fsp.readFile(cachePath, 'utf8')) as CacheFile;
+    // Read as hostile input: a link to /dev/zero or a FIFO must not hang or fill memory.
+    const c = JSON.parse((await readFileCapped(cachePath, READ_CAPS.manifest, { noFollow: true, what: 'The piece cache' })).toString('utf8')) as CacheFile;
     if (c.version === 1 && c.pieces) cache = c;
   } catch {
     // no cache yet, or an unreadable one: rebuilt below

@@ -14,7 +14,7 @@ import { promises as fsp } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import * as path from 'node:path';
 import { PloneBackupError, checkAbort, toPloneBackupError } from './errors';
-import { HashingFileWriter, PRIVATE_MODES, exists, fsyncDir, modesOf, tempPath, writeFileAtomic } from './io';
+import { HashingFileWriter, PRIVATE_MODES, exists, fsyncDir, isRegularFile, modesOf, openRegular, tempPath, writeFileAtomic } from './io';
 import type { OperationOptions } from './progress';
 import { type DatLine, type RepoFile, datLinesFor, datName, findChain, indexName, listRepository, parseDataFileName, readDat } from './repository';
 import { loadPickle } from './pickle';
@@ -146,7 +146,8 @@ async function recoverInner(opts: RecoverOptions): Promise<RecoverResult> {
     await writer.finish();
     if (unlisted) await checkIndexEnd(sourceIndex, res.bytes, repo, last);
     checkAbort(opts.signal);
-    if (await exists(sourceIndex)) {
+    // Only a regular file: a FIFO in its place would block the copy.
+    if (await isRegularFile(sourceIndex)) {
       indexTemp = tempPath(`${out}.index`);
       await fsp.copyFile(sourceIndex, indexTemp);
       // The index maps every object of the database: as readable as Data.fs, no more.
@@ -174,7 +175,7 @@ async function recoverInner(opts: RecoverOptions): Promise<RecoverResult> {
 async function checkIndexEnd(indexFile: string, bytes: number, repo: string, last: RepoFile): Promise<void> {
   let head: Buffer;
   try {
-    const fh = await fsp.open(indexFile, 'r');
+    const fh = await openRegular(indexFile);
     try {
       head = Buffer.alloc(32);
       head = head.subarray(0, (await fh.read(head, 0, 32, 0)).bytesRead);

@@ -14,6 +14,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PloneBackupError } from './errors';
+import { READ_CAPS, readFileCapped } from './io';
 
 const DATA_FILE_RE = /^(\d{4}(?:-\d\d){5})\.(deltafsz|deltafs|fsz|fs)$/;
 
@@ -145,15 +146,32 @@ export function parseDat(text: string, file = '.dat'): DatLine[] {
   return lines;
 }
 
+/**
+ * Reads and parses a .dat; undefined when there is none. Read as hostile
+ * input (a regular file of at most READ_CAPS.dat, never waiting on a FIFO):
+ * anything else in its place is DAT_BAD, like a garbled one.
+ */
 export async function readDat(file: string): Promise<DatLine[] | undefined> {
   let text: string;
   try {
-    text = await fsp.readFile(file, 'latin1');
+    text = await readDatText(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
   return parseDat(text, file);
+}
+
+/** The text of a .dat, read with readFileCapped; TOO_LARGE becomes DAT_BAD. ENOENT passes through. */
+export async function readDatText(file: string): Promise<string> {
+  try {
+    return (await readFileCapped(file, READ_CAPS.dat, { what: 'The .dat' })).toString('latin1');
+  } catch (e) {
+    if (PloneBackupError.is(e, 'TOO_LARGE')) {
+      throw new PloneBackupError('DAT_BAD', e.message, { path: file, hint: 'Move it away and make a new full backup (-F).', cause: e });
+    }
+    throw e;
+  }
 }
 
 /** The .dat line of each piece of a chain (matched by base name); undefined where absent. */

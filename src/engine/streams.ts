@@ -4,7 +4,7 @@
  * gzip pieces inflated in libuv's thread pool.
  */
 
-import { createReadStream, promises as fsp } from 'node:fs';
+import { constants as fsc, createReadStream, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as zlib from 'node:zlib';
 import { PloneBackupError, checkAbort } from './errors';
@@ -48,13 +48,8 @@ export async function* readRange(fh: FileHandle, start: number, end: number, sig
 
 /** The uncompressed bytes of one repository piece (gunzipped for .fsz/.deltafsz). */
 export async function* readPiece(file: string, gzip: boolean, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  const fh = await openPiece(file);
   if (!gzip) {
-    let fh: FileHandle;
-    try {
-      fh = await fsp.open(file, 'r');
-    } catch (e) {
-      throw pieceOpenError(file, e);
-    }
     try {
       const size = (await fh.stat()).size;
       yield* readRange(fh, 0, size, signal);
@@ -63,12 +58,9 @@ export async function* readPiece(file: string, gzip: boolean, signal?: AbortSign
     }
     return;
   }
-  try {
-    await fsp.access(file);
-  } catch (e) {
-    throw pieceOpenError(file, e);
-  }
-  const src = createReadStream(file, { highWaterMark: 1024 * 1024 });
+  // Inflated a chunk at a time with back-pressure: a small .fsz may inflate to
+  // gigabytes, and only the consumer decides how much of that it holds.
+  const src = createReadStream('', { fd: fh, highWaterMark: 1024 * 1024 });
   const gunzip = zlib.createGunzip({ chunkSize: 1024 * 1024 });
   src.on('error', (e) => gunzip.destroy(e));
   src.pipe(gunzip);
@@ -87,7 +79,34 @@ export async function* readPiece(file: string, gzip: boolean, signal?: AbortSign
   } finally {
     src.destroy();
     gunzip.destroy();
+    await fh.close().catch(() => undefined); // the stream may have closed it already
   }
+}
+
+/**
+ * Opens a piece for reading: a regular file only. O_NONBLOCK keeps the open
+ * from waiting forever for a writer when someone put a FIFO there (it changes
+ * nothing for a regular file); a FIFO or device is refused before any read.
+ */
+async function openPiece(file: string): Promise<FileHandle> {
+  let fh: FileHandle;
+  try {
+    fh = await fsp.open(file, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  } catch (e) {
+    throw pieceOpenError(file, e);
+  }
+  const st = await fh.stat().catch(async (e: unknown) => {
+    await fh.close();
+    throw e;
+  });
+  if (!st.isFile()) {
+    await fh.close();
+    throw new PloneBackupError('PIECE_BAD', `The backup piece ${file} is not a regular file.`, {
+      path: file,
+      hint: 'Something that is not a backup stands in the repository under a piece name: move it away.',
+    });
+  }
+  return fh;
 }
 
 function pieceOpenError(file: string, e: unknown): unknown {

@@ -10,7 +10,8 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { discoverDeployment, FileStorageWriter } from '../../src/engine';
+import { execFileSync } from 'node:child_process';
+import { discoverDeployment, FileStorageWriter, MAX_INCLUDES, MAX_TOTAL, MAX_VALUE, parseZConfig } from '../../src/engine';
 import { rejectsWith, snapshot, tmpDir } from './helpers';
 
 async function emptyStorage(file: string): Promise<void> {
@@ -338,5 +339,74 @@ clienthome $CLIENTHOME
     // A zope.conf without any filestorage is no deployment either.
     fs.writeFileSync(path.join(root, 'zope.conf'), '<zodb_db temporary>\n <temporarystorage>\n </temporarystorage>\n</zodb_db>\n');
     await rejectsWith(discoverDeployment(root), 'SOURCE_MISSING');
+  });
+
+  // A configuration is read whole, by discovery, each time the extension opens
+  // a folder: no file there may hang it, fill its memory or keep it busy.
+  for (const kind of ['FIFO', 'link to /dev/zero'] as const) {
+    it(`a plone-backup.json that is a ${kind} is USAGE at once, never waited on or read whole`, { timeout: 10_000 }, async (t) => {
+      const root = tmpDir(t);
+      const cfg = path.join(root, 'plone-backup.json');
+      if (kind === 'FIFO') execFileSync('mkfifo', [cfg]);
+      else fs.symlinkSync('/dev/zero', cfg);
+      const t0 = performance.now();
+      const e = await rejectsWith(discoverDeployment(root), 'USAGE');
+      assert.match(e.message, /not a regular file/);
+      assert.equal(e.path, cfg);
+      assert.ok(performance.now() - t0 < 1000);
+    });
+  }
+
+  it('a plone-backup.json or zope.conf of more than 4 MiB is USAGE, not parsed', async (t) => {
+    const root = tmpDir(t);
+    const cfg = path.join(root, 'plone-backup.json');
+    fs.writeFileSync(cfg, `{"keep": 2${' '.repeat(5 << 20)}}`);
+    let e = await rejectsWith(discoverDeployment(root), 'USAGE');
+    assert.match(e.message, /at most 4194304 bytes/);
+    fs.rmSync(cfg);
+    fs.writeFileSync(path.join(root, 'zope.conf'), `<zodb_db main>\n<filestorage>\npath Data.fs\n</filestorage>\n</zodb_db>\n${'#\n'.repeat(5 << 19)}`);
+    e = await rejectsWith(discoverDeployment(root), 'USAGE');
+    assert.match(e.message, /zope\.conf cannot be used: .*at most/);
+  });
+
+  it('nested %defines cannot blow up: a value is at most 64 KiB, USAGE naming file and line', async (t) => {
+    const root = tmpDir(t);
+    // 1.5 KB that double a 1 KiB value 28 times: 256 GiB if expanded; a7 (line 8) is the first past 64 KiB.
+    const lines = [`%define a0 ${'x'.repeat(1024)}`];
+    for (let i = 1; i <= 28; i++) lines.push(`%define a${i} $a${i - 1}$a${i - 1}`);
+    lines.push('<zodb_db main>', '<filestorage>', 'path $a28/Data.fs', '</filestorage>', '</zodb_db>');
+    fs.writeFileSync(path.join(root, 'zope.conf'), lines.join('\n') + '\n');
+    const rss0 = process.memoryUsage().rss;
+    const t0 = performance.now();
+    const e = await rejectsWith(discoverDeployment(root), 'USAGE');
+    assert.ok(performance.now() - t0 < 1000);
+    assert.ok(process.memoryUsage().rss - rss0 < 100 * 2 ** 20);
+    assert.match(e.message, /zope\.conf line 8 /);
+    assert.match(e.message, new RegExp(`past ${MAX_VALUE} characters`));
+    assert.equal(e.position, 8);
+    // Just under the cap is fine.
+    const ok = parseZConfig(`%define a ${'y'.repeat(MAX_VALUE / 2)}\n%define b $a$a\n`, 'ok.conf');
+    assert.equal(ok.children.length, 0);
+  });
+
+  it('includes cannot multiply: at most MAX_INCLUDES includes and MAX_TOTAL bytes in one configuration', async (t) => {
+    const root = tmpDir(t);
+    // zope.conf includes a.conf 32 times, a.conf includes b.conf 32 times, b.conf includes c.conf 32 times:
+    // 32,768 reads of c.conf from 3 small files.
+    fs.writeFileSync(path.join(root, 'zope.conf'), '%include a.conf\n'.repeat(32));
+    fs.writeFileSync(path.join(root, 'a.conf'), '%include b.conf\n'.repeat(32));
+    fs.writeFileSync(path.join(root, 'b.conf'), '%include c.conf\n'.repeat(32));
+    fs.writeFileSync(path.join(root, 'c.conf'), `# ${'z'.repeat(2048)}\n`);
+    const t0 = performance.now();
+    let e = await rejectsWith(discoverDeployment(root), 'USAGE');
+    assert.ok(performance.now() - t0 < 1000);
+    assert.match(e.message, new RegExp(`more than ${MAX_INCLUDES} includes`));
+    assert.match(e.message, /b\.conf line \d+/);
+    // Fewer, larger includes: the total is capped.
+    fs.writeFileSync(path.join(root, 'zope.conf'), '%include a.conf\n'.repeat(16));
+    fs.writeFileSync(path.join(root, 'a.conf'), '%include c.conf\n'.repeat(12));
+    fs.writeFileSync(path.join(root, 'c.conf'), `# ${'z'.repeat(100_000)}\n`);
+    e = await rejectsWith(discoverDeployment(root), 'USAGE');
+    assert.match(e.message, new RegExp(`more than ${MAX_TOTAL} bytes`));
   });
 });

@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { FsIndex, decodeIndex, dumpPickle, encodeIndex, loadPickle, oidFromKey, oidKey, readIndexFile } from '../../src/engine';
 import {
   FIXTURES,
@@ -169,4 +170,31 @@ describe('index: bad bytes are INDEX_BAD', () => {
   it('a missing index file is INDEX_BAD', async (t) => {
     await rejectsWith(readIndexFile(path.join(tmpDir(t), 'Data.fs.index')), 'INDEX_BAD');
   });
+});
+
+describe('index: hostile files cost bounded time and memory', () => {
+  it('a crafted 300 KB index of wide tuples fails in well under a second', () => {
+    // pos, then entries whose "tuple" is a MARK and 100,000 items: a
+    // (prefix, bucket) pair as far as a careless reader is concerned.
+    const wideEntry = (n: number) => Buffer.concat([Buffer.from([0x80, 0x03, 0x28]), Buffer.alloc(n, 0x4e), Buffer.from([0x74, 0x2e])]);
+    const b = Buffer.concat([dumpPickle(100), wideEntry(100_000), wideEntry(100_000), wideEntry(100_000), dumpPickle(null)]);
+    assert.ok(b.length >= 300_000);
+    const t0 = performance.now();
+    const e = throwsWith(() => decodeIndex(b, 'crafted.index'), 'INDEX_BAD');
+    const ms = performance.now() - t0;
+    assert.equal(e.path, 'crafted.index');
+    assert.ok(ms < 500, `took ${ms.toFixed(0)} ms`);
+  });
+
+  for (const kind of ['FIFO', 'link to /dev/zero'] as const) {
+    it(`an index that is a ${kind} is INDEX_BAD at once (so it is rebuilt), never waited on or read whole`, { timeout: 10_000 }, async (t) => {
+      const p = path.join(tmpDir(t), 'Data.fs.index');
+      if (kind === 'FIFO') execFileSync('mkfifo', [p]);
+      else fs.symlinkSync('/dev/zero', p);
+      const t0 = performance.now();
+      const e = await rejectsWith(readIndexFile(p), 'INDEX_BAD');
+      assert.match(e.message, /not a regular file/);
+      assert.ok(performance.now() - t0 < 1000);
+    });
+  }
 });

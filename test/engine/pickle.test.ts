@@ -5,8 +5,8 @@
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { BLOB_PICKLE, DATA_HDR_LEN, isBlobPickle, recordClass } from '../../src/engine';
-import { stateJson, statePath } from '../helpers';
+import { BLOB_PICKLE, DATA_HDR_LEN, isBlobPickle, loadPickle, recordClass } from '../../src/engine';
+import { stateJson, statePath, throwsWith } from '../helpers';
 
 // pickle.dumps(X, proto) for ZODB.blob.Blob, (Blob, None) and a subclass plone.namedfile.BlobSub, from CPython.
 const CPYTHON: [string, string, boolean][] = [
@@ -53,5 +53,65 @@ describe('pickle: blob records', () => {
       }
     }
     assert.ok(blobs >= 4);
+  });
+});
+
+describe('pickle: loading is linear and bounded', () => {
+  /** PROTO 3, MARK, `n` times `item`, TUPLE, STOP. */
+  const wide = (n: number, item: Buffer) => Buffer.concat([Buffer.from([0x80, 0x03, 0x28]), Buffer.concat(Array(n).fill(item)), Buffer.from([0x74, 0x2e])]);
+
+  it('a tuple of 60,000 items is built in linear time (no shifting per item)', () => {
+    // Timed against a pickle of twice the opcodes without MARK/TUPLE (the same
+    // 60,000 items folded by TUPLE2): on a linear loader the wide tuple is the
+    // cheaper of the two, whatever the machine's speed; shifting each item in
+    // made it several times dearer.
+    const n = 60_000; // under MAX_STACK
+    const item = Buffer.from([0x4b, 0x07]); // BININT1 7
+    const flat = wide(n, item);
+    const folded = Buffer.concat([Buffer.from([0x80, 0x03]), Buffer.concat(Array(n).fill(item)), Buffer.alloc(n - 1, 0x86), Buffer.from([0x2e])]);
+    const best = (b: Buffer) =>
+      Math.min(
+        ...[0, 1, 2, 3].map(() => {
+          const t0 = performance.now();
+          loadPickle(b, 0, 'wide');
+          return performance.now() - t0;
+        }),
+      );
+    const v = loadPickle(flat, 0, 'wide').value as number[];
+    assert.equal(v.length, n);
+    assert.ok(v.every((x) => x === 7));
+    const tFlat = best(flat);
+    const tFolded = best(folded);
+    assert.ok(tFlat < 1.5 * tFolded, `the wide tuple took ${tFlat.toFixed(1)} ms, ${n} pairs ${tFolded.toFixed(1)} ms`);
+  });
+
+  it('nested tuples keep their items in order', () => {
+    // ((1, 2, 3), (4,), ()) with MARK/TUPLE, and TUPLE2 inside
+    const b = Buffer.from('8003' + '28' + '284b014b024b0374' + '284b0474' + '2874' + '74' + '2e', 'hex');
+    assert.deepEqual(loadPickle(b, 0).value, [[1, 2, 3], [4], []]);
+    const c = Buffer.from('8003' + '28' + '4b01' + '4b02' + '4b03' + '86' + '74' + '2e', 'hex');
+    assert.deepEqual(loadPickle(c, 0).value, [1, [2, 3]]);
+  });
+
+  it('a 300 KB pickle of one wide tuple is INDEX_BAD in well under a second', () => {
+    const b = wide(300_000, Buffer.from([0x4e])); // None
+    assert.ok(b.length > 300_000);
+    const t0 = performance.now();
+    const e = throwsWith(() => loadPickle(b, 0, 'wide.index'), 'INDEX_BAD');
+    const ms = performance.now() - t0;
+    assert.match(e.message, /more than \d+ values/);
+    assert.equal(e.path, 'wide.index');
+    assert.ok(ms < 500, `took ${ms.toFixed(0)} ms`);
+  });
+
+  it('memo entries count against the same bound', () => {
+    const b = Buffer.concat([Buffer.from([0x80, 0x03, 0x4e]), Buffer.alloc(200_000, 0x94), Buffer.from([0x2e])]); // None, MEMOIZE x 200,000
+    throwsWith(() => loadPickle(b, 0), 'INDEX_BAD');
+  });
+
+  it('a value never pops across an open MARK', () => {
+    for (const hex of ['8003284b0186742e', '8003284b01942e', '8003282e', '8003742e', '80034b0128742e']) {
+      throwsWith(() => loadPickle(Buffer.from(hex, 'hex'), 0), 'INDEX_BAD');
+    }
   });
 });

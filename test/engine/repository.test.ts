@@ -6,9 +6,17 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as zlib from 'node:zlib';
 import {
+  CACHE_FILE,
   allChains,
   datLinesFor,
+  describeRepository,
+  encodeDataHeader,
+  encodeTxnHeader,
   findChain,
   formatDatLine,
   formatStamp,
@@ -22,6 +30,7 @@ import {
   pieceFileName,
   pyJoin,
   readDat,
+  readLayout,
 } from '../../src/engine';
 import { FIXTURE_REPO, FIXTURE_REPO_GZ, history, md5, rejectsWith, statePath, throwsWith, tmpDir } from '../helpers';
 
@@ -179,4 +188,133 @@ describe('repository: chains', () => {
     const e = await rejectsWith(listRepository(path.join(tmpDir(t), 'nope')), 'REPO_MISSING');
     assert.match(e.path ?? '', /nope$/);
   });
+});
+
+// ---------------------------------------------------------------------------
+// Hostile repositories: what `list` (run by the extension on open) reads must
+// cost memory and time in proportion to the real data, never to what a length
+// field or a file name claims, and must never wait on a FIFO.
+
+/** Makes a FIFO (named pipe) at `p`. */
+function mkfifo(p: string): void {
+  execFileSync('mkfifo', [p]);
+}
+
+/**
+ * Runs `fn`, sampling the bytes held in Buffers meanwhile; returns its value
+ * and the largest growth in MB over the lowest level seen before (garbage of
+ * an earlier test may be collected meanwhile).
+ */
+async function peakBuffers<T>(fn: () => Promise<T>): Promise<{ value: T; peakMb: number }> {
+  let low = process.memoryUsage().arrayBuffers;
+  let peak = 0;
+  const sample = () => {
+    const now = process.memoryUsage().arrayBuffers;
+    low = Math.min(low, now);
+    peak = Math.max(peak, now - low);
+  };
+  const timer = setInterval(sample, 5);
+  try {
+    const value = await fn();
+    sample();
+    return { value, peakMb: peak / 2 ** 20 };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+const TID = Buffer.from('03e5a1b2c3d4e5f6', 'hex');
+
+/** A transaction header at `tpos` claiming `tlen`, with one record of a `plen`-byte pickle of zeros (its body not included). */
+function txnHead(tpos: number, tlen: number, plen: number): Buffer {
+  const h = encodeTxnHeader({ tid: TID, tlen, status: ' ', ulen: 4, dlen: 0, elen: 0 });
+  const d = encodeDataHeader({ oid: Buffer.alloc(8, 1), tid: TID, prev: 0, tloc: tpos, vlen: 0, plen });
+  return Buffer.concat([h, Buffer.from('anon'), d]);
+}
+
+/** Writes `parts` gzip-compressed to `file`, streaming (a part may be a count of zero bytes). */
+async function writeGzip(file: string, parts: (Buffer | number)[]): Promise<void> {
+  async function* gen() {
+    for (const p of parts) {
+      if (Buffer.isBuffer(p)) yield p;
+      else for (let left = p; left > 0; left -= 1 << 20) yield Buffer.alloc(Math.min(left, 1 << 20));
+    }
+  }
+  await pipeline(Readable.from(gen()), zlib.createGzip({ level: 9 }), fs.createWriteStream(file));
+}
+
+describe('repository: hostile pieces and metadata files', () => {
+  const stamp = '2026-01-01-10-00-00';
+
+  it('a .fsz whose header claims a huge transaction (registered in the .dat) is PIECE_BAD, with no allocation of that size', async (t) => {
+    const repo = tmpDir(t);
+    const claimed = 3 * 2 ** 30; // 3 GiB, in a piece of a few KB
+    const head = Buffer.concat([Buffer.from('FS30'), txnHead(4, claimed, claimed - 23 - 4 - 42)]);
+    await writeGzip(path.join(repo, `${stamp}.fsz`), [head, 1 << 20]);
+    fs.writeFileSync(path.join(repo, `${stamp}.dat`), formatDatLine({ path: `${repo}/${stamp}.fsz`, start: 0, end: 4 + claimed + 8, md5: '0'.repeat(32) }));
+    const t0 = performance.now();
+    const { value: chains, peakMb } = await peakBuffers(() => describeRepository(repo));
+    const piece = chains[0].pieces[0];
+    assert.match(piece.problem ?? '', /ends at byte \d+, inside the transaction at byte 4/);
+    assert.equal(piece.transactions, 0);
+    assert.ok(peakMb < 64, `buffers grew by ${peakMb.toFixed(0)} MB`);
+    assert.ok(performance.now() - t0 < 2000);
+  });
+
+  it('a gzip bomb (1000x) holding one real 100 MB transaction is described in bounded memory', async (t) => {
+    const repo = tmpDir(t);
+    const plen = 100 << 20;
+    const tlen = 23 + 4 + 42 + plen;
+    const trailer = Buffer.alloc(8);
+    trailer.writeBigUInt64BE(BigInt(tlen));
+    const file = path.join(repo, `${stamp}.fsz`);
+    await writeGzip(file, [Buffer.concat([Buffer.from('FS30'), txnHead(4, tlen, plen)]), plen, trailer]);
+    assert.ok(fs.statSync(file).size * 500 < plen, 'the piece is a bomb');
+    const { value: chains, peakMb } = await peakBuffers(() => describeRepository(repo));
+    const piece = chains[0].pieces[0];
+    assert.equal(piece.problem, undefined);
+    assert.equal(piece.transactions, 1);
+    assert.equal(piece.end, 4 + tlen + 8);
+    assert.equal(piece.lastTid, TID.toString('hex'));
+    assert.equal(piece.lastUser, 'anon');
+    assert.ok(peakMb < 64, `buffers grew by ${peakMb.toFixed(0)} MB for a 100 MB transaction`);
+  });
+
+  it('a piece that is a FIFO is a problem of that piece, never a hang', { timeout: 10_000 }, async (t) => {
+    const repo = tmpDir(t);
+    mkfifo(path.join(repo, `${stamp}.fsz`));
+    const chains = await describeRepository(repo);
+    assert.match(chains[0].pieces[0].problem ?? '', /not a regular file/);
+  });
+
+  for (const kind of ['FIFO', 'link to /dev/zero'] as const) {
+    const make = (p: string) => (kind === 'FIFO' ? mkfifo(p) : fs.symlinkSync('/dev/zero', p));
+
+    it(`a .dat that is a ${kind} is DAT_BAD at once`, { timeout: 10_000 }, async (t) => {
+      const dir = tmpDir(t);
+      const dat = path.join(dir, `${stamp}.dat`);
+      make(dat);
+      const t0 = performance.now();
+      const e = await rejectsWith(readDat(dat), 'DAT_BAD');
+      assert.match(e.message, /not a regular file/);
+      assert.equal(e.path, dat);
+      assert.ok(performance.now() - t0 < 1000);
+    });
+
+    it(`a blob dir's .layout that is a ${kind} is refused typed, at once`, { timeout: 10_000 }, async (t) => {
+      const dir = tmpDir(t);
+      make(path.join(dir, '.layout'));
+      const e = await rejectsWith(readLayout(dir), 'TOO_LARGE');
+      assert.match(e.message, /not a regular file/);
+    });
+
+    it(`a piece cache that is a ${kind} is ignored (rebuilt), never waited on or read whole`, { timeout: 10_000 }, async (t) => {
+      const repo = tmpDir(t);
+      fs.cpSync(FIXTURE_REPO_GZ, repo, { recursive: true });
+      make(path.join(repo, CACHE_FILE));
+      const chains = await describeRepository(repo);
+      assert.ok(chains.length > 0);
+      for (const c of chains) for (const p of c.pieces) assert.equal(p.problem, undefined, p.name);
+    });
+  }
 });

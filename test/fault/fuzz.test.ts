@@ -12,13 +12,21 @@
  * synchronous endless loop fails the test (naming the input) instead of
  * hanging it. FUZZ_SCALE multiplies the number of random inputs (default 1),
  * FUZZ_SEED changes the seed.
+ *
+ * Hostile shapes (small files that once cost gigabytes or seconds, FIFOs and
+ * /dev/zero links where metadata belongs) each run in a child process of
+ * their own, which reports its peak RSS and CPU time; the ceilings are
+ * asserted on those, and a child that does not finish is a hang.
  */
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { recordFigures } from './helpers';
-import { GROUPS, type GroupResult } from './fuzzcases';
+import { GROUPS, SHAPES, type GroupResult, type ShapeReport } from './fuzzcases';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261126);
 const SCALE = Number(process.env.FUZZ_SCALE ?? 1);
@@ -65,7 +73,58 @@ describe('hostile input: every parser fails typed, in time, in bounded memory', 
   }
 });
 
+/** Per shape, in the child that runs it: peak RSS of the process (and of its Buffers), CPU time of the run. */
+const MAX_RSS_MB = 300;
+const MAX_CPU_MS = 2000;
+/** A child still running after this is hung (a FIFO opened for reading blocks forever). */
+const SHAPE_WALL_MS = 30_000;
+const shapeReports: ShapeReport[] = [];
+
+function runShapeChild(shape: string, scratch: string): Promise<ShapeReport> {
+  const script = path.join(__dirname, 'fuzzcases.js');
+  // The files are made by another child, so setting them up costs this one nothing.
+  const made = spawnSync(process.execPath, [script, '--make', shape, scratch], { encoding: 'utf8', timeout: 120_000 });
+  if (made.status !== 0) return Promise.reject(new Error(`${shape}: making the input failed: ${made.stderr}`));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, '--shape', shape, scratch], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${shape}: still running after ${SHAPE_WALL_MS / 1000} s: a hang`));
+    }, SHAPE_WALL_MS);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code !== 0) return reject(new Error(`${shape}: the child ended with ${signal ?? code}: ${err.slice(0, 2000)}`));
+      try {
+        resolve(JSON.parse(out.trim().split('\n').pop()!) as ShapeReport);
+      } catch {
+        reject(new Error(`${shape}: no report from the child: ${out.slice(0, 500)} ${err.slice(0, 1000)}`));
+      }
+    });
+  });
+}
+
+describe('hostile shapes: typed or fine, under 300 MB and 2 s of CPU each, in a child process', () => {
+  for (const [shape, s] of Object.entries(SHAPES)) {
+    it(shape, { todo: s.todo, timeout: 180_000 }, async (t) => {
+      const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'pb-shape-'));
+      t.after(() => fs.rmSync(scratch, { recursive: true, force: true }));
+      const r = await runShapeChild(shape, scratch);
+      shapeReports.push(r);
+      t.diagnostic(`${shape}: ${r.outcome}, max RSS ${r.maxRssMb} MB, Buffers ${r.maxBuffersMb} MB, CPU ${r.cpuMs} ms, ${r.wallMs} ms`);
+      assert.ok(!r.outcome.startsWith('FAILED'), r.outcome);
+      assert.ok(r.maxRssMb < MAX_RSS_MB, `max RSS ${r.maxRssMb} MB`);
+      assert.ok(r.maxBuffersMb < MAX_RSS_MB, `Buffers of ${r.maxBuffersMb} MB (allocated, if not yet resident)`);
+      assert.ok(r.cpuMs < MAX_CPU_MS, `CPU ${r.cpuMs} ms`);
+    });
+  }
+});
+
 process.on('exit', () => {
+  if (shapeReports.length) recordFigures('fuzz', 'shapes', Object.fromEntries(shapeReports.map((r) => [r.shape, { outcome: r.outcome, maxRssMb: r.maxRssMb, maxBuffersMb: r.maxBuffersMb, cpuMs: r.cpuMs }])));
   if (!results.length) return;
   const groups = Object.fromEntries(results.map((r) => [r.group, { inputs: r.inputs, outcomes: r.outcomes, slowestMs: Math.round(r.maxMs * 10) / 10, rssGrowthMb: r.maxRssMb }]));
   recordFigures('fuzz', 'groups', groups);

@@ -15,13 +15,20 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
+import { execFileSync } from 'node:child_process';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import {
   PloneBackupError,
   backup,
   blobRelPath,
   committedEnd,
+  checkDeployment,
   decodeIndex,
   discoverDeployment,
+  encodeDataHeader,
+  encodeTxnHeader,
+  formatDatLine,
   encodeHeader,
   extractTar,
   formatStamp,
@@ -35,6 +42,8 @@ import {
   parseStamp,
   parseZConfig,
   recordClass,
+  listDeployment,
+  readIndexFile,
   recover,
   storagesOf,
 } from '../../src/engine';
@@ -458,6 +467,281 @@ async function extractCase(data: Buffer, gzip: boolean, scratch: string, i: numb
 }
 
 // ---------------------------------------------------------------------------
+// Hostile shapes, one per child process
+//
+// Small files that used to cost a lot: a .fsz claiming a huge transaction, a
+// gzip bomb, a wide-tuple index, FIFOs and /dev/zero links where metadata
+// files belong, %define chains and %include fan-outs, and blob generation
+// manifests. Each runs alone in a child process (fuzz.test.ts) that reports
+// its own peak RSS and CPU time, so the ceilings are measured on the process,
+// not guessed from a heap that another input shares; a hang is a child the
+// parent kills.
+
+export interface ShapeReport {
+  shape: string;
+  outcome: string;
+  maxRssMb: number;
+  /**
+   * Peak of the memory held by Buffers, sampled every 5 ms: a huge
+   * Buffer.allocUnsafe is not resident until written, so RSS alone misses an
+   * allocation sized by a length field until the day the bytes arrive.
+   */
+  maxBuffersMb: number;
+  cpuMs: number;
+  wallMs: number;
+}
+
+const STAMP = '2026-01-01-10-00-00';
+const SHAPE_TID = Buffer.from('03e5a1b2c3d4e5f6', 'hex');
+
+/** A transaction header at `tpos` claiming `tlen`, with one record of a `plen`-byte pickle (its body not included). */
+function shapeTxnHead(tpos: number, tlen: number, plen: number): Buffer {
+  const h = encodeTxnHeader({ tid: SHAPE_TID, tlen, status: ' ', ulen: 4, dlen: 0, elen: 0 });
+  const d = encodeDataHeader({ oid: Buffer.alloc(8, 1), tid: SHAPE_TID, prev: 0, tloc: tpos, vlen: 0, plen });
+  return Buffer.concat([h, Buffer.from('anon'), d]);
+}
+
+/** Writes `parts` gzip-compressed, streaming; a number is that many zero bytes. */
+async function gzipTo(file: string, parts: (Buffer | number)[]): Promise<void> {
+  async function* gen() {
+    for (const p of parts) {
+      if (Buffer.isBuffer(p)) yield p;
+      else for (let left = p; left > 0; left -= 1 << 20) yield Buffer.alloc(Math.min(left, 1 << 20));
+    }
+  }
+  await pipeline(Readable.from(gen()), zlib.createGzip({ level: 9 }), fs.createWriteStream(file));
+}
+
+/**
+ * A buildout-style deployment in `root` (var/filestorage/Data.fs, var/blobstorage,
+ * var/backups from the gzip fixture repository, and one blob generation per
+ * piece), that `list` and `check` read as the extension does on open.
+ */
+function shapeDeployment(root: string, opts: { repo?: boolean } = {}): { backups: string; blobBackups: string; stamps: string[] } {
+  const v = path.join(root, 'var');
+  fs.mkdirSync(path.join(v, 'filestorage'), { recursive: true });
+  fs.copyFileSync(path.join(FIX, 'history', 'var', 'filestorage', 'Data.fs'), path.join(v, 'filestorage', 'Data.fs'));
+  fs.mkdirSync(path.join(v, 'blobstorage'));
+  const backups = path.join(v, 'backups');
+  const blobBackups = path.join(v, 'blobstoragebackups');
+  fs.mkdirSync(backups);
+  fs.mkdirSync(blobBackups);
+  const stamps: string[] = [];
+  if (opts.repo !== false) {
+    const src = path.join(FIX, 'history', 'repository-gzip');
+    for (const n of fs.readdirSync(src)) {
+      fs.copyFileSync(src + '/' + n, path.join(backups, n));
+      fs.chmodSync(path.join(backups, n), 0o644);
+      const m = /^(\d{4}(?:-\d\d){5})\.(fsz|deltafsz)$/.exec(n);
+      if (m) stamps.push(m[1]);
+    }
+  }
+  for (const st of stamps) fs.mkdirSync(path.join(blobBackups, `blobstorage.${st}`, 'blobstorage'), { recursive: true });
+  return { backups, blobBackups, stamps };
+}
+
+/** What the extension does on opening the folder: discover, list, check the backups. */
+async function openFolder(root: string): Promise<void> {
+  const dep = await discoverDeployment(root);
+  await listDeployment(dep);
+  await checkDeployment(dep, { backupsOnly: true });
+}
+
+const mkfifo = (p: string): void => void execFileSync('mkfifo', [p]);
+const devZero = (p: string) => fs.symlinkSync('/dev/zero', p);
+const DEPLOY_CODES = ['USAGE', 'SOURCE_MISSING', 'TOO_LARGE', 'UNSAFE', 'DAT_BAD', 'PIECE_BAD', 'FS_CORRUPT', 'INDEX_BAD', 'NOT_FILESTORAGE'];
+
+/**
+ * Each shape: `make` writes the hostile files into a scratch folder (in a
+ * child of its own, unmeasured); `run` is what is measured, usually what the
+ * extension does on opening the folder.
+ */
+export const SHAPES: Record<string, { codes: string[]; todo?: string; make: (scratch: string) => Promise<void> | void; run: (scratch: string) => Promise<unknown> }> = {
+  'index: 300 KB of wide tuples': {
+    codes: ['INDEX_BAD'],
+    make: (scratch) => {
+      const entry = Buffer.concat([Buffer.from([0x80, 0x03, 0x28]), Buffer.alloc(300_000, 0x4e), Buffer.from([0x74, 0x2e])]);
+      fs.writeFileSync(path.join(scratch, 'x.index'), Buffer.concat([Buffer.from('80034b642e', 'hex'), entry, Buffer.from('80034e2e', 'hex')]));
+    },
+    run: (scratch) => readIndexFile(path.join(scratch, 'x.index')),
+  },
+  'index: a FIFO': { codes: ['INDEX_BAD'], make: (scratch) => void mkfifo(path.join(scratch, 'x.index')), run: (scratch) => readIndexFile(path.join(scratch, 'x.index')) },
+  'index: a link to /dev/zero': { codes: ['INDEX_BAD'], make: (scratch) => devZero(path.join(scratch, 'x.index')), run: (scratch) => readIndexFile(path.join(scratch, 'x.index')) },
+  'piece: a 1 MB .fsz whose header and .dat claim a 3 GB transaction': {
+    codes: DEPLOY_CODES,
+    make: async (scratch) => {
+      const { backups } = shapeDeployment(scratch, { repo: false });
+      const claimed = 3 * 2 ** 30;
+      const f = path.join(backups, `${STAMP}.fsz`);
+      await gzipTo(f, [Buffer.from('FS30'), shapeTxnHead(4, claimed, claimed - 23 - 4 - 42), Buffer.from(crandom(1 << 20))]);
+      fs.writeFileSync(path.join(backups, `${STAMP}.dat`), formatDatLine({ path: f, start: 0, end: 4 + claimed + 8, md5: '0'.repeat(32) }));
+    },
+    run: openFolder,
+  },
+  'piece: a gzip bomb (1000x) holding one 100 MB transaction': {
+    codes: DEPLOY_CODES,
+    make: async (scratch) => {
+      const { backups } = shapeDeployment(scratch, { repo: false });
+      const plen = 100 << 20;
+      const tlen = 23 + 4 + 42 + plen;
+      const trailer = Buffer.alloc(8);
+      trailer.writeBigUInt64BE(BigInt(tlen));
+      await gzipTo(path.join(backups, `${STAMP}.fsz`), [Buffer.from('FS30'), shapeTxnHead(4, tlen, plen), plen, trailer]);
+    },
+    run: openFolder,
+  },
+  'piece: a gzip bomb (1000x) of zeros after a header claiming all of it': {
+    codes: DEPLOY_CODES,
+    make: async (scratch) => {
+      const { backups } = shapeDeployment(scratch, { repo: false });
+      const n = 100 << 20;
+      await gzipTo(path.join(backups, `${STAMP}.fsz`), [Buffer.from('FS30'), shapeTxnHead(4, n + 23, n - 46), n]);
+    },
+    run: openFolder,
+  },
+  'piece: a FIFO under a piece name': {
+    codes: DEPLOY_CODES,
+    make: async (scratch) => {
+      const { backups } = shapeDeployment(scratch);
+      const victim = fs.readdirSync(backups).find((n) => n.endsWith('.deltafsz'))!;
+      fs.rmSync(path.join(backups, victim));
+      mkfifo(path.join(backups, victim));
+    },
+    run: openFolder,
+  },
+  ...Object.fromEntries(
+    (
+      [
+        ['plone-backup.json', (root: string) => path.join(root, 'plone-backup.json')],
+        ['zope.conf', (root: string) => path.join(root, 'zope.conf')],
+        ['.dat', (root: string) => path.join(shapeDeployment(root).backups, `2026-01-05-10-00-00.dat`)],
+        ['%include', (root: string) => (fs.writeFileSync(path.join(root, 'zope.conf'), '%include extra.conf\n<zodb_db main>\n<filestorage>\npath var/filestorage/Data.fs\n</filestorage>\n</zodb_db>\n'), path.join(root, 'extra.conf'))],
+      ] as const
+    ).flatMap(([what, where]) =>
+      (
+        [
+          ['a FIFO', mkfifo],
+          ['a link to /dev/zero', devZero],
+        ] as const
+      ).map(([kind, make]) => [
+        `${what}: ${kind}`,
+        {
+          codes: DEPLOY_CODES,
+          make: (scratch: string) => {
+            if (what !== '.dat') shapeDeployment(scratch);
+            const p = where(scratch);
+            fs.rmSync(p, { force: true });
+            make(p);
+          },
+          run: openFolder,
+        },
+      ]),
+    ),
+  ),
+  'zope.conf: a chain of %defines doubling 28 times': {
+    codes: DEPLOY_CODES,
+    make: async (scratch) => {
+      shapeDeployment(scratch);
+      const lines = [`%define a0 ${'x'.repeat(1024)}`];
+      for (let i = 1; i <= 28; i++) lines.push(`%define a${i} $a${i - 1}$a${i - 1}`);
+      lines.push('<zodb_db main>', '<filestorage>', 'path $a28/Data.fs', '</filestorage>', '</zodb_db>');
+      fs.writeFileSync(path.join(scratch, 'zope.conf'), lines.join('\n') + '\n');
+    },
+    run: openFolder,
+  },
+  'zope.conf: %include fanned out 64 x 64 x 64': {
+    codes: DEPLOY_CODES,
+    make: async (scratch) => {
+      shapeDeployment(scratch);
+      fs.writeFileSync(path.join(scratch, 'zope.conf'), '%include a.conf\n'.repeat(64));
+      fs.writeFileSync(path.join(scratch, 'a.conf'), '%include b.conf\n'.repeat(64));
+      fs.writeFileSync(path.join(scratch, 'b.conf'), '%include c.conf\n'.repeat(64));
+      fs.writeFileSync(path.join(scratch, 'c.conf'), `# ${'z'.repeat(256)}\n`);
+    },
+    run: openFolder,
+  },
+  'manifest: 100,000 entries in the newest generation': {
+    codes: DEPLOY_CODES,
+    make: async (scratch) => {
+      const { blobBackups, stamps } = shapeDeployment(scratch);
+      const files = Array.from({ length: 100_000 }, (_, i) => [`0x00/0x00/0x00/0x00/0x00/0x00/0x${(i >> 8).toString(16).padStart(2, '0').slice(-2)}/0x${(i & 255).toString(16).padStart(2, '0')}/0x03e5a1b2c3d4e5f6.blob`, 1 << 30]);
+      const st = stamps[stamps.length - 1];
+      fs.writeFileSync(path.join(blobBackups, `blobstorage.${st}`, '.plone-backup.json'), JSON.stringify({ version: 1, stamp: st, end: 4, layout: 'bushy', files }));
+    },
+    run: openFolder,
+  },
+  'manifest: hostile entries (../ paths, huge sizes, deep nesting)': {
+    codes: DEPLOY_CODES,
+    make: async (scratch) => {
+      const { blobBackups, stamps } = shapeDeployment(scratch);
+      const bodies = [
+        JSON.stringify({ version: 1, stamp: stamps[0], end: 2 ** 60, layout: 'bushy', files: [['../../../etc/passwd', 2 ** 62], ['/etc/shadow', -1], [{}, []]] }),
+        '['.repeat(1 << 17),
+        JSON.stringify({ version: 1, stamp: stamps[0], end: 4, layout: '../x', files: 'x'.repeat(1 << 20) }),
+      ];
+      stamps.forEach((st, i) => fs.writeFileSync(path.join(blobBackups, `blobstorage.${st}`, '.plone-backup.json'), bodies[i % bodies.length]));
+    },
+    run: openFolder,
+  },
+  ...Object.fromEntries(
+    (
+      [
+        ['a FIFO', mkfifo],
+        ['a link to /dev/zero', devZero],
+      ] as const
+    ).map(([kind, make]) => [
+      `manifest: ${kind}`,
+      {
+        codes: DEPLOY_CODES,
+        make: (scratch: string) => {
+          const { blobBackups, stamps } = shapeDeployment(scratch);
+          make(path.join(blobBackups, `blobstorage.${stamps[0]}`, '.plone-backup.json'));
+        },
+        run: openFolder,
+      },
+    ]),
+  ),
+};
+
+/** Incompressible bytes (a seeded xorshift), so a piece is as large on disk as it says. */
+function crandom(n: number): Buffer {
+  const b = Buffer.alloc(n);
+  let x = 2463534242;
+  for (let i = 0; i < n; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b.writeUInt32LE(x >>> 0, i);
+  }
+  return b;
+}
+
+/** Runs one shape in this process and reports what it cost (the child's side). */
+export async function runShape(shape: string, scratch: string): Promise<ShapeReport> {
+  const s = SHAPES[shape];
+  if (!s) throw new Error(`no shape ${shape}`);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let maxBuffers = 0;
+  const sample = () => {
+    maxBuffers = Math.max(maxBuffers, process.memoryUsage().arrayBuffers);
+  };
+  const sampler = setInterval(sample, 5);
+  let outcome: string;
+  try {
+    outcome = await typed(s.codes, () => shape, () => s.run(scratch));
+  } catch (e) {
+    outcome = `FAILED: ${String((e as Error)?.message ?? e).slice(0, 1000)}`;
+  }
+  clearInterval(sampler);
+  sample();
+  const wallMs = Math.round(performance.now() - t0);
+  const cpu = process.cpuUsage(cpu0);
+  // maxRSS is the high-water mark of the whole process: loading the engine included, setup excluded (made by another child).
+  return { shape, outcome, maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024), maxBuffersMb: Math.round(maxBuffers / 2 ** 20), cpuMs: Math.round((cpu.user + cpu.system) / 1000), wallMs };
+}
+
+// ---------------------------------------------------------------------------
 // The worker
 
 export async function runGroup(group: string, seed: number, scale: number, progress: (i: number) => void): Promise<GroupResult> {
@@ -524,3 +808,26 @@ if (parentPort && workerData?.fuzzGroup) {
   );
 }
 
+
+// `node fuzzcases.js --make|--shape NAME SCRATCH`: writes, or runs, one hostile shape in a fresh process (see fuzz.test.ts).
+if (require.main === module && process.argv[2] === '--make') {
+  Promise.resolve(SHAPES[process.argv[3]].make(process.argv[4])).then(
+    () => process.exit(0),
+    (e) => {
+      process.stderr.write(String((e as Error)?.stack ?? e));
+      process.exit(2);
+    },
+  );
+}
+if (require.main === module && process.argv[2] === '--shape') {
+  runShape(process.argv[3], process.argv[4]).then(
+    (r) => {
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+      process.exit(0);
+    },
+    (e) => {
+      process.stderr.write(String((e as Error)?.stack ?? e));
+      process.exit(2);
+    },
+  );
+}

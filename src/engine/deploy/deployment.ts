@@ -15,6 +15,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PloneBackupError } from '../errors';
+import { READ_CAPS, readFileCapped } from '../io';
 import { parseZConfig, storagesOf } from './zconfig';
 
 export interface BackupDirs {
@@ -177,8 +178,30 @@ async function fromBuildout(root: string, settings: DeploymentSettings, backupRo
   return { root, varDir, source: 'buildout', storages, settings };
 }
 
+/**
+ * Reads a configuration file (plone-backup.json, zope.conf) as hostile input:
+ * a regular file of at most READ_CAPS.config, opened so that a FIFO never
+ * blocks and refused before a byte is read when it is a FIFO, a device (a link
+ * to /dev/zero) or a folder. Such a file is the user's mistake: USAGE, naming
+ * it. Other errors (ENOENT) pass through.
+ */
+async function readConfigText(file: string): Promise<string> {
+  try {
+    return (await readFileCapped(file, READ_CAPS.config, { what: path.basename(file) })).toString('utf8');
+  } catch (e) {
+    if (!PloneBackupError.is(e, 'TOO_LARGE')) throw e;
+    const st = await fsp.stat(file).catch(() => undefined);
+    const why = st?.isDirectory()
+      ? 'it cannot be read (it is a folder)'
+      : st?.isFile()
+        ? `it cannot be read (it is ${st.size} bytes; a configuration file is at most ${READ_CAPS.config} bytes)`
+        : 'it cannot be read (it is not a regular file but a FIFO, a device or a socket)';
+    throw new PloneBackupError('USAGE', `${file} cannot be used: ${why}.`, { path: file, hint: 'Point it at an ordinary configuration file.', cause: e });
+  }
+}
+
 async function fromZConfig(root: string, file: string, settings: DeploymentSettings, backupRoot?: string): Promise<Deployment | undefined> {
-  const text = await fsp.readFile(file, 'utf8');
+  const text = await readConfigText(file);
   const found = storagesOf(parseZConfig(text, file));
   if (found.length === 0) return undefined;
   const rel = (p: string) => path.resolve(path.dirname(file), p);
@@ -217,8 +240,9 @@ async function fromConfigFile(root: string, file: string, settings: DeploymentSe
   };
   let text = '';
   try {
-    text = await fsp.readFile(file, 'utf8');
+    text = await readConfigText(file);
   } catch (e) {
+    if (PloneBackupError.is(e)) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') bad((await fsp.lstat(file).then(() => true, () => false)) ? 'it cannot be read (a link to nothing)' : 'it does not exist');
     if (code === 'EACCES' || code === 'EPERM') bad('it cannot be read (permission denied)');

@@ -32,7 +32,7 @@ import { acquireLock, removeDeadTemps, type Lock } from '../lock';
 import { readLayout, listBlobFiles, blobRelPath, notABlobFile, statBlobFiles, LAYOUT_FILE, BLOB_TMP_DIR } from '../blobdir';
 import { findChain, listRepository, readDat, datLinesFor, datName, indexName, type DatLine, type RepoFile } from '../repository';
 import { readPiece } from '../streams';
-import { copyRegularFile, exists, fsyncDir, modesFrom, modesOf, tempPath, writeAll, type Modes } from '../io';
+import { copyRegularFile, exists, fsyncDir, isRegularFile, modesFrom, modesOf, openRegular, tempPath, writeAll, type Modes } from '../io';
 import { formatStamp } from '../tid';
 import type { OperationOptions } from '../progress';
 import { eachLimit, generationFiles, listGenerations, makeDirs, readManifestHead, type Generation } from './blobgen';
@@ -500,7 +500,7 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
             await fh.close();
           }
           const src = path.join(repo, indexName(p.stamp!));
-          if (await exists(src)) {
+          if (await isRegularFile(src)) {
             const tmp = tempPath(index);
             await fsp.copyFile(src, tmp);
             await fsp.rename(tmp, index);
@@ -510,7 +510,7 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
           // A restore killed between its commit and its index leaves the old index behind.
           const index = `${s.file}.index`;
           const src = path.join(repo, indexName(p.stamp!));
-          if ((await indexPos(index)) !== p.lines[p.lines.length - 1]!.end && (await exists(src))) {
+          if ((await indexPos(index)) !== p.lines[p.lines.length - 1]!.end && (await isRegularFile(src))) {
             const tmp = tempPath(index);
             await fsp.copyFile(src, tmp);
             await fsp.rename(tmp, index);
@@ -541,10 +541,12 @@ async function stage(p: StoragePlan, opts: RestoreOptions): Promise<Staged> {
       const r = await recover({ repository: p.source.repo, output: newFile, date: p.stamp, keepOld: false, mode: fileMode, signal: opts.signal, onProgress: opts.onProgress, now: opts.now });
       written = r.bytes;
     } else {
-      await fsp.copyFile(p.source.file, newFile);
+      // Another site's Data.fs: a regular file only (a FIFO would block the copy), no more readable than ours.
+      const notDb = (f: string) => new PloneBackupError('NOT_FILESTORAGE', `${f} is not a regular file, so not a ZODB FileStorage to restore from.`, { path: f, hint: 'Point altrestore at a folder holding the Data.fs itself.' });
+      await copyRegularFile(p.source.file, newFile, fsc.COPYFILE_EXCL, notDb);
       await fsp.chmod(newFile, modes.file);
       written = (await fsp.stat(newFile)).size;
-      if (await exists(`${p.source.file}.index`)) {
+      if (await isRegularFile(`${p.source.file}.index`)) {
         await fsp.copyFile(`${p.source.file}.index`, `${newFile}.index`);
         await fsp.chmod(`${newFile}.index`, modes.file);
       }
@@ -753,7 +755,7 @@ async function missingBlobs(file: string, blobDir: string, signal?: AbortSignal)
 /** The committed end an index file describes (its first pickle), or undefined. */
 async function indexPos(file: string): Promise<number | undefined> {
   try {
-    const fh = await fsp.open(file, 'r');
+    const fh = await openRegular(file);
     try {
       const b = Buffer.alloc(32);
       const { bytesRead } = await fh.read(b, 0, 32, 0);
