@@ -361,7 +361,7 @@ export async function describePiece(
 }
 
 /** Every chain of a repository with what each piece holds (cached). */
-export async function describeRepository(repo: string, signal?: AbortSignal): Promise<ChainInfo[]> {
+export async function describeRepository(repo: string, signal?: AbortSignal, opts: { writeCache?: boolean } = {}): Promise<ChainInfo[]> {
   const { files } = await listRepository(repo);
   const cachePath = path.join(repo, CACHE_FILE);
   let cache: CacheFile = { version: 1, pieces: {} };
@@ -411,6 +411,7 @@ export async function describeRepository(repo: string, signal?: AbortSignal): Pr
       changed = true;
     }
   }
-  if (changed) await writeFileAtomic(cachePath, JSON.stringify(cache)).catch(() => undefined);
+  // writeCache false: a caller that may not write there (a folder outside the workspace before consent).
+  if (changed && opts.writeCache !== false) await writeFileAtomic(cachePath, JSON.stringify(cache)).catch(() => undefined);
   return chains;
 }

@@ -11,6 +11,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import {
+  isInside,
   CACHE_FILE,
   LOCK_NAME,
   discoverDeployment,
@@ -142,7 +143,8 @@ export class Model implements vscode.Disposable {
       return entry;
     }
     try {
-      entry.views = await listDeployment(entry.dep);
+      // The listing cache only inside the workspace: nothing is written outside it before the user agreed.
+      entry.views = await listDeployment(entry.dep, { writeCache: (repo) => isInside(entry.root, repo) });
     } catch (e) {
       entry.error = toPloneBackupError(e);
       this.log.warn(`${entry.root}: listing the backups failed: ${entry.error.userMessage}`);

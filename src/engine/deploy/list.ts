@@ -64,6 +64,12 @@ export interface ListOptions extends OperationOptions {
    * manifest keeps (slower: a walk of every generation; check uses it).
    */
   verifyFiles?: boolean;
+  /**
+   * Whether the listing may keep its cache (.plone-backup-cache.json) in a
+   * repository; default yes. The extension lists on open, before anyone
+   * consented to writes outside the workspace.
+   */
+  writeCache?: (repo: string) => boolean;
 }
 
 export async function listDeployment(dep: Deployment, opts: ListOptions = {}): Promise<StorageView[]> {
@@ -81,7 +87,7 @@ async function listGroup(s: StorageConfig, kind: GroupKind, folderKind: 'backup'
   const view: GroupView = { kind, repository: repo, blobBackups: s.blobDir ? blobs : undefined, chains: [], unmatchedGenerations: [] };
   let chains;
   try {
-    chains = await describeRepository(repo, opts.signal);
+    chains = await describeRepository(repo, opts.signal, { writeCache: opts.writeCache?.(repo) ?? true });
   } catch (e) {
     if ((e as { code?: string }).code === 'REPO_MISSING') return view;
     throw e;

@@ -143,6 +143,16 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     assert.equal(outsideAsked().length, 1, 'asked again for the same paths');
   });
 
+  test('listing never writes its cache outside the workspace folder', async () => {
+    const a = path.join(outside, 'a', 'backups');
+    assert.ok(ls(a).some((n) => n.endsWith('.fsz')), 'the earlier tests left backups in a');
+    fs.rmSync(path.join(a, '.plone-backup-cache.json'), { force: true });
+    done(await exec(Command.refresh), 'refresh');
+    const views = api.model.deployments[0].views!;
+    assert.ok(views[0].groups[0].chains.length > 0, 'the backups outside are listed');
+    assert.ok(!ls(a).includes('.plone-backup-cache.json'), 'the listing cache was written outside the workspace');
+  });
+
   test('a changed configuration asks again; the earlier answer still holds for its paths', async () => {
     await setBackupDir(path.join(outside, 'b'));
     answer = true;
