@@ -17,7 +17,7 @@ export const log = (m) => process.stderr.write(`${m}\n`);
 /** Bundles src/engine/index.ts to `outfile` with esbuild and loads it. */
 export async function loadEngine(outfile) {
   await build({
-    entryPoints: [path.join(ROOT, 'src', 'engine', 'index.ts')],
+    entryPoints: [path.join(ROOT, 'src', 'engine', 'internal.ts')],
     outfile,
     bundle: true,
     platform: 'node',

@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const ENGINE = path.join(ROOT, 'out', 'src', 'engine', 'index.js');
+const ENGINE = path.join(ROOT, 'out', 'src', 'engine', 'internal.js');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
 for (const f of [ENGINE, CLI]) {
   if (!fs.existsSync(f)) {

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { FsIndex, PloneBackupError, backup, iterateTransactions, parseStamp, type BackupResult, type ErrorCode } from '../src/engine';
+import { FsIndex, PloneBackupError, backup, iterateTransactions, parseStamp, type BackupResult, type ErrorCode } from '../src/engine/internal';
 
 /** The repository root (this file compiles to out/test/helpers.js). */
 export const ROOT = path.resolve(__dirname, '..', '..');

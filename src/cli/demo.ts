@@ -25,7 +25,7 @@ import {
   type BackupKind,
   type StorageBackupResult,
 } from '../engine';
-import { SampleSite, writeContinuously, type WriteStats } from '../engine/sample';
+import { SampleSite, writeContinuously, type WriteStats } from '../engine/zodb/sample';
 import { type CliIo, humanBytes } from './io';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

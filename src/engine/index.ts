@@ -1,24 +1,66 @@
 /**
- * Plone Backup's engine, usable as a library. Pure Node: no vscode import.
+ * Plone Backup's engine as a library: the public names, kept stable. Pure
+ * Node, no vscode import. The CLI and the extension use only these.
+ *
+ *   base/     errors, progress, the repository lock
+ *   zodb/     ZODB's formats: FileStorage, its index, tids, the blob directory
+ *   repozo/   repozo's repository and its operations: backup, recover, verify
+ *   archive/  tar archives of blob trees
+ *   deploy/   deployments: discovery, backup, restore, list, check, drill, delete
+ *
+ * The repository's own tests and tools reach internals through `./internal`.
  */
-export * from './errors';
-export * from './tid';
-export * from './pickle';
-export * from './fsindex';
-export * from './filestorage';
-export * from './blobdir';
-export * from './fswriter';
-export * from './repository';
-export * from './progress';
-export { backup, prepareBackup, killOld, cleanLeftovers, chooseStamp, rebuildIndex } from './backup';
-export * from './blobrefs';
-export type { BackupOptions, BackupResult, BackupAction, PreparedBackup, PrepareOptions } from './backup';
-export { recover } from './recover';
-export type { RecoverOptions, RecoverResult, RecoveredPiece } from './recover';
-export { verify, verifyChain } from './verify';
-export type { VerifyOptions, VerifyResult, VerifiedPiece } from './verify';
-export { acquireLock, isLockHeld, LOCK_NAME } from './lock';
-export { fileLayer, writeFileAtomic, tempPath, HashingFileWriter } from './io';
-export * from './deploy';
-export * from './pieceinfo';
-export { SampleSite, objectPickle } from './sample';
+
+// Errors and progress
+export { PloneBackupError, toPloneBackupError, isAbort } from './base/errors';
+export type { ErrorCode, ErrorDetails } from './base/errors';
+export type { OperationOptions, Progress, ProgressFn } from './base/progress';
+export { LOCK_NAME, acquireLock, isLockHeld } from './base/lock';
+export type { Lock, LockOwner } from './base/lock';
+
+// ZODB formats
+export { formatStamp, parseStamp, isStamp, normalizeDateArg, tidToDate, dateToTid, idRepr } from './zodb/tid';
+export { openFileStorage, iterateTransactions, committedEnd, MAGIC_FS21, MAGIC_FS30 } from './zodb/filestorage';
+export type { OpenedStorage, TxnInfo, RecordInfo } from './zodb/filestorage';
+export { FsIndex, encodeIndex, decodeIndex, readIndexFile } from './zodb/fsindex';
+export type { DecodedIndex } from './zodb/fsindex';
+export { blobRelPath, parseBlobRelPath, readLayout, listBlobFiles, LAYOUT_FILE } from './zodb/blobdir';
+export type { BlobLayout, BlobFile } from './zodb/blobdir';
+export { FileStorageWriter } from './zodb/fswriter';
+export type { WriteTxn, WriteRecord, WriterOptions } from './zodb/fswriter';
+export { SampleSite } from './zodb/sample';
+export type { SampleOptions } from './zodb/sample';
+
+// repozo
+export { backup } from './repozo/backup';
+export type { BackupOptions, BackupResult, BackupAction } from './repozo/backup';
+export { recover } from './repozo/recover';
+export type { RecoverOptions, RecoverResult, RecoveredPiece } from './repozo/recover';
+export { verify, verifyChain } from './repozo/verify';
+export type { VerifyOptions, VerifyResult, VerifiedPiece } from './repozo/verify';
+export { listRepository, findChain, allChains, readDat, parseDat, formatDatLine, datName, indexName } from './repozo/repository';
+export type { RepoFile, DatLine, RepositoryListing } from './repozo/repository';
+export { describeRepository, CACHE_FILE } from './repozo/pieceinfo';
+export type { ChainInfo, PieceInfo } from './repozo/pieceinfo';
+
+// Deployments
+export { discoverDeployment, CONFIG_FILE } from './deploy/deployment';
+export type { Deployment, StorageConfig, DeploymentSettings, DiscoverOverrides, BackupDirs } from './deploy/deployment';
+export { backupDeployment, foldersFor } from './deploy/backup';
+export type { BackupKind, DeployBackupOptions, StorageBackupResult } from './deploy/backup';
+export { restoreDeployment, planRestore, altSource } from './deploy/restore';
+export type { RestoreKind, RestoreOptions, RestoreSource, StoragePlan, StorageRestoreResult } from './deploy/restore';
+export { listDeployment } from './deploy/list';
+export type { BlobStatus, GenerationView, GroupKind, GroupView, ListOptions, StorageView } from './deploy/list';
+export { checkDeployment, checkBackups, checkLive, newLiveScanCache } from './deploy/check';
+export type { CheckOptions, Finding, LiveScanCache, Severity } from './deploy/check';
+export { drillDeployment } from './deploy/drill';
+export type { DrillOptions, DrillResult } from './deploy/drill';
+export { planDeletion, deleteGeneration, newestComplete } from './deploy/prune';
+export type { DeleteOptions, DeletionPlan, DeletionResult } from './deploy/prune';
+export { siteRunning, lockSite } from './deploy/site';
+export type { RunningSite, SiteLock } from './deploy/site';
+export { writeTargets, outsideTargets, outsideOf, isInside, resolveReal } from './deploy/paths';
+export type { WriteTarget } from './deploy/paths';
+export { listGenerations, MANIFEST } from './deploy/blobgen';
+export type { Generation } from './deploy/blobgen';

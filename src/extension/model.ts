@@ -23,7 +23,7 @@ import {
   type PloneBackupError,
   type StorageView,
 } from '../engine';
-import { isTempName } from '../engine/io';
+import { isTempName } from '../engine/base/io';
 import { overridesFor } from './settings';
 
 export interface Entry {

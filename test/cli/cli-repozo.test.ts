@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PloneBackupError, parseDat } from '../../src/engine';
+import { PloneBackupError, parseDat } from '../../src/engine/internal';
 import { parseRepozoArgs } from '../../src/cli/repozo';
 import { FIXTURE_REPO, FIXTURE_REPO_GZ, ROOT, copy, flipByte, names, statePath, throwsWith, tmpDir } from '../helpers';
 

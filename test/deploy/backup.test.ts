@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BLOB_PICKLE, idRepr, backupDeployment, discoverDeployment, drillDeployment, fileLayer, listGenerations, readManifest, readManifestHead } from '../../src/engine';
+import { BLOB_PICKLE, idRepr, backupDeployment, discoverDeployment, drillDeployment, fileLayer, listGenerations, readManifest, readManifestHead } from '../../src/engine/internal';
 import { FIXTURES, blobFiles, content, copy, fakeClock, makeSite, referencedBlobs, rejectsWith, snapshot, tempLeftovers, tmpDir } from './helpers';
 
 describe('deployment backup', () => {

@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backupDeployment, checkDeployment, discoverDeployment, drillDeployment, idRepr, listDeployment, newLiveScanCache, parseBlobRelPath, type Finding } from '../../src/engine';
+import { backupDeployment, checkDeployment, discoverDeployment, drillDeployment, idRepr, listDeployment, newLiveScanCache, parseBlobRelPath, type Finding } from '../../src/engine/internal';
 import { FIXTURES, content, copy, fakeClock, makeSite, referencedBlobs, runCli, snapshot, tmpDir } from './helpers';
 
 const codes = (fs_: Finding[]) => fs_.map((f) => `${f.severity}:${f.code}`).sort();

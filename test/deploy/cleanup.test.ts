@@ -10,7 +10,7 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backupDeployment, discoverDeployment, foldersFor } from '../../src/engine';
+import { backupDeployment, discoverDeployment, foldersFor } from '../../src/engine/internal';
 import { fakeClock, makeSite, snapshot, tmpDir } from './helpers';
 
 const root = process.getuid?.() === 0;

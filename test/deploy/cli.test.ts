@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SampleSite } from '../../src/engine';
+import { SampleSite } from '../../src/engine/internal';
 import { holdSiteLock, makeSite, md5File, runCli, snapshot, tmpDir, type CliRun } from './helpers';
 
 const COMMANDS: string[][] = [

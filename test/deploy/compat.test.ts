@@ -14,7 +14,7 @@ import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backupDeployment, checkDeployment, discoverDeployment, drillDeployment, listDeployment, planRestore, recover, restoreDeployment, type Deployment } from '../../src/engine';
+import { backupDeployment, checkDeployment, discoverDeployment, drillDeployment, listDeployment, planRestore, recover, restoreDeployment, type Deployment } from '../../src/engine/internal';
 import {
   HISTORY,
   assertConsistent,

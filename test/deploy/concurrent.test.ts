@@ -12,7 +12,7 @@
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PloneBackupError, backupDeployment, checkDeployment, discoverDeployment, drillDeployment, listDeployment, type StorageBackupResult } from '../../src/engine';
+import { PloneBackupError, backupDeployment, checkDeployment, discoverDeployment, drillDeployment, listDeployment, type StorageBackupResult } from '../../src/engine/internal';
 import { fakeClock, startWriter, tmpDir } from './helpers';
 
 async function backupsWhileWriting(t: Parameters<typeof tmpDir>[0] & { diagnostic: (m: string) => void }, opts: { pack: boolean; iterations: number; seed: number }) {

@@ -11,7 +11,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { discoverDeployment, FileStorageWriter, MAX_INCLUDES, MAX_TOTAL, MAX_VALUE, parseZConfig } from '../../src/engine';
+import { discoverDeployment, FileStorageWriter, MAX_INCLUDES, MAX_TOTAL, MAX_VALUE, parseZConfig } from '../../src/engine/internal';
 import { rejectsWith, snapshot, tmpDir } from './helpers';
 
 async function emptyStorage(file: string): Promise<void> {

@@ -12,7 +12,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
-import { backupDeployment, discoverDeployment, fileLayer, restoreDeployment, type Deployment } from '../../src/engine';
+import { backupDeployment, discoverDeployment, fileLayer, restoreDeployment, type Deployment } from '../../src/engine/internal';
 import { content, fakeClock, makeSite, md5File, rejectsWith, snapshot, tempLeftovers, tmpDir, type Site } from './helpers';
 
 function enospc(): NodeJS.ErrnoException {

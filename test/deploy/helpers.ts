@@ -19,11 +19,11 @@ import {
   readLayout,
   scanBlobRefs,
   readIndexFile,
-} from '../../src/engine';
+} from '../../src/engine/internal';
 
 /** The repository root (this file compiles to out/test/deploy/helpers.js). */
 export const ROOT = path.resolve(__dirname, '..', '..', '..');
-export const ENGINE = path.join(ROOT, 'out', 'src', 'engine', 'index.js');
+export const ENGINE = path.join(ROOT, 'out', 'src', 'engine', 'internal.js');
 export const CLI = path.join(ROOT, 'dist', 'cli.js');
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'zodb');
 export const HISTORY = path.join(FIXTURES, 'history');

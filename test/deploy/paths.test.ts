@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { discoverDeployment, isInside, outsideOf, outsideTargets, resolveReal, writeTargets } from '../../src/engine';
+import { discoverDeployment, isInside, outsideOf, outsideTargets, resolveReal, writeTargets } from '../../src/engine/internal';
 import { tmpDir } from './helpers';
 
 function site(root: string): void {

@@ -14,7 +14,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backupDeployment, checkDeployment, discoverDeployment, planRestore, restoreDeployment, type Deployment } from '../../src/engine';
+import { backupDeployment, checkDeployment, discoverDeployment, planRestore, restoreDeployment, type Deployment } from '../../src/engine/internal';
 import {
   assertConsistent,
   at,

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { applyRetention, backupDeployment, discoverDeployment, listGenerations } from '../../src/engine';
+import { applyRetention, backupDeployment, discoverDeployment, listGenerations } from '../../src/engine/internal';
 import { content, fakeClock, makeSite, rejectsWith, referencedBlobs, snapshot, tmpDir } from './helpers';
 
 /** Sets every file and folder under `dir` to the same time (a misleading mtime for the order). */

@@ -27,7 +27,7 @@ import {
   listDeployment,
   listGenerations,
   restoreDeployment,
-} from '../../src/engine';
+} from '../../src/engine/internal';
 import { blobContents, blobFiles, content, fakeClock, makeSite, rejectsWith, snapshot, tmpDir } from './helpers';
 
 /** The newest dir generation of a site's blob backups: its folder and its blob tree. */

@@ -19,7 +19,7 @@ import * as assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backupDeployment, discoverDeployment, lockSite, restoreDeployment, siteRunning } from '../../src/engine';
+import { backupDeployment, discoverDeployment, lockSite, restoreDeployment, siteRunning } from '../../src/engine/internal';
 import { ENGINE, fakeClock, makeSite, md5File, tmpDir } from './helpers';
 
 const root = process.getuid?.() === 0;

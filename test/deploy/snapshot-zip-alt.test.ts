@@ -12,7 +12,7 @@ import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { altSource, backupDeployment, discoverDeployment, restoreDeployment } from '../../src/engine';
+import { altSource, backupDeployment, discoverDeployment, restoreDeployment } from '../../src/engine/internal';
 import { assertConsistent, blobContents, blobFiles, content, fakeClock, holdSiteLock, makeSite, md5File, referencedBlobs, rejectsWith, snapshot, tempLeftovers, tmpDir } from './helpers';
 
 describe('snapshots, zip backups and altrestore', () => {

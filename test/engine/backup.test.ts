@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { FileStorageWriter, backup, chooseStamp, cleanLeftovers, fileLayer, killOld, parseDat, recover, verify } from '../../src/engine';
+import { FileStorageWriter, backup, chooseStamp, cleanLeftovers, fileLayer, killOld, parseDat, recover, verify } from '../../src/engine/internal';
 import {
   FIXTURES,
   FIXTURE_REPO,

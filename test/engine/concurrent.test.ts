@@ -12,10 +12,10 @@ import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FileStorageWriter, backup, committedEnd, encodeIndex, openFileStorage, prepareBackup, recover, verify, type BackupResult } from '../../src/engine';
+import { FileStorageWriter, backup, committedEnd, encodeIndex, openFileStorage, prepareBackup, recover, verify, type BackupResult } from '../../src/engine/internal';
 import { ROOT, md5, scanIndex, tmpDir } from '../helpers';
 
-const ENGINE = path.join(ROOT, 'out', 'src', 'engine', 'index.js');
+const ENGINE = path.join(ROOT, 'out', 'src', 'engine', 'internal.js');
 
 /**
  * The writer: commits until its stdin closes; a "pack" line on stdin packs the

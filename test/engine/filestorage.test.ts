@@ -22,7 +22,7 @@ import {
   tidToDate,
   txnEndingAt,
   type TxnInfo,
-} from '../../src/engine';
+} from '../../src/engine/internal';
 import { FIXTURES, copy, md5, readJson, rejectsWith, stateJson, statePath, storageFixtures, tmpDir, type StorageJson } from '../helpers';
 
 async function allTxns(file: string): Promise<TxnInfo[]> {

@@ -7,7 +7,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { FsIndex, decodeIndex, dumpPickle, encodeIndex, loadPickle, oidFromKey, oidKey, readIndexFile } from '../../src/engine';
+import { FsIndex, decodeIndex, dumpPickle, encodeIndex, loadPickle, oidFromKey, oidKey, readIndexFile } from '../../src/engine/internal';
 import {
   FIXTURES,
   FIXTURE_REPO,

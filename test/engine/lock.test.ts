@@ -14,8 +14,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { LOCK_NAME, acquireLock, backup, cleanLeftovers, isLockHeld, recover } from '../../src/engine';
-import { removeDeadTemps } from '../../src/engine/lock';
+import { LOCK_NAME, acquireLock, backup, cleanLeftovers, isLockHeld, recover } from '../../src/engine/internal';
+import { removeDeadTemps } from '../../src/engine/base/lock';
 import { ROOT, clock, names, rejectsWith, replayHistory, snapshot, statePath, tmpDir } from '../helpers';
 
 function writeLock(repo: string, owner: { pid: number; host?: string; started?: string }): string {
@@ -160,7 +160,7 @@ describe('lock', () => {
   it('many processes racing for a stale lock: exactly one holds it at a time', async (t) => {
     const dir = tmpDir(t);
     const log = path.join(dir, 'log');
-    const engine = path.join(ROOT, 'out', 'src', 'engine', 'lock.js');
+    const engine = path.join(ROOT, 'out', 'src', 'engine', 'base', 'lock.js');
     // Each takes the lock, notes enter and exit (O_APPEND: one write a line),
     // and dies holding it: every hand-over is a takeover of a stale lock.
     const script = `

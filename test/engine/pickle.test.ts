@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { BLOB_PICKLE, DATA_HDR_LEN, isBlobPickle, loadPickle, recordClass } from '../../src/engine';
+import { BLOB_PICKLE, DATA_HDR_LEN, isBlobPickle, loadPickle, recordClass } from '../../src/engine/internal';
 import { stateJson, statePath, throwsWith } from '../helpers';
 
 // pickle.dumps(X, proto) for ZODB.blob.Blob, (Blob, None) and a subclass plone.namedfile.BlobSub, from CPython.

@@ -8,7 +8,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { recover } from '../../src/engine';
+import { recover } from '../../src/engine/internal';
 import { FIXTURE_REPO, FIXTURE_REPO_GZ, copy, history, md5, names, rejectsWith, snapshot, statePath, tmpDir } from '../helpers';
 
 const steps = history().steps;

@@ -31,7 +31,7 @@ import {
   pyJoin,
   readDat,
   readLayout,
-} from '../../src/engine';
+} from '../../src/engine/internal';
 import { FIXTURE_REPO, FIXTURE_REPO_GZ, history, md5, rejectsWith, statePath, throwsWith, tmpDir } from '../helpers';
 
 describe('repository: names', () => {

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backup, recover, verify, type ErrorCode } from '../../src/engine';
+import { backup, recover, verify, type ErrorCode } from '../../src/engine/internal';
 import { FIXTURE_REPO, FIXTURE_REPO_GZ, clock, copy, flipByte, history, rejectsWith, replayHistory, snapshot, statePath, tmpDir } from '../helpers';
 
 const NOW = clock('2026-01-07-00-00-00');

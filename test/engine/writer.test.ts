@@ -19,7 +19,7 @@ import {
   readLayout,
   type TxnInfo,
   type WriteTxn,
-} from '../../src/engine';
+} from '../../src/engine/internal';
 import { FIXTURES, FIXTURE_REPO, HISTORY, copy, history, md5, readJson, scanIndex, statePath, storageFixtures, tmpDir, type StorageJson } from '../helpers';
 
 /** The WriteTxn that reproduces a transaction read from `bytes`. */

@@ -18,7 +18,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { backupDeployment, discoverDeployment, drillDeployment, foldersFor, listGenerations, SampleSite, backup } from '../../src/engine';
+import { backupDeployment, discoverDeployment, drillDeployment, foldersFor, listGenerations, SampleSite, backup } from '../../src/engine/internal';
 import { assertConsistent, content, fakeClock, makeSite, referencedBlobs, blobFiles } from '../deploy/helpers';
 import { blobContents, md5File, recordFigures, recoverMd5, registeredStamps, runHooked, tempLeftovers, tmp, verifyClean, type HookedRun } from './helpers';
 
@@ -195,7 +195,7 @@ describe('two runs at once', () => {
     const gens = await listGenerations(blobs, 'blobstorage');
     for (const stamp of await registeredStamps(snaps)) {
       const out = path.join(root, `check-${stamp}.fs`);
-      const { recover } = await import('../../src/engine');
+      const { recover } = await import('../../src/engine/internal');
       await recover({ repository: snaps, output: out, date: stamp });
       const g = gens.find((x) => x.stamp === stamp);
       assert.ok(g, `snapshot ${stamp} has no blob generation`);

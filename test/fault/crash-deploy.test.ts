@@ -32,7 +32,7 @@ import {
   listRepository,
   restoreDeployment,
   type BackupKind,
-} from '../../src/engine';
+} from '../../src/engine/internal';
 import { content, fakeClock, makeSite, referencedBlobs, snapshot, assertConsistent } from '../deploy/helpers';
 import {
   assertIndexFits,

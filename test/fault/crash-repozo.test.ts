@@ -16,7 +16,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SampleSite, backup, recover } from '../../src/engine';
+import { SampleSite, backup, recover } from '../../src/engine/internal';
 import { fakeClock } from '../deploy/helpers';
 import {
   assertIndexFits,

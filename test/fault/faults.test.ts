@@ -38,7 +38,7 @@ import {
   restoreDeployment,
   type Deployment,
   OWNERS_FILE,
-} from '../../src/engine';
+} from '../../src/engine/internal';
 import { assertConsistent, blobFiles, content, fakeClock, makeSite, referencedBlobs, snapshot, type Site } from '../deploy/helpers';
 import { CLI, blobContents, md5File, recordFigures, recoverMd5, registeredStamps, runHooked, tempLeftovers, tmp, verifyClean } from './helpers';
 

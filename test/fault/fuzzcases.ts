@@ -46,7 +46,7 @@ import {
   readIndexFile,
   recover,
   storagesOf,
-} from '../../src/engine';
+} from '../../src/engine/internal';
 import { Rng } from './helpers';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');

@@ -23,7 +23,7 @@ import {
   verifyChain,
   committedEnd,
   readIndexFile,
-} from '../../src/engine';
+} from '../../src/engine/internal';
 import { CLI, ROOT, blobContents, md5File, tempLeftovers } from '../deploy/helpers';
 
 export { CLI, ROOT };

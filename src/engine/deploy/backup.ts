@@ -18,19 +18,19 @@
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { PloneBackupError, checkAbort, toPloneBackupError } from '../errors';
-import { prepareBackup, cleanLeftovers, type BackupResult } from '../backup';
-import { openFileStorage, type OpenedStorage } from '../filestorage';
-import { acquireLock, isPrivateFolder, removeOwnEntry } from '../lock';
-import { readLayout, blobRelPath, statBlobFiles, type BlobLayout } from '../blobdir';
-import { scanBlobRefs } from '../blobrefs';
-import { findChain, listRepository, allChains, datName, indexName, type RepoFile } from '../repository';
+import { PloneBackupError, checkAbort, toPloneBackupError } from '../base/errors';
+import { prepareBackup, cleanLeftovers, type BackupResult } from '../repozo/backup';
+import { openFileStorage, type OpenedStorage } from '../zodb/filestorage';
+import { acquireLock, isPrivateFolder, removeOwnEntry } from '../base/lock';
+import { readLayout, blobRelPath, statBlobFiles, type BlobLayout } from '../zodb/blobdir';
+import { scanBlobRefs } from '../zodb/blobrefs';
+import { findChain, listRepository, allChains, datName, indexName, type RepoFile } from '../repozo/repository';
 import { chainIsOurs, identify, readOwners, recordOwner, type StorageIdentity } from './owners';
 import { isInside, resolveReal } from './paths';
-import { exists, isTempName, modesFrom, modesOf, tempPath, fsyncDir, type Modes } from '../io';
-import type { OperationOptions } from '../progress';
+import { exists, isTempName, modesFrom, modesOf, tempPath, fsyncDir, type Modes } from '../base/io';
+import type { OperationOptions } from '../base/progress';
 import { BlobVanished, buildGeneration, listGenerations, readManifest, readManifestHead, type Generation, LATEST, setLatest } from './blobgen';
-import { writeTar, type TarEntry } from './tar';
+import { writeTar, type TarEntry } from '../archive/tar';
 import type { Deployment, StorageConfig } from './deployment';
 
 export type BackupKind = 'backup' | 'fullbackup' | 'snapshot' | 'zipbackup';

@@ -19,10 +19,10 @@
 
 import { constants as fsc, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { PloneBackupError } from '../errors';
-import { type BlobLayout, LAYOUT_FILE, blobRelPath, eachAtMost, isBlobRelPath, listBlobFiles, notABlobFile } from '../blobdir';
-import { PRIVATE_MODES, READ_CAPS, copyRegularFile, exists, fsyncDir, isTempName, readFileCapped, tempPath, type Modes } from '../io';
-import { isStamp } from '../tid';
+import { PloneBackupError } from '../base/errors';
+import { type BlobLayout, LAYOUT_FILE, eachAtMost, isBlobRelPath, listBlobFiles, notABlobFile } from '../zodb/blobdir';
+import { PRIVATE_MODES, READ_CAPS, copyRegularFile, exists, fsyncDir, isTempName, readFileCapped, tempPath, type Modes } from '../base/io';
+import { isStamp } from '../zodb/tid';
 
 export const MANIFEST = '.plone-backup.json';
 export const LATEST = 'latest';
@@ -201,9 +201,6 @@ export async function readManifestHead(gen: Generation): Promise<Omit<Manifest, 
   return rest;
 }
 
-/** Runs `fn` over `items` with at most `n` at once (see blobdir's eachAtMost). */
-export const eachLimit = eachAtMost;
-
 /**
  * Creates the parent folders of many relative paths once each, parents first,
  * each level in parallel, with `mode` (as ZODB's own 0700 blob folders, or
@@ -227,7 +224,7 @@ export async function makeDirs(root: string, rels: string[], mode = 0o700): Prom
     else byDepth.set(depth, [d]);
   }
   for (const depth of [...byDepth.keys()].sort((a, b) => a - b)) {
-    await eachLimit(byDepth.get(depth)!, 16, (d) => fsp.mkdir(path.join(root, d), { mode }).catch((e) => {
+    await eachAtMost(byDepth.get(depth)!, 16, (d) => fsp.mkdir(path.join(root, d), { mode }).catch((e) => {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }));
   }
@@ -296,7 +293,7 @@ export async function buildGeneration(opts: {
     const needed = [...new Set(opts.needed)].sort();
     await makeDirs(content, needed, modes.dir);
     let done = 0;
-    await eachLimit(
+    await eachAtMost(
       needed,
       16,
       async (rel) => {
@@ -376,11 +373,6 @@ export async function setLatest(backupDir: string, name: string): Promise<void> 
   const tmp = tempPath(link, 'lnk');
   await fsp.symlink(name, tmp);
   await fsp.rename(tmp, link);
-}
-
-/** The relative blob paths of a list of (oid, tid) refs. */
-export function relPathsOf(refs: { oid: Buffer; tid: Buffer }[], layout: BlobLayout): string[] {
-  return refs.map((r) => blobRelPath(r.oid, r.tid, layout));
 }
 
 /** The files a dir generation holds (from its manifest when it has one, else by listing). */

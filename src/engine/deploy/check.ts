@@ -15,14 +15,14 @@
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { blobRelPath, listBlobFiles, readLayout, LAYOUT_FILE, BLOB_TMP_DIR, parseBlobRelPath } from '../blobdir';
-import { scanBlobRefs } from '../blobrefs';
-import { openFileStorage, txnEndingAt } from '../filestorage';
-import { PloneBackupError } from '../errors';
-import { allChains, listRepository } from '../repository';
-import { verifyChain } from '../verify';
-import type { OperationOptions } from '../progress';
-import { idRepr } from '../tid';
+import { blobRelPath, listBlobFiles, readLayout, LAYOUT_FILE, BLOB_TMP_DIR, parseBlobRelPath } from '../zodb/blobdir';
+import { scanBlobRefs } from '../zodb/blobrefs';
+import { openFileStorage, txnEndingAt } from '../zodb/filestorage';
+import { PloneBackupError } from '../base/errors';
+import { allChains, listRepository } from '../repozo/repository';
+import { verifyChain } from '../repozo/verify';
+import type { OperationOptions } from '../base/progress';
+import { idRepr } from '../zodb/tid';
 import { listDeployment } from './list';
 import { foldersFor } from './backup';
 import type { Deployment, StorageConfig } from './deployment';

@@ -14,8 +14,8 @@
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { PloneBackupError } from '../errors';
-import { READ_CAPS, readFileCapped } from '../io';
+import { PloneBackupError } from '../base/errors';
+import { READ_CAPS, readFileCapped } from '../base/io';
 import { parseZConfig, storagesOf } from './zconfig';
 
 export interface BackupDirs {

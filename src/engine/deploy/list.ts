@@ -6,10 +6,10 @@
  */
 
 import * as path from 'node:path';
-import { blobRelPath, listBlobFiles, notABlobFile, readLayout, type BlobLayout } from '../blobdir';
-import { PloneBackupError } from '../errors';
-import { describeRepository, type PieceInfo } from '../pieceinfo';
-import type { OperationOptions } from '../progress';
+import { blobRelPath, listBlobFiles, notABlobFile, readLayout, type BlobLayout } from '../zodb/blobdir';
+import { PloneBackupError } from '../base/errors';
+import { describeRepository, type PieceInfo } from '../repozo/pieceinfo';
+import type { OperationOptions } from '../base/progress';
 import { generationFiles, listGenerations, type Generation } from './blobgen';
 import { foldersFor } from './backup';
 import type { Deployment, StorageConfig } from './deployment';

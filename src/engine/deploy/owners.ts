@@ -34,11 +34,11 @@
 
 import { constants as fsc, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { PloneBackupError } from '../errors';
-import { READ_CAPS, readFileCapped, writeFileAtomic } from '../io';
-import { isStamp } from '../tid';
-import { readPiece } from '../streams';
-import type { RepoFile } from '../repository';
+import { PloneBackupError } from '../base/errors';
+import { READ_CAPS, readFileCapped, writeFileAtomic } from '../base/io';
+import { isStamp } from '../zodb/tid';
+import { readPiece } from '../base/streams';
+import type { RepoFile } from '../repozo/repository';
 
 export const OWNERS_FILE = '.plone-backup.owners.json';
 

@@ -18,11 +18,11 @@
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { PloneBackupError, checkAbort } from '../errors';
-import { acquireLock } from '../lock';
-import { datName, formatDatLine, indexName, readDat } from '../repository';
-import { fsyncDir, writeFileAtomic } from '../io';
-import type { OperationOptions } from '../progress';
+import { PloneBackupError, checkAbort } from '../base/errors';
+import { acquireLock } from '../base/lock';
+import { datName, formatDatLine, indexName, readDat } from '../repozo/repository';
+import { fsyncDir, writeFileAtomic } from '../base/io';
+import type { OperationOptions } from '../base/progress';
 import { LATEST, listGenerations, setLatest } from './blobgen';
 import { foldersFor } from './backup';
 import { listDeployment, type GenerationView, type GroupKind, type GroupView } from './list';

@@ -22,21 +22,21 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import { PloneBackupError, checkAbort, toPloneBackupError } from '../errors';
-import { recover } from '../recover';
-import { loadPickle } from '../pickle';
-import { FileWindow, TxnScanner, openFileStorage, txnEndingAt } from '../filestorage';
-import { BlobCollector, scanBlobRefs } from '../blobrefs';
+import { PloneBackupError, checkAbort, toPloneBackupError } from '../base/errors';
+import { recover } from '../repozo/recover';
+import { loadPickle } from '../zodb/pickle';
+import { FileWindow, TxnScanner, openFileStorage, txnEndingAt } from '../zodb/filestorage';
+import { BlobCollector, scanBlobRefs } from '../zodb/blobrefs';
 import type { FileHandle } from 'node:fs/promises';
-import { acquireLock, removeDeadTemps, type Lock } from '../lock';
-import { readLayout, listBlobFiles, blobRelPath, notABlobFile, statBlobFiles, LAYOUT_FILE, BLOB_TMP_DIR } from '../blobdir';
-import { findChain, listRepository, readDat, datLinesFor, datName, indexName, type DatLine, type RepoFile } from '../repository';
-import { readPiece } from '../streams';
-import { copyRegularFile, exists, fsyncDir, isRegularFile, modesFrom, modesOf, openRegular, tempPath, writeAll, type Modes } from '../io';
-import { formatStamp } from '../tid';
-import type { OperationOptions } from '../progress';
-import { eachLimit, generationFiles, listGenerations, makeDirs, readManifestHead, type Generation } from './blobgen';
-import { extractTar } from './tar';
+import { acquireLock, removeDeadTemps, type Lock } from '../base/lock';
+import { readLayout, listBlobFiles, blobRelPath, eachAtMost, notABlobFile, statBlobFiles, LAYOUT_FILE, BLOB_TMP_DIR } from '../zodb/blobdir';
+import { findChain, listRepository, readDat, datLinesFor, datName, indexName, type DatLine, type RepoFile } from '../repozo/repository';
+import { readPiece } from '../base/streams';
+import { copyRegularFile, exists, fsyncDir, isRegularFile, modesFrom, modesOf, openRegular, tempPath, writeAll, type Modes } from '../base/io';
+import { formatStamp } from '../zodb/tid';
+import type { OperationOptions } from '../base/progress';
+import { generationFiles, listGenerations, makeDirs, readManifestHead, type Generation } from './blobgen';
+import { extractTar } from '../archive/tar';
 import { lockSite, siteRunning, type SiteLock } from './site';
 import { foldersFor } from './backup';
 import type { Deployment, StorageConfig } from './deployment';
@@ -424,7 +424,7 @@ async function fillFromTree(src: string, dest: string, modes: Modes, mode: 'link
   // per file was most of a full restore's time: 20,000 round trips).
   await makeDirs(dest, files, modes.dir);
   let added = 0;
-  await eachLimit(
+  await eachAtMost(
     files,
     16,
     async (rel) => {
@@ -789,7 +789,7 @@ async function linkTree(src: string, dest: string, files: Map<string, number>, d
   const dirs = new Set<string>();
   for (const rel of files.keys()) dirs.add(path.posix.dirname(rel));
   for (const d of [...dirs].sort()) await fsp.mkdir(path.join(dest, d), { recursive: true, mode: dirMode });
-  await eachLimit([...files.keys()], 16, (rel) => linkOrCopy(path.join(src, rel), path.join(dest, rel), 'link', 0o777));
+  await eachAtMost([...files.keys()], 16, (rel) => linkOrCopy(path.join(src, rel), path.join(dest, rel), 'link', 0o777));
 }
 
 /** altrestore's sources: a folder holding Data.fs (+ blobstorage), or a var folder / repository of another deployment. */

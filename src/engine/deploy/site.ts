@@ -35,7 +35,7 @@
 import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { pidAlive } from '../lock';
+import { pidAlive } from '../base/lock';
 
 export interface RunningSite {
   lockFile: string;

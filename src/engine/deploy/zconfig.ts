@@ -13,7 +13,7 @@
 import { closeSync, constants as fsc, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PloneBackupError } from '../errors';
+import { PloneBackupError } from '../base/errors';
 
 /** Reads an included file (synchronously: configuration files are small). */
 export type IncludeReader = (file: string) => string;

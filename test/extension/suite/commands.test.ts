@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { SampleSite, backupDeployment, discoverDeployment, isStamp, parseStamp, siteRunning } from '../../../src/engine';
+import { SampleSite, backupDeployment, discoverDeployment, isStamp, parseStamp, siteRunning } from '../../../src/engine/internal';
 import { Command, type Outcome } from '../../../src/extension/commands';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { GenerationNode, Node } from '../../../src/extension/tree';

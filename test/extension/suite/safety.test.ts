@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { SampleSite, siteRunning } from '../../../src/engine';
+import { SampleSite, siteRunning } from '../../../src/engine/internal';
 import { Command, type Outcome } from '../../../src/extension/commands';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { Confirmation } from '../../../src/extension/safety';

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const require = createRequire(import.meta.url);
 // The engine as the tests compile it (npx tsc -p tsconfig.test.json).
-const engine = require(path.join(repo, 'out/src/engine/index.js'));
+const engine = require(path.join(repo, 'out/src/engine/internal.js'));
 
 const HOUR = 3600_000;
 const ago = (ms) => () => new Date(Date.now() - ms);

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const require = createRequire(import.meta.url);
-const engine = require(path.join(repo, 'out/src/engine/index.js'));
+const engine = require(path.join(repo, 'out/src/engine/internal.js'));
 
 const ls = (dir) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
 

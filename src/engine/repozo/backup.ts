@@ -17,7 +17,7 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { PloneBackupError, checkAbort, toPloneBackupError } from './errors';
+import { PloneBackupError, checkAbort, toPloneBackupError } from '../base/errors';
 import {
   FileWindow,
   TxnScanner,
@@ -25,12 +25,12 @@ import {
   txnEndingAt,
   type OpenedStorage,
   type TxnInfo,
-} from './filestorage';
-import { BlobCollector, type BlobRef } from './blobrefs';
-import { type OidKey, FsIndex, encodeIndex, readIndexFile } from './fsindex';
-import { HashingFileWriter, fsyncDir, isTempName, modesOf, writeFileAtomic } from './io';
-import { acquireLock, isPrivateFolder, removeOwnEntry } from './lock';
-import type { OperationOptions } from './progress';
+} from '../zodb/filestorage';
+import { BlobCollector, type BlobRef } from '../zodb/blobrefs';
+import { type OidKey, FsIndex, encodeIndex, readIndexFile } from '../zodb/fsindex';
+import { HashingFileWriter, fsyncDir, isTempName, modesOf, writeFileAtomic } from '../base/io';
+import { acquireLock, isPrivateFolder, removeOwnEntry } from '../base/lock';
+import type { OperationOptions } from '../base/progress';
 import {
   type DatLine,
   type RepoFile,
@@ -46,8 +46,8 @@ import {
   readDat,
   readDatText,
 } from './repository';
-import { ByteReader, readPiece, readRange } from './streams';
-import { formatStamp, nextStamp } from './tid';
+import { ByteReader, readPiece, readRange } from '../base/streams';
+import { formatStamp, nextStamp } from '../zodb/tid';
 
 export interface BackupOptions extends OperationOptions {
   /** The Data.fs to back up (-f). */

@@ -13,8 +13,8 @@
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { PloneBackupError } from './errors';
-import { READ_CAPS, readFileCapped } from './io';
+import { PloneBackupError } from '../base/errors';
+import { READ_CAPS, readFileCapped } from '../base/io';
 
 const DATA_FILE_RE = /^(\d{4}(?:-\d\d){5})\.(deltafsz|deltafs|fsz|fs)$/;
 

@@ -16,7 +16,7 @@
 
 import { constants as fsc, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { PloneBackupError, checkAbort } from './errors';
+import { PloneBackupError, checkAbort } from '../base/errors';
 import { isBlobPickle } from './pickle';
 import { oidKey, type OidKey } from './fsindex';
 

@@ -13,14 +13,14 @@
 import { promises as fsp } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import * as path from 'node:path';
-import { PloneBackupError, checkAbort, toPloneBackupError } from './errors';
-import { HashingFileWriter, PRIVATE_MODES, exists, fsyncDir, isRegularFile, modesOf, openRegular, tempPath, writeFileAtomic } from './io';
-import type { OperationOptions } from './progress';
+import { PloneBackupError, checkAbort, toPloneBackupError } from '../base/errors';
+import { HashingFileWriter, PRIVATE_MODES, exists, fsyncDir, isRegularFile, modesOf, openRegular, tempPath } from '../base/io';
+import type { OperationOptions } from '../base/progress';
 import { type DatLine, type RepoFile, datLinesFor, datName, findChain, indexName, listRepository, parseDataFileName, readDat } from './repository';
-import { loadPickle } from './pickle';
-import { removeDeadTemps } from './lock';
-import { readPiece } from './streams';
-import { formatStamp } from './tid';
+import { loadPickle } from '../zodb/pickle';
+import { removeDeadTemps } from '../base/lock';
+import { readPiece } from '../base/streams';
+import { formatStamp } from '../zodb/tid';
 
 export interface RecoverOptions extends OperationOptions {
   repository: string;
@@ -309,4 +309,3 @@ async function swapIn(out: string, temp: string, indexTemp: string | undefined, 
   return kept;
 }
 
-export { writeFileAtomic };

@@ -13,10 +13,10 @@ import { constants as fsc, createReadStream, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { PloneBackupError, checkAbort } from '../errors';
-import { ByteReader } from '../streams';
-import { PRIVATE_MODES, fileLayer, writeAll, type Modes } from '../io';
-import { notABlobFile } from '../blobdir';
+import { PloneBackupError, checkAbort } from '../base/errors';
+import { ByteReader } from '../base/streams';
+import { PRIVATE_MODES, fileLayer, writeAll, type Modes } from '../base/io';
+import { notABlobFile } from '../zodb/blobdir';
 
 const BLOCK = 512;
 

@@ -8,11 +8,11 @@
 import { promises as fsp } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import { PloneBackupError, toPloneBackupError } from './errors';
-import type { OperationOptions } from './progress';
-import { type RepoFile, datName, findChain, listRepository, parseDat, readDat } from './repository';
-import { readPiece } from './streams';
-import { formatStamp } from './tid';
+import { PloneBackupError, toPloneBackupError } from '../base/errors';
+import type { OperationOptions } from '../base/progress';
+import { type RepoFile, datName, findChain, listRepository, readDat } from './repository';
+import { readPiece } from '../base/streams';
+import { formatStamp } from '../zodb/tid';
 
 export interface VerifyOptions extends OperationOptions {
   repository: string;
@@ -125,4 +125,3 @@ export async function verifyChain(repo: string, chain: RepoFile[], opts: Operati
   return { ok: pieces.every((p) => !p.problem) && unregistered.length === 0, dat, pieces, unregistered };
 }
 
-export { parseDat };

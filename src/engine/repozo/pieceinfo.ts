@@ -13,13 +13,13 @@
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { PloneBackupError, checkAbort } from './errors';
-import { DATA_HDR_LEN, type RecordInfo, TRANS_HDR_LEN, decodeTxnHeader, readU64 } from './filestorage';
-import { isBlobPickle } from './pickle';
+import { PloneBackupError, checkAbort } from '../base/errors';
+import { DATA_HDR_LEN, type RecordInfo, TRANS_HDR_LEN, decodeTxnHeader, readU64 } from '../zodb/filestorage';
+import { isBlobPickle } from '../zodb/pickle';
 import { type DatLine, type RepoFile, datLinesFor, datName, allChains, listRepository, readDat } from './repository';
-import { readPiece } from './streams';
-import { tidToDate } from './tid';
-import { READ_CAPS, readFileCapped, writeFileAtomic } from './io';
+import { readPiece } from '../base/streams';
+import { tidToDate } from '../zodb/tid';
+import { READ_CAPS, readFileCapped, writeFileAtomic } from '../base/io';
 
 export const CACHE_FILE = '.plone-backup-cache.json';
 

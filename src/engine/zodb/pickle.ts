@@ -8,7 +8,7 @@
  * garbage.
  */
 
-import { PloneBackupError } from './errors';
+import { PloneBackupError } from '../base/errors';
 
 const PROTO = 0x80;
 const FRAME = 0x95;

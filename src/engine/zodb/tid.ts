@@ -6,7 +6,7 @@
  * months), the low 4 the seconds within that minute scaled to 2^32/60.
  */
 
-import { PloneBackupError } from './errors';
+import { PloneBackupError } from '../base/errors';
 
 const SECONDS_SCALE = 60 / 2 ** 32;
 

@@ -8,8 +8,8 @@
  * finally None. Writing the same state gives the same bytes as ZODB.
  */
 
-import { PloneBackupError } from './errors';
-import { READ_CAPS, readFileCapped } from './io';
+import { PloneBackupError } from '../base/errors';
+import { READ_CAPS, readFileCapped } from '../base/io';
 import { dumpPickle, loadPickle } from './pickle';
 
 /**

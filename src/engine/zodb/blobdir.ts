@@ -11,8 +11,8 @@
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { PloneBackupError, checkAbort } from './errors';
-import { READ_CAPS, readFileCapped } from './io';
+import { PloneBackupError, checkAbort } from '../base/errors';
+import { READ_CAPS, readFileCapped } from '../base/io';
 import { idRepr } from './tid';
 
 export type BlobLayout = 'bushy' | 'lawn';

@@ -1,0 +1,37 @@
+/**
+ * Everything the engine's modules export, for this repository's own tests,
+ * benchmarks and tools, which reach into internals (fault injection through
+ * `fileLayer`, format encoders, retention). Not an API: library users take
+ * `src/engine/index.ts`, whose names are kept stable.
+ */
+export * from './archive/tar';
+export * from './base/errors';
+export * from './base/io';
+export * from './base/lock';
+export * from './base/progress';
+export * from './base/streams';
+export * from './deploy/backup';
+export * from './deploy/blobgen';
+export * from './deploy/check';
+export * from './deploy/deployment';
+export * from './deploy/drill';
+export * from './deploy/list';
+export * from './deploy/owners';
+export * from './deploy/paths';
+export * from './deploy/prune';
+export * from './deploy/restore';
+export * from './deploy/site';
+export * from './deploy/zconfig';
+export * from './repozo/backup';
+export * from './repozo/pieceinfo';
+export * from './repozo/recover';
+export * from './repozo/repository';
+export * from './repozo/verify';
+export * from './zodb/blobdir';
+export * from './zodb/blobrefs';
+export * from './zodb/filestorage';
+export * from './zodb/fsindex';
+export * from './zodb/fswriter';
+export * from './zodb/pickle';
+export * from './zodb/sample';
+export * from './zodb/tid';
