@@ -22,11 +22,12 @@ import {
   discoverDeployment,
   drillDeployment,
   restoreDeployment,
-  type BackupKind,
+  type BackupCommand,
   type StorageBackupResult,
 } from '../engine';
-import { SampleSite, writeContinuously, type WriteStats } from '../engine/zodb/sample';
-import { type CliIo, humanBytes } from './io';
+import { SampleSite, writeContinuously, type WriteStats } from '../engine';
+import { type CliIo } from './io';
+import { humanBytes } from '../engine';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -109,8 +110,8 @@ export async function demoMain(argv: string[], io: CliIo): Promise<number> {
     // 2. A writer in another process, and backups while it writes.
     writer = await startWriter(root);
     say(`Writer started (pid ${writer.pid}): documents, uploads and replaced files, some commits paused between vote and finish.`);
-    const made: { kind: BackupKind; r: StorageBackupResult }[] = [];
-    for (const kind of ['backup', 'backup', 'backup', 'snapshot', 'backup'] as BackupKind[]) {
+    const made: { kind: BackupCommand; r: StorageBackupResult }[] = [];
+    for (const kind of ['backup', 'backup', 'backup', 'snapshot', 'backup'] as BackupCommand[]) {
       await sleep(700);
       const [r] = await backupDeployment(dep, kind);
       made.push({ kind, r });

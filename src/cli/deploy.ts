@@ -10,28 +10,26 @@
 import * as readline from 'node:readline';
 import * as path from 'node:path';
 import {
+  humanBytes,
+  checkBackups,
+  restoreCommandKind,
   PloneBackupError,
-  allChains,
   altSource,
   backupDeployment,
   checkDeployment,
   discoverDeployment,
   drillDeployment,
   listDeployment,
-  listRepository,
   normalizeDateArg,
   planRestore,
   restoreDeployment,
-  verifyChain,
-  foldersFor,
-  type BackupKind,
+  type BackupCommand,
   type Deployment,
   type DiscoverOverrides,
-  type RestoreKind,
   type RestoreOptions,
   type StoragePlan,
 } from '../engine';
-import { type CliIo, humanBytes, progressPrinter } from './io';
+import { type CliIo, progressPrinter } from './io';
 
 interface Parsed {
   flags: Set<string>;
@@ -186,7 +184,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
       case 'zipbackup': {
         if (p.positional.length) throw usage(`${cmd} takes no arguments`);
         const dep = await deployment(p);
-        const res = await backupDeployment(dep, cmd as BackupKind, common);
+        const res = await backupDeployment(dep, cmd as BackupCommand, common);
         progress?.done();
         if (json) out(res);
         for (const r of res) {
@@ -204,7 +202,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         const dep = await deployment(p);
         const opts: RestoreOptions = {
           ...common,
-          kind: (cmd === 'snapshotrestore' ? 'snapshot' : cmd === 'ziprestore' ? 'zip' : 'backup') as RestoreKind,
+          kind: restoreCommandKind(cmd) ?? 'backup',
           force: p.flags.has('force'),
           allowMissingBlobs: p.flags.has('allow-missing-blobs'),
           keepOld: !p.flags.has('discard-old'),
@@ -272,35 +270,15 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         return 0;
       }
       case 'verify': {
+        // The same code as `check` for the backups (and the extension's Verify):
+        // every piece against its .dat, every blob generation against its state.
         const dep = await deployment(p);
-        const problems: string[] = [];
-        const report: unknown[] = [];
-        for (const s of dep.storages) {
-          for (const kind of ['backup', 'snapshot', 'zipbackup'] as const) {
-            const { repo } = foldersFor(s, kind);
-            let files;
-            try {
-              ({ files } = await listRepository(repo));
-            } catch {
-              continue;
-            }
-            for (const chain of allChains(files)) {
-              const r = await verifyChain(repo, chain, { quick: p.flags.has('quick'), signal: io.signal, onProgress: progress?.update });
-              report.push({ storage: s.name, kind, repository: repo, ...r });
-              problems.push(...r.pieces.filter((x) => x.problem).map((x) => x.problem!));
-              problems.push(...r.unregistered.map((n) => `${n} is not listed in ${r.dat}`));
-            }
-          }
-        }
-        const views = await listDeployment(dep, { ...common, verifyFiles: true });
-        for (const v of views)
-          for (const g of v.groups)
-            for (const c of g.chains)
-              for (const gen of [c.full, ...c.incrementals])
-                if (gen.blob.status === 'mismatch') problems.push(`${gen.blob.path} lacks ${gen.blob.missingCount} blob files of ${gen.stamp}`);
-                else if (gen.blob.status === 'unsafe') problems.push(gen.blob.problem ?? `${gen.blob.path} cannot be trusted`);
+        const findings = await checkBackups(dep, { ...common, quick: p.flags.has('quick') });
         progress?.done();
-        if (json) out({ ok: problems.length === 0, problems, repositories: report });
+        // A piece no .dat lists cannot be verified: that fails verify, though check only warns.
+        const failed = findings.filter((f) => f.severity === 'error' || f.code === 'REPOSITORY_INVALID');
+        const problems = failed.map((f) => f.message);
+        if (json) out({ ok: problems.length === 0, problems, findings });
         else if (problems.length === 0) say('Every backup piece matches its .dat and every blob generation holds its state.');
         if (problems.length) {
           if (!json) for (const x of problems) io.stderr.write(`${x}\n`);

@@ -1,5 +1,7 @@
 /** What a CLI command gets from the process: streams, a TTY flag, an abort signal. */
 
+import { progressLine } from '../engine';
+
 export interface CliIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
@@ -13,18 +15,6 @@ export function processIo(signal?: AbortSignal): CliIo {
   return { stdout: process.stdout, stderr: process.stderr, isTTY: !!process.stderr.isTTY, signal, stdin: process.stdin };
 }
 
-function human(n: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
-}
-
-export { human as humanBytes };
-
 /** A one-line progress display on stderr (terminal only), redrawn at most 10 times a second. */
 export function progressPrinter(io: CliIo): { update: (p: { phase: string; done: number; total?: number }) => void; done: () => void } | undefined {
   if (!io.isTTY) return undefined;
@@ -35,8 +25,7 @@ export function progressPrinter(io: CliIo): { update: (p: { phase: string; done:
       const now = Date.now();
       if (now - last < 100) return;
       last = now;
-      const pct = p.total ? ` ${Math.min(100, Math.floor((p.done / p.total) * 100))}%` : '';
-      io.stderr.write(`\r\x1b[K${p.phase}: ${human(p.done)}${p.total ? ` of ${human(p.total)}` : ''}${pct}`);
+      io.stderr.write(`\r\x1b[K${progressLine(p)}`);
       shown = true;
     },
     done() {

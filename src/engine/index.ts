@@ -11,10 +11,12 @@
  * The repository's own tests and tools reach internals through `./internal`.
  */
 
-// Errors and progress
+// Errors, progress, wording
 export { PloneBackupError, toPloneBackupError, isAbort } from './base/errors';
 export type { ErrorCode, ErrorDetails } from './base/errors';
 export type { OperationOptions, Progress, ProgressFn } from './base/progress';
+export { humanBytes, plural, localTime, age, progressLine } from './base/wording';
+export { isTempName } from './base/io';
 export { LOCK_NAME, acquireLock, isLockHeld } from './base/lock';
 export type { Lock, LockOwner } from './base/lock';
 
@@ -28,8 +30,8 @@ export { blobRelPath, parseBlobRelPath, readLayout, listBlobFiles, LAYOUT_FILE }
 export type { BlobLayout, BlobFile } from './zodb/blobdir';
 export { FileStorageWriter } from './zodb/fswriter';
 export type { WriteTxn, WriteRecord, WriterOptions } from './zodb/fswriter';
-export { SampleSite } from './zodb/sample';
-export type { SampleOptions } from './zodb/sample';
+export { SampleSite, writeContinuously } from './zodb/sample';
+export type { SampleOptions, WriteStats } from './zodb/sample';
 
 // repozo
 export { backup } from './repozo/backup';
@@ -46,12 +48,14 @@ export type { ChainInfo, PieceInfo } from './repozo/pieceinfo';
 // Deployments
 export { discoverDeployment, CONFIG_FILE } from './deploy/deployment';
 export type { Deployment, StorageConfig, DeploymentSettings, DiscoverOverrides, BackupDirs } from './deploy/deployment';
-export { backupDeployment, foldersFor } from './deploy/backup';
-export type { BackupKind, DeployBackupOptions, StorageBackupResult } from './deploy/backup';
+export { KINDS, KIND_ORDER, commandKind, restoreCommandKind, foldersFor } from './deploy/kinds';
+export type { Kind, KindInfo, BackupCommand } from './deploy/kinds';
+export { backupDeployment } from './deploy/backup';
+export type { DeployBackupOptions, StorageBackupResult } from './deploy/backup';
 export { restoreDeployment, planRestore, altSource } from './deploy/restore';
-export type { RestoreKind, RestoreOptions, RestoreSource, StoragePlan, StorageRestoreResult } from './deploy/restore';
+export type { RestoreOptions, RestoreSource, StoragePlan, StorageRestoreResult } from './deploy/restore';
 export { listDeployment } from './deploy/list';
-export type { BlobStatus, GenerationView, GroupKind, GroupView, ListOptions, StorageView } from './deploy/list';
+export type { BlobStatus, GenerationView, GroupView, ListOptions, StorageView } from './deploy/list';
 export { checkDeployment, checkBackups, checkLive, newLiveScanCache } from './deploy/check';
 export type { CheckOptions, Finding, LiveScanCache, Severity } from './deploy/check';
 export { drillDeployment } from './deploy/drill';

@@ -14,6 +14,12 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import {
+  KINDS,
+  KIND_ORDER,
+  age,
+  humanBytes,
+  localTime,
+  plural,
   PloneBackupError,
   backupDeployment,
   deleteGeneration,
@@ -24,51 +30,43 @@ import {
   restoreDeployment,
   siteRunning,
   toPloneBackupError,
-  type BackupKind,
+  type BackupCommand,
   type DeletionResult,
   type DrillResult,
   type Finding,
-  type GroupKind,
-  type RestoreKind,
+  type Kind,
   type StoragePlan,
   type StorageBackupResult,
   type StorageRestoreResult,
 } from '../engine';
-import { humanBytes } from '../cli/io';
 import type { DeleteArgs, GenerationArgs, Outcome, RestoreArgs, RunArgs, TargetArgs } from './commands';
 import type { Diagnostics } from './diagnostics';
 import { generationsOf, type Entry, type LocatedGeneration, type Model } from './model';
-import { BLOB_STATUS_TEXT, GROUP_LABELS, age, generationArgs, isGenerationNode, lastTxn, localTime, type Node } from './tree';
+import { BLOB_STATUS_TEXT, generationArgs, isGenerationNode, lastTxn, type Node } from './tree';
 import { confirm, type OutsideConsent, type TestHooks } from './safety';
 import type { Ui } from './ui';
 
-const BACKUP_TITLES: Record<BackupKind, string> = {
+const BACKUP_TITLES: Record<BackupCommand, string> = {
   backup: 'Backing up',
   fullbackup: 'Making a full backup of',
   snapshot: 'Making a snapshot of',
   zipbackup: 'Making a zip backup of',
 };
 
-const BACKUP_DONE: Record<BackupKind, string> = {
+const BACKUP_DONE: Record<BackupCommand, string> = {
   backup: 'Backed up',
   fullbackup: 'Made a full backup of',
   snapshot: 'Made a snapshot of',
   zipbackup: 'Made a zip backup of',
 };
 
-const KIND_NAMES: Record<GroupKind, string> = { backup: 'backup', snapshot: 'snapshot', zip: 'zip backup' };
-
 const declined: Outcome<never> = { status: 'declined' };
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
 
 function isNode(x: unknown): x is Node {
   return typeof x === 'object' && x !== null && typeof (x as Node).type === 'string' && 'entry' in (x as object);
 }
 
-type Picked = { kind: RestoreKind; date: string; label: string } | undefined;
+type Picked = { kind: Kind; date: string; label: string } | undefined;
 
 interface GenerationPick extends vscode.QuickPickItem {
   located?: LocatedGeneration;
@@ -172,10 +170,10 @@ export class Actions {
     const items: GenerationPick[] = [];
     const several = (entry.views?.length ?? 0) > 1;
     const all = generationsOf([entry]);
-    for (const kind of ['backup', 'snapshot', 'zip'] as GroupKind[]) {
+    for (const kind of KIND_ORDER) {
       const gens = all.filter((l) => l.gen.kind === kind).sort((a, b) => b.date.getTime() - a.date.getTime() || a.view.storage.localeCompare(b.view.storage));
       if (!gens.length) continue;
-      items.push({ label: GROUP_LABELS[kind], kind: vscode.QuickPickItemKind.Separator });
+      items.push({ label: KINDS[kind].label, kind: vscode.QuickPickItemKind.Separator });
       for (const l of gens) {
         const g = l.gen;
         const desc = [age(g.stamp), g.full ? 'full' : 'incremental', humanBytes(g.end - g.start), plural(g.transactions, 'transaction')];
@@ -216,7 +214,7 @@ export class Actions {
   }
 
   /** The generation's piece file, from the listing. */
-  private pieceOf(entry: Entry, g: { storage: string; kind: GroupKind; stamp: string }): string | undefined {
+  private pieceOf(entry: Entry, g: { storage: string; kind: Kind; stamp: string }): string | undefined {
     const view = entry.views?.find((v) => v.storage === g.storage);
     const group = view?.groups.find((x) => x.kind === g.kind);
     for (const c of group?.chains ?? []) {
@@ -232,7 +230,7 @@ export class Actions {
 
   // ------------------------------------------------------------------ backups
 
-  async backup(kind: BackupKind, arg?: unknown): Promise<Outcome<StorageBackupResult[]>> {
+  async backup(kind: BackupCommand, arg?: unknown): Promise<Outcome<StorageBackupResult[]>> {
     const verb = BACKUP_TITLES[kind];
     const entry = await this.entryFor(arg, `${verb} the site`);
     if (Actions.isOutcome(entry)) return entry;
@@ -276,7 +274,7 @@ export class Actions {
       matchOnDetail: true,
     });
     if (!pick) return undefined;
-    if (pick.located) return { kind: pick.located.gen.kind, date: pick.located.gen.stamp, label: `the ${KIND_NAMES[pick.located.gen.kind]} of ${localTime(pick.located.gen.stamp)}` };
+    if (pick.located) return { kind: pick.located.gen.kind, date: pick.located.gen.stamp, label: `the ${KINDS[pick.located.gen.kind].noun} of ${localTime(pick.located.gen.stamp)}` };
     const typed = await vscode.window.showInputBox({
       title: `Restore ${entry.folder.name}`,
       prompt: 'Restore the newest backed-up state before this date, in UTC: yyyy-mm-dd[-hh[-mm[-ss]]]',
@@ -320,16 +318,16 @@ export class Actions {
     const entry = await this.entryFor(isNode(arg) ? arg : args, 'Restore');
     if (Actions.isOutcome(entry)) return entry;
     const dep = entry.dep!;
-    let kind: RestoreKind = args.kind ?? 'backup';
+    let kind: Kind = args.kind ?? 'backup';
     let date: string;
     let label: string;
     try {
       if (args.stamp) {
         date = normalizeDateArg(args.stamp);
-        label = `the ${KIND_NAMES[kind]} of ${localTime(args.stamp)}`;
+        label = `the ${KINDS[kind].noun} of ${localTime(args.stamp)}`;
       } else if (args.date) {
         date = normalizeDateArg(args.date);
-        label = `the newest ${KIND_NAMES[kind]} before ${args.date} UTC`;
+        label = `the newest ${KINDS[kind].noun} before ${args.date} UTC`;
       } else {
         const picked = await this.pickRestorePoint(entry);
         if (!picked) return declined;
@@ -449,7 +447,7 @@ export class Actions {
     const t = await this.generationFor(arg, 'Reveal in the Explorer');
     if ('status' in t) return t;
     const file = this.pieceOf(t.entry, t.g);
-    if (!file) return this.ui.failed('Reveal', new PloneBackupError('NOT_FOUND', `There is no ${KIND_NAMES[t.g.kind]} ${t.g.stamp} of ${t.g.storage}.`));
+    if (!file) return this.ui.failed('Reveal', new PloneBackupError('NOT_FOUND', `There is no ${KINDS[t.g.kind].noun} ${t.g.stamp} of ${t.g.storage}.`));
     const uri = vscode.Uri.file(file);
     if (vscode.workspace.getWorkspaceFolder(uri)) await vscode.commands.executeCommand('revealInExplorer', uri);
     else return this.revealInOS(arg);
@@ -460,7 +458,7 @@ export class Actions {
     const t = await this.generationFor(arg, 'Reveal in the file manager');
     if ('status' in t) return t;
     const file = this.pieceOf(t.entry, t.g);
-    if (!file) return this.ui.failed('Reveal', new PloneBackupError('NOT_FOUND', `There is no ${KIND_NAMES[t.g.kind]} ${t.g.stamp} of ${t.g.storage}.`));
+    if (!file) return this.ui.failed('Reveal', new PloneBackupError('NOT_FOUND', `There is no ${KINDS[t.g.kind].noun} ${t.g.stamp} of ${t.g.storage}.`));
     const uri = vscode.Uri.file(file);
     const commands = await vscode.commands.getCommands(true);
     if (commands.includes('revealFileInOS') && vscode.env.uiKind === vscode.UIKind.Desktop) {
@@ -515,12 +513,12 @@ export class Actions {
         .filter((l, i) => l !== '' || i > 0)
         .join('\n');
       const ok = await confirm(
-        { kind: 'delete', message: `Delete the ${first.full ? 'full' : 'incremental'} ${KIND_NAMES[g.kind]} of ${localTime(g.stamp)} (${g.storage})?`, detail, action: 'Delete' },
+        { kind: 'delete', message: `Delete the ${first.full ? 'full' : 'incremental'} ${KINDS[g.kind].noun} of ${localTime(g.stamp)} (${g.storage})?`, detail, action: 'Delete' },
         this.hooks,
       );
       if (!ok) return declined;
     }
-    const out = await this.ui.run(`Deleting the ${KIND_NAMES[g.kind]} of ${localTime(g.stamp)}`, undefined, (signal) =>
+    const out = await this.ui.run(`Deleting the ${KINDS[g.kind].noun} of ${localTime(g.stamp)}`, undefined, (signal) =>
       deleteGeneration(dep, g.storage, g.kind, g.stamp, { signal, log: (m) => this.ui.output.info(m) }),
     );
     if (out.status === 'done') {

@@ -14,7 +14,7 @@
  */
 
 import type * as vscode from 'vscode';
-import type { GroupKind, RestoreKind } from '../engine';
+import type { Kind } from '../engine';
 
 export const Command = {
   backup: 'ploneBackup.backup',
@@ -59,7 +59,7 @@ export interface RunArgs extends TargetArgs {
 }
 
 export interface RestoreArgs extends RunArgs {
-  kind?: RestoreKind;
+  kind?: Kind;
   /** Restore the state of this generation (a stamp), */
   stamp?: string;
   /** or the newest state before this date (yyyy-mm-dd[-hh[-mm[-ss]]], UTC). */
@@ -77,7 +77,7 @@ export interface RestoreArgs extends RunArgs {
 /** One generation: the tree item's node, or these fields. */
 export interface GenerationArgs extends TargetArgs {
   storage?: string;
-  kind?: GroupKind;
+  kind?: Kind;
   stamp: string;
 }
 

@@ -11,6 +11,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import {
+  isTempName,
   isInside,
   CACHE_FILE,
   LOCK_NAME,
@@ -23,7 +24,7 @@ import {
   type PloneBackupError,
   type StorageView,
 } from '../engine';
-import { isTempName } from '../engine/base/io';
+
 import { overridesFor } from './settings';
 
 export interface Entry {

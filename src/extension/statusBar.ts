@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import { formatDistanceToNow } from 'date-fns';
 import { VIEW_ID } from './commands';
 import { generationsOf, type Model } from './model';
-import { localTime } from './tree';
+import { localTime } from '../engine';
 import { warnAfterHours } from './settings';
 
 export class BackupStatus implements vscode.Disposable {

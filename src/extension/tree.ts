@@ -7,9 +7,8 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { format, formatDistanceToNow } from 'date-fns';
-import { newestComplete, parseStamp, type GenerationView, type GroupKind, type GroupView, type StorageView } from '../engine';
-import { humanBytes } from '../cli/io';
+import { KINDS, age, humanBytes, localTime, newestComplete, plural, type GenerationView, type GroupView, type Kind, type StorageView } from '../engine';
+
 import { Command, type GenerationArgs } from './commands';
 import type { Entry, Model } from './model';
 
@@ -33,8 +32,8 @@ export type Node =
 
 export type GenerationNode = Extract<Node, { type: 'generation' }>;
 
-export const GROUP_LABELS: Record<GroupKind, string> = { backup: 'Backups', snapshot: 'Snapshots', zip: 'Zip backups' };
-const GROUP_ICONS: Record<GroupKind, string> = { backup: 'history', snapshot: 'device-camera', zip: 'file-zip' };
+
+const GROUP_ICONS: Record<Kind, string> = { backup: 'history', snapshot: 'device-camera', zip: 'file-zip' };
 
 export function isGenerationNode(x: unknown): x is GenerationNode {
   return typeof x === 'object' && x !== null && (x as Node).type === 'generation';
@@ -42,19 +41,6 @@ export function isGenerationNode(x: unknown): x is GenerationNode {
 
 export function generationArgs(n: GenerationNode): GenerationArgs {
   return { folder: n.entry.root, storage: n.view.storage, kind: n.group.kind, stamp: n.gen.stamp };
-}
-
-/** The stamp (UTC) in local time, as shown. */
-export function localTime(stamp: string): string {
-  return format(parseStamp(stamp), 'yyyy-MM-dd HH:mm:ss');
-}
-
-export function age(stamp: string): string {
-  return formatDistanceToNow(parseStamp(stamp), { addSuffix: true });
-}
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
 /** The last transaction, as `"description" by user`. */
@@ -95,7 +81,7 @@ function generationTooltip(n: GenerationNode): vscode.MarkdownString {
   const md = new vscode.MarkdownString(undefined, true);
   const esc = (s: string) => s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, '\\$&');
   md.appendMarkdown(`**${esc(localTime(g.stamp))}** (${esc(age(g.stamp))})  \n`);
-  md.appendMarkdown(`${g.full ? 'Full' : 'Incremental'} ${n.group.kind === 'backup' ? 'backup' : n.group.kind === 'snapshot' ? 'snapshot' : 'zip backup'} of ${esc(n.view.storage)}, stamp \`${g.stamp}\` (UTC)  \n`);
+  md.appendMarkdown(`${g.full ? 'Full' : 'Incremental'} ${KINDS[n.group.kind].noun} of ${esc(n.view.storage)}, stamp \`${g.stamp}\` (UTC)  \n`);
   md.appendMarkdown(`${esc(humanBytes(g.diskSize))} on disk, ${esc(humanBytes(g.end - g.start))} of Data.fs (bytes ${g.start}–${g.end}), ${plural(g.transactions, 'transaction')}  \n`);
   if (g.lastTime) md.appendMarkdown(`Last transaction: ${esc(g.lastTime.replace('T', ' ').slice(0, 19))} UTC ${esc(lastTxn(g))}  \n`);
   const b = g.blob;
@@ -195,7 +181,7 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         return item;
       }
       case 'group': {
-        const item = new vscode.TreeItem(GROUP_LABELS[node.group.kind], vscode.TreeItemCollapsibleState.Expanded);
+        const item = new vscode.TreeItem(KINDS[node.group.kind].label, vscode.TreeItemCollapsibleState.Expanded);
         item.id = `g|${node.entry.root}|${node.view.storage}|${node.group.kind}`;
         const n = node.group.chains.reduce((a, c) => a + 1 + c.incrementals.length, 0);
         item.description = `${plural(n, 'generation')} in ${path.relative(node.entry.root, node.group.repository) || node.group.repository}`;
@@ -222,7 +208,7 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         item.tooltip = generationTooltip(node);
         item.iconPath = generationIcon(g);
         item.contextValue = node.newestComplete ? 'generation-newest' : 'generation';
-        item.accessibilityInformation = { label: `${g.full ? 'Full' : 'Incremental'} ${GROUP_LABELS[node.group.kind].toLowerCase().replace(/s$/, '')} ${localTime(g.stamp)}, ${age(g.stamp)}, ${BLOB_STATUS_TEXT[g.blob.status]}` };
+        item.accessibilityInformation = { label: `${g.full ? 'Full' : 'Incremental'} ${KINDS[node.group.kind].noun} ${localTime(g.stamp)}, ${age(g.stamp)}, ${BLOB_STATUS_TEXT[g.blob.status]}` };
         return item;
       }
       default: {

@@ -71,7 +71,9 @@ async function backupsWhileWriting(t: Parameters<typeof tmpDir>[0] & { diagnosti
   if (opts.pack) {
     // After the packs, every point in time is restored again (older generations must not have lost files).
     const drills = await drillDeployment(dep, { all: true });
-    assert.ok(drills.length >= done);
+    // One drill per registered piece: a backup that found nothing new registered none
+    // (on a busy machine the writer may not commit between two backups).
+    assert.ok(drills.length >= done - kinds.none, `${drills.length} drills for ${done} backups, ${kinds.none} with nothing new`);
     for (const d of drills) assert.ok(d.ok, `${d.stamp}: ${d.problems.join('; ')}`);
   }
   // check looks at every generation on disk against the state of its piece.

@@ -28,10 +28,11 @@ import {
   discoverDeployment,
   extractTar,
   foldersFor,
+  commandKind,
   listGenerations,
   listRepository,
   restoreDeployment,
-  type BackupKind,
+  type BackupCommand,
 } from '../../src/engine/internal';
 import { content, fakeClock, makeSite, referencedBlobs, snapshot, assertConsistent } from '../deploy/helpers';
 import {
@@ -56,7 +57,7 @@ const FIG = 'crash-deploy';
 const reports: KillReport[] = [];
 
 /** A small site with `gens` backups of `kind` made at a fake clock, then more commits. */
-async function baseSite(dir: string, kinds: BackupKind[]): Promise<void> {
+async function baseSite(dir: string, kinds: BackupCommand[]): Promise<void> {
   const s = await makeSite(dir, { docs: 2, files: 2 });
   const dep = await discoverDeployment(dir);
   const clock = fakeClock('2026-03-01-10-00-00', 60);
@@ -88,12 +89,12 @@ function generations(blobs: string): Record<string, Record<string, string>> {
  * The crash loop for one backup command: the state before, the checks after
  * each kill, and the next run.
  */
-async function backupCrash(t: Parameters<typeof tmp>[0], name: string, kind: BackupKind, baseKinds: BackupKind[], args: string[], keep?: number): Promise<void> {
+async function backupCrash(t: Parameters<typeof tmp>[0], name: string, kind: BackupCommand, baseKinds: BackupCommand[], args: string[], keep?: number): Promise<void> {
   const base = tmp(t);
   await baseSite(base, baseKinds);
   const dep0 = await discoverDeployment(base);
   const s0 = dep0.storages[0];
-  const { repo: repo0, blobs: blobs0 } = foldersFor(s0, kind);
+  const { repo: repo0, blobs: blobs0 } = foldersFor(s0, commandKind(kind));
   const rel = (p: string) => path.relative(base, p);
   const live = liveState(s0.file, s0.blobDir);
   const states = await repoStates(repo0);

@@ -282,7 +282,7 @@ describe('a real full disk', () => {
       assertIoError(err, 'ENOSPC', `a ${kb} KiB disk`);
       assert.deepEqual(tempLeftovers(mnt), [], `${kb} KiB: temp files left on the full disk`);
       // Whatever was registered restores; the rest is not there.
-      for (const kind of ['backup', 'zipbackup', 'snapshot'] as const) {
+      for (const kind of ['backup', 'zip', 'snapshot'] as const) {
         const repo = foldersFor(dep.storages[0], kind).repo;
         if ((await registeredStamps(repo)).length) {
           await verifyClean(repo);

@@ -32,8 +32,7 @@ import type { OperationOptions } from '../base/progress';
 import { BlobVanished, buildGeneration, listGenerations, readManifest, readManifestHead, type Generation, LATEST, setLatest } from './blobgen';
 import { writeTar, type TarEntry } from '../archive/tar';
 import type { Deployment, StorageConfig } from './deployment';
-
-export type BackupKind = 'backup' | 'fullbackup' | 'snapshot' | 'zipbackup';
+import { KINDS, commandKind, foldersFor, type BackupCommand } from './kinds';
 
 export interface DeployBackupOptions extends OperationOptions {
   now?: () => Date;
@@ -55,19 +54,8 @@ export interface StorageBackupResult {
   attempts: number;
 }
 
-export function foldersFor(s: StorageConfig, kind: BackupKind): { repo: string; blobs: string } {
-  switch (kind) {
-    case 'snapshot':
-      return { repo: s.dirs.snapshots, blobs: s.dirs.blobSnapshots };
-    case 'zipbackup':
-      return { repo: s.dirs.zips, blobs: s.dirs.blobZips };
-    default:
-      return { repo: s.dirs.backups, blobs: s.dirs.blobBackups };
-  }
-}
-
 /** Backs up every storage of the deployment (additional ones first, as the recipe does). */
-export async function backupDeployment(dep: Deployment, kind: BackupKind, opts: DeployBackupOptions = {}): Promise<StorageBackupResult[]> {
+export async function backupDeployment(dep: Deployment, kind: BackupCommand, opts: DeployBackupOptions = {}): Promise<StorageBackupResult[]> {
   const out: StorageBackupResult[] = [];
   const ordered = [...dep.storages.filter((s) => s.name !== 'main'), ...dep.storages.filter((s) => s.name === 'main')];
   for (const s of ordered) {
@@ -106,8 +94,8 @@ async function packSwapping(e: unknown, file: string): Promise<boolean> {
   return false;
 }
 
-export async function backupStorage(dep: Deployment, s: StorageConfig, kind: BackupKind, opts: DeployBackupOptions = {}): Promise<StorageBackupResult> {
-  const { repo, blobs } = foldersFor(s, kind);
+export async function backupStorage(dep: Deployment, s: StorageConfig, kind: BackupCommand, opts: DeployBackupOptions = {}): Promise<StorageBackupResult> {
+  const { repo, blobs } = foldersFor(s, commandKind(kind));
   // Folders this run creates are removed again if it fails and they stayed empty.
   const fresh: string[] = [];
   for (const d of s.blobDir ? [repo, blobs] : [repo]) if (!(await exists(d))) fresh.push(d);
@@ -143,7 +131,7 @@ export async function backupStorage(dep: Deployment, s: StorageConfig, kind: Bac
 async function attemptBackup(
   dep: Deployment,
   s: StorageConfig,
-  kind: BackupKind,
+  kind: BackupCommand,
   repo: string,
   blobs: string,
   opts: DeployBackupOptions,
@@ -171,7 +159,7 @@ async function attemptBackup(
     // Retention runs on every successful run, also one with nothing new: a run
     // killed after registering its backup may not have got to it.
     const retain = async () => {
-      const keep = kind === 'snapshot' ? dep.settings.keepSnapshots : kind === 'zipbackup' ? dep.settings.keepZips : dep.settings.keep;
+      const keep = dep.settings[KINDS[commandKind(kind)].keepSetting];
       result.removed = await applyRetention(repo, blobs, s.blobDir ? path.basename(s.blobDir) : undefined, keep, await identify(s.file), opts.log, dep.root);
     };
     let needed: string[] | undefined;

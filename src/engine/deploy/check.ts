@@ -24,7 +24,7 @@ import { verifyChain } from '../repozo/verify';
 import type { OperationOptions } from '../base/progress';
 import { idRepr } from '../zodb/tid';
 import { listDeployment } from './list';
-import { foldersFor } from './backup';
+import { foldersFor } from './kinds';
 import type { Deployment, StorageConfig } from './deployment';
 
 export type Severity = 'error' | 'warning' | 'info';

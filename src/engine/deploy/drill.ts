@@ -16,7 +16,7 @@ import { blobRelPath, readLayout } from '../zodb/blobdir';
 import { PloneBackupError, checkAbort } from '../base/errors';
 import { allChains, listRepository } from '../repozo/repository';
 import type { OperationOptions } from '../base/progress';
-import { foldersFor } from './backup';
+import { foldersFor } from './kinds';
 import { planRestore, restoreDeployment } from './restore';
 import type { Deployment } from './deployment';
 

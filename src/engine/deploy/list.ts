@@ -11,16 +11,14 @@ import { PloneBackupError } from '../base/errors';
 import { describeRepository, type PieceInfo } from '../repozo/pieceinfo';
 import type { OperationOptions } from '../base/progress';
 import { generationFiles, listGenerations, type Generation } from './blobgen';
-import { foldersFor } from './backup';
+import { KIND_ORDER, foldersFor, type Kind } from './kinds';
 import type { Deployment, StorageConfig } from './deployment';
-
-export type GroupKind = 'backup' | 'snapshot' | 'zip';
 
 /** `unsafe`: a generation holding a link, or whose manifest is not what we write; never used by a restore. */
 export type BlobStatus = 'match' | 'missing' | 'mismatch' | 'archived' | 'none' | 'unsafe';
 
 export interface GenerationView extends PieceInfo {
-  kind: GroupKind;
+  kind: Kind;
   /** Stamp of the full backup this piece belongs to. */
   chain: string;
   blob: {
@@ -37,7 +35,7 @@ export interface GenerationView extends PieceInfo {
 }
 
 export interface GroupView {
-  kind: GroupKind;
+  kind: Kind;
   repository: string;
   blobBackups?: string;
   chains: { full: GenerationView; incrementals: GenerationView[] }[];
@@ -51,12 +49,6 @@ export interface StorageView {
   blobDir?: string;
   groups: GroupView[];
 }
-
-const GROUPS: [GroupKind, 'backup' | 'snapshot' | 'zipbackup'][] = [
-  ['backup', 'backup'],
-  ['snapshot', 'snapshot'],
-  ['zip', 'zipbackup'],
-];
 
 export interface ListOptions extends OperationOptions {
   /**
@@ -76,14 +68,14 @@ export async function listDeployment(dep: Deployment, opts: ListOptions = {}): P
   const out: StorageView[] = [];
   for (const s of dep.storages) {
     const groups: GroupView[] = [];
-    for (const [kind, folderKind] of GROUPS) groups.push(await listGroup(s, kind, folderKind, opts));
+    for (const kind of KIND_ORDER) groups.push(await listGroup(s, kind, opts));
     out.push({ storage: s.name, file: s.file, blobDir: s.blobDir, groups });
   }
   return out;
 }
 
-async function listGroup(s: StorageConfig, kind: GroupKind, folderKind: 'backup' | 'snapshot' | 'zipbackup', opts: ListOptions): Promise<GroupView> {
-  const { repo, blobs } = foldersFor(s, folderKind);
+async function listGroup(s: StorageConfig, kind: Kind, opts: ListOptions): Promise<GroupView> {
+  const { repo, blobs } = foldersFor(s, kind);
   const view: GroupView = { kind, repository: repo, blobBackups: s.blobDir ? blobs : undefined, chains: [], unmatchedGenerations: [] };
   let chains;
   try {

@@ -24,13 +24,13 @@ import { datName, formatDatLine, indexName, readDat } from '../repozo/repository
 import { fsyncDir, writeFileAtomic } from '../base/io';
 import type { OperationOptions } from '../base/progress';
 import { LATEST, listGenerations, setLatest } from './blobgen';
-import { foldersFor } from './backup';
-import { listDeployment, type GenerationView, type GroupKind, type GroupView } from './list';
+import { KINDS, foldersFor, type Kind } from './kinds';
+import { listDeployment, type GenerationView, type GroupView } from './list';
 import type { Deployment, StorageConfig } from './deployment';
 
 export interface DeletionPlan {
   storage: string;
-  kind: GroupKind;
+  kind: Kind;
   /** The generation asked for. */
   stamp: string;
   repository: string;
@@ -46,7 +46,7 @@ export interface DeletionPlan {
 
 export interface DeletionResult {
   storage: string;
-  kind: GroupKind;
+  kind: Kind;
   /** Stamps of the generations deleted. */
   stamps: string[];
   /** Every file and folder removed. */
@@ -57,7 +57,6 @@ export interface DeleteOptions extends OperationOptions {
   lockWaitMs?: number;
 }
 
-const KIND_NAMES: Record<GroupKind, string> = { backup: 'backup', snapshot: 'snapshot', zip: 'zip backup' };
 
 /** Whether a generation can be restored as it is: readable, and with the blob generation made with it. */
 export function isComplete(g: GenerationView): boolean {
@@ -82,7 +81,7 @@ function storageOf(dep: Deployment, storage: string): StorageConfig {
 }
 
 /** Works out what deleting `stamp` removes, without changing anything (for the confirmation). */
-export async function planDeletion(dep: Deployment, storage: string, kind: GroupKind, stamp: string, opts: OperationOptions = {}): Promise<DeletionPlan> {
+export async function planDeletion(dep: Deployment, storage: string, kind: Kind, stamp: string, opts: OperationOptions = {}): Promise<DeletionPlan> {
   const s = storageOf(dep, storage);
   const [view] = await listDeployment({ ...dep, storages: [s] }, opts);
   const group = view.groups.find((g) => g.kind === kind);
@@ -102,7 +101,7 @@ export async function planDeletion(dep: Deployment, storage: string, kind: Group
     }
   }
   if (!doomed) {
-    throw new PloneBackupError('NOT_FOUND', `There is no ${KIND_NAMES[kind]} ${stamp} of ${storage} in ${group.repository}.`, {
+    throw new PloneBackupError('NOT_FOUND', `There is no ${KINDS[kind].noun} ${stamp} of ${storage} in ${group.repository}.`, {
       path: group.repository,
       hint: 'Refresh the list of backups; it may have been deleted or rotated already.',
     });
@@ -111,8 +110,8 @@ export async function planDeletion(dep: Deployment, storage: string, kind: Group
   if (newest && doomed.some((g) => g.stamp === newest.stamp)) {
     const message =
       newest.stamp === stamp
-        ? `The ${KIND_NAMES[kind]} ${stamp} is the newest complete one of ${storage}, so it is not deleted.`
-        : `Deleting the ${KIND_NAMES[kind]} ${stamp} would delete ${newest.stamp}, the newest complete one of ${storage}, which continues it; nothing was deleted.`;
+        ? `The ${KINDS[kind].noun} ${stamp} is the newest complete one of ${storage}, so it is not deleted.`
+        : `Deleting the ${KINDS[kind].noun} ${stamp} would delete ${newest.stamp}, the newest complete one of ${storage}, which continues it; nothing was deleted.`;
     throw new PloneBackupError('USAGE', message, {
       path: path.join(group.repository, doomed[0].name),
       hint: 'Make a new backup first (a full backup starts a new chain); there must always be one to restore.',
@@ -126,7 +125,7 @@ export async function planDeletion(dep: Deployment, storage: string, kind: Group
   const stamps = new Set(doomed.map((g) => g.stamp));
   const blobGenerations: string[] = [];
   if (s.blobDir) {
-    const { blobs } = foldersFor(s, kind === 'zip' ? 'zipbackup' : kind);
+    const { blobs } = foldersFor(s, kind);
     for (const g of (await listGenerations(blobs, path.basename(s.blobDir))).reverse()) {
       if (g.stamp && stamps.has(g.stamp)) blobGenerations.push(g.path);
     }
@@ -147,9 +146,9 @@ async function unlinkIfThere(file: string, removed: string[]): Promise<void> {
  * Deletes the generation `stamp` of `storage` in the `kind` group, with the
  * generations continuing it and their blob generations (see the top of this file).
  */
-export async function deleteGeneration(dep: Deployment, storage: string, kind: GroupKind, stamp: string, opts: DeleteOptions = {}): Promise<DeletionResult> {
+export async function deleteGeneration(dep: Deployment, storage: string, kind: Kind, stamp: string, opts: DeleteOptions = {}): Promise<DeletionResult> {
   const s = storageOf(dep, storage);
-  const { repo, blobs } = foldersFor(s, kind === 'zip' ? 'zipbackup' : kind);
+  const { repo, blobs } = foldersFor(s, kind);
   const lock = await acquireLock(repo, { what: 'delete', waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
     // Planned again under the lock: a backup may have run since the caller asked.
@@ -184,7 +183,7 @@ export async function deleteGeneration(dep: Deployment, storage: string, kind: G
       }
       await fsyncDir(blobs);
     }
-    opts.log?.(`deleted ${KIND_NAMES[kind]} ${stamp} of ${storage}: ${removed.length} files and folders`);
+    opts.log?.(`deleted ${KINDS[kind].noun} ${stamp} of ${storage}: ${removed.length} files and folders`);
     return { storage, kind, stamps: plan.generations.map((g) => g.stamp), removed };
   } finally {
     await lock.release();

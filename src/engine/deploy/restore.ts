@@ -38,13 +38,11 @@ import type { OperationOptions } from '../base/progress';
 import { generationFiles, listGenerations, makeDirs, readManifestHead, type Generation } from './blobgen';
 import { extractTar } from '../archive/tar';
 import { lockSite, siteRunning, type SiteLock } from './site';
-import { foldersFor } from './backup';
+import { KINDS, foldersFor, type Kind } from './kinds';
 import type { Deployment, StorageConfig } from './deployment';
 
-export type RestoreKind = 'backup' | 'snapshot' | 'zip';
-
 export interface RestoreOptions extends OperationOptions {
-  kind?: RestoreKind;
+  kind?: Kind;
   /** Normalised repozo date (yyyy-mm-dd[-hh[-mm[-ss]]], UTC); undefined: the newest. */
   date?: string;
   /** Restore even though the site holds its lock. */
@@ -104,7 +102,7 @@ export async function planRestore(dep: Deployment, opts: RestoreOptions = {}): P
 
 async function planStorage(s: StorageConfig, opts: RestoreOptions): Promise<StoragePlan> {
   const kind = opts.kind ?? 'backup';
-  const f = foldersFor(s, kind === 'zip' ? 'zipbackup' : kind === 'snapshot' ? 'snapshot' : 'backup');
+  const f = foldersFor(s, kind);
   const source: RestoreSource = (await opts.source?.(s)) ?? { type: 'repository', repo: f.repo, blobs: s.blobDir ? f.blobs : undefined };
   if (source.type === 'copy') {
     if (!(await exists(source.file))) {
@@ -124,8 +122,8 @@ async function planStorage(s: StorageConfig, opts: RestoreOptions): Promise<Stor
     }
     return { storage: s, source, chain: [], lines: [], generation, mode: 'full' };
   }
-  const what = kind === 'snapshot' ? 'snapshot' : kind === 'zip' ? 'zip backup' : 'backup';
-  const make = kind === 'snapshot' ? 'snapshot' : kind === 'zip' ? 'zipbackup' : 'backup';
+  const what = KINDS[kind].noun;
+  const make = KINDS[kind].makeCommand;
   let files: RepoFile[];
   try {
     ({ files } = await listRepository(source.repo));

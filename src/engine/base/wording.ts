@@ -1,0 +1,40 @@
+/**
+ * How results read, for the CLI and the extension alike: sizes, plurals,
+ * stamps in local time, ages, progress lines. One wording, so a size or a
+ * time reads the same in a terminal and in the editor.
+ */
+
+import { format, formatDistanceToNow } from 'date-fns';
+import { parseStamp } from '../zodb/tid';
+
+/** Bytes as a person reads them: 0 B, 1.5 KB, 20.0 MB (powers of 1024). */
+export function humanBytes(n: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+/** "1 file", "3 files". */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** A repozo stamp (UTC) in local time, as `yyyy-mm-dd hh:mm:ss`. */
+export function localTime(stamp: string): string {
+  return format(parseStamp(stamp), 'yyyy-MM-dd HH:mm:ss');
+}
+
+/** How long ago a stamp was: "5 minutes ago", "about 3 hours ago". */
+export function age(stamp: string): string {
+  return formatDistanceToNow(parseStamp(stamp), { addSuffix: true });
+}
+
+/** One progress line: "copying Data.fs: 12.0 MB of 40.0 MB 30%". */
+export function progressLine(p: { phase: string; done: number; total?: number }): string {
+  const pct = p.total ? ` ${Math.min(100, Math.floor((p.done / p.total) * 100))}%` : '';
+  return `${p.phase}: ${humanBytes(p.done)}${p.total ? ` of ${humanBytes(p.total)}` : ''}${pct}`;
+}
