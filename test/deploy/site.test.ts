@@ -27,7 +27,8 @@ const canUnshare = root && spawnSync('unshare', ['--pid', '--fork', '--mount-pro
 
 /** PYTHONPATH for the real ZODB, or undefined when the oracle is not there. */
 const zodbPath: string | undefined = (() => {
-  const setup = process.env.PLONE_BACKUP_ORACLES ?? '/work/shared/oracles/setup.sh';
+  // shared/ lies beside the repository (as in CI's clone); the compiled test is in out/test/deploy.
+  const setup = process.env.PLONE_BACKUP_ORACLES ?? path.resolve(__dirname, '..', '..', '..', '..', 'shared', 'oracles', 'setup.sh');
   if (!fs.existsSync(setup) || !fs.existsSync('/usr/bin/python3')) return undefined;
   const r = spawnSync('bash', [setup], { encoding: 'utf8' });
   const pp = r.stdout.trim().split('\n').at(-1);
