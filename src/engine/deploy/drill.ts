@@ -9,7 +9,7 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { openFileStorage, FileWindow, TxnScanner } from '../zodb/filestorage';
+import { openFileStorage, scanRange } from '../zodb/filestorage';
 import { BlobCollector } from '../zodb/blobrefs';
 import { FsIndex, readIndexFile } from '../zodb/fsindex';
 import { blobRelPath, readLayout } from '../zodb/blobdir';
@@ -120,18 +120,12 @@ async function drillOne(dep: Deployment, storage: string, stamp: string, work: s
   const index = new FsIndex();
   const blobsSeen = new BlobCollector();
   try {
-    const w = new FileWindow(st.fh, 4, st.size, { signal: opts.signal });
-    const sc = new TxnScanner(w, file, 4, { fileSize: st.size });
-    try {
-      await sc.run((t) => {
-        for (const r of t.records) {
-          index.set(r.oid, r.pos);
-          blobsSeen.add(r);
-        }
-      }, opts.signal);
-    } finally {
-      await w.settle();
-    }
+    const sc = await scanRange(st, 4, st.size, { fileSize: st.size, signal: opts.signal }, (t) => {
+      for (const r of t.records) {
+        index.set(r.oid, r.pos);
+        blobsSeen.add(r);
+      }
+    });
     res.transactions = sc.txnCount;
     res.bytes = st.size;
     if (sc.end !== st.size) res.problems.push(`the restored Data.fs has ${st.size - sc.end} bytes after its last complete transaction`);

@@ -19,9 +19,8 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { PloneBackupError, checkAbort, toPloneBackupError } from '../base/errors';
 import {
-  FileWindow,
-  TxnScanner,
   openFileStorage,
+  scanRange,
   txnEndingAt,
   type OpenedStorage,
   type TxnInfo,
@@ -326,24 +325,29 @@ async function copyCommitted(
   const collector = opts.collectBlobs ? new BlobCollector() : undefined;
   try {
     if (prefix) await sink(prefix);
-    const window = new FileWindow(st.fh, start, st.size, {
-      sink,
-      signal: opts.signal,
-      onProgress: (done) => opts.onProgress?.({ phase: 'copying Data.fs', done, total: st.size }),
-    });
     // Only the index wanted: the lean walk (no TxnInfo.records, nothing copied).
     const lean = !collector && index ? (k: OidKey, pos: number) => index.map.set(k, pos) : undefined;
-    const scanner = new TxnScanner(window, st.path, start, { fileSize: st.size, noBlobCheck: !opts.collectBlobs, onRecord: lean });
-    try {
-      await scanner.run(lean ? undefined : (t: TxnInfo) => {
-        for (const r of t.records) {
-          index?.set(r.oid, r.pos);
-          collector?.add(r);
-        }
-      }, opts.signal);
-    } finally {
-      await window.settle();
-    }
+    const scanner = await scanRange(
+      st,
+      start,
+      st.size,
+      {
+        sink,
+        signal: opts.signal,
+        onProgress: (done) => opts.onProgress?.({ phase: 'copying Data.fs', done, total: st.size }),
+        fileSize: st.size,
+        noBlobCheck: !opts.collectBlobs,
+        onRecord: lean,
+      },
+      lean
+        ? undefined
+        : (t: TxnInfo) => {
+            for (const r of t.records) {
+              index?.set(r.oid, r.pos);
+              collector?.add(r);
+            }
+          },
+    );
     const blobs = collector ? await collector.finish(st, start) : [];
     const md5 = writer ? await writer.finish() : createHash('md5').digest('hex');
     return { end: scanner.end, md5, transactions: scanner.txnCount, lastTid: scanner.lastTid, writer, blobs };
@@ -493,10 +497,7 @@ async function loadChainIndex(repo: string, chain: RepoFile[], end: number, st: 
 
 export async function rebuildIndex(fh: FileHandle, file: string, end: number, signal?: AbortSignal): Promise<FsIndex> {
   const index = new FsIndex();
-  const w = new FileWindow(fh, 4, end, { signal });
-  const s = new TxnScanner(w, file, 4, { noBlobCheck: true, onRecord: (k, pos) => index.map.set(k, pos) });
-  await s.run(undefined, signal);
-  await w.settle();
+  await scanRange({ fh, path: file }, 4, end, { noBlobCheck: true, onRecord: (k, pos) => index.map.set(k, pos), signal });
   return index;
 }
 

@@ -5,7 +5,7 @@
  */
 
 import type { FileHandle } from 'node:fs/promises';
-import { DATA_HDR_LEN, FileWindow, TxnScanner, decodeDataHeader, readU64, type RecordInfo } from './filestorage';
+import { DATA_HDR_LEN, scanRange, decodeDataHeader, readU64, type RecordInfo } from './filestorage';
 import { isBlobPickle } from './pickle';
 
 export interface BlobRef {
@@ -62,12 +62,6 @@ export async function scanBlobRefs(
   signal?: AbortSignal,
 ): Promise<{ refs: BlobRef[]; end: number; txnCount: number; lastTid?: Buffer }> {
   const c = new BlobCollector();
-  const w = new FileWindow(st.fh, start, end, { signal });
-  const s = new TxnScanner(w, st.path, start, { fileSize: st.size });
-  try {
-    await s.run((t) => t.records.forEach((r) => c.add(r)), signal);
-  } finally {
-    await w.settle();
-  }
-  return { refs: await c.finish(st, start), end: s.end, txnCount: s.txnCount, lastTid: s.lastTid };
+  const r = await scanRange(st, start, end, { fileSize: st.size, signal }, (t) => t.records.forEach((x) => c.add(x)));
+  return { refs: await c.finish(st, start), ...r };
 }

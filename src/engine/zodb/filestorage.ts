@@ -531,15 +531,36 @@ export interface WalkResult {
   lastTid?: Buffer;
 }
 
+/**
+ * Walks the committed transactions of `fh` from `start` up to `end`: the one
+ * way to set up a window and its scanner, so that the window's reads are
+ * always settled (also when the walk fails) before the caller closes `fh`.
+ * `each` gets every transaction; returns where the committed part ends.
+ */
+export async function scanRange(
+  src: { fh: FileHandle; path: string },
+  start: number,
+  end: number,
+  opts: ScanOptions & Omit<WindowOptions, 'signal'> & { signal?: AbortSignal } = {},
+  each?: (t: TxnInfo) => void,
+): Promise<{ end: number; txnCount: number; lastTid?: Buffer }> {
+  const { chunkSize, sink, onProgress, signal, ...scan } = opts;
+  const w = new FileWindow(src.fh, start, end, { chunkSize, sink, onProgress, signal });
+  try {
+    const s = new TxnScanner(w, src.path, start, scan);
+    await s.run(each, signal);
+    return { end: s.end, txnCount: s.txnCount, lastTid: s.lastTid };
+  } finally {
+    await w.settle();
+  }
+}
+
 /** Finds the committed end of a Data.fs another process may be appending to. */
 export async function committedEnd(path: string, signal?: AbortSignal): Promise<WalkResult> {
   const st = await openFileStorage(path);
   try {
-    const w = new FileWindow(st.fh, 4, st.size, { signal });
-    const s = new TxnScanner(w, path, 4, { noBlobCheck: true });
-    const end = await s.run(undefined, signal);
-    await w.settle();
-    return { magic: st.magic, size: st.size, end, txnCount: s.txnCount, lastTid: s.lastTid };
+    const r = await scanRange(st, 4, st.size, { noBlobCheck: true, signal });
+    return { magic: st.magic, size: st.size, ...r };
   } finally {
     await st.fh.close();
   }

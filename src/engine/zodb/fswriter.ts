@@ -22,9 +22,8 @@ import {
   encodeDataHeader,
   encodeTxnHeader,
   writeU64,
-  FileWindow,
-  TxnScanner,
   openFileStorage,
+  scanRange,
 } from './filestorage';
 import { FsIndex, encodeIndex, oidFromKey } from './fsindex';
 import { BlobLayout, LAYOUT_FILE, BLOB_TMP_DIR, blobRelPath, oidDir } from './blobdir';
@@ -104,18 +103,19 @@ export class FileStorageWriter {
   /** Opens an existing Data.fs for appending, scanning it for its end, index and last tid. */
   static async open(file: string, opts: WriterOptions = {}): Promise<FileStorageWriter> {
     const st = await openFileStorage(file);
-    const win = new FileWindow(st.fh, 4, st.size);
-    const scanner = new TxnScanner(win, file, 4, { noBlobCheck: true });
     const index = new FsIndex();
-    await scanner.run((t) => {
-      for (const r of t.records) index.set(r.oid, r.pos);
-    });
-    await win.settle();
-    await st.fh.close();
+    let scanned;
+    try {
+      scanned = await scanRange(st, 4, st.size, { noBlobCheck: true }, (t) => {
+        for (const r of t.records) index.set(r.oid, r.pos);
+      });
+    } finally {
+      await st.fh.close();
+    }
     const fh = await fsp.open(file, 'r+');
-    const w = new FileStorageWriter(file, fh, scanner.end, { ...opts, magic: st.magic });
+    const w = new FileStorageWriter(file, fh, scanned.end, { ...opts, magic: st.magic });
     for (const [k, v] of index.map) w.index.map.set(k, v);
-    w.lastTid = scanner.lastTid;
+    w.lastTid = scanned.lastTid;
     let max = -1;
     for (const k of index.map.keys()) if (typeof k === 'number' && k > max) max = k;
     w.nextOid = max + 1;
@@ -260,18 +260,13 @@ export class FileStorageWriter {
     const keep = new Map<string, { oid: Buffer; pos: number }>();
     const txns: { tid: Buffer; user: Buffer; description: Buffer; extension: Buffer; records: { oid: Buffer; pos: number; plen: number; backpointer?: number; blob: boolean }[] }[] = [];
     const blobFiles: { oid: Buffer; tid: Buffer }[] = [];
-    {
-      const win = new FileWindow(src.fh, 4, this.pos);
-      const scanner = new TxnScanner(win, this.path, 4);
-      await scanner.run((t) => {
-        txns.push({ tid: t.tid, user: t.user, description: t.description, extension: t.extension, records: t.records });
-        for (const r of t.records) {
-          keep.set(r.oid.toString('hex'), { oid: r.oid, pos: r.pos });
-          if (r.blob || r.backpointer) blobFiles.push({ oid: r.oid, tid: r.tid });
-        }
-      });
-      await win.settle();
-    }
+    await scanRange({ fh: src.fh, path: this.path }, 4, this.pos, {}, (t) => {
+      txns.push({ tid: t.tid, user: t.user, description: t.description, extension: t.extension, records: t.records });
+      for (const r of t.records) {
+        keep.set(r.oid.toString('hex'), { oid: r.oid, pos: r.pos });
+        if (r.blob || r.backpointer) blobFiles.push({ oid: r.oid, tid: r.tid });
+      }
+    });
     const current = new Set([...keep.values()].map((k) => k.pos));
     const readData = async (pos: number, depth = 0): Promise<Buffer | undefined> => {
       const h = Buffer.alloc(DATA_HDR_LEN);
