@@ -6,6 +6,7 @@ import { build } from 'esbuild';
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { promises as fsp, existsSync } from 'node:fs';
+import fse from 'fs-extra';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -109,11 +110,11 @@ export async function hotMemory(mb) {
 }
 
 export async function rmrf(p) {
-  await fsp.rm(p, { recursive: true, force: true });
+  await fse.remove(p);
 }
 
+/** `p`, made empty (created, or emptied of a previous run's output). */
 export async function newDir(p) {
-  await rmrf(p);
-  await fsp.mkdir(p, { recursive: true });
+  await fse.emptyDir(p);
   return p;
 }

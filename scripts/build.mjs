@@ -26,5 +26,8 @@ if (existsSync('src/extension/extension.ts')) {
     entryPoints: ['src/extension/extension.ts'],
     outfile: 'dist/extension.js',
     external: ['vscode'],
+    // The map ships in the .vsix to turn stack traces into source lines; it
+    // names the sources but does not carry them.
+    sourcesContent: false,
   });
 }

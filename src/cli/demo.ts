@@ -38,7 +38,7 @@ function sitePaths(root: string) {
 /** The hidden writer: opens the sample site under DIR and writes until stdin closes (or SIGTERM). */
 export async function demoWriterMain(argv: string[], io: CliIo): Promise<number> {
   if (argv.length !== 1) throw new PloneBackupError('USAGE', 'demo-writer takes one folder.');
-  const site = await SampleSite.open(sitePaths(argv[0]));
+  const site = await SampleSite.open(sitePaths(argv[0]!));
   const stop = new AbortController();
   io.signal?.addEventListener('abort', () => stop.abort());
   const stdin = io.stdin as (NodeJS.ReadableStream & { resume(): void }) | undefined;
@@ -61,7 +61,7 @@ interface Writer {
 }
 
 async function startWriter(root: string): Promise<Writer> {
-  const child = spawn(process.execPath, [process.argv[1], 'demo-writer', root], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [process.argv[1]!, 'demo-writer', root], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));
@@ -113,7 +113,7 @@ export async function demoMain(argv: string[], io: CliIo): Promise<number> {
     const made: { kind: BackupCommand; r: StorageBackupResult }[] = [];
     for (const kind of ['backup', 'backup', 'backup', 'snapshot', 'backup'] as BackupCommand[]) {
       await sleep(700);
-      const [r] = await backupDeployment(dep, kind);
+      const r = (await backupDeployment(dep, kind))[0]!; // one storage: one result
       made.push({ kind, r });
       const f = r.filestorage;
       const blobs = r.blobGeneration
@@ -139,7 +139,7 @@ export async function demoMain(argv: string[], io: CliIo): Promise<number> {
     );
 
     // 4. A restore drill of the newest backup, in a temp folder.
-    const [drill] = await drillDeployment(dep);
+    const drill = (await drillDeployment(dep))[0]!;
     if (!drill.ok) ok = false;
     say(
       drill.ok
@@ -148,19 +148,19 @@ export async function demoMain(argv: string[], io: CliIo): Promise<number> {
     );
 
     // 5. Back to an earlier point in time (the first incremental), then incrementally to the newest.
-    const earlier = made.find((m) => m.kind === 'backup' && m.r.filestorage.action === 'incremental') ?? made[0];
+    const earlier = made.find((m) => m.kind === 'backup' && m.r.filestorage.action === 'incremental') ?? made[0]!;
     const at = earlier.r.filestorage.stamp!;
-    const [back] = await restoreDeployment(dep, { date: at });
+    const back = (await restoreDeployment(dep, { date: at }))[0]!;
     const live = await checkDeployment(dep, { liveOnly: true });
     const liveBad = live.filter((x) => x.severity === 'error');
     if (liveBad.length || back.stamp !== at) ok = false;
-    const aside = back.keptOld.length ? `; the state before kept beside it as *.before-restore-${path.basename(back.keptOld[0]).split('.before-restore-')[1]}` : '';
+    const aside = back.keptOld.length ? `; the state before kept beside it as *.before-restore-${path.basename(back.keptOld[0]!).split('.before-restore-')[1]}` : '';
     say(
       `restore to ${at} (an earlier point): ${back.mode}, ${humanBytes(back.bytesWritten)} Data.fs, ${back.blobFilesAdded} blob files; ` +
         (liveBad.length ? `PROBLEMS: ${liveBad.map((x) => x.message).join(' | ')}` : 'every blob record has its file') +
         `${aside}.`,
     );
-    const [fwd] = await restoreDeployment(dep, {});
+    const fwd = (await restoreDeployment(dep, {}))[0]!;
     const newest = made.filter((m) => m.kind === 'backup' && m.r.filestorage.stamp).at(-1)!.r.filestorage.stamp;
     if (fwd.stamp !== newest) ok = false;
     say(`restore to the newest (${fwd.stamp}): ${fwd.mode}, appended ${humanBytes(fwd.bytesWritten)} and ${fwd.blobFilesAdded} missing blob files.`);

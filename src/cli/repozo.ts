@@ -133,7 +133,7 @@ export function parseRepozoArgs(argv: string[]): RepozoOptions {
   const args: string[] = [];
   let i = 0;
   while (i < argv.length) {
-    const a = argv[i++];
+    const a = argv[i++]!;
     if (a === '--') {
       args.push(...argv.slice(i));
       break;
@@ -144,13 +144,13 @@ export function parseRepozoArgs(argv: string[]): RepozoOptions {
       const matches = exact ? [exact] : LONG.filter((l) => l.startsWith(name));
       if (matches.length === 0) throw usageError(`option --${name} not recognized`);
       if (matches.length > 1) throw usageError(`option --${name} not a unique prefix`);
-      const spec = matches[0];
+      const spec = matches[0]!;
       const full = spec.replace(/=$/, '');
       if (spec.endsWith('=')) {
         let v = glued;
         if (v === undefined) {
           if (i >= argv.length) throw usageError(`option --${full} requires argument`);
-          v = argv[i++];
+          v = argv[i++]!;
         }
         pairs.push([full, v]);
       } else {
@@ -162,14 +162,14 @@ export function parseRepozoArgs(argv: string[]): RepozoOptions {
     if (a.startsWith('-') && a.length > 1) {
       let j = 1;
       while (j < a.length) {
-        const c = a[j++];
+        const c = a[j++]!;
         const k = SHORT.indexOf(c);
         if (k < 0 || c === ':') throw usageError(`option -${c} not recognized`);
         if (SHORT[k + 1] === ':') {
           let v = a.slice(j);
           if (v === '') {
             if (i >= argv.length) throw usageError(`option -${c} requires argument`);
-            v = argv[i++];
+            v = argv[i++]!;
           }
           pairs.push([c, v]);
           break;

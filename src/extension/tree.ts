@@ -130,7 +130,7 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
     // Nothing found, or nothing backed up yet: the welcome views speak.
     if (shown.length === 0) return [];
     if (!shown.some((e) => e.error) && !this.model.hasBackups()) return [];
-    if (shown.length === 1) return this.ofDeployment(shown[0]);
+    if (shown.length === 1) return this.ofDeployment(shown[0]!);
     return shown.map((entry) => ({ type: 'deployment', entry }));
   }
 
@@ -139,7 +139,7 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
       return [{ type: 'message', entry, label: entry.error.message, tooltip: entry.error.userMessage, icon: 'error', color: 'list.errorForeground', command: { command: Command.openSettings, title: 'Open Settings' } }];
     }
     const views = entry.views ?? [];
-    if (views.length === 1) return this.ofStorage(entry, views[0]);
+    if (views.length === 1) return this.ofStorage(entry, views[0]!);
     return views.map((view) => ({ type: 'storage', entry, view }));
   }
 

@@ -45,9 +45,9 @@ function writeOctal(b: Buffer, off: number, len: number, v: number): void {
 }
 
 function readNumber(b: Buffer, off: number, len: number): number {
-  if (b[off] & 0x80) {
+  if (b[off]! & 0x80) {
     let v = 0n;
-    for (let i = 1; i < len; i++) v = (v << 8n) | BigInt(b[off + i]);
+    for (let i = 1; i < len; i++) v = (v << 8n) | BigInt(b[off + i]!);
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) return NaN;
     return Number(v);
   }
@@ -64,7 +64,7 @@ function cstr(b: Buffer, off: number, len: number): string {
 
 function checksum(b: Buffer): number {
   let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : b[i];
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : b[i]!;
   return sum;
 }
 

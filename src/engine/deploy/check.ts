@@ -194,7 +194,7 @@ export async function checkLive(s: StorageConfig, opts: CheckOptions = {}): Prom
       code: 'TMP_LEFTOVERS',
       storage: s.name,
       message: `${tmp} holds ${old.length} file${old.length > 1 ? 's' : ''} older than an hour (e.g. ${old[0]}), left by interrupted uploads.`,
-      file: path.join(tmp, old[0]),
+      file: path.join(tmp, old[0]!),
       hint: 'Remove them while the site is stopped.',
     });
   }

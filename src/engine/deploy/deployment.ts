@@ -210,7 +210,7 @@ async function fromZConfig(root: string, file: string, settings: DeploymentSetti
     0,
     found.findIndex((s) => s.mountPoint === '/' || s.db === 'main' || s.db === '1'),
   );
-  const varDir = varOf(rel(found[mainIdx].path));
+  const varDir = varOf(rel(found[mainIdx]!.path));
   const base = backupRoot ? path.resolve(root, backupRoot) : varDir;
   const used = new Set<string>();
   const storages = found.map((s, i) => {

@@ -52,7 +52,7 @@ export async function drillDeployment(dep: Deployment, opts: DrillOptions = {}):
       let stamps: string[];
       try {
         const { files } = await listRepository(repo);
-        stamps = opts.all ? allChains(files).flat().map((f) => f.stamp) : files.length ? [files[files.length - 1].stamp] : [];
+        stamps = opts.all ? allChains(files).flat().map((f) => f.stamp) : files.length ? [files[files.length - 1]!.stamp] : [];
       } catch (e) {
         if (PloneBackupError.is(e, 'REPO_MISSING')) stamps = [];
         else throw e;
@@ -115,7 +115,7 @@ async function drillOne(dep: Deployment, storage: string, stamp: string, work: s
   }
   res.restoreSeconds = (Date.now() - t0) / 1000;
   const t1 = Date.now();
-  const file = target.storages[0].file;
+  const file = target.storages[0]!.file;
   const st = await openFileStorage(file);
   const index = new FsIndex();
   const blobsSeen = new BlobCollector();
@@ -141,7 +141,7 @@ async function drillOne(dep: Deployment, storage: string, stamp: string, work: s
       res.indexProblem = (e as Error).message;
     }
     if (res.indexProblem) res.problems.push(res.indexProblem);
-    const blobDir = target.storages[0].blobDir;
+    const blobDir = target.storages[0]!.blobDir;
     if (blobDir) {
       const { layout } = await readLayout(blobDir);
       const rels = new Set(refs.map((r) => blobRelPath(r.oid, r.tid, layout)));

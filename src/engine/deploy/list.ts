@@ -105,7 +105,7 @@ async function listGroup(s: StorageConfig, kind: Kind, opts: ListOptions): Promi
       }
       views.push(v);
     }
-    view.chains.push({ full: views[0], incrementals: views.slice(1) });
+    view.chains.push({ full: views[0]!, incrementals: views.slice(1) });
   }
   view.unmatchedGenerations = gens.filter((g) => !used.has(g.name)).map((g) => g.path);
   return view;
@@ -131,7 +131,7 @@ async function blobStatus(g: Generation, state: Set<string>, liveLayout: BlobLay
   const missing: string[] = [];
   for (const key of state) {
     const [oid, tid] = key.split('/');
-    const rel = blobRelPath(Buffer.from(oid, 'hex'), Buffer.from(tid, 'hex'), layout);
+    const rel = blobRelPath(Buffer.from(oid!, 'hex'), Buffer.from(tid!, 'hex'), layout);
     if (!files.has(rel)) missing.push(rel);
   }
   missing.sort();

@@ -66,7 +66,7 @@ export function isComplete(g: GenerationView): boolean {
 /** The newest complete generation of a group (the one never deleted), if any. */
 export function newestComplete(group: GroupView): GenerationView | undefined {
   const all = group.chains.flatMap((c) => [c.full, ...c.incrementals]);
-  for (let i = all.length - 1; i >= 0; i--) if (isComplete(all[i])) return all[i];
+  for (let i = all.length - 1; i >= 0; i--) if (isComplete(all[i]!)) return all[i];
   return undefined;
 }
 
@@ -84,7 +84,7 @@ function storageOf(dep: Deployment, storage: string): StorageConfig {
 export async function planDeletion(dep: Deployment, storage: string, kind: Kind, stamp: string, opts: OperationOptions = {}): Promise<DeletionPlan> {
   const s = storageOf(dep, storage);
   const [view] = await listDeployment({ ...dep, storages: [s] }, opts);
-  const group = view.groups.find((g) => g.kind === kind);
+  const group = view!.groups.find((g) => g.kind === kind);
   if (!group) throw new PloneBackupError('USAGE', `"${kind}" is not a kind of backup; use backup, snapshot or zip.`);
   let doomed: GenerationView[] | undefined;
   let wholeChain = false;
@@ -113,7 +113,7 @@ export async function planDeletion(dep: Deployment, storage: string, kind: Kind,
         ? `The ${KINDS[kind].noun} ${stamp} is the newest complete one of ${storage}, so it is not deleted.`
         : `Deleting the ${KINDS[kind].noun} ${stamp} would delete ${newest.stamp}, the newest complete one of ${storage}, which continues it; nothing was deleted.`;
     throw new PloneBackupError('USAGE', message, {
-      path: path.join(group.repository, doomed[0].name),
+      path: path.join(group.repository, doomed[0]!.name),
       hint: 'Make a new backup first (a full backup starts a new chain); there must always be one to restore.',
     });
   }
@@ -121,7 +121,7 @@ export async function planDeletion(dep: Deployment, storage: string, kind: Kind,
   const files: string[] = [];
   for (const g of [...doomed].reverse()) files.push(path.join(repo, g.name));
   for (const g of doomed) files.push(path.join(repo, indexName(g.stamp)));
-  if (wholeChain) files.push(path.join(repo, datName(doomed[0].stamp)));
+  if (wholeChain) files.push(path.join(repo, datName(doomed[0]!.stamp)));
   const stamps = new Set(doomed.map((g) => g.stamp));
   const blobGenerations: string[] = [];
   if (s.blobDir) {
@@ -158,7 +158,7 @@ export async function deleteGeneration(dep: Deployment, storage: string, kind: K
     const doomedNames = new Set(plan.generations.map((g) => g.name));
     // Pieces, newest first: what is left is always a chain that restores.
     for (const g of [...plan.generations].reverse()) await unlinkIfThere(path.join(repo, g.name), removed);
-    const dat = path.join(repo, datName(plan.generations[0].chain));
+    const dat = path.join(repo, datName(plan.generations[0]!.chain));
     if (plan.wholeChain) await unlinkIfThere(dat, removed);
     else {
       const lines = await readDat(dat);

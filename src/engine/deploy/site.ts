@@ -102,7 +102,7 @@ async function listedInProcLocks(dev: bigint, ino: bigint): Promise<boolean | un
     const where = line.trim().split(/\s+/).find((x) => /^[0-9a-f]+:[0-9a-f]+:\d+$/.test(x));
     if (!where) continue;
     const [ma, mi, i] = where.split(':');
-    if (BigInt(i) === ino && BigInt(`0x${ma}`) === major && BigInt(`0x${mi}`) === minor) return true;
+    if (BigInt(i!) === ino && BigInt(`0x${ma}`) === major && BigInt(`0x${mi}`) === minor) return true;
   }
   return false;
 }

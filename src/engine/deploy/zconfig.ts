@@ -137,7 +137,7 @@ function parseInto(text: string, file: string, stack: ZSection[], defines: Map<s
         continue;
       }
       const name = m[1] ?? m[2];
-      const val = defines.get(name.toLowerCase());
+      const val = defines.get(name!.toLowerCase());
       if (val === undefined) bad(i, `$${name} is not defined`);
       add(val!);
     }
@@ -152,12 +152,12 @@ function parseInto(text: string, file: string, stack: ZSection[], defines: Map<s
     if (line.startsWith('%')) {
       const m = /^%(\w+)\s*(.*)$/.exec(line);
       if (!m) bad(i, 'unknown directive');
-      if (m![1].toLowerCase() === 'define') {
-        const d = /^(\S+)\s*(.*)$/.exec(m![2]);
+      if (m![1]!.toLowerCase() === 'define') {
+        const d = /^(\S+)\s*(.*)$/.exec(m![2]!);
         if (!d) bad(i, '%define needs a name');
-        defines.set(d![1].toLowerCase(), subst(d![2], i));
-      } else if (m![1].toLowerCase() === 'include') {
-        include(subst(m![2].trim(), i), i);
+        defines.set(d![1]!.toLowerCase(), subst(d![2]!, i));
+      } else if (m![1]!.toLowerCase() === 'include') {
+        include(subst(m![2]!.trim(), i), i);
       }
       // %import is ignored: it loads ZConfig components, it defines no storage.
       return;
@@ -166,24 +166,24 @@ function parseInto(text: string, file: string, stack: ZSection[], defines: Map<s
       const m = /^<\/\s*([^\s>]+)\s*>$/.exec(line);
       if (!m) bad(i, 'a closing tag is malformed');
       // An included file closes only the sections it opened.
-      if (stack.length <= depth || stack[stack.length - 1].type !== m![1].toLowerCase()) bad(i, `</${m![1]}> closes nothing open`);
+      if (stack.length <= depth || stack[stack.length - 1]!.type !== m![1]!.toLowerCase()) bad(i, `</${m![1]}> closes nothing open`);
       stack.pop();
       return;
     }
     if (line.startsWith('<')) {
       const m = /^<\s*([^\s>/]+)(?:\s+([^>]*?))?\s*(\/)?>$/.exec(line);
       if (!m) bad(i, 'a section tag is malformed');
-      const sec: ZSection = { type: m![1].toLowerCase(), name: m![2] ? subst(m![2], i) : undefined, keys: [], children: [], line: i + 1 };
-      stack[stack.length - 1].children.push(sec);
+      const sec: ZSection = { type: m![1]!.toLowerCase(), name: m![2] ? subst(m![2]!, i) : undefined, keys: [], children: [], line: i + 1 };
+      stack[stack.length - 1]!.children.push(sec);
       if (!m![3]) stack.push(sec);
       return;
     }
     // (s: a lone \r or \u2028 inside a line is part of its value, not an end)
     const m = /^(\S+)\s*(.*)$/s.exec(line);
     if (!m) bad(i, 'a line is neither a key nor a section');
-    stack[stack.length - 1].keys.push([m![1].toLowerCase(), subst(m![2], i)]);
+    stack[stack.length - 1]!.keys.push([m![1]!.toLowerCase(), subst(m![2]!, i)]);
   });
-  if (stack.length !== depth) bad(lines.length - 1, `<${stack[stack.length - 1].type}> is never closed`);
+  if (stack.length !== depth) bad(lines.length - 1, `<${stack[stack.length - 1]!.type}> is never closed`);
 }
 
 export function key(sec: ZSection, name: string): string | undefined {

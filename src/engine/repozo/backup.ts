@@ -169,7 +169,7 @@ async function backupLocked(opts: PrepareOptions, st: OpenedStorage, log: (m: st
     return fullBackup(opts, st, stamp, reason, log);
   }
 
-  const datFile = path.join(repo, datName(chain[0].stamp));
+  const datFile = path.join(repo, datName(chain[0]!.stamp));
   const lines = await readDat(datFile);
   // The .dat must list exactly the chain's pieces: a line for a piece that is
   // gone means the chain lost data, and continuing it (quick mode would even
@@ -203,7 +203,7 @@ export function chooseStamp(names: Iterable<string>, now: Date): string {
   let newest = '';
   for (const n of names) {
     const m = /^(\d{4}(?:-\d\d){5})\./.exec(n);
-    if (m && m[1] > newest) newest = m[1];
+    if (m && m[1]! > newest) newest = m[1]!;
   }
   if (newest && stamp <= newest) stamp = nextStamp(newest);
   return stamp;
@@ -226,9 +226,9 @@ async function quickCheck(
   datFile: string,
 ): Promise<Check> {
   if (!lines || lines.length === 0) return { ok: false, reason: `${path.basename(datFile)} is missing or empty` };
-  const last = lines[lines.length - 1];
+  const last = lines[lines.length - 1]!;
   if (st.size < last.end) return { ok: false, reason: 'Data.fs shrank, probably packed' };
-  const lastFile = chain[chain.length - 1];
+  const lastFile = chain[chain.length - 1]!;
   const len = last.end - last.start;
   if (len <= QUICK_HASH_LIMIT || lastFile.gzip || path.basename(last.path) !== lastFile.name) {
     // repozo's own check: the md5 of the last piece's range.
@@ -457,7 +457,7 @@ async function incrementalBackup(
     return nothingToCommit({ action: 'none', reason: 'nothing was committed since the last backup', written: [], removed: [], start: from, end: from, transactions: 0 });
   }
   log(`writing incremental: ${copied.end - from} bytes to ${target}`);
-  const datFile = path.join(repo, datName(chain[0].stamp));
+  const datFile = path.join(repo, datName(chain[0]!.stamp));
   const line: DatLine = { path: pyJoin(opts.datPrefix ?? repo, piece), start: from, end: copied.end, md5: copied.md5 };
   const result: BackupResult = {
     action: 'incremental',
@@ -484,7 +484,7 @@ async function incrementalBackup(
  * exactly that state, else rebuilt by walking Data.fs up to `end`.
  */
 async function loadChainIndex(repo: string, chain: RepoFile[], end: number, st: OpenedStorage, opts: BackupOptions): Promise<FsIndex> {
-  const last = chain[chain.length - 1];
+  const last = chain[chain.length - 1]!;
   try {
     const { pos, index } = await readIndexFile(path.join(repo, indexName(last.stamp)));
     if (pos === end) return index;
@@ -549,7 +549,7 @@ export async function cleanLeftovers(repo: string, log: (m: string) => void = ()
     let lines: DatLine[] | undefined;
     let garbled = false;
     try {
-      lines = chain.length ? await readDat(path.join(repo, datName(chain[0].stamp))) : undefined;
+      lines = chain.length ? await readDat(path.join(repo, datName(chain[0]!.stamp))) : undefined;
     } catch {
       // A garbled .dat is reported by the backup itself; it must not make a
       // good full backup look like one a killed run never registered.
@@ -570,7 +570,7 @@ export async function cleanLeftovers(repo: string, log: (m: string) => void = ()
   const stamps = new Set(after.map(parseDataFileName).filter(Boolean).map((f) => f!.stamp));
   for (const n of after) {
     const m = /^(\d{4}(?:-\d\d){5})\.index$/.exec(n);
-    if (m && !stamps.has(m[1]) && m[1] > (newest?.stamp ?? '')) {
+    if (m && !stamps.has(m[1]!) && m[1]! > (newest?.stamp ?? '')) {
       await fsp.rm(path.join(repo, n), { force: true });
       removed.push(n);
     }

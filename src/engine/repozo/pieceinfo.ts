@@ -378,7 +378,7 @@ export async function describeRepository(repo: string, signal?: AbortSignal, opt
   for (const chain of allChains(files)) {
     let lines: DatLine[] | undefined;
     try {
-      lines = await readDat(path.join(repo, datName(chain[0].stamp)));
+      lines = await readDat(path.join(repo, datName(chain[0]!.stamp)));
     } catch {
       lines = undefined;
     }
@@ -386,7 +386,7 @@ export async function describeRepository(repo: string, signal?: AbortSignal, opt
     const blobPositions = new Set<number>();
     const pieces: PieceInfo[] = [];
     for (let i = 0; i < chain.length; i++) {
-      const f = chain[i];
+      const f = chain[i]!;
       seen.add(f.name);
       const st = await fsp.stat(path.join(repo, f.name));
       const hit = cache.pieces[f.name];
@@ -403,7 +403,7 @@ export async function describeRepository(repo: string, signal?: AbortSignal, opt
       }
       pieces.push(info);
     }
-    chains.push({ full: pieces[0], pieces });
+    chains.push({ full: pieces[0]!, pieces });
   }
   for (const k of Object.keys(cache.pieces)) {
     if (!seen.has(k)) {

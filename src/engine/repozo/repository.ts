@@ -31,7 +31,7 @@ export function parseDataFileName(name: string): RepoFile | undefined {
   const m = DATA_FILE_RE.exec(name);
   if (!m) return undefined;
   const ext = m[2] as RepoFile['ext'];
-  return { name, stamp: m[1], ext, full: ext === 'fs' || ext === 'fsz', gzip: ext.endsWith('z') };
+  return { name, stamp: m[1]!, ext, full: ext === 'fs' || ext === 'fsz', gzip: ext.endsWith('z') };
 }
 
 export function pieceFileName(stamp: string, full: boolean, gzip: boolean): string {
@@ -80,7 +80,7 @@ export async function listRepository(dir: string): Promise<RepositoryListing> {
 export function findChain(files: RepoFile[], when?: string): RepoFile[] {
   const needed: RepoFile[] = [];
   for (let i = files.length - 1; i >= 0; i--) {
-    const f = files[i];
+    const f = files[i]!;
     if (when === undefined || f.stamp <= when) {
       needed.push(f);
       if (f.full) break;
@@ -88,7 +88,7 @@ export function findChain(files: RepoFile[], when?: string): RepoFile[] {
   }
   needed.reverse();
   // A chain must start with a full backup; incrementals with no full before them restore nothing.
-  return needed.length && needed[0].full ? needed : [];
+  return needed.length && needed[0]!.full ? needed : [];
 }
 
 /** All chains of a repository, oldest first (each: a full and its incrementals). */
@@ -96,7 +96,7 @@ export function allChains(files: RepoFile[]): RepoFile[][] {
   const chains: RepoFile[][] = [];
   for (const f of files) {
     if (f.full) chains.push([f]);
-    else if (chains.length) chains[chains.length - 1].push(f);
+    else if (chains.length) chains[chains.length - 1]!.push(f);
   }
   return chains;
 }
@@ -134,7 +134,7 @@ export function parseDat(text: string, file = '.dat'): DatLine[] {
     };
     const fields = line.trim().split(/\s+/);
     if (fields.length !== 4 || fields[0] === '') bad(`expected "PATH START END MD5", found "${line.slice(0, 80)}"`);
-    const [p, s, e, m] = fields;
+    const [p, s, e, m] = fields as [string, string, string, string];
     if (!/^\d{1,16}$/.test(s) || !/^\d{1,16}$/.test(e)) bad('START and END must be whole numbers');
     const start = Number(s);
     const end = Number(e);

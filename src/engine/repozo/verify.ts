@@ -64,7 +64,7 @@ async function verifyInner(opts: VerifyOptions): Promise<VerifyResult> {
 }
 
 export async function verifyChain(repo: string, chain: RepoFile[], opts: OperationOptions & { quick?: boolean } = {}): Promise<VerifyResult> {
-  const dat = path.join(repo, datName(chain[0].stamp));
+  const dat = path.join(repo, datName(chain[0]!.stamp));
   const lines = await readDat(dat);
   if (!lines) {
     throw new PloneBackupError('DAT_BAD', `${dat} is missing, so the backup cannot be verified.`, {
@@ -74,7 +74,7 @@ export async function verifyChain(repo: string, chain: RepoFile[], opts: Operati
   }
   const pieces: VerifiedPiece[] = [];
   let done = 0;
-  const total = lines.length ? lines[lines.length - 1].end : 0;
+  const total = lines.length ? lines[lines.length - 1]!.end : 0;
   for (const l of lines) {
     const name = path.basename(l.path);
     const file = path.join(repo, name);

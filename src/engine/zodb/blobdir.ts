@@ -24,7 +24,7 @@ export const BLOB_TMP_DIR = 'tmp';
 export function oidDir(oid: Buffer, layout: BlobLayout): string {
   if (layout === 'lawn') return idRepr(oid);
   const parts: string[] = [];
-  for (let i = 0; i < 8; i++) parts.push('0x' + oid[i].toString(16).padStart(2, '0'));
+  for (let i = 0; i < 8; i++) parts.push('0x' + oid[i]!.toString(16).padStart(2, '0'));
   return parts.join('/');
 }
 
@@ -51,14 +51,14 @@ export function parseBlobRelPath(rel: string, layout: BlobLayout): { oid: Buffer
   if (!tid) return undefined;
   if (layout === 'lawn') {
     if (parts.length !== 1) return undefined;
-    const oid = reprToId(parts[0]);
+    const oid = reprToId(parts[0]!);
     return oid ? { oid, tid } : undefined;
   }
   if (parts.length !== 8) return undefined;
   const oid = Buffer.alloc(8);
   for (let i = 0; i < 8; i++) {
-    if (!/^0x[0-9a-f]{2}$/.test(parts[i])) return undefined;
-    oid[i] = parseInt(parts[i].slice(2), 16);
+    if (!/^0x[0-9a-f]{2}$/.test(parts[i]!)) return undefined;
+    oid[i] = parseInt(parts[i]!.slice(2), 16);
   }
   return { oid, tid };
 }

@@ -54,7 +54,7 @@ export function decodeTxnHeader(b: Buffer, off = 0): TxnHeader {
   return {
     tid: Buffer.from(b.subarray(off, off + 8)),
     tlen: readU64(b, off + 8),
-    status: String.fromCharCode(b[off + 16]),
+    status: String.fromCharCode(b[off + 16]!),
     ulen: b.readUInt16BE(off + 17),
     dlen: b.readUInt16BE(off + 19),
     elen: b.readUInt16BE(off + 21),

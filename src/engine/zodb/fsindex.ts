@@ -90,16 +90,16 @@ export function encodeIndex(index: FsIndex, pos: number): Buffer {
     const bucket = Buffer.alloc(n * 8);
     for (let k = 0; k < n; k++) {
       const key = keys[from + k];
-      bucket.writeUInt16BE(suffixOf(key), k * 2);
-      bucket.writeUIntBE(index.map.get(key)! % 2 ** 48, n * 2 + k * 6, 6);
+      bucket.writeUInt16BE(suffixOf(key!), k * 2);
+      bucket.writeUIntBE(index.map.get(key!)! % 2 ** 48, n * 2 + k * 6, 6);
     }
     parts.push(dumpPickle([prefix, bucket]));
   };
   let i = 0;
   while (i < sorted.length) {
-    const prefix = Math.floor(sorted[i] / 65536);
+    const prefix = Math.floor(sorted[i]! / 65536);
     let j = i + 1;
-    while (j < sorted.length && Math.floor(sorted[j] / 65536) === prefix) j++;
+    while (j < sorted.length && Math.floor(sorted[j]! / 65536) === prefix) j++;
     const pb = Buffer.alloc(6);
     pb.writeUIntBE(prefix, 0, 6);
     bucketPickle(pb, sorted, i, j, (k) => (k as number) % 65536);
@@ -107,9 +107,9 @@ export function encodeIndex(index: FsIndex, pos: number): Buffer {
   }
   i = 0;
   while (i < wide.length) {
-    const prefix = wide[i].slice(0, 12);
+    const prefix = wide[i]!.slice(0, 12);
     let j = i + 1;
-    while (j < wide.length && wide[j].startsWith(prefix)) j++;
+    while (j < wide.length && wide[j]!.startsWith(prefix)) j++;
     bucketPickle(Buffer.from(prefix, 'hex'), wide, i, j, (k) => parseInt((k as string).slice(12), 16));
     i = j;
   }

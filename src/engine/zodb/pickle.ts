@@ -65,7 +65,7 @@ function encodeInt(n: number): Buffer {
     bytes.push(Number(big & 0xffn));
     big >>= 8n;
   }
-  if (negative && nbytes > 1 && bytes[nbytes - 1] === 0xff && (bytes[nbytes - 2] & 0x80) !== 0) bytes.pop();
+  if (negative && nbytes > 1 && bytes[nbytes - 1] === 0xff && (bytes[nbytes - 2]! & 0x80) !== 0) bytes.pop();
   return Buffer.from([LONG1, bytes.length, ...bytes]);
 }
 
@@ -82,8 +82,8 @@ function encodeValue(v: PickleValue, out: Buffer[]): void {
   else if (typeof v === 'number') out.push(encodeInt(v));
   else if (Buffer.isBuffer(v)) out.push(encodeBytes(v));
   else if (Array.isArray(v) && v.length === 2) {
-    encodeValue(v[0], out);
-    encodeValue(v[1], out);
+    encodeValue(v[0]!, out);
+    encodeValue(v[1]!, out);
     out.push(Buffer.from([TUPLE2]));
   } else throw new TypeError('unsupported value for pickling');
 }
@@ -137,19 +137,19 @@ export function loadPickle(buf: Buffer, offset: number, what = 'pickle'): LoadRe
   // a crafted file, refused before it can cost memory in proportion to its length.
   const peek = (): PickleValue => {
     if (stack.length === 0 || (marks.length && stack.length === marks[marks.length - 1])) bad('nothing to memoize');
-    return stack[stack.length - 1];
+    return stack[stack.length - 1]!;
   };
   const room = () => {
     if (stack.length + marks.length + memo.size >= MAX_STACK) bad(`more than ${MAX_STACK} values are open or memoized at once`);
   };
   for (;;) {
     need(1);
-    const op = buf[p++];
+    const op = buf[p++]!;
     room();
     switch (op) {
       case PROTO:
         need(1);
-        if (buf[p] > 5) bad(`unknown protocol ${buf[p]}`);
+        if (buf[p]! > 5) bad(`unknown protocol ${buf[p]}`);
         p += 1;
         break;
       case FRAME:
@@ -166,7 +166,7 @@ export function loadPickle(buf: Buffer, offset: number, what = 'pickle'): LoadRe
         break;
       case BININT1:
         need(1);
-        stack.push(buf[p]);
+        stack.push(buf[p]!);
         p += 1;
         break;
       case BININT2:
@@ -184,7 +184,7 @@ export function loadPickle(buf: Buffer, offset: number, what = 'pickle'): LoadRe
         let n: number;
         if (op === LONG1) {
           need(1);
-          n = buf[p];
+          n = buf[p]!;
           p += 1;
         } else {
           need(4);
@@ -194,8 +194,8 @@ export function loadPickle(buf: Buffer, offset: number, what = 'pickle'): LoadRe
         if (n > 8) bad('integer too large');
         need(n);
         let v = 0n;
-        for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(buf[p + i]);
-        if (n > 0 && buf[p + n - 1] & 0x80) v -= 1n << BigInt(8 * n);
+        for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(buf[p + i]!);
+        if (n > 0 && buf[p + n - 1]! & 0x80) v -= 1n << BigInt(8 * n);
         p += n;
         if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) bad('integer too large');
         stack.push(Number(v));
@@ -204,7 +204,7 @@ export function loadPickle(buf: Buffer, offset: number, what = 'pickle'): LoadRe
       case SHORT_BINBYTES:
       case SHORT_BINSTRING: {
         need(1);
-        const n = buf[p];
+        const n = buf[p]!;
         p += 1;
         need(n);
         stack.push(buf.subarray(p, p + n));
@@ -249,7 +249,7 @@ export function loadPickle(buf: Buffer, offset: number, what = 'pickle'): LoadRe
       }
       case BINPUT:
         need(1);
-        memo.set(buf[p], peek());
+        memo.set(buf[p]!, peek());
         p += 1;
         break;
       case LONG_BINPUT:
@@ -311,7 +311,8 @@ export function recordClass(pickle: Buffer): { module: string; name: string } | 
         return { module: pickle.toString('latin1', p, nl1), name: pickle.toString('latin1', nl1 + 1, nl2) };
       }
       case SHORT_BINUNICODE: {
-        const n = pickle[p];
+        if (p >= pickle.length) return undefined;
+        const n = pickle[p]!;
         strings.push(pickle.toString('utf8', p + 1, p + 1 + n));
         p += 1 + n;
         break;
@@ -325,7 +326,7 @@ export function recordClass(pickle: Buffer): { module: string; name: string } | 
       }
       case STACK_GLOBAL:
         if (strings.length < 2) return undefined;
-        return { module: strings[strings.length - 2], name: strings[strings.length - 1] };
+        return { module: strings[strings.length - 2]!, name: strings[strings.length - 1]! };
       default:
         return undefined;
     }

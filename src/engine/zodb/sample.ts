@@ -155,7 +155,7 @@ export async function writeContinuously(
       stats.replaced++;
       stats.blobFiles++;
     } else {
-      const oid = files[rand(files.length)];
+      const oid = files[rand(files.length)]!;
       await site.writer.vote({ user: '/ admin', description: `Replaced file (slow upload ${n})`, records: [{ oid, data: BLOB_PICKLE, blob: bytes(n, 4000) }] });
       await sleep(1 + rand(10));
       await site.writer.finish();

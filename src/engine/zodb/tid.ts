@@ -46,7 +46,7 @@ export function nextTid(tid: Buffer): Buffer {
   const out = Buffer.from(tid);
   for (let i = 7; i >= 0; i--) {
     if (out[i] !== 0xff) {
-      out[i]++;
+      out[i] = out[i]! + 1;
       return out;
     }
     out[i] = 0;
@@ -96,7 +96,7 @@ export function isStamp(s: string): boolean {
 export function parseStamp(stamp: string): Date {
   const m = STAMP_RE.exec(stamp);
   if (!m) throw new PloneBackupError('DATE_BAD', `"${stamp}" is not a backup stamp (YYYY-MM-DD-HH-MM-SS).`);
-  const [y, mo, d, h, mi, s] = m.slice(1).map(Number);
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
   return new Date(Date.UTC(y, mo - 1, d, h, mi, s));
 }
 
@@ -121,7 +121,7 @@ export function normalizeDateArg(arg: string): string {
       hint: 'Use yyyy-mm-dd[-hh[-mm[-ss]]] in UTC, for example 2026-01-03-10-00.',
     });
   }
-  const [y, mo, d, h, mi, sec] = m.slice(1).map((v) => (v === undefined ? 0 : Number(v)));
+  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map((v) => (v === undefined ? 0 : Number(v))) as [number, number, number, number, number, number];
   const dt = new Date(Date.UTC(y, mo - 1, d, h, mi, sec));
   if (
     dt.getUTCFullYear() !== y ||
