@@ -56,7 +56,8 @@ export interface Finding {
 
 export interface LiveScanCache {
   /** Per Data.fs path: where the last scan ended and the blob refs it found. */
-  files: Map<string, { ino: number; end: number; refs: { oid: Buffer; tid: Buffer }[] }>;
+  /** By path: the file (inode), where the scan stopped, the tid of the transaction ending there, and the refs so far. */
+  files: Map<string, { ino: number; end: number; lastTid?: string; refs: { oid: Buffer; tid: Buffer }[] }>;
 }
 
 export function newLiveScanCache(): LiveScanCache {
@@ -89,13 +90,20 @@ async function liveRefs(s: StorageConfig, opts: CheckOptions): Promise<{ oid: Bu
     const prev = opts.cache?.files.get(s.file);
     let start = 4;
     let refs: { oid: Buffer; tid: Buffer }[] = [];
-    if (prev && prev.ino === ino && prev.end <= st.size && (prev.end === 4 || (await txnEndingAt(st.fh, prev.end, st.size)))) {
-      start = prev.end;
-      refs = prev.refs;
+    // The same file as scanned before: same inode (a deleted and recreated Data.fs
+    // may get the old inode number back), and the same transaction ending where
+    // the scan stopped.
+    if (prev && prev.ino === ino && prev.end <= st.size) {
+      const ending = prev.end === 4 ? undefined : await txnEndingAt(st.fh, prev.end, st.size);
+      if (prev.end === 4 ? st.size >= 4 : ending && ending.tid.toString('hex') === prev.lastTid) {
+        start = prev.end;
+        refs = prev.refs;
+      }
     }
     const r = await scanBlobRefs(st, start, st.size, opts.signal);
     const all = start === 4 ? r.refs : refs.concat(r.refs);
-    opts.cache?.files.set(s.file, { ino, end: r.end, refs: all });
+    const lastTid = r.lastTid?.toString('hex') ?? (start === 4 ? undefined : prev?.lastTid);
+    opts.cache?.files.set(s.file, { ino, end: r.end, lastTid, refs: all });
     return all;
   } finally {
     await st.fh.close();
