@@ -13,11 +13,13 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PloneBackupError, backupDeployment, checkDeployment, discoverDeployment, drillDeployment, listDeployment, type StorageBackupResult } from '../../src/engine';
-import { fakeClock, startWriter, tmpDir } from './helpers';
+import { fakeClock } from '../support/fixtures';
+import { tmpDir } from '../support/fs';
+import { startWriter } from '../support/processes';
 
 async function backupsWhileWriting(t: Parameters<typeof tmpDir>[0] & { diagnostic: (m: string) => void }, opts: { pack: boolean; iterations: number; seed: number }) {
   const root = tmpDir(t);
-  const writer = await startWriter(t, root, { seed: opts.seed });
+  const writer = await startWriter(t, { root, seed: opts.seed });
   const dep = await discoverDeployment(root, { keep: 1000 });
   const clock = fakeClock('2026-04-01-08-00-00', 1);
   let done = 0;

@@ -11,7 +11,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { discoverDeployment, FileStorageWriter } from '../../src/engine';
-import { rejectsWith, snapshot, tmpDir } from './helpers';
+import { rejectsWith } from '../support/assert';
+import { snapshot, tmpDir } from '../support/fs';
 
 async function emptyStorage(file: string): Promise<void> {
   fs.mkdirSync(path.dirname(file), { recursive: true });

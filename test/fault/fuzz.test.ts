@@ -17,7 +17,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { recordFigures } from './helpers';
+import { recordFigures } from '../support/crash';
 import { GROUPS, type GroupResult } from './fuzzcases';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261126);

@@ -38,7 +38,7 @@ import {
   recover,
   storagesOf,
 } from '../../src/engine';
-import { Rng } from './helpers';
+import { Rng } from '../support/rng';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const FIX = path.join(ROOT, 'test', 'fixtures', 'zodb');
