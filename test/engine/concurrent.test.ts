@@ -69,7 +69,7 @@ describe('backups of a Data.fs being written', () => {
     const repos = { plain: path.join(dir, 'plain'), gzip: path.join(dir, 'gzip') };
     fs.mkdirSync(repos.plain);
     fs.mkdirSync(repos.gzip);
-    const writer = await startWriter(t, { file: data, seed: 12345, keepGenerations: true, aborts: true, minPauseMs: 1, maxPauseMs: 4 });
+    const writer = await startWriter(t, { file: data, seed: 12345, keepGenerations: true, aborts: true, largePages: true, minPauseMs: 1, maxPauseMs: 4 });
 
     const base = Date.UTC(2026, 5, 1, 12, 0, 0);
     let tick = 0;

@@ -22,6 +22,7 @@
  *   --pack-every MS     also pack this often (default: only when asked)
  *   --keep-generations  after each pack, rename Data.fs.old to Data.fs.gen<k> (k = 0, 1, ...)
  *   --aborts            aborted votes and undo records too
+ *   --large-pages       now and then a page of 50 to 300 KB (records larger than one read)
  *   --min-pause MS, --max-pause MS   the pause between two commits (default 3..10)
  */
 import * as fs from 'node:fs';
@@ -51,6 +52,7 @@ export interface WriterArgs {
   packEveryMs?: number;
   keepGenerations?: boolean;
   aborts?: boolean;
+  largePages?: boolean;
   minPauseMs?: number;
   maxPauseMs?: number;
 }
@@ -65,6 +67,7 @@ export function writerArgv(a: WriterArgs): string[] {
   if (a.packEveryMs) out.push('--pack-every', String(a.packEveryMs));
   if (a.keepGenerations) out.push('--keep-generations');
   if (a.aborts) out.push('--aborts');
+  if (a.largePages) out.push('--large-pages');
   if (a.minPauseMs !== undefined) out.push('--min-pause', String(a.minPauseMs));
   if (a.maxPauseMs !== undefined) out.push('--max-pause', String(a.maxPauseMs));
   return out;
@@ -86,6 +89,7 @@ export function parseWriterArgs(argv: string[]): WriterArgs {
       case '--pack-every': a.packEveryMs = Number(value()); break;
       case '--keep-generations': a.keepGenerations = true; break;
       case '--aborts': a.aborts = true; break;
+      case '--large-pages': a.largePages = true; break;
       case '--min-pause': a.minPauseMs = Number(value()); break;
       case '--max-pause': a.maxPauseMs = Number(value()); break;
       default: throw new Error(`unknown argument ${argv[i]}`);
@@ -139,8 +143,7 @@ async function main(a: WriterArgs): Promise<WriterStats> {
   for (let n = 1; !stop; n++) {
     const r = rand(20);
     if (r < 7 || (r >= 15 && docs.length === 0)) {
-      // Now and then a large page (50 to 300 KB of text).
-      const body = rand(30) === 0 ? 'text '.repeat(10_000 + rand(50_000)) : 'text '.repeat(50 + rand(400));
+      const body = a.largePages && rand(30) === 0 ? 'text '.repeat(10_000 + rand(50_000)) : 'text '.repeat(20 + rand(100));
       docs.push(await site.addDocument(`doc ${n}`, body));
       s.documents++;
     } else if (r < 9) {
