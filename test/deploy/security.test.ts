@@ -30,7 +30,7 @@ import {
 } from '../../src/engine';
 import { rejectsWith } from '../support/assert';
 import { fakeClock } from '../support/fixtures';
-import { blobContents, blobFiles, content, snapshot, tmpDir } from '../support/fs';
+import { blobContents, blobFiles, content, md5, snapshot, tmpDir } from '../support/fs';
 import { makeSite } from '../support/site';
 
 /** The newest dir generation of a site's blob backups: its folder and its blob tree. */
@@ -233,7 +233,7 @@ describe('security: paths a configuration names', () => {
     fs.mkdirSync(repo);
     const body = Buffer.from('#!/bin/sh\necho not a database\n');
     fs.writeFileSync(path.join(repo, '2026-01-01-00-00-00.fs'), body);
-    const sum = (await import('node:crypto')).createHash('md5').update(body).digest('hex');
+    const sum = md5(body);
     fs.writeFileSync(path.join(repo, '2026-01-01-00-00-00.dat'), `${path.join(repo, '2026-01-01-00-00-00.fs')} 0 ${body.length} ${sum}\n`);
     const before = snapshot(s.varDir, { skip: (r) => r.startsWith('backups') });
     await rejectsWith(restoreDeployment(dep, {}), 'NOT_FILESTORAGE');

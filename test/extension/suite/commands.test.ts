@@ -13,30 +13,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { SampleSite, backupDeployment, discoverDeployment, isStamp, parseStamp, siteRunning } from '../../../src/engine';
-import { Command, type Outcome } from '../../../src/extension/commands';
+import { Command } from '../../../src/extension/commands';
+import { EXTENSION_ID, done, exec, ls, waitFor } from './host';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { GenerationNode, Node } from '../../../src/extension/tree';
 
-const EXTENSION_ID = 'plone-backup.plone-backup';
-
-function exec<T = unknown>(id: string, args?: unknown): Promise<Outcome<T>> {
-  return Promise.resolve(vscode.commands.executeCommand<Outcome<T>>(id, args));
-}
-
-function done<T>(o: Outcome<T>, what: string): T {
-  assert.equal(o.status, 'done', `${what}: ${JSON.stringify(o)}`);
-  return (o as { value: T }).value;
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const ls = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
 const temps = (dir: string) => ls(dir).filter((n) => n.startsWith('.plone-backup-') && n !== '.plone-backup-cache.json');
 
 function findFiles(dir: string, suffix: string): string[] {

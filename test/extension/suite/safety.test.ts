@@ -18,30 +18,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { SampleSite, siteRunning } from '../../../src/engine';
-import { Command, type Outcome } from '../../../src/extension/commands';
+import { Command } from '../../../src/extension/commands';
+import { EXTENSION_ID, done, exec, ls, waitFor } from './host';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { Confirmation } from '../../../src/extension/safety';
-
-const EXTENSION_ID = 'plone-backup.plone-backup';
-
-function exec<T = unknown>(id: string, args?: unknown): Promise<Outcome<T>> {
-  return Promise.resolve(vscode.commands.executeCommand<Outcome<T>>(id, args));
-}
-
-function done<T>(o: Outcome<T>, what: string): T {
-  assert.equal(o.status, 'done', `${what}: ${JSON.stringify(o)}`);
-  return (o as { value: T }).value;
-}
-
-const ls = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
-
-async function waitFor(cond: () => Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 suite('Safety: consent for outside paths, arguments that skip confirmations', function () {
   this.timeout(60_000);
