@@ -10,6 +10,7 @@ import * as assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { SampleSite, backupDeployment, discoverDeployment, isStamp, parseStamp, siteRunning } from '../../../src/engine';
@@ -38,6 +39,9 @@ suite('Plone Backup commands on a sample deployment', function () {
   let blobDir: string;
   let var_: string;
   let locker: ChildProcess | undefined;
+  /** Where fresh() moves the old var/ folders (see there). */
+  let attic: string;
+  let atticCount = 0;
 
   const dir = (name: string) => path.join(var_, name);
   const roots = () => api.tree.getChildren();
@@ -55,7 +59,15 @@ suite('Plone Backup commands on a sample deployment', function () {
    */
   async function fresh(opts: { empty?: boolean } = {}): Promise<void> {
     stopLocker();
-    fs.rmSync(var_, { recursive: true, force: true });
+    // Moved aside, not deleted, until the suite ends: a new Data.fs must not get
+    // a freed inode of an old one, as the extension's live-scan cache knows a
+    // Data.fs by its path and inode (and would take the new one for the old).
+    try {
+      if (fs.existsSync(var_)) fs.renameSync(var_, path.join(attic, `var-${atticCount++}`));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+      fs.rmSync(var_, { recursive: true, force: true });
+    }
     done(await exec(Command.refresh), 'refresh');
     if (opts.empty) return;
     const site = await SampleSite.create({ file: dataFs, blobDir });
@@ -108,6 +120,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     var_ = path.join(ws, 'var');
     dataFs = path.join(var_, 'filestorage', 'Data.fs');
     blobDir = path.join(var_, 'blobstorage');
+    attic = fs.mkdtempSync(path.join(os.tmpdir(), 'plone-backup-attic-'));
     const ext = vscode.extensions.getExtension<PloneBackupApi>(EXTENSION_ID)!;
     api = await ext.activate();
     assert.ok(api?.tree && api.model, 'activate() does not return the API');
@@ -123,7 +136,10 @@ suite('Plone Backup commands on a sample deployment', function () {
     }
     locker = undefined;
   };
-  suiteTeardown(stopLocker);
+  suiteTeardown(() => {
+    stopLocker();
+    if (attic) fs.rmSync(attic, { recursive: true, force: true });
+  });
 
   test('an empty workspace: no deployment, an empty tree, and backing up says why not', async () => {
     await fresh({ empty: true });
