@@ -30,6 +30,8 @@ const FIG = 'concurrent';
 let cases = 0;
 
 const SLOW = { STEP_DELAY_MS: '25' };
+/** For a run that must still hold its lock when another node process has started (slow on a loaded machine). */
+const SLOWER = { STEP_DELAY_MS: '200' };
 
 /** Resolves once `lockFile` names a run doing `what`. */
 async function heldBy(lockFile: string, what: string): Promise<void> {
@@ -116,7 +118,7 @@ describe('two runs at once', () => {
     const b = runHooked([...args, '-F'], { env: SLOW });
     ok(await a, 'first repozo');
     ok(await b, 'second repozo');
-    const c = runHooked([...args, '-F'], { env: SLOW });
+    const c = runHooked([...args, '-F'], { env: SLOWER });
     await heldBy(path.join(repo, '.plone-backup.lock'), 'backup');
     const d = await runHooked([...args, '--lock-wait=0']);
     assert.equal(d.status, 1);
