@@ -61,7 +61,7 @@
 // The engine is bundled from src/engine/index.ts on the fly (out/bench/engine-deploy.js)
 // and used only to generate the data; what is timed is the built CLI, dist/cli.js.
 
-import { ROOT, hotMemory as touchMemory, loadEngine, log, rmrf, rng, run, waitQuiet as waitQuietFor } from './bench-lib.mjs';
+import { ROOT, aboutRun, loadEngine, log, printReport, rmrf, rng, run, runTrials, selectCases, settings, summarize, writeResults } from './bench-lib.mjs';
 import { execFileSync } from 'node:child_process';
 import { promises as fsp, existsSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -70,19 +70,14 @@ import * as path from 'node:path';
 const DATA_DIR = path.join(ROOT, 'bench-data');
 const RUN_DIR = path.join(DATA_DIR, 'run-deploy');
 const TRASH = path.join(DATA_DIR, 'trash-deploy');
-const CLI = path.resolve(ROOT, process.env.BENCH_CLI ?? path.join('dist', 'cli.js'));
+const S = settings();
+const CLI = S.cli;
 const GENERATOR_VERSION = 1;
 
 const BLOBS = Number(process.env.BENCH_BLOBS ?? 20000);
 const BLOB_KB = Number(process.env.BENCH_BLOB_KB ?? 100);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const WARMUP_ROUNDS = Number(process.env.BENCH_WARMUP_ROUNDS ?? 1);
-const ONLY = process.env.BENCH_CASES ? new Set(process.env.BENCH_CASES.split(',').map((s) => s.trim())) : undefined;
-const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-const QUIET_WAIT = Number(process.env.BENCH_QUIET_WAIT ?? 60);
 const LOAD_WAIT = Number(process.env.BENCH_LOAD_WAIT ?? 240);
 const MAX_LOAD = Number(process.env.BENCH_MAX_LOAD ?? 1.5);
-const HOT_MB = Number(process.env.BENCH_HOT_MB ?? 2048);
 /** Uploads per transaction when generating (each a blob record with its file). */
 const UPLOADS_PER_TXN = 20;
 
@@ -200,8 +195,6 @@ async function appendDocs(file, n) {
 // ---------------------------------------------------------------------------
 // Running contenders (as scripts/bench.mjs)
 
-const waitQuiet = () => waitQuietFor(QUIET_WAIT);
-
 /** Waits (at most LOAD_WAIT seconds) for the 1-minute load average to drop to MAX_LOAD. */
 async function waitLoad() {
   const until = performance.now() + LOAD_WAIT * 1000;
@@ -214,15 +207,12 @@ async function waitLoad() {
   return os.loadavg();
 }
 
-const cli = (...args) => run(process.execPath, [...NODE_ARGS, CLI, ...args], { capture: true, timed: true });
-const sync = () => run('sync', []);
+const cli = (...args) => run(process.execPath, [...S.nodeArgs, CLI, ...args], { capture: true, timed: true });
 
 /** Reads every file under the given paths (untimed), so the trial starts with the page cache and inodes warm. */
 async function warm(...paths) {
   for (const p of paths) await run('sh', ['-c', 'find "$1" -type f -print0 | xargs -0 -r cat > /dev/null', 'sh', p]);
 }
-
-const hotMemory = () => touchMemory(HOT_MB);
 
 /** Whether outputs go to the trash (see "Deleting" above) or are deleted at once. */
 let useTrash = true;
@@ -371,7 +361,7 @@ async function main() {
   const out = P('out');
   /** Runs the in-process restore; its figure is the engine call's own time. */
   const inproc = async (o) => {
-    const r = await run(process.execPath, [...NODE_ARGS, INPROC, JSON.stringify({ dir: RUN_DIR, file: targetFs, blobDir: targetBlobs, backupRoot: bkMain, ...o })], { capture: true, timed: true });
+    const r = await run(process.execPath, [...S.nodeArgs, INPROC, JSON.stringify({ dir: RUN_DIR, file: targetFs, blobDir: targetBlobs, backupRoot: bkMain, ...o })], { capture: true, timed: true });
     const { seconds, results } = JSON.parse(r.stdout);
     return { seconds, cpu: undefined, stdout: JSON.stringify(results) };
   };
@@ -548,22 +538,12 @@ async function main() {
     },
   ];
   // The chosen cases and, transitively, what their ratios are taken against.
-  const byId = new Map(cases.map((c) => [c.id, c]));
-  const wanted = new Set();
-  const want = (id) => {
-    if (wanted.has(id)) return;
-    wanted.add(id);
-    const c = byId.get(id);
-    if (c?.target?.of) want(c.target.of);
-    if (c?.target?.minus) want(c.target.minus);
-  };
-  for (const c of cases) if (!ONLY || ONLY.has(c.id)) want(c.id);
-  const chosen = cases.filter((c) => wanted.has(c.id));
+  const chosen = selectCases(cases, S.only);
 
   // Room for the trash: the cases that copy the blobs (the rest make links and folders).
   const { bavail, bsize } = await fsp.statfs(DATA_DIR);
   const copying = chosen.filter((c) => c.copies).length;
-  const trashBytes = (ROUNDS + WARMUP_ROUNDS) * copying * info.blobBytes;
+  const trashBytes = (S.rounds + S.warmupRounds) * copying * info.blobBytes;
   if (bavail * bsize < trashBytes + 2 * info.blobBytes) {
     useTrash = false;
     log(`only ${((bavail * bsize) / 2 ** 30).toFixed(1)} GB free, ${(trashBytes / 2 ** 30).toFixed(1)} GB wanted: outputs are deleted between trials (figures include ext4's recently-deleted inode scan)`);
@@ -572,58 +552,11 @@ async function main() {
   const load = await waitLoad();
   log(`load average before the trials: ${load.map((x) => x.toFixed(2)).join(' ')}`);
 
-  const trials = Object.fromEntries(chosen.map((c) => [c.id, []]));
-  for (let round = 1 - WARMUP_ROUNDS; round <= ROUNDS; round++) {
-    for (const c of chosen) {
-      await warm(...c.inputs);
-      const idle = await waitQuiet();
-      await hotMemory();
-      await c.setup?.();
-      await sync();
-      const r = await c.cmd();
-      const ok = c.check ? await c.check(r) : true;
-      if (ok !== true) throw new Error(`${c.id}: ${ok}`);
-      await c.cleanup?.();
-      if (round >= 1) trials[c.id].push({ seconds: r.seconds, cpu: r.cpu, idleBefore: idle });
-      const cpu = r.cpu ? `  (cpu ${r.cpu.user.toFixed(2)} user + ${r.cpu.sys.toFixed(2)} sys)` : '';
-      log(`${round >= 1 ? `round ${round}` : 'warm-up'}: ${c.id.padEnd(20)} ${r.seconds.toFixed(3)} s${cpu}`);
-    }
-  }
+  const trials = await runTrials(chosen, { ...S, warm });
   await discard(out);
   await discard(target);
 
-  const bestTrial = Object.fromEntries(Object.entries(trials).map(([k, v]) => [k, v.reduce((a, b) => (b.seconds < a.seconds ? b : a))]));
-  const best = Object.fromEntries(Object.entries(bestTrial).map(([k, v]) => [k, v.seconds]));
-  const results = chosen.map((c) => {
-    const s = best[c.id];
-    const cpu = bestTrial[c.id].cpu;
-    const r = {
-      id: c.id,
-      name: c.name,
-      seconds: +s.toFixed(3),
-      cpuSeconds: cpu ? +(cpu.user + cpu.sys).toFixed(2) : undefined,
-      user: cpu?.user,
-      sys: cpu?.sys,
-      trials: trials[c.id].map((t) => ({
-        seconds: +t.seconds.toFixed(3),
-        user: t.cpu?.user,
-        sys: t.cpu?.sys,
-        idleBefore: t.idleBefore === undefined ? undefined : +t.idleBefore.toFixed(2),
-      })),
-    };
-    if (c.target) {
-      const mine = c.target.minus ? s - best[c.target.minus] : s;
-      r.ratio = +(mine / best[c.target.of]).toFixed(3);
-      r.of = c.target.of;
-      if (c.target.minus) {
-        r.minus = c.target.minus;
-        r.ratioWhole = +(s / best[c.target.of]).toFixed(3);
-      }
-      r.target = c.target.max < 0.2 ? `≤ ${(c.target.max * 100).toFixed(0)} % of ${c.target.of}` : `≤ ${c.target.max} × ${c.target.of}`;
-      r.met = r.ratio <= c.target.max;
-    }
-    return r;
-  });
+  const { results } = summarize(chosen, trials);
 
   const fsType = (() => {
     try {
@@ -635,41 +568,26 @@ async function main() {
   const mb = info.blobBytes / 2 ** 20;
   const fmtRatio = (r) =>
     r.ratio === undefined ? '' : r.of.includes('restore-full') ? `${(r.ratio * 100).toFixed(1)} %` : `${r.ratio.toFixed(2)} ×${r.minus ? ` (whole: ${r.ratioWhole.toFixed(2)} ×)` : ''}`;
-  const lines = [
-    `Blobstorage: ${info.blobFiles} blob files (${tree.dirs} folders, bushy), ${mb.toFixed(0)} MB; Data.fs ${(s0Size / 2 ** 20).toFixed(1)} MB; +${newBlobs} blobs for the incremental restore; best of ${ROUNDS} after ${WARMUP_ROUNDS} untimed warm-up round(s); node ${process.version}; ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}; ${fsType} on ${os.platform()} ${os.release()}; load before ${load.map((x) => x.toFixed(2)).join(' ')}`,
-    '',
-    '| case | best (s) | CPU s (user+sys) | ratio | target | met |',
-    '| --- | ---: | ---: | ---: | --- | --- |',
-    ...results.map(
-      (r) => `| ${r.name} | ${r.seconds.toFixed(3)} | ${r.cpuSeconds === undefined ? '' : `${r.cpuSeconds.toFixed(2)} (${r.user.toFixed(2)}+${r.sys.toFixed(2)})`} | ${fmtRatio(r)} | ${r.target ?? ''} | ${r.met === undefined ? '' : r.met ? 'yes' : '**no**'} |`,
-    ),
-  ];
-  if (results.some((r) => r.minus)) lines.push('', 'first-gen: the ratio is (fullbackup − fullbackup without blobs) / cp -a; "whole" is the whole command.');
-  const busy = results.flatMap((r) => r.trials).filter((t) => t.idleBefore !== undefined && t.idleBefore < 0.9).length;
-  if (busy) lines.push('', `Note: ${busy} trial(s) started while the machine was busy (CPUs < 90% idle); re-run for cleaner figures.`);
-  if (!useTrash) lines.push('', 'Note: outputs were deleted between trials (no room for the trash), so trials may include the inode scan described under "Deleting" in the script.');
-  console.log(lines.join('\n'));
-
-  const json = {
-    date: new Date().toISOString(),
-    node: process.version,
-    platform: `${os.platform()} ${os.release()}`,
+  const notes = [];
+  if (results.some((r) => r.minus)) notes.push('first-gen: the ratio is (fullbackup − fullbackup without blobs) / cp -a; "whole" is the whole command.');
+  if (!useTrash) notes.push('Note: outputs were deleted between trials (no room for the trash), so trials may include the inode scan described under "Deleting" in the script.');
+  printReport({
+    about: `Blobstorage: ${info.blobFiles} blob files (${tree.dirs} folders, bushy), ${mb.toFixed(0)} MB; Data.fs ${(s0Size / 2 ** 20).toFixed(1)} MB; +${newBlobs} blobs for the incremental restore; ${aboutRun(S)}; ${fsType} on ${os.platform()} ${os.release()}; load before ${load.map((x) => x.toFixed(2)).join(' ')}`,
+    columns: [
+      ['best (s)', true, (r) => r.seconds.toFixed(3)],
+      ['CPU s (user+sys)', true, (r) => (r.cpuSeconds === undefined ? '' : `${r.cpuSeconds.toFixed(2)} (${r.user.toFixed(2)}+${r.sys.toFixed(2)})`)],
+      ['ratio', true, fmtRatio],
+    ],
+    results,
+    notes,
+  });
+  await writeResults(path.join(DATA_DIR, 'results-deploy.json'), S, {
     filesystem: fsType,
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model,
-    memoryGB: +(os.totalmem() / 2 ** 30).toFixed(1),
     loadBefore: load,
-    rounds: ROUNDS,
-    warmupRounds: WARMUP_ROUNDS,
-    hotMemoryMB: HOT_MB,
     deletedBetweenTrials: !useTrash,
-    cli: path.relative(ROOT, CLI),
-    nodeArgs: NODE_ARGS,
     data: { dir: path.relative(ROOT, cacheDir), ...info, files: tree.files, folders: tree.dirs, dataFsBytes: s0Size, addedBlobs: newBlobs, s0Stamp, s1Stamp: r1.filestorage.stamp },
     results,
-  };
-  await fsp.writeFile(path.join(DATA_DIR, 'results-deploy.json'), JSON.stringify(json, null, 2) + '\n');
-  log(`wrote ${path.relative(ROOT, path.join(DATA_DIR, 'results-deploy.json'))}`);
+  });
   log(`deleting the trials' outputs (${path.relative(ROOT, TRASH)})`);
   await rmrf(TRASH);
 }

@@ -118,3 +118,166 @@ export async function newDir(p) {
   await fse.emptyDir(p);
   return p;
 }
+
+// ---------------------------------------------------------------------------
+// The trials and their report (the same for every benchmark)
+
+/** The knobs every benchmark reads from the environment (see the head of scripts/bench.mjs). */
+export function settings(env = process.env) {
+  return {
+    rounds: Number(env.BENCH_ROUNDS ?? 3),
+    warmupRounds: Number(env.BENCH_WARMUP_ROUNDS ?? 1),
+    only: env.BENCH_CASES ? new Set(env.BENCH_CASES.split(',').map((s) => s.trim())) : undefined,
+    nodeArgs: (env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+    quietWait: Number(env.BENCH_QUIET_WAIT ?? 60),
+    hotMb: Number(env.BENCH_HOT_MB ?? 2048),
+    cli: path.resolve(ROOT, env.BENCH_CLI ?? path.join('dist', 'cli.js')),
+  };
+}
+
+/**
+ * The cases `only` names (all when undefined), the `always` ones, and,
+ * transitively, those their targets are measured against.
+ */
+export function selectCases(cases, only, always = []) {
+  const byId = new Map(cases.map((c) => [c.id, c]));
+  const wanted = new Set();
+  const want = (id) => {
+    if (wanted.has(id)) return;
+    wanted.add(id);
+    const c = byId.get(id);
+    if (c?.target?.of) want(c.target.of);
+    if (c?.target?.minus) want(c.target.minus);
+  };
+  for (const c of cases) if (!only || only.has(c.id) || always.includes(c.id)) want(c.id);
+  return cases.filter((c) => wanted.has(c.id));
+}
+
+/**
+ * The trial loop. Each case is { id, inputs, setup?, cmd, check?, cleanup? }:
+ * `cmd` starts the contender as a child process (run(..., { timed: true }))
+ * and resolves to its seconds and CPU time. Round-robin over the cases, after
+ * `warmupRounds` untimed rounds; before each trial: the inputs read through
+ * the page cache (`warm`), a wait for quiet CPUs, freshly backed memory (see
+ * "Memory" in scripts/bench.mjs), the setup (which removes the previous
+ * output), then `sync`. A failed check stops the benchmark.
+ * Returns case id -> its timed trials.
+ */
+export async function runTrials(cases, { rounds, warmupRounds, quietWait, hotMb, warm }) {
+  const trials = Object.fromEntries(cases.map((c) => [c.id, []]));
+  const width = Math.max(...cases.map((c) => c.id.length)) + 2;
+  for (let round = 1 - warmupRounds; round <= rounds; round++) {
+    for (const c of cases) {
+      await warm(...c.inputs);
+      const idle = await waitQuiet(quietWait);
+      await hotMemory(hotMb);
+      await c.setup?.();
+      await run('sync', []);
+      const r = await c.cmd();
+      const ok = c.check ? await c.check(r) : true;
+      if (ok !== true) throw new Error(`${c.id}: ${ok}`);
+      await c.cleanup?.();
+      if (round >= 1) trials[c.id].push({ seconds: r.seconds, cpu: r.cpu, idleBefore: idle });
+      const cpu = r.cpu ? `  (cpu ${r.cpu.user.toFixed(2)} user + ${r.cpu.sys.toFixed(2)} sys)` : '';
+      log(`${round >= 1 ? `round ${round}` : 'warm-up'}: ${c.id.padEnd(width)} ${r.seconds.toFixed(3)} s${cpu}`);
+    }
+  }
+  return trials;
+}
+
+/** What a target says: "< N s", "≤ N % of X" (for small fractions) or "≤ N × X". */
+function targetText(t) {
+  if (t.seconds !== undefined) return `< ${t.seconds} s`;
+  return t.max < 0.2 ? `≤ ${(t.max * 100).toFixed(0)} % of ${t.of}` : `≤ ${t.max} × ${t.of}`;
+}
+
+/**
+ * The best trial of each case, its CPU time, every trial, and whether the
+ * case met its target: { seconds } (absolute) or { of, max, minus? } (its
+ * time, less the `minus` case's, over the `of` case's). Returns the results
+ * and the best seconds by case id.
+ */
+export function summarize(cases, trials) {
+  const bestTrial = Object.fromEntries(Object.entries(trials).map(([k, v]) => [k, v.reduce((a, b) => (b.seconds < a.seconds ? b : a))]));
+  const best = Object.fromEntries(Object.entries(bestTrial).map(([k, v]) => [k, v.seconds]));
+  const results = cases.map((c) => {
+    const s = best[c.id];
+    const cpu = bestTrial[c.id].cpu;
+    const r = {
+      id: c.id,
+      name: c.name,
+      seconds: +s.toFixed(3),
+      cpuSeconds: cpu ? +(cpu.user + cpu.sys).toFixed(2) : undefined,
+      user: cpu?.user,
+      sys: cpu?.sys,
+      trials: trials[c.id].map((t) => ({
+        seconds: +t.seconds.toFixed(3),
+        user: t.cpu?.user,
+        sys: t.cpu?.sys,
+        idleBefore: t.idleBefore === undefined ? undefined : +t.idleBefore.toFixed(2),
+      })),
+    };
+    const t = c.target;
+    if (t) {
+      r.target = targetText(t);
+      if (t.seconds !== undefined) r.met = s < t.seconds;
+      else {
+        r.ratio = +((t.minus ? s - best[t.minus] : s) / best[t.of]).toFixed(3);
+        r.of = t.of;
+        if (t.minus) {
+          r.minus = t.minus;
+          r.ratioWhole = +(s / best[t.of]).toFixed(3);
+        }
+        r.met = r.ratio <= t.max;
+      }
+    }
+    return r;
+  });
+  return { results, best };
+}
+
+/**
+ * Prints the report: a line about the data and the machine, a Markdown table
+ * (`columns`: [heading, right-aligned?, (result) => cell]) with the target
+ * and whether it was met last, then the notes (trials started on a busy
+ * machine included).
+ */
+export function printReport({ about, columns, results, notes = [] }) {
+  const all = [...columns, ['target', false, (r) => r.target ?? ''], ['met', false, (r) => (r.met === undefined ? '' : r.met ? 'yes' : '**no**')]];
+  const lines = [
+    about,
+    '',
+    `| case | ${all.map(([h]) => h).join(' | ')} |`,
+    `| --- | ${all.map(([, right]) => (right ? '---:' : '---')).join(' | ')} |`,
+    ...results.map((r) => `| ${r.name} | ${all.map(([, , cell]) => cell(r)).join(' | ')} |`),
+  ];
+  const busy = results.flatMap((r) => r.trials).filter((t) => t.idleBefore !== undefined && t.idleBefore < 0.9).length;
+  if (busy) notes = [...notes, `Note: ${busy} trial(s) started while the machine was busy (CPUs < 90% idle); re-run for cleaner figures.`];
+  for (const n of notes) lines.push('', n);
+  console.log(lines.join('\n'));
+}
+
+/** `about` for the report: best of how many rounds, node, the CPUs. */
+export function aboutRun({ rounds, warmupRounds }) {
+  return `best of ${rounds} after ${warmupRounds} untimed warm-up round(s); node ${process.version}; ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}`;
+}
+
+/** Writes the results JSON (under the machine's description and the run's settings) to `file`. */
+export async function writeResults(file, s, extra) {
+  const json = {
+    date: new Date().toISOString(),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    memoryGB: +(os.totalmem() / 2 ** 30).toFixed(1),
+    rounds: s.rounds,
+    warmupRounds: s.warmupRounds,
+    hotMemoryMB: s.hotMb,
+    cli: path.relative(ROOT, s.cli),
+    nodeArgs: s.nodeArgs,
+    ...extra,
+  };
+  await fsp.writeFile(file, JSON.stringify(json, null, 2) + '\n');
+  log(`wrote ${path.relative(ROOT, file)}`);
+}

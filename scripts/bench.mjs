@@ -36,24 +36,19 @@
 // and used here only to generate the data and to check results; what is timed
 // is the built CLI, dist/cli.js.
 
-import { ROOT, hotMemory as touchMemory, loadEngine, log, newDir, rmrf, rng, run, waitQuiet as waitQuietFor } from './bench-lib.mjs';
+import { ROOT, aboutRun, loadEngine, log, newDir, printReport, rmrf, rng, run, runTrials, selectCases, settings, summarize, writeResults } from './bench-lib.mjs';
 import { promises as fsp, existsSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 const DATA_DIR = path.join(ROOT, 'bench-data');
 const RUN_DIR = path.join(DATA_DIR, 'run');
-const CLI = path.resolve(ROOT, process.env.BENCH_CLI ?? path.join('dist', 'cli.js'));
+const S = settings();
+const CLI = S.cli;
 const GENERATOR_VERSION = 1;
 
 const SIZE_MB = Number(process.env.BENCH_SIZE_MB ?? 1024);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const ONLY = process.env.BENCH_CASES ? new Set(process.env.BENCH_CASES.split(',').map((s) => s.trim())) : undefined;
-const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 const QUICK_NEW_BYTES = 1024 * 1024;
-const QUIET_WAIT = Number(process.env.BENCH_QUIET_WAIT ?? 60);
-const WARMUP_ROUNDS = Number(process.env.BENCH_WARMUP_ROUNDS ?? 1);
-const HOT_MB = Number(process.env.BENCH_HOT_MB ?? 2048);
 
 if (!(SIZE_MB > 0)) throw new Error(`BENCH_SIZE_MB must be a positive number, not ${process.env.BENCH_SIZE_MB}`);
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm run bench does).`);
@@ -279,17 +274,12 @@ async function appendTransactions(file, bytes) {
 // ---------------------------------------------------------------------------
 // Running contenders
 
-const waitQuiet = () => waitQuietFor(QUIET_WAIT);
-
-const repozo = (...args) => run(process.execPath, [...NODE_ARGS, CLI, 'repozo', ...args], { timed: true });
-const sync = () => run('sync', []);
+const repozo = (...args) => run(process.execPath, [...S.nodeArgs, CLI, 'repozo', ...args], { timed: true });
 
 /** Reads files through the page cache (untimed), so every trial starts warm. */
 async function warm(...files) {
   for (const f of files) await run('cat', [f]);
 }
-
-const hotMemory = () => touchMemory(HOT_MB);
 
 async function repoFiles(repo) {
   return (await fsp.readdir(repo)).sort();
@@ -430,93 +420,32 @@ async function main() {
       cmd: () => repozo('-R', '-r', repoInc, '-o', recovered),
       check: async () => (await fsp.stat(recovered)).size === info.bytes || 'wrong size',
     },
-  ].filter((c) => !ONLY || ONLY.has(c.id) || c.id === 'md5sum' || c.id === 'cp');
+  ];
 
-  const trials = Object.fromEntries(cases.map((c) => [c.id, []]));
-  for (let round = 1 - WARMUP_ROUNDS; round <= ROUNDS; round++) {
-    for (const c of cases) {
-      await warm(...c.inputs);
-      const idle = await waitQuiet();
-      // Memory just backed by the host, and the previous trial's output removed
-      // right before the run: see "Memory" at the top.
-      await hotMemory();
-      await c.setup?.();
-      await sync();
-      const r = await c.cmd();
-      const ok = c.check ? await c.check(r) : true;
-      if (ok !== true) throw new Error(`${c.id}: ${ok}`);
-      await c.cleanup?.();
-      if (round >= 1) trials[c.id].push({ seconds: r.seconds, cpu: r.cpu, idleBefore: idle });
-      const cpu = r.cpu ? `  (cpu ${r.cpu.user.toFixed(2)} user + ${r.cpu.sys.toFixed(2)} sys)` : '';
-      log(`${round >= 1 ? `round ${round}` : 'warm-up'}: ${c.id.padEnd(24)} ${r.seconds.toFixed(3)} s${cpu}`);
-    }
-  }
+  const chosen = selectCases(cases, S.only, ['md5sum', 'cp']);
+  const trials = await runTrials(chosen, { ...S, warm });
   // The working copies go (gigabytes); the cached Data.fs stays.
   await rmrf(RUN_DIR);
 
-  const bestTrial = Object.fromEntries(
-    Object.entries(trials).map(([k, v]) => [k, v.reduce((a, b) => (b.seconds < a.seconds ? b : a))]),
-  );
-  const best = Object.fromEntries(Object.entries(bestTrial).map(([k, v]) => [k, v.seconds]));
-  const md5s = best.md5sum;
-  const cps = best.cp;
+  const { results, best } = summarize(chosen, trials);
   const copyLike = new Set(['full', 'recover-verify', 'recover', 'cp-fsync']);
-  const results = cases.map((c) => {
-    const s = best[c.id];
-    const cpu = bestTrial[c.id].cpu;
-    const r = {
-      id: c.id,
-      name: c.name,
-      seconds: +s.toFixed(3),
-      cpuSeconds: cpu ? +(cpu.user + cpu.sys).toFixed(2) : undefined,
-      trials: trials[c.id].map((t) => ({
-        seconds: +t.seconds.toFixed(3),
-        user: t.cpu?.user,
-        sys: t.cpu?.sys,
-        idleBefore: t.idleBefore === undefined ? undefined : +t.idleBefore.toFixed(2),
-      })),
-      vsMd5sum: +(s / md5s).toFixed(3),
-      vsCp: copyLike.has(c.id) ? +(s / cps).toFixed(3) : undefined,
-    };
-    if (c.target) {
-      r.target = c.target.seconds !== undefined ? `< ${c.target.seconds} s` : `≤ ${c.target.max} × ${c.target.of}`;
-      r.met = c.target.seconds !== undefined ? s < c.target.seconds : s / best[c.target.of] <= c.target.max;
-    }
-    return r;
-  });
-
+  for (const r of results) {
+    r.vsMd5sum = +(r.seconds / best.md5sum).toFixed(3);
+    r.vsCp = copyLike.has(r.id) ? +(r.seconds / best.cp).toFixed(3) : undefined;
+  }
   const mb = info.bytes / 1048576;
-  const lines = [
-    `Data.fs: ${mb.toFixed(0)} MB, ${info.transactions} transactions, ${info.records} records, ${info.objects} objects; best of ${ROUNDS} after ${WARMUP_ROUNDS} untimed warm-up round(s); node ${process.version}; ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}`,
-    '',
-    '| case | best (s) | CPU s (user+sys) | MB/s | × md5sum | × cp | target | met |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |',
-    ...results.map(
-      (r) =>
-        `| ${r.name} | ${r.seconds.toFixed(3)} | ${r.cpuSeconds?.toFixed(2) ?? ''} | ${r.id.startsWith('quick') ? '' : (mb / r.seconds).toFixed(0)} | ${r.vsMd5sum.toFixed(2)} | ${r.vsCp === undefined ? '' : r.vsCp.toFixed(2)} | ${r.target ?? ''} | ${r.met === undefined ? '' : r.met ? 'yes' : '**no**'} |`,
-    ),
-  ];
-  const busy = results.flatMap((r) => r.trials).filter((t) => t.idleBefore !== undefined && t.idleBefore < 0.9).length;
-  if (busy) lines.push('', `Note: ${busy} trial(s) started while the machine was busy (CPUs < 90% idle); re-run for cleaner figures.`);
-  console.log(lines.join('\n'));
-
-  const json = {
-    date: new Date().toISOString(),
-    node: process.version,
-    platform: `${os.platform()} ${os.release()}`,
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model,
-    memoryGB: +(os.totalmem() / 2 ** 30).toFixed(1),
-    rounds: ROUNDS,
-    warmupRounds: WARMUP_ROUNDS,
-    hotMemoryMB: HOT_MB,
-    cli: path.relative(ROOT, CLI),
-    nodeArgs: NODE_ARGS,
-    data: { file: path.relative(ROOT, dataFile), ...info, quickAppended: appended },
+  printReport({
+    about: `Data.fs: ${mb.toFixed(0)} MB, ${info.transactions} transactions, ${info.records} records, ${info.objects} objects; ${aboutRun(S)}`,
+    columns: [
+      ['best (s)', true, (r) => r.seconds.toFixed(3)],
+      ['CPU s (user+sys)', true, (r) => r.cpuSeconds?.toFixed(2) ?? ''],
+      ['MB/s', true, (r) => (r.id.startsWith('quick') ? '' : (mb / r.seconds).toFixed(0))],
+      ['× md5sum', true, (r) => r.vsMd5sum.toFixed(2)],
+      ['× cp', true, (r) => (r.vsCp === undefined ? '' : r.vsCp.toFixed(2))],
+    ],
     results,
-  };
-  await fsp.writeFile(path.join(DATA_DIR, 'results-engine.json'), JSON.stringify(json, null, 2) + '\n');
-  log(`wrote ${path.relative(ROOT, path.join(DATA_DIR, 'results-engine.json'))}`);
+  });
+  await writeResults(path.join(DATA_DIR, 'results-engine.json'), S, { data: { file: path.relative(ROOT, dataFile), ...info, quickAppended: appended }, results });
 }
 
 await main();

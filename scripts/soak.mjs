@@ -21,69 +21,26 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ENGINE = path.join(ROOT, 'out', 'src', 'engine', 'internal.js');
+const SUPPORT = path.join(ROOT, 'out', 'test', 'support');
+const WRITER = path.join(SUPPORT, 'writer-process.js');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
-for (const f of [ENGINE, CLI]) {
+for (const f of [ENGINE, WRITER, CLI]) {
   if (!fs.existsSync(f)) {
     console.error(`${f} is missing: run npm run pretest first.`);
     process.exit(2);
   }
 }
-const E = createRequire(import.meta.url)(ENGINE);
+const require = createRequire(import.meta.url);
+const E = require(ENGINE);
+// The test suite's own checks (test/support, compiled by npm run pretest).
+const { consistency, consistencyProblems } = require(path.join(SUPPORT, 'assert.js'));
+const { chainProblems } = require(path.join(SUPPORT, 'repo.js'));
+const { writerArgv } = require(WRITER);
 
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 3);
 const INTERVAL = Number(process.env.SOAK_INTERVAL_MS ?? 2000);
 const PACK_MS = Number(process.env.SOAK_PACK_MS ?? 20000);
 const SEED = Number(process.env.SOAK_SEED ?? 1);
-
-const WRITER = `
-const E = require(${JSON.stringify(ENGINE)});
-const path = require('node:path');
-const [root, seedArg, packArg] = process.argv.slice(2);
-let seed = Number(seedArg) >>> 0;
-const rand = (n) => { seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0; return (seed >>> 8) % n; };
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const blob = (n, size) => { const b = Buffer.alloc(size); for (let i = 0; i < size; i++) b[i] = (i * 31 + n * 7) & 0xff; return b; };
-let stop = false;
-process.stdin.on('data', () => undefined);
-process.stdin.on('end', () => { stop = true; });
-(async () => {
-  const file = path.join(root, 'var', 'filestorage', 'Data.fs');
-  const site = await E.SampleSite.create({ file, blobDir: path.join(root, 'var', 'blobstorage') });
-  const w = site.writer;
-  const files = [];
-  const c = { commits: 0, blobs: 0, paused: 0, packs: 0, removedBlobs: 0 };
-  for (let i = 0; i < 3; i++) { files.push(await site.uploadFile('f' + i, blob(i, 1500))); c.commits++; c.blobs++; }
-  process.stdout.write('ready\\n');
-  const packEvery = Number(packArg);
-  let lastPack = Date.now();
-  let n = 0;
-  while (!stop) {
-    n++;
-    const r = rand(10);
-    if (r < 4) await site.addDocument('doc ' + n, 'text '.repeat(50 + rand(400)));
-    else if (r < 5) { files.push(await site.uploadFile('new ' + n, blob(n, 500 + rand(6000)))); c.blobs++; }
-    else if (r < 8) { await site.uploadFile('again ' + n, blob(n, 500 + rand(6000)), files[rand(files.length)]); c.blobs++; }
-    else {
-      const oid = files[rand(files.length)];
-      await w.vote({ user: '/ slow', description: 'slow upload ' + n, records: [{ oid, data: E.BLOB_PICKLE, blob: blob(n, 2000) }] });
-      c.paused++;
-      await sleep(1 + rand(20));
-      await w.finish();
-      c.blobs++;
-    }
-    c.commits++;
-    if (packEvery && Date.now() - lastPack >= packEvery) {
-      lastPack = Date.now();
-      const p = await w.pack();
-      c.packs++;
-      c.removedBlobs += p.removedBlobs;
-    }
-    await sleep(5 + rand(20));
-  }
-  await site.close();
-  process.stdout.write(JSON.stringify(c) + '\\n');
-})().catch((e) => { process.stderr.write(String(e && e.stack || e)); process.exit(3); });
-`;
 
 function cli(args) {
   return new Promise((resolve) => {
@@ -113,11 +70,9 @@ const figures = {
 
 const t0 = Date.now();
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'pb-soak-'));
-const script = path.join(root, 'writer.cjs');
-fs.writeFileSync(script, WRITER);
 const site = path.join(root, 'site');
 fs.mkdirSync(site);
-const writer = spawn(process.execPath, [script, site, String(SEED), String(PACK_MS)], { stdio: ['pipe', 'pipe', 'pipe'] });
+const writer = spawn(process.execPath, [WRITER, ...writerArgv({ root: site, seed: SEED, packEveryMs: PACK_MS, minPauseMs: 5, maxPauseMs: 25 })], { stdio: ['pipe', 'pipe', 'pipe'] });
 let wout = '';
 let werr = '';
 writer.stdout.on('data', (d) => (wout += d));
@@ -162,12 +117,9 @@ const last = await cli(['backup', '--dir', site, '--keep', '100000', '--json']);
 if (last.status !== 0) problems.push(`the last backup failed: ${last.stderr}`);
 const dep = await E.discoverDeployment(site, { keep: 100000 });
 const repo = E.foldersFor(dep.storages[0], 'backup').repo;
-const { files } = await E.listRepository(repo);
-for (const chain of E.allChains(files)) {
-  const v = await E.verifyChain(repo, chain);
-  figures.chainsVerified++;
-  if (!v.ok) problems.push(`chain ${chain[0].name} does not verify: ${JSON.stringify(v.pieces.filter((p) => p.problem))} ${v.unregistered}`);
-}
+const chains = await chainProblems(repo);
+figures.chainsVerified = chains.chains;
+problems.push(...chains.problems);
 const drills = await E.drillDeployment(dep, { all: true });
 for (const d of drills) {
   figures.generationsDrilled++;
@@ -180,7 +132,8 @@ for (const c of views[0].groups[0].chains) {
 }
 const findings = (await E.checkDeployment(dep)).filter((f) => f.severity !== 'info');
 for (const f of findings) problems.push(`check: ${f.severity} ${f.code}: ${f.message}`);
-// The newest backup is the final live state.
+// The live site itself is consistent, and the newest backup is its final state.
+problems.push(...consistencyProblems(await consistency(dep.storages[0].file, dep.storages[0].blobDir), 'the live site'));
 const st = await E.committedEnd(dep.storages[0].file);
 const cmp = spawnSync(process.execPath, [CLI, 'repozo', '-R', '-r', repo], { maxBuffer: 1 << 30 });
 const live = fs.readFileSync(dep.storages[0].file).subarray(0, st.end);

@@ -11,7 +11,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PloneBackupError, parseDat } from '../../src/engine/internal';
 import { parseRepozoArgs } from '../../src/cli/repozo';
-import { FIXTURE_REPO, FIXTURE_REPO_GZ, ROOT, copy, flipByte, names, statePath, throwsWith, tmpDir } from '../helpers';
+import { throwsWith } from '../support/assert';
+import { statePath } from '../support/fixtures';
+import { copy, flipByte, names, tmpDir } from '../support/fs';
+import { FIXTURE_REPO, FIXTURE_REPO_GZ, ROOT } from '../support/paths';
 
 const CLI = path.join(ROOT, 'dist', 'cli.js');
 

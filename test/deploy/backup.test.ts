@@ -12,13 +12,17 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BLOB_PICKLE, idRepr, backupDeployment, discoverDeployment, drillDeployment, fileLayer, listGenerations, readManifest, readManifestHead } from '../../src/engine/internal';
-import { FIXTURES, blobFiles, content, copy, fakeClock, makeSite, referencedBlobs, rejectsWith, snapshot, tempLeftovers, tmpDir } from './helpers';
+import { backupDeployment, BLOB_PICKLE, discoverDeployment, drillDeployment, fileLayer, idRepr, listGenerations, readManifest, readManifestHead } from '../../src/engine/internal';
+import { referencedBlobs, rejectsWith } from '../support/assert';
+import { fakeClock } from '../support/fixtures';
+import { blobFiles, content, copy, snapshot, tempLeftovers, tmpDir } from '../support/fs';
+import { FIXTURES } from '../support/paths';
+import { makeSite } from '../support/site';
 
 describe('deployment backup', () => {
   it('writes a generation with the piece stamp, exactly the referenced blobs, hard links and latest', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { docs: 3, files: 3 });
+    const s = await makeSite(t, root, { docs: 3, files: 3 });
     const clock = fakeClock();
     const dep = await discoverDeployment(root);
     const blobBackups = path.join(s.varDir, 'blobstoragebackups');
@@ -97,12 +101,11 @@ describe('deployment backup', () => {
     assert.deepEqual(blobFiles(path.join(r4.blobGeneration!, 'blobstorage')), refs2);
     assert.equal(r4.linked, 5);
     assert.deepEqual(tempLeftovers(s.varDir), []);
-    await s.site.close();
   });
 
   it('a piece whose generation was lost gets one on the next run, even with nothing new', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root);
+    const s = await makeSite(t, root);
     const clock = fakeClock();
     const dep = await discoverDeployment(root);
     const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
@@ -111,13 +114,12 @@ describe('deployment backup', () => {
     assert.equal(r2.filestorage.action, 'none');
     assert.equal(r2.blobGeneration, r1.blobGeneration);
     assert.deepEqual(blobFiles(path.join(r2.blobGeneration!, 'blobstorage')), await referencedBlobs(s.file));
-    await s.site.close();
   });
 
   it('backs up every storage: the catalog into backups_catalog and blobstoragebackups_catalog', async (t) => {
     const root = tmpDir(t);
-    const main = await makeSite(root, { files: 1 });
-    const cat = await makeSite(root, { name: 'catalog', files: 2 });
+    const main = await makeSite(t, root, { files: 1 });
+    const cat = await makeSite(t, root, { name: 'catalog', files: 2 });
     const dep = await discoverDeployment(root);
     assert.deepEqual(dep.storages.map((x) => x.name), ['main', 'catalog']);
     const res = await backupDeployment(dep, 'backup', { now: fakeClock().now });
@@ -132,8 +134,6 @@ describe('deployment backup', () => {
       assert.equal(path.basename(r.blobGeneration!), `${path.basename(site.blobDir)}.${r.filestorage.stamp}`);
       assert.deepEqual(blobFiles(path.join(r.blobGeneration!, path.basename(site.blobDir))), await referencedBlobs(site.file));
     }
-    await main.site.close();
-    await cat.site.close();
   });
 
   it('a lawn-layout blobstorage (made by ZODB) is backed up in its own layout and drills clean', async (t) => {
@@ -157,7 +157,7 @@ describe('deployment backup', () => {
 
   it('a missing referenced blob fails with BLOB_MISSING and registers nothing', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 2 });
+    const s = await makeSite(t, root, { files: 2 });
     const clock = fakeClock();
     const dep = await discoverDeployment(root);
     await backupDeployment(dep, 'backup', { now: clock.now });
@@ -179,12 +179,11 @@ describe('deployment backup', () => {
     }
     for (const d of ['snapshotbackups', 'zipbackups']) assert.deepEqual(snapshot(path.join(s.varDir, d)), {}, `${d} holds nothing`);
     for (const d of ['blobstoragesnapshots', 'blobstoragezips']) assert.deepEqual(snapshot(path.join(s.varDir, d)), {}, `${d} holds nothing`);
-    await s.site.close();
   });
 
   it('a pack that removes a blob mid-backup makes the backup start over', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 1 });
+    const s = await makeSite(t, root, { files: 1 });
     const clock = fakeClock();
     const dep = await discoverDeployment(root);
     const fileOid = await s.site.uploadFile('report.pdf', content('r1'));
@@ -240,6 +239,5 @@ describe('deployment backup', () => {
     assert.equal(packs, 1);
     assert.deepEqual(snapshot(path.join(s.varDir, 'backups')), backups);
     assert.deepEqual(snapshot(path.join(s.varDir, 'blobstoragebackups')), gens);
-    await s.site.close();
   });
 });

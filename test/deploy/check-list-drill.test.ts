@@ -12,15 +12,20 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backupDeployment, checkDeployment, discoverDeployment, drillDeployment, idRepr, listDeployment, newLiveScanCache, parseBlobRelPath, type Finding } from '../../src/engine/internal';
-import { FIXTURES, content, copy, fakeClock, makeSite, referencedBlobs, runCli, snapshot, tmpDir } from './helpers';
+import { backupDeployment, checkDeployment, discoverDeployment, drillDeployment, type Finding, idRepr, listDeployment, newLiveScanCache, parseBlobRelPath } from '../../src/engine/internal';
+import { referencedBlobs } from '../support/assert';
+import { fakeClock } from '../support/fixtures';
+import { content, copy, snapshot, tmpDir } from '../support/fs';
+import { FIXTURES } from '../support/paths';
+import { runCli } from '../support/processes';
+import { makeSite } from '../support/site';
 
 const codes = (fs_: Finding[]) => fs_.map((f) => `${f.severity}:${f.code}`).sort();
 
 describe('check', () => {
   it('a healthy deployment with backups has no findings', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root);
+    const s = await makeSite(t, root);
     const dep = await discoverDeployment(root);
     await backupDeployment(dep, 'backup', { now: fakeClock().now });
     assert.deepEqual(await checkDeployment(dep), []);
@@ -33,7 +38,7 @@ describe('check', () => {
 
   it('finds problems of the live site: missing blob, unreferenced blob, .layout, tmp leftovers', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 3 });
+    const s = await makeSite(t, root, { files: 3 });
     const dep = await discoverDeployment(root);
     await backupDeployment(dep, 'backup', { now: fakeClock().now });
     await s.site.close();
@@ -93,7 +98,7 @@ describe('check', () => {
 
   it('a missing .layout is a warning; ZODB then guesses lawn for a bushy tree, which is an error', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root);
+    const s = await makeSite(t, root);
     await s.site.close();
     fs.rmSync(path.join(s.blobDir, '.layout'));
     const findings = await checkDeployment(await discoverDeployment(root), { liveOnly: true });
@@ -115,7 +120,7 @@ describe('check', () => {
 
   it('a wrong .layout is an error', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root);
+    const s = await makeSite(t, root);
     await s.site.close();
     fs.writeFileSync(path.join(s.blobDir, '.layout'), 'lawn\n');
     const findings = await checkDeployment(await discoverDeployment(root), { liveOnly: true });
@@ -124,7 +129,7 @@ describe('check', () => {
 
   it('finds problems of the backups: piece without generation, generation lacking a file, corrupted piece', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 2 });
+    const s = await makeSite(t, root, { files: 2 });
     const dep = await discoverDeployment(root);
     const clock = fakeClock();
     await backupDeployment(dep, 'backup', { now: clock.now });
@@ -177,7 +182,7 @@ describe('check', () => {
 
   it('no backup at all is a warning', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root);
+    const s = await makeSite(t, root);
     await s.site.close();
     const findings = await checkDeployment(await discoverDeployment(root));
     assert.deepEqual(codes(findings), ['warning:NO_BACKUP']);
@@ -187,7 +192,7 @@ describe('check', () => {
 describe('list', () => {
   it('shows stamps, full/incremental, transactions, last description and user, blob status', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { docs: 2, files: 1 });
+    const s = await makeSite(t, root, { docs: 2, files: 1 });
     const dep = await discoverDeployment(root);
     const clock = fakeClock();
     const [b1] = await backupDeployment(dep, 'backup', { now: clock.now });
@@ -243,7 +248,7 @@ describe('list', () => {
 describe('drill', () => {
   it('passes on a good backup and names the problem when a generation lacks a blob', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 3 });
+    const s = await makeSite(t, root, { files: 3 });
     const dep = await discoverDeployment(root);
     const clock = fakeClock();
     await backupDeployment(dep, 'backup', { now: clock.now });

@@ -11,7 +11,9 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { backupDeployment, discoverDeployment, foldersFor } from '../../src/engine/internal';
-import { fakeClock, makeSite, snapshot, tmpDir } from './helpers';
+import { fakeClock } from '../support/fixtures';
+import { snapshot, tmpDir } from '../support/fs';
+import { makeSite } from '../support/site';
 
 const root = process.getuid?.() === 0;
 const OTHER_UID = 4321;
@@ -24,7 +26,7 @@ function deadPid(): number {
 describe('cleanup in a shared backup folder', () => {
   it('leaves planted temps (another uid, a link elsewhere) and what they point at', { skip: !root && 'needs root (chown)' }, async (t) => {
     const dir = tmpDir(t);
-    const s = await makeSite(dir, { docs: 2, files: 2 });
+    const s = await makeSite(t, dir, { docs: 2, files: 2 });
     const dep = await discoverDeployment(dir);
     const clock = fakeClock();
     await backupDeployment(dep, 'backup', { now: clock.now });

@@ -11,8 +11,9 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SampleSite } from '../../src/engine/internal';
-import { holdSiteLock, makeSite, md5File, runCli, snapshot, tmpDir, type CliRun } from './helpers';
+import { md5File, snapshot, type TestHooks, tmpDir } from '../support/fs';
+import { type CliRun, holdSiteLock, runCli } from '../support/processes';
+import { makeSite, sampleSite } from '../support/site';
 
 const COMMANDS: string[][] = [
   ['backup'],
@@ -40,14 +41,14 @@ function oneLine(r: CliRun, status: number, cmd: string, re: RegExp): void {
 }
 
 /** A site with two backups, closed (not running). */
-async function siteWithBackups(root: string) {
-  const s = await makeSite(root, { files: 2 });
+async function siteWithBackups(t: TestHooks, root: string) {
+  const s = await makeSite(t, root, { files: 2 });
   await s.site.close();
   let r = runCli(['backup', '--dir', root]);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout + r.stderr, '', 'a successful run under cron prints nothing');
   // Reopen it to write more, then back up again (stamps differ by at least a second).
-  const again = await SampleSite.open({ file: s.file, blobDir: s.blobDir });
+  const again = await sampleSite(t, { open: true, file: s.file, blobDir: s.blobDir });
   await again.addDocument('more');
   await again.close();
   r = runCli(['backup', '--dir', root, '--json']);
@@ -71,7 +72,7 @@ describe('the CLI with bad input', () => {
 
   it('an unreadable or invalid plone-backup.json: every command fails with one line, nothing changes', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root);
+    const s = await makeSite(t, root);
     await s.site.close();
     const before = snapshot(root);
     const cfg = path.join(root, 'plone-backup.json');
@@ -90,7 +91,7 @@ describe('the CLI with bad input', () => {
 
   it('usage errors exit 2', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root);
+    const s = await makeSite(t, root);
     await s.site.close();
     const before = snapshot(root);
     const cases: [string[], RegExp][] = [
@@ -116,7 +117,7 @@ describe('the CLI with bad input', () => {
 
   it('restore: no --yes without a terminal, missing generation, date before any backup, running site', async (t) => {
     const root = tmpDir(t);
-    const s = await siteWithBackups(root);
+    const s = await siteWithBackups(t, root);
     const before = snapshot(s.varDir);
     const liveMd5 = md5File(s.file);
 
@@ -154,7 +155,7 @@ describe('the CLI with bad input', () => {
 
   it('a restore from a generation that lacks a file fails before changing anything', async (t) => {
     const root = tmpDir(t);
-    const s = await siteWithBackups(root);
+    const s = await siteWithBackups(t, root);
     const gen = path.join(s.varDir, 'blobstoragebackups', `blobstorage.${s.stamp}`, 'blobstorage');
     const victim = fs.readdirSync(gen, { recursive: true }).map(String).find((n) => n.endsWith('.blob'))!;
     fs.rmSync(path.join(gen, victim));
@@ -169,7 +170,7 @@ describe('the CLI with bad input', () => {
 
   it('help and the successful paths print what they did when asked', async (t) => {
     const root = tmpDir(t);
-    const s = await siteWithBackups(root);
+    const s = await siteWithBackups(t, root);
     const h = runCli(['backup', '--help']);
     assert.equal(h.status, 0);
     assert.match(h.stdout, /altrestore SOURCE/);

@@ -14,23 +14,13 @@ import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backupDeployment, checkDeployment, discoverDeployment, drillDeployment, listDeployment, planRestore, recover, restoreDeployment, type Deployment } from '../../src/engine/internal';
-import {
-  HISTORY,
-  assertConsistent,
-  blobContents,
-  content,
-  copy,
-  fakeClock,
-  fixtureBlobTree,
-  historySteps,
-  makeSite,
-  md5File,
-  rejectsWith,
-  runCli,
-  snapshot,
-  tmpDir,
-} from './helpers';
+import { backupDeployment, checkDeployment, type Deployment, discoverDeployment, drillDeployment, listDeployment, planRestore, recover, restoreDeployment } from '../../src/engine/internal';
+import { assertConsistent, rejectsWith } from '../support/assert';
+import { fakeClock, fixtureBlobTree, historySteps } from '../support/fixtures';
+import { blobContents, content, copy, md5File, snapshot, tmpDir } from '../support/fs';
+import { HISTORY } from '../support/paths';
+import { runCli } from '../support/processes';
+import { makeSite } from '../support/site';
 
 /** A buildout deployment with the fixture's final Data.fs and blobstorage, and the recipe's gzip repository. */
 function recipeDeployment(root: string): { varDir: string; blobBackups: string } {
@@ -181,7 +171,7 @@ describe('collective.recipe.backup layouts', () => {
 
   it("our backups restore with the recipe's bin/restore logic: repozo -R, then a copy of blobstorage.<STAMP>/blobstorage/", async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { docs: 3, files: 3 });
+    const s = await makeSite(t, root, { docs: 3, files: 3 });
     const dep = await discoverDeployment(root);
     const clock = fakeClock('2026-09-01-08-00-00', 600);
     const made: { stamp: string; md5: string; blobs: Record<string, string> }[] = [];

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { runCli } from './helpers';
+import { runCli } from '../support/processes';
 
 describe('demo', () => {
   it('runs the main job on a sample deployment with a live writer', () => {

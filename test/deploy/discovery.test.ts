@@ -10,9 +10,10 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { discoverDeployment, FileStorageWriter, MAX_INCLUDES, MAX_TOTAL, MAX_VALUE, parseZConfig } from '../../src/engine/internal';
-import { rejectsWith, snapshot, tmpDir } from './helpers';
+import { rejectsWith } from '../support/assert';
+import { snapshot, tmpDir } from '../support/fs';
+import { execFileSync } from 'node:child_process';
 
 async function emptyStorage(file: string): Promise<void> {
   fs.mkdirSync(path.dirname(file), { recursive: true });

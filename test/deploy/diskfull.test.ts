@@ -12,8 +12,11 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
-import { backupDeployment, discoverDeployment, fileLayer, restoreDeployment, type Deployment } from '../../src/engine/internal';
-import { content, fakeClock, makeSite, md5File, rejectsWith, snapshot, tempLeftovers, tmpDir, type Site } from './helpers';
+import { backupDeployment, type Deployment, discoverDeployment, fileLayer, restoreDeployment } from '../../src/engine/internal';
+import { rejectsWith } from '../support/assert';
+import { fakeClock } from '../support/fixtures';
+import { content, md5File, snapshot, tempLeftovers, type TestHooks, tmpDir } from '../support/fs';
+import { makeSite, type Site } from '../support/site';
 
 function enospc(): NodeJS.ErrnoException {
   return Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
@@ -57,8 +60,8 @@ async function assertDiskFull(p: Promise<unknown>): Promise<void> {
   assert.match(e.hint ?? '', /Free some disk space/);
 }
 
-async function setup(root: string): Promise<{ s: Site; dep: Deployment; clock: ReturnType<typeof fakeClock> }> {
-  const s = await makeSite(root, { files: 3 });
+async function setup(t: TestHooks, root: string): Promise<{ s: Site; dep: Deployment; clock: ReturnType<typeof fakeClock> }> {
+  const s = await makeSite(t, root, { files: 3 });
   const dep = await discoverDeployment(root);
   const clock = fakeClock();
   await backupDeployment(dep, 'backup', { now: clock.now });
@@ -70,7 +73,7 @@ async function setup(root: string): Promise<{ s: Site; dep: Deployment; clock: R
 describe('a full disk', () => {
   it('a backup failing while it writes the piece changes nothing', async (t) => {
     const root = tmpDir(t);
-    const { s, dep, clock } = await setup(root);
+    const { s, dep, clock } = await setup(t, root);
     for (const kind of ['backup', 'fullbackup', 'snapshot', 'zipbackup'] as const) {
       const before = snapshot(s.varDir);
       const { result, hits } = await withFullDisk(100, () => true, () => backupDeployment(dep, kind, { now: clock.now }));
@@ -82,12 +85,11 @@ describe('a full disk', () => {
     // With space again, the same backup succeeds.
     const [r] = await backupDeployment(dep, 'backup', { now: clock.now });
     assert.equal(r.filestorage.action, 'incremental');
-    await s.site.close();
   });
 
   it('a backup failing in its .index or .dat, after the generation was renamed into place, takes it back', async (t) => {
     const root = tmpDir(t);
-    const { s, dep, clock } = await setup(root);
+    const { s, dep, clock } = await setup(t, root);
     const latest = path.join(s.varDir, 'blobstoragebackups', 'latest');
     const latestBefore = fs.readlinkSync(latest);
     for (const [what, match] of [
@@ -102,24 +104,22 @@ describe('a full disk', () => {
       assert.equal(fs.readlinkSync(latest), latestBefore, `${what}: latest points where it did`);
       assert.deepEqual(tempLeftovers(s.varDir), [], `${what}: nothing left behind`);
     }
-    await s.site.close();
   });
 
   it('a zipbackup failing in its blob tar changes nothing', async (t) => {
     const root = tmpDir(t);
-    const { s, dep, clock } = await setup(root);
+    const { s, dep, clock } = await setup(t, root);
     const before = snapshot(s.varDir);
     const { result, hits } = await withFullDisk(20_000, (p) => /\.tar\./.test(path.basename(p)), () => backupDeployment(dep, 'zipbackup', { now: clock.now }));
     await assertDiskFull(result);
     assert.equal(hits, 1);
     assert.deepEqual(snapshot(s.varDir), before);
     assert.deepEqual(tempLeftovers(s.varDir), []);
-    await s.site.close();
   });
 
   it('a restore failing while it writes Data.fs or unpacks blobs changes nothing', async (t) => {
     const root = tmpDir(t);
-    const { s, dep, clock } = await setup(root);
+    const { s, dep, clock } = await setup(t, root);
     await backupDeployment(dep, 'backup', { now: clock.now });
     await backupDeployment(dep, 'zipbackup', { now: clock.now });
     await s.site.uploadFile('after.pdf', content('after'));

@@ -11,7 +11,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { discoverDeployment, isInside, outsideOf, outsideTargets, resolveReal, writeTargets } from '../../src/engine/internal';
-import { tmpDir } from './helpers';
+import { tmpDir } from '../support/fs';
 
 function site(root: string): void {
   fs.mkdirSync(path.join(root, 'var', 'filestorage'), { recursive: true });

@@ -14,24 +14,12 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backupDeployment, checkDeployment, discoverDeployment, planRestore, restoreDeployment, type Deployment } from '../../src/engine/internal';
-import {
-  assertConsistent,
-  at,
-  blobContents,
-  blobFiles,
-  content,
-  fakeClock,
-  holdSiteLock,
-  makeSite,
-  md5File,
-  referencedBlobs,
-  rejectsWith,
-  snapshot,
-  tempLeftovers,
-  tmpDir,
-  type Site,
-} from './helpers';
+import { backupDeployment, checkDeployment, type Deployment, discoverDeployment, planRestore, restoreDeployment } from '../../src/engine/internal';
+import { assertConsistent, referencedBlobs, rejectsWith } from '../support/assert';
+import { at, fakeClock } from '../support/fixtures';
+import { blobContents, blobFiles, content, md5File, snapshot, tempLeftovers, type TestHooks, tmpDir } from '../support/fs';
+import { holdSiteLock } from '../support/processes';
+import { makeSite, type Site } from '../support/site';
 
 interface Point {
   stamp: string;
@@ -46,8 +34,8 @@ interface Point {
  * A site with backups at six points: full, incremental, full, incremental x3
  * (one hour apart), each after some documents and file uploads/replacements.
  */
-async function history(root: string): Promise<{ s: Site; dep: Deployment; points: Point[] }> {
-  const s = await makeSite(root, { docs: 2, files: 2 });
+async function history(t: TestHooks, root: string): Promise<{ s: Site; dep: Deployment; points: Point[] }> {
+  const s = await makeSite(t, root, { docs: 2, files: 2 });
   const dep = await discoverDeployment(root);
   const clock = fakeClock('2026-06-01-10-00-00', 3600);
   const points: Point[] = [];
@@ -77,7 +65,7 @@ async function history(root: string): Promise<{ s: Site; dep: Deployment; points
 describe('restore to a point in time', () => {
   it('picks the chain and generation by date, builds beside, swaps, keeps or drops the old state', async (t) => {
     const root = tmpDir(t);
-    const { s, dep, points } = await history(root);
+    const { s, dep, points } = await history(t, root);
     const liveMd5 = md5File(s.file);
     const liveBlobs = blobContents(s.blobDir);
 
@@ -139,7 +127,7 @@ describe('restore to a point in time', () => {
 
   it('refuses while the site holds its lock, changes nothing; force overrides', async (t) => {
     const root = tmpDir(t);
-    const { s, dep, points } = await history(root);
+    const { s, dep, points } = await history(t, root);
     await holdSiteLock(t, s.file);
     const before = snapshot(s.varDir);
     const e = await rejectsWith(restoreDeployment(dep, { date: points[1].stamp }), 'SITE_RUNNING');
@@ -154,7 +142,7 @@ describe('restore to a point in time', () => {
 
   it('a stale lock file (no process holds it) does not block a restore', async (t) => {
     const root = tmpDir(t);
-    const { s, dep, points } = await history(root);
+    const { s, dep, points } = await history(t, root);
     fs.writeFileSync(`${s.file}.lock`, ' 999999\n');
     const [r] = await restoreDeployment(dep, { date: points[3].stamp });
     assert.equal(r.stamp, points[3].stamp);
@@ -162,7 +150,7 @@ describe('restore to a point in time', () => {
 
   it('incremental restore: only the missing bytes and blobs, equal to a full restore', async (t) => {
     const root = tmpDir(t);
-    const { s, dep, points } = await history(root);
+    const { s, dep, points } = await history(t, root);
     // An older point of the newest chain, restored in full.
     const [older] = await restoreDeployment(dep, { date: points[3].stamp, keepOld: false });
     assert.equal(older.mode, 'full');
@@ -214,7 +202,7 @@ describe('restore to a point in time', () => {
 
   it('an incremental restore costs what changed: no full piece is read, only added blob files are looked for', async (t) => {
     const root = tmpDir(t);
-    const { s, dep, points } = await history(root);
+    const { s, dep, points } = await history(t, root);
     // The live site at the full backup of point 2; the newest state is three pieces on.
     await restoreDeployment(dep, { date: points[2].stamp, keepOld: false });
     assert.equal(md5File(s.file), points[2].md5);
@@ -252,7 +240,7 @@ describe('restore to a point in time', () => {
 
   it('an incremental restore adds the own blob file of an appended undo of a blob revision', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 1 });
+    const s = await makeSite(t, root, { files: 1 });
     const dep = await discoverDeployment(root);
     const clock = fakeClock('2026-06-01-10-00-00', 3600);
     const oid = await s.site.uploadFile('a.pdf', content('v1', 3000));
@@ -277,7 +265,7 @@ describe('restore to a point in time', () => {
 
   it('a live Data.fs of the right size whose last transaction differs is restored in full', async (t) => {
     const root = tmpDir(t);
-    const { s, dep, points } = await history(root);
+    const { s, dep, points } = await history(t, root);
     await restoreDeployment(dep, { date: points[2].stamp, keepOld: false });
     // Another history of the same length: the last transaction's tid differs.
     const fd = fs.openSync(s.file, 'r+');
@@ -299,7 +287,7 @@ describe('restore to a point in time', () => {
 
   it('with no date restores the newest backup, even when its stamp is ahead of the clock', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root);
+    const s = await makeSite(t, root);
     const dep = await discoverDeployment(root);
     // Backups in one second take the next free stamps; here they are all in the future.
     const clock = fakeClock('2099-01-01-00-00-00', 1);
@@ -319,8 +307,8 @@ describe('restore to a point in time', () => {
 
   it('plans every storage before touching any: a missing catalog generation changes nothing', async (t) => {
     const root = tmpDir(t);
-    const main = await makeSite(root);
-    const cat = await makeSite(root, { name: 'catalog' });
+    const main = await makeSite(t, root);
+    const cat = await makeSite(t, root, { name: 'catalog' });
     const dep = await discoverDeployment(root);
     const clock = fakeClock();
     const res = await backupDeployment(dep, 'backup', { now: clock.now });
@@ -340,8 +328,8 @@ describe('restore to a point in time', () => {
 
   it('restores both storages of a deployment together', async (t) => {
     const root = tmpDir(t);
-    const main = await makeSite(root);
-    const cat = await makeSite(root, { name: 'catalog', files: 3 });
+    const main = await makeSite(t, root);
+    const cat = await makeSite(t, root, { name: 'catalog', files: 3 });
     const dep = await discoverDeployment(root);
     const res = await backupDeployment(dep, 'backup', { now: fakeClock().now });
     const want = { main: md5File(main.file), catalog: md5File(cat.file) };

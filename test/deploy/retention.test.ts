@@ -11,7 +11,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { applyRetention, backupDeployment, discoverDeployment, listGenerations } from '../../src/engine/internal';
-import { content, fakeClock, makeSite, rejectsWith, referencedBlobs, snapshot, tmpDir } from './helpers';
+import { referencedBlobs, rejectsWith } from '../support/assert';
+import { fakeClock } from '../support/fixtures';
+import { content, snapshot, tmpDir } from '../support/fs';
+import { makeSite } from '../support/site';
 
 /** Sets every file and folder under `dir` to the same time (a misleading mtime for the order). */
 function touchAll(dir: string, when: Date): void {
@@ -21,7 +24,7 @@ function touchAll(dir: string, when: Date): void {
 describe('retention of generations', () => {
   it('keep=2 keeps two full chains with their incrementals and generations, by stamp', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 1 });
+    const s = await makeSite(t, root, { files: 1 });
     const dep = await discoverDeployment(root, { keep: 2 });
     const clock = fakeClock('2026-05-01-00-00-00', 3600);
     const repo = path.join(s.varDir, 'backups');
@@ -84,7 +87,6 @@ describe('retention of generations', () => {
     // The kept generations are still whole after their predecessors (link sources) went.
     const newest = path.join(blobs, `blobstorage.${kept[kept.length - 1]}`, 'blobstorage');
     for (const rel of await referencedBlobs(s.file)) assert.ok(fs.existsSync(path.join(newest, rel)), rel);
-    await s.site.close();
   });
 
   it('applyRetention orders by the stamps in the names, not by mtime', async (t) => {
@@ -119,7 +121,7 @@ describe('retention of generations', () => {
 
   it('snapshots keep keepSnapshots full backups in their own folders', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 1 });
+    const s = await makeSite(t, root, { files: 1 });
     fs.writeFileSync(path.join(root, 'plone-backup.json'), JSON.stringify({ keep: 5, keepSnapshots: 1 }));
     const dep = await discoverDeployment(root);
     const clock = fakeClock();
@@ -137,6 +139,5 @@ describe('retention of generations', () => {
       [made[2]],
     );
     assert.ok(!fs.existsSync(path.join(s.varDir, 'backups')), 'regular backups untouched');
-    await s.site.close();
   });
 });

@@ -28,7 +28,10 @@ import {
   listGenerations,
   restoreDeployment,
 } from '../../src/engine/internal';
-import { blobContents, blobFiles, content, fakeClock, makeSite, rejectsWith, snapshot, tmpDir } from './helpers';
+import { rejectsWith } from '../support/assert';
+import { fakeClock } from '../support/fixtures';
+import { blobContents, blobFiles, content, md5, snapshot, tmpDir } from '../support/fs';
+import { makeSite } from '../support/site';
 
 /** The newest dir generation of a site's blob backups: its folder and its blob tree. */
 async function newestGeneration(varDir: string): Promise<{ dir: string; tree: string }> {
@@ -63,7 +66,7 @@ function modes(dir: string): Record<string, number> {
 describe('security: manifests and links in blob generations', () => {
   it('a manifest entry leaving the tree is refused: restore and drill create nothing, check reports it', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root);
+    const s = await makeSite(t, root);
     const dep = await discoverDeployment(root);
     await backupDeployment(dep, 'fullbackup', { now: fakeClock().now });
     await s.site.close();
@@ -93,7 +96,7 @@ describe('security: manifests and links in blob generations', () => {
 
   it('a manifest that is no JSON object of ours, or a link, is refused whole', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root);
+    const s = await makeSite(t, root);
     const dep = await discoverDeployment(root);
     await backupDeployment(dep, 'fullbackup', { now: fakeClock().now });
     await s.site.close();
@@ -112,7 +115,7 @@ describe('security: manifests and links in blob generations', () => {
 
   it('a link in a generation never lands in the live blobstorage (hard link or copy)', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root);
+    const s = await makeSite(t, root);
     const dep = await discoverDeployment(root);
     await backupDeployment(dep, 'fullbackup', { now: fakeClock().now });
     await s.site.close();
@@ -140,7 +143,7 @@ describe('security: manifests and links in blob generations', () => {
 
   it('a generation with a link is not linked from by the next backup', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root);
+    const s = await makeSite(t, root);
     const dep = await discoverDeployment(root);
     const clock = fakeClock();
     await backupDeployment(dep, 'fullbackup', { now: clock.now });
@@ -156,14 +159,13 @@ describe('security: manifests and links in blob generations', () => {
     assert.notEqual(next.tree, tree);
     assert.ok(!fs.lstatSync(path.join(next.tree, victim)).isSymbolicLink(), 'the new generation holds the real file');
     assert.deepEqual(blobContents(next.tree)[victim], blobContents(s.blobDir)[victim]);
-    await s.site.close();
   });
 });
 
 describe('security: paths a configuration names', () => {
   it("retention never deletes another site's chains, whatever the configuration says", async (t) => {
     const root = tmpDir(t);
-    const a = await makeSite(path.join(root, 'a'));
+    const a = await makeSite(t, path.join(root, 'a'));
     const depA = await discoverDeployment(a.root, { keep: 5 });
     const clock = fakeClock('2026-03-01-10-00-00', 3600);
     for (let i = 0; i < 3; i++) {
@@ -172,7 +174,7 @@ describe('security: paths a configuration names', () => {
     }
     const aBackups = snapshot(a.varDir, { skip: (r) => !r.startsWith('backups') && !r.startsWith('blobstoragebackups') });
     // Site b, in another folder, points its backup folders at a's, with keep 1.
-    const b = await makeSite(path.join(root, 'b'));
+    const b = await makeSite(t, path.join(root, 'b'));
     fs.writeFileSync(
       path.join(b.root, 'plone-backup.json'),
       JSON.stringify({ keep: 1, storages: [{ name: 'main', backups: path.join(a.varDir, 'backups'), blobBackups: path.join(a.varDir, 'blobstoragebackups') }] }),
@@ -196,13 +198,11 @@ describe('security: paths a configuration names', () => {
     await backupDeployment({ ...depA, settings: { ...depA.settings, keep: 1 } }, 'fullbackup', { now: clock.now });
     const left = fs.readdirSync(path.join(a.varDir, 'backups')).filter((n) => /\.fsz?$/.test(n));
     assert.equal(left.length, 2, `a keeps one chain of its own, b's one stays: ${left.join(' ')}`);
-    await a.site.close();
-    await b.site.close();
   });
 
   it('a restore writes blobs only into a blobstorage, and replaces only a FileStorage', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(path.join(root, 'site'));
+    const s = await makeSite(t, path.join(root, 'site'));
     const dep = await discoverDeployment(s.root);
     await backupDeployment(dep, 'fullbackup', { now: fakeClock().now });
     await s.site.close();
@@ -225,7 +225,7 @@ describe('security: paths a configuration names', () => {
 
   it('a restore writes only a FileStorage: a piece of something else with a matching .dat is refused', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 0 });
+    const s = await makeSite(t, root, { files: 0 });
     fs.rmSync(s.blobDir, { recursive: true });
     await s.site.close();
     const dep = await discoverDeployment(root);
@@ -233,7 +233,7 @@ describe('security: paths a configuration names', () => {
     fs.mkdirSync(repo);
     const body = Buffer.from('#!/bin/sh\necho not a database\n');
     fs.writeFileSync(path.join(repo, '2026-01-01-00-00-00.fs'), body);
-    const sum = (await import('node:crypto')).createHash('md5').update(body).digest('hex');
+    const sum = md5(body);
     fs.writeFileSync(path.join(repo, '2026-01-01-00-00-00.dat'), `${path.join(repo, '2026-01-01-00-00-00.fs')} 0 ${body.length} ${sum}\n`);
     const before = snapshot(s.varDir, { skip: (r) => r.startsWith('backups') });
     await rejectsWith(restoreDeployment(dep, {}), 'NOT_FILESTORAGE');
@@ -247,7 +247,7 @@ describe('security: file modes', () => {
       const old = process.umask(0o022);
       t.after(() => void process.umask(old));
       const root = tmpDir(t);
-      const s = await makeSite(root);
+      const s = await makeSite(t, root);
       fs.chmodSync(s.file, source);
       const dep = await discoverDeployment(root);
       const clock = fakeClock();
@@ -278,7 +278,7 @@ describe('security: file modes', () => {
 describe('security: the live blobstorage', () => {
   it('a blob replaced by a link to a private file fails the backup and the zip backup, and check names it', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root);
+    const s = await makeSite(t, root);
     const dep = await discoverDeployment(root);
     const secret = path.join(root, 'shadow');
     fs.writeFileSync(secret, 'SECRET-CONTENT', { mode: 0o600 });
@@ -292,12 +292,11 @@ describe('security: the live blobstorage', () => {
     for (const folder of ['backups', 'blobstoragebackups', 'zipbackups', 'blobstoragezips']) assert.ok(!leaked(path.join(s.varDir, folder)), `${folder} holds no copy of the secret`);
     const findings = await checkDeployment(dep);
     assert.ok(findings.some((f) => f.code === 'BLOB_LINK' && f.file === path.join(s.blobDir, victim)), JSON.stringify(findings.map((f) => f.code)));
-    await s.site.close();
   });
 
   it('a site whose var/blobstorage is gone gets its blobs back from a restore', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 3 });
+    const s = await makeSite(t, root, { files: 3 });
     await backupDeployment(await discoverDeployment(root), 'fullbackup', { now: fakeClock().now });
     await s.site.close();
     const want = blobContents(s.blobDir);

@@ -20,7 +20,10 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { backupDeployment, discoverDeployment, lockSite, restoreDeployment, siteRunning } from '../../src/engine/internal';
-import { ENGINE, fakeClock, makeSite, md5File, tmpDir } from './helpers';
+import { fakeClock } from '../support/fixtures';
+import { md5File, tmpDir } from '../support/fs';
+import { ENGINE } from '../support/paths';
+import { makeSite } from '../support/site';
 
 const root = process.getuid?.() === 0;
 const canUnshare = root && spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true']).status === 0;
@@ -86,7 +89,7 @@ function checkFromOtherNamespace(root: string, file: string): { running?: { evid
 
 async function siteWithBackup(t: Parameters<typeof tmpDir>[0]) {
   const dir = tmpDir(t);
-  const s = await makeSite(dir, { docs: 2, files: 1 });
+  const s = await makeSite(t, dir, { docs: 2, files: 1 });
   const dep = await discoverDeployment(dir);
   await backupDeployment(dep, 'backup', { now: fakeClock().now });
   await s.site.addDocument('after the backup');

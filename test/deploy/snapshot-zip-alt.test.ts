@@ -13,12 +13,16 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { altSource, backupDeployment, discoverDeployment, restoreDeployment } from '../../src/engine/internal';
-import { assertConsistent, blobContents, blobFiles, content, fakeClock, holdSiteLock, makeSite, md5File, referencedBlobs, rejectsWith, snapshot, tempLeftovers, tmpDir } from './helpers';
+import { assertConsistent, referencedBlobs, rejectsWith } from '../support/assert';
+import { fakeClock } from '../support/fixtures';
+import { blobContents, blobFiles, content, md5File, snapshot, tempLeftovers, tmpDir } from '../support/fs';
+import { holdSiteLock } from '../support/processes';
+import { makeSite } from '../support/site';
 
 describe('snapshots, zip backups and altrestore', () => {
   it('snapshot and snapshotrestore', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 3 });
+    const s = await makeSite(t, root, { files: 3 });
     const dep = await discoverDeployment(root);
     const clock = fakeClock();
     await backupDeployment(dep, 'backup', { now: clock.now });
@@ -44,7 +48,7 @@ describe('snapshots, zip backups and altrestore', () => {
 
   it('zipbackup writes one .fsz and one blob tar; ziprestore restores them', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 3 });
+    const s = await makeSite(t, root, { files: 3 });
     const dep = await discoverDeployment(root);
     const clock = fakeClock();
     fs.writeFileSync(path.join(s.blobDir, 'tmp', 'partial-upload'), 'x');
@@ -80,7 +84,7 @@ describe('snapshots, zip backups and altrestore', () => {
 
   it('altrestore from a folder with Data.fs and blobstorage', async (t) => {
     const src = tmpDir(t);
-    const other = await makeSite(path.join(src, 'site'), { docs: 4, files: 3 });
+    const other = await makeSite(t, path.join(src, 'site'), { docs: 4, files: 3 });
     await other.site.close();
     const carried = path.join(src, 'carried');
     fs.mkdirSync(carried);
@@ -88,7 +92,7 @@ describe('snapshots, zip backups and altrestore', () => {
     fs.cpSync(other.blobDir, path.join(carried, 'blobstorage'), { recursive: true });
 
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 1 });
+    const s = await makeSite(t, root, { files: 1 });
     await s.site.close();
     const dep = await discoverDeployment(root);
     const source = await altSource(carried, dep.storages[0]);
@@ -106,7 +110,7 @@ describe('snapshots, zip backups and altrestore', () => {
 
   it("altrestore from another deployment's var/: its backups first, else its files (not while it runs)", async (t) => {
     const src = tmpDir(t);
-    const other = await makeSite(src, { docs: 3, files: 2 });
+    const other = await makeSite(t, src, { docs: 3, files: 2 });
     const dep2 = await discoverDeployment(src);
     const [ob] = await backupDeployment(dep2, 'backup', { now: fakeClock().now });
     const backedUp = md5File(other.file);
@@ -116,7 +120,7 @@ describe('snapshots, zip backups and altrestore', () => {
     assert.notEqual(md5File(other.file), backedUp);
 
     const root = tmpDir(t);
-    const s = await makeSite(root, { files: 1 });
+    const s = await makeSite(t, root, { files: 1 });
     await s.site.close();
     const dep = await discoverDeployment(root);
     const otherVar = path.join(src, 'var');

@@ -9,23 +9,11 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { FileStorageWriter, backup, chooseStamp, cleanLeftovers, fileLayer, killOld, parseDat, recover, verify } from '../../src/engine/internal';
-import {
-  FIXTURES,
-  FIXTURE_REPO,
-  FIXTURE_REPO_GZ,
-  clock,
-  copy,
-  history,
-  md5,
-  names,
-  rejectsWith,
-  replayHistory,
-  snapshot,
-  stateJson,
-  statePath,
-  tmpDir,
-} from '../helpers';
+import { backup, chooseStamp, cleanLeftovers, fileLayer, FileStorageWriter, killOld, parseDat, recover, verify } from '../../src/engine/internal';
+import { rejectsWith } from '../support/assert';
+import { at, history, replayHistory, stateJson, statePath } from '../support/fixtures';
+import { copy, md5, names, snapshot, tmpDir } from '../support/fs';
+import { FIXTURE_REPO, FIXTURE_REPO_GZ, FIXTURES } from '../support/paths';
 
 /** Compares a repository we wrote with the fixture repository repozo wrote. */
 function assertSameRepository(ours: string, theirs: string): void {
@@ -79,7 +67,7 @@ describe('backup: reproduces the repozo repositories', () => {
     const { repo, data } = await replayHistory(dir, { steps: 6 });
     for (const quick of [false, true]) {
       const before = snapshot(repo);
-      const r = await backup({ file: data, repository: repo, now: clock('2026-01-07-10-00-00'), quick, datPrefix: 'repository' });
+      const r = await backup({ file: data, repository: repo, now: at('2026-01-07-10-00-00'), quick, datPrefix: 'repository' });
       assert.equal(r.action, 'none');
       assert.deepEqual(r.written, []);
       assert.deepEqual(snapshot(repo), before);
@@ -89,7 +77,7 @@ describe('backup: reproduces the repozo repositories', () => {
   it('-F forces a full backup whose bytes equal Data.fs', async (t) => {
     const dir = tmpDir(t);
     const { repo, data } = await replayHistory(dir, { steps: 3 });
-    const r = await backup({ file: data, repository: repo, now: clock('2026-01-04-00-00-00'), full: true });
+    const r = await backup({ file: data, repository: repo, now: at('2026-01-04-00-00-00'), full: true });
     assert.equal(r.action, 'full');
     assert.equal(r.piece, '2026-01-04-00-00-00.fs');
     assert.ok(fs.readFileSync(path.join(repo, r.piece!)).equals(fs.readFileSync(statePath(3))));
@@ -102,7 +90,7 @@ describe('backup: reproduces the repozo repositories', () => {
     const { repo, data } = await replayHistory(dir, { steps: 2 });
     fs.rmSync(path.join(repo, '2026-01-02-10-00-00.index'));
     fs.copyFileSync(statePath(3), data);
-    const r = await backup({ file: data, repository: repo, now: clock('2026-01-03-10-00-00'), datPrefix: 'repository' });
+    const r = await backup({ file: data, repository: repo, now: at('2026-01-03-10-00-00'), datPrefix: 'repository' });
     assert.equal(r.action, 'incremental');
     assert.ok(fs.readFileSync(path.join(repo, '2026-01-03-10-00-00.index')).equals(fs.readFileSync(path.join(FIXTURE_REPO, '2026-01-03-10-00-00.index'))));
   });
@@ -115,7 +103,7 @@ describe('backup: reproduces the repozo repositories', () => {
     fs.writeFileSync(data, b);
     const repo = path.join(dir, 'repo');
     fs.mkdirSync(repo);
-    const r = await backup({ file: data, repository: repo, now: clock('2026-02-01-00-00-00') });
+    const r = await backup({ file: data, repository: repo, now: at('2026-02-01-00-00-00') });
     assert.equal(r.action, 'full');
     assert.ok(fs.readFileSync(path.join(repo, r.piece!)).equals(b));
     const out = path.join(dir, 'restored.fs');
@@ -131,14 +119,14 @@ describe('backup: a live Data.fs', () => {
     fs.mkdirSync(repo);
     const data = path.join(dir, 'Data.fs');
     copy(path.join(FIXTURES, 'torn-tails', 'checkpoint.fs'), data);
-    const r1 = await backup({ file: data, repository: repo, now: clock('2026-02-01-00-00-00') });
+    const r1 = await backup({ file: data, repository: repo, now: at('2026-02-01-00-00-00') });
     assert.equal(r1.action, 'full');
     assert.equal(r1.end, 7232);
     assert.ok(fs.readFileSync(path.join(repo, r1.piece!)).equals(fs.readFileSync(statePath(3)).subarray(0, 7232)));
     // The writer finished: now the file is S3.
     fs.copyFileSync(path.join(FIXTURES, 'torn-tails', 'complete.fs'), data);
     for (const quick of [true, false]) {
-      const r = await backup({ file: data, repository: repo, now: clock('2026-02-01-00-00-00'), quick, full: false });
+      const r = await backup({ file: data, repository: repo, now: at('2026-02-01-00-00-00'), quick, full: false });
       if (quick) {
         assert.equal(r.action, 'incremental');
         assert.equal(r.start, 7232);
@@ -158,7 +146,7 @@ describe('backup: a live Data.fs', () => {
       const repo = path.join(dir, 'repo');
       fs.mkdirSync(repo);
       const cases = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'torn-tails', 'cases.json'), 'utf8'));
-      const r = await backup({ file: path.join(FIXTURES, 'torn-tails', name), repository: repo, now: clock('2026-02-01-00-00-00') });
+      const r = await backup({ file: path.join(FIXTURES, 'torn-tails', name), repository: repo, now: at('2026-02-01-00-00-00') });
       assert.equal(r.end, cases[name].valid_end);
       assert.equal(fs.statSync(path.join(repo, r.piece!)).size, cases[name].valid_end);
     });
@@ -172,24 +160,25 @@ describe('backup: quick mode with a big last piece', () => {
     fs.mkdirSync(repo);
     const data = path.join(dir, 'Data.fs');
     const w = await FileStorageWriter.create(data);
+    t.after(() => w.close());
     await w.commit({ records: [{ oid: 0, data: Buffer.alloc(1000, 1) }] });
     const big = Buffer.alloc(65 * 1024 * 1024);
     for (let i = 0; i < big.length; i += 4096) big[i] = i & 0xff;
     await w.commit({ records: [{ oid: 1, data: big }] });
-    const full = await backup({ file: data, repository: repo, now: clock('2026-02-01-00-00-00') });
+    const full = await backup({ file: data, repository: repo, now: at('2026-02-01-00-00-00') });
     assert.equal(full.action, 'full');
     assert.ok(full.end > 64 * 1024 * 1024);
     // A change inside the tail of the big range: a full backup.
     const fh = fs.openSync(data, 'r+');
     fs.writeSync(fh, Buffer.from([0xff]), 0, 1, full.end - 100);
     fs.closeSync(fh);
-    const changed = await backup({ file: data, repository: repo, quick: true, now: clock('2026-02-01-00-00-01') });
+    const changed = await backup({ file: data, repository: repo, quick: true, now: at('2026-02-01-00-00-01') });
     assert.equal(changed.action, 'full', changed.reason);
     assert.match(changed.reason, /the end of the backed-up range/, 'the tail comparison decided');
     // Unchanged, grown: an incremental from the end of the big piece.
     await w.commit({ records: [{ oid: 0, data: Buffer.alloc(500, 2) }] });
     await w.close();
-    const inc = await backup({ file: data, repository: repo, quick: true, now: clock('2026-02-01-00-00-02') });
+    const inc = await backup({ file: data, repository: repo, quick: true, now: at('2026-02-01-00-00-02') });
     assert.equal(inc.action, 'incremental', inc.reason);
     assert.equal(inc.start, full.end);
     assert.equal(inc.end, fs.statSync(data).size);
@@ -205,7 +194,7 @@ describe('backup: better than repozo', () => {
     const repo = path.join(dir, 'repo');
     fs.mkdirSync(repo);
     const data = path.join(dir, 'Data.fs');
-    const now = clock('2026-03-01-12-00-00');
+    const now = at('2026-03-01-12-00-00');
     fs.copyFileSync(statePath(1), data);
     const a = await backup({ file: data, repository: repo, now });
     fs.copyFileSync(statePath(2), data);
@@ -266,7 +255,7 @@ describe('backup: better than repozo', () => {
     const { repo, data } = await replayHistory(dir, { steps: 4 });
     fs.writeFileSync(path.join(repo, 'notes.txt'), 'mine');
     fs.copyFileSync(statePath(5), data);
-    const r = await backup({ file: data, repository: repo, now: clock('2026-01-05-10-00-00'), killOld: true, datPrefix: 'repository' });
+    const r = await backup({ file: data, repository: repo, now: at('2026-01-05-10-00-00'), killOld: true, datPrefix: 'repository' });
     assert.equal(r.action, 'full');
     assert.deepEqual(names(repo), ['2026-01-05-10-00-00.dat', '2026-01-05-10-00-00.fs', '2026-01-05-10-00-00.index', 'notes.txt']);
     assert.deepEqual([...r.removed].sort(), [
@@ -282,7 +271,7 @@ describe('backup: better than repozo', () => {
     ]);
     // An incremental with -k removes nothing.
     fs.copyFileSync(statePath(6), data);
-    const r2 = await backup({ file: data, repository: repo, now: clock('2026-01-06-10-00-00'), killOld: true, datPrefix: 'repository' });
+    const r2 = await backup({ file: data, repository: repo, now: at('2026-01-06-10-00-00'), killOld: true, datPrefix: 'repository' });
     assert.equal(r2.action, 'incremental');
     assert.deepEqual(r2.removed, []);
     assertSameRepositoryPart(repo, FIXTURE_REPO, ['2026-01-05-10-00-00.dat', '2026-01-05-10-00-00.fs', '2026-01-06-10-00-00.deltafs', '2026-01-06-10-00-00.index']);
@@ -326,7 +315,7 @@ describe('backup: better than repozo', () => {
     fs.writeFileSync(path.join(repo, '2026-01-04-10-00-00.deltafs'), 'never registered');
     fs.writeFileSync(path.join(repo, '.plone-backup-x.tmp'), '');
     fs.copyFileSync(statePath(4), data);
-    const r = await backup({ file: data, repository: repo, now: clock('2026-01-04-10-00-00'), datPrefix: 'repository' });
+    const r = await backup({ file: data, repository: repo, now: at('2026-01-04-10-00-00'), datPrefix: 'repository' });
     assert.equal(r.action, 'incremental');
     assert.equal(r.stamp, '2026-01-04-10-00-00');
     assertSameRepositoryPart(repo, FIXTURE_REPO, names(FIXTURE_REPO).filter((n) => n < '2026-01-05'));
@@ -346,12 +335,12 @@ describe('backup: better than repozo', () => {
       fileLayer.open = orig;
     });
     for (const full of [false, true]) {
-      const e = await rejectsWith(backup({ file: data, repository: repo, now: clock('2026-01-03-10-00-00'), full }), 'IO');
+      const e = await rejectsWith(backup({ file: data, repository: repo, now: at('2026-01-03-10-00-00'), full }), 'IO');
       assert.match(e.userMessage, /disk/i);
       assert.deepEqual(snapshot(repo), before);
     }
     fileLayer.open = orig;
-    const r = await backup({ file: data, repository: repo, now: clock('2026-01-03-10-00-00'), datPrefix: 'repository' });
+    const r = await backup({ file: data, repository: repo, now: at('2026-01-03-10-00-00'), datPrefix: 'repository' });
     assert.equal(r.action, 'incremental');
   });
 
@@ -362,7 +351,7 @@ describe('backup: better than repozo', () => {
     const before = snapshot(repo);
     const ac = new AbortController();
     ac.abort();
-    await rejectsWith(backup({ file: data, repository: repo, now: clock('2026-01-03-10-00-00'), signal: ac.signal }), 'ABORTED');
+    await rejectsWith(backup({ file: data, repository: repo, now: at('2026-01-03-10-00-00'), signal: ac.signal }), 'ABORTED');
     assert.deepEqual(snapshot(repo), before);
   });
 });
@@ -393,7 +382,7 @@ describe('backup: bad sources change nothing', () => {
       make(data);
       const before = snapshot(dir);
       for (const opts of [{}, { quick: true }, { full: true }, { gzip: true }]) {
-        await rejectsWith(backup({ file: data, repository: repo, now: clock('2026-01-04-10-00-00'), lockWaitMs: 0, ...opts }), code as never);
+        await rejectsWith(backup({ file: data, repository: repo, now: at('2026-01-04-10-00-00'), lockWaitMs: 0, ...opts }), code as never);
         assert.deepEqual(snapshot(dir), before, JSON.stringify(opts));
       }
       assert.ok(names(repo).every((n) => !n.startsWith('.')));

@@ -1,5 +1,5 @@
 /**
- * Objects in motion: a child process commits transactions to Data.fs the way
+ * Objects in motion: the writer process (test/support/writer-process.ts) commits to Data.fs the way
  * ZODB does (vote writes the transaction with status 'c', a pause, finish
  * flips the status; sometimes tpc_abort truncates a voted transaction; twice
  * a pack renames a new Data.fs into place) while this process runs backup
@@ -9,78 +9,12 @@
  */
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileStorageWriter, backup, committedEnd, encodeIndex, openFileStorage, prepareBackup, recover, verify, type BackupResult } from '../../src/engine/internal';
-import { ROOT, md5, scanIndex, tmpDir } from '../helpers';
-
-const ENGINE = path.join(ROOT, 'out', 'src', 'engine', 'internal.js');
-
-/**
- * The writer: commits until its stdin closes; a "pack" line on stdin packs the
- * database between two transactions (Data.fs.old is kept as Data.fs.gen<k>)
- * and is answered with "packed <k>".
- */
-const WRITER = `
-const E = require(${JSON.stringify(ENGINE)});
-const fs = require('node:fs');
-const [file, seedArg] = process.argv.slice(2);
-let seed = Number(seedArg) >>> 0;
-const rand = (n) => {
-  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-  return seed % n;
-};
-const bytes = (n) => {
-  const b = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i += 4) b.writeUInt32LE((Math.imul(i + 1, 2654435761) ^ seed) >>> 0, Math.min(i, n - 4));
-  return b;
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-let stop = false;
-let packRequests = 0;
-let input = '';
-process.stdin.on('data', (c) => {
-  input += c;
-  const lines = input.split('\\n');
-  input = lines.pop();
-  for (const l of lines) if (l === 'pack') packRequests++;
-});
-process.stdin.on('end', () => { stop = true; });
-(async () => {
-  const w = await E.FileStorageWriter.create(file);
-  let n = 0, aborted = 0, paused = 0, packs = 0;
-  while (!stop && n < 50000) {
-    if (packRequests > packs) {
-      await w.pack();
-      fs.renameSync(file + '.old', file + '.gen' + packs);
-      packs++;
-      process.stdout.write('packed ' + packs + '\\n');
-    }
-    const records = [];
-    const used = new Set();
-    const count = 1 + rand(4);
-    for (let k = 0; k < count; k++) {
-      const oid = rand(40);
-      if (used.has(oid)) continue;
-      used.add(oid);
-      const prev = w.index.get(oid);
-      if (prev !== undefined && rand(10) === 0) records.push({ oid, backpointer: prev }); // an undo
-      else records.push({ oid, data: bytes(rand(30) === 0 ? 50000 + rand(250000) : 40 + rand(4000)) });
-    }
-    const txn = { user: '/ editor' + rand(5), description: 'txn ' + n, extension: rand(3) === 0 ? Buffer.from('80037d71002e', 'hex') : undefined, records };
-    await w.vote(txn);
-    if (rand(3) === 0) { paused++; await sleep(rand(6)); }
-    if (rand(15) === 0) { await w.abort(); aborted++; continue; }
-    await w.finish();
-    n++;
-    if (n === 3) process.stdout.write('ready\\n');
-    await sleep(1 + rand(3));
-  }
-  await w.close();
-  process.stdout.write(JSON.stringify({ committed: n, aborted, paused, packs, end: w.end }) + '\\n');
-})().catch((e) => { process.stderr.write(String(e && e.stack || e)); process.exit(1); });
-`;
+import { scanIndex } from '../support/fixtures';
+import { md5, tmpDir } from '../support/fs';
+import { startWriter } from '../support/processes';
 
 interface Restored {
   iteration: number;
@@ -104,6 +38,7 @@ describe('backups of a Data.fs being written', () => {
     ]) {
       fs.rmSync(data, { force: true });
       const w = await FileStorageWriter.create(data);
+      t.after(() => w.close());
       await w.commit({ records: [{ oid: 0, data: Buffer.alloc(100, 1) }] });
       const committed = w.end;
       await w.vote({ records: [{ oid: 0, data: Buffer.alloc(first, 2) }, { oid: 1, data: Buffer.alloc(first, 3) }] });
@@ -129,37 +64,12 @@ describe('backups of a Data.fs being written', () => {
   });
 
   it('every restore is a committed prefix of the Data.fs it was taken from, with its index', { timeout: 90_000 }, async (t) => {
-    assert.ok(fs.existsSync(ENGINE), `${ENGINE} is built by npm run pretest`);
     const dir = tmpDir(t);
-    const script = path.join(dir, 'writer.js');
-    fs.writeFileSync(script, WRITER);
     const data = path.join(dir, 'Data.fs');
     const repos = { plain: path.join(dir, 'plain'), gzip: path.join(dir, 'gzip') };
     fs.mkdirSync(repos.plain);
     fs.mkdirSync(repos.gzip);
-
-    const child = spawn(process.execPath, [script, data, '12345'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    t.after(() => {
-      if (child.exitCode === null) child.kill('SIGKILL');
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.stderr.on('data', (c) => (err += c));
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    const waitFor = (text: string) =>
-      new Promise<void>((resolve, reject) => {
-        const check = () => {
-          if (out.includes(text)) {
-            child.stdout.off('data', check);
-            resolve();
-          }
-        };
-        child.stdout.on('data', check);
-        check();
-        void exited.then(() => reject(new Error(`the writer exited before "${text}": ${err}`)));
-      });
-    await waitFor('ready');
+    const writer = await startWriter(t, { file: data, seed: 12345, keepGenerations: true, aborts: true, largePages: true, minPauseMs: 1, maxPauseMs: 4 });
 
     const base = Date.UTC(2026, 5, 1, 12, 0, 0);
     let tick = 0;
@@ -169,10 +79,10 @@ describe('backups of a Data.fs being written', () => {
     let afterPack2 = false;
     for (let i = 0; i < ITERATIONS; i++) {
       // Two packs: the first races with the backups, the second is waited for.
-      if (i === 8) child.stdin.write('pack\n');
+      if (i === 8) writer.pack();
       if (i === 16) {
-        child.stdin.write('pack\n');
-        await waitFor('packed 2');
+        writer.pack();
+        await writer.waitFor('packed 2');
         afterPack2 = true;
       }
       const gzip = i % 2 === 1;
@@ -200,10 +110,8 @@ describe('backups of a Data.fs being written', () => {
       }
       await new Promise((r) => setTimeout(r, (i * 7) % 15));
     }
-    assert.equal(child.exitCode, null, 'the writer was still writing during the last backup');
-    child.stdin.end();
-    assert.equal(await exited, 0, err);
-    const summary = JSON.parse(out.trim().split('\n').pop()!) as { committed: number; aborted: number; paused: number; packs: number; end: number };
+    assert.equal(writer.child.exitCode, null, 'the writer was still writing during the last backup');
+    const summary = await writer.stop();
     const final = fs.readFileSync(data);
     assert.equal(final.length, summary.end);
     assert.equal((await committedEnd(data)).end, final.length);
@@ -223,8 +131,8 @@ describe('backups of a Data.fs being written', () => {
       if (first.i % 7 !== 6) assert.match(first.r.reason, /pack/);
     }
     // The test exercised what it claims to.
-    assert.ok(summary.committed > 100, JSON.stringify(summary));
-    assert.ok(summary.paused > 0 && summary.aborted > 0, JSON.stringify(summary));
+    assert.ok(summary.commits > 100, JSON.stringify(summary));
+    assert.ok(summary.paused > 0 && summary.aborted > 0 && summary.undone > 0, JSON.stringify(summary));
     const actions = results.map((x) => x.r.action);
     t.diagnostic(`writer: ${JSON.stringify(summary)}; backups: ${actions.join(' ')}`);
     assert.ok(actions.filter((a) => a === 'full').length >= 4, actions.join());

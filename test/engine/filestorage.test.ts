@@ -23,7 +23,10 @@ import {
   txnEndingAt,
   type TxnInfo,
 } from '../../src/engine/internal';
-import { FIXTURES, copy, md5, readJson, rejectsWith, stateJson, statePath, storageFixtures, tmpDir, type StorageJson } from '../helpers';
+import { rejectsWith } from '../support/assert';
+import { readJson, stateJson, statePath, storageFixtures, type StorageJson } from '../support/fixtures';
+import { copy, md5, tmpDir } from '../support/fs';
+import { FIXTURES } from '../support/paths';
 
 async function allTxns(file: string): Promise<TxnInfo[]> {
   const out: TxnInfo[] = [];

@@ -6,22 +6,12 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { decodeIndex, dumpPickle, encodeIndex, FsIndex, loadPickle, oidFromKey, oidKey, readIndexFile } from '../../src/engine/internal';
+import { rejectsWith, throwsWith } from '../support/assert';
+import { history, readJson, scanIndex, statePath, type StorageJson } from '../support/fixtures';
+import { tmpDir } from '../support/fs';
+import { FIXTURE_REPO, FIXTURE_REPO_GZ, FIXTURES, HISTORY } from '../support/paths';
 import { execFileSync } from 'node:child_process';
-import { FsIndex, decodeIndex, dumpPickle, encodeIndex, loadPickle, oidFromKey, oidKey, readIndexFile } from '../../src/engine/internal';
-import {
-  FIXTURES,
-  FIXTURE_REPO,
-  FIXTURE_REPO_GZ,
-  HISTORY,
-  history,
-  readJson,
-  rejectsWith,
-  scanIndex,
-  statePath,
-  throwsWith,
-  tmpDir,
-  type StorageJson,
-} from '../helpers';
 
 /** Each fixture .index with the Data.fs whose state it describes. */
 function indexFixtures(): { name: string; index: string; fs: string }[] {

@@ -14,9 +14,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { LOCK_NAME, acquireLock, backup, cleanLeftovers, isLockHeld, recover } from '../../src/engine/internal';
-import { removeDeadTemps } from '../../src/engine/base/lock';
-import { ROOT, clock, names, rejectsWith, replayHistory, snapshot, statePath, tmpDir } from '../helpers';
+import { acquireLock, backup, cleanLeftovers, isLockHeld, LOCK_NAME, recover, removeDeadTemps } from '../../src/engine/internal';
+import { rejectsWith } from '../support/assert';
+import { at, replayHistory, statePath } from '../support/fixtures';
+import { names, snapshot, tmpDir } from '../support/fs';
+import { ROOT } from '../support/paths';
 
 function writeLock(repo: string, owner: { pid: number; host?: string; started?: string }): string {
   const p = path.join(repo, LOCK_NAME);
@@ -45,7 +47,7 @@ describe('lock', () => {
     const lock = await acquireLock(repo, { what: 'test' });
     const before = snapshot(dir);
     const started = Date.now();
-    const e = await rejectsWith(backup({ file: data, repository: repo, now: clock('2026-01-03-10-00-00'), lockWaitMs: 200 }), 'LOCKED');
+    const e = await rejectsWith(backup({ file: data, repository: repo, now: at('2026-01-03-10-00-00'), lockWaitMs: 200 }), 'LOCKED');
     assert.ok(Date.now() - started >= 150, 'it waited for the lock');
     assert.equal(e.path, path.join(repo, LOCK_NAME));
     assert.match(e.message, new RegExp(`pid ${process.pid}`));
@@ -53,7 +55,7 @@ describe('lock', () => {
     assert.deepEqual(snapshot(dir), before);
     await lock.release();
     assert.ok(!fs.existsSync(path.join(repo, LOCK_NAME)));
-    const r = await backup({ file: data, repository: repo, now: clock('2026-01-03-10-00-00'), lockWaitMs: 0 });
+    const r = await backup({ file: data, repository: repo, now: at('2026-01-03-10-00-00'), lockWaitMs: 0 });
     assert.equal(r.action, 'incremental');
     assert.ok(!names(repo).includes(LOCK_NAME), 'the backup released its lock');
   });
@@ -68,14 +70,14 @@ describe('lock', () => {
     writeLock(repo, { pid: child.pid! });
     assert.equal((await isLockHeld(path.join(repo, LOCK_NAME)))?.pid, child.pid);
     const before = snapshot(dir);
-    const e = await rejectsWith(backup({ file: data, repository: repo, now: clock('2026-01-03-10-00-00'), lockWaitMs: 100 }), 'LOCKED');
+    const e = await rejectsWith(backup({ file: data, repository: repo, now: at('2026-01-03-10-00-00'), lockWaitMs: 100 }), 'LOCKED');
     assert.match(e.message, new RegExp(`pid ${child.pid}`));
     assert.deepEqual(snapshot(dir), before);
     // Once that process is gone, its lock is stale.
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     assert.equal(await isLockHeld(path.join(repo, LOCK_NAME)), undefined);
-    const r = await backup({ file: data, repository: repo, now: clock('2026-01-03-10-00-00'), lockWaitMs: 0 });
+    const r = await backup({ file: data, repository: repo, now: at('2026-01-03-10-00-00'), lockWaitMs: 0 });
     assert.equal(r.action, 'incremental');
   });
 
@@ -90,7 +92,7 @@ describe('lock', () => {
   it('a stale lock (its process died) is taken over', async (t) => {
     const { repo, data } = await repoAfterS2(t);
     writeLock(repo, { pid: deadPid() });
-    const r = await backup({ file: data, repository: repo, now: clock('2026-01-03-10-00-00'), lockWaitMs: 0 });
+    const r = await backup({ file: data, repository: repo, now: at('2026-01-03-10-00-00'), lockWaitMs: 0 });
     assert.equal(r.action, 'incremental');
     assert.ok(!fs.existsSync(path.join(repo, LOCK_NAME)));
   });
@@ -104,7 +106,7 @@ describe('lock', () => {
     assert.deepEqual(snapshot(dir), before);
     const old = new Date(Date.now() - 60_000);
     fs.utimesSync(p, old, old);
-    const r = await backup({ file: data, repository: repo, now: clock('2026-01-03-10-00-00'), lockWaitMs: 0 });
+    const r = await backup({ file: data, repository: repo, now: at('2026-01-03-10-00-00'), lockWaitMs: 0 });
     assert.equal(r.action, 'incremental');
   });
 
@@ -112,13 +114,13 @@ describe('lock', () => {
     const { repo, data } = await repoAfterS2(t);
     const lock = await acquireLock(repo, { what: 'test' });
     setTimeout(() => void lock.release(), 250);
-    const r = await backup({ file: data, repository: repo, now: clock('2026-01-03-10-00-00'), lockWaitMs: 5000 });
+    const r = await backup({ file: data, repository: repo, now: at('2026-01-03-10-00-00'), lockWaitMs: 5000 });
     assert.equal(r.action, 'incremental');
   });
 
   it('two backups at once take turns and both are restorable', async (t) => {
     const { dir, repo, data } = await repoAfterS2(t);
-    const now = clock('2026-01-03-10-00-00');
+    const now = at('2026-01-03-10-00-00');
     const [a, b] = await Promise.all([
       backup({ file: data, repository: repo, now, lockWaitMs: 5000, full: true }),
       backup({ file: data, repository: repo, now, lockWaitMs: 5000, full: true, gzip: true }),

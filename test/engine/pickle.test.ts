@@ -6,7 +6,8 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { BLOB_PICKLE, DATA_HDR_LEN, isBlobPickle, loadPickle, recordClass } from '../../src/engine/internal';
-import { stateJson, statePath, throwsWith } from '../helpers';
+import { throwsWith } from '../support/assert';
+import { stateJson, statePath } from '../support/fixtures';
 
 // pickle.dumps(X, proto) for ZODB.blob.Blob, (Blob, None) and a subclass plone.namedfile.BlobSub, from CPython.
 const CPYTHON: [string, string, boolean][] = [

@@ -9,7 +9,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { recover } from '../../src/engine/internal';
-import { FIXTURE_REPO, FIXTURE_REPO_GZ, copy, history, md5, names, rejectsWith, snapshot, statePath, tmpDir } from '../helpers';
+import { rejectsWith } from '../support/assert';
+import { history, statePath } from '../support/fixtures';
+import { copy, md5, names, snapshot, tmpDir } from '../support/fs';
+import { FIXTURE_REPO, FIXTURE_REPO_GZ } from '../support/paths';
 
 const steps = history().steps;
 

@@ -32,7 +32,10 @@ import {
   readDat,
   readLayout,
 } from '../../src/engine/internal';
-import { FIXTURE_REPO, FIXTURE_REPO_GZ, history, md5, rejectsWith, statePath, throwsWith, tmpDir } from '../helpers';
+import { rejectsWith, throwsWith } from '../support/assert';
+import { history, statePath } from '../support/fixtures';
+import { md5, tmpDir } from '../support/fs';
+import { FIXTURE_REPO, FIXTURE_REPO_GZ } from '../support/paths';
 
 describe('repository: names', () => {
   it('parses data file names as repozo matches them', () => {

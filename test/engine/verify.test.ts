@@ -7,10 +7,13 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backup, recover, verify, type ErrorCode } from '../../src/engine/internal';
-import { FIXTURE_REPO, FIXTURE_REPO_GZ, clock, copy, flipByte, history, rejectsWith, replayHistory, snapshot, statePath, tmpDir } from '../helpers';
+import { backup, type ErrorCode, recover, verify } from '../../src/engine/internal';
+import { rejectsWith } from '../support/assert';
+import { at, history, replayHistory, statePath } from '../support/fixtures';
+import { copy, flipByte, snapshot, tmpDir } from '../support/fs';
+import { FIXTURE_REPO, FIXTURE_REPO_GZ } from '../support/paths';
 
-const NOW = clock('2026-01-07-00-00-00');
+const NOW = at('2026-01-07-00-00-00');
 const steps = history().steps;
 
 describe('verify: the fixture repositories are fine', () => {
@@ -237,12 +240,12 @@ describe('damaged repositories', () => {
       const repo = path.join(dir, 'repo');
       fs.mkdirSync(repo);
       const data = copy(statePath(1), path.join(dir, 'Data.fs'));
-      await backup({ file: data, repository: repo, now: clock('2026-01-01-10-00-00') });
+      await backup({ file: data, repository: repo, now: at('2026-01-01-10-00-00') });
       fs.writeFileSync(path.join(repo, '2026-01-01-10-00-00.dat'), 'garbage\n');
       fs.copyFileSync(statePath(2), data);
       const before = snapshot(dir);
       for (const quick of [false, true]) {
-        await rejectsWith(backup({ file: data, repository: repo, quick, now: clock('2026-01-02-10-00-00'), lockWaitMs: 0 }), 'DAT_BAD');
+        await rejectsWith(backup({ file: data, repository: repo, quick, now: at('2026-01-02-10-00-00'), lockWaitMs: 0 }), 'DAT_BAD');
         assert.deepEqual(snapshot(dir), before);
       }
       await rejectsWith(recover({ repository: repo, output: path.join(dir, 'out.fs'), now: NOW }), 'DAT_BAD');
@@ -282,7 +285,7 @@ describe('damaged repositories', () => {
     const dat = path.join(repo, '2026-01-01-10-00-00.dat');
     const registered = fs.readFileSync(dat, 'latin1');
     fs.copyFileSync(statePath(4), data);
-    await backup({ file: data, repository: repo, now: clock('2026-01-04-10-00-00') });
+    await backup({ file: data, repository: repo, now: at('2026-01-04-10-00-00') });
     fs.writeFileSync(dat, registered); // killed before the .dat was replaced
     const out = path.join(dir, 'out.fs');
     const r = await recover({ repository: repo, output: out, now: NOW });
@@ -299,7 +302,7 @@ describe('damaged repositories', () => {
     assert.match(e.message, /7517/);
     assert.deepEqual(snapshot(dir), before);
     // The next backup removes it and continues the chain.
-    const b = await backup({ file: data, repository: repo, now: clock('2026-01-04-10-00-00') });
+    const b = await backup({ file: data, repository: repo, now: at('2026-01-04-10-00-00') });
     assert.equal(b.action, 'incremental');
     assert.equal(b.stamp, '2026-01-04-10-00-00');
     assert.equal((await verify({ repository: repo, now: NOW })).ok, true);

@@ -10,7 +10,6 @@ import * as path from 'node:path';
 import {
   DATA_HDR_LEN,
   FileStorageWriter,
-  SampleSite,
   blobRelPath,
   committedEnd,
   encodeIndex,
@@ -20,7 +19,10 @@ import {
   type TxnInfo,
   type WriteTxn,
 } from '../../src/engine/internal';
-import { FIXTURES, FIXTURE_REPO, HISTORY, copy, history, md5, readJson, scanIndex, statePath, storageFixtures, tmpDir, type StorageJson } from '../helpers';
+import { history, readJson, scanIndex, statePath, storageFixtures, type StorageJson } from '../support/fixtures';
+import { sampleSite } from '../support/site';
+import { copy, md5, tmpDir } from '../support/fs';
+import { FIXTURE_REPO, FIXTURES, HISTORY } from '../support/paths';
 
 /** The WriteTxn that reproduces a transaction read from `bytes`. */
 function toWrite(t: TxnInfo, bytes: Buffer, blobContent?: (oid: Buffer, tid: Buffer) => Buffer): WriteTxn {
@@ -52,6 +54,7 @@ describe('writer: rewrites the fixtures byte for byte', () => {
       const txns = await readAll(fx.fs);
       const out = path.join(dir, 'Data.fs');
       const w = await FileStorageWriter.create(out, { magic: bytes.toString('latin1', 0, 4) });
+      t.after(() => w.close());
       for (const txn of txns) {
         const v = await w.commit(toWrite(txn, bytes));
         assert.equal(v.pos, txn.pos);
@@ -77,6 +80,7 @@ describe('writer: rewrites the fixtures byte for byte', () => {
       const f = path.join(dir, `S${i + 1}.fs`);
       const bytes = fs.readFileSync(statePath(i + 1));
       const w = await FileStorageWriter.create(f);
+      t.after(() => w.close());
       for (const txn of await readAll(statePath(i + 1))) await w.commit(toWrite(txn, bytes));
       await w.close({ writeIndex: true });
       assert.ok(fs.readFileSync(f + '.index').equals(fs.readFileSync(path.join(FIXTURE_REPO, `${s.stamp}.index`))), s.stamp);
@@ -89,6 +93,7 @@ describe('writer: rewrites the fixtures byte for byte', () => {
     const s4 = fs.readFileSync(statePath(4));
     const s4txns = await readAll(statePath(4));
     const w = await FileStorageWriter.open(f);
+    t.after(() => w.close());
     assert.equal(w.end, 7412);
     assert.equal(w.lastTransactionId?.toString('hex'), history().steps[2].last_tid);
     const last = s4txns[s4txns.length - 1];
@@ -98,9 +103,9 @@ describe('writer: rewrites the fixtures byte for byte', () => {
     assert.ok(fs.readFileSync(f).equals(s4));
     // A new oid continues after the highest one.
     const w2 = await FileStorageWriter.open(f);
+    t.after(() => w2.close());
     const maxOid = Math.max(...s4txns.flatMap((x) => x.records.map((r) => Number(r.oid.readBigUInt64BE()))));
     assert.equal(Number(w2.newOid().readBigUInt64BE()), maxOid + 1);
-    await w2.close();
   });
 
   it('rejects tids that do not increase', async (t) => {
@@ -178,6 +183,7 @@ describe('writer: blobs', () => {
     const blobDir = path.join(dir, 'blobstorage');
     const out = path.join(dir, 'Data.fs');
     const w = await FileStorageWriter.create(out, { blobDir, layout: 'lawn' });
+    t.after(() => w.close());
     const content = (oid: Buffer, tid: Buffer) => fs.readFileSync(path.join(src, 'blobstorage', blobRelPath(oid, tid, 'lawn')));
     let blobRecords = 0;
     for (const txn of await readAll(path.join(src, 'Data.fs'))) {
@@ -198,7 +204,7 @@ describe('writer: blobs', () => {
   it('bushy: blob files go to one folder per oid byte', async (t) => {
     const dir = tmpDir(t);
     const blobDir = path.join(dir, 'blobstorage');
-    const site = await SampleSite.create({ file: path.join(dir, 'Data.fs'), blobDir });
+    const site = await sampleSite(t, { file: path.join(dir, 'Data.fs'), blobDir });
     const oid = await site.uploadFile('a.pdf', Buffer.from('%PDF first'));
     await site.uploadFile('a.pdf', Buffer.from('%PDF second'), oid);
     await site.addDocument('Hello');

@@ -18,14 +18,20 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { backupDeployment, discoverDeployment, drillDeployment, foldersFor, listGenerations, SampleSite, backup } from '../../src/engine/internal';
-import { assertConsistent, content, fakeClock, makeSite, referencedBlobs, blobFiles } from '../deploy/helpers';
-import { blobContents, md5File, recordFigures, recoverMd5, registeredStamps, runHooked, tempLeftovers, tmp, verifyClean, type HookedRun } from './helpers';
+import { backup, backupDeployment, discoverDeployment, drillDeployment, foldersFor, listGenerations } from '../../src/engine/internal';
+import { assertConsistent, referencedBlobs } from '../support/assert';
+import { type HookedRun, recordFigures, runHooked } from '../support/crash';
+import { fakeClock } from '../support/fixtures';
+import { blobContents, blobFiles, content, md5File, tempLeftovers, type TestHooks, tmpDir } from '../support/fs';
+import { recoverMd5, registeredStamps, verifyClean } from '../support/repo';
+import { makeSite, sampleSite } from '../support/site';
 
 const FIG = 'concurrent';
 let cases = 0;
 
 const SLOW = { STEP_DELAY_MS: '25' };
+/** For a run that must still hold its lock when another node process has started (slow on a loaded machine). */
+const SLOWER = { STEP_DELAY_MS: '200' };
 
 /** Resolves once `lockFile` names a run doing `what`. */
 async function heldBy(lockFile: string, what: string): Promise<void> {
@@ -40,9 +46,9 @@ async function heldBy(lockFile: string, what: string): Promise<void> {
   throw new Error(`${lockFile} never held by ${what}`);
 }
 
-async function site(t: Parameters<typeof tmp>[0]) {
-  const root = tmp(t);
-  const s = await makeSite(root, { docs: 3, files: 3 });
+async function site(t: TestHooks) {
+  const root = tmpDir(t);
+  const s = await makeSite(t, root, { docs: 3, files: 3 });
   const dep = await discoverDeployment(root);
   const clock = fakeClock();
   await backupDeployment(dep, 'backup', { now: clock.now });
@@ -97,11 +103,11 @@ describe('two runs at once', () => {
   });
 
   it('two repozo -B on one repository', async (t) => {
-    const dir = tmp(t);
+    const dir = tmpDir(t);
     const file = path.join(dir, 'Data.fs');
     const repo = path.join(dir, 'repo');
     fs.mkdirSync(repo);
-    const site = await SampleSite.create({ file });
+    const site = await sampleSite(t, { file });
     for (let i = 0; i < 5; i++) await site.addDocument(`d${i}`);
     await backup({ file, repository: repo, now: fakeClock().now });
     await site.addDocument('more');
@@ -112,7 +118,7 @@ describe('two runs at once', () => {
     const b = runHooked([...args, '-F'], { env: SLOW });
     ok(await a, 'first repozo');
     ok(await b, 'second repozo');
-    const c = runHooked([...args, '-F'], { env: SLOW });
+    const c = runHooked([...args, '-F'], { env: SLOWER });
     await heldBy(path.join(repo, '.plone-backup.lock'), 'backup');
     const d = await runHooked([...args, '--lock-wait=0']);
     assert.equal(d.status, 1);
@@ -139,7 +145,7 @@ describe('two runs at once', () => {
     await assertConsistent(s.file, s.blobDir);
     await allGood(root, repo, s.file);
     // A restore during a backup: refuses with --lock-wait 0 and changes nothing; then one that waits.
-    const s2 = await SampleSite.open({ file: s.file, blobDir: s.blobDir });
+    const s2 = await sampleSite(t, { open: true, file: s.file, blobDir: s.blobDir });
     await s2.uploadFile('newer.pdf', content('newer'));
     await s2.close();
     const live = md5File(s.file);

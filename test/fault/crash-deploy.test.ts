@@ -34,31 +34,19 @@ import {
   restoreDeployment,
   type BackupCommand,
 } from '../../src/engine/internal';
-import { content, fakeClock, makeSite, referencedBlobs, snapshot, assertConsistent } from '../deploy/helpers';
-import {
-  assertIndexFits,
-  blobContents,
-  committedMd5,
-  crashLoop,
-  liveState,
-  md5File,
-  recordFigures,
-  recoverMd5,
-  registeredStamps,
-  repoStates,
-  tempLeftovers,
-  tmp,
-  verifyAfterKill,
-  verifyClean,
-  type KillReport,
-} from './helpers';
+import { assertConsistent, assertIndexFits, referencedBlobs } from '../support/assert';
+import { crashLoop, type KillReport, recordFigures } from '../support/crash';
+import { fakeClock } from '../support/fixtures';
+import { blobContents, content, md5File, snapshot, tempLeftovers, tmpDir, type TestHooks } from '../support/fs';
+import { committedMd5, liveState, recoverMd5, registeredStamps, repoStates, verifyAfterKill, verifyClean } from '../support/repo';
+import { makeSite } from '../support/site';
 
 const FIG = 'crash-deploy';
 const reports: KillReport[] = [];
 
 /** A small site with `gens` backups of `kind` made at a fake clock, then more commits. */
-async function baseSite(dir: string, kinds: BackupCommand[]): Promise<void> {
-  const s = await makeSite(dir, { docs: 2, files: 2 });
+async function baseSite(t: TestHooks, dir: string, kinds: BackupCommand[]): Promise<void> {
+  const s = await makeSite(t, dir, { docs: 2, files: 2 });
   const dep = await discoverDeployment(dir);
   const clock = fakeClock('2026-03-01-10-00-00', 60);
   let n = 0;
@@ -89,9 +77,9 @@ function generations(blobs: string): Record<string, Record<string, string>> {
  * The crash loop for one backup command: the state before, the checks after
  * each kill, and the next run.
  */
-async function backupCrash(t: Parameters<typeof tmp>[0], name: string, kind: BackupCommand, baseKinds: BackupCommand[], args: string[], keep?: number): Promise<void> {
-  const base = tmp(t);
-  await baseSite(base, baseKinds);
+async function backupCrash(t: TestHooks, name: string, kind: BackupCommand, baseKinds: BackupCommand[], args: string[], keep?: number): Promise<void> {
+  const base = tmpDir(t);
+  await baseSite(t, base, baseKinds);
   const dep0 = await discoverDeployment(base);
   const s0 = dep0.storages[0];
   const { repo: repo0, blobs: blobs0 } = foldersFor(s0, commandKind(kind));
@@ -198,9 +186,9 @@ describe('a deployment command killed at any step loses nothing', () => {
    * Restores: the old live state (S_old) and the state restored (S_new), each a
    * Data.fs and its blob files. After a kill the live site must be one of them.
    */
-  async function restoreCrash(t: Parameters<typeof tmp>[0], name: string, incremental: boolean): Promise<void> {
-    const base = tmp(t);
-    await baseSite(base, ['backup', 'backup', 'backup']);
+  async function restoreCrash(t: TestHooks, name: string, incremental: boolean): Promise<void> {
+    const base = tmpDir(t);
+    await baseSite(t, base, ['backup', 'backup', 'backup']);
     let dep0 = await discoverDeployment(base);
     const s0 = dep0.storages[0];
     const repo0 = foldersFor(s0, 'backup').repo;

@@ -16,22 +16,12 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SampleSite, backup, recover } from '../../src/engine/internal';
-import { fakeClock } from '../deploy/helpers';
-import {
-  assertIndexFits,
-  crashLoop,
-  md5File,
-  recordFigures,
-  recoverMd5,
-  registeredStamps,
-  repoStates,
-  tempLeftovers,
-  tmp,
-  verifyAfterKill,
-  verifyClean,
-  type KillReport,
-} from './helpers';
+import { backup, recover, SampleSite } from '../../src/engine/internal';
+import { assertIndexFits } from '../support/assert';
+import { crashLoop, type KillReport, recordFigures } from '../support/crash';
+import { fakeClock } from '../support/fixtures';
+import { md5File, tempLeftovers, type TestHooks, tmpDir } from '../support/fs';
+import { recoverMd5, registeredStamps, repoStates, verifyAfterKill, verifyClean } from '../support/repo';
 
 const FIG = 'crash-repozo';
 const reports: KillReport[] = [];
@@ -51,8 +41,8 @@ async function base(dir: string, backups: number): Promise<void> {
   await site.close();
 }
 
-async function backupCrash(t: Parameters<typeof tmp>[0], name: string, backups: number, flags: string[], killOld = false): Promise<void> {
-  const dir0 = tmp(t);
+async function backupCrash(t: TestHooks, name: string, backups: number, flags: string[], killOld = false): Promise<void> {
+  const dir0 = tmpDir(t);
   await base(dir0, backups);
   const live = md5File(path.join(dir0, 'Data.fs'));
   const states = await repoStates(path.join(dir0, 'repo'));
@@ -104,7 +94,7 @@ describe('repozo killed at any step loses nothing', () => {
   });
 
   it('-R -o: recover over an existing Data.fs', async (t) => {
-    const dir0 = tmp(t);
+    const dir0 = tmpDir(t);
     await base(dir0, 3);
     const repo0 = path.join(dir0, 'repo');
     const stamps = await registeredStamps(repo0);

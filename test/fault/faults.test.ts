@@ -27,7 +27,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   PloneBackupError,
-  SampleSite,
   backup,
   backupDeployment,
   committedEnd,
@@ -39,8 +38,13 @@ import {
   type Deployment,
   OWNERS_FILE,
 } from '../../src/engine/internal';
-import { assertConsistent, blobFiles, content, fakeClock, makeSite, referencedBlobs, snapshot, type Site } from '../deploy/helpers';
-import { CLI, blobContents, md5File, recordFigures, recoverMd5, registeredStamps, runHooked, tempLeftovers, tmp, verifyClean } from './helpers';
+import { assertConsistent, referencedBlobs } from '../support/assert';
+import { recordFigures, runHooked } from '../support/crash';
+import { fakeClock } from '../support/fixtures';
+import { blobContents, blobFiles, content, md5File, snapshot, tempLeftovers, tmpDir, type TestHooks } from '../support/fs';
+import { CLI } from '../support/paths';
+import { recoverMd5, registeredStamps, verifyClean } from '../support/repo';
+import { makeSite, type Site, sampleSite } from '../support/site';
 
 const FIG = 'faults';
 const counts: Record<string, number> = {};
@@ -166,11 +170,11 @@ async function faultLoop(name: string, op: () => Promise<unknown>, watch: string
 
 describe('a write that fails part way (ENOSPC, EIO) loses nothing', () => {
   it('repozo backups: full and incremental, plain and gzip', async (t) => {
-    const dir = tmp(t);
+    const dir = tmpDir(t);
     const file = path.join(dir, 'Data.fs');
     const repo = path.join(dir, 'repo');
     fs.mkdirSync(repo);
-    const site = await SampleSite.create({ file });
+    const site = await sampleSite(t, { file });
     for (let i = 0; i < 20; i++) await site.addDocument(`doc ${i}`, 'x'.repeat(2000));
     const clock = fakeClock();
     for (const gzip of [false, true]) {
@@ -190,8 +194,8 @@ describe('a write that fails part way (ENOSPC, EIO) loses nothing', () => {
   });
 
   it('deployment backup, zip backup, recover and restore', async (t) => {
-    const root = tmp(t);
-    const s = await makeSite(root, { docs: 10, files: 3 });
+    const root = tmpDir(t);
+    const s = await makeSite(t, root, { docs: 10, files: 3 });
     const dep = await discoverDeployment(root);
     const clock = fakeClock();
     const v = s.varDir;
@@ -258,8 +262,8 @@ function mountTmpfs(dir: string, size: string): () => void {
 
 describe('a real full disk', () => {
   it('backups into a tmpfs that fills up fail cleanly, and work once there is room', { skip: !MOUNT && 'cannot mount a tmpfs here' }, async (t) => {
-    const root = tmp(t);
-    const s = await makeSite(root, { docs: 30, files: 0 });
+    const root = tmpDir(t);
+    const s = await makeSite(t, root, { docs: 30, files: 0 });
     for (let i = 0; i < 12; i++) await s.site.uploadFile(`big${i}.bin`, content(`big${i}`, 40_000));
     await s.site.close();
     const backups = path.join(root, 'bk');
@@ -311,9 +315,9 @@ const RUNUSER = process.getuid?.() === 0 && spawnSync('runuser', ['-u', 'nobody'
 describe('permission denied', () => {
   it('backup and restore as a user who may not write there: a clear error, nothing changed', { skip: !RUNUSER && 'needs root and runuser' }, async (t) => {
     // Under /tmp, readable by everyone, writable by root only.
-    const root = tmp(t);
+    const root = tmpDir(t);
     fs.chmodSync(root, 0o755);
-    const s = await makeSite(root, { docs: 2, files: 2 });
+    const s = await makeSite(t, root, { docs: 2, files: 2 });
     await s.site.close();
     const dep = await discoverDeployment(root);
     await backupDeployment(dep, 'backup', { now: fakeClock().now });
@@ -344,8 +348,8 @@ describe('permission denied', () => {
   });
 
   it('a backup folder path that is a regular file', async (t) => {
-    const root = tmp(t);
-    const s = await makeSite(root, { docs: 1, files: 1 });
+    const root = tmpDir(t);
+    const s = await makeSite(t, root, { docs: 1, files: 1 });
     await s.site.close();
     const blocker = path.join(root, 'not-a-folder');
     fs.writeFileSync(blocker, 'x');
@@ -375,7 +379,7 @@ describe('permission denied', () => {
 
 describe('backups on another filesystem (no hard links across)', () => {
   /** A folder on another filesystem than os.tmpdir(): /dev/shm, else a tmpfs mount. */
-  function otherFs(t: Parameters<typeof tmp>[0]): string | undefined {
+  function otherFs(t: TestHooks): string | undefined {
     const here = fs.statSync(os.tmpdir()).dev;
     if (fs.existsSync('/dev/shm') && fs.statSync('/dev/shm').dev !== here) {
       const d = fs.mkdtempSync('/dev/shm/pb-fault-');
@@ -395,8 +399,8 @@ describe('backups on another filesystem (no hard links across)', () => {
   it('backs up, and restores with copies where links cannot cross', async (t) => {
     const other = otherFs(t);
     if (!other) return t.skip('no second filesystem');
-    const root = tmp(t);
-    const s = await makeSite(root, { docs: 3, files: 3 });
+    const root = tmpDir(t);
+    const s = await makeSite(t, root, { docs: 3, files: 3 });
     const dep = await discoverDeployment(root, { backupRoot: other });
     const clock = fakeClock();
     const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
@@ -417,8 +421,8 @@ describe('backups on another filesystem (no hard links across)', () => {
   });
 
   it('an EXDEV from link makes a blob generation copy instead', async (t) => {
-    const root = tmp(t);
-    const s = await makeSite(root, { docs: 1, files: 3 });
+    const root = tmpDir(t);
+    const s = await makeSite(t, root, { docs: 1, files: 3 });
     const dep = await discoverDeployment(root);
     const clock = fakeClock();
     await backupDeployment(dep, 'backup', { now: clock.now });
@@ -451,9 +455,9 @@ describe('backups on another filesystem (no hard links across)', () => {
 // Blobs and Data.fs changing under a backup
 
 describe('the live site changes under a backup', () => {
-  async function siteWithBackup(t: Parameters<typeof tmp>[0]): Promise<{ s: Site; dep: Deployment; clock: ReturnType<typeof fakeClock>; fileOid: Buffer }> {
-    const root = tmp(t);
-    const s = await makeSite(root, { docs: 2, files: 1 });
+  async function siteWithBackup(t: TestHooks): Promise<{ s: Site; dep: Deployment; clock: ReturnType<typeof fakeClock>; fileOid: Buffer }> {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root, { docs: 2, files: 1 });
     const fileOid = await s.site.uploadFile('report.pdf', content('r1'));
     const dep = await discoverDeployment(root);
     const clock = fakeClock();
@@ -519,11 +523,11 @@ describe('the live site changes under a backup', () => {
   });
 
   it('Data.fs replaced by a pack while it is read: the backup is the file it opened, the next one sees the pack', async (t) => {
-    const dir = tmp(t);
+    const dir = tmpDir(t);
     const file = path.join(dir, 'Data.fs');
     const repo = path.join(dir, 'repo');
     fs.mkdirSync(repo);
-    const site = await SampleSite.create({ file });
+    const site = await sampleSite(t, { file });
     const oids: Buffer[] = [];
     for (let i = 0; i < 40; i++) oids.push(await site.addDocument(`doc ${i}`, 'y'.repeat(3000)));
     for (const o of oids.slice(0, 20)) await site.editDocument(o, 'edited', 'z'.repeat(100));
@@ -557,15 +561,14 @@ describe('the live site changes under a backup', () => {
       assert.equal(await recoverMd5(repo), md5File(file));
       count('Data.fs packed mid-read');
     }
-    await site.close();
   });
 
   it('Data.fs cut short while it is read: a committed prefix or SOURCE_CHANGED, never a torn copy', async (t) => {
-    const dir = tmp(t);
+    const dir = tmpDir(t);
     const file = path.join(dir, 'Data.fs');
     const repo = path.join(dir, 'repo');
     fs.mkdirSync(repo);
-    const site = await SampleSite.create({ file });
+    const site = await sampleSite(t, { file });
     // Bigger than one 4 MiB read, so the cut can fall between two reads.
     for (let i = 0; i < 10; i++) await site.addDocument(`doc ${i}`, String(i).repeat(1024 * 1024));
     await site.close();

@@ -22,11 +22,11 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { recordFigures } from './helpers';
-import { GROUPS, SHAPES, type GroupResult, type ShapeReport } from './fuzzcases';
+import { recordFigures } from '../support/crash';
+import { type GroupResult, GROUPS, type ShapeReport, SHAPES } from './fuzzcases';
+import { spawn, spawnSync } from 'node:child_process';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261126);
 const SCALE = Number(process.env.FUZZ_SCALE ?? 1);

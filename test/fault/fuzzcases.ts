@@ -47,7 +47,7 @@ import {
   recover,
   storagesOf,
 } from '../../src/engine/internal';
-import { Rng } from './helpers';
+import { Rng } from '../support/rng';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const FIX = path.join(ROOT, 'test', 'fixtures', 'zodb');

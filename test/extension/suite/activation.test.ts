@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { Command, VIEW_ID } from '../../../src/extension/commands';
+import { EXTENSION_ID } from './host';
 
-const EXTENSION_ID = 'plone-backup.plone-backup'; // publisher.name in package.json
 
 suite('Extension activation', () => {
   test('is present, activates and registers its commands', async () => {

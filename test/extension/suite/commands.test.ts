@@ -3,38 +3,22 @@
 // and in the tree, restores replace the dev database and keep the old one,
 // a missing blob shows in the Problems panel, cancellation leaves nothing behind.
 //
-// The tests run in order and share the workspace (each builds on the last).
+// The tests share the workspace folder but not its state: each starts from a
+// fresh sample site (var/ wiped) and makes the backups it needs, so any one of
+// them runs alone (PLONE_BACKUP_TEST_GREP) or in any order.
 import * as assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { SampleSite, backupDeployment, discoverDeployment, isStamp, parseStamp, siteRunning } from '../../../src/engine/internal';
-import { Command, type Outcome } from '../../../src/extension/commands';
+import { backupDeployment, discoverDeployment, isStamp, parseStamp, SampleSite, siteRunning } from '../../../src/engine/internal';
+import { Command } from '../../../src/extension/commands';
+import { done, exec, EXTENSION_ID, ls, waitFor } from './host';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { GenerationNode, Node } from '../../../src/extension/tree';
 
-const EXTENSION_ID = 'plone-backup.plone-backup';
-
-function exec<T = unknown>(id: string, args?: unknown): Promise<Outcome<T>> {
-  return Promise.resolve(vscode.commands.executeCommand<Outcome<T>>(id, args));
-}
-
-function done<T>(o: Outcome<T>, what: string): T {
-  assert.equal(o.status, 'done', `${what}: ${JSON.stringify(o)}`);
-  return (o as { value: T }).value;
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const ls = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
 const temps = (dir: string) => ls(dir).filter((n) => n.startsWith('.plone-backup-') && n !== '.plone-backup-cache.json');
 
 function findFiles(dir: string, suffix: string): string[] {
@@ -55,6 +39,9 @@ suite('Plone Backup commands on a sample deployment', function () {
   let blobDir: string;
   let var_: string;
   let locker: ChildProcess | undefined;
+  /** Where fresh() moves the old var/ folders (see there). */
+  let attic: string;
+  let atticCount = 0;
 
   const dir = (name: string) => path.join(var_, name);
   const roots = () => api.tree.getChildren();
@@ -64,6 +51,59 @@ suite('Plone Backup commands on a sample deployment', function () {
   const gen = (stamp: string, kind = 'backup') => gens().find((g) => g.gen.stamp === stamp && g.group.kind === kind);
   const label = (n: Node) => String(api.tree.getTreeItem(n).label);
   const description = (n: Node) => String(api.tree.getTreeItem(n).description ?? '');
+
+  /**
+   * A clean start: var/ wiped (its watchers go with a refresh), then, unless
+   * `empty`, the sample site (2 documents, 2 files: 6 transactions, the last
+   * "Added News") discovered afresh.
+   */
+  async function fresh(opts: { empty?: boolean } = {}): Promise<void> {
+    stopLocker();
+    // Moved aside, not deleted, until the suite ends: a new Data.fs must not get
+    // a freed inode of an old one, as the extension's live-scan cache knows a
+    // Data.fs by its path and inode (and would take the new one for the old).
+    try {
+      if (fs.existsSync(var_)) fs.renameSync(var_, path.join(attic, `var-${atticCount++}`));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+      fs.rmSync(var_, { recursive: true, force: true });
+    }
+    done(await exec(Command.refresh), 'refresh');
+    if (opts.empty) return;
+    const site = await SampleSite.create({ file: dataFs, blobDir });
+    try {
+      await site.addDocument('Front page');
+      await site.uploadFile('report.pdf', randomBytes(3000));
+      await site.uploadFile('logo.png', randomBytes(2000));
+      await site.addDocument('News');
+    } finally {
+      await site.close();
+    }
+    done(await exec(Command.refresh), 'refresh');
+  }
+
+  /** Runs a backup command; returns the stamp of its (first) storage's piece. */
+  async function backUp(command: string = Command.backup, args?: unknown): Promise<string> {
+    const res = done(await exec<{ filestorage: { action: string; stamp: string } }[]>(command, args), command);
+    return res[0].filestorage.stamp;
+  }
+
+  /**
+   * A fresh site with the backups the first tests make: a full backup, an
+   * incremental after a new document, a second full after an upload, a
+   * snapshot and a zip backup (8 transactions in all).
+   */
+  async function history(): Promise<{ firstFull: string; incremental: string; secondFull: string }> {
+    await fresh();
+    const firstFull = await backUp();
+    await commit((s) => s.addDocument('Second', undefined, '/ editor'));
+    const incremental = await backUp();
+    await commit((s) => s.uploadFile('third.txt', Buffer.from('third')));
+    const secondFull = await backUp(Command.fullBackup);
+    await backUp(Command.snapshot);
+    await backUp(Command.zipBackup);
+    return { firstFull, incremental, secondFull };
+  }
 
   async function commit(fn: (s: SampleSite) => Promise<unknown>): Promise<void> {
     const s = await SampleSite.open({ file: dataFs, blobDir });
@@ -80,6 +120,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     var_ = path.join(ws, 'var');
     dataFs = path.join(var_, 'filestorage', 'Data.fs');
     blobDir = path.join(var_, 'blobstorage');
+    attic = fs.mkdtempSync(path.join(os.tmpdir(), 'plone-backup-attic-'));
     const ext = vscode.extensions.getExtension<PloneBackupApi>(EXTENSION_ID)!;
     api = await ext.activate();
     assert.ok(api?.tree && api.model, 'activate() does not return the API');
@@ -95,10 +136,14 @@ suite('Plone Backup commands on a sample deployment', function () {
     }
     locker = undefined;
   };
-  suiteTeardown(stopLocker);
+  suiteTeardown(() => {
+    stopLocker();
+    if (attic) fs.rmSync(attic, { recursive: true, force: true });
+  });
 
   test('an empty workspace: no deployment, an empty tree, and backing up says why not', async () => {
-    assert.ok(!fs.existsSync(dataFs), 'the test workspace should start empty');
+    await fresh({ empty: true });
+    assert.ok(!fs.existsSync(dataFs));
     done(await exec(Command.refresh), 'refresh');
     assert.equal(api.model.deployments.length, 0);
     assert.deepEqual(roots(), [], 'the welcome view shows when the tree is empty');
@@ -108,13 +153,7 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('a sample site is discovered; with no backup yet the tree is empty (welcome view)', async () => {
-    const site = await SampleSite.create({ file: dataFs, blobDir });
-    await site.addDocument('Front page');
-    await site.uploadFile('report.pdf', randomBytes(3000));
-    await site.uploadFile('logo.png', randomBytes(2000));
-    await site.addDocument('News');
-    await site.close();
-    done(await exec(Command.refresh), 'refresh');
+    await fresh();
     assert.equal(api.model.deployments.length, 1);
     assert.equal(api.model.deployments[0].dep!.storages[0].file, dataFs);
     assert.deepEqual(roots(), []);
@@ -123,12 +162,12 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.equal(api.status.stale, true);
   });
 
-  let firstFull: string;
   test('Back Up Now: a full backup and its blob generation, on disk and in the tree', async () => {
+    await fresh();
     const res = done(await exec<{ filestorage: { action: string; stamp: string }; blobGeneration?: string }[]>(Command.backup), 'backup');
     assert.equal(res.length, 1);
     assert.equal(res[0].filestorage.action, 'full');
-    firstFull = res[0].filestorage.stamp;
+    const firstFull = res[0].filestorage.stamp;
     assert.ok(isStamp(firstFull));
     const backups = ls(dir('backups'));
     for (const n of [`${firstFull}.fsz`, `${firstFull}.dat`, `${firstFull}.index`]) assert.ok(backups.includes(n), `${n} not in ${backups}`);
@@ -158,12 +197,13 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.equal(api.status.stale, false);
   });
 
-  let incremental: string;
   test('an incremental backup is a child of its full backup', async () => {
+    await fresh();
+    const firstFull = await backUp();
     await commit((s) => s.addDocument('Second', undefined, '/ editor'));
     const res = done(await exec<{ filestorage: { action: string; stamp: string } }[]>(Command.backup, { folder: ws }), 'backup');
     assert.equal(res[0].filestorage.action, 'incremental');
-    incremental = res[0].filestorage.stamp;
+    const incremental = res[0].filestorage.stamp;
     assert.ok(ls(dir('backups')).includes(`${incremental}.deltafsz`));
     const full = gen(firstFull)!;
     assert.equal(full.incrementals.length, 1);
@@ -176,12 +216,15 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.equal(api.tree.getTreeItem(full).contextValue, 'generation');
   });
 
-  let secondFull: string;
   test('full backup, snapshot and zip backup each land in their folders and groups', async () => {
+    await fresh();
+    const firstFull = await backUp();
+    await commit((s) => s.addDocument('Second', undefined, '/ editor'));
+    await backUp();
     await commit((s) => s.uploadFile('third.txt', Buffer.from('third')));
     const full = done(await exec<{ filestorage: { action: string; stamp: string } }[]>(Command.fullBackup), 'full backup');
     assert.equal(full[0].filestorage.action, 'full');
-    secondFull = full[0].filestorage.stamp;
+    const secondFull = full[0].filestorage.stamp;
     const snap = done(await exec<{ filestorage: { stamp: string } }[]>(Command.snapshot), 'snapshot');
     const zip = done(await exec<{ filestorage: { stamp: string }; blobGeneration: string }[]>(Command.zipBackup), 'zip backup');
     assert.ok(ls(dir('snapshotbackups')).includes(`${snap[0].filestorage.stamp}.fsz`));
@@ -197,6 +240,7 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('verify backups, a restore drill and check consistency find nothing wrong', async () => {
+    await history();
     const verified = done(await exec<{ severity: string }[]>(Command.verify), 'verify');
     assert.deepEqual(verified.filter((f) => f.severity !== 'info'), []);
     const drills = done(await exec<{ ok: boolean; problems: string[]; transactions: number }[]>(Command.drill), 'drill');
@@ -210,6 +254,7 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('the tree refreshes by itself when a backup appears on disk', async () => {
+    const { secondFull } = await history();
     await commit((s) => s.addDocument('Made outside VS Code'));
     // A backup made by someone else (cron, the CLI): the engine, not the extension.
     const dep = await discoverDeployment(ws);
@@ -220,6 +265,7 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('copy stamp, reveal in the explorer and in the OS', async () => {
+    const { firstFull, incremental } = await history();
     const node = gen(firstFull)!;
     assert.equal(done(await exec<string>(Command.copyStamp, node), 'copy stamp'), firstFull);
     const text = await vscode.env.clipboard.readText();
@@ -231,6 +277,7 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('restore a generation: the dev database is replaced and the old one kept', async () => {
+    const { firstFull } = await history();
     await commit((s) => s.addDocument('Written after the backups'));
     const before = fs.statSync(dataFs).size;
     const want = gen(firstFull)!.gen.end;
@@ -249,6 +296,8 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('restore… to a date: the newest state before it', async () => {
+    const { secondFull } = await history();
+    await commit((s) => s.addDocument('Written after the backups'));
     const node = gen(secondFull)!;
     const res = done(await exec<{ mode: string; stamp: string }[]>(Command.restore, { date: node.gen.stamp, yes: true, keepOld: false }), 'restore by date');
     assert.equal(res[0].stamp, secondFull);
@@ -256,6 +305,7 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('restore is refused while the site runs, with the reason', async () => {
+    const { firstFull } = await history();
     const lockFile = `${dataFs}.lock`;
     locker = spawn('flock', [lockFile, 'sleep', '60'], { stdio: 'ignore', detached: true });
     await waitFor(async () => (await siteRunning(dataFs)) !== undefined, 'the lock to be held', 5000);
@@ -273,6 +323,7 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('delete: never the newest complete generation; a full goes with its incrementals and their blobs', async () => {
+    const { firstFull, incremental, secondFull } = await history();
     const newest = gens().find((g) => g.newestComplete && g.group.kind === 'backup')!;
     const refused = await exec(Command.deleteGeneration, { stamp: newest.gen.stamp, kind: 'backup', yes: true });
     assert.equal(refused.status, 'failed');
@@ -294,6 +345,8 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('a missing blob file shows on Data.fs in the Problems panel, and goes away when fixed', async () => {
+    await fresh();
+    await backUp();
     const blobs = findFiles(blobDir, '.blob');
     assert.ok(blobs.length >= 2);
     const victim = blobs[0];
@@ -322,6 +375,8 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('a backup cancelled before it starts changes nothing', async () => {
+    await fresh();
+    await backUp();
     const before = { b: ls(dir('backups')), g: ls(dir('blobstoragebackups')) };
     const cts = new vscode.CancellationTokenSource();
     cts.cancel();
@@ -332,6 +387,8 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('a backup cancelled while it writes leaves no partial files', async () => {
+    await fresh();
+    await backUp();
     // A database big enough that the full backup takes a while (incompressible text).
     await commit(async (s) => {
       for (let i = 0; i < 12; i++) await s.addDocument(`Big ${i}`, randomBytes(1536 * 1024).toString('base64'));
@@ -357,13 +414,15 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.deepEqual(ls(repo).filter((n) => n !== '.plone-backup-cache.json'), before.b, 'the repository changed');
     assert.deepEqual(ls(blobs), before.g, 'the blob backups changed');
     assert.ok(!fs.existsSync(path.join(repo, '.plone-backup.lock')), 'the lock was not released');
-    // And the next backup works (a full one: the restores above rewrote history).
+    // And the next backup works.
     const again = done(await exec<{ filestorage: { action: string } }[]>(Command.backup), 'backup after the cancel');
     assert.notEqual(again[0].filestorage.action, 'none');
     assert.deepEqual(temps(repo), []);
   });
 
   test('the status bar warns when the newest backup is older than the setting', async () => {
+    await fresh();
+    await backUp();
     const cfg = vscode.workspace.getConfiguration('ploneBackup');
     await cfg.update('statusBar.warnAfterHours', 0.0001, vscode.ConfigurationTarget.Global);
     try {
@@ -384,6 +443,7 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('settings map onto the discovery (backupDir, keep)', async () => {
+    await fresh();
     const cfg = vscode.workspace.getConfiguration('ploneBackup');
     await cfg.update('backupDir', 'elsewhere', vscode.ConfigurationTarget.Global);
     await cfg.update('keep', 5, vscode.ConfigurationTarget.Global);
@@ -408,6 +468,8 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('restore… without arguments asks with a quick pick of the generations (dismissed: nothing happens)', async () => {
+    await fresh();
+    await backUp();
     const before = fs.statSync(dataFs);
     let settled = false;
     const p = exec(Command.restore).finally(() => (settled = true));
@@ -422,6 +484,8 @@ suite('Plone Backup commands on a sample deployment', function () {
   });
 
   test('several storages are shown separately and all backed up', async () => {
+    await fresh();
+    await backUp();
     const catalog = await SampleSite.create({ file: path.join(var_, 'filestorage', 'catalog.fs'), blobDir: path.join(var_, 'blobstorage_catalog') });
     await catalog.uploadFile('index.bin', randomBytes(500));
     await catalog.close();

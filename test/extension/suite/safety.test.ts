@@ -8,6 +8,9 @@
 //
 // Runs after commands.test.ts in the same workspace, or alone (it makes its own site):
 // ploneBackup.varDir pins the deployment to var/filestorage/Data.fs and var/blobstorage.
+// Each test starts with no consent given, the backup folder at its default, a
+// fresh folder outside the workspace, and makes the backups it needs: any one
+// of them runs alone (PLONE_BACKUP_TEST_GREP) or in any order.
 import * as assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -15,30 +18,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { SampleSite, siteRunning } from '../../../src/engine/internal';
-import { Command, type Outcome } from '../../../src/extension/commands';
+import { Command } from '../../../src/extension/commands';
+import { done, exec, EXTENSION_ID, ls, waitFor } from './host';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { Confirmation } from '../../../src/extension/safety';
-
-const EXTENSION_ID = 'plone-backup.plone-backup';
-
-function exec<T = unknown>(id: string, args?: unknown): Promise<Outcome<T>> {
-  return Promise.resolve(vscode.commands.executeCommand<Outcome<T>>(id, args));
-}
-
-function done<T>(o: Outcome<T>, what: string): T {
-  assert.equal(o.status, 'done', `${what}: ${JSON.stringify(o)}`);
-  return (o as { value: T }).value;
-}
-
-const ls = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
-
-async function waitFor(cond: () => Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 suite('Safety: consent for outside paths, arguments that skip confirmations', function () {
   this.timeout(60_000);
@@ -56,6 +39,16 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
   async function setBackupDir(dir: string | undefined): Promise<void> {
     await cfg().update('backupDir', dir, vscode.ConfigurationTarget.Global);
     done(await exec(Command.refresh), 'refresh');
+  }
+
+  /** Allows `dir` as the backup folder: backs up there once, answering Allow. Forgets the asked question. */
+  async function allowed(dir: string): Promise<void> {
+    await setBackupDir(dir);
+    await commit(`Before allowing ${path.basename(dir)}`);
+    answer = true;
+    done(await exec(Command.backup), `backup to ${dir}`);
+    answer = false;
+    asked = [];
   }
 
   async function commit(title: string): Promise<void> {
@@ -79,21 +72,26 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
       await s.uploadFile('report.pdf', Buffer.alloc(3000, 7));
       await s.close();
     }
-    outside = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'plone-backup-outside-')));
     await cfg().update('varDir', 'var', vscode.ConfigurationTarget.Global);
     await setBackupDir(undefined);
     assert.deepEqual(api.model.deployments[0].dep!.storages.map((s) => s.name), ['main']);
-    await api.consent.forget();
     api.hooks.confirm = (q) => {
       asked.push(q);
       return answer;
     };
   });
 
-  setup(() => {
+  setup(async () => {
     asked = [];
     answer = false;
     api.hooks.bypassArgs = true;
+    await api.consent.forget();
+    await setBackupDir(undefined);
+    outside = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'plone-backup-outside-')));
+  });
+
+  teardown(() => {
+    if (outside) fs.rmSync(outside, { recursive: true, force: true });
   });
 
   suiteTeardown(async () => {
@@ -103,7 +101,7 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     }
     await cfg().update('varDir', undefined, vscode.ConfigurationTarget.Global);
     await cfg().update('backupDir', undefined, vscode.ConfigurationTarget.Global);
-    if (outside) fs.rmSync(outside, { recursive: true, force: true });
+    await api?.consent.forget();
     await exec(Command.refresh);
   });
 
@@ -131,6 +129,7 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
 
   test('Allow is remembered for these paths: asked once, not again', async () => {
     const a = path.join(outside, 'a');
+    await setBackupDir(a);
     answer = true;
     const r = done(await exec<{ filestorage: { action: string } }[]>(Command.backup), 'backup');
     assert.equal(r[0].filestorage.action, 'full');
@@ -154,6 +153,7 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
   });
 
   test('a changed configuration asks again; the earlier answer still holds for its paths', async () => {
+    await allowed(path.join(outside, 'a'));
     await setBackupDir(path.join(outside, 'b'));
     answer = true;
     done(await exec(Command.fullBackup), 'full backup to b');
@@ -187,9 +187,9 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
   });
 
   test('read-only actions (verify, check, drill) ask nothing, even with outside paths', async () => {
-    await setBackupDir(path.join(outside, 'd'));
-    // d holds no backup: copy a's, so verify and drill have something to read.
-    fs.cpSync(path.join(outside, 'a'), path.join(outside, 'd'), { recursive: true, verbatimSymlinks: true });
+    // Backups in d, made with consent; then the consent is forgotten.
+    await allowed(path.join(outside, 'd'));
+    await api.consent.forget();
     done(await exec(Command.verify), 'verify');
     done(await exec(Command.check), 'check');
     const drills = done(await exec<{ ok: boolean; problems: string[] }[]>(Command.drill), 'drill');
@@ -198,7 +198,9 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
   });
 
   test('restore and delete ask too when paths are outside, even with yes: true; Cancel restores and deletes nothing', async () => {
-    // d is not allowed (a differs from it); its generations are a's.
+    // Backups in d, made with consent; then the consent is forgotten: d is not allowed.
+    await allowed(path.join(outside, 'd'));
+    await api.consent.forget();
     const gen = api.tree.allGenerations().find((g) => g.group.kind === 'backup' && g.gen.full)!;
     assert.ok(gen, 'no full backup in d');
     const before = fs.statSync(dataFs);
@@ -270,6 +272,10 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
   });
 
   test('with the test hooks, yes: true skips the confirmation (what the other suites rely on)', async () => {
+    await commit('Before the first full backup');
+    done(await exec(Command.fullBackup), 'full backup');
+    await commit('Before the second full backup');
+    done(await exec(Command.fullBackup), 'another full backup');
     const oldest = api.tree.allGenerations().filter((g) => g.group.kind === 'backup' && g.gen.full).sort((x, y) => x.gen.stamp.localeCompare(y.gen.stamp))[0];
     done(await exec(Command.deleteGeneration, { storage: 'main', kind: 'backup', stamp: oldest.gen.stamp, yes: true }), 'delete');
     assert.deepEqual(asked, []);

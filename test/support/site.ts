@@ -1,0 +1,40 @@
+/**
+ * Sample deployments (buildout layout) written with the engine's SampleSite,
+ * closed by the test's cleanup hooks whatever the test's outcome.
+ */
+import * as path from 'node:path';
+import { SampleSite } from '../../src/engine/internal';
+
+type SampleOptions = Parameters<typeof SampleSite.create>[0];
+import { content, type TestHooks } from './fs';
+
+export interface Site {
+  root: string;
+  varDir: string;
+  file: string;
+  blobDir: string;
+  site: SampleSite;
+}
+
+/**
+ * SampleSite.create (or .open with `open: true`), closed in t.after. Closing
+ * it again is harmless, so a test may still close it early (to back up a
+ * quiet site, say).
+ */
+export async function sampleSite(t: TestHooks, opts: SampleOptions & { open?: boolean }): Promise<SampleSite> {
+  const site = opts.open ? await SampleSite.open(opts) : await SampleSite.create(opts);
+  t.after(() => site.close());
+  return site;
+}
+
+/** A buildout-layout deployment: var/filestorage/Data.fs and var/blobstorage, with some documents and files. */
+export async function makeSite(t: TestHooks, root: string, opts: { docs?: number; files?: number; name?: string } = {}): Promise<Site> {
+  const varDir = path.join(root, 'var');
+  const name = opts.name ?? 'main';
+  const file = path.join(varDir, 'filestorage', name === 'main' ? 'Data.fs' : `${name}.fs`);
+  const blobDir = path.join(varDir, name === 'main' ? 'blobstorage' : `blobstorage_${name}`);
+  const site = await sampleSite(t, { file, blobDir });
+  for (let i = 0; i < (opts.docs ?? 2); i++) await site.addDocument(`${name} document ${i}`);
+  for (let i = 0; i < (opts.files ?? 2); i++) await site.uploadFile(`${name}-file${i}.pdf`, content(`${name}-${i}`, 3000 + i * 100));
+  return { root, varDir, file, blobDir, site };
+}
