@@ -38,7 +38,6 @@
 
 import { ROOT, aboutRun, loadEngine, log, newDir, printReport, rmrf, rng, run, runTrials, selectCases, settings, summarize, writeResults } from './bench-lib.mjs';
 import { promises as fsp, existsSync, readFileSync } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 
 const DATA_DIR = path.join(ROOT, 'bench-data');
