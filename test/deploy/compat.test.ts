@@ -14,9 +14,10 @@ import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backupDeployment, checkDeployment, discoverDeployment, drillDeployment, listDeployment, planRestore, recover, restoreDeployment, type Deployment } from '../../src/engine/internal';
+import { backupDeployment, checkDeployment, discoverDeployment, drillDeployment, listDeployment, recover, restoreDeployment, type Deployment } from '../../src/engine/internal';
 import {
   HISTORY,
+  planOf,
   assertConsistent,
   blobContents,
   content,
@@ -88,7 +89,7 @@ describe('collective.recipe.backup layouts', () => {
     await restoreEveryStep(dep);
     // An incremental restore within the first chain: step 2 -> step 4 appends two gzip pieces.
     await restoreDeployment(dep, { date: steps[1].stamp, keepOld: false });
-    const [plan] = await planRestore(dep, { date: steps[3].stamp });
+    const [plan] = await planOf(dep, { date: steps[3].stamp });
     assert.equal(plan.mode, 'incremental');
     const [r] = await restoreDeployment(dep, { date: steps[3].stamp });
     assert.equal(r.mode, 'incremental');

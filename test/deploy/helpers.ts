@@ -19,7 +19,21 @@ import {
   readLayout,
   scanBlobRefs,
   readIndexFile,
+  openRestore,
+  type Deployment,
+  type RestoreOptions,
+  type StoragePlan,
 } from '../../src/engine/internal';
+
+/** The plan a restore with `opts` would run now (a session opened, its plans read, closed again). */
+export async function planOf(dep: Deployment, opts: RestoreOptions = {}): Promise<StoragePlan[]> {
+  const session = await openRestore(dep, opts);
+  try {
+    return session.plans;
+  } finally {
+    await session.close();
+  }
+}
 
 /** The repository root (this file compiles to out/test/deploy/helpers.js). */
 export const ROOT = path.resolve(__dirname, '..', '..', '..');
