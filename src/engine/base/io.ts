@@ -53,8 +53,12 @@ export async function writeNewFile(file: string, data: Buffer | string, mode: nu
   await fh.close();
 }
 
-/** Copies `src` to a temp file beside `dst`, fsyncs it and renames it over `dst` (all through fileLayer), with `mode`. */
-export async function copyFileAtomic(src: string, dst: string, mode: number): Promise<void> {
+/**
+ * Copies `src` to a temp file beside `dst` with `mode`, fsynced (all through
+ * fileLayer), and returns the temp's name: renaming it over `dst` later needs
+ * no disk space, so it cannot fail for a full disk.
+ */
+export async function copyToTemp(src: string, dst: string, mode: number): Promise<string> {
   const tmp = tempPath(dst);
   try {
     await fileLayer.copyFile(src, tmp, fsc.COPYFILE_EXCL);
@@ -65,7 +69,7 @@ export async function copyFileAtomic(src: string, dst: string, mode: number): Pr
     } finally {
       await fh.close();
     }
-    await fileLayer.rename(tmp, dst);
+    return tmp;
   } catch (e) {
     await fsp.rm(tmp, { force: true });
     throw e;

@@ -15,7 +15,7 @@ import { recover } from '../../repozo/recover';
 import { readLayout, LAYOUT_FILE } from '../../zodb/blobdir';
 import { appendedBlobs, fillBlobs, linkTree, missingBlobs, treeFiles } from './blobs';
 import { assertFileStorage } from './checks';
-import { appendPieces, installIndex, swapFull, type BlobMerge, type BuiltFull } from './swap';
+import { appendPieces, placeIndex, stageIndex, swapFull, type BlobMerge, type BuiltFull } from './swap';
 import type { Settled, StoragePlan, StorageRestoreResult } from './plan';
 
 export interface Staged {
@@ -38,16 +38,16 @@ async function stageIncremental(p: StoragePlan, opts: Settled): Promise<Staged> 
   const modes = await modesFrom(s.file);
   const added = s.blobDir && p.generation ? await fillBlobs(p.generation, s.blobDir, modes, opts.blobMode, true, opts.signal, await appendedBlobs(p, opts.signal)) : 0;
   const warnings = p.mismatch ? [p.mismatch] : [];
+  const index = await stageIndex(p, modes, p.mode === 'unchanged');
   return {
     async apply() {
-      let written = 0;
-      if (p.mode === 'incremental') {
-        written = await appendPieces(p, opts);
-        await installIndex(p, modes, false);
-      } else await installIndex(p, modes, true);
+      const written = p.mode === 'incremental' ? await appendPieces(p, opts) : 0;
+      await placeIndex(p, index);
       return result(p, written, added, [], warnings);
     },
-    async discard() {},
+    async discard() {
+      if (index) await fileLayer.rm(index, { force: true });
+    },
   };
 }
 

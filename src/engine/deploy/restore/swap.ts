@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { PloneBackupError } from '../../base/errors';
-import { copyFileAtomic, exists, fileLayer, fsyncDir, isRegularFile, writeAll, type Modes } from '../../base/io';
+import { copyToTemp, exists, fileLayer, fsyncDir, isRegularFile, writeAll, type Modes } from '../../base/io';
 import { dropKept, keepBuilt, keepDataFs, moveAside } from '../../base/keep';
 import { readPiece } from '../../base/streams';
 import { BLOB_TMP_DIR } from '../../zodb/blobdir';
@@ -147,18 +147,25 @@ export async function appendPieces(p: StoragePlan, opts: Settled): Promise<numbe
 }
 
 /**
- * Puts the index of the restored state beside Data.fs (as readable as
- * Data.fs), or removes a stale one. `onlyIfStale`: leave an index that
- * already describes the state (a restore killed between its commit and its
- * index left the old one).
+ * The index of the restored state, copied beside Data.fs (as readable as
+ * Data.fs, fsynced) before anything is appended, so that putting it in place
+ * after the commit is a rename, which a full disk cannot fail. Undefined: no
+ * index in the repository, or (`onlyIfStale`) the live one already describes
+ * the state (a restore killed between its commit and its index left the old one).
  */
-export async function installIndex(p: StoragePlan, modes: Modes, onlyIfStale: boolean): Promise<void> {
-  if (p.source.type !== 'repository') return;
+export async function stageIndex(p: StoragePlan, modes: Modes, onlyIfStale: boolean): Promise<string | undefined> {
+  if (p.source.type !== 'repository') return undefined;
   const index = `${p.storage.file}.index`;
   const src = path.join(p.source.repo, indexName(p.stamp!));
-  if (onlyIfStale && (await indexPos(index)) === p.lines[p.lines.length - 1]!.end) return;
-  if (await isRegularFile(src)) await copyFileAtomic(src, index, modes.file);
-  else if (onlyIfStale) return;
-  else await fileLayer.rm(index, { force: true });
+  if (onlyIfStale && (await indexPos(index)) === p.lines[p.lines.length - 1]!.end) return undefined;
+  return (await isRegularFile(src)) ? copyToTemp(src, index, modes.file) : undefined;
+}
+
+/** Puts the staged index in place; without one, an incremental restore removes the index of the old end. */
+export async function placeIndex(p: StoragePlan, staged: string | undefined): Promise<void> {
+  const index = `${p.storage.file}.index`;
+  if (staged) await fileLayer.rename(staged, index);
+  else if (p.mode === 'incremental') await fileLayer.rm(index, { force: true });
+  else return;
   await fsyncDir(path.dirname(p.storage.file));
 }
