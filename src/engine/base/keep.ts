@@ -37,16 +37,17 @@ export async function keptName(live: string, stamp: string): Promise<string> {
  * Keeps the Data.fs `file` (and its index) aside while `file` stays in place:
  * a hard link (or a copy) under the kept name, and the index renamed to
  * `<kept>.index`, so a crash before the new file lands leaves no index (ZODB
- * rebuilds it) rather than a wrong one. Returns what was kept ([] when there
- * is no `file`; an index without its Data.fs is only removed).
+ * rebuilds it) rather than a wrong one. Returns what was kept.
  */
 export async function keepDataFs(file: string, stamp: string): Promise<string[]> {
   const index = `${file}.index`;
-  if (!(await exists(file))) {
-    if (await exists(index)) await fileLayer.rm(index, { force: true });
-    return [];
-  }
   const name = await keptName(file, stamp);
+  if (!(await exists(file))) {
+    // An index without its Data.fs: kept all the same, under the name it would have had.
+    if (!(await exists(index))) return [];
+    await fileLayer.rename(index, `${name}.index`);
+    return [`${name}.index`];
+  }
   await fileLayer.link(file, name).catch(async (e) => {
     if (!['EXDEV', 'EPERM', 'ENOTSUP', 'EMLINK'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
     await fileLayer.copyFile(file, name);
