@@ -21,8 +21,7 @@ import {
   drillDeployment,
   listDeployment,
   normalizeDateArg,
-  planRestore,
-  restoreDeployment,
+  openRestore,
   type BackupCommand,
   type Deployment,
   type DiscoverOverrides,
@@ -161,6 +160,17 @@ function describePlan(p: StoragePlan): string {
   return `  ${s.name}: ${what} ${s.file}${s.blobDir ? ` and ${s.blobDir}` : ''} from ${from}${p.mismatch ? `\n    warning: ${p.mismatch}` : ''}`;
 }
 
+/** Shows the plan and asks for a "yes" (refused without a terminal to ask on). */
+async function confirmRestore(io: CliIo, plans: StoragePlan[]): Promise<boolean> {
+  if (!(io.stdin as { isTTY?: boolean } | undefined)?.isTTY) {
+    throw new PloneBackupError('USAGE', 'A restore replaces the database and needs a "yes"; there is no terminal to ask.', {
+      hint: 'Pass --yes to restore without asking.',
+    });
+  }
+  io.stderr.write(`This will restore:\n${plans.map(describePlan).join('\n')}\n`);
+  return ask(io, 'Are you sure? (yes/No)? ');
+}
+
 export async function deployMain(cmd: string, argv: string[], io: CliIo): Promise<number> {
   const p = parseDeployArgs(argv);
   if (p.flags.has('help')) {
@@ -205,9 +215,9 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
           kind: restoreCommandKind(cmd) ?? 'backup',
           force: p.flags.has('force'),
           allowMissingBlobs: p.flags.has('allow-missing-blobs'),
-          keepOld: !p.flags.has('discard-old'),
-          blobMode: p.flags.has('copy-blobs') ? 'copy' : 'link',
-          incremental: !p.flags.has('full-restore'),
+          keepOld: p.flags.has('discard-old') ? false : undefined,
+          blobMode: p.flags.has('copy-blobs') ? 'copy' : undefined,
+          incremental: p.flags.has('full-restore') ? false : undefined,
         };
         if (cmd === 'altrestore') {
           if (p.positional.length !== 1) throw usage('altrestore takes one SOURCE folder');
@@ -219,21 +229,18 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
           if (p.positional.length > 1) throw usage(`${cmd} takes at most one DATE`);
           if (p.positional.length) opts.date = normalizeDateArg(p.positional[0]);
         }
-        const plans = await planRestore(dep, opts);
-        if (!p.flags.has('yes')) {
-          const text = `This will restore:\n${plans.map(describePlan).join('\n')}\n`;
-          if (!(io.stdin as { isTTY?: boolean } | undefined)?.isTTY) {
-            throw new PloneBackupError('USAGE', 'A restore replaces the database and needs a "yes"; there is no terminal to ask.', {
-              hint: 'Pass --yes to restore without asking.',
-            });
-          }
-          io.stderr.write(text);
-          if (!(await ask(io, 'Are you sure? (yes/No)? '))) {
+        // The locks, the "is the site running" refusal and the plan, before anything is asked.
+        const session = await openRestore(dep, opts);
+        let res;
+        try {
+          if (!p.flags.has('yes') && !(await confirmRestore(io, session.plans))) {
             io.stderr.write('Nothing was restored.\n');
             return 1;
           }
+          res = await session.run();
+        } finally {
+          await session.close();
         }
-        const res = await restoreDeployment(dep, opts);
         progress?.done();
         if (json) out(res);
         else

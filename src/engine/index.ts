@@ -52,8 +52,8 @@ export { KINDS, KIND_ORDER, commandKind, restoreCommandKind, foldersFor } from '
 export type { Kind, KindInfo, BackupCommand } from './deploy/kinds';
 export { backupDeployment } from './deploy/backup';
 export type { DeployBackupOptions, StorageBackupResult } from './deploy/backup';
-export { restoreDeployment, planRestore, altSource } from './deploy/restore';
-export type { RestoreOptions, RestoreSource, StoragePlan, StorageRestoreResult } from './deploy/restore';
+export { openRestore, restoreDeployment, altSource } from './deploy/restore';
+export type { RestoreOptions, RestoreSession, RestoreSource, StoragePlan, StorageRestoreResult } from './deploy/restore';
 export { listDeployment } from './deploy/list';
 export type { BlobStatus, GenerationView, GroupView, ListOptions, StorageView } from './deploy/list';
 export { checkDeployment, checkBackups, checkLive, newLiveScanCache } from './deploy/check';

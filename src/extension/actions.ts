@@ -26,9 +26,7 @@ import {
   drillDeployment,
   normalizeDateArg,
   planDeletion,
-  planRestore,
-  restoreDeployment,
-  siteRunning,
+  openRestore,
   toPloneBackupError,
   type BackupCommand,
   type DeletionResult,
@@ -37,6 +35,7 @@ import {
   type Kind,
   type StoragePlan,
   type StorageBackupResult,
+  type RestoreSession,
   type StorageRestoreResult,
 } from '../engine';
 import type { DeleteArgs, GenerationArgs, Outcome, RestoreArgs, RunArgs, TargetArgs } from './commands';
@@ -108,12 +107,13 @@ export class Actions {
    * `keepOld: false`): honoured only under the test hooks, else ignored (and
    * said so in the output), whoever calls the command.
    */
-  private bypass(args: { yes?: unknown; force?: unknown; keepOld?: unknown } | undefined, title: string): { yes: boolean; force: boolean; keepOld: boolean } {
-    const asked = { yes: args?.yes === true, force: args?.force === true, keepOld: args?.keepOld !== false };
+  private bypass(args: { yes?: unknown; force?: unknown; keepOld?: unknown } | undefined, title: string): { yes: boolean; force: boolean; keepOld?: false } {
+    // keepOld: only a "false" is passed on; the engine decides the default.
+    const asked = { yes: args?.yes === true, force: args?.force === true, keepOld: args?.keepOld === false ? (false as const) : undefined };
     if (this.hooks?.bypassArgs) return asked;
-    const ignored = [asked.yes && 'yes', asked.force && 'force', !asked.keepOld && 'keepOld: false'].filter(Boolean);
+    const ignored = [asked.yes && 'yes', asked.force && 'force', asked.keepOld === false && 'keepOld: false'].filter(Boolean);
     if (ignored.length) this.ui.output.warn(`${title}: ignored ${ignored.join(', ')} in the command's arguments; only the extension's own tests may skip a confirmation or a safety check.`);
-    return { yes: false, force: false, keepOld: true };
+    return { yes: false, force: false };
   }
 
   // ------------------------------------------------------------------ targets
@@ -340,34 +340,27 @@ export class Actions {
     const stop = await this.mayWrite(entry, 'Restore');
     if (stop) return stop;
     const { yes, force, keepOld } = this.bypass(args, 'Restore');
-    let plans: StoragePlan[];
+    // The locks, the "is the site running" refusal and the plan come first: what the confirmation shows is what runs.
+    let session: RestoreSession;
     try {
-      plans = await planRestore(dep, { kind, date });
-      if (!force) {
-        for (const p of plans) {
-          const running = await siteRunning(p.storage.file);
-          if (running) {
-            throw new PloneBackupError('SITE_RUNNING', `The site is running: ${running.lockFile} is held${running.pid ? ` by process ${running.pid}` : ''}; nothing was restored.`, {
-              path: running.lockFile,
-              hint: 'Stop Zope (or the ZEO server) first, then restore.',
-            });
-          }
-        }
-      }
+      session = await openRestore(dep, { kind, date, force, keepOld, blobMode: args.blobMode, log: (m) => this.ui.output.info(m) });
     } catch (e) {
       return this.ui.failed('Restore', e);
     }
-    if (!yes) {
-      const detail = [...plans.map((p) => this.describePlan(entry, p, keepOld)), '', 'The site must stay stopped until the restore is done.'].join('\n');
-      const ok = await confirm({ kind: 'restore', message: `Restore ${entry.folder.name} to ${label}?`, detail, action: 'Restore' }, this.hooks);
-      if (!ok) {
-        this.ui.output.info('Restore: not confirmed; nothing was restored.');
-        return declined;
+    let out: Outcome<StorageRestoreResult[]>;
+    try {
+      if (!yes) {
+        const detail = [...session.plans.map((p) => this.describePlan(entry, p, session.keepOld)), '', 'The site stays locked (it cannot start) until the restore is done.'].join('\n');
+        const ok = await confirm({ kind: 'restore', message: `Restore ${entry.folder.name} to ${label}?`, detail, action: 'Restore' }, this.hooks);
+        if (!ok) {
+          this.ui.output.info('Restore: not confirmed; nothing was restored.');
+          return declined;
+        }
       }
+      out = await this.ui.run(title, args, (signal, onProgress) => session.run({ signal, onProgress }));
+    } finally {
+      await session.close();
     }
-    const out = await this.ui.run(title, args, (signal, onProgress) =>
-      restoreDeployment(dep, { kind, date, force, keepOld, blobMode: args.blobMode, signal, onProgress, log: (m) => this.ui.output.info(m) }),
-    );
     if (out.status === 'done') {
       const kept: string[] = [];
       for (const r of out.value) {

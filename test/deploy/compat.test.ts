@@ -14,13 +14,13 @@ import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backupDeployment, checkDeployment, type Deployment, discoverDeployment, drillDeployment, listDeployment, planRestore, recover, restoreDeployment } from '../../src/engine/internal';
+import { backupDeployment, checkDeployment, type Deployment, discoverDeployment, drillDeployment, listDeployment, recover, restoreDeployment } from '../../src/engine/internal';
 import { assertConsistent, rejectsWith } from '../support/assert';
 import { fakeClock, fixtureBlobTree, historySteps } from '../support/fixtures';
 import { blobContents, content, copy, md5File, snapshot, tmpDir } from '../support/fs';
 import { HISTORY } from '../support/paths';
 import { runCli } from '../support/processes';
-import { makeSite } from '../support/site';
+import { makeSite, planOf } from '../support/site';
 
 /** A buildout deployment with the fixture's final Data.fs and blobstorage, and the recipe's gzip repository. */
 function recipeDeployment(root: string): { varDir: string; blobBackups: string } {
@@ -78,7 +78,7 @@ describe('collective.recipe.backup layouts', () => {
     await restoreEveryStep(dep);
     // An incremental restore within the first chain: step 2 -> step 4 appends two gzip pieces.
     await restoreDeployment(dep, { date: steps[1].stamp, keepOld: false });
-    const [plan] = await planRestore(dep, { date: steps[3].stamp });
+    const [plan] = await planOf(dep, { date: steps[3].stamp });
     assert.equal(plan.mode, 'incremental');
     const [r] = await restoreDeployment(dep, { date: steps[3].stamp });
     assert.equal(r.mode, 'incremental');

@@ -14,12 +14,14 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backupDeployment, checkDeployment, type Deployment, discoverDeployment, planRestore, restoreDeployment } from '../../src/engine/internal';
+import { spawnSync } from 'node:child_process';
+import { backupDeployment, checkDeployment, type Deployment, discoverDeployment, openRestore, recover, restoreDeployment, siteRunning } from '../../src/engine/internal';
 import { assertConsistent, referencedBlobs, rejectsWith } from '../support/assert';
 import { at, fakeClock } from '../support/fixtures';
 import { blobContents, blobFiles, content, md5File, snapshot, tempLeftovers, type TestHooks, tmpDir } from '../support/fs';
+import { CLI } from '../support/paths';
 import { holdSiteLock } from '../support/processes';
-import { makeSite, type Site } from '../support/site';
+import { makeSite, planOf, type Site } from '../support/site';
 
 interface Point {
   stamp: string;
@@ -71,7 +73,7 @@ describe('restore to a point in time', () => {
 
     // A date between point 1 and point 2 (repozo compares strings: 30 minutes after point 1).
     const date = points[1].stamp.slice(0, 14) + '30';
-    const plans = await planRestore(dep, { date });
+    const plans = await planOf(dep, { date });
     assert.equal(plans.length, 1);
     assert.equal(plans[0].stamp, points[1].stamp);
     assert.deepEqual(plans[0].chain.map((f) => f.stamp), [points[0].stamp, points[1].stamp]);
@@ -158,7 +160,7 @@ describe('restore to a point in time', () => {
     const blobsBefore = blobFiles(s.blobDir);
     const inodes = new Map(blobsBefore.map((rel) => [rel, fs.statSync(path.join(s.blobDir, rel)).ino]));
 
-    const [plan] = await planRestore(dep, {});
+    const [plan] = await planOf(dep, {});
     assert.equal(plan.mode, 'incremental');
     assert.equal(plan.appendAfter, 1);
     const [inc] = await restoreDeployment(dep, {});
@@ -206,7 +208,7 @@ describe('restore to a point in time', () => {
     // The live site at the full backup of point 2; the newest state is three pieces on.
     await restoreDeployment(dep, { date: points[2].stamp, keepOld: false });
     assert.equal(md5File(s.file), points[2].md5);
-    const [plan] = await planRestore(dep, {});
+    const [plan] = await planOf(dep, {});
     assert.equal(plan.mode, 'incremental');
     assert.equal(plan.appendAfter, 0);
     assert.equal(plan.baseGeneration?.name, `blobstorage.${points[2].stamp}`);
@@ -278,7 +280,7 @@ describe('restore to a point in time', () => {
     tid[7] ^= 1;
     fs.writeSync(fd, tid, 0, 8, tpos);
     fs.closeSync(fd);
-    const [plan] = await planRestore(dep, {});
+    const [plan] = await planOf(dep, {});
     assert.equal(plan.mode, 'full');
     const [r] = await restoreDeployment(dep, { keepOld: false });
     assert.equal(r.mode, 'full');
@@ -296,7 +298,7 @@ describe('restore to a point in time', () => {
     const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
     const newest = md5File(s.file);
     await s.site.close();
-    const [plan] = await planRestore(dep, {});
+    const [plan] = await planOf(dep, {});
     assert.equal(plan.stamp, r2.filestorage.stamp);
     assert.equal(plan.mode, 'unchanged');
     const [r] = await restoreDeployment(dep, { incremental: false });
@@ -345,5 +347,112 @@ describe('restore to a point in time', () => {
     assert.equal(md5File(cat.file), want.catalog);
     await assertConsistent(main.file, main.blobDir);
     await assertConsistent(cat.file, cat.blobDir);
+  });
+});
+
+/**
+ * Runs the CLI on a pseudo-terminal (so it may ask), answering `answer` only
+ * if and when it asks "Are you sure?". Returns everything it printed.
+ */
+function runCliTty(args: string[], answer: string): { status: number | null; output: string } {
+  const py = [
+    'import os, pty, sys',
+    'pid, fd = pty.fork()',
+    'if pid == 0:',
+    '    os.execv(sys.argv[1], sys.argv[1:])',
+    'out, sent = b"", False',
+    'while True:',
+    '    try:',
+    '        chunk = os.read(fd, 4096)',
+    '    except OSError:',
+    '        break',
+    '    if not chunk:',
+    '        break',
+    '    out += chunk',
+    '    if not sent and b"(yes/No)?" in out:',
+    '        os.write(fd, os.environ["ANSWER"].encode())',
+    '        sent = True',
+    '_, status = os.waitpid(pid, 0)',
+    'sys.stdout.buffer.write(out)',
+    'sys.exit(os.waitstatus_to_exitcode(status))',
+  ].join('\n');
+  const r = spawnSync('python3', ['-c', py, process.execPath, CLI, ...args], { encoding: 'utf8', env: { ...process.env, ANSWER: answer, PLONE_BACKUP_DEBUG: '' }, timeout: 60_000 });
+  return { status: r.status, output: r.stdout + r.stderr };
+}
+
+describe('a restore session: locks, the running check and the plan first, then exactly that plan', () => {
+  it('plans under the locks: a backup cannot change what is restored, no Zope can start, the plan shown is the plan run', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points } = await history(t, root);
+    const session = await openRestore(dep, { date: points[3].stamp });
+    try {
+      const [plan] = session.plans;
+      assert.equal(plan.stamp, points[3].stamp);
+      assert.equal(plan.mode, 'full');
+      assert.equal(session.keepOld, true, 'the default is decided by the engine');
+      // ZODB's lock is held by the session: a Zope starting now refuses to open the storage.
+      assert.equal((await siteRunning(s.file))?.evidence, 'lock held');
+      // A backup meanwhile waits for the repository the plan was made from.
+      await rejectsWith(backupDeployment(dep, 'fullbackup', { lockWaitMs: 100 }), 'LOCKED');
+      const [r] = await session.run();
+      assert.equal(r.stamp, plan.stamp);
+      assert.equal(r.mode, plan.mode);
+      assert.equal(md5File(s.file), points[3].md5);
+      await assert.rejects(session.run(), /run\(\) on a session that is ran/, 'a session runs once');
+    } finally {
+      await session.close();
+    }
+    assert.equal(await siteRunning(s.file), undefined, 'closing lets go of the site');
+    assert.ok(!fs.existsSync(`${s.file}.lock`), 'the lock file the session made is gone');
+    await backupDeployment(dep, 'backup', { lockWaitMs: 100 });
+  });
+
+  it('a running site is refused before anything is planned or asked; a declined session changes nothing', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points } = await history(t, root);
+    const before = snapshot(s.varDir);
+    // Declined: opened, shown, closed.
+    const declined = await openRestore(dep, { date: points[1].stamp });
+    assert.equal(declined.plans.length, 1);
+    await declined.close();
+    await declined.close();
+    assert.deepEqual(snapshot(s.varDir), before);
+    await backupDeployment(dep, 'backup', { lockWaitMs: 100 }); // the repository lock was let go
+
+    // Without a lock, the CLI on a terminal shows the plan and asks.
+    const asked = runCliTty(['restore', points[1].stamp, '--dir', root], 'no\n');
+    assert.equal(asked.status, 1, asked.output);
+    assert.match(asked.output, /This will restore:[\s\S]*main: replace .*Data\.fs/);
+    assert.match(asked.output, /Are you sure\? \(yes\/No\)\?/);
+    assert.match(asked.output, /Nothing was restored\./);
+
+    // A running site: refused before the question, even on a terminal answering yes.
+    await holdSiteLock(t, s.file);
+    const withLock = snapshot(s.varDir);
+    const e = await rejectsWith(openRestore(dep, { date: points[1].stamp }), 'SITE_RUNNING');
+    assert.match(e.message, /nothing was restored/);
+    const r = runCliTty(['restore', points[1].stamp, '--dir', root], 'yes\n');
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /The site is running: .*Data\.fs\.lock is held/);
+    assert.doesNotMatch(r.output, /This will restore|Are you sure/);
+    assert.deepEqual(snapshot(s.varDir), withLock, 'nothing changed');
+  });
+
+  it('one keep-aside scheme for recover and restore, on the operation\'s clock', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points } = await history(t, root);
+    fs.writeFileSync(`${s.file}.index`, 'old index');
+    const live = md5File(s.file);
+    const stamp = '2026-07-02-00-00-00';
+    const [r] = await restoreDeployment(dep, { date: points[1].stamp, now: at(stamp) });
+    const kept = `${s.file}.before-restore-${stamp}`;
+    assert.deepEqual(r.keptOld.sort(), [`${s.blobDir}.before-restore-${stamp}`, kept, `${kept}.index`].sort());
+    assert.equal(md5File(kept), live);
+    assert.equal(fs.readFileSync(`${kept}.index`, 'utf8'), 'old index', 'the index goes with its Data.fs');
+    // repozo -R -o over the same file in the same second: the same names, the next free one.
+    const rec = await recover({ repository: path.join(s.varDir, 'backups'), output: s.file, date: points[2].stamp, now: at(stamp) });
+    assert.deepEqual(rec.keptOld, [`${kept}-1`, `${kept}-1.index`]);
+    assert.equal(md5File(`${kept}-1`), points[1].md5);
+    assert.equal(md5File(s.file), points[2].md5);
   });
 });

@@ -209,6 +209,8 @@ describe('a deployment command killed at any step loses nothing', () => {
       name,
       base,
       args: (dir) => ['restore', ...(date ? [date] : []), '--yes', '--json', '--dir', dir],
+      // Every step of a restore is a kill point (not 60 spread over them).
+      max: 100,
       afterCount: async (dir, run) => {
         assert.equal(JSON.parse(run.stdout)[0].mode, incremental ? 'incremental' : 'full');
         newState = liveState(path.join(dir, rel(s0.file)), path.join(dir, rel(s0.blobDir!)));

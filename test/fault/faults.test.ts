@@ -87,18 +87,29 @@ function faulty(fh: FileHandle, budget: Budget, file = ''): FileHandle {
 
 async function withWriteFault<R>(budget: Budget, fn: () => Promise<R>): Promise<R> {
   const real = fileLayer.open;
+  const realCopy = fileLayer.copyFile;
+  // Every file the engine writes is opened through fileLayer (the incremental
+  // restore's append to Data.fs in place too); copies go through its copyFile.
   fileLayer.open = async (p, flags, mode) => faulty(await real(p, flags, mode), budget, p);
-  // The incremental restore appends to Data.fs in place ('r+'), not through fileLayer.
-  const realOpen = fs.promises.open;
-  fs.promises.open = (async (p: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
-    const fh = await realOpen(p, flags, mode);
-    return flags === 'r+' ? faulty(fh, budget, String(p)) : fh;
-  }) as typeof realOpen;
+  fileLayer.copyFile = async (src, dst, flags) => {
+    const size = (await fs.promises.stat(src)).size;
+    if (size <= budget.left) {
+      budget.left -= size;
+      return realCopy(src, dst, flags);
+    }
+    // The disk fills part way through the copy: what was copied stays behind.
+    await realCopy(src, dst, flags);
+    await fs.promises.truncate(dst, Math.max(0, budget.left));
+    budget.left = 0;
+    budget.hits++;
+    budget.hitPaths?.push(dst);
+    throw Object.assign(new Error(`${budget.code}: injected`), { code: budget.code, errno: -28, syscall: 'copyfile' });
+  };
   try {
     return await fn();
   } finally {
     fileLayer.open = real;
-    fs.promises.open = realOpen;
+    fileLayer.copyFile = realCopy;
   }
 }
 
@@ -203,9 +214,12 @@ describe('a write that fails part way (ENOSPC, EIO) loses nothing', () => {
     await faultLoop('deployment backup (the first)', () => backupDeployment(dep, 'backup', { now: clock.now }), [...firstFolders, s.blobDir], async () => {
       for (const d of firstFolders) fs.rmSync(d, { recursive: true, force: true });
     });
-    await s.site.uploadFile('n.pdf', content('n'));
+    // Each run has a new document and a new blob file (copied into the generation,
+    // through fileLayer.copyFile), so every run writes about as much as the first.
+    let uploads = 0;
     await faultLoop('deployment backup (incremental)', () => backupDeployment(dep, 'backup', { now: clock.now }), [path.join(v, 'backups'), path.join(v, 'blobstoragebackups')], async () => {
       await s.site.addDocument('another');
+      await s.site.uploadFile(`n${uploads}.pdf`, content(`n${uploads++}`));
     });
     await faultLoop('zipbackup (.fsz and blob tar)', () => backupDeployment(dep, 'zipbackup', { now: clock.now }), [path.join(v, 'zipbackups'), path.join(v, 'blobstoragezips')]);
     await s.site.close();

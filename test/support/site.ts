@@ -3,7 +3,7 @@
  * closed by the test's cleanup hooks whatever the test's outcome.
  */
 import * as path from 'node:path';
-import { SampleSite } from '../../src/engine/internal';
+import { SampleSite, openRestore, type Deployment, type RestoreOptions, type StoragePlan } from '../../src/engine/internal';
 
 type SampleOptions = Parameters<typeof SampleSite.create>[0];
 import { content, type TestHooks } from './fs';
@@ -37,4 +37,14 @@ export async function makeSite(t: TestHooks, root: string, opts: { docs?: number
   for (let i = 0; i < (opts.docs ?? 2); i++) await site.addDocument(`${name} document ${i}`);
   for (let i = 0; i < (opts.files ?? 2); i++) await site.uploadFile(`${name}-file${i}.pdf`, content(`${name}-${i}`, 3000 + i * 100));
   return { root, varDir, file, blobDir, site };
+}
+
+/** The plan a restore with `opts` would run now (a session opened, its plans read, closed again). */
+export async function planOf(dep: Deployment, opts: RestoreOptions = {}): Promise<StoragePlan[]> {
+  const session = await openRestore(dep, opts);
+  try {
+    return session.plans;
+  } finally {
+    await session.close();
+  }
 }

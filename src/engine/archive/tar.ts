@@ -347,10 +347,10 @@ export async function extractTar(file: string, dest: string, opts: { gzip?: bool
       throw e;
     };
     if (!content) {
-      await fsp.mkdir(target, { recursive: true, mode: modes.dir }).catch(clash);
+      await fileLayer.mkdir(target, { recursive: true, mode: modes.dir }).catch(clash);
       return;
     }
-    await fsp.mkdir(path.dirname(target), { recursive: true, mode: modes.dir }).catch(clash);
+    await fileLayer.mkdir(path.dirname(target), { recursive: true, mode: modes.dir }).catch(clash);
     let out: FileHandle | undefined;
     try {
       out = await fileLayer.open(target, 'wx', (h.mode & 0o666 || 0o600) & modes.file).catch(clash);

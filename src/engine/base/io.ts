@@ -15,10 +15,66 @@ import * as zlib from 'node:zlib';
 import { Worker } from 'node:worker_threads';
 import { PloneBackupError } from './errors';
 
-/** The one place the engine opens files for writing; a test may wrap it to inject faults. */
+/**
+ * The one layer the engine changes the disk through: every file it creates or
+ * writes is opened with `open`, and every other change (a copy, a rename, a
+ * link, a folder made or removed) is one of these calls. A test may wrap any
+ * of them to inject faults (the fault suite replaces `open` and `copyFile`);
+ * each calls fs.promises when called, so the crash hook (which wraps
+ * fs.promises) counts every step.
+ */
 export const fileLayer = {
   open: (p: string, flags: string, mode?: number): Promise<FileHandle> => fsp.open(p, flags, mode),
+  copyFile: (src: string, dst: string, flags?: number): Promise<void> => fsp.copyFile(src, dst, flags),
+  rename: (from: string, to: string): Promise<void> => fsp.rename(from, to),
+  link: (existing: string, name: string): Promise<void> => fsp.link(existing, name),
+  symlink: (target: string, name: string): Promise<void> => fsp.symlink(target, name),
+  mkdir: (p: string, opts: { recursive?: boolean; mode?: number }): Promise<string | undefined> => fsp.mkdir(p, opts),
+  rm: (p: string, opts: { recursive?: boolean; force?: boolean } = {}): Promise<void> => fsp.rm(p, opts),
+  rmdir: (p: string): Promise<void> => fsp.rmdir(p),
+  chmod: (p: string, mode: number): Promise<void> => fsp.chmod(p, mode),
 };
+
+/**
+ * Creates `file` (it must not exist) holding `data`, through fileLayer.open,
+ * fsynced. Used for the small files written into a folder that is renamed
+ * into place afterwards (a blob tree's .layout, a generation's manifest).
+ */
+export async function writeNewFile(file: string, data: Buffer | string, mode: number): Promise<void> {
+  const fh = await fileLayer.open(file, 'wx', mode);
+  try {
+    await writeAll(fh, typeof data === 'string' ? Buffer.from(data) : data, null, file);
+    await fh.sync();
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    await fsp.rm(file, { force: true });
+    throw e;
+  }
+  await fh.close();
+}
+
+/**
+ * Copies `src` to a temp file beside `dst` with `mode`, fsynced (all through
+ * fileLayer), and returns the temp's name: renaming it over `dst` later needs
+ * no disk space, so it cannot fail for a full disk.
+ */
+export async function copyToTemp(src: string, dst: string, mode: number): Promise<string> {
+  const tmp = tempPath(dst);
+  try {
+    await fileLayer.copyFile(src, tmp, fsc.COPYFILE_EXCL);
+    await fileLayer.chmod(tmp, mode);
+    const fh = await fileLayer.open(tmp, 'r+');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    return tmp;
+  } catch (e) {
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+}
 
 export const TEMP_PREFIX = '.plone-backup-';
 
@@ -61,7 +117,7 @@ export async function writeFileAtomic(target: string, data: Buffer | string, mod
   }
   await fh.close();
   try {
-    await fsp.rename(tmp, target);
+    await fileLayer.rename(tmp, target);
   } catch (e) {
     await fsp.rm(tmp, { force: true });
     throw e;
@@ -186,14 +242,14 @@ export async function copyRegularFile(src: string, dst: string, flags: number, n
     if (!st.isFile()) throw notRegular(src, 'other');
     const viaFd = process.platform === 'linux' ? `/proc/self/fd/${fh.fd}` : src;
     try {
-      await fsp.copyFile(viaFd, dst, flags);
+      await fileLayer.copyFile(viaFd, dst, flags);
     } catch (e) {
       // No /proc mounted (a minimal container): the path, checked just now.
       if (viaFd === src || (e as NodeJS.ErrnoException).code !== 'ENOENT' || (e as NodeJS.ErrnoException).path !== viaFd) throw e;
-      await fsp.copyFile(src, dst, flags);
+      await fileLayer.copyFile(src, dst, flags);
     }
     // The copy has the source's mode: narrowed to `maxMode` (a backup is no more readable than Data.fs).
-    if (st.mode & 0o777 & ~maxMode) await fsp.chmod(dst, st.mode & maxMode & 0o777);
+    if (st.mode & 0o777 & ~maxMode) await fileLayer.chmod(dst, st.mode & maxMode & 0o777);
     return st;
   } finally {
     await fh.close();
@@ -485,7 +541,7 @@ export class HashingFileWriter {
 
   /** Renames the finished temp file to its target. */
   async commit(): Promise<void> {
-    await fsp.rename(this.temp, this.target);
+    await fileLayer.rename(this.temp, this.target);
   }
 
   async discard(): Promise<void> {

@@ -21,7 +21,7 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PloneBackupError } from '../base/errors';
 import { type BlobLayout, LAYOUT_FILE, eachAtMost, isBlobRelPath, listBlobFiles, notABlobFile } from '../zodb/blobdir';
-import { PRIVATE_MODES, READ_CAPS, copyRegularFile, exists, fsyncDir, isTempName, readFileCapped, tempPath, type Modes } from '../base/io';
+import { PRIVATE_MODES, READ_CAPS, copyRegularFile, exists, fileLayer, fsyncDir, isTempName, readFileCapped, tempPath, writeNewFile, type Modes } from '../base/io';
 import { isStamp } from '../zodb/tid';
 
 export const MANIFEST = '.plone-backup.json';
@@ -224,7 +224,7 @@ export async function makeDirs(root: string, rels: string[], mode = 0o700): Prom
     else byDepth.set(depth, [d]);
   }
   for (const depth of [...byDepth.keys()].sort((a, b) => a - b)) {
-    await eachAtMost(byDepth.get(depth)!, 16, (d) => fsp.mkdir(path.join(root, d), { mode }).catch((e) => {
+    await eachAtMost(byDepth.get(depth)!, 16, (d) => fileLayer.mkdir(path.join(root, d), { mode }).then(() => undefined, (e) => {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }));
   }
@@ -278,10 +278,10 @@ export async function buildGeneration(opts: {
   if (await exists(final)) {
     throw new PloneBackupError('WOULD_OVERWRITE', `The blob generation ${final} already exists.`, { path: final, hint: 'Remove it or wait a second.' });
   }
-  await fsp.mkdir(opts.backupDir, { recursive: true, mode: modes.dir });
+  await fileLayer.mkdir(opts.backupDir, { recursive: true, mode: modes.dir });
   const temp = tempPath(final, 'gen');
   const content = path.join(temp, base);
-  await fsp.mkdir(content, { recursive: true, mode: modes.dir });
+  await fileLayer.mkdir(content, { recursive: true, mode: modes.dir });
   let linked = 0;
   let copied = 0;
   let bytes = 0;
@@ -289,7 +289,7 @@ export async function buildGeneration(opts: {
   let manifest: Manifest | undefined;
   const prev = opts.previous?.kind === 'dir' ? opts.previous.content : undefined;
   try {
-    await fsp.writeFile(path.join(content, LAYOUT_FILE), opts.layout + '\n', { flag: 'wx', mode: modes.file });
+    await writeNewFile(path.join(content, LAYOUT_FILE), opts.layout + '\n', modes.file);
     const needed = [...new Set(opts.needed)].sort();
     await makeDirs(content, needed, modes.dir);
     let done = 0;
@@ -300,7 +300,7 @@ export async function buildGeneration(opts: {
         const dst = path.join(content, rel);
         if (prev && !opts.noLinks) {
           try {
-            await fsp.link(path.join(prev, rel), dst);
+            await fileLayer.link(path.join(prev, rel), dst);
             // link(2) links a symbolic link itself: what landed must be a plain
             // file, else it goes and the live file is copied instead.
             const st = await fsp.lstat(dst);
@@ -311,7 +311,7 @@ export async function buildGeneration(opts: {
               opts.onProgress?.(++done, needed.length);
               return;
             }
-            await fsp.rm(dst, { force: true });
+            await fileLayer.rm(dst, { force: true });
           } catch (e) {
             const code = (e as NodeJS.ErrnoException).code;
             if (code !== 'ENOENT' && code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw e;
@@ -337,9 +337,9 @@ export async function buildGeneration(opts: {
     files.sort((a, b) => (a[0] < b[0] ? -1 : 1));
     // `files` last: readManifestHead parses what comes before it alone.
     manifest = { version: 1, stamp: opts.stamp, end: opts.end, lastTid: opts.lastTid, layout: opts.layout, files };
-    await fsp.writeFile(path.join(temp, MANIFEST), JSON.stringify(manifest), { flag: 'wx', mode: modes.file });
+    await writeNewFile(path.join(temp, MANIFEST), JSON.stringify(manifest), modes.file);
   } catch (e) {
-    await fsp.rm(temp, { recursive: true, force: true });
+    await fileLayer.rm(temp, { recursive: true, force: true });
     throw e;
   }
   let settled = false;
@@ -353,14 +353,14 @@ export async function buildGeneration(opts: {
     async commit() {
       if (settled) return;
       settled = true;
-      await fsp.rename(temp, final);
+      await fileLayer.rename(temp, final);
       await setLatest(opts.backupDir, path.basename(final));
       await fsyncDir(opts.backupDir);
     },
     async discard() {
       if (settled) return;
       settled = true;
-      await fsp.rm(temp, { recursive: true, force: true });
+      await fileLayer.rm(temp, { recursive: true, force: true });
     },
   };
 }
@@ -371,8 +371,8 @@ export async function setLatest(backupDir: string, name: string): Promise<void> 
   const cur = await fsp.lstat(link).catch(() => undefined);
   if (cur && !cur.isSymbolicLink()) return; // someone's own folder named latest: leave it alone
   const tmp = tempPath(link, 'lnk');
-  await fsp.symlink(name, tmp);
-  await fsp.rename(tmp, link);
+  await fileLayer.symlink(name, tmp);
+  await fileLayer.rename(tmp, link);
 }
 
 /** The files a dir generation holds (from its manifest when it has one, else by listing). */

@@ -17,7 +17,7 @@ import { PloneBackupError, checkAbort } from '../base/errors';
 import { allChains, listRepository } from '../repozo/repository';
 import type { OperationOptions } from '../base/progress';
 import { foldersFor } from './kinds';
-import { planRestore, restoreDeployment } from './restore';
+import { openRestore } from './restore';
 import type { Deployment } from './deployment';
 
 export interface DrillResult {
@@ -105,9 +105,13 @@ async function drillOne(dep: Deployment, storage: string, stamp: string, work: s
   res.stamp = stamp;
   const t0 = Date.now();
   try {
-    const plans = await planRestore(target, { date: stamp, source, incremental: false });
-    for (const p of plans) if (p.mismatch) res.problems.push(p.mismatch);
-    await restoreDeployment(target, { date: stamp, source, incremental: false, keepOld: false, blobMode: 'copy', force: true, signal: opts.signal });
+    const session = await openRestore(target, { date: stamp, source, incremental: false, keepOld: false, blobMode: 'copy', force: true, signal: opts.signal });
+    try {
+      for (const p of session.plans) if (p.mismatch) res.problems.push(p.mismatch);
+      await session.run();
+    } finally {
+      await session.close();
+    }
   } catch (e) {
     res.restoreSeconds = (Date.now() - t0) / 1000;
     res.problems.push(`the restore failed: ${(e as Error).message}`);

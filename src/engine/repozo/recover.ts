@@ -14,7 +14,8 @@ import { promises as fsp } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import * as path from 'node:path';
 import { PloneBackupError, checkAbort, toPloneBackupError } from '../base/errors';
-import { HashingFileWriter, PRIVATE_MODES, exists, fsyncDir, isRegularFile, modesOf, openRegular, tempPath } from '../base/io';
+import { HashingFileWriter, PRIVATE_MODES, exists, fileLayer, fsyncDir, isRegularFile, modesOf, openRegular, tempPath } from '../base/io';
+import { keepDataFs, keepStamp } from '../base/keep';
 import type { OperationOptions } from '../base/progress';
 import { type DatLine, type RepoFile, datLinesFor, datName, findChain, indexName, listRepository, parseDataFileName, readDat } from './repository';
 import { loadPickle } from '../zodb/pickle';
@@ -149,14 +150,14 @@ async function recoverInner(opts: RecoverOptions): Promise<RecoverResult> {
     // Only a regular file: a FIFO in its place would block the copy.
     if (await isRegularFile(sourceIndex)) {
       indexTemp = tempPath(`${out}.index`);
-      await fsp.copyFile(sourceIndex, indexTemp);
+      await fileLayer.copyFile(sourceIndex, indexTemp);
       // The index maps every object of the database: as readable as Data.fs, no more.
-      await fsp.chmod(indexTemp, modesOf(mode).file);
-      const fh = await fsp.open(indexTemp, 'r');
+      await fileLayer.chmod(indexTemp, modesOf(mode).file);
+      const fh = await fileLayer.open(indexTemp, 'r');
       await fh.sync();
       await fh.close();
     } else log(`No index file to restore: ${sourceIndex}`);
-    const keptOld = await swapIn(out, writer.temp, indexTemp, opts.keepOld ?? true, log);
+    const keptOld = await swapIn(out, writer.temp, indexTemp, opts, log);
     return { ...res, output: out, index: indexTemp ? `${out}.index` : undefined, keptOld, stamp: last.stamp };
   } catch (e) {
     await writer.discard();
@@ -275,37 +276,23 @@ async function copyChain(
 }
 
 /**
- * Puts the finished temp file in place of `out`. The old Data.fs is hard-linked
- * to a kept name first, so at every moment `out` is either the whole old or
- * the whole new file. The old index is moved aside before the swap, so a crash
- * in between leaves no index (ZODB rebuilds it) rather than a wrong one.
+ * Puts the finished temp file in place of `out`. The old Data.fs is kept
+ * aside first (base/keep.ts: hard-linked, its index moved with it), so at
+ * every moment `out` is either the whole old or the whole new file, and a
+ * crash in between leaves no index (ZODB rebuilds it) rather than a wrong one.
  */
-async function swapIn(out: string, temp: string, indexTemp: string | undefined, keepOld: boolean, log: (m: string) => void): Promise<string[]> {
-  const kept: string[] = [];
-  const dir = path.dirname(path.resolve(out));
-  const hadOld = await exists(out);
-  const suffix = `.before-restore-${formatStamp(new Date())}`;
+async function swapIn(out: string, temp: string, indexTemp: string | undefined, opts: RecoverOptions, log: (m: string) => void): Promise<string[]> {
   const outIndex = `${out}.index`;
-  if (hadOld && keepOld) {
-    let keptName = out + suffix;
-    for (let i = 1; await exists(keptName); i++) keptName = `${out}${suffix}-${i}`;
-    await fsp.link(out, keptName).catch(async (e) => {
-      if ((e as NodeJS.ErrnoException).code !== 'EXDEV' && (e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
-      await fsp.copyFile(out, keptName);
-    });
-    kept.push(keptName);
-    if (await exists(outIndex)) {
-      const keptIndex = `${keptName}.index`;
-      await fsp.rename(outIndex, keptIndex);
-      kept.push(keptIndex);
-    }
-    log(`Keeping the previous ${out} as ${keptName}`);
+  let kept: string[] = [];
+  if (opts.keepOld ?? true) {
+    kept = await keepDataFs(out, keepStamp(opts.now));
+    if (kept.length) log(`Keeping the previous ${out} as ${kept[0]}`);
   } else if (await exists(outIndex)) {
-    await fsp.rm(outIndex, { force: true });
+    await fileLayer.rm(outIndex, { force: true });
   }
-  await fsp.rename(temp, out);
-  if (indexTemp) await fsp.rename(indexTemp, outIndex);
-  await fsyncDir(dir);
+  await fileLayer.rename(temp, out);
+  if (indexTemp) await fileLayer.rename(indexTemp, outIndex);
+  await fsyncDir(path.dirname(path.resolve(out)));
   return kept;
 }
 
