@@ -63,7 +63,7 @@ function usage(msg: string): PloneBackupError {
 export function parseDeployArgs(argv: string[]): Parsed {
   const p: Parsed = { flags: new Set(), values: new Map(), positional: [] };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
+    const a = argv[i]!;
     if (a === '-h') {
       p.flags.add('help');
       continue;
@@ -221,13 +221,13 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         };
         if (cmd === 'altrestore') {
           if (p.positional.length !== 1) throw usage('altrestore takes one SOURCE folder');
-          const src = path.resolve(p.positional[0]);
+          const src = path.resolve(p.positional[0]!);
           opts.source = (s) => altSource(src, s);
         } else if (cmd === 'ziprestore') {
           if (p.positional.length) throw usage('ziprestore takes no arguments');
         } else {
           if (p.positional.length > 1) throw usage(`${cmd} takes at most one DATE`);
-          if (p.positional.length) opts.date = normalizeDateArg(p.positional[0]);
+          if (p.positional[0] !== undefined) opts.date = normalizeDateArg(p.positional[0]);
         }
         // The locks, the "is the site running" refusal and the plan, before anything is asked.
         const session = await openRestore(dep, opts);

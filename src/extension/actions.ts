@@ -137,7 +137,7 @@ export class Actions {
       if (found) return found;
       return this.ui.failed(title, new PloneBackupError('NOT_FOUND', `No Plone deployment was found in ${p}.`, { path: p, hint: 'Open the folder holding var/filestorage/Data.fs, or set ploneBackup.file.' }));
     }
-    if (deps.length === 1) return deps[0];
+    if (deps.length === 1) return deps[0]!;
     if (deps.length === 0) {
       const broken = this.model.entries.find((e) => e.error);
       if (broken) return this.ui.failed(title, broken.error);
@@ -209,7 +209,7 @@ export class Actions {
       args = await this.pickGeneration(entry, title);
       if (!args) return declined;
     }
-    const storage = args.storage ?? (entry.dep!.storages.length === 1 ? entry.dep!.storages[0].name : 'main');
+    const storage = args.storage ?? (entry.dep!.storages.length === 1 ? entry.dep!.storages[0]!.name : 'main');
     return { entry, g: { storage, kind: args.kind ?? 'backup', stamp: args.stamp } };
   }
 
@@ -491,7 +491,7 @@ export class Actions {
       } catch (e) {
         return this.ui.failed('Delete', e);
       }
-      const first = plan.generations[0];
+      const first = plan.generations[0]!;
       const others = plan.generations.slice(1);
       const detail = [
         others.length

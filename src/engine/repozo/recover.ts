@@ -90,7 +90,7 @@ async function recoverInner(opts: RecoverOptions): Promise<RecoverResult> {
     );
   }
   log(`files needed to recover state as of ${when ?? 'the newest backup'}: ${chain.map((f) => f.name).join(', ')}`);
-  const datFile = path.join(repo, datName(chain[0].stamp));
+  const datFile = path.join(repo, datName(chain[0]!.stamp));
   const lines = await readDat(datFile);
   const expected = lines ? datLinesFor(chain, lines) : chain.map(() => undefined);
   if (opts.withVerify) {
@@ -120,7 +120,7 @@ async function recoverInner(opts: RecoverOptions): Promise<RecoverResult> {
   // Pieces without a .dat line have nothing to vouch for where they belong.
   const unlisted = total === undefined;
   const out = opts.output;
-  const last = chain[chain.length - 1];
+  const last = chain[chain.length - 1]!;
   const sourceIndex = path.join(repo, indexName(last.stamp));
 
   if (out === undefined) {
@@ -232,7 +232,7 @@ async function copyChain(
   let bytes = 0;
   const pieces: RecoveredPiece[] = [];
   for (let i = 0; i < chain.length; i++) {
-    const f = chain[i];
+    const f = chain[i]!;
     const file = path.join(repo, f.name);
     const want = expected[i];
     const h = createHash('md5');

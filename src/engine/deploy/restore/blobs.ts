@@ -90,7 +90,7 @@ export async function appendedBlobs(p: StoragePlan, signal?: AbortSignal): Promi
     out = await fileLayer.open(tmp, 'wx+');
     let pos = oldEnd;
     for (let i = p.appendAfter! + 1; i < p.chain.length; i++) {
-      const f = p.chain[i];
+      const f = p.chain[i]!;
       for await (const c of readPiece(path.join(repo, f.name), f.gzip, signal)) {
         await writeAll(out, c, pos, tmp);
         pos += c.length;

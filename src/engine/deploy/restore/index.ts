@@ -65,9 +65,9 @@ export async function openRestore(dep: Deployment, options: RestoreOptions = {})
   const locks = new Locks();
   try {
     const sources = await sourcesFor(dep, opts);
-    for (const [i, s] of dep.storages.entries()) await lockStorage(s, sources[i], opts, locks);
+    for (const [i, s] of dep.storages.entries()) await lockStorage(s, sources[i]!, opts, locks);
     const plans: StoragePlan[] = [];
-    for (const [i, s] of dep.storages.entries()) plans.push(await planStorage(s, sources[i], opts));
+    for (const [i, s] of dep.storages.entries()) plans.push(await planStorage(s, sources[i]!, opts));
     // Nothing but a database is replaced, and blobs go only into a blobstorage.
     for (const p of plans) {
       await assertFileStorage(p.storage.file, 'replaced');

@@ -129,9 +129,9 @@ async function planChain(s: StorageConfig, source: Extract<RestoreSource, { type
       hint: opts.date ? 'Pick a later date; `plone-backup list` shows the backups there are.' : `Make one first with \`plone-backup ${make}\`.`,
     });
   }
-  const dat = await readDat(path.join(source.repo, datName(chain[0].stamp)));
+  const dat = await readDat(path.join(source.repo, datName(chain[0]!.stamp)));
   const lines = dat ? datLinesFor(chain, dat) : chain.map(() => undefined);
-  return { chain, lines, stamp: chain[chain.length - 1].stamp };
+  return { chain, lines, stamp: chain[chain.length - 1]!.stamp };
 }
 
 /** There are no backups of this kind at all: the folder is not there. */
@@ -179,7 +179,7 @@ async function planIncremental(plan: StoragePlan, gens: Generation[]): Promise<v
     const { k, last } = at;
     const l = plan.lines[k]!;
     const size = l.end;
-    const piece = plan.chain[k];
+    const piece = plan.chain[k]!;
     const g = gens.find((x) => x.stamp === piece.stamp);
     const m = g && (await readManifestHead(g));
     // The live file must end as the piece ends. The generation made with the

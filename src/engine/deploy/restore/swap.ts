@@ -110,7 +110,7 @@ export async function appendPieces(p: StoragePlan, opts: Settled): Promise<numbe
   try {
     let pos = oldEnd;
     for (let i = p.appendAfter! + 1; i < p.chain.length; i++) {
-      const f = p.chain[i];
+      const f = p.chain[i]!;
       const l = p.lines[i]!;
       const h = createHash('md5');
       for await (const piece of readPiece(path.join(repo, f.name), f.gzip, opts.signal)) {
