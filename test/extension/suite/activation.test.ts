@@ -48,6 +48,10 @@ suite('Extension activation', () => {
       }
     }
     for (const c of writes) assert.ok(menus.commandPalette.some((m) => m.command === c), `${c} is not in the commandPalette menu`);
+    // Nor do the welcome views link to one.
+    for (const w of pkg.contributes.viewsWelcome as { contents: string; when?: string }[]) {
+      for (const c of writes) if (w.contents.includes(`command:${c})`)) assert.match(w.when ?? '', /(^|[^!])\bisWorkspaceTrusted\b/, `the welcome view offers ${c} when untrusted`);
+    }
   });
 
   test('the API (and its test hooks) exists only when the test runner sets PLONE_BACKUP_TEST_HOOKS=1', async () => {
