@@ -106,16 +106,7 @@ export async function fsyncDir(dir: string): Promise<void> {
  */
 export async function writeFileAtomic(target: string, data: Buffer | string, mode = PRIVATE_MODES.file): Promise<void> {
   const tmp = tempPath(target);
-  const fh = await fileLayer.open(tmp, 'wx', mode);
-  try {
-    await writeAll(fh, typeof data === 'string' ? Buffer.from(data) : data);
-    await fh.sync();
-  } catch (e) {
-    await fh.close().catch(() => undefined);
-    await fsp.rm(tmp, { force: true });
-    throw e;
-  }
-  await fh.close();
+  await writeNewFile(tmp, data, mode);
   try {
     await fileLayer.rename(tmp, target);
   } catch (e) {
@@ -218,6 +209,21 @@ export async function readFileCapped(file: string, maxBytes: number, opts: { noF
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Hard-links `src` at `dst` and makes sure a plain file landed there: link(2)
+ * links a symbolic link itself (or a device), which must never end up in a
+ * blob tree. Returns the linked file's stat, or, when something else landed
+ * (and was removed again), what it was. Errors of link(2) itself (EXDEV,
+ * ENOENT, …) are the caller's to judge.
+ */
+export async function linkRegularFile(src: string, dst: string): Promise<{ st: import('node:fs').Stats } | { landed: 'link' | 'other' }> {
+  await fileLayer.link(src, dst);
+  const st = await fsp.lstat(dst);
+  if (st.isFile()) return { st };
+  await fileLayer.rm(dst, { force: true });
+  return { landed: st.isSymbolicLink() ? 'link' : 'other' };
 }
 
 /**

@@ -21,7 +21,7 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PloneBackupError } from '../base/errors';
 import { type BlobLayout, LAYOUT_FILE, eachAtMost, isBlobRelPath, listBlobFiles, notABlobFile } from '../zodb/blobdir';
-import { PRIVATE_MODES, READ_CAPS, copyRegularFile, exists, fileLayer, fsyncDir, isTempName, readFileCapped, tempPath, writeNewFile, type Modes } from '../base/io';
+import { PRIVATE_MODES, READ_CAPS, copyRegularFile, exists, fileLayer, fsyncDir, isTempName, linkRegularFile, readFileCapped, tempPath, writeNewFile, type Modes } from '../base/io';
 import { isStamp } from '../zodb/tid';
 
 export const MANIFEST = '.plone-backup.json';
@@ -300,18 +300,15 @@ export async function buildGeneration(opts: {
         const dst = path.join(content, rel);
         if (prev && !opts.noLinks) {
           try {
-            await fileLayer.link(path.join(prev, rel), dst);
-            // link(2) links a symbolic link itself: what landed must be a plain
-            // file, else it goes and the live file is copied instead.
-            const st = await fsp.lstat(dst);
-            if (st.isFile()) {
-              files.push([rel, st.size]);
+            // Anything but a plain file from the previous generation: the live file is copied instead.
+            const r = await linkRegularFile(path.join(prev, rel), dst);
+            if ('st' in r) {
+              files.push([rel, r.st.size]);
               linked++;
-              bytes += st.size;
+              bytes += r.st.size;
               opts.onProgress?.(++done, needed.length);
               return;
             }
-            await fileLayer.rm(dst, { force: true });
           } catch (e) {
             const code = (e as NodeJS.ErrnoException).code;
             if (code !== 'ENOENT' && code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw e;

@@ -9,7 +9,7 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
 import { PloneBackupError } from '../../base/errors';
-import { copyRegularFile, exists, fileLayer, tempPath, writeAll, writeNewFile, type Modes } from '../../base/io';
+import { copyRegularFile, exists, fileLayer, linkRegularFile, tempPath, writeAll, writeNewFile, type Modes } from '../../base/io';
 import { readPiece } from '../../base/streams';
 import { FileWindow, TxnScanner, openFileStorage } from '../../zodb/filestorage';
 import { BlobCollector, scanBlobRefs } from '../../zodb/blobrefs';
@@ -27,20 +27,15 @@ import type { StoragePlan } from './plan';
  */
 async function linkOrCopy(src: string, dst: string, mode: 'link' | 'copy', maxMode: number): Promise<void> {
   if (mode === 'link') {
-    let linked = false;
+    let r;
     try {
-      await fileLayer.link(src, dst);
-      linked = true;
+      r = await linkRegularFile(src, dst);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw e;
     }
-    if (linked) {
-      const st = await fsp.lstat(dst);
-      if (st.isFile()) return;
-      await fileLayer.rm(dst, { force: true });
-      throw notABlobFile(src, st.isSymbolicLink() ? 'link' : 'other');
-    }
+    if (r && 'st' in r) return;
+    if (r) throw notABlobFile(src, r.landed);
   }
   // EXCL: the destination is a fresh tree, or (incremental) the live blobstorage,
   // where an existing blob file is never overwritten.
