@@ -29,7 +29,7 @@ import { chainIsOurs, identify, readOwners, recordOwner, type StorageIdentity } 
 import { isInside, resolveReal } from './paths';
 import { exists, isTempName, modesFrom, modesOf, tempPath, fsyncDir, type Modes } from '../base/io';
 import type { OperationOptions } from '../base/progress';
-import { BlobVanished, buildGeneration, listGenerations, readManifest, readManifestHead, type Generation, LATEST, setLatest } from './blobgen';
+import { BlobVanished, buildGeneration, listGenerations, readManifest, readManifestHead, type Generation, type Manifest, LATEST, setLatest } from './blobgen';
 import { writeTar, type TarEntry } from '../archive/tar';
 import type { Deployment, StorageConfig } from './deployment';
 import { KINDS, commandKind, foldersFor, type BackupCommand } from './kinds';
@@ -138,6 +138,8 @@ async function attemptBackup(
 ): Promise<StorageBackupResult> {
   const st = await openFileStorage(s.file);
   try {
+    // Which storage this is, for the owners record and retention (owners.ts).
+    const me = await identify(s.file);
     const full = kind !== 'backup';
     const prepared = await prepareBackup(
       {
@@ -160,7 +162,7 @@ async function attemptBackup(
     // killed after registering its backup may not have got to it.
     const retain = async () => {
       const keep = dep.settings[KINDS[commandKind(kind)].keepSetting];
-      result.removed = await applyRetention(repo, blobs, s.blobDir ? path.basename(s.blobDir) : undefined, keep, await identify(s.file), opts.log, dep.root);
+      result.removed = await applyRetention(repo, blobs, s.blobDir ? path.basename(s.blobDir) : undefined, keep, me, opts.log, dep.root);
     };
     let needed: string[] | undefined;
     try {
@@ -263,7 +265,7 @@ async function attemptBackup(
       // written (a full disk) leaves the chain to be known by its first transaction.
       try {
         const present = new Set((await listRepository(repo)).files.filter((f) => f.full).map((f) => f.stamp));
-        await recordOwner(repo, res.stamp, await identify(s.file), present, modesOf(st.mode).file);
+        await recordOwner(repo, res.stamp, me, present, modesOf(st.mode).file);
       } catch (e) {
         opts.log?.(`${s.name}: could not record which storage wrote ${res.stamp} (${(e as Error).message})`);
       }
@@ -298,7 +300,7 @@ async function neededBlobs(
     // (an older chain's generation may end at the same byte by chance).
     const g = (await listGenerations(blobBackups, base)).find((x) => x.stamp === continues);
     // A manifest that is not sound describes nothing: the state is scanned instead.
-    const m = g && (await isOurGeneration(g)) ? await readManifest(g) : undefined;
+    const m = g && (await soundManifest(g));
     if (m && m.stamp === continues && m.end === res.start && m.layout === layout) {
       for (const [rel] of m.files) rels.add(rel);
       from = res.start;
@@ -419,14 +421,19 @@ export async function applyRetention(repo: string, blobs: string, base: string |
   return removed;
 }
 
-/** A generation we wrote: a dir generation with a sound manifest (one that is not sound is never ours to delete). */
-async function isOurGeneration(g: Generation): Promise<boolean> {
+/** A generation's manifest when it has a sound one; one that is not sound counts as none. */
+async function soundManifest(g: Generation): Promise<Manifest | undefined> {
   try {
-    return !!(await readManifest(g));
+    return await readManifest(g);
   } catch (e) {
-    if (PloneBackupError.is(e, 'MANIFEST_BAD')) return false;
+    if (PloneBackupError.is(e, 'MANIFEST_BAD')) return undefined;
     throw e;
   }
+}
+
+/** A generation we wrote: a dir generation with a sound manifest (one that is not sound is never ours to delete). */
+async function isOurGeneration(g: Generation): Promise<boolean> {
+  return (await soundManifest(g)) !== undefined;
 }
 
 /**
