@@ -27,11 +27,12 @@ import {
   listDeployment,
   listGenerations,
   restoreDeployment,
+  type Deployment,
 } from '../../src/engine/internal';
 import { rejectsWith } from '../support/assert';
 import { fakeClock } from '../support/fixtures';
-import { blobContents, blobFiles, content, md5, snapshot, tmpDir } from '../support/fs';
-import { makeSite } from '../support/site';
+import { blobContents, blobFiles, content, md5, snapshot, tmpDir, type TestHooks } from '../support/fs';
+import { makeSite, type Site } from '../support/site';
 
 /** The newest dir generation of a site's blob backups: its folder and its blob tree. */
 async function newestGeneration(varDir: string): Promise<{ dir: string; tree: string }> {
@@ -63,13 +64,29 @@ function modes(dir: string): Record<string, number> {
   return out;
 }
 
+/** A site with one full backup, closed (a restore may run). */
+async function backedUpSite(t: TestHooks, root: string): Promise<{ s: Site; dep: Deployment }> {
+  const s = await makeSite(t, root);
+  const dep = await discoverDeployment(root);
+  await backupDeployment(dep, 'fullbackup', { now: fakeClock().now });
+  await s.site.close();
+  return { s, dep };
+}
+
+/** Replaces the first blob file of `tree` by a link to a private file of root's; returns its relative path. */
+function linkToSecret(root: string, tree: string): string {
+  const secret = path.join(root, 'secret.txt');
+  fs.writeFileSync(secret, 'root only', { mode: 0o600 });
+  const victim = blobFiles(tree)[0]!;
+  fs.rmSync(path.join(tree, victim));
+  fs.symlinkSync(secret, path.join(tree, victim));
+  return victim;
+}
+
 describe('security: manifests and links in blob generations', () => {
   it('a manifest entry leaving the tree is refused: restore and drill create nothing, check reports it', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(t, root);
-    const dep = await discoverDeployment(root);
-    await backupDeployment(dep, 'fullbackup', { now: fakeClock().now });
-    await s.site.close();
+    const { s, dep } = await backedUpSite(t, root);
     const { dir, tree } = await newestGeneration(s.varDir);
     // A file the traversal would copy, and the entries that reach it from the tree.
     const outside = path.join(root, 'pwned.blob');
@@ -96,10 +113,7 @@ describe('security: manifests and links in blob generations', () => {
 
   it('a manifest that is no JSON object of ours, or a link, is refused whole', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(t, root);
-    const dep = await discoverDeployment(root);
-    await backupDeployment(dep, 'fullbackup', { now: fakeClock().now });
-    await s.site.close();
+    const { s, dep } = await backedUpSite(t, root);
     const { dir } = await newestGeneration(s.varDir);
     const file = path.join(dir, MANIFEST);
     const good = fs.readFileSync(file, 'utf8');
@@ -115,16 +129,9 @@ describe('security: manifests and links in blob generations', () => {
 
   it('a link in a generation never lands in the live blobstorage (hard link or copy)', async (t) => {
     const root = tmpDir(t);
-    const s = await makeSite(t, root);
-    const dep = await discoverDeployment(root);
-    await backupDeployment(dep, 'fullbackup', { now: fakeClock().now });
-    await s.site.close();
+    const { s, dep } = await backedUpSite(t, root);
     const { tree } = await newestGeneration(s.varDir);
-    const secret = path.join(root, 'secret.txt');
-    fs.writeFileSync(secret, 'root only', { mode: 0o600 });
-    const victim = blobFiles(tree)[0]!;
-    fs.rmSync(path.join(tree, victim));
-    fs.symlinkSync(secret, path.join(tree, victim));
+    const victim = linkToSecret(root, tree);
     const before = snapshot(s.blobDir);
     for (const blobMode of ['link', 'copy'] as const) {
       // The live Data.fs is the backed-up state: make it a full restore.
@@ -148,11 +155,7 @@ describe('security: manifests and links in blob generations', () => {
     const clock = fakeClock();
     await backupDeployment(dep, 'fullbackup', { now: clock.now });
     const { tree } = await newestGeneration(s.varDir);
-    const secret = path.join(root, 'secret.txt');
-    fs.writeFileSync(secret, 'root only', { mode: 0o600 });
-    const victim = blobFiles(tree)[0]!;
-    fs.rmSync(path.join(tree, victim));
-    fs.symlinkSync(secret, path.join(tree, victim));
+    const victim = linkToSecret(root, tree);
     await s.site.uploadFile('more.pdf', content('more'));
     await backupDeployment(dep, 'backup', { now: clock.now });
     const next = await newestGeneration(s.varDir);

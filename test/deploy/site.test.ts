@@ -97,29 +97,34 @@ async function siteWithBackup(t: Parameters<typeof tmpDir>[0]) {
   return { dir, s, dep };
 }
 
+/**
+ * Runs the check and a restore from another PID namespace, where /proc/locks
+ * does not show the holder: the lock is seen all the same, the restore is
+ * refused and Data.fs is untouched.
+ */
+function refusedFromOtherNamespace(dir: string, file: string): ReturnType<typeof checkFromOtherNamespace> {
+  const before = md5File(file);
+  const r = checkFromOtherNamespace(dir, file);
+  assert.equal(r.procLocks, 0, 'the holder is invisible in /proc/locks there');
+  assert.equal(r.restore, 'SITE_RUNNING', 'the restore refused');
+  assert.equal(md5File(file), before, 'Data.fs untouched');
+  assert.equal(r.running?.evidence, 'lock held');
+  return r;
+}
+
 describe('running site across PID namespaces', () => {
   it('a flock holder in another PID namespace is seen; the restore refuses', { skip: !canUnshare && 'needs root and unshare' }, async (t) => {
     const { dir, s } = await siteWithBackup(t);
     const lockFile = `${s.file}.lock`;
     fs.writeFileSync(lockFile, ' 1\n');
     await startHolder(t, ['flock', lockFile, 'sh', '-c', 'echo held; sleep 120'], { ns: true, ready: /held/ });
-    const before = md5File(s.file);
-    const r = checkFromOtherNamespace(dir, s.file);
-    assert.equal(r.procLocks, 0, 'the holder is invisible in /proc/locks there');
-    assert.equal(r.restore, 'SITE_RUNNING', 'the restore refused');
-    assert.equal(md5File(s.file), before, 'Data.fs untouched');
-    assert.equal(r.running?.evidence, 'lock held');
+    refusedFromOtherNamespace(dir, s.file);
   });
 
   it('the real ZODB open in another PID namespace is seen; the restore refuses', { skip: (!canUnshare && 'needs root and unshare') || (!zodbPath && 'no ZODB oracle') }, async (t) => {
     const { dir, s } = await siteWithBackup(t);
     await startHolder(t, ['/usr/bin/python3', '-c', OPEN_ZODB, s.file], { ns: true, ready: /open/, env: { ...process.env, PYTHONPATH: zodbPath } });
-    const before = md5File(s.file);
-    const r = checkFromOtherNamespace(dir, s.file);
-    assert.equal(r.procLocks, 0, 'the holder is invisible in /proc/locks there');
-    assert.equal(r.restore, 'SITE_RUNNING', 'the restore refused');
-    assert.equal(md5File(s.file), before, 'Data.fs untouched');
-    assert.equal(r.running?.evidence, 'lock held');
+    const r = refusedFromOtherNamespace(dir, s.file);
     assert.ok(r.running?.pid, 'the pid ZODB wrote (its own namespace\'s)');
   });
 });
