@@ -18,6 +18,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import {
   MANIFEST,
   backupDeployment,
@@ -26,7 +27,9 @@ import {
   drillDeployment,
   listDeployment,
   listGenerations,
+  readOwners,
   restoreDeployment,
+  OWNERS_FILE,
   type Deployment,
 } from '../../src/engine/internal';
 import { rejectsWith } from '../support/assert';
@@ -201,6 +204,28 @@ describe('security: paths a configuration names', () => {
     await backupDeployment({ ...depA, settings: { ...depA.settings, keep: 1 } }, 'fullbackup', { now: clock.now });
     const left = fs.readdirSync(path.join(a.varDir, 'backups')).filter((n) => /\.fsz?$/.test(n));
     assert.equal(left.length, 2, `a keeps one chain of its own, b's one stays: ${left.join(' ')}`);
+  });
+
+  it('an owners record that is garbage, huge, a link or a FIFO counts as absent, read in bounded time', async (t) => {
+    const repo = tmpDir(t);
+    const file = path.join(repo, OWNERS_FILE);
+    const elsewhere = path.join(repo, 'elsewhere.json');
+    fs.writeFileSync(elsewhere, JSON.stringify({ version: 1, chains: { '2026-01-01-00-00-00': { file: '/x/Data.fs' } } }));
+    const shapes: [string, () => void][] = [
+      ['garbage', () => fs.writeFileSync(file, '{"version":1,"chains":{"../../x":{"file":1},"2026-01-01-00-00-00":{"file":"/a","first":"zz"}}}')],
+      ['not JSON', () => fs.writeFileSync(file, '\u0000\u0001')],
+      ['huge', () => fs.writeFileSync(file, ' '.repeat((4 << 20) + 1))],
+      ['a link', () => fs.symlinkSync(elsewhere, file)],
+      ['a FIFO', () => execFileSync('mkfifo', [file])],
+      ['a link to /dev/zero', () => fs.symlinkSync('/dev/zero', file)],
+    ];
+    for (const [what, make] of shapes) {
+      fs.rmSync(file, { force: true });
+      make();
+      const t0 = performance.now();
+      assert.deepEqual([...(await readOwners(repo))], [], what);
+      assert.ok(performance.now() - t0 < 1000, `${what}: read in bounded time`);
+    }
   });
 
   it('a restore writes blobs only into a blobstorage, and replaces only a FileStorage', async (t) => {
