@@ -36,7 +36,8 @@ interface Parsed {
   positional: string[];
 }
 
-const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'lock-wait']);
+const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'lock-wait', 'part']);
+const SHORT_FLAGS: Record<string, string> = { '-h': 'help', '-q': 'quiet', '-n': 'no-prompt' };
 const FLAG_OPTS = new Set([
   'json',
   'yes',
@@ -54,6 +55,8 @@ const FLAG_OPTS = new Set([
   'live-only',
   'backups-only',
   'help',
+  'quiet',
+  'no-prompt',
 ]);
 
 function usage(msg: string): PloneBackupError {
@@ -64,8 +67,10 @@ export function parseDeployArgs(argv: string[]): Parsed {
   const p: Parsed = { flags: new Set(), values: new Map(), positional: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '-h') {
-      p.flags.add('help');
+    // The recipe's scripts take -h, -q (quiet, for cron) and -n (no prompt).
+    const short = SHORT_FLAGS[a];
+    if (short) {
+      p.flags.add(short);
       continue;
     }
     if (!a.startsWith('--')) {
@@ -89,10 +94,13 @@ export function parseDeployArgs(argv: string[]): Parsed {
 export const DEPLOY_HELP = `Deployment commands (run in the folder of a Plone site, or pass --dir):
   backup              filestorage backup (incremental when possible) + blob generation
   fullbackup          the same, with a full filestorage backup
-  snapshot            a full backup into the snapshot folders
+  snapshotbackup      a full backup into the snapshot folders (alias: snapshot)
   zipbackup           one .fsz and one blob .tar, for copying a site elsewhere
   restore [DATE]      restore to DATE (UTC yyyy-mm-dd[-hh[-mm[-ss]]]), default the newest
-  snapshotrestore [DATE], ziprestore, altrestore SOURCE
+  snapshotrestore [DATE], ziprestore
+  altrestore [SOURCE] [DATE]
+                      restore from alternative_restore_source, or from SOURCE (another
+                      site's folder or its backup folders)
   list                every generation, with what it holds (--json)
   verify              every backup piece against its .dat, every blob generation against its state
   check               consistency of the live site and of the backups (--json)
@@ -104,10 +112,14 @@ Options:
   --file F --blob-dir D
                       one storage given directly
   --backup-dir DIR    where the backup folders go (default: the var folder)
-  --keep N            full backups to keep (default 2)
+  --part NAME         the collective.recipe.backup part of buildout.cfg to use
+                      (default: the only one)
+  --keep N            full backups to keep (default 2; 0 keeps everything)
   --gzip/--no-gzip, --quick/--no-quick
   --json              print data as JSON
-  --yes               do not ask before a restore
+  --yes, -n, --no-prompt
+                      do not ask before a restore
+  -q, --quiet         print nothing but errors (for cron)
   --force             restore even though the site's lock is held
   --allow-missing-blobs  restore from a blob backup not made with the restored
                       state even when it lacks files that state needs
@@ -124,9 +136,10 @@ async function deployment(p: Parsed): Promise<Deployment> {
   if (p.values.has('file')) o.file = p.values.get('file');
   if (p.values.has('blob-dir')) o.blobDir = p.values.get('blob-dir');
   if (p.values.has('backup-dir')) o.backupRoot = p.values.get('backup-dir');
+  if (p.values.has('part')) o.part = p.values.get('part');
   if (p.values.has('keep')) {
     const k = Number(p.values.get('keep'));
-    if (!Number.isInteger(k) || k < 1) throw usage('--keep takes a whole number of at least 1');
+    if (!Number.isInteger(k) || k < 0) throw usage('--keep takes a whole number (0 keeps everything)');
     o.keep = k;
   }
   if (p.flags.has('gzip')) o.gzip = true;
@@ -134,6 +147,13 @@ async function deployment(p: Parsed): Promise<Deployment> {
   if (p.flags.has('quick')) o.quick = true;
   if (p.flags.has('no-quick')) o.quick = false;
   return discoverDeployment(p.values.get('dir') ?? process.cwd(), o);
+}
+
+/** The deployment, with its configuration warnings (an unknown key, a deprecated name) on stderr: never silently ignored. */
+async function deploymentSaying(p: Parsed, io: CliIo): Promise<Deployment> {
+  const dep = await deployment(p);
+  for (const w of dep.warnings) io.stderr.write(`warning: ${w}\n`);
+  return dep;
 }
 
 function lockWait(p: Parsed): number | undefined {
@@ -180,9 +200,10 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
   const json = p.flags.has('json');
   const verbose = p.flags.has('verbose');
   const log = verbose ? (m: string) => io.stderr.write(m + '\n') : undefined;
-  const progress = verbose || json ? undefined : progressPrinter(io);
+  const progress = verbose || json || p.flags.has('quiet') ? undefined : progressPrinter(io);
+  const quiet = p.flags.has('quiet');
   const say = (s: string) => {
-    if (io.isTTY || verbose) io.stdout.write(s + '\n');
+    if ((io.isTTY && !quiet) || verbose) io.stdout.write(s + '\n');
   };
   const out = (data: unknown) => io.stdout.write(JSON.stringify(data, null, 2) + '\n');
   const common = { signal: io.signal, log, onProgress: progress?.update, lockWaitMs: lockWait(p) };
@@ -191,10 +212,11 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
       case 'backup':
       case 'fullbackup':
       case 'snapshot':
+      case 'snapshotbackup':
       case 'zipbackup': {
         if (p.positional.length) throw usage(`${cmd} takes no arguments`);
-        const dep = await deployment(p);
-        const res = await backupDeployment(dep, cmd as BackupCommand, common);
+        const dep = await deploymentSaying(p, io);
+        const res = await backupDeployment(dep, (cmd === 'snapshotbackup' ? 'snapshot' : cmd) as BackupCommand, common);
         progress?.done();
         if (json) out(res);
         for (const r of res) {
@@ -209,7 +231,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
       case 'snapshotrestore':
       case 'ziprestore':
       case 'altrestore': {
-        const dep = await deployment(p);
+        const dep = await deploymentSaying(p, io);
         const opts: RestoreOptions = {
           ...common,
           kind: restoreCommandKind(cmd) ?? 'backup',
@@ -220,9 +242,22 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
           incremental: p.flags.has('full-restore') ? false : undefined,
         };
         if (cmd === 'altrestore') {
-          if (p.positional.length !== 1) throw usage('altrestore takes one SOURCE folder');
-          const src = path.resolve(p.positional[0]!);
-          opts.source = (s) => altSource(src, s);
+          // altrestore [DATE] restores from the configured alternative_restore_source,
+          // as the recipe's bin/altrestore; altrestore FOLDER [DATE] from another site's folder.
+          const folders = p.positional.filter((a) => !/^\d{4}-\d\d-\d\d/.test(a));
+          const dates = p.positional.filter((a) => /^\d{4}-\d\d-\d\d/.test(a));
+          if (folders.length > 1 || dates.length > 1) throw usage('altrestore takes at most one SOURCE folder and one DATE');
+          if (dates[0] !== undefined) opts.date = normalizeDateArg(dates[0]);
+          const alt = dep.altSource;
+          if (folders[0] !== undefined) {
+            const src = path.resolve(folders[0]);
+            opts.source = (s) => altSource(src, s);
+          } else if (alt) {
+            opts.source = (s) => {
+              if (s.name !== 'main') throw usage(`alternative_restore_source names the main storage only; ${s.name} has none`);
+              return { type: 'repository', repo: alt.repo, blobs: s.blobDir ? alt.blobs : undefined };
+            };
+          } else throw usage('altrestore needs a SOURCE folder, or alternative_restore_source in the configuration');
         } else if (cmd === 'ziprestore') {
           if (p.positional.length) throw usage('ziprestore takes no arguments');
         } else {
@@ -233,7 +268,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         const session = await openRestore(dep, opts);
         let res;
         try {
-          if (!p.flags.has('yes') && !(await confirmRestore(io, session.plans))) {
+          if (!p.flags.has('yes') && !p.flags.has('no-prompt') && !(await confirmRestore(io, session.plans))) {
             io.stderr.write('Nothing was restored.\n');
             return 1;
           }
@@ -252,7 +287,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         return 0;
       }
       case 'list': {
-        const dep = await deployment(p);
+        const dep = await deploymentSaying(p, io);
         const views = await listDeployment(dep, common);
         if (json) {
           out({ root: dep.root, source: dep.source, storages: views });
@@ -279,7 +314,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
       case 'verify': {
         // The same code as `check` for the backups (and the extension's Verify):
         // every piece against its .dat, every blob generation against its state.
-        const dep = await deployment(p);
+        const dep = await deploymentSaying(p, io);
         const findings = await checkBackups(dep, { ...common, quick: p.flags.has('quick') });
         progress?.done();
         // A piece no .dat lists cannot be verified: that fails verify, though check only warns.
@@ -294,7 +329,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         return 0;
       }
       case 'check': {
-        const dep = await deployment(p);
+        const dep = await deploymentSaying(p, io);
         const findings = await checkDeployment(dep, { ...common, liveOnly: p.flags.has('live-only'), backupsOnly: p.flags.has('backups-only'), quick: p.flags.has('quick') });
         progress?.done();
         const errors = findings.filter((f) => f.severity === 'error');
@@ -311,7 +346,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         return errors.length ? 1 : 0;
       }
       case 'drill': {
-        const dep = await deployment(p);
+        const dep = await deploymentSaying(p, io);
         const res = await drillDeployment(dep, { ...common, all: p.flags.has('all') });
         progress?.done();
         const ok = res.every((r) => r.ok);

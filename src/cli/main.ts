@@ -32,7 +32,7 @@ const COMMANDS: Record<string, Command> = {
   // Hidden: the demo's writer process.
   'demo-writer': demoWriterMain,
 };
-for (const c of ['backup', 'fullbackup', 'snapshot', 'zipbackup', 'restore', 'snapshotrestore', 'ziprestore', 'altrestore', 'list', 'verify', 'check', 'drill']) {
+for (const c of ['backup', 'fullbackup', 'snapshot', 'snapshotbackup', 'zipbackup', 'restore', 'snapshotrestore', 'ziprestore', 'altrestore', 'list', 'verify', 'check', 'drill']) {
   COMMANDS[c] = (argv, io) => deployMain(c, argv, io);
 }
 
@@ -58,8 +58,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     io.stderr.write(`plone-backup ${cmd}: ${err.userMessage}\n`);
     if (process.env.PLONE_BACKUP_DEBUG && err.stack) io.stderr.write(err.stack + '\n');
     // repozo exits 1 on every failure, usage errors included; other commands use 2 for
-    // usage (a bad DATE argument is one too).
-    return (PloneBackupError.is(err, 'USAGE') || PloneBackupError.is(err, 'DATE_BAD')) && cmd !== 'repozo' ? 2 : 1;
+    // usage (a bad DATE argument is one too) and a configuration that cannot be used.
+    return (PloneBackupError.is(err, 'USAGE') || PloneBackupError.is(err, 'DATE_BAD') || PloneBackupError.is(err, 'CONFIG_BAD')) && cmd !== 'repozo' ? 2 : 1;
   }
 }
 

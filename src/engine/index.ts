@@ -46,8 +46,8 @@ export { describeRepository, CACHE_FILE } from './repozo/pieceinfo';
 export type { ChainInfo, PieceInfo } from './repozo/pieceinfo';
 
 // Deployments
-export { discoverDeployment, CONFIG_FILE } from './deploy/deployment';
-export type { Deployment, StorageConfig, DeploymentSettings, DiscoverOverrides, BackupDirs } from './deploy/deployment';
+export { discoverDeployment, validateDeployment, expandPath, CONFIG_FILE } from './deploy/deployment';
+export type { Deployment, StorageConfig, DeploymentSettings, DiscoverOverrides, BackupDirs, BlobFormat, RecipePartInfo } from './deploy/deployment';
 export { KINDS, KIND_ORDER, commandKind, restoreCommandKind, foldersFor } from './deploy/kinds';
 export type { Kind, KindInfo, BackupCommand } from './deploy/kinds';
 export { backupDeployment } from './deploy/backup';

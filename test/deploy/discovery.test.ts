@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { discoverDeployment, FileStorageWriter, MAX_INCLUDES, MAX_TOTAL, MAX_VALUE, parseZConfig } from '../../src/engine/internal';
+import { DEFAULT_SETTINGS, discoverDeployment, FileStorageWriter, MAX_INCLUDES, MAX_TOTAL, MAX_VALUE, parseZConfig } from '../../src/engine/internal';
 import { rejectsWith } from '../support/assert';
 import { snapshot, tmpDir } from '../support/fs';
 import { execFileSync } from 'node:child_process';
@@ -56,7 +56,11 @@ describe('deployment discovery', () => {
       zips: path.join(v, 'zipbackups_catalog'),
       blobZips: path.join(v, 'blobstoragezips_catalog'),
     });
-    assert.deepEqual(dep.settings, { keep: 2, keepSnapshots: 2, keepZips: 1, gzip: true, quick: true });
+    assert.deepEqual(dep.settings, DEFAULT_SETTINGS);
+    assert.deepEqual(
+      { keep: dep.settings.keep, keepSnapshots: dep.settings.keepSnapshots, keepZips: dep.settings.keepZips, gzip: dep.settings.gzip, quick: dep.settings.quick },
+      { keep: 2, keepSnapshots: 2, keepZips: 1, gzip: true, quick: true },
+    );
     // --backup-dir moves every backup folder; --keep overrides the setting.
     const moved = await discoverDeployment(root, { backupRoot: 'elsewhere', keep: 5 });
     assert.equal(moved.storages[1].dirs.backups, path.join(root, 'elsewhere', 'backups_catalog'));
@@ -274,7 +278,7 @@ clienthome $CLIENTHOME
     const dep = await discoverDeployment(root);
     assert.equal(dep.source, 'config');
     assert.equal(dep.configFile, path.join(root, 'plone-backup.json'));
-    assert.deepEqual(dep.settings, { keep: 3, keepSnapshots: 4, keepZips: 1, gzip: false, quick: false });
+    assert.deepEqual(dep.settings, { ...DEFAULT_SETTINGS, keep: 3, keepSnapshots: 4, keepZips: 1, gzip: false, quick: false });
     const [main, cat] = dep.storages;
     assert.equal(main.file, path.join(root, 'data', 'Data.fs'));
     assert.equal(main.blobDir, path.join(root, 'data', 'blobs'));
@@ -293,7 +297,7 @@ clienthome $CLIENTHOME
     const cases: [string, () => void, RegExp][] = [
       ['not JSON', () => fs.writeFileSync(cfg, '{ "keep": 2, '), /not valid JSON/],
       ['not an object', () => fs.writeFileSync(cfg, '[1, 2]'), /JSON object/],
-      ['bad keep', () => fs.writeFileSync(cfg, '{"keep": 0}'), /"keep" must be a whole number/],
+      ['bad keep', () => fs.writeFileSync(cfg, '{"keep": -1}'), /"keep" must be a whole number/],
       ['bad gzip', () => fs.writeFileSync(cfg, '{"gzip": "yes"}'), /"gzip" must be true or false/],
       ['empty storages', () => fs.writeFileSync(cfg, '{"storages": []}'), /non-empty list/],
       ['bad storage name', () => fs.writeFileSync(cfg, '{"storages": [{}, {"name": "a/b"}]}'), /storage 2 needs a "name"/],

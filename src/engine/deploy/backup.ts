@@ -31,8 +31,9 @@ import { exists, isTempName, modesFrom, modesOf, tempPath, fsyncDir, type Modes 
 import type { OperationOptions } from '../base/progress';
 import { BlobVanished, buildGeneration, listGenerations, readManifest, readManifestHead, type Generation, type Manifest, LATEST, setLatest } from './blobgen';
 import { writeTar, type TarEntry } from '../archive/tar';
-import type { Deployment, StorageConfig } from './deployment';
+import type { BlobFormat, Deployment, StorageConfig } from './deployment';
 import { KINDS, commandKind, foldersFor, type BackupCommand } from './kinds';
+import { runHook } from './hooks';
 
 export interface DeployBackupOptions extends OperationOptions {
   now?: () => Date;
@@ -56,6 +57,14 @@ export interface StorageBackupResult {
 
 /** Backs up every storage of the deployment (additional ones first, as the recipe does). */
 export async function backupDeployment(dep: Deployment, kind: BackupCommand, opts: DeployBackupOptions = {}): Promise<StorageBackupResult[]> {
+  if (kind === 'zipbackup' && !dep.settings.enableZipbackup) {
+    throw new PloneBackupError('CONFIG_BAD', `Zip backups are not enabled for ${dep.part ? `the [${dep.part.name}] part` : dep.root}.`, {
+      path: dep.configFile,
+      hint: 'Set enable_zipbackup = true in the part (as collective.recipe.backup wants it for bin/zipbackup).',
+    });
+  }
+  const hook = { command: kind, kind: commandKind(kind), signal: opts.signal, log: opts.log };
+  await runHook(dep, { ...hook, phase: 'pre' });
   const out: StorageBackupResult[] = [];
   const ordered = [...dep.storages.filter((s) => s.name !== 'main'), ...dep.storages.filter((s) => s.name === 'main')];
   for (const s of ordered) {
@@ -67,6 +76,7 @@ export async function backupDeployment(dep: Deployment, kind: BackupCommand, opt
       throw toPloneBackupError(e);
     }
   }
+  await runHook(dep, { ...hook, phase: 'post', stamp: out.find((r) => r.storage === 'main')?.filestorage.stamp ?? out[0]?.filestorage.stamp });
   return out;
 }
 
@@ -140,7 +150,7 @@ async function attemptBackup(
   try {
     // Which storage this is, for the owners record and retention (owners.ts).
     const me = await identify(s.file);
-    const full = kind !== 'backup';
+    const full = kind !== 'backup' || dep.settings.full;
     const prepared = await prepareBackup(
       {
         file: s.file,
@@ -162,6 +172,8 @@ async function attemptBackup(
     // killed after registering its backup may not have got to it.
     const retain = async () => {
       const keep = dep.settings[KINDS[commandKind(kind)].keepSetting];
+      // keep = 0 keeps everything (as in the recipe).
+      if (keep === 0) return;
       result.removed = await applyRetention(repo, blobs, s.blobDir ? path.basename(s.blobDir) : undefined, keep, me, opts.log, dep.root);
     };
     let needed: string[] | undefined;
@@ -198,8 +210,10 @@ async function attemptBackup(
         // missing one fails here, before anything is written, all of them named.
         const sizes = await checkBlobsExist(s.blobDir, needed, st, opts.signal);
         const modes = modesOf(st.mode);
-        if (kind === 'zipbackup') {
-          const archive = await writeBlobArchive(s.blobDir, blobs, base, stamp!, needed, sizes, modes, opts.signal);
+        const format = blobFormatFor(dep, kind);
+        if (format !== 'dir') {
+          // An archive: zipbackup's, or archive_blob's (.tar, .tar.gz) as the recipe names them.
+          const archive = await writeBlobArchive(s.blobDir, blobs, base, stamp!, needed, sizes, modes, { gzip: format === 'tar.gz', signal: opts.signal });
           try {
             // The archive first, as a generation: a crash between the two leaves an
             // archive without a piece (the next run removes it), never a piece without blobs.
@@ -211,6 +225,8 @@ async function attemptBackup(
             await fsp.rm(archive.final, { force: true });
             throw e;
           }
+          // The recipe points `latest` at the newest timestamped archive too.
+          if (kind !== 'zipbackup') await setLatest(blobs, path.basename(archive.final)).catch(() => undefined);
           result.blobGeneration = archive.final;
           result.blobFiles = needed.length;
         } else {
@@ -223,6 +239,7 @@ async function attemptBackup(
             lastTid,
             needed,
             previous,
+            linkFromLive: dep.settings.hardLinkFirstCopy,
             modes,
             signal: opts.signal,
             onProgress: (done, total) => opts.onProgress?.({ phase: `blobs of ${s.name}`, done, total }),
@@ -330,9 +347,22 @@ async function checkBlobsExist(blobDir: string, needed: string[], st: OpenedStor
   );
 }
 
-async function writeBlobArchive(blobDir: string, blobZips: string, base: string, stamp: string, needed: string[], sizes: Map<string, number>, modes: Modes, signal?: AbortSignal) {
-  await fsp.mkdir(blobZips, { recursive: true, mode: modes.dir });
-  const final = path.join(blobZips, `${base}.${stamp}.tar`);
+/**
+ * How a backup command keeps its blobs: zipbackup always one .tar (as the
+ * recipe's zipbackup, archive_blob forced); a snapshot as configured but never
+ * incremental (the recipe's snapshot_main turns incremental_blobs off).
+ */
+export function blobFormatFor(dep: Deployment, kind: BackupCommand): BlobFormat {
+  if (kind === 'zipbackup') return 'tar';
+  const f = dep.settings.blobFormat;
+  if (kind === 'snapshot') return f === 'incremental' ? 'tar' : f === 'incremental.gz' ? 'tar.gz' : f;
+  return f;
+}
+
+async function writeBlobArchive(blobDir: string, dest: string, base: string, stamp: string, needed: string[], sizes: Map<string, number>, modes: Modes, o: { gzip: boolean; signal?: AbortSignal }) {
+  const signal = o.signal;
+  await fsp.mkdir(dest, { recursive: true, mode: modes.dir });
+  const final = path.join(dest, `${base}.${stamp}.tar${o.gzip ? '.gz' : ''}`);
   const temp = tempPath(final, 'tar');
   const entries: TarEntry[] = [];
   const dirs = new Set<string>();
@@ -357,7 +387,7 @@ async function writeBlobArchive(blobDir: string, blobZips: string, base: string,
     entries.push({ name: `./${rel}`, source: path.join(blobDir, rel), size, mode: modes.file & 0o444, mtime: now });
   }
   try {
-    await writeTar(temp, entries, { signal, mode: modes.file });
+    await writeTar(temp, entries, { signal, mode: modes.file, gzip: o.gzip });
   } catch (e) {
     await fsp.rm(temp, { force: true });
     throw e;

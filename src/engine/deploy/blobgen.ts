@@ -267,6 +267,12 @@ export async function buildGeneration(opts: {
   previous?: Generation;
   /** Copy instead of hard-linking to the previous generation. */
   noLinks?: boolean;
+  /**
+   * With no previous generation, hard-link from the live blobstorage instead of
+   * copying (the recipe's rsync_hard_links_on_first_copy): ZODB never changes a
+   * committed blob file, but the backup then shares the live disk and inodes.
+   */
+  linkFromLive?: boolean;
   /** Modes of what is created (from the source Data.fs): blob files keep their own. */
   modes?: Modes;
   signal?: AbortSignal;
@@ -287,7 +293,7 @@ export async function buildGeneration(opts: {
   let bytes = 0;
   const files: [string, number][] = [];
   let manifest: Manifest | undefined;
-  const prev = opts.previous?.kind === 'dir' ? opts.previous.content : undefined;
+  const prev = opts.previous?.kind === 'dir' ? opts.previous.content : opts.linkFromLive ? opts.blobDir : undefined;
   try {
     await writeNewFile(path.join(content, LAYOUT_FILE), opts.layout + '\n', modes.file);
     const needed = [...new Set(opts.needed)].sort();

@@ -1,18 +1,30 @@
 /**
  * Finding a deployment: which Data.fs files and blob dirs a Plone site has,
- * and where their backups go. Sources, in order:
+ * where their backups go and how they are made. Layers, each over the one
+ * before (so a flag beats a setting beats plone-backup.json beats buildout.cfg
+ * beats the defaults):
  *
- *   1. plone-backup.json in the folder (explicit settings);
- *   2. zope.conf / zeo.conf (pip-installed Plone 6, or a buildout's parts/),
- *      every <filestorage> with its blob-dir, several <zodb_db> mounts;
- *   3. a buildout's var/filestorage/Data.fs and var/blobstorage (plus any
- *      other var/filestorage/NAME.fs with var/blobstorage_NAME).
+ *   1. the storages: a buildout.cfg's collective.recipe.backup part (its
+ *      locations and options, derived as the recipe derives them; buildout.ts),
+ *      else zope.conf / zeo.conf (pip-installed Plone 6, or a buildout's
+ *      parts/: every <filestorage> with its blob-dir, several <zodb_db>
+ *      mounts), else a buildout's var/filestorage/Data.fs and var/blobstorage
+ *      (plus any other var/filestorage/NAME.fs with var/blobstorage_NAME);
+ *   2. plone-backup.json in the folder: its settings, and its storages when it
+ *      names them;
+ *   3. the overrides of the caller (command-line flags, the extension's
+ *      settings).
  *
- * Backup folders default to collective.recipe.backup's names, with the
- * recipe's `_NAME` suffix for every storage but the main one.
+ * Backup folders default to collective.recipe.backup's names for the part
+ * (`backups`, `blobstoragebackups`, ... for a part named backup;
+ * `plonebackups`, `plonebackup-blobstorages`, ... for one named plonebackup),
+ * with the `_NAME` suffix for every storage but the main one. Before anything
+ * is written the folders are checked as the recipe checks them, and more
+ * (validateDeployment).
  */
 
 import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { PloneBackupError } from '../base/errors';
 import { READ_CAPS, readFileCapped } from '../base/io';
@@ -35,25 +47,78 @@ export interface StorageConfig {
   dirs: BackupDirs;
 }
 
+/**
+ * How regular backups keep their blobs: a folder per generation (hard links to
+ * the previous one), or an archive (collective.recipe.backup's archive_blob,
+ * compress_blob), or a full archive with GNU tar listed-incremental deltas
+ * (incremental_blobs).
+ */
+export type BlobFormat = 'dir' | 'tar' | 'tar.gz' | 'incremental' | 'incremental.gz';
+
 export interface DeploymentSettings {
-  /** Full filestorage backups kept (with their incrementals and blob generations). */
+  /** Full filestorage backups kept (with their incrementals and blob generations); 0 keeps everything. */
   keep: number;
   keepSnapshots: number;
   keepZips: number;
   gzip: boolean;
   quick: boolean;
+  /** Every regular backup is a full one (the recipe's `full`). */
+  full: boolean;
+  blobFormat: BlobFormat;
+  /** Back up blobs at all (the recipe's backup_blobs). */
+  backupBlobs: boolean;
+  /** Only blobs, no filestorage (the recipe's only_blobs). */
+  onlyBlobs: boolean;
+  /** The first blob generation hard-links from the live blobstorage (same disk) instead of copying. */
+  hardLinkFirstCopy: boolean;
+  /** Days that blob-only generations are kept at least (the recipe's keep_blob_days). */
+  keepBlobDays: number;
+  /** Shell commands run before and after backups and restores. */
+  preCommand: string;
+  postCommand: string;
+  enableSnapshotrestore: boolean;
+  enableZipbackup: boolean;
+}
+
+/** The collective.recipe.backup part a deployment was read from, and its script names. */
+export interface RecipePartInfo {
+  name: string;
+  configFile: string;
+  scripts: Record<string, string>;
 }
 
 export interface Deployment {
   root: string;
   varDir: string;
-  source: 'config' | 'zconfig' | 'buildout' | 'options';
+  /** Where the storages came from: plone-backup.json, zope.conf, a buildout.cfg recipe part, var/ alone, --file. */
+  source: 'config' | 'zconfig' | 'recipe' | 'buildout' | 'options';
   configFile?: string;
   storages: StorageConfig[];
   settings: DeploymentSettings;
+  part?: RecipePartInfo;
+  /** The recipe's alternative_restore_source: the backup folders (of another site) `altrestore` restores from. */
+  altSource?: { repo: string; blobs?: string };
+  /** Configuration that was read but is doubtful (an unknown key, a deprecated name), one sentence each. */
+  warnings: string[];
 }
 
-export const DEFAULT_SETTINGS: DeploymentSettings = { keep: 2, keepSnapshots: 2, keepZips: 1, gzip: true, quick: true };
+export const DEFAULT_SETTINGS: DeploymentSettings = {
+  keep: 2,
+  keepSnapshots: 2,
+  keepZips: 1,
+  gzip: true,
+  quick: true,
+  full: false,
+  blobFormat: 'dir',
+  backupBlobs: true,
+  onlyBlobs: false,
+  hardLinkFirstCopy: false,
+  keepBlobDays: 14,
+  preCommand: '',
+  postCommand: '',
+  enableSnapshotrestore: true,
+  enableZipbackup: true,
+};
 
 export const CONFIG_FILE = 'plone-backup.json';
 
@@ -68,19 +133,42 @@ export interface DiscoverOverrides {
   keep?: number;
   gzip?: boolean;
   quick?: boolean;
+  /** The collective.recipe.backup part of buildout.cfg to use when it has several. */
+  part?: string;
+  /** For ~ and $VAR in paths (default: process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
-/** collective.recipe.backup's folder names for a storage. */
-export function defaultDirs(base: string, name: string): BackupDirs {
+/**
+ * collective.recipe.backup's folder names for a storage, after the part's
+ * name: a part named `backup` gives backups, blobstoragebackups,
+ * snapshotbackups, ...; any other name N gives Ns, N-blobstorages,
+ * N-snapshots, N-blobstoragesnapshots, N-zips, N-blobstoragezips.
+ */
+export function defaultDirs(base: string, name: string, part = 'backup'): BackupDirs {
   const sfx = name === 'main' ? '' : `_${name}`;
+  const n =
+    part === 'backup'
+      ? { backups: 'backup', blobBackups: 'blobstoragebackup', snapshots: 'snapshotbackup', blobSnapshots: 'blobstoragesnapshot', zips: 'zipbackup', blobZips: 'blobstoragezip' }
+      : { backups: part, blobBackups: `${part}-blobstorage`, snapshots: `${part}-snapshot`, blobSnapshots: `${part}-blobstoragesnapshot`, zips: `${part}-zip`, blobZips: `${part}-blobstoragezip` };
   return {
-    backups: path.join(base, `backups${sfx}`),
-    blobBackups: path.join(base, `blobstoragebackups${sfx}`),
-    snapshots: path.join(base, `snapshotbackups${sfx}`),
-    blobSnapshots: path.join(base, `blobstoragesnapshots${sfx}`),
-    zips: path.join(base, `zipbackups${sfx}`),
-    blobZips: path.join(base, `blobstoragezips${sfx}`),
+    backups: path.join(base, `${n.backups}s${sfx}`),
+    blobBackups: path.join(base, `${n.blobBackups}s${sfx}`),
+    snapshots: path.join(base, `${n.snapshots}s${sfx}`),
+    blobSnapshots: path.join(base, `${n.blobSnapshots}s${sfx}`),
+    zips: path.join(base, `${n.zips}s${sfx}`),
+    blobZips: path.join(base, `${n.blobZips}s${sfx}`),
   };
+}
+
+/**
+ * `~` and `$VAR` / `${VAR}` in a path, as the recipe's construct_path
+ * (os.path.expanduser, os.path.expandvars): an unset variable stays as written.
+ */
+export function expandPath(p: string, env: NodeJS.ProcessEnv = process.env, home = os.homedir()): string {
+  let out = p;
+  if (out === '~' || out.startsWith('~/')) out = home + out.slice(1);
+  return out.replace(/\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))/g, (m, a: string | undefined, b: string | undefined) => env[(a ?? b)!] ?? m);
 }
 
 async function isFile(p: string): Promise<boolean> {
@@ -113,52 +201,116 @@ export async function discoverDeployment(dir: string, o: DiscoverOverrides = {})
   if (!(await isDir(root))) {
     throw new PloneBackupError('SOURCE_MISSING', `The folder ${root} does not exist.`, { path: root, hint: 'Pass the deployment folder with --dir.' });
   }
-  const settings: DeploymentSettings = { ...DEFAULT_SETTINGS };
+  const env = o.env ?? process.env;
+  const backupRoot = o.backupRoot === undefined ? undefined : path.resolve(root, expandPath(o.backupRoot, env));
+
+  // 1. The storages, and the settings of a recipe part.
   let dep: Deployment | undefined;
-
   if (o.file) {
-    const file = path.resolve(root, o.file);
+    const file = path.resolve(root, expandPath(o.file, env));
     const varDir = varOf(file);
-    const blobDir = o.blobDir ? path.resolve(root, o.blobDir) : undefined;
-    dep = { root, varDir, source: 'options', storages: [{ name: 'main', file, blobDir, dirs: defaultDirs(o.backupRoot ? path.resolve(root, o.backupRoot) : varDir, 'main') }], settings };
+    const blobDir = o.blobDir ? path.resolve(root, expandPath(o.blobDir, env)) : undefined;
+    dep = { root, varDir, source: 'options', storages: [{ name: 'main', file, blobDir, dirs: defaultDirs(varDir, 'main') }], settings: { ...DEFAULT_SETTINGS }, warnings: [] };
   }
-
-  const configFile = o.config ? path.resolve(root, o.config) : path.join(root, CONFIG_FILE);
-  // A plone-backup.json that is there but cannot be read (a folder, a dangling
-  // link) is an error, never silently passed over for another source.
-  if (!dep && (o.config || (await fsp.lstat(configFile).then(() => true, () => false)))) dep = await fromConfigFile(root, configFile, settings);
-
+  if (!dep) dep = await fromRecipe(root, o.part, env);
+  else if (o.part !== undefined) throw new PloneBackupError('USAGE', '--part reads a buildout.cfg part; it cannot be combined with --file.', { hint: 'Pass one of them.' });
   if (!dep) {
     for (const c of ZCONF_CANDIDATES) {
       const f = path.join(root, c);
       if (await isFile(f)) {
-        dep = await fromZConfig(root, f, settings, o.backupRoot);
+        dep = await fromZConfig(root, f);
         if (dep) break;
       }
     }
   }
-  if (!dep) dep = await fromBuildout(root, settings, o.backupRoot);
+  if (!dep) dep = await fromBuildout(root);
+
+  // 2. plone-backup.json. One that is there but cannot be read (a folder, a
+  // dangling link) is an error, never silently passed over.
+  const configFile = o.config ? path.resolve(root, expandPath(o.config, env)) : path.join(root, CONFIG_FILE);
+  if (o.config || (await fsp.lstat(configFile).then(() => true, () => false))) dep = await fromConfigFile(root, configFile, dep, env);
   if (!dep) {
     throw new PloneBackupError('SOURCE_MISSING', `No Plone deployment found in ${root}.`, {
       path: root,
-      hint: `Run it in the folder holding var/filestorage/Data.fs or zope.conf, pass --dir, or write a ${CONFIG_FILE}.`,
+      hint: `Run it in the folder holding buildout.cfg, var/filestorage/Data.fs or zope.conf, pass --dir, or write a ${CONFIG_FILE}.`,
     });
   }
+
+  // 3. The caller's overrides.
+  if (backupRoot !== undefined) for (const s of dep.storages) s.dirs = defaultDirs(backupRoot, s.name, dep.part?.name);
   if (o.keep !== undefined) dep.settings.keep = o.keep;
   if (o.gzip !== undefined) dep.settings.gzip = o.gzip;
   if (o.quick !== undefined) dep.settings.quick = o.quick;
-  if (!Number.isInteger(dep.settings.keep) || dep.settings.keep < 1) {
-    throw new PloneBackupError('USAGE', `keep must be a whole number of at least 1, not ${dep.settings.keep}.`, { hint: 'Keeping no backup would delete them all.' });
-  }
+  validateDeployment(dep);
   return dep;
 }
 
-async function fromBuildout(root: string, settings: DeploymentSettings, backupRoot?: string): Promise<Deployment | undefined> {
+/**
+ * The checks before anything is written or deleted, as collective.recipe.backup
+ * makes them and more: `keep` a whole number (0 keeps everything); for every
+ * storage, the backup folders in use distinct, none inside another, none
+ * inside (or holding) the live blobstorage. A snapshot
+ * folder equal to the backup folder would have retention of one delete the
+ * other; a backup folder inside the blobstorage would be restored into it.
+ */
+export function validateDeployment(dep: Deployment): void {
+  const st = dep.settings;
+  for (const k of ['keep', 'keepSnapshots', 'keepZips', 'keepBlobDays'] as const) {
+    if (!Number.isInteger(st[k]) || st[k] < 0) {
+      throw new PloneBackupError('CONFIG_BAD', `${k} must be a whole number (0 keeps everything), not ${st[k]}.`, { path: dep.configFile, hint: 'Fix the setting.' });
+    }
+  }
+  if (!st.backupBlobs && st.onlyBlobs) {
+    throw new PloneBackupError('CONFIG_BAD', 'backup_blobs is false and only_blobs true: there would be nothing to back up.', { path: dep.configFile, hint: 'Set one of them differently.' });
+  }
+  const LABEL: Record<keyof BackupDirs, string> = {
+    backups: 'location (backups)',
+    blobBackups: 'blobbackuplocation (blobBackups)',
+    snapshots: 'snapshotlocation (snapshots)',
+    blobSnapshots: 'blobsnapshotlocation (blobSnapshots)',
+    zips: 'ziplocation (zips)',
+    blobZips: 'blobziplocation (blobZips)',
+  };
+  const bad = (why: string, p: string): never => {
+    throw new PloneBackupError('CONFIG_BAD', `The backup folders of ${dep.configFile ?? dep.root} cannot be used: ${why}.`, {
+      path: p,
+      hint: 'Give every backup folder its own place, outside the live filestorage and blobstorage folders.',
+    });
+  };
+  const within = (outer: string, inner: string) => {
+    const rel = path.relative(outer, inner);
+    return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+  };
+  const all: { storage: string; key: keyof BackupDirs; dir: string }[] = [];
+  for (const s of dep.storages) {
+    const keys = (Object.keys(LABEL) as (keyof BackupDirs)[]).filter((k) => s.blobDir || !k.startsWith('blob'));
+    for (const k of keys) {
+      const d = path.resolve(s.dirs[k]);
+      // A folder beside Data.fs is harmless (a restore replaces the file); one in
+      // or around the blobstorage is not: a restore swaps that folder whole.
+      if (s.blobDir && within(s.blobDir, d)) bad(`${LABEL[k]} ${d} is inside the live blobstorage ${s.blobDir}`, d);
+      if (s.blobDir && within(d, s.blobDir)) bad(`${LABEL[k]} ${d} holds the live blobstorage ${s.blobDir}`, d);
+      all.push({ storage: s.name, key: k, dir: d });
+    }
+  }
+  for (let i = 0; i < all.length; i++) {
+    for (let j = i + 1; j < all.length; j++) {
+      const a = all[i]!;
+      const b = all[j]!;
+      const name = (x: typeof a) => `${LABEL[x.key]}${dep.storages.length > 1 ? ` of ${x.storage}` : ''}`;
+      if (a.dir === b.dir) bad(`${name(a)} and ${name(b)} are the same folder ${a.dir}`, a.dir);
+      if (within(a.dir, b.dir)) bad(`${name(b)} ${b.dir} is inside ${name(a)} ${a.dir}`, b.dir);
+      if (within(b.dir, a.dir)) bad(`${name(a)} ${a.dir} is inside ${name(b)} ${b.dir}`, a.dir);
+    }
+  }
+}
+
+async function fromBuildout(root: string): Promise<Deployment | undefined> {
   const varDir = path.join(root, 'var');
   const fsDir = path.join(varDir, 'filestorage');
   const main = path.join(fsDir, 'Data.fs');
   if (!(await isFile(main))) return undefined;
-  const base = backupRoot ? path.resolve(root, backupRoot) : varDir;
+  const base = varDir;
   const storages: StorageConfig[] = [];
   // A storage has blobs when its blobstorage is there, or when its blob
   // backups are: a site whose var/blobstorage was lost must get it back
@@ -175,7 +327,7 @@ async function fromBuildout(root: string, settings: DeploymentSettings, backupRo
     const dirs = defaultDirs(base, name);
     storages.push({ name, file: path.join(fsDir, n), blobDir: await withBlobs(path.join(varDir, `blobstorage_${name}`), dirs), dirs });
   }
-  return { root, varDir, source: 'buildout', storages, settings };
+  return { root, varDir, source: 'buildout', storages, settings: { ...DEFAULT_SETTINGS }, warnings: [] };
 }
 
 /**
@@ -200,7 +352,7 @@ async function readConfigText(file: string): Promise<string> {
   }
 }
 
-async function fromZConfig(root: string, file: string, settings: DeploymentSettings, backupRoot?: string): Promise<Deployment | undefined> {
+async function fromZConfig(root: string, file: string): Promise<Deployment | undefined> {
   const text = await readConfigText(file);
   const found = storagesOf(parseZConfig(text, file));
   if (found.length === 0) return undefined;
@@ -211,7 +363,7 @@ async function fromZConfig(root: string, file: string, settings: DeploymentSetti
     found.findIndex((s) => s.mountPoint === '/' || s.db === 'main' || s.db === '1'),
   );
   const varDir = varOf(rel(found[mainIdx]!.path));
-  const base = backupRoot ? path.resolve(root, backupRoot) : varDir;
+  const base = varDir;
   const used = new Set<string>();
   const storages = found.map((s, i) => {
     let name = i === mainIdx ? 'main' : (s.db ?? path.basename(s.path).replace(/\.fs$/, ''));
@@ -220,21 +372,83 @@ async function fromZConfig(root: string, file: string, settings: DeploymentSetti
     used.add(name);
     return { name, file: rel(s.path), blobDir: s.blobDir ? rel(s.blobDir) : undefined, dirs: defaultDirs(base, name) };
   });
-  return { root, varDir, source: 'zconfig', configFile: file, storages, settings };
+  return { root, varDir, source: 'zconfig', configFile: file, storages, settings: { ...DEFAULT_SETTINGS }, warnings: [] };
 }
 
-interface ConfigJson {
-  var?: string;
-  keep?: number;
-  keepSnapshots?: number;
-  keepZips?: number;
-  gzip?: boolean;
-  quick?: boolean;
-  storages?: { name?: string; file?: string; blobDir?: string; backups?: string; blobBackups?: string; snapshots?: string; blobSnapshots?: string; zips?: string; blobZips?: string }[];
+/** Where each key of plone-backup.json goes; the recipe's option names are accepted beside ours. */
+const JSON_SETTINGS = {
+  keep: 'int',
+  keepSnapshots: 'int',
+  keepZips: 'int',
+  gzip: 'bool',
+  quick: 'bool',
+  full: 'bool',
+  blobFormat: 'format',
+  archive_blob: 'bool',
+  compress_blob: 'bool',
+  incremental_blobs: 'bool',
+  blob_timestamps: 'bool',
+  backup_blobs: 'bool',
+  only_blobs: 'bool',
+  rsync_hard_links_on_first_copy: 'bool',
+  keep_blob_days: 'int',
+  pre_command: 'string',
+  post_command: 'string',
+  enable_snapshotrestore: 'bool',
+  enable_zipbackup: 'bool',
+  use_rsync: 'bool',
+  rsync_options: 'string',
+  debug: 'bool',
+} as const;
+/** Paths of the main storage, under the recipe's names (relative to the file's folder). */
+const JSON_MAIN_PATHS = {
+  datafs: 'file',
+  blob_storage: 'blobDir',
+  location: 'backups',
+  blobbackuplocation: 'blobBackups',
+  snapshotlocation: 'snapshots',
+  blobsnapshotlocation: 'blobSnapshots',
+  ziplocation: 'zips',
+  blobziplocation: 'blobZips',
+} as const;
+const JSON_OTHER = ['var', 'storages', 'locationprefix', 'alternative_restore_source', '$schema', 'comment'] as const;
+const STORAGE_KEYS = ['name', 'file', 'blobDir', 'backups', 'blobBackups', 'snapshots', 'blobSnapshots', 'zips', 'blobZips'] as const;
+export const CONFIG_KEYS: readonly string[] = [...Object.keys(JSON_SETTINGS), ...Object.keys(JSON_MAIN_PATHS), ...JSON_OTHER];
+
+/** The closest of `known` to a misspelt `key` (edit distance at most 2, or a case/`_`/`-` variant). */
+export function closestKey(key: string, known: readonly string[]): string | undefined {
+  const norm = (k: string) => k.toLowerCase().replace(/[-_]/g, '');
+  const exact = known.find((k) => norm(k) === norm(key));
+  if (exact) return exact;
+  let best: string | undefined;
+  let bestD = 3;
+  for (const k of known) {
+    const d = editDistance(norm(key), norm(k), bestD);
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best;
 }
 
-async function fromConfigFile(root: string, file: string, settings: DeploymentSettings): Promise<Deployment> {
-  let cfg: ConfigJson;
+/** Levenshtein distance, stopping once it exceeds `max` (keys are short; linear in practice). */
+function editDistance(a: string, b: string, max: number): number {
+  if (Math.abs(a.length - b.length) > max || a.length > 64 || b.length > 64) return max + 1;
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** The blob format the recipe's three archive options give. */
+export function blobFormatOf(archive: boolean, compress: boolean, incremental: boolean): BlobFormat {
+  if (!archive) return 'dir';
+  if (incremental) return compress ? 'incremental.gz' : 'incremental';
+  return compress ? 'tar.gz' : 'tar';
+}
+
+async function fromConfigFile(root: string, file: string, base: Deployment | undefined, env: NodeJS.ProcessEnv): Promise<Deployment> {
   const bad = (why: string): never => {
     throw new PloneBackupError('USAGE', `${file} cannot be used: ${why}.`, { path: file, hint: 'Fix it; the README lists its settings.' });
   };
@@ -249,56 +463,136 @@ async function fromConfigFile(root: string, file: string, settings: DeploymentSe
     if (code === 'EISDIR') bad('it cannot be read (it is a folder)');
     bad(`it cannot be read (${code ?? (e as Error).message})`);
   }
+  let parsed: unknown;
   try {
-    cfg = JSON.parse(text) as ConfigJson;
+    parsed = JSON.parse(text);
   } catch (e) {
     bad(`it is not valid JSON (${(e as Error).message})`);
   }
-  if (typeof cfg! !== 'object' || cfg! === null || Array.isArray(cfg!)) bad('it must hold a JSON object');
-  const base = path.dirname(file);
-  const num = (v: unknown, name: string) => {
-    if (v === undefined) return undefined;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) bad(`"${name}" must be a whole number of at least 1`);
-    return v as number;
-  };
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) bad('it must hold a JSON object');
+  const cfg = parsed as Record<string, unknown>;
+  const dir = path.dirname(file);
+  const warnings = [...(base?.warnings ?? [])];
+  for (const k of Object.keys(cfg)) {
+    if (CONFIG_KEYS.includes(k)) continue;
+    const near = closestKey(k, CONFIG_KEYS);
+    warnings.push(`${file}: unknown key "${k}" is ignored${near ? `; did you mean "${near}"?` : '.'}`);
+  }
   const str = (v: unknown, name: string): string | undefined => {
     if (v === undefined) return undefined;
     if (typeof v !== 'string' || v === '') bad(`"${name}" must be a path (a non-empty string)`);
     return v as string;
   };
-  const bool = (v: unknown, name: string) => {
-    if (v === undefined) return undefined;
-    if (typeof v !== 'boolean') bad(`"${name}" must be true or false`);
-    return v as boolean;
-  };
-  settings.keep = num(cfg!.keep, 'keep') ?? settings.keep;
-  settings.keepSnapshots = num(cfg!.keepSnapshots, 'keepSnapshots') ?? settings.keepSnapshots;
-  settings.keepZips = num(cfg!.keepZips, 'keepZips') ?? settings.keepZips;
-  settings.gzip = bool(cfg!.gzip, 'gzip') ?? settings.gzip;
-  settings.quick = bool(cfg!.quick, 'quick') ?? settings.quick;
-  const varDir = path.resolve(base, str(cfg!.var, 'var') ?? 'var');
-  const list = cfg!.storages ?? [{}];
-  if (!Array.isArray(list) || list.length === 0) bad('"storages" must be a non-empty list');
-  const storages = list.map((s, i) => {
-    if (typeof s !== 'object' || s === null || Array.isArray(s)) bad(`storage ${i + 1} must be an object`);
-    for (const k of ['file', 'blobDir', 'backups', 'blobBackups', 'snapshots', 'blobSnapshots', 'zips', 'blobZips'] as const) str(s[k], `storages[${i}].${k}`);
-    const name = s.name ?? (i === 0 ? 'main' : undefined);
-    if (!name || typeof name !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(name)) bad(`storage ${i + 1} needs a "name" of letters, digits, _ . -`);
-    const d = defaultDirs(varDir, name!);
-    const p = (v: string | undefined, dflt: string) => (v === undefined ? dflt : path.resolve(base, v));
-    return {
-      name: name!,
-      file: p(s.file, path.join(varDir, 'filestorage', name === 'main' ? 'Data.fs' : `${name}.fs`)),
-      blobDir: s.blobDir === undefined ? (i === 0 ? path.join(varDir, 'blobstorage') : undefined) : path.resolve(base, s.blobDir),
-      dirs: {
-        backups: p(s.backups, d.backups),
-        blobBackups: p(s.blobBackups, d.blobBackups),
-        snapshots: p(s.snapshots, d.snapshots),
-        blobSnapshots: p(s.blobSnapshots, d.blobSnapshots),
-        zips: p(s.zips, d.zips),
-        blobZips: p(s.blobZips, d.blobZips),
-      },
-    };
-  });
-  return { root, varDir, source: 'config', configFile: file, storages, settings };
+  const resolve = (v: string) => path.resolve(dir, expandPath(v, env));
+
+  const settings: DeploymentSettings = { ...(base?.settings ?? DEFAULT_SETTINGS) };
+  const flags: Record<string, boolean> = {};
+  for (const [k, type] of Object.entries(JSON_SETTINGS)) {
+    const v = cfg[k];
+    if (v === undefined) continue;
+    if (type === 'int' && (typeof v !== 'number' || !Number.isInteger(v) || v < 0)) bad(`"${k}" must be a whole number (0 keeps everything)`);
+    if (type === 'bool' && typeof v !== 'boolean') bad(`"${k}" must be true or false`);
+    if (type === 'string' && typeof v !== 'string') bad(`"${k}" must be a string`);
+    if (type === 'format' && !['dir', 'tar', 'tar.gz', 'incremental', 'incremental.gz'].includes(v as string)) bad(`"${k}" must be one of dir, tar, tar.gz, incremental, incremental.gz`);
+    if (type === 'bool') flags[k] = v as boolean;
+  }
+  const n = (k: string) => cfg[k] as number | undefined;
+  settings.keep = n('keep') ?? settings.keep;
+  settings.keepSnapshots = n('keepSnapshots') ?? (n('keep') !== undefined ? settings.keep : settings.keepSnapshots);
+  settings.keepZips = n('keepZips') ?? settings.keepZips;
+  settings.keepBlobDays = n('keep_blob_days') ?? settings.keepBlobDays;
+  settings.gzip = flags.gzip ?? settings.gzip;
+  settings.quick = flags.quick ?? settings.quick;
+  settings.full = flags.full ?? settings.full;
+  settings.backupBlobs = flags.backup_blobs ?? settings.backupBlobs;
+  settings.onlyBlobs = flags.only_blobs ?? settings.onlyBlobs;
+  settings.hardLinkFirstCopy = flags.rsync_hard_links_on_first_copy ?? settings.hardLinkFirstCopy;
+  settings.enableSnapshotrestore = flags.enable_snapshotrestore ?? settings.enableSnapshotrestore;
+  settings.enableZipbackup = flags.enable_zipbackup ?? settings.enableZipbackup;
+  settings.preCommand = (cfg.pre_command as string | undefined) ?? settings.preCommand;
+  settings.postCommand = (cfg.post_command as string | undefined) ?? settings.postCommand;
+  if (cfg.blobFormat !== undefined) settings.blobFormat = cfg.blobFormat as BlobFormat;
+  if (flags.archive_blob !== undefined || flags.compress_blob !== undefined || flags.incremental_blobs !== undefined) {
+    const was = settings.blobFormat;
+    settings.blobFormat = blobFormatOf(
+      flags.archive_blob ?? was !== 'dir',
+      flags.compress_blob ?? was.endsWith('.gz'),
+      flags.incremental_blobs ?? was.startsWith('incremental'),
+    );
+  }
+
+  const varDir = cfg.var !== undefined ? resolve(str(cfg.var, 'var')!) : (base?.varDir ?? path.resolve(dir, 'var'));
+  const prefix = cfg.locationprefix !== undefined ? resolve(str(cfg.locationprefix, 'locationprefix')!) : undefined;
+  let storages: StorageConfig[];
+  if (cfg.storages !== undefined || !base || cfg.var !== undefined) {
+    const list = (cfg.storages ?? [{}]) as unknown;
+    if (!Array.isArray(list) || list.length === 0) bad('"storages" must be a non-empty list');
+    storages = (list as unknown[]).map((raw, i) => {
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad(`storage ${i + 1} must be an object`);
+      const s = raw as Record<string, unknown>;
+      for (const k of Object.keys(s)) {
+        if (!(STORAGE_KEYS as readonly string[]).includes(k)) {
+          const near = closestKey(k, STORAGE_KEYS);
+          warnings.push(`${file}: unknown key "storages[${i}].${k}" is ignored${near ? `; did you mean "${near}"?` : '.'}`);
+        }
+      }
+      for (const k of STORAGE_KEYS) if (k !== 'name') str(s[k], `storages[${i}].${k}`);
+      const name = s.name ?? (i === 0 ? 'main' : undefined);
+      if (!name || typeof name !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(name)) bad(`storage ${i + 1} needs a "name" of letters, digits, _ . -`);
+      const d = defaultDirs(prefix ?? varDir, name as string, base?.part?.name);
+      const p = (v: unknown, dflt: string) => (v === undefined ? dflt : resolve(v as string));
+      return {
+        name: name as string,
+        file: p(s.file, path.join(varDir, 'filestorage', name === 'main' ? 'Data.fs' : `${name as string}.fs`)),
+        blobDir: s.blobDir === undefined ? (i === 0 ? path.join(varDir, 'blobstorage') : undefined) : resolve(s.blobDir as string),
+        dirs: {
+          backups: p(s.backups, d.backups),
+          blobBackups: p(s.blobBackups, d.blobBackups),
+          snapshots: p(s.snapshots, d.snapshots),
+          blobSnapshots: p(s.blobSnapshots, d.blobSnapshots),
+          zips: p(s.zips, d.zips),
+          blobZips: p(s.blobZips, d.blobZips),
+        },
+      };
+    });
+  } else {
+    storages = base.storages.map((s) => ({ ...s, dirs: prefix ? defaultDirs(prefix, s.name, base.part?.name) : { ...s.dirs } }));
+  }
+  // The recipe's single-storage keys name the main storage.
+  const main = storages[0]!;
+  for (const [k, field] of Object.entries(JSON_MAIN_PATHS)) {
+    const v = str(cfg[k], k);
+    if (v === undefined) continue;
+    if (field === 'file') main.file = resolve(v);
+    else if (field === 'blobDir') main.blobDir = resolve(v);
+    else main.dirs[field] = resolve(v);
+  }
+  if (!settings.backupBlobs) for (const s of storages) s.blobDir = undefined;
+  let altSource = base?.altSource;
+  if (cfg.alternative_restore_source !== undefined) {
+    const a = cfg.alternative_restore_source;
+    if (typeof a !== 'string') bad('"alternative_restore_source" must be a string: "1 FILESTORAGE_BACKUPS [BLOB_BACKUPS]", as in the recipe');
+    altSource = parseAltSource(a as string, (v) => resolve(v), (why) => bad(`"alternative_restore_source" ${why}`));
+  }
+  return { root, varDir, source: 'config', configFile: file, storages, settings, part: base?.part, altSource, warnings };
+}
+
+/** A buildout.cfg's collective.recipe.backup part (buildout.ts), as a deployment. */
+async function fromRecipe(_root: string, _part: string | undefined, _env: NodeJS.ProcessEnv): Promise<Deployment | undefined> {
+  return undefined;
+}
+
+/**
+ * The recipe's alternative_restore_source: one line `STORAGE FS_BACKUPS
+ * [BLOB_BACKUPS]` (storage `1` is the main one; blank lines and # comments
+ * skipped). Undefined for an empty value.
+ */
+export function parseAltSource(text: string, resolve: (p: string) => string, bad: (why: string) => never): { repo: string; blobs?: string } | undefined {
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  if (lines.length === 0) return undefined;
+  if (lines.length > 1) bad('holds more than one line; only one alternative source (the main storage) is supported, as in the recipe');
+  const parts = lines[0]!.split(/\s+/);
+  if (parts.length < 2 || parts.length > 3) bad(`"${lines[0]}" is not "STORAGE FILESTORAGE_BACKUPS [BLOB_BACKUPS]"`);
+  if (parts[0] !== '1' && parts[0] !== 'main') bad(`names storage "${parts[0]}"; only the main storage (1) is supported`);
+  return { repo: resolve(parts[1]!), blobs: parts[2] === undefined ? undefined : resolve(parts[2]) };
 }

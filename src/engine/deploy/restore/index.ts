@@ -41,6 +41,8 @@ import type { Deployment, StorageConfig } from '../deployment';
 import { assertBlobTarget, assertFileStorage } from './checks';
 import { noRepository, planStorage, settle, sourcesFor, type RestoreOptions, type RestoreSource, type Settled, type StoragePlan, type StorageRestoreResult } from './plan';
 import { stage, type Staged } from './stage';
+import { runHook } from '../hooks';
+import { KINDS } from '../kinds';
 
 export { altSource } from './plan';
 export type { RestoreOptions, RestoreSource, StoragePlan, StorageRestoreResult } from './plan';
@@ -62,6 +64,12 @@ export interface RestoreSession {
 /** Takes the locks, refuses a running site, and plans: see the header. Close the session whatever happens. */
 export async function openRestore(dep: Deployment, options: RestoreOptions = {}): Promise<RestoreSession> {
   const opts = settle(options);
+  if (opts.kind === 'snapshot' && !dep.settings.enableSnapshotrestore) {
+    throw new PloneBackupError('CONFIG_BAD', `Restoring snapshots is disabled for ${dep.part ? `the [${dep.part.name}] part` : dep.root}.`, {
+      path: dep.configFile,
+      hint: 'Set enable_snapshotrestore = true (collective.recipe.backup makes no bin/snapshotrestore without it).',
+    });
+  }
   const locks = new Locks();
   try {
     const sources = await sourcesFor(dep, opts);
@@ -73,7 +81,7 @@ export async function openRestore(dep: Deployment, options: RestoreOptions = {})
       await assertFileStorage(p.storage.file, 'replaced');
       if (p.storage.blobDir && p.generation) await assertBlobTarget(p.storage.blobDir);
     }
-    return session(plans, opts, locks);
+    return session(dep, plans, opts, locks);
   } catch (e) {
     await locks.release();
     throw toPloneBackupError(e);
@@ -123,7 +131,7 @@ function siteRunningError(running: RunningSite, what: string, hint: string): Plo
   return new PloneBackupError('SITE_RUNNING', `${what}: ${running.lockFile} is held${running.pid ? ` by process ${running.pid}` : ''}; nothing was restored.`, { path: running.lockFile, hint });
 }
 
-function session(plans: StoragePlan[], opts: Settled, locks: Locks): RestoreSession {
+function session(dep: Deployment, plans: StoragePlan[], opts: Settled, locks: Locks): RestoreSession {
   let state: 'open' | 'ran' | 'closed' = 'open';
   return {
     plans,
@@ -131,7 +139,12 @@ function session(plans: StoragePlan[], opts: Settled, locks: Locks): RestoreSess
     async run(more = {}) {
       if (state !== 'open') throw new Error(`restore session: run() on a session that is ${state}`);
       state = 'ran';
-      return runPlans(plans, { ...opts, ...more });
+      const o = { ...opts, ...more };
+      const hook = { command: opts.source ? 'altrestore' : KINDS[opts.kind].restoreCommand, kind: opts.kind, signal: o.signal, log: o.log };
+      await runHook(dep, { ...hook, phase: 'pre' });
+      const results = await runPlans(plans, o);
+      await runHook(dep, { ...hook, phase: 'post', stamp: results[0]?.stamp });
+      return results;
     },
     async close() {
       state = 'closed';

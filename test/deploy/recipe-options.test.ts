@@ -1,0 +1,181 @@
+/**
+ * collective.recipe.backup's options and scripts, as an administrator who
+ * switches uses them: the folders are checked before anything is written (a
+ * snapshot folder equal to the backup folder was once deleting backups),
+ * keep = 0 keeps everything, a flag beats plone-backup.json, pre_command and
+ * post_command run around backups and restores (a failing pre_command stops
+ * the run), enable_snapshotrestore / enable_zipbackup are honoured, and the
+ * recipe's script names and flags (snapshotbackup, -q, -n, DATE anywhere)
+ * work from the command line as in a crontab.
+ */
+import { describe, it } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { backupDeployment, discoverDeployment, restoreDeployment, listRepository } from '../../src/engine/internal';
+import { rejectsWith } from '../support/assert';
+import { fakeClock } from '../support/fixtures';
+import { md5File, snapshot, tmpDir } from '../support/fs';
+import { runCli } from '../support/processes';
+import { makeSite } from '../support/site';
+
+const writeJson = (root: string, cfg: unknown) => fs.writeFileSync(path.join(root, 'plone-backup.json'), JSON.stringify(cfg));
+
+describe('recipe options', () => {
+  it('a snapshot folder equal to the backup folder is refused before anything is written or deleted', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root);
+    await s.site.close();
+    const dep = await discoverDeployment(root);
+    const clock = fakeClock();
+    for (let i = 0; i < 3; i++) await backupDeployment(dep, 'fullbackup', { now: clock.now });
+    writeJson(root, { keep: 1, storages: [{ name: 'main', snapshots: 'var/backups' }] });
+    const before = snapshot(root);
+    const e = await rejectsWith(discoverDeployment(root), 'CONFIG_BAD');
+    assert.match(e.message, /snapshotlocation \(snapshots\) and location \(backups\)|location \(backups\) and snapshotlocation \(snapshots\)/);
+    assert.match(e.message, /same folder/);
+    const r = runCli(['snapshotbackup', '--dir', root]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /^plone-backup snapshotbackup: .*same folder/);
+    assert.deepEqual(snapshot(root), before, 'nothing was written or deleted');
+  });
+
+  it('a backup folder inside another, or inside the live blobstorage, is refused', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root);
+    await s.site.close();
+    writeJson(root, { storages: [{ name: 'main', blobBackups: 'var/backups/blobs' }] });
+    let e = await rejectsWith(discoverDeployment(root), 'CONFIG_BAD');
+    assert.match(e.message, /blobbackuplocation \(blobBackups\) .*var\/backups\/blobs is inside location \(backups\)/);
+    writeJson(root, { storages: [{ name: 'main', snapshots: 'var/blobstorage/snap' }] });
+    e = await rejectsWith(discoverDeployment(root), 'CONFIG_BAD');
+    assert.match(e.message, /inside the live blobstorage/);
+    writeJson(root, { storages: [{ name: 'main', zips: 'var' }] });
+    e = await rejectsWith(discoverDeployment(root), 'CONFIG_BAD');
+    assert.match(e.message, /holds the live blobstorage|is inside/);
+  });
+
+  it('keep = 0 keeps every backup', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root);
+    await s.site.close();
+    writeJson(root, { keep: 0 });
+    const dep = await discoverDeployment(root);
+    assert.equal(dep.settings.keep, 0);
+    const clock = fakeClock();
+    for (let i = 0; i < 4; i++) await backupDeployment(dep, 'fullbackup', { now: clock.now });
+    const { files } = await listRepository(path.join(root, 'var', 'backups'));
+    assert.equal(files.filter((f) => f.full).length, 4);
+    assert.equal(fs.readdirSync(path.join(root, 'var', 'blobstoragebackups')).filter((n) => n.startsWith('blobstorage.2')).length, 4);
+  });
+
+  it('precedence: a flag beats plone-backup.json, which beats what it does not say', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root);
+    await s.site.close();
+    writeJson(root, { keep: 4, gzip: false, keeep: 1 });
+    const dep = await discoverDeployment(root, { backupRoot: 'elsewhere', keep: 7 });
+    assert.equal(dep.settings.keep, 7, '--keep beats the file');
+    assert.equal(dep.settings.gzip, false, 'the file beats the default');
+    assert.equal(dep.storages[0]!.dirs.backups, path.join(root, 'elsewhere', 'backups'), '--backup-dir counts with a plone-backup.json too');
+    assert.equal(dep.storages[0]!.file, s.file, 'the storages come from the var folder when the file names none');
+    assert.equal(dep.warnings.length, 1);
+    assert.match(dep.warnings[0]!, /unknown key "keeep" is ignored; did you mean "keep"\?/);
+    // The CLI says so on stderr, also under cron (where a misconfiguration must reach the mail).
+    const r = runCli(['list', '--dir', root]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /^warning: .*unknown key "keeep" is ignored; did you mean "keep"\?$/m);
+  });
+
+  it('the recipe option names in plone-backup.json: archive_blob + compress_blob write .tar.gz generations that restore', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root, { files: 3 });
+    await s.site.close();
+    writeJson(root, { archive_blob: true, compress_blob: true, full: true });
+    const dep = await discoverDeployment(root);
+    assert.equal(dep.settings.blobFormat, 'tar.gz');
+    const clock = fakeClock();
+    const [r] = await backupDeployment(dep, 'backup', { now: clock.now });
+    assert.equal(r!.filestorage.action, 'full');
+    assert.match(r!.blobGeneration!, /blobstorage\.\d{4}(-\d\d){5}\.tar\.gz$/);
+    const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+    assert.equal(r2!.filestorage.action, 'full', 'full = true makes every backup full');
+    const want = { fs: md5File(s.file), blobs: snapshot(s.blobDir) };
+    fs.rmSync(s.blobDir, { recursive: true });
+    fs.writeFileSync(s.file, fs.readFileSync(s.file).subarray(0, 4));
+    await restoreDeployment(dep, { keepOld: false });
+    assert.equal(md5File(s.file), want.fs);
+    const got = snapshot(s.blobDir);
+    for (const [k, v] of Object.entries(want.blobs)) if (k.endsWith('.blob')) assert.equal(got[k], v, k);
+  });
+
+  it('pre_command and post_command run around a backup and a restore, with the stamp and folders in the environment', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root);
+    await s.site.close();
+    const log = path.join(root, 'hooks.log');
+    const hook = (phase: string) => `echo "${phase} $PLONE_BACKUP_COMMAND $PLONE_BACKUP_PHASE \${PLONE_BACKUP_STAMP:-none} $PLONE_BACKUP_LOCATION" >> ${log}`;
+    writeJson(root, { pre_command: hook('pre'), post_command: hook('post') });
+    const dep = await discoverDeployment(root);
+    const [r] = await backupDeployment(dep, 'backup', { now: fakeClock().now });
+    await restoreDeployment(dep, { keepOld: false });
+    const backups = path.join(root, 'var', 'backups');
+    assert.deepEqual(fs.readFileSync(log, 'utf8').trim().split('\n'), [
+      `pre backup pre none ${backups}`,
+      `post backup post ${r!.filestorage.stamp} ${backups}`,
+      `pre restore pre none ${backups}`,
+      `post restore post ${r!.filestorage.stamp} ${backups}`,
+    ]);
+  });
+
+  it('a failing pre_command stops the backup before anything is written, exit 1 with what it said', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root);
+    await s.site.close();
+    writeJson(root, { pre_command: 'echo disk not mounted >&2; exit 3', post_command: 'touch post-ran' });
+    const before = snapshot(root);
+    const r = runCli(['backup', '--dir', root]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^plone-backup backup: The pre_command .* failed \(exit 3\); the backup was not run\. It said: disk not mounted/);
+    assert.deepEqual(snapshot(root), before);
+  });
+
+  it('enable_snapshotrestore = false refuses snapshotrestore; enable_zipbackup = false refuses zipbackup', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root);
+    await s.site.close();
+    writeJson(root, { enable_snapshotrestore: false, enable_zipbackup: false });
+    const dep = await discoverDeployment(root);
+    await backupDeployment(dep, 'snapshot', { now: fakeClock().now });
+    const before = md5File(s.file);
+    let e = await rejectsWith(restoreDeployment(dep, { kind: 'snapshot' }), 'CONFIG_BAD');
+    assert.match(e.message, /snapshots is disabled/);
+    e = await rejectsWith(backupDeployment(dep, 'zipbackup'), 'CONFIG_BAD');
+    assert.match(e.message, /Zip backups are not enabled/);
+    assert.equal(md5File(s.file), before);
+    assert.ok(!fs.existsSync(path.join(root, 'var', 'zipbackups')));
+  });
+
+  it("the recipe's scripts' names and flags: snapshotbackup, -q, restore -n with the DATE anywhere", async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root);
+    await s.site.close();
+    let r = runCli(['backup', '-q', '--dir', root]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout + r.stderr, '');
+    r = runCli(['snapshotbackup', '-q', '--dir', root, '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const stamp = (JSON.parse(r.stdout) as { filestorage: { stamp: string } }[])[0]!.filestorage.stamp;
+    assert.ok(fs.existsSync(path.join(root, 'var', 'snapshotbackups')));
+    const want = md5File(s.file);
+    fs.writeFileSync(s.file, fs.readFileSync(s.file).subarray(0, 4));
+    r = runCli(['snapshotrestore', '-n', stamp, '--dir', root, '--discard-old']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(md5File(s.file), want);
+    r = runCli(['restore', '--dir', root]);
+    assert.equal(r.status, 2, 'without -n and without a terminal a restore is refused');
+    r = runCli(['restore', '--no-prompt', '-q', '--dir', root, '--discard-old']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, '');
+  });
+});
