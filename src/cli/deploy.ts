@@ -22,6 +22,7 @@ import {
   listDeployment,
   normalizeDateArg,
   openRestore,
+  writeScripts,
   type BackupCommand,
   type Deployment,
   type DiscoverOverrides,
@@ -36,7 +37,7 @@ interface Parsed {
   positional: string[];
 }
 
-const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'lock-wait', 'part']);
+const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'lock-wait', 'part', 'bin-dir']);
 const SHORT_FLAGS: Record<string, string> = { '-h': 'help', '-q': 'quiet', '-n': 'no-prompt' };
 const FLAG_OPTS = new Set([
   'json',
@@ -105,6 +106,9 @@ export const DEPLOY_HELP = `Deployment commands (run in the folder of a Plone si
   verify              every backup piece against its .dat, every blob generation against its state
   check               consistency of the live site and of the backups (--json)
   drill               restore the newest (--all: every) backup into a temp folder and prove it
+  scripts             write bin/backup, bin/restore, ... (the recipe's script names for the
+                      part) that run plone-backup, so crontab lines stay as they are
+                      (--bin-dir DIR; --force replaces the recipe's, keeping them aside)
 
 Options:
   --dir DIR           the deployment folder (default: the current folder)
@@ -344,6 +348,21 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
           else if (infos && !verbose) say(`(${infos} notes; --verbose shows them)`);
         }
         return errors.length ? 1 : 0;
+      }
+      case 'scripts': {
+        if (p.positional.length) throw usage('scripts takes no arguments');
+        const dep = await deploymentSaying(p, io);
+        // How this very plone-backup runs: node and its CLI file, or a standalone executable.
+        const script = process.argv[1];
+        const invocation = script && /\.[cm]?js$/.test(script) ? [process.execPath, path.resolve(script)] : [process.execPath];
+        const binDir = p.values.has('bin-dir') ? path.resolve(p.values.get('bin-dir')!) : undefined;
+        const res = await writeScripts(dep, invocation, { binDir, force: p.flags.has('force') });
+        if (json) out(res);
+        else {
+          for (const [f, aside] of res.keptAside) io.stdout.write(`kept the previous ${path.basename(f)} as ${aside}\n`);
+          io.stdout.write(`wrote ${res.written.map((f) => path.relative(process.cwd(), f) || f).join(', ')}\n`);
+        }
+        return 0;
       }
       case 'drill': {
         const dep = await deploymentSaying(p, io);

@@ -46,6 +46,8 @@ export { describeRepository, CACHE_FILE } from './repozo/pieceinfo';
 export type { ChainInfo, PieceInfo } from './repozo/pieceinfo';
 
 // Deployments
+export { writeScripts, recipeScripts } from './deploy/scripts';
+export type { ScriptSpec, WrittenScripts } from './deploy/scripts';
 export { discoverDeployment, validateDeployment, expandPath, CONFIG_FILE } from './deploy/deployment';
 export type { Deployment, StorageConfig, DeploymentSettings, DiscoverOverrides, BackupDirs, BlobFormat, RecipePartInfo } from './deploy/deployment';
 export { KINDS, KIND_ORDER, commandKind, restoreCommandKind, foldersFor } from './deploy/kinds';

@@ -17,6 +17,7 @@ export * from './deploy/blobgen';
 export * from './deploy/check';
 export * from './deploy/deployment';
 export * from './deploy/hooks';
+export * from './deploy/scripts';
 export * from './deploy/drill';
 export * from './deploy/kinds';
 export * from './deploy/list';

@@ -10,6 +10,7 @@
  */
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { backupDeployment, discoverDeployment, restoreDeployment, listRepository } from '../../src/engine/internal';
@@ -177,5 +178,34 @@ describe('recipe options', () => {
     r = runCli(['restore', '--no-prompt', '-q', '--dir', root, '--discard-old']);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, '');
+  });
+
+  it('plone-backup scripts writes bin/backup, bin/restore, ... that a crontab runs unchanged; the recipe\'s own are replaced only with --force', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root);
+    await s.site.close();
+    const bin = path.join(root, 'bin');
+    fs.mkdirSync(bin);
+    fs.writeFileSync(path.join(bin, 'backup'), '#!/usr/bin/python3\n# the recipe\'s\n', { mode: 0o755 });
+    let r = runCli(['scripts', '--dir', root]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /bin\/backup exists and was not written by plone-backup; nothing was written/);
+    assert.deepEqual(fs.readdirSync(bin), ['backup']);
+    r = runCli(['scripts', '--dir', root, '--force']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(fs.readFileSync(path.join(bin, 'backup.before-plone-backup'), 'utf8'), "#!/usr/bin/python3\n# the recipe's\n");
+    assert.deepEqual(fs.readdirSync(bin).sort(), ['backup', 'backup.before-plone-backup', 'restore', 'snapshotbackup', 'snapshotrestore', 'ziprestore', 'zipbackup'].sort());
+    assert.equal(fs.statSync(path.join(bin, 'backup')).mode & 0o111, 0o111);
+    // The crontab line, as it was: bin/backup -q, from another folder.
+    const sh = (args: string[]) => execFileSync('/bin/sh', ['-c', args.join(' ')], { cwd: '/', encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.equal(sh([path.join(bin, 'backup'), '-q']), '');
+    assert.ok(fs.readdirSync(path.join(root, 'var', 'backups')).some((n) => n.endsWith('.fsz')));
+    const want = md5File(s.file);
+    fs.writeFileSync(s.file, fs.readFileSync(s.file).subarray(0, 4));
+    sh([path.join(bin, 'restore'), '-n', '--discard-old']);
+    assert.equal(md5File(s.file), want);
+    // A second run replaces its own scripts without --force.
+    r = runCli(['scripts', '--dir', root]);
+    assert.equal(r.status, 0, r.stderr);
   });
 });
