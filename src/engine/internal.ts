@@ -4,6 +4,7 @@
  * `fileLayer`, format encoders, retention). Not an API: library users take
  * `src/engine/index.ts`, whose names are kept stable.
  */
+export * from './archive/incremental';
 export * from './archive/tar';
 export * from './base/errors';
 export * from './base/io';

@@ -2,7 +2,8 @@
  * Tar archives of blob trees (collective.recipe.backup's blobstorage.*.tar
  * and .tar.gz, and our zip backups): ustar headers, encoded and decoded
  * symmetrically, GNU long names and pax paths read, plain files and folders
- * only.
+ * only. GNU tar's --listed-incremental dumpdir members (type 'D') are read
+ * as folders, or with their listings for incremental.ts.
  *
  * Extraction never writes outside its target: an absolute name, a `..`
  * segment, a link or device entry is refused with ARCHIVE_BAD before anything
@@ -121,8 +122,10 @@ export function decodeHeader(b: Buffer, where = 'archive'): TarHeader | null {
     throw new PloneBackupError('ARCHIVE_BAD', `${where} has an entry with an impossible size.`, { path: where });
   }
   let name = cstr(b, 0, 100);
-  const magic = b.toString('latin1', 257, 262);
-  if (magic === 'ustar') {
+  // Only POSIX ustar ("ustar\0") has a name prefix at 345; GNU's own format
+  // ("ustar  \0", what GNU tar writes by default) keeps atime and ctime there,
+  // which --listed-incremental fills: read as a prefix they would garble names.
+  if (b.toString('latin1', 257, 263) === 'ustar\0') {
     const prefix = cstr(b, 345, 155);
     if (prefix) name = `${prefix}/${name}`;
   }
@@ -130,7 +133,40 @@ export function decodeHeader(b: Buffer, where = 'archive'): TarHeader | null {
   return { name, mode: readNumber(b, 100, 8) || 0o644, size, mtime: readNumber(b, 136, 12) || 0, type: t };
 }
 
-const pad = (n: number) => (BLOCK - (n % BLOCK)) % BLOCK;
+export const pad = (n: number) => (BLOCK - (n % BLOCK)) % BLOCK;
+
+/**
+ * One member header in GNU tar's own format (magic "ustar  \0"), as GNU tar
+ * writes by default and needs for its incremental members: a name over 100
+ * bytes goes into a preceding 'L' (././@LongLink) record, never a ustar
+ * prefix or pax record. Owner ids are kept (GNU tar restores them when run
+ * as root, as it would from its own archive); no user or group names.
+ */
+export function encodeGnuHeader(h: TarHeader & { uid?: number; gid?: number }): Buffer {
+  const nameBytes = Buffer.from(h.name, 'utf8');
+  const pre: Buffer[] = [];
+  if (nameBytes.length > 100) {
+    const data = Buffer.concat([nameBytes, Buffer.alloc(1)]);
+    pre.push(encodeGnuHeader({ name: '././@LongLink', mode: 0o644, size: data.length, mtime: 0, type: 'L' }), data, Buffer.alloc(pad(data.length)));
+  }
+  const b = Buffer.alloc(BLOCK);
+  nameBytes.copy(b, 0, 0, Math.min(100, nameBytes.length));
+  writeOctal(b, 100, 8, h.mode & 0o7777);
+  writeOctal(b, 108, 8, h.uid ?? 0);
+  writeOctal(b, 116, 8, h.gid ?? 0);
+  writeOctal(b, 124, 12, h.size);
+  writeOctal(b, 136, 12, Math.max(0, Math.floor(h.mtime)));
+  b.write(h.type, 156, 1, 'latin1');
+  b.write('ustar  \0', 257, 8, 'latin1');
+  const sum = checksum(b);
+  b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+  return Buffer.concat([...pre, b]);
+}
+
+/** GNU tar's dumpdir member type: a folder whose data lists its entries (see incremental.ts). */
+export const DUMPDIR = 'D';
+/** The largest dumpdir we read into memory: a folder of a million entries is about 25 MB. */
+export const MAX_DUMPDIR = 64 << 20;
 
 /** Checks a member name and returns it relative, or throws: nothing may land outside the target. */
 export function safeMemberPath(name: string, where = 'archive'): string {
@@ -225,10 +261,15 @@ export async function writeTar(target: string, entries: TarEntry[], opts: { gzip
   }
 }
 
-/** Reads an archive's members in order; `onFile` gets each file's content as chunks. */
+/**
+ * Reads an archive's members in order; `onEntry` gets each file's content as
+ * chunks, and a folder with no content. A GNU dumpdir member (type 'D') is a
+ * folder too, unless `dumpdirs`: then `onEntry` gets it with its listing as
+ * content, and the archive's root (rel '') is passed as well.
+ */
 export async function readTar(
   file: string,
-  opts: { gzip?: boolean; signal?: AbortSignal },
+  opts: { gzip?: boolean; signal?: AbortSignal; dumpdirs?: boolean },
   onEntry: (h: TarHeader, rel: string, content: AsyncGenerator<Buffer> | undefined) => Promise<void>,
 ): Promise<void> {
   const src = createReadStream(file, { highWaterMark: 1 << 20 });
@@ -292,8 +333,34 @@ export async function readTar(
         for await (const _ of body()) void _;
         continue;
       }
+      const isRoot = name === './' || name === '.';
+      if (h.type === DUMPDIR) {
+        // GNU tar's --listed-incremental folder member: its data lists the
+        // folder's entries. Held in memory by whoever reads it, so bounded.
+        if (h.size > MAX_DUMPDIR) {
+          throw new PloneBackupError('ARCHIVE_BAD', `${file} has a folder listing (dumpdir) of ${h.size} bytes for "${name.slice(0, 200)}", beyond any real one.`, {
+            path: file,
+            hint: 'The archive is damaged or was not made by a backup tool; nothing was extracted from it.',
+          });
+        }
+        const rel = isRoot ? '' : safeMemberPath(name, file);
+        if (opts.dumpdirs) {
+          const gen = body();
+          await call(h, rel, gen);
+          for await (const _ of gen) void _;
+        } else {
+          // Read without --incremental (as the recipe restores a lone full
+          // archive), a dumpdir member is just its folder.
+          for await (const _ of body()) void _;
+          if (!isRoot) await call(h, rel, undefined);
+        }
+        continue;
+      }
       // The archive's own root, as `tar -C blobstorage .` writes it first: nothing to make.
-      if (h.type === '5' && (name === './' || name === '.')) continue;
+      if (h.type === '5' && isRoot) {
+        if (opts.dumpdirs) await call(h, '', undefined);
+        continue;
+      }
       const rel = safeMemberPath(name, file);
       if (h.type === '0' || h.type === '\0' || h.type === '7') {
         const gen = body();
