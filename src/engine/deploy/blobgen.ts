@@ -5,6 +5,9 @@
  *     blobstorage.2026-01-03-10-00-00/blobstorage/<the blob tree>   one per backup
  *     blobstorage.0/blobstorage/...                                   older, numbered (0 newest)
  *     blobstorage.2026-01-03-10-00-00.tar[.gz]                        archived
+ *     blobstorage.2026-01-03-10-00-00.snar                            incremental_blobs: the
+ *     blobstorage.2026-01-03-11-00-00.delta.tar[.gz]                  chain's GNU tar snapshot
+ *                                                                     file, then deltas
  *     latest -> blobstorage.2026-01-03-10-00-00
  *
  * A generation we make holds exactly the blob files that the filestorage
@@ -38,6 +41,15 @@ export interface Generation {
   number?: number;
   /** For a dir generation: the folder holding the blob tree (<path>/<base name>). */
   content?: string;
+  /** A `.delta.tar[.gz]` of incremental_blobs: it restores only on top of its chain. */
+  delta?: boolean;
+  /**
+   * For an archive of an incremental_blobs chain (a full archive with its
+   * `.snar`, or a delta): the archives to apply in order for this state, the
+   * chain's full archive first and this one last. Empty for a delta whose full
+   * archive is gone (it restores nothing).
+   */
+  archives?: string[];
 }
 
 export interface Manifest {
@@ -73,8 +85,11 @@ export async function listGenerations(backupDir: string, baseName: string): Prom
       kind = 'tar';
       rest = rest.slice(0, -4);
     }
+    const delta = kind !== 'dir' && rest.endsWith('.delta');
+    if (delta) rest = rest.slice(0, -6);
     const p = path.join(backupDir, n);
     const g: Generation = { name: n, path: p, kind };
+    if (delta) g.delta = true;
     if (isStamp(rest)) g.stamp = rest;
     else if (/^\d+$/.test(rest)) g.number = Number(rest);
     else continue;
@@ -92,7 +107,27 @@ export async function listGenerations(backupDir: string, baseName: string): Prom
     if (b.stamp) return -1;
     return b.number! - a.number!;
   });
+  // incremental_blobs chains: a delta applies on top of the newest older full
+  // archive that has its .snar (as the recipe's tar --listed-incremental made
+  // them), and the deltas between.
+  const snars = new Set(names.filter((x) => x.startsWith(prefix) && x.endsWith('.snar')).map((x) => x.slice(prefix.length, -5)));
+  let chain: string[] | undefined;
+  for (const g of gens) {
+    if (g.kind === 'dir' || !g.stamp) continue;
+    if (!g.delta) {
+      chain = snars.has(g.stamp) ? [g.path] : undefined;
+      if (chain) g.archives = [...chain];
+    } else if (chain) {
+      chain.push(g.path);
+      g.archives = [...chain];
+    } else g.archives = [];
+  }
   return gens;
+}
+
+/** The `.snar` of an incremental_blobs chain whose full archive has `stamp`. */
+export function snarPath(backupDir: string, baseName: string, stamp: string): string {
+  return path.join(backupDir, `${baseName}.${stamp}.snar`);
 }
 
 /**

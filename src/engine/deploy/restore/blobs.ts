@@ -15,6 +15,7 @@ import { FileWindow, TxnScanner, openFileStorage } from '../../zodb/filestorage'
 import { BlobCollector, scanBlobRefs } from '../../zodb/blobrefs';
 import { readLayout, listBlobFiles, blobRelPath, eachAtMost, notABlobFile, statBlobFiles, LAYOUT_FILE } from '../../zodb/blobdir';
 import { extractTar } from '../../archive/tar';
+import { extractIncremental } from '../../archive/incremental';
 import { generationFiles, makeDirs, type Generation } from '../blobgen';
 import type { StoragePlan } from './plan';
 
@@ -49,9 +50,23 @@ export async function fillBlobs(g: Generation, dest: string, modes: Modes, mode:
     const tmp = tempPath(path.join(dest, 'x'), 'tar');
     await fileLayer.mkdir(tmp, { mode: 0o700 });
     try {
-      // The blob folder's name: the archive's name without `.<STAMP or N>.tar[.gz]`.
-      const base = g.name.replace(/\.tar(\.gz)?$/, '').replace(/\.[^.]*$/, '');
-      await extractTar(g.path, tmp, { gzip: g.kind === 'tar.gz', signal, prefix: base, modes });
+      if (g.delta || (g.archives && g.archives.length > 1)) {
+        // An incremental_blobs state: the full archive, then every delta up to this
+        // one, with the deletions their directory listings record (as the recipe's
+        // `tar xf --incremental`, one after the other).
+        if (!g.archives?.length) {
+          throw new PloneBackupError('ARCHIVE_BAD', `${g.path} is a delta whose full archive (with its .snar) is not in ${path.dirname(g.path)}; it restores nothing.`, {
+            path: g.path,
+            hint: 'Restore a date whose chain is complete (`plone-backup list`).',
+          });
+        }
+        await fileLayer.rm(tmp, { recursive: true, force: true });
+        await extractIncremental(g.archives, tmp, { signal, modes });
+      } else {
+        // The blob folder's name: the archive's name without `.<STAMP or N>.tar[.gz]`.
+        const base = g.name.replace(/\.tar(\.gz)?$/, '').replace(/\.[^.]*$/, '');
+        await extractTar(g.path, tmp, { gzip: g.kind === 'tar.gz', signal, prefix: base, modes });
+      }
       return await fillFromTree(tmp, dest, modes, 'link', onlyMissing, signal);
     } finally {
       await fileLayer.rm(tmp, { recursive: true, force: true });
