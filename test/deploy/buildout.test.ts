@@ -498,3 +498,122 @@ describe('buildout: the recipe derivation', () => {
     validateLocations(noBlobs);
   });
 });
+
+describe('buildout: the same as the recipe itself (its Recipe class run in python3)', () => {
+  // Beside the repository, as site.test.ts finds the oracles (PLONE_BACKUP_ORACLES: their setup.sh).
+  const oracles = process.env.PLONE_BACKUP_ORACLES ? path.dirname(process.env.PLONE_BACKUP_ORACLES) : path.resolve(ROOT, '..', 'shared', 'oracles');
+  const RECIPE_SRC = path.join(oracles, 'recipe');
+  const ORACLE = path.join(ROOT, 'test', 'support', 'recipe-derive.py');
+  const python = (() => {
+    try {
+      execFileSync('python3', ['-c', 'pass']);
+      return fs.existsSync(path.join(RECIPE_SRC, 'collective', 'recipe', 'backup', '__init__.py'));
+    } catch {
+      return false;
+    }
+  })();
+  type Sections = Record<string, Record<string, string>>;
+  const ZOPE = { instance: { recipe: 'plone.recipe.zope2instance' } };
+  // `@` is the buildout folder. The recipe's check that locations differ compares
+  // the strings as written, ours the resulting paths: the cases write them alike.
+  const cases: [string, string, Sections][] = [
+    ['defaults', 'backup', { ...ZOPE, backup: {} }],
+    ['a named part, archives', 'plonebackup', { ...ZOPE, plonebackup: { archive_blob: 'true', compress_blob: 'true', keep: '0', keep_blob_days: '3' } }],
+    ['locationprefix and relative locations', 'backup', { ...ZOPE, backup: { locationprefix: 'bk', location: 'fs', snapshotlocation: '@/snaps', datafs: 'var/x/Data.fs' } }],
+    ['zope2instance paths', 'backup', { instance: { recipe: 'plone.recipe.zope2instance', var: '@/ivar', 'file-storage': '@/fs/Data.fs', 'blob-storage': '@/blobs' }, backup: {} }],
+    [
+      'zeoserver zeo-var first',
+      'backup',
+      { zeo: { recipe: 'plone.recipe.zeoserver', 'zeo-var': '@/zvar' }, instance: { recipe: 'plone.recipe.zope2instance', var: '@/ivar' }, backup: {} },
+    ],
+    ['a pinned zope2instance is not looked at', 'backup', { instance: { recipe: 'plone.recipe.zope2instance==6.0', var: '@/ivar' }, backup: { blob_storage: '@/b' } }],
+    ['both blob keys, different', 'backup', { ...ZOPE, backup: { 'blob-storage': '@/a', blob_storage: '@/b' } }],
+    ['both blob keys, equal', 'backup', { ...ZOPE, backup: { 'blob-storage': '@/a', blob_storage: '@/a' } }],
+    ['no blobs anywhere', 'backup', { backup: {} }],
+    ['no blobs, backup_blobs off', 'backup', { backup: { backup_blobs: 'false' } }],
+    ['incremental without time stamps', 'backup', { ...ZOPE, backup: { incremental_blobs: 'true', blob_timestamps: 'false' } }],
+    ['same location twice', 'backup', { ...ZOPE, backup: { location: '@/same', snapshotlocation: '@/same' } }],
+    [
+      'zip and the old alternative sources',
+      'backup',
+      { ...ZOPE, backup: { enable_zipbackup: 'yes', alternative_restore_sources: '1 @/alt/fs @/alt/blobs', enable_snapshotrestore: 'off' } },
+    ],
+    ['an alternative source of an unknown storage', 'backup', { ...ZOPE, backup: { alternative_restore_source: 'catalog @/a @/b' } }],
+    ['an alternative source without blobs', 'backup', { ...ZOPE, backup: { alternative_restore_source: 'Data @/a' } }],
+    ['booleans', 'backup', { ...ZOPE, backup: { full: 'Yes', debug: 'ON', use_rsync: '0', only_blobs: 'ture', rsync_hard_links_on_first_copy: 'TRUE', blob_timestamps: 'false' } }],
+    [
+      '~ and $VAR',
+      'backup',
+      { ...ZOPE, backup: { location: '$BK/fs', datafs: '~/data/Data.fs', locationprefix: '$BK/prefix', alternative_restore_source: 'Data ~/alt $BK/altblobs' } },
+    ],
+    ['only blobs without blobs', 'backup', { ...ZOPE, backup: { backup_blobs: 'false', only_blobs: 'true' } }],
+  ];
+  for (const [title, part, sections] of cases) {
+    it(title, { skip: !python && 'python3 or the recipe source is not available' }, async (t) => {
+      const dir = tmpDir(t, 'pb-recipe-oracle-');
+      const home = path.join(dir, 'home');
+      const env = { HOME: home, BK: path.join(dir, 'mnt') };
+      const at = (v: string) => v.replace(/@/g, dir);
+      const parts = Object.keys(sections).join(' ');
+      let text = `[buildout]\nparts = ${parts}\n`;
+      for (const [name, opts] of Object.entries(sections)) {
+        text += `\n[${name}]\n${name === part ? 'recipe = collective.recipe.backup\n' : ''}`;
+        for (const [k, v] of Object.entries(opts)) text += `${k} = ${at(v)}\n`;
+      }
+      fs.writeFileSync(path.join(dir, 'buildout.cfg'), text);
+      const data: Sections = { buildout: { directory: dir, 'bin-directory': path.join(dir, 'bin'), 'parts-directory': path.join(dir, 'parts'), parts } };
+      for (const [name, opts] of Object.entries(sections)) {
+        data[name] = Object.fromEntries(Object.entries(opts).map(([k, v]) => [k, at(v)]));
+        if (name === part) data[name]!.recipe = 'collective.recipe.backup';
+      }
+      const out = execFileSync('python3', [ORACLE, part], { input: JSON.stringify(data), env: { ...process.env, ...env, RECIPE_SRC }, cwd: dir, encoding: 'utf8' });
+      const want = JSON.parse(out.trim().split('\n').pop()!) as {
+        error?: string;
+        storage: Record<string, string>;
+        options: Record<string, string>;
+        scripts: string[];
+      };
+      if (want.error !== undefined) {
+        const e = await rejectsWith(readBuildout(dir, { env, home }), 'CONFIG_BAD');
+        t.diagnostic(`recipe: ${want.error} / ours: ${e.message}`);
+        return;
+      }
+      const r = await readBuildout(dir, { env, home });
+      assert.ok(r);
+      const p = r.parts[0]!;
+      const s = want.storage;
+      const o = want.options;
+      const norm = (v: string | undefined) => (v ? path.resolve(dir, v) : undefined);
+      assert.equal(p.datafs, s.datafs);
+      assert.equal(p.blobStorage, norm(s.blobdir));
+      assert.equal(p.locations.backups, s.backup_location);
+      assert.equal(p.locations.snapshots, s.snapshot_location);
+      assert.equal(p.locations.zips, s.zip_location);
+      if (s.blob_backup_location) {
+        assert.equal(p.locations.blobBackups, s.blob_backup_location);
+        assert.equal(p.locations.blobSnapshots, s.blob_snapshot_location);
+        assert.equal(p.locations.blobZips, s.blob_zip_location);
+      }
+      assert.equal(p.options.alternativeRestoreSource?.datafs, s.alt_location);
+      assert.equal(p.options.alternativeRestoreSource?.blobStorage, s.blob_alt_location || undefined);
+      assert.deepEqual(p.installedScripts, want.scripts);
+      assert.equal(p.options.keep, Number(o.keep));
+      assert.equal(p.options.keepBlobDays, Number(o.keep_blob_days));
+      const flags: [keyof RecipePart['options'], string][] = [
+        ['full', 'full'],
+        ['debug', 'debug'],
+        ['onlyBlobs', 'only_blobs'],
+        ['backupBlobs', 'backup_blobs'],
+        ['useRsync', 'use_rsync'],
+        ['archiveBlob', 'archive_blob'],
+        ['enableSnapshotrestore', 'enable_snapshotrestore'],
+        ['enableZipbackup', 'enable_zipbackup'],
+        ['compressBlob', 'compress_blob'],
+        ['blobTimestamps', 'blob_timestamps'],
+        ['incrementalBlobs', 'incremental_blobs'],
+        ['rsyncHardLinksOnFirstCopy', 'rsync_hard_links_on_first_copy'],
+      ];
+      for (const [ours, theirs] of flags) assert.equal(p.options[ours], o[theirs] === 'True', theirs);
+    });
+  }
+});
