@@ -157,6 +157,7 @@ async function deployment(p: Parsed): Promise<Deployment> {
 async function deploymentSaying(p: Parsed, io: CliIo): Promise<Deployment> {
   const dep = await deployment(p);
   for (const w of dep.warnings) io.stderr.write(`warning: ${w}\n`);
+  if (p.flags.has('verbose')) for (const n of dep.notes ?? []) io.stderr.write(`${n}\n`);
   return dep;
 }
 

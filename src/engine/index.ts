@@ -47,6 +47,8 @@ export type { ChainInfo, PieceInfo } from './repozo/pieceinfo';
 
 // Deployments
 export { writeScripts, recipeScripts } from './deploy/scripts';
+export { readBuildout } from './deploy/buildout';
+export type { RecipePart, RecipeOptions, ConfigWarning } from './deploy/buildout';
 export type { ScriptSpec, WrittenScripts } from './deploy/scripts';
 export { discoverDeployment, validateDeployment, expandPath, CONFIG_FILE } from './deploy/deployment';
 export type { Deployment, StorageConfig, DeploymentSettings, DiscoverOverrides, BackupDirs, BlobFormat, RecipePartInfo } from './deploy/deployment';

@@ -17,6 +17,8 @@ export * from './deploy/backup';
 export * from './deploy/blobgen';
 export * from './deploy/check';
 export * from './deploy/deployment';
+export { readBuildout, RECIPE_OPTIONS, BUILDOUT_CAPS, recipeBool, isBackupRecipe, parseBuildoutText } from './deploy/buildout';
+export type { RecipePart, RecipeOptions, RecipeLocations, RecipeScripts, ConfigWarning } from './deploy/buildout';
 export * from './deploy/hooks';
 export * from './deploy/scripts';
 export * from './deploy/drill';

@@ -12,8 +12,9 @@ import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BUILDOUT_CAPS, closestKey, expandPath, isBackupRecipe, readBuildout, validateLocations, type RecipePart } from '../../src/engine/deploy/buildout';
-import { bounded, rejectsWith, throwsWith } from '../support/assert';
+import { discoverDeployment } from '../../src/engine/internal';
+import { BUILDOUT_CAPS, closestKey, expandPath, isBackupRecipe, readBuildout, type RecipePart } from '../../src/engine/deploy/buildout';
+import { bounded, rejectsWith } from '../support/assert';
 import { tmpDir, type TestHooks } from '../support/fs';
 import { ROOT } from '../support/paths';
 
@@ -106,7 +107,7 @@ describe('buildout: the real recipe fixtures', () => {
         if (n === 'filestorage' || n === 'blobstorage') continue;
         assert.ok(derived.has(path.join(dir, 'var', n)), `${n} is a derived location`);
       }
-      validateLocations(p);
+      await discoverDeployment(dir); // and the deployment made of it passes every check
       c.check(p);
     });
   }
@@ -480,22 +481,18 @@ describe('buildout: the recipe derivation', () => {
     assert.equal(p.locations.blobBackups, path.join(p.buildoutDir, 'var', 'blobstoragebackups'));
   });
 
-  it('validateLocations refuses equal, nested and live-storage locations', async (t) => {
-    const part = async (opts: string) => onePart(site(t, { 'buildout.cfg': cfg(opts) }));
-    const nested = await part('location = /bk\nsnapshotlocation = /bk/snap');
-    assert.match(throwsWith(() => validateLocations(nested), 'CONFIG_BAD').message, /snapshotlocation \(\/bk\/snap\) is inside location \(\/bk\)/);
-    const inBlobs = await part('blob_storage = /site/blobs\nblobbackuplocation = /site/blobs/backups');
-    assert.match(throwsWith(() => validateLocations(inBlobs), 'CONFIG_BAD').message, /blobbackuplocation .* is inside blob_storage/);
-    const inFs = await part('datafs = /site/fs/Data.fs\nlocation = /site/fs');
-    assert.match(throwsWith(() => validateLocations(inFs), 'CONFIG_BAD').message, /location .* is inside the folder of datafs/);
-    const around = await part('datafs = /site/var/fs/Data.fs\nlocation = /site/var');
-    throwsWith(() => validateLocations(around), 'CONFIG_BAD');
-    const equal = { ...(await part('')) };
-    equal.locations = { ...equal.locations, zips: equal.locations.backups };
-    assert.match(throwsWith(() => validateLocations(equal), 'CONFIG_BAD').message, /location and ziplocation are the same folder/);
+  it('a deployment from the part refuses equal, nested and live-storage locations before anything is written', async (t) => {
+    const check = async (opts: string, re?: RegExp) => {
+      const e = await rejectsWith(discoverDeployment(site(t, { 'buildout.cfg': cfg(opts) })), 'CONFIG_BAD');
+      if (re) assert.match(e.message, re);
+    };
+    await check('location = /bk\nsnapshotlocation = /bk/snap', /snapshotlocation \(snapshots\) \/bk\/snap is inside location \(backups\) \/bk/);
+    await check('blob_storage = /site/blobs\nblobbackuplocation = /site/blobs/backups', /blobbackuplocation \(blobBackups\) .* is inside the live blobstorage/);
+    await check('blob_storage = /site/var/blobstorage\nlocation = /site/var', /holds the live blobstorage/);
+    await check('ziplocation = ${buildout:directory}/var/backups', /location and ziplocation are the same folder/);
     // Unused blob locations do not count with backup_blobs = false.
-    const noBlobs = await part('backup_blobs = false\nblobbackuplocation = /site/var/filestorage/x\ndatafs = /site/var/filestorage/Data.fs');
-    validateLocations(noBlobs);
+    const dep = await discoverDeployment(site(t, { 'buildout.cfg': cfg('backup_blobs = false\nblobbackuplocation = ${buildout:directory}/var/blobstorage/x') }));
+    assert.equal(dep.storages[0]!.blobDir, undefined);
   });
 });
 

@@ -99,13 +99,14 @@ describe('the CLI with bad input', () => {
       [['backup', '--bogus'], /unknown option --bogus/],
       [['list', '-x'], /unknown option -x/],
       [['check', '--dir'], /--dir needs a value/],
-      [['backup', '--keep', '0'], /--keep takes a whole number/],
+      [['backup', '--keep', '-1'], /--keep takes a whole number/],
       [['backup', '--lock-wait', 'soon'], /--lock-wait takes a number/],
       [['restore', 'a', 'b'], /at most one DATE/],
       [['restore', '2026-13-45', '--yes'], /not a valid date/],
       [['restore', 'yesterday', '--yes'], /not a date repozo understands/],
       [['ziprestore', '2026-01-01'], /takes no arguments/],
-      [['altrestore', '--yes'], /one SOURCE folder/],
+      [['altrestore', '--yes'], /altrestore needs a SOURCE folder, or alternative_restore_source/],
+      [['backup', '--part', 'backup'], /--part backup: there is no buildout.cfg/],
       [['list', '--json=yes'], /--json takes no value/],
     ];
     for (const [args, re] of cases) oneLine(runCli(args.includes('--dir') ? args : [...args, '--dir', root]), 2, args[0], re);
@@ -173,7 +174,7 @@ describe('the CLI with bad input', () => {
     const s = await siteWithBackups(t, root);
     const h = runCli(['backup', '--help']);
     assert.equal(h.status, 0);
-    assert.match(h.stdout, /altrestore SOURCE/);
+    assert.match(h.stdout, /altrestore \[SOURCE\] \[DATE\]/);
     const v = runCli(['backup', '--dir', root, '--verbose']);
     assert.equal(v.status, 0, v.stderr);
     assert.match(v.stdout, /main: no new transactions/);

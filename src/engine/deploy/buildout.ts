@@ -1162,38 +1162,3 @@ function checkDistinct(pr: PartReader, locations: RecipeLocations): void {
   }
 }
 
-/**
- * Stricter than the recipe: the backup folders in use must be distinct,
- * none inside another, none equal to or inside the live filestorage folder
- * (the folder of Data.fs) or the blobstorage, and neither of those inside a
- * backup folder (retention deletes in backup folders). The blob locations
- * count only with backup_blobs. Throws CONFIG_BAD naming both paths and
- * their options.
- */
-export function validateLocations(part: RecipePart): void {
-  const used = LOCATION_KEYS.filter(([field]) => part.options.backupBlobs || !field.startsWith('blob'));
-  const live: [string, string][] = [[path.dirname(part.datafs), 'the folder of datafs']];
-  if (part.blobStorage) live.push([part.blobStorage, 'blob_storage']);
-  const inside = (a: string, b: string) => {
-    const rel = path.relative(b, a);
-    return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-  };
-  const fail = (msg: string, hint: string): never => {
-    throw new PloneBackupError('CONFIG_BAD', `[${part.name}]: ${msg}`, { path: part.configFile, hint });
-  };
-  for (let i = 0; i < used.length; i++) {
-    const [fa, ka] = used[i]!;
-    const a = part.locations[fa];
-    for (let j = i + 1; j < used.length; j++) {
-      const [fb, kb] = used[j]!;
-      const b = part.locations[fb];
-      if (a === b) fail(`${ka} and ${kb} are the same folder, ${a}.`, `Give ${ka} and ${kb} different folders.`);
-      if (inside(a, b)) fail(`${ka} (${a}) is inside ${kb} (${b}).`, `Move ${ka} out of ${kb}: retention in one would see the other's files.`);
-      if (inside(b, a)) fail(`${kb} (${b}) is inside ${ka} (${a}).`, `Move ${kb} out of ${ka}: retention in one would see the other's files.`);
-    }
-    for (const [l, lk] of live) {
-      if (inside(a, l)) fail(`${ka} (${a}) is inside ${lk} (${l}).`, `Put the backups outside the live storage, for example with locationprefix.`);
-      if (inside(l, a)) fail(`${lk} (${l}) is inside ${ka} (${a}).`, `Give ${ka} a folder of its own, outside the live storage.`);
-    }
-  }
-}

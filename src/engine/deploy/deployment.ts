@@ -29,6 +29,12 @@ import * as path from 'node:path';
 import { PloneBackupError } from '../base/errors';
 import { READ_CAPS, readFileCapped } from '../base/io';
 import { parseZConfig, storagesOf } from './zconfig';
+import { closestKey, expandPath as expandWith, readBuildout, type RecipePart } from './buildout';
+
+/** `~` and `$VAR` in a path (the recipe's construct_path), with this process's environment by default. */
+export function expandPath(p: string, env: NodeJS.ProcessEnv = process.env, home = os.homedir()): string {
+  return expandWith(p, env, home);
+}
 
 export interface BackupDirs {
   backups: string;
@@ -100,6 +106,8 @@ export interface Deployment {
   altSource?: { repo: string; blobs?: string };
   /** Configuration that was read but is doubtful (an unknown key, a deprecated name), one sentence each. */
   warnings: string[];
+  /** What an option accepted for compatibility means here (said with --verbose). */
+  notes?: string[];
 }
 
 export const DEFAULT_SETTINGS: DeploymentSettings = {
@@ -159,16 +167,6 @@ export function defaultDirs(base: string, name: string, part = 'backup'): Backup
     zips: path.join(base, `${n.zips}s${sfx}`),
     blobZips: path.join(base, `${n.blobZips}s${sfx}`),
   };
-}
-
-/**
- * `~` and `$VAR` / `${VAR}` in a path, as the recipe's construct_path
- * (os.path.expanduser, os.path.expandvars): an unset variable stays as written.
- */
-export function expandPath(p: string, env: NodeJS.ProcessEnv = process.env, home = os.homedir()): string {
-  let out = p;
-  if (out === '~' || out.startsWith('~/')) out = home + out.slice(1);
-  return out.replace(/\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))/g, (m, a: string | undefined, b: string | undefined) => env[(a ?? b)!] ?? m);
 }
 
 async function isFile(p: string): Promise<boolean> {
@@ -415,32 +413,6 @@ const JSON_OTHER = ['var', 'storages', 'locationprefix', 'alternative_restore_so
 const STORAGE_KEYS = ['name', 'file', 'blobDir', 'backups', 'blobBackups', 'snapshots', 'blobSnapshots', 'zips', 'blobZips'] as const;
 export const CONFIG_KEYS: readonly string[] = [...Object.keys(JSON_SETTINGS), ...Object.keys(JSON_MAIN_PATHS), ...JSON_OTHER];
 
-/** The closest of `known` to a misspelt `key` (edit distance at most 2, or a case/`_`/`-` variant). */
-export function closestKey(key: string, known: readonly string[]): string | undefined {
-  const norm = (k: string) => k.toLowerCase().replace(/[-_]/g, '');
-  const exact = known.find((k) => norm(k) === norm(key));
-  if (exact) return exact;
-  let best: string | undefined;
-  let bestD = 3;
-  for (const k of known) {
-    const d = editDistance(norm(key), norm(k), bestD);
-    if (d < bestD) [best, bestD] = [k, d];
-  }
-  return best;
-}
-
-/** Levenshtein distance, stopping once it exceeds `max` (keys are short; linear in practice). */
-function editDistance(a: string, b: string, max: number): number {
-  if (Math.abs(a.length - b.length) > max || a.length > 64 || b.length > 64) return max + 1;
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
-    prev = cur;
-  }
-  return prev[b.length]!;
-}
-
 /** The blob format the recipe's three archive options give. */
 export function blobFormatOf(archive: boolean, compress: boolean, incremental: boolean): BlobFormat {
   if (!archive) return 'dir';
@@ -577,9 +549,65 @@ async function fromConfigFile(root: string, file: string, base: Deployment | und
   return { root, varDir, source: 'config', configFile: file, storages, settings, part: base?.part, altSource, warnings };
 }
 
-/** A buildout.cfg's collective.recipe.backup part (buildout.ts), as a deployment. */
-async function fromRecipe(_root: string, _part: string | undefined, _env: NodeJS.ProcessEnv): Promise<Deployment | undefined> {
-  return undefined;
+/**
+ * A buildout.cfg's collective.recipe.backup part (buildout.ts derives it as
+ * the recipe does), as a deployment; undefined without a buildout.cfg or
+ * without such a part. Several parts: `part` names one, else the first listed
+ * in [buildout] parts is used and the others are named in a warning.
+ */
+async function fromRecipe(root: string, part: string | undefined, env: NodeJS.ProcessEnv): Promise<Deployment | undefined> {
+  const read = await readBuildout(root, { env, home: env.HOME ?? os.homedir() });
+  if (!read || read.parts.length === 0) {
+    if (part !== undefined) {
+      throw new PloneBackupError('USAGE', `--part ${part}: ${read ? `${path.join(root, 'buildout.cfg')} has no collective.recipe.backup part` : `there is no buildout.cfg in ${root}`}.`, {
+        path: root,
+        hint: 'Leave out --part, or run it in the buildout folder.',
+      });
+    }
+    return undefined;
+  }
+  const names = read.parts.map((p) => p.name);
+  const p: RecipePart | undefined = part === undefined ? read.parts[0] : read.parts.find((x) => x.name === part);
+  if (!p) {
+    throw new PloneBackupError('USAGE', `buildout.cfg has no collective.recipe.backup part named ${part}; it has ${names.join(', ')}.`, { path: read.parts[0]!.configFile, hint: `Pass --part ${names[0]}.` });
+  }
+  const warnings = [...read.warnings, ...p.warnings].map((w) => `${w.file ? `${w.file}${w.line ? `:${w.line}` : ''}: ` : ''}${w.message}`);
+  if (part === undefined && names.length > 1) warnings.push(`buildout.cfg has ${names.length} collective.recipe.backup parts (${names.join(', ')}); using [${p.name}]. Pass --part to choose.`);
+  const o = p.options;
+  if (!o.blobTimestamps) warnings.push(`[${p.name}] blob_timestamps = false: plone-backup writes timestamped blob backups all the same (their stamps tie them to the filestorage backups); it reads the numbered ones the recipe wrote.`);
+  const notes: string[] = [];
+  if (!o.useRsync || o.rsyncOptions) {
+    notes.push(`[${p.name}] use_rsync = ${o.useRsync}${o.rsyncOptions ? `, rsync_options = ${o.rsyncOptions}` : ''}: plone-backup copies blob files itself (hard links to the previous generation, as rsync --link-dest; a reflink or a copy for new files), so these options change nothing.`);
+  }
+  const altSource = o.alternativeRestoreSource ? { repo: o.alternativeRestoreSource.datafs, blobs: o.alternativeRestoreSource.blobStorage } : undefined;
+  return {
+    root,
+    varDir: p.varDir,
+    source: 'recipe',
+    configFile: p.configFile,
+    storages: [{ name: 'main', file: p.datafs, blobDir: o.backupBlobs ? p.blobStorage : undefined, dirs: { ...p.locations } }],
+    settings: {
+      ...DEFAULT_SETTINGS,
+      keep: o.keep,
+      // The recipe keeps `keep` snapshots too, and one zip backup.
+      keepSnapshots: o.keep,
+      keepZips: 1,
+      full: o.full,
+      blobFormat: blobFormatOf(o.archiveBlob, o.compressBlob, o.incrementalBlobs),
+      backupBlobs: o.backupBlobs,
+      onlyBlobs: o.onlyBlobs,
+      hardLinkFirstCopy: o.rsyncHardLinksOnFirstCopy,
+      keepBlobDays: o.keepBlobDays,
+      preCommand: o.preCommand,
+      postCommand: o.postCommand,
+      enableSnapshotrestore: o.enableSnapshotrestore,
+      enableZipbackup: o.enableZipbackup,
+    },
+    part: { name: p.name, configFile: p.configFile, scripts: { ...p.scripts } },
+    altSource,
+    warnings,
+    notes,
+  };
 }
 
 /**
