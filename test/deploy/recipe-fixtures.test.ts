@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { discoverDeployment, listDeployment, restoreDeployment, type Kind } from '../../src/engine/internal';
+import { checkBackups, discoverDeployment, drillDeployment, listDeployment, restoreDeployment, type Kind } from '../../src/engine/internal';
 import { blobContents, md5File, tmpDir, type TestHooks } from '../support/fs';
 import { ROOT } from '../support/paths';
 
@@ -62,6 +62,21 @@ describe('the real collective.recipe.backup fixtures, taken over from buildout.c
       assert.deepEqual(gens.map((g) => g.stamp).sort(), stamps);
       for (const g of gens) assert.notEqual(g.blob.status, 'none', `${g.stamp} has its blob backup`);
       for (const g of gens) assert.notEqual(g.blob.status, 'unsafe', `${g.stamp}: ${g.blob.problem}`);
+    });
+
+    it(`${c.name}: check reads every blob backup (archives and deltas too) and finds each holds its state; drill proves the backups`, async (t) => {
+      const root = copyCase(t, c);
+      const dep = await discoverDeployment(root);
+      const [view] = await listDeployment(dep, { verifyFiles: true });
+      const gens = view!.groups.find((g) => g.kind === c.kind)!.chains.flatMap((ch) => [ch.full, ...ch.incrementals]);
+      for (const g of gens) assert.equal(g.blob.status, 'match', `${g.stamp}: ${g.blob.status} ${g.blob.problem ?? ''} ${(g.blob.missing ?? []).join(' ')}`);
+      const findings = await checkBackups(dep);
+      assert.deepEqual(findings.filter((f) => f.severity === 'error'), []);
+      if (c.kind === 'backup') {
+        const drills = await drillDeployment(dep, { all: true });
+        assert.equal(drills.length, stamps.length);
+        for (const d of drills) assert.ok(d.ok, `${d.stamp}: ${d.problems.join('; ')}`);
+      }
     });
 
     for (const stamp of stamps) {

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { backupDeployment, discoverDeployment, restoreDeployment, listRepository } from '../../src/engine/internal';
 import { rejectsWith } from '../support/assert';
 import { fakeClock } from '../support/fixtures';
-import { md5File, snapshot, tmpDir } from '../support/fs';
+import { blobContents, content, md5File, snapshot, tmpDir } from '../support/fs';
 import { runCli } from '../support/processes';
 import { makeSite } from '../support/site';
 
@@ -208,4 +208,51 @@ describe('recipe options', () => {
     r = runCli(['scripts', '--dir', root]);
     assert.equal(r.status, 0, r.stderr);
   });
+
+  for (const compress of [false, true]) {
+    it(`incremental_blobs${compress ? ' + compress_blob' : ''}: a full archive with its .snar, then deltas; every stamp restores, by us and by GNU tar as the recipe extracts`, async (t) => {
+      const root = tmpDir(t);
+      const s = await makeSite(t, root, { files: 2 });
+      fs.writeFileSync(path.join(root, 'buildout.cfg'), `[buildout]\nparts = instance backup\n\n[instance]\nrecipe = plone.recipe.zope2instance\n\n[backup]\nrecipe = collective.recipe.backup\narchive_blob = true\nincremental_blobs = true\ncompress_blob = ${compress}\nkeep = 2\n`);
+      const dep = await discoverDeployment(root);
+      assert.equal(dep.source, 'recipe');
+      assert.equal(dep.settings.blobFormat, compress ? 'incremental.gz' : 'incremental');
+      const clock = fakeClock();
+      const states: { stamp: string; fs: string; blobs: Record<string, string> }[] = [];
+      const step = async (expect: string) => {
+        const [r] = await backupDeployment(dep, 'backup', { now: clock.now });
+        assert.equal(r!.filestorage.action, expect);
+        states.push({ stamp: r!.filestorage.stamp!, fs: md5File(s.file), blobs: blobContents(s.blobDir) });
+        return r!;
+      };
+      await step('full');
+      const oid = await s.site.uploadFile('third.pdf', content('third'));
+      await s.site.uploadFile('third.pdf', content('third, replaced'), oid);
+      const r2 = await step('incremental');
+      await s.site.uploadFile('fourth.pdf', content('fourth'));
+      await step('incremental');
+      const ext = compress ? '.tar.gz' : '.tar';
+      const names = fs.readdirSync(path.join(root, 'var', 'blobstoragebackups')).sort();
+      assert.deepEqual(names, [`blobstorage.${states[0]!.stamp}${ext}`, `blobstorage.${states[0]!.stamp}.snar`, `blobstorage.${states[1]!.stamp}.delta${ext}`, `blobstorage.${states[2]!.stamp}.delta${ext}`].sort());
+      assert.equal(r2.blobGeneration, path.join(root, 'var', 'blobstoragebackups', `blobstorage.${states[1]!.stamp}.delta${ext}`));
+      // A pack makes the next backup full: a new chain with its own .snar.
+      await s.site.writer.pack();
+      await step('full');
+      await s.site.close();
+      for (const st of states) {
+        // GNU tar, as the recipe's restore: the chain's full archive, then each delta up to the stamp, --incremental.
+        const out = path.join(tmpDir(t), 'blobstorage');
+        fs.mkdirSync(out);
+        const chain = fs.readdirSync(path.join(root, 'var', 'blobstoragebackups')).filter((n) => /\.tar(\.gz)?$/.test(n)).sort();
+        const fullIdx = chain.map((n, i) => [n, i] as const).filter(([n]) => !n.includes('.delta.') && n.slice(12, 31) <= st.stamp).at(-1)![1];
+        for (const n of chain.slice(fullIdx).filter((n) => n.slice(12, 31) <= st.stamp)) {
+          execFileSync('tar', [compress ? 'xzf' : 'xf', path.join(root, 'var', 'blobstoragebackups', n), '--incremental', '-C', out]);
+        }
+        assert.deepEqual(blobContents(out), st.blobs, `GNU tar's restore of ${st.stamp}`);
+        await restoreDeployment(dep, { date: st.stamp, keepOld: false });
+        assert.equal(md5File(s.file), st.fs, `Data.fs of ${st.stamp}`);
+        assert.deepEqual(blobContents(s.blobDir), st.blobs, `our restore of ${st.stamp}`);
+      }
+    });
+  }
 });

@@ -603,7 +603,15 @@ export interface PendingIncremental {
   added: string[];
   /** Bytes of their contents. */
   bytes: number;
+  /** commitArchive, then commitSnapshot. */
   commit(): Promise<void>;
+  /** The archive into place. */
+  commitArchive(): Promise<void>;
+  /**
+   * The snapshot file into place: a caller that registers something between the
+   * two (the filestorage piece of the same stamp) does it here, in between.
+   */
+  commitSnapshot(): Promise<void>;
   discard(): Promise<void>;
 }
 
@@ -728,14 +736,20 @@ async function writeIncremental(o: IncrementalWriteOptions, previous: ReadonlySe
     throw e;
   }
   const snarT = snarTemp;
-  return {
+  const pending: PendingIncremental = {
     tar: w.temp,
     snar: snarT,
     added,
     bytes,
     async commit() {
+      await pending.commitArchive();
+      await pending.commitSnapshot();
+    },
+    async commitArchive() {
       await w.commit();
       await fsyncDir(path.dirname(o.tar));
+    },
+    async commitSnapshot() {
       await fileLayer.rename(snarT, o.snar);
       await fsyncDir(path.dirname(o.snar));
     },
@@ -744,6 +758,7 @@ async function writeIncremental(o: IncrementalWriteOptions, previous: ReadonlySe
       await fsp.rm(snarT, { force: true });
     },
   };
+  return pending;
 }
 
 /** A snapshot file (format 2) of `plan`, dumped from `startMs` on. */

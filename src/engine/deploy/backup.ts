@@ -29,11 +29,13 @@ import { chainIsOurs, identify, readOwners, recordOwner, type StorageIdentity } 
 import { isInside, resolveReal } from './paths';
 import { exists, isTempName, modesFrom, modesOf, tempPath, fsyncDir, type Modes } from '../base/io';
 import type { OperationOptions } from '../base/progress';
-import { BlobVanished, buildGeneration, listGenerations, readManifest, readManifestHead, type Generation, type Manifest, LATEST, setLatest } from './blobgen';
+import { writeIncrementalDelta, writeIncrementalFull } from '../archive/incremental';
+import { BlobVanished, buildGeneration, listGenerations, snarPath, readManifest, readManifestHead, type Generation, type Manifest, LATEST, setLatest } from './blobgen';
 import { writeTar, type TarEntry } from '../archive/tar';
 import type { BlobFormat, Deployment, StorageConfig } from './deployment';
 import { KINDS, commandKind, foldersFor, type BackupCommand } from './kinds';
 import { runHook } from './hooks';
+import { isStamp } from '../zodb/tid';
 
 export interface DeployBackupOptions extends OperationOptions {
   now?: () => Date;
@@ -211,9 +213,31 @@ async function attemptBackup(
         const sizes = await checkBlobsExist(s.blobDir, needed, st, opts.signal);
         const modes = modesOf(st.mode);
         const format = blobFormatFor(dep, kind);
-        if (format !== 'dir') {
+        const chained = format === 'incremental' || format === 'incremental.gz' ? await incrementalTarget(repo, blobs, base, stamp!, res.action === 'full', modes.dir) : undefined;
+        if (chained) {
+          // incremental_blobs: a full archive with its .snar, or a delta on top of the chain.
+          const files = [...((await fsp.lstat(path.join(s.blobDir, '.layout')).catch(() => undefined))?.isFile() ? ['.layout'] : []), ...needed];
+          const w = { tar: chained.tar + (format === 'incremental.gz' ? '.gz' : ''), snar: chained.snar, root: s.blobDir, files, gzip: format === 'incremental.gz', signal: opts.signal, mode: modes.file };
+          const pending = await (chained.delta ? writeIncrementalDelta(w) : writeIncrementalFull(w)).catch((e: unknown) => {
+            throw (e as NodeJS.ErrnoException).code === 'ENOENT' ? new BlobVanished((e as NodeJS.ErrnoException).path ?? s.blobDir!) : e;
+          });
+          try {
+            // The archive, then the piece, then the .snar: a crash before the last
+            // leaves the previous .snar, so the next delta takes these files again
+            // (a duplicate), never a .snar naming files no registered archive holds.
+            await pending.commitArchive();
+            await prepared.commit();
+          } catch (e) {
+            await pending.discard();
+            await fsp.rm(w.tar, { force: true });
+            throw e;
+          }
+          await pending.commitSnapshot();
+          result.blobGeneration = w.tar;
+          result.blobFiles = needed.length;
+        } else if (format !== 'dir') {
           // An archive: zipbackup's, or archive_blob's (.tar, .tar.gz) as the recipe names them.
-          const archive = await writeBlobArchive(s.blobDir, blobs, base, stamp!, needed, sizes, modes, { gzip: format === 'tar.gz', signal: opts.signal });
+          const archive = await writeBlobArchive(s.blobDir, blobs, base, stamp!, needed, sizes, modes, { gzip: format.endsWith('.gz'), signal: opts.signal });
           try {
             // The archive first, as a generation: a crash between the two leaves an
             // archive without a piece (the next run removes it), never a piece without blobs.
@@ -225,8 +249,8 @@ async function attemptBackup(
             await fsp.rm(archive.final, { force: true });
             throw e;
           }
-          // The recipe points `latest` at the newest timestamped archive too.
-          if (kind !== 'zipbackup') await setLatest(blobs, path.basename(archive.final)).catch(() => undefined);
+          // The recipe points `latest` at the newest timestamped archive too (not in an incremental chain).
+          if (kind !== 'zipbackup' && format !== 'incremental' && format !== 'incremental.gz') await setLatest(blobs, path.basename(archive.final)).catch(() => undefined);
           result.blobGeneration = archive.final;
           result.blobFiles = needed.length;
         } else {
@@ -348,6 +372,24 @@ async function checkBlobsExist(blobDir: string, needed: string[], st: OpenedStor
 }
 
 /**
+ * Where an incremental_blobs archive of `stamp` goes, as the recipe decides
+ * (copyblobs.find_snapshot_archive): with a full filestorage backup, a full
+ * archive and a new .snar of that stamp; with an incremental one, a delta on
+ * the .snar of its chain's full backup; undefined when that .snar is not there
+ * (incremental_blobs enabled in the middle of a chain): then a plain archive,
+ * and incrementals start with the next full backup.
+ */
+async function incrementalTarget(repo: string, blobs: string, base: string, stamp: string, full: boolean, dirMode: number): Promise<{ tar: string; snar: string; delta: boolean } | undefined> {
+  await fsp.mkdir(blobs, { recursive: true, mode: dirMode });
+  if (full) return { tar: path.join(blobs, `${base}.${stamp}.tar`), snar: snarPath(blobs, base, stamp), delta: false };
+  const chainFull = findChain((await listRepository(repo)).files)[0]?.stamp;
+  if (!chainFull || chainFull === stamp) return { tar: path.join(blobs, `${base}.${stamp}.tar`), snar: snarPath(blobs, base, stamp), delta: false };
+  const snar = snarPath(blobs, base, chainFull);
+  if (!(await fsp.lstat(snar).then((st) => st.isFile(), () => false))) return undefined;
+  return { tar: path.join(blobs, `${base}.${stamp}.delta.tar`), snar, delta: true };
+}
+
+/**
  * How a backup command keeps its blobs: zipbackup always one .tar (as the
  * recipe's zipbackup, archive_blob forced); a snapshot as configured but never
  * incremental (the recipe's snapshot_main turns incremental_blobs off).
@@ -444,6 +486,14 @@ export async function applyRetention(repo: string, blobs: string, base: string |
       if (g.stamp && g.stamp < oldestKept && !foreignStamps.has(g.stamp) && (trimming || (await isOurGeneration(g)))) {
         await fsp.rm(g.path, { recursive: true, force: true });
         removed.push(g.path);
+      }
+    }
+    // The .snar of an incremental_blobs chain goes with the chain's full archive.
+    for (const n of await fsp.readdir(blobs).catch(() => [] as string[])) {
+      const stamp = n.startsWith(`${base}.`) && n.endsWith('.snar') ? n.slice(base.length + 1, -5) : undefined;
+      if (stamp && isStamp(stamp) && stamp < oldestKept && !foreignStamps.has(stamp) && trimming) {
+        await fsp.rm(path.join(blobs, n), { force: true });
+        removed.push(path.join(blobs, n));
       }
     }
   }

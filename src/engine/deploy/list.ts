@@ -11,6 +11,7 @@ import { PloneBackupError } from '../base/errors';
 import { describeRepository, type PieceInfo } from '../repozo/pieceinfo';
 import type { OperationOptions } from '../base/progress';
 import { generationFiles, listGenerations, type Generation } from './blobgen';
+import { replayIncremental } from '../archive/incremental';
 import { KIND_ORDER, foldersFor, type Kind } from './kinds';
 import type { Deployment, StorageConfig } from './deployment';
 
@@ -96,7 +97,11 @@ async function listGroup(s: StorageConfig, kind: Kind, opts: ListOptions): Promi
       for (const [oid, tid] of p.blobs) state.add(`${oid}/${tid}`);
       const v: GenerationView = { ...p, kind, chain: c.full.stamp, blob: { status: 'none' } };
       if (base) {
-        const g = gens.find((x) => x.stamp === p.stamp);
+        // The recipe's numbered blob backups (zipbackup's blobstorage.0.tar, or
+        // blob_timestamps = false): number 0 goes with the newest piece, as a
+        // restore without a date takes it.
+        const newest = c === chains.at(-1) && p === c.pieces.at(-1);
+        const g = gens.find((x) => x.stamp === p.stamp) ?? (newest ? gens.find((x) => x.number === 0) : undefined);
         if (!g) v.blob = { status: 'missing' };
         else {
           used.add(g.name);
@@ -112,10 +117,15 @@ async function listGroup(s: StorageConfig, kind: Kind, opts: ListOptions): Promi
 }
 
 async function blobStatus(g: Generation, state: Set<string>, liveLayout: BlobLayout, onDisk = false): Promise<GenerationView['blob']> {
-  if (g.kind !== 'dir') return { status: 'archived', path: g.path };
+  if (g.delta && !g.archives?.length) {
+    return { status: 'unsafe', path: g.path, problem: `${g.name} is a delta whose full archive (with its .snar) is missing; it restores nothing` };
+  }
+  // An archive is read only when asked (check, verify): a listing stays cheap.
+  if (g.kind !== 'dir' && !onDisk) return { status: 'archived', path: g.path };
   let layout: BlobLayout;
   let files: Map<string, number>;
   try {
+    if (g.kind !== 'dir') return compare(g, state, liveLayout, await archiveFiles(g));
     layout = g.content ? (await readLayout(g.content)).layout : liveLayout;
     // The manifest is checked also when the files on disk are looked at (check).
     files = await generationFiles(g, layout);
@@ -125,9 +135,14 @@ async function blobStatus(g: Generation, state: Set<string>, liveLayout: BlobLay
       files = new Map(walked.files.map((f) => [f.rel, f.size]));
     }
   } catch (e) {
-    if (!PloneBackupError.is(e, 'MANIFEST_BAD') && !PloneBackupError.is(e, 'UNSAFE') && !PloneBackupError.is(e, 'TOO_LARGE')) throw e;
+    if (!PloneBackupError.is(e, 'MANIFEST_BAD') && !PloneBackupError.is(e, 'UNSAFE') && !PloneBackupError.is(e, 'TOO_LARGE') && !PloneBackupError.is(e, 'ARCHIVE_BAD')) throw e;
     return { status: 'unsafe', path: g.path, problem: e.message };
   }
+  return compare(g, state, layout, files);
+}
+
+/** Whether a generation's files hold every blob file of the state. */
+function compare(g: Generation, state: Set<string>, layout: BlobLayout, files: Map<string, number>): GenerationView['blob'] {
   const missing: string[] = [];
   for (const key of state) {
     const [oid, tid] = key.split('/');
@@ -142,4 +157,18 @@ async function blobStatus(g: Generation, state: Set<string>, liveLayout: BlobLay
     missing: missing.slice(0, 10),
     missingCount: missing.length,
   };
+}
+
+/**
+ * The blob files an archive restores: for an incremental_blobs state, what its
+ * chain replays to (deletions included); archives named with the blob folder
+ * as their first component (blobstorage/0x00/...) are read without it.
+ * A damaged or unsafe archive is ARCHIVE_BAD / UNSAFE.
+ */
+async function archiveFiles(g: Generation): Promise<Map<string, number>> {
+  const replayed = await replayIncremental(g.archives?.length ? g.archives : [g.path]);
+  const base = g.name.replace(/(\.delta)?\.tar(\.gz)?$/, '').replace(/\.[^.]*$/, '');
+  const all = [...replayed.keys()];
+  const strip = all.length > 0 && all.every((r) => r.startsWith(`${base}/`)) ? base.length + 1 : 0;
+  return new Map([...replayed].filter(([r]) => r.slice(strip).endsWith('.blob')).map(([r, f]) => [r.slice(strip), f.size]));
 }
