@@ -180,6 +180,7 @@ async function ask(io: CliIo, question: string): Promise<boolean> {
 
 function describePlan(p: StoragePlan): string {
   const s = p.storage;
+  if (p.mode === 'blobs') return `  ${s.name}: replace ${s.blobDir} from the blob backup ${p.generation?.name ?? p.stamp} (only_blobs: ${s.file} is left as it is)`;
   const what = p.mode === 'full' ? 'replace' : p.mode === 'incremental' ? 'append the missing transactions to' : 'leave unchanged';
   const from = p.source.type === 'copy' ? p.source.file : `${p.stamp} (${p.chain.length} piece${p.chain.length > 1 ? 's' : ''})`;
   return `  ${s.name}: ${what} ${s.file}${s.blobDir ? ` and ${s.blobDir}` : ''} from ${from}${p.mismatch ? `\n    warning: ${p.mismatch}` : ''}`;

@@ -306,6 +306,8 @@ export class Actions {
     } else if (p.mode === 'incremental') {
       const n = p.chain.length - 1 - (p.appendAfter ?? 0);
       line = `${s.name}: appends the ${plural(n, 'missing piece')} to ${this.rel(entry, s.file)} up to ${when}${s.blobDir ? ' and adds the missing blob files' : ''}; nothing is replaced.`;
+    } else if (p.mode === 'blobs') {
+      line = `${s.name}: replaces ${s.blobDir ? this.rel(entry, s.blobDir) : 'the blobstorage'} with the blob backup of ${when} (only_blobs: ${this.rel(entry, s.file)} stays as it is).`;
     } else {
       line = `${s.name}: already holds the state of ${when}; only missing blob files are added.`;
     }

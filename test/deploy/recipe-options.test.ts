@@ -255,4 +255,69 @@ describe('recipe options', () => {
       }
     });
   }
+
+  const buildout = (root: string, opts: string) =>
+    fs.writeFileSync(path.join(root, 'buildout.cfg'), `[buildout]\nparts = instance backup\n\n[instance]\nrecipe = plone.recipe.zope2instance\n\n[backup]\nrecipe = collective.recipe.backup\n${opts}\n`);
+
+  for (const format of ['', 'archive_blob = true', 'archive_blob = true\nincremental_blobs = true']) {
+    it(`only_blobs${format ? ` (${format.replace('\n', ', ')})` : ''}: blob backups stamped with their time, no filestorage piece; a restore replaces only the blobstorage`, async (t) => {
+      const root = tmpDir(t);
+      const s = await makeSite(t, root, { files: 2 });
+      buildout(root, `only_blobs = true\nkeep = 2\n${format}`);
+      const dep = await discoverDeployment(root);
+      assert.equal(dep.settings.onlyBlobs, true);
+      const clock = fakeClock();
+      const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
+      const first = { stamp: r1!.filestorage.stamp!, blobs: blobContents(s.blobDir) };
+      await s.site.uploadFile('second.pdf', content('second'));
+      const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+      assert.ok(!fs.existsSync(path.join(root, 'var', 'backups')) || fs.readdirSync(path.join(root, 'var', 'backups')).length === 0, 'no filestorage piece');
+      assert.ok(r2!.blobGeneration && fs.existsSync(r2!.blobGeneration));
+      if (format.includes('incremental')) assert.match(r2!.blobGeneration!, /\.delta\.tar$/);
+      await s.site.uploadFile('third.pdf', content('third'));
+      await backupDeployment(dep, 'backup', { now: clock.now });
+      await s.site.close();
+      const fsBefore = md5File(s.file);
+      await restoreDeployment(dep, { date: first.stamp, keepOld: false });
+      assert.deepEqual(blobContents(s.blobDir), first.blobs, 'the blobstorage of the first backup');
+      assert.equal(md5File(s.file), fsBefore, 'Data.fs left as it is');
+      // keep = 2 with keep_blob_days = 14 (the default): nothing is old enough to go.
+      const left = fs.readdirSync(path.join(root, 'var', 'blobstoragebackups')).filter((n) => n.startsWith('blobstorage.2'));
+      assert.ok(left.length >= 3, left.join(' '));
+    });
+  }
+
+  it('backup_blobs = false: the filestorage alone is backed up and restored; the blobstorage is not touched', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root, { files: 2 });
+    await s.site.close();
+    buildout(root, 'backup_blobs = false');
+    const dep = await discoverDeployment(root);
+    assert.equal(dep.storages[0]!.blobDir, undefined);
+    const [r] = await backupDeployment(dep, 'backup', { now: fakeClock().now });
+    assert.equal(r!.blobGeneration, undefined);
+    assert.ok(!fs.existsSync(path.join(root, 'var', 'blobstoragebackups')));
+    const blobs = blobContents(s.blobDir);
+    const want = md5File(s.file);
+    fs.writeFileSync(s.file, fs.readFileSync(s.file).subarray(0, 4));
+    await restoreDeployment(dep, { keepOld: false });
+    assert.equal(md5File(s.file), want);
+    assert.deepEqual(blobContents(s.blobDir), blobs);
+  });
+
+  it('only_blobs retention: keep counts backups; keep_blob_days keeps those younger than that many days (and the newest)', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root, { files: 1 });
+    await s.site.close();
+    const gens = () => fs.readdirSync(path.join(root, 'var', 'blobstoragebackups')).filter((n) => n.startsWith('blobstorage.2')).sort();
+    buildout(root, 'only_blobs = true\nkeep = 2\nkeep_blob_days = 0');
+    const clock = fakeClock('2026-03-01-10-00-00', 3600);
+    for (let i = 0; i < 4; i++) await backupDeployment(await discoverDeployment(root), 'backup', { now: clock.now });
+    assert.deepEqual(gens(), ['blobstorage.2026-03-01-12-00-00', 'blobstorage.2026-03-01-13-00-00']);
+    buildout(root, 'only_blobs = true\nkeep = 2\nkeep_blob_days = 1');
+    const late = fakeClock('2026-03-02-12-30-00', 3600);
+    await backupDeployment(await discoverDeployment(root), 'backup', { now: late.now });
+    // 12:00 and 13:00 of the day before: 12:00 is more than a day older than 12:30, 13:00 is not.
+    assert.deepEqual(gens(), ['blobstorage.2026-03-01-13-00-00', 'blobstorage.2026-03-02-12-30-00']);
+  });
 });

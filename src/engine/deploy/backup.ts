@@ -35,7 +35,7 @@ import { writeTar, type TarEntry } from '../archive/tar';
 import type { BlobFormat, Deployment, StorageConfig } from './deployment';
 import { KINDS, commandKind, foldersFor, type BackupCommand } from './kinds';
 import { runHook } from './hooks';
-import { isStamp } from '../zodb/tid';
+import { formatStamp, isStamp, nextStamp, parseStamp } from '../zodb/tid';
 
 export interface DeployBackupOptions extends OperationOptions {
   now?: () => Date;
@@ -107,6 +107,7 @@ async function packSwapping(e: unknown, file: string): Promise<boolean> {
 }
 
 export async function backupStorage(dep: Deployment, s: StorageConfig, kind: BackupCommand, opts: DeployBackupOptions = {}): Promise<StorageBackupResult> {
+  if (dep.settings.onlyBlobs) return backupBlobsOnly(dep, s, kind, opts);
   const { repo, blobs } = foldersFor(s, commandKind(kind));
   // Folders this run creates are removed again if it fails and they stayed empty.
   const fresh: string[] = [];
@@ -372,6 +373,117 @@ async function checkBlobsExist(blobDir: string, needed: string[], st: OpenedStor
 }
 
 /**
+ * only_blobs (the recipe's option for sites whose Data.fs is backed up some
+ * other way, e.g. RelStorage): a blob generation stamped with the time of the
+ * backup, holding exactly the blob files Data.fs references (it is read for
+ * that, never copied), with no filestorage piece. incremental_blobs chains
+ * continue on the newest .snar (a full archive with `full` or a fullbackup).
+ * Retention keeps the newest `keep` generations (a chain counts once), and
+ * with keep_blob_days those younger than that many days, as the recipe.
+ */
+async function backupBlobsOnly(dep: Deployment, s: StorageConfig, kind: BackupCommand, opts: DeployBackupOptions): Promise<StorageBackupResult> {
+  const { blobs } = foldersFor(s, commandKind(kind));
+  if (!s.blobDir) throw new PloneBackupError('CONFIG_BAD', `only_blobs is set but ${s.name} has no blobstorage.`, { path: dep.configFile, hint: 'Set blob_storage, or unset only_blobs.' });
+  const blobDir = s.blobDir;
+  const modes = await modesFrom(s.file);
+  await fsp.mkdir(blobs, { recursive: true, mode: modes.dir });
+  const lock = await acquireLock(blobs, { what: kind, waitMs: opts.lockWaitMs, signal: opts.signal });
+  try {
+    const base = path.basename(blobDir);
+    await cleanBlobLeftovers(blobs, base);
+    const gens = await listGenerations(blobs, base);
+    const newest = gens.filter((g) => g.stamp).at(-1)?.stamp;
+    let stamp = formatStamp((opts.now ?? (() => new Date()))());
+    if (newest && stamp <= newest) stamp = nextStamp(newest);
+    const st = await openFileStorage(s.file);
+    let needed: string[];
+    let end: number;
+    let lastTid: string | undefined;
+    try {
+      const { layout } = await readLayout(blobDir);
+      const scan = await scanBlobRefs(st, 4, st.size, opts.signal);
+      needed = [...new Set(scan.refs.map((r) => blobRelPath(r.oid, r.tid, layout)))].sort();
+      end = scan.end;
+      lastTid = scan.lastTid?.toString('hex');
+      await checkBlobsExist(blobDir, needed, st, opts.signal);
+      const filestorage: BackupResult = { action: 'none', reason: 'only_blobs: the filestorage is not backed up here', stamp, written: [], removed: [], start: end, end, transactions: 0, lastTid };
+      const result: StorageBackupResult = { storage: s.name, filestorage, removed: [], attempts: 1 };
+      const format = blobFormatFor(dep, kind);
+      const full = kind !== 'backup' || dep.settings.full;
+      if (format === 'incremental' || format === 'incremental.gz') {
+        const gzip = format === 'incremental.gz';
+        // The newest chain's full archive (listGenerations gives it `archives` only when its .snar is there).
+        const chain = full ? undefined : gens.filter((g) => !g.delta && g.archives?.length === 1).at(-1);
+        const snar = snarPath(blobs, base, chain?.stamp ?? stamp);
+        const files = [...((await fsp.lstat(path.join(blobDir, '.layout')).catch(() => undefined))?.isFile() ? ['.layout'] : []), ...needed];
+        const w = { tar: path.join(blobs, `${base}.${stamp}${chain ? '.delta' : ''}.tar${gzip ? '.gz' : ''}`), snar, root: blobDir, files, gzip, signal: opts.signal, mode: modes.file };
+        const pending = await (chain ? writeIncrementalDelta(w) : writeIncrementalFull(w));
+        await pending.commit();
+        result.blobGeneration = w.tar;
+      } else if (format !== 'dir') {
+        const sizes = (await statBlobFiles(blobDir, needed, opts.signal)).sizes;
+        const archive = await writeBlobArchive(blobDir, blobs, base, stamp, needed, sizes, modesOf(st.mode), { gzip: format === 'tar.gz', signal: opts.signal });
+        await fsp.rename(archive.temp, archive.final);
+        await fsyncDir(blobs);
+        if (kind !== 'zipbackup') await setLatest(blobs, path.basename(archive.final)).catch(() => undefined);
+        result.blobGeneration = archive.final;
+      } else {
+        let previous = [...gens].reverse().find((g) => g.kind === 'dir');
+        if (previous && (await readManifestHead(previous).catch(() => null)) === null) previous = undefined;
+        const gen = await buildGeneration({ blobDir, layout, backupDir: blobs, stamp, end, lastTid, needed, previous, linkFromLive: dep.settings.hardLinkFirstCopy, modes: modesOf(st.mode), signal: opts.signal });
+        await gen.commit();
+        result.blobGeneration = gen.final;
+        result.linked = gen.linked;
+        result.copied = gen.copied;
+      }
+      result.blobFiles = needed.length;
+      result.removed = await retainBlobsOnly(blobs, base, dep.settings[KINDS[commandKind(kind)].keepSetting], full ? 0 : dep.settings.keepBlobDays, parseStamp(stamp).getTime());
+      return result;
+    } finally {
+      await st.fh.close();
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * Blob-only retention, as the recipe's cleanup: the newest `keep` backups (an
+ * incremental chain, its full archive with its deltas and .snar, counts as
+ * one); with `days`, older ones are removed only once older than that (by
+ * their stamp, against the stamp of this run), and at least the newest is
+ * kept. keep 0 keeps everything.
+ */
+async function retainBlobsOnly(blobs: string, base: string, keep: number, days: number, nowMs: number): Promise<string[]> {
+  if (keep === 0 && days === 0) return [];
+  const gens = (await listGenerations(blobs, base)).filter((g) => g.stamp);
+  // Backups: a full (dir, archive, chain's full) with the deltas after it.
+  const backups: Generation[][] = [];
+  for (const g of gens) {
+    if (g.delta && backups.length) backups.at(-1)!.push(g);
+    else backups.push([g]);
+  }
+  // With keep_blob_days the recipe keeps at least the newest and goes by age.
+  const keepN = days ? 1 : keep;
+  const cutoff = nowMs - days * 86_400_000;
+  const removed: string[] = [];
+  for (const b of backups.slice(0, Math.max(0, backups.length - keepN))) {
+    if (days && parseStamp(b[0]!.stamp!).getTime() >= cutoff) continue;
+    if (b[0]!.kind === 'dir' && !(await isOurGeneration(b[0]!))) continue;
+    for (const g of b) {
+      await fsp.rm(g.path, { recursive: true, force: true });
+      removed.push(g.path);
+    }
+    const snar = snarPath(blobs, base, b[0]!.stamp!);
+    if (await exists(snar)) {
+      await fsp.rm(snar, { force: true });
+      removed.push(snar);
+    }
+  }
+  return removed;
+}
+
+/**
  * Where an incremental_blobs archive of `stamp` goes, as the recipe decides
  * (copyblobs.find_snapshot_archive): with a full filestorage backup, a full
  * archive and a new .snar of that stamp; with an incremental one, a delta on
@@ -520,7 +632,8 @@ async function isOurGeneration(g: Generation): Promise<boolean> {
  * Removes temp generations of killed runs, and a newest generation whose piece was never registered.
  * Temps only in a private folder, never following links (see cleanLeftovers).
  */
-async function cleanBlobLeftovers(blobs: string, base: string, repo: string): Promise<void> {
+/** Our temp files, and (with `repo`) generations newer than every piece there: what a killed run left. */
+async function cleanBlobLeftovers(blobs: string, base: string, repo?: string): Promise<void> {
   let names: string[];
   try {
     names = await fsp.readdir(blobs);
@@ -528,6 +641,7 @@ async function cleanBlobLeftovers(blobs: string, base: string, repo: string): Pr
     return;
   }
   if (await isPrivateFolder(blobs)) for (const n of names) if (isTempName(n)) await removeOwnEntry(blobs, n);
+  if (repo === undefined) return;
   const { files } = await listRepository(repo);
   const newestPiece = files.at(-1)?.stamp ?? '';
   const gens: Generation[] = await listGenerations(blobs, base);

@@ -63,7 +63,7 @@ export interface RestoreSession {
 
 /** Takes the locks, refuses a running site, and plans: see the header. Close the session whatever happens. */
 export async function openRestore(dep: Deployment, options: RestoreOptions = {}): Promise<RestoreSession> {
-  const opts = settle(options);
+  const opts = settle({ blobsOnly: dep.settings.onlyBlobs, ...options });
   if (opts.kind === 'snapshot' && !dep.settings.enableSnapshotrestore) {
     throw new PloneBackupError('CONFIG_BAD', `Restoring snapshots is disabled for ${dep.part ? `the [${dep.part.name}] part` : dep.root}.`, {
       path: dep.configFile,
@@ -78,7 +78,7 @@ export async function openRestore(dep: Deployment, options: RestoreOptions = {})
     for (const [i, s] of dep.storages.entries()) plans.push(await planStorage(s, sources[i]!, opts));
     // Nothing but a database is replaced, and blobs go only into a blobstorage.
     for (const p of plans) {
-      await assertFileStorage(p.storage.file, 'replaced');
+      if (p.mode !== 'blobs') await assertFileStorage(p.storage.file, 'replaced');
       if (p.storage.blobDir && p.generation) await assertBlobTarget(p.storage.blobDir);
     }
     return session(dep, plans, opts, locks);

@@ -37,6 +37,8 @@ export interface RestoreOptions extends OperationOptions {
   source?: (s: StorageConfig) => RestoreSource | Promise<RestoreSource>;
   lockWaitMs?: number;
   now?: () => Date;
+  /** Restore only the blobstorage (only_blobs): Data.fs is left as it is. */
+  blobsOnly?: boolean;
 }
 
 /** RestoreOptions with every default decided (here, and nowhere else). */
@@ -73,7 +75,8 @@ export interface StoragePlan {
   appendAfter?: number;
   /** The blob generation made with that piece (the state the live site is in), when there is one. */
   baseGeneration?: Generation;
-  mode: 'full' | 'incremental' | 'unchanged';
+  /** `blobs`: only the blobstorage is restored (only_blobs). */
+  mode: 'full' | 'incremental' | 'unchanged' | 'blobs';
 }
 
 /** Where each storage is restored from: `opts.source` (altrestore), else the kind's repository. */
@@ -81,7 +84,9 @@ export async function sourcesFor(dep: Deployment, opts: Settled): Promise<Restor
   const out: RestoreSource[] = [];
   for (const s of dep.storages) {
     const f = foldersFor(s, opts.kind);
-    out.push((await opts.source?.(s)) ?? { type: 'repository', repo: f.repo, blobs: s.blobDir ? f.blobs : undefined });
+    // only_blobs: there is no filestorage repository; the blob folder is the one locked and read.
+    const repo = opts.blobsOnly ? f.blobs : f.repo;
+    out.push((await opts.source?.(s)) ?? { type: 'repository', repo, blobs: s.blobDir ? f.blobs : undefined });
   }
   return out;
 }
@@ -89,12 +94,27 @@ export async function sourcesFor(dep: Deployment, opts: Settled): Promise<Restor
 /** The plan of one storage from its source. */
 export async function planStorage(s: StorageConfig, source: RestoreSource, opts: Settled): Promise<StoragePlan> {
   if (source.type === 'copy') return planCopy(s, source);
+  if (opts.blobsOnly) return planBlobsOnly(s, source, opts);
   const { chain, lines, stamp } = await planChain(s, source, opts);
   const plan: StoragePlan = { storage: s, source, stamp, chain, lines, mode: 'full' };
   const gens = s.blobDir ? (source.blobs ? await listGenerations(source.blobs, path.basename(s.blobDir)) : []) : [];
   if (s.blobDir) pickGeneration(plan, gens, opts);
   if (opts.incremental) await planIncremental(plan, gens);
   return plan;
+}
+
+/** only_blobs: the newest blob backup at the date (a generation, an archive, a chain's delta), nothing else. */
+async function planBlobsOnly(s: StorageConfig, source: Extract<RestoreSource, { type: 'repository' }>, opts: Settled): Promise<StoragePlan> {
+  if (!s.blobDir || !source.blobs) throw new PloneBackupError('CONFIG_BAD', `only_blobs is set but ${s.name} has no blobstorage.`, { hint: 'Set blob_storage, or unset only_blobs.' });
+  const gens = (await listGenerations(source.blobs, path.basename(s.blobDir))).filter((g) => g.stamp && (opts.date === undefined || g.stamp <= opts.date));
+  const g = gens.at(-1);
+  if (!g) {
+    throw new PloneBackupError('NO_BACKUPS', `There is no blob backup of ${s.name} in ${source.blobs}${opts.date ? ` from before ${opts.date}` : ''}.`, {
+      path: source.blobs,
+      hint: opts.date ? 'Pick a later date; `plone-backup list` shows the backups there are.' : 'Make one first with `plone-backup backup`.',
+    });
+  }
+  return { storage: s, source, stamp: g.stamp, chain: [], lines: [], generation: g, mode: 'blobs' };
 }
 
 /** Another site's Data.fs and blobstorage (altrestore); whether that site runs is asked under the session's locks. */

@@ -26,7 +26,7 @@ export interface Staged {
 }
 
 export async function stage(p: StoragePlan, opts: Settled): Promise<Staged> {
-  return p.mode === 'full' ? stageFull(p, opts) : stageIncremental(p, opts);
+  return p.mode === 'full' || p.mode === 'blobs' ? stageFull(p, opts) : stageIncremental(p, opts);
 }
 
 function result(p: StoragePlan, bytesWritten: number, blobFilesAdded: number, keptOld: string[], warnings: string[]): StorageRestoreResult {
@@ -59,7 +59,8 @@ async function stageFull(p: StoragePlan, opts: Settled): Promise<Staged> {
   await fileLayer.mkdir(path.dirname(s.file), { recursive: true, mode: modes.dir });
   const work = tempPath(s.file, 'restore');
   await fileLayer.mkdir(work, { mode: 0o700 });
-  const built: BuiltFull = { plan: p, work, newFile: path.join(work, path.basename(s.file)), modes };
+  // only_blobs: the blobstorage alone; Data.fs stays as it is.
+  const built: BuiltFull = { plan: p, work, newFile: p.mode === 'blobs' ? undefined : path.join(work, path.basename(s.file)), modes };
   const discard = async () => {
     await fileLayer.rm(work, { recursive: true, force: true });
     if (built.newBlobs) await fileLayer.rm(built.newBlobs, { recursive: true, force: true });
@@ -68,16 +69,18 @@ async function stageFull(p: StoragePlan, opts: Settled): Promise<Staged> {
   let written = 0;
   let added = 0;
   try {
-    written = await buildDataFs(p, built.newFile, fileMode, modes, opts);
-    // What replaces a database must be one: pieces whose md5 matches a .dat
-    // written by someone else can hold anything.
-    await assertFileStorage(built.newFile, 'written');
+    if (built.newFile) {
+      written = await buildDataFs(p, built.newFile, fileMode, modes, opts);
+      // What replaces a database must be one: pieces whose md5 matches a .dat
+      // written by someone else can hold anything.
+      await assertFileStorage(built.newFile, 'written');
+    }
     checkAbort(opts.signal);
     if (s.blobDir && p.generation) {
       await fileLayer.mkdir(path.dirname(s.blobDir), { recursive: true, mode: modes.dir });
       built.newBlobs = tempPath(s.blobDir, 'restore');
       added = await fillBlobs(p.generation, built.newBlobs, modes, opts.blobMode, false, opts.signal);
-      await checkMissingBlobs(p, built.newFile, built.newBlobs, opts, warnings);
+      if (built.newFile) await checkMissingBlobs(p, built.newFile, built.newBlobs, opts, warnings);
       built.merge = await planMerge(s.blobDir, built.newBlobs, modes, opts.keepOld);
     }
   } catch (e) {
@@ -94,7 +97,8 @@ async function stageFull(p: StoragePlan, opts: Settled): Promise<Staged> {
 
 /** The mode of the live Data.fs, else of the source (the backup piece has its source's), else private. */
 async function liveOrSourceMode(p: StoragePlan): Promise<number> {
-  const source = p.source.type === 'repository' ? path.join(p.source.repo, p.chain.at(-1)!.name) : p.source.file;
+  const last = p.chain.at(-1);
+  const source = p.source.type === 'repository' ? (last ? path.join(p.source.repo, last.name) : (p.generation?.path ?? p.source.repo)) : p.source.file;
   return fsp.stat(p.storage.file).then((st) => st.mode, () => fsp.stat(source).then((st) => st.mode, () => 0o600));
 }
 

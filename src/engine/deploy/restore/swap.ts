@@ -24,7 +24,8 @@ export interface BuiltFull {
   plan: StoragePlan;
   /** The work folder holding the new Data.fs (and its index). */
   work: string;
-  newFile: string;
+  /** The new Data.fs; undefined when only the blobstorage is restored (only_blobs). */
+  newFile?: string;
   /** The new blob tree, beside the live one. */
   newBlobs?: string;
   /** Set when the new blob files join the live tree in place. */
@@ -48,10 +49,13 @@ export async function swapFull(b: BuiltFull, stamp: string, keepOld: boolean): P
     await fileLayer.rename(newBlobs, s.blobDir);
     newBlobs = undefined;
   }
-  const kept = await keepDataFs(s.file, stamp);
-  await fileLayer.rename(b.newFile, s.file);
-  if (await exists(`${b.newFile}.index`)) await fileLayer.rename(`${b.newFile}.index`, `${s.file}.index`);
-  await fsyncDir(path.dirname(s.file));
+  const kept: string[] = [];
+  if (b.newFile) {
+    kept.push(...(await keepDataFs(s.file, stamp)));
+    await fileLayer.rename(b.newFile, s.file);
+    if (await exists(`${b.newFile}.index`)) await fileLayer.rename(`${b.newFile}.index`, `${s.file}.index`);
+    await fsyncDir(path.dirname(s.file));
+  }
   if (s.blobDir && newBlobs && b.merge) {
     await removeOldBlobFiles(s.blobDir, b.merge);
     if (b.merge.keep) kept.push(await keepBuilt(s.blobDir, b.merge.keep, stamp));
