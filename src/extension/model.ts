@@ -134,6 +134,8 @@ export class Model implements vscode.Disposable {
     if (folder.uri.scheme !== 'file') return entry;
     try {
       entry.dep = await discoverDeployment(entry.root, await overridesFor(folder));
+      // An unknown or misspelt key in buildout.cfg / plone-backup.json is never passed over in silence.
+      for (const w of entry.dep.warnings) this.log.warn(`${entry.root}: ${w}`);
     } catch (e) {
       const err = toPloneBackupError(e);
       // No deployment in the folder is not an error: the welcome view says so.

@@ -9,7 +9,9 @@
  *   deletes (backup, full backup, snapshot, zip backup, restore, delete a
  *   generation; retention runs inside the backups), the deployment's write
  *   targets (engine: outsideTargets, symlinks resolved) that lie outside the
- *   workspace folder are named in ONE modal warning, Allow / Cancel. "Allow"
+ *   workspace folder are named in ONE modal warning, Allow / Cancel, with the
+ *   configuration's pre_command / post_command (shell commands it would run
+ *   around backups and restores). "Allow"
  *   is remembered in the workspace state for that exact set of paths, so a
  *   changed configuration asks again. Read-only actions (list, verify, check,
  *   drill into a temp folder) ask nothing.
@@ -70,7 +72,7 @@ function sourceOf(dep: Deployment, root: string): string {
     const r = path.relative(root, p);
     return r && !r.startsWith('..') && !path.isAbsolute(r) ? r : p;
   };
-  if ((dep.source === 'config' || dep.source === 'zconfig') && dep.configFile) return `${rel(dep.configFile)} and the ploneBackup.* settings`;
+  if ((dep.source === 'config' || dep.source === 'zconfig' || dep.source === 'recipe') && dep.configFile) return `${rel(dep.configFile)} and the ploneBackup.* settings`;
   return 'the ploneBackup.* settings';
 }
 
@@ -88,31 +90,34 @@ export class OutsideConsent {
    */
   async ensure(root: string, folderName: string, dep: Deployment): Promise<boolean> {
     const outside = await outsideTargets(root, dep);
-    if (outside.length === 0) return true;
-    const key = JSON.stringify(outside);
+    // A pre_command / post_command (buildout.cfg, plone-backup.json) is a shell
+    // command the workspace's configuration would have us run: asked like paths.
+    const commands = [dep.settings.preCommand, dep.settings.postCommand].filter((c) => c.trim() !== '');
+    if (outside.length === 0 && commands.length === 0) return true;
+    const key = commands.length ? JSON.stringify({ outside, commands }) : JSON.stringify(outside);
     const remembered = this.state.get<Remembered>(STATE_KEY, {});
     if (remembered[root]?.includes(key)) return true;
     const shown = outside.slice(0, LIST_MAX).map((p) => `  ${p}`);
     if (outside.length > LIST_MAX) shown.push(`  … and ${outside.length - LIST_MAX} more`);
+    const what = [outside.length ? `writes and deletes outside the folder ${folderName}` : '', commands.length ? 'runs shell commands' : ''].filter(Boolean).join(' and ');
     const ok = await confirm(
       {
         kind: 'outside',
-        message: `This workspace's configuration (${sourceOf(dep, root)}) writes and deletes outside the folder ${folderName}. Allow it?`,
+        message: `This workspace's configuration (${sourceOf(dep, root)}) ${what}. Allow it?`,
         detail: [
-          `Backing up, restoring and deleting generations write to, replace or delete in:`,
-          ...shown,
-          '',
-          'Backups on another disk are fine. Allow only if these are the paths of this site; you are asked again when they change.',
+          ...(outside.length ? ['Backing up, restoring and deleting generations write to, replace or delete in:', ...shown, ''] : []),
+          ...(commands.length ? ['Before and after backups and restores it runs (pre_command, post_command):', ...commands.map((c) => `  ${c}`), ''] : []),
+          'Backups on another disk are fine. Allow only if these are the paths and commands of this site; you are asked again when they change.',
         ].join('\n'),
         action: 'Allow',
       },
       this.hooks,
     );
     if (!ok) {
-      this.log.info(`Writing outside ${root} was not allowed; nothing was done. Outside: ${outside.join(', ')}`);
+      this.log.info(`Writing outside ${root} / running its commands was not allowed; nothing was done. Outside: ${outside.join(', ')}; commands: ${commands.join(' ; ')}`);
       return false;
     }
-    this.log.info(`Writing outside ${root} allowed for: ${outside.join(', ')}`);
+    this.log.info(`Allowed for ${root}: outside ${outside.join(', ') || 'nothing'}; commands: ${commands.join(' ; ') || 'none'}`);
     const keys = [...(remembered[root] ?? []).filter((k) => k !== key), key].slice(-REMEMBER_MAX);
     await this.state.update(STATE_KEY, { ...remembered, [root]: keys });
     return true;

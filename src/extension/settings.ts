@@ -1,6 +1,6 @@
 /**
  * The `ploneBackup.*` settings, mapped onto the engine's DiscoverOverrides (the
- * CLI's --file, --blob-dir, --backup-dir, --keep, --gzip, --quick). Empty path
+ * CLI's --file, --blob-dir, --backup-dir, --keep, --gzip, --quick, --part). Empty path
  * settings and settings left at their defaults leave discovery alone.
  *
  * In an untrusted workspace the settings package.json lists as
@@ -15,7 +15,7 @@ import type { DiscoverOverrides } from '../engine';
 import { CONFIG_SECTION } from './commands';
 
 /** The settings an untrusted workspace may not set (package.json: restrictedConfigurations). */
-export const RESTRICTED = ['varDir', 'file', 'blobDir', 'backupDir', 'keep'];
+export const RESTRICTED = ['varDir', 'file', 'blobDir', 'backupDir', 'keep', 'part'];
 
 /** A setting's value only when the user set it somewhere (else the deployment's own applies). */
 function explicit<T>(cfg: vscode.WorkspaceConfiguration, key: string): T | undefined {
@@ -51,6 +51,8 @@ export async function overridesFor(folder: vscode.WorkspaceFolder): Promise<Disc
   if (blobDir) o.blobDir = blobDir;
   else if (varDir && (await isDir(path.resolve(root, varDir, 'blobstorage')))) o.blobDir = path.join(varDir, 'blobstorage');
   if (backupDir) o.backupRoot = backupDir;
+  const part = str(cfg, 'part');
+  if (part && !file && !varDir) o.part = part;
   else if (varDir) o.backupRoot = varDir;
   const keep = explicit<number>(cfg, 'keep');
   if (keep !== undefined) o.keep = keep;

@@ -112,6 +112,29 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     assert.deepEqual(asked, []);
   });
 
+  test("a pre_command from the workspace's plone-backup.json is asked for like an outside path; Cancel runs nothing", async () => {
+    const cfgFile = path.join(ws, 'plone-backup.json');
+    const marker = path.join(outside, 'pre-ran');
+    fs.writeFileSync(cfgFile, JSON.stringify({ pre_command: `touch ${marker}` }));
+    try {
+      done(await exec(Command.refresh), 'refresh');
+      await commit('Pre command');
+      const r = await exec(Command.backup);
+      assert.equal(r.status, 'declined');
+      assert.equal(outsideAsked().length, 1, JSON.stringify(asked));
+      const q = outsideAsked()[0];
+      assert.match(q.message, /runs shell commands/);
+      assert.ok(q.detail.includes(`touch ${marker}`), q.detail);
+      assert.ok(!fs.existsSync(marker), 'the command ran after Cancel');
+      answer = true;
+      done(await exec(Command.backup), 'backup');
+      assert.ok(fs.existsSync(marker), 'the command did not run after Allow');
+    } finally {
+      fs.rmSync(cfgFile, { force: true });
+      done(await exec(Command.refresh), 'refresh');
+    }
+  });
+
   test('backup folders outside: one question naming them; Cancel writes nothing there', async () => {
     const a = path.join(outside, 'a');
     await setBackupDir(a);
