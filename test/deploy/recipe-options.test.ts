@@ -320,4 +320,28 @@ describe('recipe options', () => {
     // 12:00 and 13:00 of the day before: 12:00 is more than a day older than 12:30, 13:00 is not.
     assert.deepEqual(gens(), ['blobstorage.2026-03-01-13-00-00', 'blobstorage.2026-03-02-12-30-00']);
   });
+
+  it('rsync_hard_links_on_first_copy: the first blob generation hard-links the live blob files; later ones link to the previous generation', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root, { files: 2 });
+    buildout(root, 'rsync_hard_links_on_first_copy = true');
+    const dep = await discoverDeployment(root);
+    assert.equal(dep.settings.hardLinkFirstCopy, true);
+    const clock = fakeClock();
+    const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
+    assert.equal(r1!.copied, 0);
+    assert.equal(r1!.linked, 2);
+    const live = Object.keys(blobContents(s.blobDir));
+    for (const rel of live) assert.equal(fs.statSync(path.join(r1!.blobGeneration!, 'blobstorage', rel)).ino, fs.statSync(path.join(s.blobDir, rel)).ino, rel);
+    await s.site.uploadFile('new.pdf', content('new'));
+    const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+    assert.equal(r2!.linked, 2);
+    assert.equal(r2!.copied, 1, 'a new file is copied, as rsync --link-dest copies it');
+    // Without the option the first generation copies.
+    const other = tmpDir(t);
+    const o = await makeSite(t, other, { files: 2 });
+    await o.site.close();
+    const [c] = await backupDeployment(await discoverDeployment(other), 'backup', { now: fakeClock().now });
+    assert.equal(c!.copied, 2);
+  });
 });
