@@ -16,6 +16,7 @@ import { discoverDeployment } from '../../src/engine/internal';
 import { BUILDOUT_CAPS, closestKey, expandPath, isBackupRecipe, readBuildout, type RecipePart } from '../../src/engine/deploy/buildout';
 import { bounded, rejectsWith } from '../support/assert';
 import { tmpDir, type TestHooks } from '../support/fs';
+import { RECIPE_SRC, recipeSourceSkip } from '../support/oracles';
 import { ROOT } from '../support/paths';
 
 const RECIPE_FIXTURES = path.join(ROOT, 'test', 'fixtures', 'recipe');
@@ -497,18 +498,9 @@ describe('buildout: the recipe derivation', () => {
 });
 
 describe('buildout: the same as the recipe itself (its Recipe class run in python3)', () => {
-  // Beside the repository, as site.test.ts finds the oracles (PLONE_BACKUP_ORACLES: their setup.sh).
-  const oracles = process.env.PLONE_BACKUP_ORACLES ? path.dirname(process.env.PLONE_BACKUP_ORACLES) : path.resolve(ROOT, '..', 'shared', 'oracles');
-  const RECIPE_SRC = path.join(oracles, 'recipe');
+  // The recipe's source among the oracles (support/oracles.ts): skipped where missing, failing in CI.
   const ORACLE = path.join(ROOT, 'test', 'support', 'recipe-derive.py');
-  const python = (() => {
-    try {
-      execFileSync('python3', ['-c', 'pass']);
-      return fs.existsSync(path.join(RECIPE_SRC, 'collective', 'recipe', 'backup', '__init__.py'));
-    } catch {
-      return false;
-    }
-  })();
+  const noRecipe = recipeSourceSkip();
   type Sections = Record<string, Record<string, string>>;
   const ZOPE = { instance: { recipe: 'plone.recipe.zope2instance' } };
   // `@` is the buildout folder. The recipe's check that locations differ compares
@@ -546,7 +538,7 @@ describe('buildout: the same as the recipe itself (its Recipe class run in pytho
     ['only blobs without blobs', 'backup', { ...ZOPE, backup: { backup_blobs: 'false', only_blobs: 'true' } }],
   ];
   for (const [title, part, sections] of cases) {
-    it(title, { skip: !python && 'python3 or the recipe source is not available' }, async (t) => {
+    it(title, { skip: noRecipe }, async (t) => {
       const dir = tmpDir(t, 'pb-recipe-oracle-');
       const home = path.join(dir, 'home');
       const env = { HOME: home, BK: path.join(dir, 'mnt') };

@@ -11,8 +11,9 @@
  * - without flock and python3 the answer falls back on /proc/locks and says so.
  *
  * The real ZODB is the oracle's (ZODB 6 on Debian's python3 with
- * python3-zc.lockfile; PLONE_BACKUP_ORACLES names its setup.sh); those tests
- * are skipped where it is not installed. The namespace tests need root.
+ * python3-zc.lockfile; found by support/oracles.ts); those tests are skipped
+ * where it is not installed, except in CI, where they fail. The namespace
+ * tests need root.
  */
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -23,22 +24,15 @@ import { backupDeployment, discoverDeployment, lockSite, restoreDeployment, site
 import { fakeClock } from '../support/fixtures';
 import { md5File, tmpDir } from '../support/fs';
 import { ENGINE } from '../support/paths';
+import { oracleEnv, oracleSkip } from '../support/oracles';
 import { makeSite } from '../support/site';
 
 const root = process.getuid?.() === 0;
 const canUnshare = root && spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true']).status === 0;
 
-/** PYTHONPATH for the real ZODB, or undefined when the oracle is not there. */
-const zodbPath: string | undefined = (() => {
-  // shared/ lies beside the repository (as in CI's clone); the compiled test is in out/test/deploy.
-  const setup = process.env.PLONE_BACKUP_ORACLES ?? path.resolve(__dirname, '..', '..', '..', '..', 'shared', 'oracles', 'setup.sh');
-  if (!fs.existsSync(setup) || !fs.existsSync('/usr/bin/python3')) return undefined;
-  const r = spawnSync('bash', [setup], { encoding: 'utf8' });
-  const pp = r.stdout.trim().split('\n').at(-1);
-  if (r.status !== 0 || !pp) return undefined;
-  const ok = spawnSync('/usr/bin/python3', ['-c', 'import ZODB.FileStorage, zc.lockfile'], { env: { ...process.env, PYTHONPATH: pp } });
-  return ok.status === 0 ? pp : undefined;
-})();
+/** The real ZODB (the oracles'): skipped where missing, failing in CI (support/oracles.ts). */
+const noZodb = oracleSkip();
+const zodbEnv = (): NodeJS.ProcessEnv => oracleEnv();
 
 const OPEN_ZODB = 'import sys, time\nfrom ZODB.FileStorage import FileStorage\ns = FileStorage(sys.argv[1])\nprint("open", flush=True)\ntime.sleep(120)';
 
@@ -121,18 +115,18 @@ describe('running site across PID namespaces', () => {
     refusedFromOtherNamespace(dir, s.file);
   });
 
-  it('the real ZODB open in another PID namespace is seen; the restore refuses', { skip: (!canUnshare && 'needs root and unshare') || (!zodbPath && 'no ZODB oracle') }, async (t) => {
+  it('the real ZODB open in another PID namespace is seen; the restore refuses', { skip: (!canUnshare && 'needs root and unshare') || noZodb }, async (t) => {
     const { dir, s } = await siteWithBackup(t);
-    await startHolder(t, ['/usr/bin/python3', '-c', OPEN_ZODB, s.file], { ns: true, ready: /open/, env: { ...process.env, PYTHONPATH: zodbPath } });
+    await startHolder(t, ['/usr/bin/python3', '-c', OPEN_ZODB, s.file], { ns: true, ready: /open/, env: zodbEnv() });
     const r = refusedFromOtherNamespace(dir, s.file);
     assert.ok(r.running?.pid, 'the pid ZODB wrote (its own namespace\'s)');
   });
 });
 
 describe('running site: the real ZODB', () => {
-  it('is seen while it has the storage open, not once it closed it', { skip: !zodbPath && 'no ZODB oracle' }, async (t) => {
+  it('is seen while it has the storage open, not once it closed it', { skip: noZodb }, async (t) => {
     const { s } = await siteWithBackup(t);
-    const zodb = await startHolder(t, ['/usr/bin/python3', '-c', OPEN_ZODB, s.file], { ns: false, ready: /open/, env: { ...process.env, PYTHONPATH: zodbPath } });
+    const zodb = await startHolder(t, ['/usr/bin/python3', '-c', OPEN_ZODB, s.file], { ns: false, ready: /open/, env: zodbEnv() });
     const running = await siteRunning(s.file);
     assert.equal(running?.evidence, 'lock held');
     assert.equal(running?.pid, zodb.pid);
@@ -141,7 +135,7 @@ describe('running site: the real ZODB', () => {
     assert.equal(await siteRunning(s.file), undefined);
   });
 
-  it('cannot open the storage while we hold the lock (as a restore does); no stray lock file after', { skip: !zodbPath && 'no ZODB oracle' }, async (t) => {
+  it('cannot open the storage while we hold the lock (as a restore does); no stray lock file after', { skip: noZodb }, async (t) => {
     const { s } = await siteWithBackup(t);
     const lockFile = `${s.file}.lock`;
     fs.rmSync(lockFile, { force: true });
@@ -150,7 +144,7 @@ describe('running site: the real ZODB', () => {
     const lock = await lockSite(s.file);
     assert.equal(lock.held, true);
     assert.equal(lock.running, undefined);
-    const env = { ...process.env, PYTHONPATH: zodbPath };
+    const env = zodbEnv();
     const open = '\nfrom ZODB.FileStorage import FileStorage\nFileStorage(__import__("sys").argv[1]).close()\nprint("opened")';
     const refused = spawnSync('/usr/bin/python3', ['-c', open, s.file], { encoding: 'utf8', env });
     assert.notEqual(refused.status, 0);
