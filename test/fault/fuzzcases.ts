@@ -267,9 +267,31 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
       });
     },
   },
+  'buildout.cfg': {
+    n: 600,
+    codes: ['CONFIG_BAD', 'TOO_LARGE', 'USAGE', 'NOT_FOUND', 'SOURCE_MISSING'],
+    run: async (rng, i, scratch) => {
+      const dir = path.join(scratch, `bo${i}`);
+      fs.mkdirSync(dir);
+      const good = `[buildout]\nextends = base.cfg\nparts =\n    instance\n    backup\nvar = \${buildout:directory}/var\n\n[instance]\nrecipe = plone.recipe.zope2instance\nvar = \${buildout:var}\n\n[backup]\nrecipe = collective.recipe.backup\nlocation = \${buildout:var}/fs\nkeep += 3\narchive_blob = true\nincremental_blobs = true\npre_command = echo \${:keep}\n`;
+      fs.writeFileSync(path.join(dir, 'base.cfg'), '[backup]\nkeep = 2\n');
+      const text = i % 4 === 0 ? rng.bytes(rng.int(300)).toString('latin1') : rng.mutate(Buffer.from(good), 5).toString('latin1');
+      fs.writeFileSync(path.join(dir, 'buildout.cfg'), text);
+      const out = await typed(['CONFIG_BAD', 'TOO_LARGE', 'USAGE', 'NOT_FOUND', 'SOURCE_MISSING'], () => `buildout.cfg ${JSON.stringify(text.slice(0, 300))}`, async () => {
+        const dep = await discoverDeployment(dir);
+        for (const st of dep.storages) {
+          assert.ok(path.isAbsolute(st.file));
+          for (const d of Object.values(st.dirs)) assert.ok(path.isAbsolute(d));
+        }
+        assert.ok(Number.isInteger(dep.settings.keep) && dep.settings.keep >= 0);
+      });
+      fs.rmSync(dir, { recursive: true, force: true });
+      return out;
+    },
+  },
   'plone-backup.json': {
     n: 600,
-    codes: ['USAGE', 'SOURCE_MISSING'],
+    codes: ['USAGE', 'SOURCE_MISSING', 'CONFIG_BAD'],
     run: async (rng, i, scratch) => {
       const dir = path.join(scratch, `dep${i}`);
       fs.mkdirSync(dir);
@@ -282,7 +304,7 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
       const k = i % 3;
       const text = k === 0 ? rng.pick(weird) : k === 1 ? rng.mutate(Buffer.from(good), 4).toString('latin1') : rng.bytes(rng.int(100)).toString('latin1');
       fs.writeFileSync(path.join(dir, 'plone-backup.json'), text);
-      const out = await typed(['USAGE', 'SOURCE_MISSING'], () => `plone-backup.json ${JSON.stringify(text.slice(0, 300))}`, async () => {
+      const out = await typed(['USAGE', 'SOURCE_MISSING', 'CONFIG_BAD'], () => `plone-backup.json ${JSON.stringify(text.slice(0, 300))}`, async () => {
         const dep = await discoverDeployment(dir);
         assert.ok(dep.storages.length > 0);
         for (const s of dep.storages) {
@@ -290,7 +312,8 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
           assert.match(s.name, /^[A-Za-z0-9_.-]+$/);
           for (const d of Object.values(s.dirs)) assert.ok(path.isAbsolute(d));
         }
-        assert.ok(Number.isInteger(dep.settings.keep) && dep.settings.keep >= 1);
+        // 0 keeps everything.
+        assert.ok(Number.isInteger(dep.settings.keep) && dep.settings.keep >= 0);
       });
       fs.rmSync(dir, { recursive: true, force: true });
       return out;
