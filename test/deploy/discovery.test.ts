@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DEFAULT_SETTINGS, discoverDeployment, FileStorageWriter, MAX_INCLUDES, MAX_TOTAL, MAX_VALUE, parseZConfig } from '../../src/engine/internal';
+import { DEFAULT_SETTINGS, discoverDeployment, findDeployments, FileStorageWriter, MAX_INCLUDES, MAX_TOTAL, MAX_VALUE, parseZConfig } from '../../src/engine/internal';
 import { rejectsWith } from '../support/assert';
 import { snapshot, tmpDir } from '../support/fs';
 import { execFileSync } from 'node:child_process';
@@ -413,5 +413,24 @@ clienthome $CLIENTHOME
     fs.writeFileSync(path.join(root, 'c.conf'), `# ${'z'.repeat(100_000)}\n`);
     e = await rejectsWith(discoverDeployment(root), 'USAGE');
     assert.match(e.message, new RegExp(`more than ${MAX_TOTAL} bytes`));
+  });
+});
+
+describe('deployments below a folder', () => {
+  it('finds a cookieplone site in backend/instance and several sites in one repository, skipping node_modules, hidden folders and the sites\' own subfolders', async (t) => {
+    const root = tmpDir(t);
+    const mk = (rel: string, content = '') => {
+      fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+      fs.writeFileSync(path.join(root, rel), content);
+    };
+    mk('backend/instance/var/filestorage/Data.fs');
+    mk('backend/instance/etc/zope.conf');
+    mk('sites/two/buildout.cfg', '[buildout]\nparts =\n');
+    mk('node_modules/pkg/var/filestorage/Data.fs');
+    mk('.git/x/plone-backup.json', '{}');
+    mk('a/b/c/d/plone-backup.json', '{}');
+    assert.deepEqual(await findDeployments(root), [path.join(root, 'backend', 'instance'), path.join(root, 'sites', 'two')]);
+    assert.deepEqual(await findDeployments(root, { depth: 4 }), [path.join(root, 'backend', 'instance'), path.join(root, 'sites', 'two'), path.join(root, 'a', 'b', 'c', 'd')]);
+    assert.deepEqual(await findDeployments(root, { maxDirs: 1 }), []);
   });
 });

@@ -281,6 +281,10 @@ export function validateDeployment(dep: Deployment): void {
   };
   const all: { storage: string; key: keyof BackupDirs; dir: string }[] = [];
   for (const s of dep.storages) {
+    // A NUL byte is in no file name: a garbled configuration, refused before an OS call throws on it.
+    for (const p of [s.file, s.blobDir ?? '', ...Object.values(s.dirs)]) {
+      if (p.includes('\0')) throw new PloneBackupError('CONFIG_BAD', `The configuration of ${dep.configFile ?? dep.root} names a path with a NUL byte (${JSON.stringify(p.slice(0, 200))}).`, { path: dep.configFile, hint: 'Fix the path.' });
+    }
     const keys = (Object.keys(LABEL) as (keyof BackupDirs)[]).filter((k) => s.blobDir || !k.startsWith('blob'));
     for (const k of keys) {
       const d = path.resolve(s.dirs[k]);
@@ -623,4 +627,43 @@ export function parseAltSource(text: string, resolve: (p: string) => string, bad
   if (parts.length < 2 || parts.length > 3) bad(`"${lines[0]}" is not "STORAGE FILESTORAGE_BACKUPS [BLOB_BACKUPS]"`);
   if (parts[0] !== '1' && parts[0] !== 'main') bad(`names storage "${parts[0]}"; only the main storage (1) is supported`);
   return { repo: resolve(parts[1]!), blobs: parts[2] === undefined ? undefined : resolve(parts[2]) };
+}
+
+/** Folders never looked into when searching a workspace for deployments. */
+const SKIP_DIRS = new Set(['node_modules', 'bower_components', '__pycache__', 'venv', 'env', 'eggs', 'develop-eggs', 'parts', 'dist', 'build', 'out', 'lib', 'lib64', 'include', 'share', 'site-packages', 'blobstorage', 'filestorage']);
+
+/** What makes a folder a deployment: a file discoverDeployment starts from. */
+const MARKERS = ['buildout.cfg', CONFIG_FILE, path.join('var', 'filestorage', 'Data.fs'), 'zope.conf', path.join('etc', 'zope.conf')];
+
+/**
+ * The folders below `root` (not `root` itself) that hold a deployment, nearest
+ * first, at most `depth` levels down: a cookieplone project keeps its site in
+ * backend/instance/, a monorepo may hold several. Hidden folders, virtualenvs,
+ * node_modules and build output are skipped, links never followed, and the
+ * walk stops after `maxDirs` folders (a workspace may be huge).
+ */
+export async function findDeployments(root: string, opts: { depth?: number; maxDirs?: number; signal?: AbortSignal } = {}): Promise<string[]> {
+  const depth = opts.depth ?? 3;
+  let budget = opts.maxDirs ?? 2000;
+  const found: string[] = [];
+  let level = [path.resolve(root)];
+  for (let d = 1; d <= depth && level.length && budget > 0; d++) {
+    const next: string[] = [];
+    for (const dir of level) {
+      if (opts.signal?.aborted || budget <= 0) break;
+      const ents = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
+      for (const e of ents) {
+        if (!e.isDirectory() || e.name.startsWith('.') || SKIP_DIRS.has(e.name)) continue;
+        if (--budget <= 0) break;
+        const sub = path.join(dir, e.name);
+        let marked = false;
+        for (const m of MARKERS) if (await fsp.lstat(path.join(sub, m)).then((st) => st.isFile(), () => false)) marked = true;
+        // A deployment's own subfolders (var/, etc/) are part of it, not deployments of their own.
+        if (marked) found.push(sub);
+        else next.push(sub);
+      }
+    }
+    level = next;
+  }
+  return found;
 }
