@@ -157,6 +157,7 @@ async function deployment(p: Parsed): Promise<Deployment> {
 async function deploymentSaying(p: Parsed, io: CliIo): Promise<Deployment> {
   const dep = await deployment(p);
   for (const w of dep.warnings) io.stderr.write(`warning: ${w}\n`);
+  if (dep.debug) p.flags.add('verbose');
   if (p.flags.has('verbose')) for (const n of dep.notes ?? []) io.stderr.write(`${n}\n`);
   return dep;
 }
@@ -204,12 +205,15 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
     return 0;
   }
   const json = p.flags.has('json');
-  const verbose = p.flags.has('verbose');
-  const log = verbose ? (m: string) => io.stderr.write(m + '\n') : undefined;
-  const progress = verbose || json || p.flags.has('quiet') ? undefined : progressPrinter(io);
+  // --verbose, or the recipe part's `debug = true` (set once the deployment is read).
+  const isVerbose = () => p.flags.has('verbose');
+  const log = (m: string) => {
+    if (isVerbose()) io.stderr.write(m + '\n');
+  };
+  const progress = isVerbose() || json || p.flags.has('quiet') ? undefined : progressPrinter(io);
   const quiet = p.flags.has('quiet');
   const say = (s: string) => {
-    if ((io.isTTY && !quiet) || verbose) io.stdout.write(s + '\n');
+    if ((io.isTTY && !quiet) || isVerbose()) io.stdout.write(s + '\n');
   };
   const out = (data: unknown) => io.stdout.write(JSON.stringify(data, null, 2) + '\n');
   const common = { signal: io.signal, log, onProgress: progress?.update, lockWaitMs: lockWait(p) };
@@ -342,12 +346,12 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         if (json) out({ ok: errors.length === 0, findings });
         else {
           for (const f of findings) {
-            if (f.severity === 'info' && !verbose) continue;
+            if (f.severity === 'info' && !isVerbose()) continue;
             io.stdout.write(`${f.severity}: [${f.storage}] ${f.message}${f.hint ? ` ${f.hint}` : ''}\n`);
           }
           const infos = findings.length - findings.filter((f) => f.severity !== 'info').length;
           if (findings.length === 0) say('No problems found.');
-          else if (infos && !verbose) say(`(${infos} notes; --verbose shows them)`);
+          else if (infos && !isVerbose()) say(`(${infos} notes; --verbose shows them)`);
         }
         return errors.length ? 1 : 0;
       }

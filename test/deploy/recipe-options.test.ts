@@ -344,4 +344,24 @@ describe('recipe options', () => {
     const [c] = await backupDeployment(await discoverDeployment(other), 'backup', { now: fakeClock().now });
     assert.equal(c!.copied, 2);
   });
+
+  it('precedence with buildout.cfg: plone-backup.json beats the part, a flag beats both; debug = true is --verbose', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root);
+    await s.site.close();
+    buildout(root, 'keep = 5\nfull = true\ndebug = true\nuse_rsync = false');
+    let dep = await discoverDeployment(root);
+    assert.equal(dep.source, 'recipe');
+    assert.equal(dep.settings.keep, 5);
+    writeJson(root, { keep: 3 });
+    dep = await discoverDeployment(root);
+    assert.equal(dep.settings.keep, 3, 'plone-backup.json beats buildout.cfg');
+    assert.equal(dep.settings.full, true, 'what plone-backup.json does not say comes from buildout.cfg');
+    assert.equal(dep.part?.name, 'backup');
+    dep = await discoverDeployment(root, { keep: 9 });
+    assert.equal(dep.settings.keep, 9, 'a flag beats both');
+    const r = runCli(['backup', '--dir', root]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /use_rsync = false: plone-backup copies blob files itself/, 'debug = true says what --verbose says');
+  });
 });

@@ -108,6 +108,8 @@ export interface Deployment {
   warnings: string[];
   /** What an option accepted for compatibility means here (said with --verbose). */
   notes?: string[];
+  /** The recipe's `debug = true`: say what is being done, as --verbose. */
+  debug?: boolean;
 }
 
 export const DEFAULT_SETTINGS: DeploymentSettings = {
@@ -550,7 +552,7 @@ async function fromConfigFile(root: string, file: string, base: Deployment | und
     if (typeof a !== 'string') bad('"alternative_restore_source" must be a string: "1 FILESTORAGE_BACKUPS [BLOB_BACKUPS]", as in the recipe');
     altSource = parseAltSource(a as string, (v) => resolve(v), (why) => bad(`"alternative_restore_source" ${why}`));
   }
-  return { root, varDir, source: 'config', configFile: file, storages, settings, part: base?.part, altSource, warnings };
+  return { root, varDir, source: 'config', configFile: file, storages, settings, part: base?.part, altSource, warnings, notes: base?.notes, debug: (cfg.debug as boolean | undefined) ?? base?.debug };
 }
 
 /**
@@ -611,6 +613,7 @@ async function fromRecipe(root: string, part: string | undefined, env: NodeJS.Pr
     altSource,
     warnings,
     notes,
+    debug: o.debug,
   };
 }
 
