@@ -15,13 +15,13 @@
 export { PloneBackupError, toPloneBackupError, isAbort } from './base/errors';
 export type { ErrorCode, ErrorDetails } from './base/errors';
 export type { OperationOptions, Progress, ProgressFn } from './base/progress';
-export { humanBytes, plural, localTime, age, progressLine } from './base/wording';
+export { humanBytes, plural, localTime, formatLocal, zoneName, age, progressLine } from './base/wording';
 export { isTempName } from './base/io';
 export { LOCK_NAME, acquireLock, isLockHeld } from './base/lock';
 export type { Lock, LockOwner } from './base/lock';
 
 // ZODB formats
-export { formatStamp, parseStamp, isStamp, normalizeDateArg, tidToDate, dateToTid, idRepr } from './zodb/tid';
+export { formatStamp, parseStamp, isStamp, normalizeDateArg, localDateArg, tidToDate, dateToTid, idRepr } from './zodb/tid';
 export { openFileStorage, iterateTransactions, committedEnd, MAGIC_FS21, MAGIC_FS30 } from './zodb/filestorage';
 export type { OpenedStorage, TxnInfo, RecordInfo } from './zodb/filestorage';
 export { FsIndex, encodeIndex, decodeIndex, readIndexFile } from './zodb/fsindex';
@@ -50,7 +50,7 @@ export { writeScripts, recipeScripts } from './deploy/scripts';
 export { readBuildout } from './deploy/buildout';
 export type { RecipePart, RecipeOptions, ConfigWarning } from './deploy/buildout';
 export type { ScriptSpec, WrittenScripts } from './deploy/scripts';
-export { discoverDeployment, validateDeployment, expandPath, CONFIG_FILE } from './deploy/deployment';
+export { discoverDeployment, findDeployments, validateDeployment, expandPath, CONFIG_FILE } from './deploy/deployment';
 export type { Deployment, StorageConfig, DeploymentSettings, DiscoverOverrides, BackupDirs, BlobFormat, RecipePartInfo } from './deploy/deployment';
 export { KINDS, KIND_ORDER, commandKind, restoreCommandKind, foldersFor } from './deploy/kinds';
 export type { Kind, KindInfo, BackupCommand } from './deploy/kinds';

@@ -13,12 +13,15 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { format } from 'date-fns';
 import {
   KINDS,
   KIND_ORDER,
   age,
   humanBytes,
   localTime,
+  localDateArg,
+  zoneName,
   plural,
   PloneBackupError,
   backupDeployment,
@@ -80,7 +83,14 @@ export class Actions {
     private readonly extensionId: string,
     private readonly consent: OutsideConsent,
     private readonly hooks: TestHooks | undefined,
+    /** Whether the Backups view is on screen (then a notification offers no [Show Backups]). */
+    private readonly viewVisible: () => boolean = () => false,
   ) {}
+
+  /** [Show Backups], unless the view is on screen already. */
+  private showBackups(): { title: string; run: () => unknown }[] {
+    return this.viewVisible() ? [] : [{ title: 'Show Backups', run: () => vscode.commands.executeCommand('ploneBackup.backups.focus') }];
+  }
 
   // ------------------------------------------------------------------ safety
 
@@ -98,7 +108,7 @@ export class Actions {
         }),
       );
     }
-    if (!(await this.consent.ensure(entry.root, entry.folder.name, entry.dep!))) return declined;
+    if (!(await this.consent.ensure(entry.root, entry.name, entry.dep!))) return declined;
     return undefined;
   }
 
@@ -151,7 +161,7 @@ export class Actions {
       return { status: 'failed', code: err.code, message: err.userMessage };
     }
     const pick = await vscode.window.showQuickPick(
-      deps.map((e) => ({ label: e.folder.name, description: e.root, entry: e })),
+      deps.map((e) => ({ label: e.name, description: e.root, entry: e })),
       { title, placeHolder: 'Which deployment?' },
     );
     return pick?.entry ?? declined;
@@ -192,7 +202,7 @@ export class Actions {
   private async pickGeneration(entry: Entry, title: string): Promise<GenerationArgs | undefined> {
     const items = this.generationItems(entry);
     if (!items.length) {
-      this.ui.info(`${entry.folder.name} has no backup yet.`, { title: 'Back Up Now', run: () => this.backup('backup', { folder: entry.root }) });
+      this.ui.info(`${entry.name} has no backup yet.`, { title: 'Back Up Now', run: () => this.backup('backup', { folder: entry.root }) });
       return undefined;
     }
     const pick = await vscode.window.showQuickPick(items, { title, placeHolder: 'Pick a generation', matchOnDescription: true, matchOnDetail: true });
@@ -235,7 +245,7 @@ export class Actions {
     const entry = await this.entryFor(arg, `${verb} the site`);
     if (Actions.isOutcome(entry)) return entry;
     const dep = entry.dep!;
-    const title = `${verb} ${entry.folder.name}`;
+    const title = `${verb} ${entry.name}`;
     const stop = await this.mayWrite(entry, title);
     if (stop) return stop;
     const out = await this.ui.run(title, this.runArgs(arg), (signal, onProgress) =>
@@ -253,8 +263,15 @@ export class Actions {
         lines.push(`${r.storage}: ${piece}${blobs}${removed}`);
       }
       for (const l of lines) this.ui.output.info(`  ${l}`);
-      if (made === 0) this.ui.info(`${entry.folder.name}: no new transactions since the last backup; nothing to do.`);
-      else this.ui.info(`${BACKUP_DONE[kind]} ${entry.folder.name}. ${lines.join('. ')}.`, { title: 'Show Backups', run: () => vscode.commands.executeCommand('ploneBackup.backups.focus') });
+      // In words; the file names are in the Output channel.
+      const said = out.value.map((r) => {
+        const f = r.filestorage;
+        const what = f.action === 'none' ? 'no new transactions' : `${f.action === 'full' ? 'a full backup' : 'an incremental backup'} of ${plural(f.transactions, 'transaction')} (${humanBytes(f.end - f.start)})`;
+        const blobs = r.blobGeneration ? `, ${plural(r.blobFiles ?? 0, 'blob file')}` : '';
+        return `${out.value.length > 1 ? `${r.storage}: ` : ''}${what}${blobs}`;
+      });
+      if (made === 0) this.ui.info(`${entry.name}: no new transactions since the last backup; nothing to do.`);
+      else this.ui.info(`${BACKUP_DONE[kind]} ${entry.name}: ${said.join('; ')}.`, ...this.showBackups());
     }
     await this.afterChange();
     return out;
@@ -263,33 +280,45 @@ export class Actions {
   // ------------------------------------------------------------------ restore
 
   private async pickRestorePoint(entry: Entry): Promise<Picked> {
+    const zone = zoneName(new Date());
+    // The newest generation first, so that Enter restores it; the date box last.
     const items: GenerationPick[] = [
-      { label: '$(calendar) Type a date…', description: 'restore the newest state before a date (UTC)', typeDate: true, alwaysShow: true },
       ...this.generationItems(entry),
+      { label: '', kind: vscode.QuickPickItemKind.Separator },
+      { label: '$(calendar) Type a date…', description: `the newest backup before a date, in local time${zone ? ` (${zone})` : ''}`, typeDate: true, alwaysShow: true },
     ];
     const pick = await vscode.window.showQuickPick(items, {
-      title: `Restore ${entry.folder.name}`,
+      title: `Restore ${entry.name}`,
       placeHolder: 'Pick the generation to restore, or type a date',
       matchOnDescription: true,
       matchOnDetail: true,
     });
     if (!pick) return undefined;
     if (pick.located) return { kind: pick.located.gen.kind, date: pick.located.gen.stamp, label: `the ${KINDS[pick.located.gen.kind].noun} of ${localTime(pick.located.gen.stamp)}` };
+    const backups = generationsOf([entry]).filter((l) => l.gen.kind === 'backup');
+    /** The backup a restore to `date` (a repozo date) takes: the newest not after it. */
+    const pickFor = (date: string) => backups.filter((l) => l.gen.stamp <= date).sort((a, b) => (a.gen.stamp < b.gen.stamp ? 1 : -1))[0];
     const typed = await vscode.window.showInputBox({
-      title: `Restore ${entry.folder.name}`,
-      prompt: 'Restore the newest backed-up state before this date, in UTC: yyyy-mm-dd[-hh[-mm[-ss]]]',
-      placeHolder: '2026-01-03-10-00',
+      title: `Restore ${entry.name}`,
+      prompt: `The newest backup before this moment, in local time${zone ? ` (${zone})` : ''}: yyyy-mm-dd hh:mm[:ss]; end it with Z for UTC.`,
+      placeHolder: format(new Date(), 'yyyy-MM-dd HH:mm'),
       validateInput: (v) => {
+        if (!v.trim()) return undefined;
+        let date: string;
         try {
-          normalizeDateArg(v);
-          return undefined;
+          date = localDateArg(v);
         } catch (e) {
           return toPloneBackupError(e).userMessage;
         }
+        // A live preview of what Enter restores.
+        const l = pickFor(date);
+        if (!l) return { message: `No backup before ${localTime(date)}.`, severity: vscode.InputBoxValidationSeverity.Error };
+        return { message: `→ the ${l.gen.full ? 'full' : 'incremental'} backup of ${localTime(l.gen.stamp)}, ${plural(l.gen.transactions, 'transaction')}${lastTxn(l.gen) ? `, last ${lastTxn(l.gen)}` : ''}`, severity: vscode.InputBoxValidationSeverity.Info };
       },
     });
     if (!typed) return undefined;
-    return { kind: 'backup', date: normalizeDateArg(typed), label: `the newest backup before ${typed} UTC` };
+    const date = localDateArg(typed);
+    return { kind: 'backup', date, label: `the newest backup before ${localTime(date)}` };
   }
 
   private describePlan(entry: Entry, p: StoragePlan, keepOld: boolean): string {
@@ -338,7 +367,7 @@ export class Actions {
     } catch (e) {
       return this.ui.failed('Restore', e);
     }
-    const title = `Restoring ${entry.folder.name}`;
+    const title = `Restoring ${entry.name}`;
     const stop = await this.mayWrite(entry, 'Restore');
     if (stop) return stop;
     const { yes, force, keepOld } = this.bypass(args, 'Restore');
@@ -353,7 +382,7 @@ export class Actions {
     try {
       if (!yes) {
         const detail = [...session.plans.map((p) => this.describePlan(entry, p, session.keepOld)), '', 'The site stays locked (it cannot start) until the restore is done.'].join('\n');
-        const ok = await confirm({ kind: 'restore', message: `Restore ${entry.folder.name} to ${label}?`, detail, action: 'Restore' }, this.hooks);
+        const ok = await confirm({ kind: 'restore', message: `Restore ${entry.name} to ${label}?`, detail, action: 'Restore' }, this.hooks);
         if (!ok) {
           this.ui.output.info('Restore: not confirmed; nothing was restored.');
           return declined;
@@ -374,7 +403,7 @@ export class Actions {
         for (const w of r.warnings) this.ui.output.warn(`    ${r.storage}: ${w}`);
       }
       const warnings = out.value.flatMap((r) => r.warnings);
-      const msg = `Restored ${entry.folder.name} to ${label}.${kept.length ? ` The previous state is kept at ${kept.join(', ')}.` : ''}`;
+      const msg = `Restored ${entry.name} to ${label}.${kept.length ? ` The previous state is kept at ${kept.join(', ')}.` : ''}`;
       if (warnings.length) this.ui.warn(`${msg} Warning: ${warnings[0]}.`, { title: 'Show Output', run: () => this.ui.output.show(true) });
       else this.ui.info(msg);
     }
@@ -387,14 +416,14 @@ export class Actions {
   async verify(arg?: unknown): Promise<Outcome<Finding[]>> {
     const entry = await this.entryFor(arg, 'Verify the backups');
     if (Actions.isOutcome(entry)) return entry;
-    const out = await this.ui.run(`Verifying the backups of ${entry.folder.name}`, this.runArgs(arg), (signal, onProgress) =>
+    const out = await this.ui.run(`Verifying the backups of ${entry.name}`, this.runArgs(arg), (signal, onProgress) =>
       this.diagnostics.check([entry], { live: false, backups: true, quick: false, signal, onProgress }),
     );
     if (out.status === 'done') {
       const problems = out.value.filter((f) => f.severity !== 'info');
       for (const f of problems) this.ui.output.warn(`  ${f.severity}: [${f.storage}] ${f.message}`);
-      if (problems.length === 0) this.ui.info(`${entry.folder.name}: every backup piece matches its .dat and every blob generation holds its state.`);
-      else this.ui.warn(`${entry.folder.name}: ${plural(problems.length, 'problem')} found in the backups.`, { title: 'Show Problems', run: () => vscode.commands.executeCommand('workbench.actions.view.problems') });
+      if (problems.length === 0) this.ui.info(`${entry.name}: every backup piece matches its .dat and every blob generation holds its state.`);
+      else this.ui.warn(`${entry.name}: ${plural(problems.length, 'problem')} found in the backups.`, { title: 'Show Problems', run: () => vscode.commands.executeCommand('workbench.actions.view.problems') });
     }
     return out;
   }
@@ -402,7 +431,7 @@ export class Actions {
   async check(arg?: unknown): Promise<Outcome<Finding[]>> {
     const entry = await this.entryFor(arg, 'Check consistency');
     if (Actions.isOutcome(entry)) return entry;
-    const out = await this.ui.run(`Checking ${entry.folder.name}`, this.runArgs(arg), (signal, onProgress) =>
+    const out = await this.ui.run(`Checking ${entry.name}`, this.runArgs(arg), (signal, onProgress) =>
       this.diagnostics.check([entry], { live: true, backups: true, quick: false, signal, onProgress }),
     );
     if (out.status === 'done') {
@@ -411,9 +440,9 @@ export class Actions {
       for (const f of out.value) this.ui.output.info(`  ${f.severity}: [${f.storage}] ${f.message}${f.hint ? ` ${f.hint}` : ''}`);
       const show = { title: 'Show Problems', run: () => vscode.commands.executeCommand('workbench.actions.view.problems') };
       const summary = `${plural(errors, 'error')}, ${plural(warnings, 'warning')}${notes ? `, ${plural(notes, 'note')}` : ''}`;
-      if (errors) this.ui.error(`Check of ${entry.folder.name}: ${summary}.`, show);
-      else if (warnings) this.ui.warn(`Check of ${entry.folder.name}: ${summary}.`, show);
-      else this.ui.info(`Check of ${entry.folder.name}: no problems found${notes ? ` (${plural(notes, 'note')})` : ''}.`);
+      if (errors) this.ui.error(`Check of ${entry.name}: ${summary}.`, show);
+      else if (warnings) this.ui.warn(`Check of ${entry.name}: ${summary}.`, show);
+      else this.ui.info(`Check of ${entry.name}: no problems found${notes ? ` (${plural(notes, 'note')})` : ''}.`);
     }
     return out;
   }
@@ -422,7 +451,7 @@ export class Actions {
     const entry = await this.entryFor(arg, 'Run a restore drill');
     if (Actions.isOutcome(entry)) return entry;
     const dep = entry.dep!;
-    const out = await this.ui.run(`Restore drill of ${entry.folder.name}`, this.runArgs(arg), (signal, onProgress) => drillDeployment(dep, { signal, onProgress }));
+    const out = await this.ui.run(`Restore drill of ${entry.name}`, this.runArgs(arg), (signal, onProgress) => drillDeployment(dep, { signal, onProgress }));
     if (out.status === 'done') {
       const lines = out.value.map((r) =>
         r.ok
@@ -518,7 +547,7 @@ export class Actions {
     );
     if (out.status === 'done') {
       for (const r of out.value.removed) this.ui.output.info(`  removed ${r}`);
-      this.ui.info(`Deleted ${plural(out.value.stamps.length, 'generation')} of ${g.storage} (${out.value.stamps.map(localTime).join(', ')}).`);
+      this.ui.info(`Deleted ${plural(out.value.stamps.length, 'generation')} of ${g.storage} (${out.value.stamps.map((x) => localTime(x)).join(', ')}).`);
     }
     await this.afterChange();
     return out;
@@ -533,7 +562,9 @@ export class Actions {
   }
 
   async openSettings(): Promise<Outcome<void>> {
-    await vscode.commands.executeCommand('workbench.action.openSettings', `@ext:${this.extensionId}`);
+    // Workspace settings: paths there are relative to the workspace folder, as the settings mean them.
+    const where = vscode.workspace.workspaceFolders?.length ? 'workbench.action.openWorkspaceSettings' : 'workbench.action.openSettings';
+    await vscode.commands.executeCommand(where, { query: `@ext:${this.extensionId}` });
     return { status: 'done', value: undefined };
   }
 

@@ -60,7 +60,7 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   const status = new BackupStatus(model);
   const ui = new Ui(output);
   const consent = new OutsideConsent(context.workspaceState, hooks, output);
-  const actions = new Actions(model, diagnostics, ui, context.extension.id, consent, hooks);
+  const actions = new Actions(model, diagnostics, ui, context.extension.id, consent, hooks, () => view.visible);
   if (hooks) output.warn(`Test hooks are on (${TEST_HOOKS_ENV}=1): command arguments may skip confirmations.`);
   context.subscriptions.push(output, model, tree, view, diagnostics, status);
 

@@ -16,10 +16,12 @@ import {
   CACHE_FILE,
   LOCK_NAME,
   discoverDeployment,
+  findDeployments,
   listDeployment,
   parseStamp,
   toPloneBackupError,
   type Deployment,
+  type DiscoverOverrides,
   type GenerationView,
   type PloneBackupError,
   type StorageView,
@@ -29,8 +31,10 @@ import { overridesFor } from './settings';
 
 export interface Entry {
   folder: vscode.WorkspaceFolder;
-  /** The workspace folder's path (the deployment's root). */
+  /** The deployment's root: the workspace folder, or a folder below it (backend/instance). */
   root: string;
+  /** How a person names it: the workspace folder's name, with the path below it when nested. */
+  name: string;
   dep?: Deployment;
   views?: StorageView[];
   /** Why the folder's deployment cannot be shown (a bad plone-backup.json, an unreadable folder). */
@@ -75,7 +79,7 @@ export class Model implements vscode.Disposable {
 
   constructor(private readonly log: vscode.LogOutputChannel) {
     // Files that make a folder a deployment, anywhere in the workspace (the workspace's own watcher).
-    this.workspaceWatcher = vscode.workspace.createFileSystemWatcher('**/{Data.fs,plone-backup.json,zope.conf,zeo.conf}');
+    this.workspaceWatcher = vscode.workspace.createFileSystemWatcher('**/{Data.fs,plone-backup.json,zope.conf,zeo.conf,buildout.cfg}');
     const onDeployment = (uri: vscode.Uri) => this.onEvent(uri, true);
     this.workspaceWatcher.onDidCreate(onDeployment);
     this.workspaceWatcher.onDidDelete(onDeployment);
@@ -121,7 +125,7 @@ export class Model implements vscode.Disposable {
 
   private async load(): Promise<void> {
     const folders = vscode.workspace.workspaceFolders ?? [];
-    const entries = await Promise.all(folders.map((f) => this.loadFolder(f)));
+    const entries = (await Promise.all(folders.map((f) => this.loadFolder(f)))).flat();
     if (this.disposed) return;
     this._entries = entries;
     this.loaded = true;
@@ -129,11 +133,33 @@ export class Model implements vscode.Disposable {
     this.changed.fire();
   }
 
-  private async loadFolder(folder: vscode.WorkspaceFolder): Promise<Entry> {
-    const entry: Entry = { folder, root: folder.uri.fsPath };
-    if (folder.uri.scheme !== 'file') return entry;
+  /**
+   * The folder's deployment; when the folder itself holds none, the ones below
+   * it (a cookieplone project's backend/instance, several sites in one
+   * repository), found by findDeployments; else one entry without a
+   * deployment, for the welcome view.
+   */
+  private async loadFolder(folder: vscode.WorkspaceFolder): Promise<Entry[]> {
+    const top: Entry = { folder, root: folder.uri.fsPath, name: folder.name };
+    if (folder.uri.scheme !== 'file') return [top];
+    const overrides = await overridesFor(folder);
+    await this.discover(top, overrides);
+    if (top.dep || top.error || Object.keys(overrides).some((k) => k === 'file' || k === 'blobDir' || k === 'backupRoot')) return [top];
+    const below = await findDeployments(top.root);
+    if (below.length === 0) return [top];
+    const entries: Entry[] = [];
+    for (const root of below) {
+      const e: Entry = { folder, root, name: `${folder.name}/${path.relative(folder.uri.fsPath, root).split(path.sep).join('/')}` };
+      // Path settings are relative to the workspace folder; below it only the others apply.
+      await this.discover(e, { keep: overrides.keep, gzip: overrides.gzip, quick: overrides.quick });
+      if (e.dep || e.error) entries.push(e);
+    }
+    return entries.length ? entries : [top];
+  }
+
+  private async discover(entry: Entry, overrides: DiscoverOverrides): Promise<void> {
     try {
-      entry.dep = await discoverDeployment(entry.root, await overridesFor(folder));
+      entry.dep = await discoverDeployment(entry.root, overrides);
       // An unknown or misspelt key in buildout.cfg / plone-backup.json is never passed over in silence.
       for (const w of entry.dep.warnings) this.log.warn(`${entry.root}: ${w}`);
     } catch (e) {
@@ -143,16 +169,15 @@ export class Model implements vscode.Disposable {
         entry.error = err;
         this.log.warn(`${entry.root}: ${err.userMessage}`);
       }
-      return entry;
+      return;
     }
     try {
       // The listing cache only inside the workspace: nothing is written outside it before the user agreed.
-      entry.views = await listDeployment(entry.dep, { writeCache: (repo) => isInside(entry.root, repo) });
+      entry.views = await listDeployment(entry.dep, { writeCache: (repo) => isInside(entry.folder.uri.fsPath, repo) });
     } catch (e) {
       entry.error = toPloneBackupError(e);
       this.log.warn(`${entry.root}: listing the backups failed: ${entry.error.userMessage}`);
     }
-    return entry;
   }
 
   // ------------------------------------------------------------------ watching

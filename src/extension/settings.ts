@@ -51,9 +51,10 @@ export async function overridesFor(folder: vscode.WorkspaceFolder): Promise<Disc
   if (blobDir) o.blobDir = blobDir;
   else if (varDir && (await isDir(path.resolve(root, varDir, 'blobstorage')))) o.blobDir = path.join(varDir, 'blobstorage');
   if (backupDir) o.backupRoot = backupDir;
+  else if (varDir) o.backupRoot = varDir;
+  // The buildout part, when the paths are not given directly.
   const part = str(cfg, 'part');
   if (part && !file && !varDir) o.part = part;
-  else if (varDir) o.backupRoot = varDir;
   const keep = explicit<number>(cfg, 'keep');
   if (keep !== undefined) o.keep = keep;
   const gzip = explicit<boolean>(cfg, 'gzip');

@@ -46,7 +46,7 @@ export class BackupStatus implements vscode.Disposable {
       this.stale = Date.now() - newest.date.getTime() > hours * 3600_000;
       const ago = formatDistanceToNow(newest.date, { addSuffix: true });
       this.item.text = `$(database) Backup ${ago}`;
-      const where = this.model.deployments.length > 1 ? ` of ${newest.entry.folder.name}` : '';
+      const where = this.model.deployments.length > 1 ? ` of ${newest.entry.name}` : '';
       this.item.tooltip = new vscode.MarkdownString(
         `Plone Backup: the newest backup${where} (${newest.view.storage}) is from ${localTime(newest.gen.stamp)}, ${ago}.` +
           (this.stale ? `\n\n$(warning) That is more than ${hours} hours ago.` : ''),

@@ -7,7 +7,7 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { KINDS, age, humanBytes, localTime, newestComplete, plural, type GenerationView, type GroupView, type Kind, type StorageView } from '../engine';
+import { KINDS, age, formatLocal, humanBytes, localTime, newestComplete, plural, type GenerationView, type GroupView, type Kind, type StorageView } from '../engine';
 
 import { Command, type GenerationArgs } from './commands';
 import type { Entry, Model } from './model';
@@ -83,7 +83,7 @@ function generationTooltip(n: GenerationNode): vscode.MarkdownString {
   md.appendMarkdown(`**${esc(localTime(g.stamp))}** (${esc(age(g.stamp))})  \n`);
   md.appendMarkdown(`${g.full ? 'Full' : 'Incremental'} ${KINDS[n.group.kind].noun} of ${esc(n.view.storage)}, stamp \`${g.stamp}\` (UTC)  \n`);
   md.appendMarkdown(`${esc(humanBytes(g.diskSize))} on disk, ${esc(humanBytes(g.end - g.start))} of Data.fs (bytes ${g.start}–${g.end}), ${plural(g.transactions, 'transaction')}  \n`);
-  if (g.lastTime) md.appendMarkdown(`Last transaction: ${esc(g.lastTime.replace('T', ' ').slice(0, 19))} UTC ${esc(lastTxn(g))}  \n`);
+  if (g.lastTime) md.appendMarkdown(`Last transaction: ${esc(formatLocal(new Date(g.lastTime)))} ${esc(lastTxn(g))}  \n`);
   const b = g.blob;
   let blob = `$(${generationIcon(g).id}) ${BLOB_STATUS_TEXT[b.status]}`;
   if (b.status === 'match' && b.files !== undefined) blob += ` (${plural(b.files, 'file')})`;
@@ -163,7 +163,7 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
   getTreeItem(node: Node): vscode.TreeItem {
     switch (node.type) {
       case 'deployment': {
-        const item = new vscode.TreeItem(node.entry.folder.name, vscode.TreeItemCollapsibleState.Expanded);
+        const item = new vscode.TreeItem(node.entry.name, vscode.TreeItemCollapsibleState.Expanded);
         item.id = `d|${node.entry.root}`;
         item.description = node.entry.dep ? path.relative(node.entry.root, node.entry.dep.varDir) || '.' : undefined;
         item.tooltip = node.entry.root;
@@ -199,7 +199,11 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
               ? vscode.TreeItemCollapsibleState.Expanded
               : vscode.TreeItemCollapsibleState.Collapsed;
         const item = new vscode.TreeItem(localTime(g.stamp), state);
-        item.id = `x|${node.entry.root}|${node.view.storage}|${node.group.kind}|${g.stamp}`;
+        // The newest chain's id names its newest incremental: a new backup makes it a new
+        // item, which VS Code shows expanded, so the newest backup is always in sight
+        // (an item that merely gains children keeps the state it had, collapsed).
+        const newestIncr = node.newestChain ? node.incrementals.at(-1)?.stamp : undefined;
+        item.id = `x|${node.entry.root}|${node.view.storage}|${node.group.kind}|${g.stamp}${newestIncr ? `|${newestIncr}` : ''}`;
         // The size of the database range it holds, as `plone-backup list` shows it (the tooltip adds the size on disk).
         const parts = [age(g.stamp), g.full ? 'full' : 'incremental', humanBytes(g.end - g.start), plural(g.transactions, 'transaction')];
         const last = lastTxn(g);

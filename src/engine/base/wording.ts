@@ -23,9 +23,33 @@ export function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
-/** A repozo stamp (UTC) in local time, as `yyyy-mm-dd hh:mm:ss`. */
-export function localTime(stamp: string): string {
-  return format(parseStamp(stamp), 'yyyy-MM-dd HH:mm:ss');
+/**
+ * The short name of this machine's time zone at `d` ("CET", "EST", "GMT+5:30"),
+ * or '' where local time is UTC: then nothing needs saying.
+ */
+export function zoneName(d: Date): string {
+  if (d.getTimezoneOffset() === 0) return '';
+  const name = (locale: string) => new Intl.DateTimeFormat(locale, { timeZoneName: 'short' }).formatToParts(d).find((p) => p.type === 'timeZoneName')?.value ?? '';
+  // en-US names the American zones (EST), en-GB the European ones (CET); others stay GMT+x.
+  const us = name('en-US');
+  if (!us.startsWith('GMT')) return us;
+  const gb = name('en-GB');
+  return gb && !gb.startsWith('GMT') && !gb.startsWith('UTC') ? gb : us;
+}
+
+/**
+ * A repozo stamp (UTC) in local time, as `yyyy-mm-dd hh:mm:ss` followed by the
+ * zone's name where local time is not UTC ("2026-12-01 07:20:20 CET"): one
+ * clock for everything a person reads. `time: true` leaves the date out.
+ */
+export function localTime(stamp: string, opts: { time?: boolean } = {}): string {
+  return formatLocal(parseStamp(stamp), opts);
+}
+
+/** A moment in local time, as localTime words a stamp. */
+export function formatLocal(d: Date, opts: { time?: boolean } = {}): string {
+  const zone = zoneName(d);
+  return `${format(d, opts.time ? 'HH:mm:ss' : 'yyyy-MM-dd HH:mm:ss')}${zone ? ` ${zone}` : ''}`;
 }
 
 /** How long ago a stamp was: "5 minutes ago", "about 3 hours ago". */

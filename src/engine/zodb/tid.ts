@@ -137,3 +137,32 @@ export function normalizeDateArg(arg: string): string {
   }
   return s;
 }
+
+const LOCAL_DATE_RE = /^(\d{4})-(\d\d)-(\d\d)(?:[T -](\d\d)(?:[:-](\d\d)(?:[:-](\d\d))?)?)?$/;
+
+/**
+ * A date a person typed in local time, as the repozo date of that moment (a
+ * full UTC stamp, compared as repozo compares -D): `2026-12-01 07:21` in
+ * Europe/Berlin is `2026-12-01-06-21-00`. With a `Z` or `UTC` suffix the
+ * date is UTC already. Accepted: yyyy-mm-dd, then optionally hh, mm, ss
+ * separated by `:`, `-`, a space or `T`. A time that does not exist here (the
+ * hour skipped when clocks go forward) is DATE_BAD.
+ */
+export function localDateArg(text: string): string {
+  let t = text.trim();
+  const utc = /\s*(Z|UTC)$/i.exec(t);
+  if (utc) t = t.slice(0, utc.index);
+  const m = LOCAL_DATE_RE.exec(t);
+  const bad = (why: string) =>
+    new PloneBackupError('DATE_BAD', `"${text}" ${why}.`, { hint: 'Type yyyy-mm-dd hh:mm[:ss] in local time, or end it with Z for UTC; for example 2026-01-03 10:00.' });
+  if (!m) throw bad('is not a date');
+  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map((v) => (v === undefined ? 0 : Number(v))) as [number, number, number, number, number, number];
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  if (day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d || h > 23 || mi > 59 || sec > 59) throw bad('is not a valid date');
+  const when = utc ? new Date(Date.UTC(y, mo - 1, d, h, mi, sec)) : new Date(y, mo - 1, d, h, mi, sec);
+  const back = utc
+    ? [when.getUTCFullYear(), when.getUTCMonth(), when.getUTCDate(), when.getUTCHours(), when.getUTCMinutes()]
+    : [when.getFullYear(), when.getMonth(), when.getDate(), when.getHours(), when.getMinutes()];
+  if (back.join() !== [y, mo - 1, d, h, mi].join()) throw bad(utc ? 'is not a valid date' : 'is not a time that exists here (clocks were put forward)');
+  return formatStamp(when);
+}
