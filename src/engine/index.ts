@@ -64,7 +64,7 @@ export { checkDeployment, checkBackups, checkLive, newLiveScanCache } from './de
 export type { CheckOptions, Finding, LiveScanCache, Severity } from './deploy/check';
 export { drillDeployment } from './deploy/drill';
 export type { DrillOptions, DrillResult } from './deploy/drill';
-export { planDeletion, deleteGeneration, newestComplete } from './deploy/prune';
+export { planDeletion, deleteGeneration, newestComplete, isDeletable, olderChains } from './deploy/prune';
 export type { DeleteOptions, DeletionPlan, DeletionResult } from './deploy/prune';
 export { siteRunning, lockSite } from './deploy/site';
 export type { RunningSite, SiteLock } from './deploy/site';

@@ -29,6 +29,7 @@ import {
   drillDeployment,
   normalizeDateArg,
   planDeletion,
+  olderChains,
   openRestore,
   toPloneBackupError,
   type BackupCommand,
@@ -41,7 +42,7 @@ import {
   type RestoreSession,
   type StorageRestoreResult,
 } from '../engine';
-import type { DeleteArgs, GenerationArgs, Outcome, RestoreArgs, RunArgs, TargetArgs } from './commands';
+import type { DeleteArgs, DeleteOlderArgs, GenerationArgs, Outcome, RestoreArgs, RunArgs, TargetArgs } from './commands';
 import type { Diagnostics } from './diagnostics';
 import { generationsOf, type Entry, type LocatedGeneration, type Model } from './model';
 import { BLOB_STATUS_TEXT, generationArgs, isGenerationNode, lastTxn, type Node } from './tree';
@@ -515,13 +516,14 @@ export class Actions {
     const stop = await this.mayWrite(entry, 'Delete');
     if (stop) return stop;
     const { yes } = this.bypass(isGenerationNode(arg) ? undefined : (arg as DeleteArgs | undefined), 'Delete');
+    // Planned first, also without a question: a refusal is said with its way out.
+    let plan;
+    try {
+      plan = await planDeletion(dep, g.storage, g.kind, g.stamp);
+    } catch (e) {
+      return this.refusedDelete(entry, e);
+    }
     if (!yes) {
-      let plan;
-      try {
-        plan = await planDeletion(dep, g.storage, g.kind, g.stamp);
-      } catch (e) {
-        return this.ui.failed('Delete', e);
-      }
       const first = plan.generations[0]!;
       const others = plan.generations.slice(1);
       const detail = [
@@ -549,6 +551,66 @@ export class Actions {
       for (const r of out.value.removed) this.ui.output.info(`  removed ${r}`);
       this.ui.info(`Deleted ${plural(out.value.stamps.length, 'generation')} of ${g.storage} (${out.value.stamps.map((x) => localTime(x)).join(', ')}).`);
     }
+    await this.afterChange();
+    return out;
+  }
+
+  /** A deletion refused because it would take the newest complete backup: said with the way out, [Full Backup]. */
+  private refusedDelete(entry: Entry, e: unknown): Outcome<never> {
+    const err = toPloneBackupError(e);
+    if (err.code !== 'KEEP_NEWEST') return this.ui.failed('Delete', err);
+    this.ui.error(`${err.message} A full backup starts a new chain, after which this one can go.`, { title: 'Full Backup', run: () => this.backup('fullbackup', { folder: entry.root }) });
+    return { status: 'failed', code: err.code, message: err.userMessage };
+  }
+
+  /**
+   * Delete Older Chains…: every chain of a group older than the one holding its
+   * newest complete backup, each full backup with its incrementals and their
+   * blob generations; one confirmation naming them.
+   */
+  async deleteOlderChains(arg?: unknown): Promise<Outcome<DeletionResult[]>> {
+    const node = isNode(arg) && arg.type === 'group' ? arg : undefined;
+    const a = node ? undefined : (arg as DeleteOlderArgs | undefined);
+    const entry = await this.entryFor(node ? { folder: node.entry.root } : a, 'Delete older chains');
+    if (Actions.isOutcome(entry)) return entry;
+    const view = node?.view ?? entry.views?.find((v) => v.storage === (a?.storage ?? 'main')) ?? entry.views?.[0];
+    const group = node?.group ?? view?.groups.find((g) => g.kind === (a?.kind ?? 'backup'));
+    if (!view || !group) return this.ui.failed('Delete older chains', new PloneBackupError('NOT_FOUND', `${entry.name} has no such backups.`));
+    const older = olderChains(group);
+    if (older.length === 0) {
+      this.ui.info(`${entry.name}: there is no ${KINDS[group.kind].noun} chain older than the newest one; nothing to delete.`);
+      return { status: 'done', value: [] };
+    }
+    const stop = await this.mayWrite(entry, 'Delete');
+    if (stop) return stop;
+    const { yes } = this.bypass(a, 'Delete');
+    if (!yes) {
+      const n = older.reduce((k, f) => k + 1 + (group.chains.find((c) => c.full.stamp === f.stamp)?.incrementals.length ?? 0), 0);
+      const ok = await confirm(
+        {
+          kind: 'delete',
+          message: `Delete the ${plural(older.length, `older ${KINDS[group.kind].noun} chain`)} of ${view.storage} (${plural(n, 'generation')})?`,
+          detail: [
+            `Kept: the newest chain, from ${localTime(group.chains.at(-1)!.full.stamp)} on.`,
+            'Deleted, each full backup with its incrementals and their blob generations:',
+            ...older.slice(0, 8).map((f) => `  ${localTime(f.stamp)}`),
+            older.length > 8 ? '  …' : '',
+            '',
+            'This cannot be undone.',
+          ].join('\n'),
+          action: 'Delete',
+        },
+        this.hooks,
+      );
+      if (!ok) return declined;
+    }
+    const dep = entry.dep!;
+    const out = await this.ui.run(`Deleting older ${KINDS[group.kind].noun} chains of ${entry.name}`, undefined, async (signal) => {
+      const results: DeletionResult[] = [];
+      for (const f of older) results.push(await deleteGeneration(dep, view.storage, group.kind, f.stamp, { signal, log: (m) => this.ui.output.info(m) }));
+      return results;
+    });
+    if (out.status === 'done') this.ui.info(`Deleted ${plural(out.value.reduce((k, r) => k + r.stamps.length, 0), 'generation')} of ${view.storage}; the newest chain is kept.`);
     await this.afterChange();
     return out;
   }

@@ -30,6 +30,7 @@ export const Command = {
   revealInOS: 'ploneBackup.revealInOS',
   copyStamp: 'ploneBackup.copyStamp',
   deleteGeneration: 'ploneBackup.deleteGeneration',
+  deleteOlderChains: 'ploneBackup.deleteOlderChains',
   refresh: 'ploneBackup.refresh',
   openSettings: 'ploneBackup.openSettings',
   showOutput: 'ploneBackup.showOutput',
@@ -82,6 +83,14 @@ export interface GenerationArgs extends TargetArgs {
 }
 
 export interface DeleteArgs extends GenerationArgs {
+  /** Skip the confirmation (test hooks only). */
+  yes?: boolean;
+}
+
+/** Delete Older Chains…: a group of a storage (the view's group node, or these). */
+export interface DeleteOlderArgs extends TargetArgs {
+  storage?: string;
+  kind?: Kind;
   /** Skip the confirmation (test hooks only). */
   yes?: boolean;
 }

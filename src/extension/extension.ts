@@ -134,6 +134,7 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   register(Command.revealInOS, (a) => actions.revealInOS(a));
   register(Command.copyStamp, (a) => actions.copyStamp(a));
   register(Command.deleteGeneration, (a) => actions.deleteGeneration(a));
+  register(Command.deleteOlderChains, (a) => actions.deleteOlderChains(a));
   register(Command.refresh, () => actions.refresh());
   register(Command.openSettings, () => actions.openSettings());
   register(Command.showOutput, () => actions.showOutput());

@@ -7,7 +7,7 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { KINDS, age, formatLocal, humanBytes, localTime, newestComplete, plural, type GenerationView, type GroupView, type Kind, type StorageView } from '../engine';
+import { KINDS, age, formatLocal, humanBytes, isDeletable, localTime, newestComplete, plural, type GenerationView, type GroupView, type Kind, type StorageView } from '../engine';
 
 import { Command, type GenerationArgs } from './commands';
 import type { Entry, Model } from './model';
@@ -27,6 +27,8 @@ export type Node =
       newestChain: boolean;
       /** The newest complete generation of its group: never deleted. */
       newestComplete: boolean;
+      /** Whether Delete can succeed (it would not take the newest complete generation with it). */
+      deletable: boolean;
     }
   | { type: 'message'; entry?: Entry; label: string; tooltip?: string; icon: string; color?: string; command?: vscode.Command };
 
@@ -157,7 +159,7 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
   }
 
   private generation(entry: Entry, view: StorageView, group: GroupView, gen: GenerationView, incrementals: GenerationView[], newestChain: boolean): GenerationNode {
-    return { type: 'generation', entry, view, group, gen, incrementals, newestChain, newestComplete: newestComplete(group)?.stamp === gen.stamp };
+    return { type: 'generation', entry, view, group, gen, incrementals, newestChain, newestComplete: newestComplete(group)?.stamp === gen.stamp, deletable: isDeletable(group, gen) };
   }
 
   getTreeItem(node: Node): vscode.TreeItem {
@@ -211,7 +213,8 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         item.description = parts.join(' · ');
         item.tooltip = generationTooltip(node);
         item.iconPath = generationIcon(g);
-        item.contextValue = node.newestComplete ? 'generation-newest' : 'generation';
+        // Delete is offered only where it can succeed (not for what the newest complete generation needs).
+        item.contextValue = node.deletable ? 'generation' : 'generation-kept';
         item.accessibilityInformation = { label: `${g.full ? 'Full' : 'Incremental'} ${KINDS[node.group.kind].noun} ${localTime(g.stamp)}, ${age(g.stamp)}, ${BLOB_STATUS_TEXT[g.blob.status]}` };
         return item;
       }

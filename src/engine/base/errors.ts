@@ -29,6 +29,7 @@ export type ErrorCode =
   | 'SOURCE_MISSING' // Data.fs not found
   | 'SOURCE_CHANGED' // Data.fs replaced/shrunk while we read it (a pack)
   | 'USAGE' // wrong command-line use
+  | 'KEEP_NEWEST' // a deletion that would take the newest complete backup, which is always kept
   | 'COMMAND_FAILED' // a pre_command / post_command that exited non-zero
   | 'CONFIG_BAD' // a buildout.cfg / plone-backup.json that cannot be used as written (a location inside another, a cycle in extends)
   | 'ABORTED' // the AbortSignal fired

@@ -112,7 +112,7 @@ export async function planDeletion(dep: Deployment, storage: string, kind: Kind,
       newest.stamp === stamp
         ? `The ${KINDS[kind].noun} ${stamp} is the newest complete one of ${storage}, so it is not deleted.`
         : `Deleting the ${KINDS[kind].noun} ${stamp} would delete ${newest.stamp}, the newest complete one of ${storage}, which continues it; nothing was deleted.`;
-    throw new PloneBackupError('USAGE', message, {
+    throw new PloneBackupError('KEEP_NEWEST', message, {
       path: path.join(group.repository, doomed[0]!.name),
       hint: 'Make a new backup first (a full backup starts a new chain); there must always be one to restore.',
     });
@@ -188,4 +188,28 @@ export async function deleteGeneration(dep: Deployment, storage: string, kind: K
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * Whether deleting `gen` (with what continues it) would leave the newest
+ * complete generation of its group in place: what a view offers Delete for.
+ * A full backup takes its chain with it, an incremental those after it.
+ */
+export function isDeletable(group: GroupView, gen: GenerationView): boolean {
+  const newest = newestComplete(group);
+  for (const c of group.chains) {
+    const all = [c.full, ...c.incrementals];
+    const i = all.findIndex((g) => g.stamp === gen.stamp);
+    if (i < 0) continue;
+    return !newest || !all.slice(i).some((g) => g.stamp === newest.stamp);
+  }
+  return false;
+}
+
+/** The full backups of the chains older than the one holding the newest complete generation (deleting each takes its chain). */
+export function olderChains(group: GroupView): GenerationView[] {
+  const newest = newestComplete(group);
+  if (!newest) return [];
+  const at = group.chains.findIndex((c) => [c.full, ...c.incrementals].some((g) => g.stamp === newest.stamp));
+  return group.chains.slice(0, Math.max(0, at)).map((c) => c.full);
 }

@@ -191,7 +191,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     const icon = item.iconPath as vscode.ThemeIcon;
     assert.equal(icon.id, 'pass-filled');
     assert.equal(icon.color?.id, 'testing.iconPassed');
-    assert.equal(item.contextValue, 'generation-newest');
+    assert.equal(item.contextValue, 'generation-kept', 'the only backup offers no Delete');
     assert.ok((item.tooltip as vscode.MarkdownString).value.includes(firstFull));
     assert.match(api.status.item.text, /Backup .*ago/);
     assert.equal(api.status.stale, false);
@@ -212,8 +212,9 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.equal(inc.gen.stamp, incremental);
     assert.match(description(inc), /incremental/);
     assert.match(description(inc), /"Added Second" by/);
-    assert.equal(api.tree.getTreeItem(inc).contextValue, 'generation-newest');
-    assert.equal(api.tree.getTreeItem(full).contextValue, 'generation');
+    // Neither offers Delete: deleting the full would take the newest backup, which continues it.
+    assert.equal(api.tree.getTreeItem(inc).contextValue, 'generation-kept');
+    assert.equal(api.tree.getTreeItem(full).contextValue, 'generation-kept');
   });
 
   test('full backup, snapshot and zip backup each land in their folders and groups', async () => {
@@ -327,7 +328,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     const newest = gens().find((g) => g.newestComplete && g.group.kind === 'backup')!;
     const refused = await exec(Command.deleteGeneration, { stamp: newest.gen.stamp, kind: 'backup', yes: true });
     assert.equal(refused.status, 'failed');
-    assert.equal((refused as { code: string }).code, 'USAGE');
+    assert.equal((refused as { code: string }).code, 'KEEP_NEWEST');
     assert.ok(ls(dir('backups')).some((n) => n.startsWith(newest.gen.stamp)));
 
     const res = done(await exec<{ stamps: string[] }>(Command.deleteGeneration, { storage: 'main', kind: 'backup', stamp: firstFull, yes: true }), 'delete');
@@ -342,6 +343,21 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.equal(stale, undefined, `still in the tree: ${stale?.group.kind} ${stale?.gen.name} ${JSON.stringify(ls(dir('backups')))}`);
     assert.deepEqual((children(roots()[0]) as GenerationNode[]).map((g) => g.gen.stamp), [secondFull]);
     assert.equal(temps(dir('backups')).length, 0);
+  });
+
+  test('Delete is offered only where it can succeed; Delete Older Chains… keeps the newest chain', async () => {
+    const { firstFull, incremental, secondFull } = await history();
+    // The older chain can go, the newest cannot (its full is the newest complete backup).
+    assert.equal(api.tree.getTreeItem(gen(firstFull)!).contextValue, 'generation');
+    assert.equal(api.tree.getTreeItem(gen(incremental)!).contextValue, 'generation');
+    assert.equal(api.tree.getTreeItem(gen(secondFull)!).contextValue, 'generation-kept');
+    const res = done(await exec<{ stamps: string[] }[]>(Command.deleteOlderChains, { folder: ws, storage: 'main', kind: 'backup', yes: true }), 'delete older chains');
+    assert.deepEqual(res.flatMap((r) => r.stamps), [firstFull, incremental]);
+    const left = ls(dir('backups'));
+    assert.ok(!left.some((n) => n.startsWith(firstFull) || n.startsWith(incremental)), left.join(' '));
+    assert.ok(left.includes(`${secondFull}.fsz`));
+    const again = done(await exec<unknown[]>(Command.deleteOlderChains, { folder: ws, storage: 'main', kind: 'backup', yes: true }), 'nothing older');
+    assert.deepEqual(again, []);
   });
 
   test('a missing blob file shows on Data.fs in the Problems panel, and goes away when fixed', async () => {
