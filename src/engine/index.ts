@@ -47,6 +47,8 @@ export type { ChainInfo, PieceInfo } from './repozo/pieceinfo';
 
 // Deployments
 export { writeScripts, recipeScripts } from './deploy/scripts';
+export { listKept, deleteKept, undoRestore, liveGenerations } from './deploy/kept';
+export type { KeptState, KeptStorage, UndoResult } from './deploy/kept';
 export { readBuildout } from './deploy/buildout';
 export type { RecipePart, RecipeOptions, ConfigWarning } from './deploy/buildout';
 export type { ScriptSpec, WrittenScripts } from './deploy/scripts';

@@ -20,6 +20,7 @@ export * from './deploy/deployment';
 export { readBuildout, RECIPE_OPTIONS, BUILDOUT_CAPS, recipeBool, isBackupRecipe, parseBuildoutText } from './deploy/buildout';
 export type { RecipePart, RecipeOptions, RecipeLocations, RecipeScripts, ConfigWarning } from './deploy/buildout';
 export * from './deploy/hooks';
+export * from './deploy/kept';
 export * from './deploy/scripts';
 export * from './deploy/drill';
 export * from './deploy/kinds';

@@ -30,6 +30,10 @@ import {
   normalizeDateArg,
   planDeletion,
   olderChains,
+  listKept,
+  deleteKept,
+  undoRestore,
+  type UndoResult,
   openRestore,
   toPloneBackupError,
   type BackupCommand,
@@ -404,9 +408,17 @@ export class Actions {
         for (const w of r.warnings) this.ui.output.warn(`    ${r.storage}: ${w}`);
       }
       const warnings = out.value.flatMap((r) => r.warnings);
-      const msg = `Restored ${entry.name} to ${label}.${kept.length ? ` The previous state is kept at ${kept.join(', ')}.` : ''}`;
-      if (warnings.length) this.ui.warn(`${msg} Warning: ${warnings[0]}.`, { title: 'Show Output', run: () => this.ui.output.show(true) });
-      else this.ui.info(msg);
+      const msg = `Restored ${entry.name} to ${label}.${kept.length ? ' The previous state is kept beside it.' : ''}`;
+      // [Undo] puts the kept state back; [Reveal] shows it in the Explorer (the paths are in the Output channel).
+      const keptFile = out.value.flatMap((r) => r.keptOld)[0];
+      const after = kept.length
+        ? [
+            { title: 'Undo', run: () => this.undoRestore({ folder: entry.root }) },
+            ...(keptFile ? [{ title: 'Reveal', run: () => vscode.commands.executeCommand('revealInExplorer', vscode.Uri.file(keptFile)) }] : []),
+          ]
+        : [];
+      if (warnings.length) this.ui.warn(`${msg} Warning: ${warnings[0]}.`, { title: 'Show Output', run: () => this.ui.output.show(true) }, ...after);
+      else this.ui.info(msg, ...after);
     }
     await this.afterChange();
     return out;
@@ -611,6 +623,84 @@ export class Actions {
       return results;
     });
     if (out.status === 'done') this.ui.info(`Deleted ${plural(out.value.reduce((k, r) => k + r.stamps.length, 0), 'generation')} of ${view.storage}; the newest chain is kept.`);
+    await this.afterChange();
+    return out;
+  }
+
+  // ------------------------------------------------------------------ kept states
+
+  /** Undo Last Restore: the newest kept state back in place, through a restore that keeps what it replaces. */
+  async undoRestore(arg?: unknown): Promise<Outcome<UndoResult>> {
+    const entry = await this.entryFor(isNode(arg) && arg.entry ? { folder: arg.entry.root } : arg, 'Undo the last restore');
+    if (Actions.isOutcome(entry)) return entry;
+    const last = entry.kept?.at(-1) ?? (await listKept(entry.dep!)).at(-1);
+    if (!last) {
+      this.ui.info(`${entry.name}: there is no restore to undo (nothing was kept beside the live files).`);
+      return { status: 'done', value: { stamp: '', results: [], removed: [] } };
+    }
+    const title = `Undoing the restore of ${entry.name}`;
+    const stop = await this.mayWrite(entry, title);
+    if (stop) return stop;
+    const { yes, force } = this.bypass(isNode(arg) ? undefined : (arg as RestoreArgs | undefined), 'Undo');
+    const when = /^\d{4}(-\d\d){5}$/.test(last.stamp) ? localTime(last.stamp) : last.stamp;
+    if (!yes) {
+      const ok = await confirm(
+        {
+          kind: 'restore',
+          message: `Undo the restore of ${when} in ${entry.name}?`,
+          detail: [
+            `Puts back the state that restore replaced (${humanBytes(last.bytes)}):`,
+            ...last.storages.flatMap((k) => [k.file, k.blobDir].filter((p): p is string => !!p).map((p) => `  ${this.rel(entry, p)}`)),
+            '',
+            'The current state is kept beside it in turn, so this can be undone too. The site must be stopped.',
+          ].join('\n'),
+          action: 'Undo',
+        },
+        this.hooks,
+      );
+      if (!ok) return declined;
+    }
+    const dep = entry.dep!;
+    const out = await this.ui.run(title, this.runArgs(arg), (signal, onProgress) => undoRestore(dep, { signal, onProgress, force, log: (m) => this.ui.output.info(m) }));
+    if (out.status === 'done') {
+      for (const r of out.value.removed) this.ui.output.info(`  removed the kept copy ${r}`);
+      this.ui.info(`${entry.name} is back to the state before the restore of ${when}. What it replaced is kept beside it.`, { title: 'Undo', run: () => this.undoRestore({ folder: entry.root }) });
+    }
+    await this.afterChange();
+    return out;
+  }
+
+  /** Delete Kept Copies…: one kept state (its node), or all of them. */
+  async deleteKept(arg?: unknown): Promise<Outcome<string[]>> {
+    const node = isNode(arg) && (arg.type === 'kept' || arg.type === 'keptState') ? arg : undefined;
+    const a = node ? undefined : (arg as (TargetArgs & { stamps?: string[]; yes?: boolean }) | undefined);
+    const entry = await this.entryFor(node ? { folder: node.entry.root } : a, 'Delete kept copies');
+    if (Actions.isOutcome(entry)) return entry;
+    const all = entry.kept ?? (await listKept(entry.dep!));
+    const stamps = node?.type === 'keptState' ? [node.state.stamp] : (a?.stamps ?? all.map((k) => k.stamp));
+    const doomed = all.filter((k) => stamps.includes(k.stamp));
+    if (doomed.length === 0) {
+      this.ui.info(`${entry.name}: there are no kept copies.`);
+      return { status: 'done', value: [] };
+    }
+    const stop = await this.mayWrite(entry, 'Delete');
+    if (stop) return stop;
+    const { yes } = this.bypass(a, 'Delete');
+    if (!yes) {
+      const ok = await confirm(
+        {
+          kind: 'delete',
+          message: `Delete ${doomed.length === 1 ? 'the state kept' : `the ${doomed.length} states kept`} by restores in ${entry.name} (${humanBytes(doomed.reduce((n, k) => n + k.bytes, 0))})?`,
+          detail: [...doomed.flatMap((k) => k.storages.flatMap((x) => [x.file, x.index, x.blobDir].filter((p): p is string => !!p).map((p) => `  ${this.rel(entry, p)}`))).slice(0, 12), '', 'The live files and the backups are not touched. This cannot be undone.'].join('\n'),
+          action: 'Delete',
+        },
+        this.hooks,
+      );
+      if (!ok) return declined;
+    }
+    const dep = entry.dep!;
+    const out = await this.ui.run(`Deleting kept copies of ${entry.name}`, undefined, () => deleteKept(dep, stamps));
+    if (out.status === 'done') this.ui.info(`Deleted ${plural(doomed.length, 'kept state')} of ${entry.name}.`);
     await this.afterChange();
     return out;
   }

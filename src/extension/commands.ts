@@ -31,6 +31,8 @@ export const Command = {
   copyStamp: 'ploneBackup.copyStamp',
   deleteGeneration: 'ploneBackup.deleteGeneration',
   deleteOlderChains: 'ploneBackup.deleteOlderChains',
+  undoRestore: 'ploneBackup.undoRestore',
+  deleteKept: 'ploneBackup.deleteKept',
   refresh: 'ploneBackup.refresh',
   openSettings: 'ploneBackup.openSettings',
   showOutput: 'ploneBackup.showOutput',

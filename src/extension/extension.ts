@@ -135,6 +135,8 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   register(Command.copyStamp, (a) => actions.copyStamp(a));
   register(Command.deleteGeneration, (a) => actions.deleteGeneration(a));
   register(Command.deleteOlderChains, (a) => actions.deleteOlderChains(a));
+  register(Command.undoRestore, (a) => actions.undoRestore(a));
+  register(Command.deleteKept, (a) => actions.deleteKept(a));
   register(Command.refresh, () => actions.refresh());
   register(Command.openSettings, () => actions.openSettings());
   register(Command.showOutput, () => actions.showOutput());

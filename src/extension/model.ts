@@ -18,10 +18,13 @@ import {
   discoverDeployment,
   findDeployments,
   listDeployment,
+  listKept,
+  liveGenerations,
   parseStamp,
   toPloneBackupError,
   type Deployment,
   type DiscoverOverrides,
+  type KeptState,
   type GenerationView,
   type PloneBackupError,
   type StorageView,
@@ -39,6 +42,10 @@ export interface Entry {
   views?: StorageView[];
   /** Why the folder's deployment cannot be shown (a bad plone-backup.json, an unreadable folder). */
   error?: PloneBackupError;
+  /** Per storage, the stamp of the backup the live Data.fs equals. */
+  live?: Map<string, string>;
+  /** The states restores kept beside the live files, oldest first. */
+  kept?: KeptState[];
 }
 
 export type DiskChange = 'backups' | 'storage' | 'deployment';
@@ -174,6 +181,9 @@ export class Model implements vscode.Disposable {
     try {
       // The listing cache only inside the workspace: nothing is written outside it before the user agreed.
       entry.views = await listDeployment(entry.dep, { writeCache: (repo) => isInside(entry.folder.uri.fsPath, repo) });
+      // Which backup the live database is, and what restores kept: a few reads, no walk of Data.fs.
+      entry.live = await liveGenerations(entry.dep, entry.views).catch(() => undefined);
+      entry.kept = await listKept(entry.dep).catch(() => undefined);
     } catch (e) {
       entry.error = toPloneBackupError(e);
       this.log.warn(`${entry.root}: listing the backups failed: ${entry.error.userMessage}`);

@@ -7,7 +7,7 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { KINDS, age, formatLocal, humanBytes, isDeletable, localTime, newestComplete, plural, type GenerationView, type GroupView, type Kind, type StorageView } from '../engine';
+import { KINDS, age, formatLocal, humanBytes, isDeletable, localTime, newestComplete, type KeptState, plural, type GenerationView, type GroupView, type Kind, type StorageView } from '../engine';
 
 import { Command, type GenerationArgs } from './commands';
 import type { Entry, Model } from './model';
@@ -30,6 +30,8 @@ export type Node =
       /** Whether Delete can succeed (it would not take the newest complete generation with it). */
       deletable: boolean;
     }
+  | { type: 'kept'; entry: Entry }
+  | { type: 'keptState'; entry: Entry; state: KeptState; newest: boolean }
   | { type: 'message'; entry?: Entry; label: string; tooltip?: string; icon: string; color?: string; command?: vscode.Command };
 
 export type GenerationNode = Extract<Node, { type: 'generation' }>;
@@ -122,6 +124,10 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         return this.ofGroup(node.entry, node.view, node.group);
       case 'generation':
         return [...node.incrementals].reverse().map((gen) => this.generation(node.entry, node.view, node.group, gen, [], node.newestChain));
+      case 'kept': {
+        const states = node.entry.kept ?? [];
+        return [...states].reverse().map((state, i) => ({ type: 'keptState', entry: node.entry, state, newest: i === 0 }));
+      }
       default:
         return [];
     }
@@ -141,8 +147,10 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
       return [{ type: 'message', entry, label: entry.error.message, tooltip: entry.error.userMessage, icon: 'error', color: 'list.errorForeground', command: { command: Command.openSettings, title: 'Open Settings' } }];
     }
     const views = entry.views ?? [];
-    if (views.length === 1) return this.ofStorage(entry, views[0]!);
-    return views.map((view) => ({ type: 'storage', entry, view }));
+    // What restores kept beside the live files, last: seen, so it does not pile up unseen.
+    const kept: Node[] = entry.kept?.length ? [{ type: 'kept', entry }] : [];
+    if (views.length === 1) return [...this.ofStorage(entry, views[0]!), ...kept];
+    return [...views.map((view): Node => ({ type: 'storage', entry, view })), ...kept];
   }
 
   private ofStorage(entry: Entry, view: StorageView): Node[] {
@@ -207,7 +215,8 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         const newestIncr = node.newestChain ? node.incrementals.at(-1)?.stamp : undefined;
         item.id = `x|${node.entry.root}|${node.view.storage}|${node.group.kind}|${g.stamp}${newestIncr ? `|${newestIncr}` : ''}`;
         // The size of the database range it holds, as `plone-backup list` shows it (the tooltip adds the size on disk).
-        const parts = [age(g.stamp), g.full ? 'full' : 'incremental', humanBytes(g.end - g.start), plural(g.transactions, 'transaction')];
+        const live = node.entry.live?.get(node.view.storage) === g.stamp;
+        const parts = [...(live ? ['● live'] : []), age(g.stamp), g.full ? 'full' : 'incremental', humanBytes(g.end - g.start), plural(g.transactions, 'transaction')];
         const last = lastTxn(g);
         if (last) parts.push(last);
         item.description = parts.join(' · ');
@@ -216,6 +225,27 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         // Delete is offered only where it can succeed (not for what the newest complete generation needs).
         item.contextValue = node.deletable ? 'generation' : 'generation-kept';
         item.accessibilityInformation = { label: `${g.full ? 'Full' : 'Incremental'} ${KINDS[node.group.kind].noun} ${localTime(g.stamp)}, ${age(g.stamp)}, ${BLOB_STATUS_TEXT[g.blob.status]}` };
+        return item;
+      }
+      case 'kept': {
+        const states = node.entry.kept ?? [];
+        const item = new vscode.TreeItem('Kept copies', vscode.TreeItemCollapsibleState.Collapsed);
+        item.id = `k|${node.entry.root}`;
+        item.description = `${states.length} · ${humanBytes(states.reduce((n, k) => n + k.bytes, 0))}`;
+        item.tooltip = 'The states that restores replaced, kept beside the live files (*.before-restore-*). Undo Last Restore puts the newest back; delete them when they are no longer needed. Kept blob trees are mostly hard links that share the live files.';
+        item.iconPath = new vscode.ThemeIcon('archive');
+        item.contextValue = 'kept-all';
+        return item;
+      }
+      case 'keptState': {
+        const k = node.state;
+        const when = /^\d{4}(-\d\d){5}$/.test(k.stamp) ? localTime(k.stamp) : k.stamp;
+        const item = new vscode.TreeItem(`before the restore of ${when}`, vscode.TreeItemCollapsibleState.None);
+        item.id = `k|${node.entry.root}|${k.stamp}`;
+        item.description = `${humanBytes(k.bytes)}${node.newest ? ' · Undo Last Restore puts it back' : ''}`;
+        item.tooltip = k.storages.flatMap((x) => [x.file, x.index, x.blobDir].filter((p): p is string => !!p)).join('\n');
+        item.iconPath = new vscode.ThemeIcon(node.newest ? 'discard' : 'history');
+        item.contextValue = node.newest ? 'kept-newest' : 'kept-state';
         return item;
       }
       default: {

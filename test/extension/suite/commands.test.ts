@@ -8,7 +8,7 @@
 // them runs alone (PLONE_BACKUP_TEST_GREP) or in any order.
 import * as assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -44,6 +44,7 @@ suite('Plone Backup commands on a sample deployment', function () {
   let atticCount = 0;
 
   const dir = (name: string) => path.join(var_, name);
+  const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
   const roots = () => api.tree.getChildren();
   const children = (n?: Node) => api.tree.getChildren(n);
   const gens = () => api.tree.allGenerations();
@@ -294,6 +295,32 @@ suite('Plone Backup commands on a sample deployment', function () {
     const keptBlobs = res[0].keptOld.find((k) => path.basename(k).startsWith('blobstorage.before-restore-'));
     assert.ok(keptBlobs && fs.statSync(keptBlobs).isDirectory(), 'the old blobstorage is kept');
     assert.equal(findFiles(blobDir, '.blob').length, 2, 'the restored blobstorage holds the blobs of that state');
+  });
+
+  test('a restore leaves a trace: the live backup is marked, the kept state shown; Undo puts it back; Delete Kept Copies removes it', async () => {
+    const { firstFull } = await history();
+    await commit((s) => s.addDocument('Written after the backups'));
+    const before = md5(fs.readFileSync(dataFs));
+    done(await exec(Command.refresh), 'refresh');
+    assert.ok(!gens().some((g) => description(g).includes('● live')), 'the live Data.fs is no backup yet');
+    done(await exec(Command.restoreGeneration, { folder: ws, kind: 'backup', stamp: firstFull, yes: true }), 'restore');
+    assert.match(description(gen(firstFull)!), /^● live · /);
+    const kept = roots().find((n) => n.type === 'kept')!;
+    assert.ok(kept, `no Kept copies node: ${roots().map(label)}`);
+    assert.match(description(kept), /^1 · /);
+    const [state] = children(kept);
+    assert.equal(api.tree.getTreeItem(state!).contextValue, 'kept-newest');
+    // Undo: the database written after the backups is back, byte for byte; what it replaced is kept in turn.
+    const u = done(await exec<{ stamp: string }>(Command.undoRestore, { folder: ws, yes: true }), 'undo');
+    assert.ok(u.stamp);
+    assert.equal(md5(fs.readFileSync(dataFs)), before);
+    assert.ok(!gens().some((g) => description(g).includes('● live')));
+    assert.equal(children(roots().find((n) => n.type === 'kept')!).length, 1, 'the undone restore is kept, so the undo can be undone');
+    const removed = done(await exec<string[]>(Command.deleteKept, { folder: ws, yes: true }), 'delete kept');
+    assert.ok(removed.length >= 2);
+    assert.equal(roots().find((n) => n.type === 'kept'), undefined);
+    assert.deepEqual(ls(path.dirname(dataFs)).filter((n) => n.includes('before-restore')), []);
+    assert.equal(md5(fs.readFileSync(dataFs)), before);
   });
 
   test('restore… to a date: the newest state before it', async () => {
