@@ -31,8 +31,12 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
   //   1. package: the esbuild bundle and `vsce package` into a temp .vsix;
   //   2. the in-host suite (test/extension/suite) against the bundle;
   //   3. the .vsix installed into code-server, and the activation suite against it;
-  //   4. the UI tests (test/extension/ui/backup-now.mjs, its screenshot in the temp folder;
-  //      outside-consent.mjs, the real consent dialog for paths outside the workspace).
+  //   4. the UI tests, user journeys through the real workbench (test/extension/ui/):
+  //      backup-now.mjs (its screenshot in the temp folder); outside-consent.mjs, the real
+  //      consent dialog for paths outside the workspace; restore-journeys.mjs, Restore… with
+  //      Cancel, a picked generation and a typed local date, code-server in Europe/Berlin (the
+  //      script's `export const tz`); newest-visible.mjs, a backup by the CLI shows up in sight;
+  //      nested-site.mjs, a cookieplone backend/instance found and backed up.
   // Only step 2 runs with the test hooks (PLONE_BACKUP_TEST_HOOKS=1, set by run-offline.mjs):
   // the .vsix and the UI see the extension as users do.
   // The compiled tests (out/) are rebuilt first when a source is newer than them.
@@ -72,6 +76,11 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
       PLONE_BACKUP_UI_SCREENSHOT: join(tmp, 'screenshot-backups.png'),
     });
     step('UI: the consent dialog for paths outside the workspace', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/outside-consent.mjs']);
+    step('UI: Restore… (Cancel, a picked generation, a typed local date) in Europe/Berlin', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/restore-journeys.mjs']);
+    step('UI: a backup made by the CLI shows up in sight', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/newest-visible.mjs'], {
+      PLONE_BACKUP_UI_SCREENSHOT_DIR: tmp,
+    });
+    step('UI: a site in backend/instance, backed up from the palette', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/nested-site.mjs']);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

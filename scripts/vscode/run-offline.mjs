@@ -27,10 +27,16 @@
 //                         development mode, and an empty one adds no extension); only the
 //                         "Extension activation" suite unless PLONE_BACKUP_TEST_GREP
 //                         says otherwise; PLONE_BACKUP_EXPECT_VSIX=1 reaches the tests
+//     --tz ZONE           the IANA time zone (e.g. Europe/Berlin) code-server, and so the
+//                         extension host, runs in (TZ), and the browser page's; a --ui
+//                         script may ask for one itself with `export const tz = 'ZONE'`
+//                         (--tz wins over it, it over PLONE_BACKUP_TEST_TZ); the
+//                         driver's `tz` says which was used (undefined: the machine's)
 //     --keep              keep the temp folders (code-server logs) for debugging
 //     --verbose           echo code-server's output and browser console errors
 //   Environment: PLONE_BACKUP_TEST_WORKSPACE, PLONE_BACKUP_SCREENSHOT, PLONE_BACKUP_VSIX,
-//   PLONE_BACKUP_TEST_TIMEOUT (seconds) stand for the options of the same meaning.
+//   PLONE_BACKUP_TEST_TIMEOUT (seconds), PLONE_BACKUP_TEST_TZ stand for the options of the
+//   same meaning.
 //   Every variable of this process reaches the extension host (and so the tests);
 //   PLONE_BACKUP_TEST_WORKSPACE is always set there to the opened folder.
 //   PLONE_BACKUP_TEST_HOOKS=1 is set there for the in-host suite only (it lets
@@ -83,6 +89,7 @@ function parseArgs(argv) {
     timeout: Number(process.env.PLONE_BACKUP_TEST_TIMEOUT) || 180,
     ui: undefined,
     vsix: process.env.PLONE_BACKUP_VSIX || undefined,
+    tz: undefined,
     keep: false,
     verbose: false,
   };
@@ -99,6 +106,7 @@ function parseArgs(argv) {
     else if (a === '--timeout') opts.timeout = Number(value());
     else if (a === '--ui') opts.ui = value();
     else if (a === '--vsix') opts.vsix = value();
+    else if (a === '--tz') opts.tz = value();
     else if (a === '--keep') opts.keep = true;
     else if (a === '--verbose') opts.verbose = true;
     else if (a === '-h' || a === '--help') {
@@ -108,7 +116,18 @@ function parseArgs(argv) {
   }
   if (!(opts.timeout > 0)) throw new Error('--timeout must be a positive number of seconds');
   if (opts.vsix && opts.ui) throw new Error('--vsix and --ui cannot be combined');
+  if (opts.tz !== undefined) checkZone(opts.tz, '--tz');
+  if (process.env.PLONE_BACKUP_TEST_TZ) checkZone(process.env.PLONE_BACKUP_TEST_TZ, 'PLONE_BACKUP_TEST_TZ');
   return opts;
+}
+
+/** Throws unless `zone` is an IANA time zone this Node knows (a typo would silently mean UTC). */
+function checkZone(zone, what) {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone });
+  } catch {
+    throw new Error(`${what}: "${zone}" is not a time zone (an IANA name such as Europe/Berlin)`);
+  }
 }
 
 /** Installs code-server and the Debian packages if needed (no-op when done). */
@@ -362,6 +381,22 @@ async function main() {
     }
   }
 
+  // A UI script is loaded first: it may ask for a time zone (`export const tz`).
+  let uiModule;
+  if (opts.ui) {
+    try {
+      uiModule = await import(pathToFileURL(path.resolve(opts.ui)).href);
+      if (opts.tz === undefined && uiModule.tz !== undefined) {
+        checkZone(uiModule.tz, `${opts.ui}: export const tz`);
+        opts.tz = uiModule.tz;
+      }
+    } catch (err) {
+      log(`cannot load ${opts.ui}: ${err?.stack ?? err}`);
+      return 2;
+    }
+  }
+  opts.tz ??= process.env.PLONE_BACKUP_TEST_TZ || undefined;
+
   const started = Date.now();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'plone-backup-vscode-'));
   const workspace = opts.workspace ? path.resolve(opts.workspace) : path.join(tmp, 'workspace');
@@ -406,6 +441,11 @@ async function main() {
     ensureInstalled();
     // undefined removes a variable the caller's environment may hold (spawn skips it).
     const env = { PLONE_BACKUP_TEST_WORKSPACE: workspace, PLONE_BACKUP_TEST_HOOKS: opts.vsix || opts.ui ? undefined : '1' };
+    // The server's zone is the extension host's (it inherits the server's environment).
+    if (opts.tz) {
+      env.TZ = opts.tz;
+      log(`time zone ${opts.tz}`);
+    }
     if (opts.vsix) {
       env.PLONE_BACKUP_EXPECT_VSIX = '1';
       env.PLONE_BACKUP_TEST_GREP = process.env.PLONE_BACKUP_TEST_GREP || 'Extension activation';
@@ -421,7 +461,7 @@ async function main() {
     log(`code-server ${server.url} up in ${((Date.now() - started) / 1000).toFixed(1)} s; workspace ${workspace}`);
 
     browser = await launchBrowser(tmp);
-    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, ...(opts.tz ? { timezoneId: opts.tz } : {}) });
     const pageErrors = [];
     page.on('pageerror', (e) => pageErrors.push(String(e)));
     page.on('console', (m) => {
@@ -454,11 +494,10 @@ async function main() {
 
     let outcome;
     if (opts.ui) {
-      const mod = await import(pathToFileURL(path.resolve(opts.ui)).href);
-      const driver = makeDriver(page, { workspace, url: server.url });
+      const driver = makeDriver(page, { workspace, url: server.url, tz: opts.tz });
       const uiRun = (async () => {
         await driver.ready();
-        const code = await mod.default(driver);
+        const code = await uiModule.default(driver);
         return typeof code === 'number' ? code : 0;
       })().catch((err) => {
         log(`UI script failed: ${err?.stack ?? err}`);
