@@ -64,6 +64,8 @@ export { listDeployment } from './deploy/list';
 export type { BlobStatus, GenerationView, GroupView, ListOptions, StorageView } from './deploy/list';
 export { checkDeployment, checkBackups, checkLive, newLiveScanCache } from './deploy/check';
 export type { CheckOptions, Finding, LiveScanCache, Severity } from './deploy/check';
+export { recentBlobs, restatRecentBlobs, blobFolders, liveStateOf, sameStateGenerations, findBlobSource } from './deploy/blobfix';
+export type { RecentBlobs, RecentBlob, Restat, BlobSource, LiveState } from './deploy/blobfix';
 export { drillDeployment } from './deploy/drill';
 export type { DrillOptions, DrillResult } from './deploy/drill';
 export { planDeletion, deleteGeneration, newestComplete, isDeletable, olderChains } from './deploy/prune';

@@ -16,6 +16,7 @@ export * from './base/wording';
 export * from './deploy/backup';
 export * from './deploy/blobgen';
 export * from './deploy/check';
+export * from './deploy/blobfix';
 export * from './deploy/deployment';
 export { readBuildout, RECIPE_OPTIONS, BUILDOUT_CAPS, recipeBool, isBackupRecipe, parseBuildoutText } from './deploy/buildout';
 export type { RecipePart, RecipeOptions, RecipeLocations, RecipeScripts, ConfigWarning } from './deploy/buildout';

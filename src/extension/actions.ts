@@ -90,6 +90,8 @@ export class Actions {
     private readonly hooks: TestHooks | undefined,
     /** Whether the Backups view is on screen (then a notification offers no [Show Backups]). */
     private readonly viewVisible: () => boolean = () => false,
+    /** Shows a generation's item in the Backups view; false when the view has no such item. */
+    private readonly revealNode: (g: { root: string; storage: string; kind: Kind; stamp: string }) => Promise<boolean> = async () => false,
   ) {}
 
   /** [Show Backups], unless the view is on screen already. */
@@ -349,6 +351,36 @@ export class Actions {
     return line;
   }
 
+  /**
+   * What the restore will do, confirmed (unless `yes`); with `onlyMissingBlobs`
+   * (the Quick Fix), refused when a storage would be replaced or appended to.
+   * An outcome: stop.
+   */
+  private async confirmRestore(entry: Entry, session: RestoreSession, args: RestoreArgs, label: string, yes: boolean): Promise<Outcome<never> | undefined> {
+    const moved = args.onlyMissingBlobs ? session.plans.filter((p) => p.mode !== 'unchanged') : [];
+    const from = label.replace(/^the missing blob files of /, '');
+    if (moved.length) {
+      return this.ui.failed(
+        'Restore',
+        new PloneBackupError('USAGE', `${entry.name} is no longer in the state of ${from} (${moved.map((p) => p.storage.name).join(', ')} changed since), so its missing blob files cannot be added from it without replacing ${moved.length > 1 ? 'the databases' : 'the database'}; nothing was restored.`, {
+          hint: 'Run "Plone Backup: Check Consistency" again, or pick a backup with "Plone Backup: Restore…".',
+        }),
+      );
+    }
+    if (yes) return undefined;
+    const files = args.onlyMissingBlobs && Array.isArray(args.blobFiles) ? args.blobFiles.filter((f) => typeof f === 'string') : [];
+    const detail = [
+      ...session.plans.map((p) => this.describePlan(entry, p, session.keepOld)),
+      ...(files.length ? ['', 'Missing now:', ...files.slice(0, 8).map((f) => `  ${this.rel(entry, f)}`), ...(files.length > 8 ? ['  …'] : [])] : []),
+      '',
+      'The site stays locked (it cannot start) until the restore is done.',
+    ].join('\n');
+    const message = args.onlyMissingBlobs ? `Restore ${label} into ${entry.name}?` : `Restore ${entry.name} to ${label}?`;
+    if (await confirm({ kind: 'restore', message, detail, action: 'Restore' }, this.hooks)) return undefined;
+    this.ui.output.info('Restore: not confirmed; nothing was restored.');
+    return declined;
+  }
+
   async restore(arg?: unknown): Promise<Outcome<StorageRestoreResult[]>> {
     const args: RestoreArgs = isGenerationNode(arg) ? { ...generationArgs(arg) } : ((arg as RestoreArgs | undefined) ?? {});
     const entry = await this.entryFor(isNode(arg) ? arg : args, 'Restore');
@@ -361,6 +393,7 @@ export class Actions {
       if (args.stamp) {
         date = normalizeDateArg(args.stamp);
         label = `the ${KINDS[kind].noun} of ${localTime(args.stamp)}`;
+        if (args.onlyMissingBlobs) label = `the missing blob files of the ${KINDS[kind].noun} of ${localTime(args.stamp)}`;
       } else if (args.date) {
         date = normalizeDateArg(args.date);
         label = `the newest ${KINDS[kind].noun} before ${args.date} UTC`;
@@ -385,14 +418,8 @@ export class Actions {
     }
     let out: Outcome<StorageRestoreResult[]>;
     try {
-      if (!yes) {
-        const detail = [...session.plans.map((p) => this.describePlan(entry, p, session.keepOld)), '', 'The site stays locked (it cannot start) until the restore is done.'].join('\n');
-        const ok = await confirm({ kind: 'restore', message: `Restore ${entry.name} to ${label}?`, detail, action: 'Restore' }, this.hooks);
-        if (!ok) {
-          this.ui.output.info('Restore: not confirmed; nothing was restored.');
-          return declined;
-        }
-      }
+      const stop = await this.confirmRestore(entry, session, args, label, yes);
+      if (stop) return stop;
       out = await this.ui.run(title, args, (signal, onProgress) => session.run({ signal, onProgress }));
     } finally {
       await session.close();
@@ -408,7 +435,10 @@ export class Actions {
         for (const w of r.warnings) this.ui.output.warn(`    ${r.storage}: ${w}`);
       }
       const warnings = out.value.flatMap((r) => r.warnings);
-      const msg = `Restored ${entry.name} to ${label}.${kept.length ? ' The previous state is kept beside it.' : ''}`;
+      const added = out.value.reduce((n, r) => n + r.blobFilesAdded, 0);
+      const msg = args.onlyMissingBlobs
+        ? `Added ${plural(added, 'missing blob file')} to ${entry.name} from ${label.replace(/^the missing blob files of /, '')}; ${path.basename(dep.storages[0]!.file)} is unchanged.`
+        : `Restored ${entry.name} to ${label}.${kept.length ? ' The previous state is kept beside it.' : ''}`;
       // [Undo] puts the kept state back; [Reveal] shows it in the Explorer (the paths are in the Output channel).
       const keptFile = out.value.flatMap((r) => r.keptOld)[0];
       const after = kept.length
@@ -506,6 +536,16 @@ export class Actions {
       this.ui.info(`The backup is at ${file}.`, { title: 'Copy Path', run: () => vscode.env.clipboard.writeText(file) });
     }
     return { status: 'done', value: file };
+  }
+
+  /** Selects the generation's item in the Backups view (the Quick Fix "Show in Backups View"). */
+  async revealGeneration(arg?: unknown): Promise<Outcome<string>> {
+    const t = await this.generationFor(arg, 'Show in the Backups view');
+    if ('status' in t) return t;
+    if (!(await this.revealNode({ root: t.entry.root, ...t.g }))) {
+      return this.ui.failed('Show in the Backups view', new PloneBackupError('NOT_FOUND', `There is no ${KINDS[t.g.kind].noun} ${t.g.stamp} of ${t.g.storage} in the Backups view.`));
+    }
+    return { status: 'done', value: t.g.stamp };
   }
 
   async copyStamp(arg?: unknown): Promise<Outcome<string>> {

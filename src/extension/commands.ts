@@ -33,6 +33,7 @@ export const Command = {
   deleteOlderChains: 'ploneBackup.deleteOlderChains',
   undoRestore: 'ploneBackup.undoRestore',
   deleteKept: 'ploneBackup.deleteKept',
+  revealGeneration: 'ploneBackup.revealGeneration',
   refresh: 'ploneBackup.refresh',
   openSettings: 'ploneBackup.openSettings',
   showOutput: 'ploneBackup.showOutput',
@@ -75,6 +76,15 @@ export interface RestoreArgs extends RunArgs {
   keepOld?: boolean;
   /** Hard links to the backup (default) or copies; neither skips a check. */
   blobMode?: 'link' | 'copy';
+  /**
+   * Only add missing blob files (the Quick Fix of a missing blob): refused
+   * unless every storage already holds the state restored (the "unchanged"
+   * restore), so that Data.fs is never replaced. It narrows, never skips: the
+   * confirmation and the safety checks stay.
+   */
+  onlyMissingBlobs?: boolean;
+  /** The missing blob files it is for (named in the confirmation). */
+  blobFiles?: string[];
 }
 
 /** One generation: the tree item's node, or these fields. */

@@ -3,7 +3,9 @@
  * the CLI uses the same way. The Backups view lists every generation of the
  * deployments in the workspace; commands back up, restore, verify, drill,
  * check and delete; the Problems panel shows the consistency findings; the
- * status bar shows the newest backup's age.
+ * status bar shows the newest backup's age; Quick Fixes act on the Problems
+ * entries (quickfix.ts), and the recent blob files are watched for deletion
+ * (blobWatch.ts).
  *
  * On open it reads: the workspace folders' plone-backup.json, zope.conf /
  * zeo.conf (with their %include files) and var/filestorage, the backup folders'
@@ -23,9 +25,12 @@
  */
 
 import * as vscode from 'vscode';
+import type { Kind } from '../engine';
 import { Actions } from './actions';
 import { Command, ContextKey, VIEW_ID, CONFIG_SECTION, type CommandId } from './commands';
-import { Diagnostics } from './diagnostics';
+import { RecentBlobWatch } from './blobWatch';
+import { Diagnostics, PROBLEMS_SCHEME } from './diagnostics';
+import { QuickFixes } from './quickfix';
 import { Model } from './model';
 import { OutsideConsent, TEST_HOOKS_ENV, testHooksFromEnv, type TestHooks } from './safety';
 import { checkOnOpen } from './settings';
@@ -38,6 +43,7 @@ export interface PloneBackupApi {
   tree: BackupsTree;
   view: vscode.TreeView<unknown>;
   diagnostics: Diagnostics;
+  blobWatch: RecentBlobWatch;
   status: BackupStatus;
   actions: Actions;
   output: vscode.LogOutputChannel;
@@ -60,9 +66,27 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   const status = new BackupStatus(model);
   const ui = new Ui(output);
   const consent = new OutsideConsent(context.workspaceState, hooks, output);
-  const actions = new Actions(model, diagnostics, ui, context.extension.id, consent, hooks, () => view.visible);
+  const reveal = async (g: { root: string; storage: string; kind: Kind; stamp: string }): Promise<boolean> => {
+    await model.ready();
+    const node = tree.findGeneration(g.root, g.storage, g.kind, g.stamp);
+    if (!node) return false;
+    await vscode.commands.executeCommand(`${VIEW_ID}.focus`);
+    await view.reveal(node, { select: true, focus: true, expand: true });
+    return true;
+  };
+  const actions = new Actions(model, diagnostics, ui, context.extension.id, consent, hooks, () => view.visible, reveal);
+  const blobWatch = new RecentBlobWatch(diagnostics, () => model.entries, output);
   if (hooks) output.warn(`Test hooks are on (${TEST_HOOKS_ENV}=1): command arguments may skip confirmations.`);
-  context.subscriptions.push(output, model, tree, view, diagnostics, status);
+  context.subscriptions.push(output, model, tree, view, diagnostics, blobWatch, status);
+  // Quick Fixes on the reports of binary files (diagnostics.ts) and on the text files that carry entries themselves.
+  context.subscriptions.push(
+    vscode.languages.registerCodeActionsProvider([{ scheme: PROBLEMS_SCHEME }, { scheme: 'file' }], new QuickFixes(diagnostics, model), QuickFixes.metadata),
+    // Looking at the backups: the recent blob files are looked at again.
+    view.onDidChangeVisibility((e) => {
+      if (e.visible) blobWatch.soon();
+    }),
+    model.onDidChange(() => void blobWatch.update()),
+  );
 
   context.subscriptions.push(
     model.onDidChange(() => {
@@ -137,6 +161,7 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   register(Command.deleteOlderChains, (a) => actions.deleteOlderChains(a));
   register(Command.undoRestore, (a) => actions.undoRestore(a));
   register(Command.deleteKept, (a) => actions.deleteKept(a));
+  register(Command.revealGeneration, (a) => actions.revealGeneration(a));
   register(Command.refresh, () => actions.refresh());
   register(Command.openSettings, () => actions.openSettings());
   register(Command.showOutput, () => actions.showOutput());
@@ -150,7 +175,7 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   );
 
   if (!hooks) return undefined;
-  return { model, tree, view: view as vscode.TreeView<unknown>, diagnostics, status, actions, output, consent, hooks };
+  return { model, tree, view: view as vscode.TreeView<unknown>, diagnostics, blobWatch, status, actions, output, consent, hooks };
 }
 
 export function deactivate(): void {}

@@ -259,6 +259,31 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
     }
   }
 
+  /**
+   * The parent of a node (TreeView.reveal needs it): found by walking down from
+   * the roots to the node with the same id, since nodes are made afresh on every
+   * getChildren. The tree is small (one node per generation).
+   */
+  getParent(node: Node): Node | undefined {
+    const id = this.getTreeItem(node).id;
+    if (!id) return undefined;
+    const walk = (parent: Node | undefined): Node | undefined | null => {
+      for (const c of this.getChildren(parent)) {
+        if (this.getTreeItem(c).id === id) return parent;
+        if (c.type === 'message') continue;
+        const found = walk(c);
+        if (found !== null) return found;
+      }
+      return null;
+    };
+    return walk(undefined) ?? undefined;
+  }
+
+  /** The node of a generation, as the view shows it. */
+  findGeneration(root: string, storage: string, kind: Kind, stamp: string): GenerationNode | undefined {
+    return this.allGenerations().find((g) => g.entry.root === root && g.view.storage === storage && g.group.kind === kind && g.gen.stamp === stamp);
+  }
+
   /** Every generation node, depth first (for tests and pickers). */
   allGenerations(): GenerationNode[] {
     const out: GenerationNode[] = [];

@@ -24,7 +24,7 @@ import { verifyChain } from '../repozo/verify';
 import type { OperationOptions } from '../base/progress';
 import { idRepr } from '../zodb/tid';
 import { listDeployment } from './list';
-import { foldersFor } from './kinds';
+import { foldersFor, type Kind } from './kinds';
 import type { Deployment, StorageConfig } from './deployment';
 
 export type Severity = 'error' | 'warning' | 'info';
@@ -52,12 +52,17 @@ export interface Finding {
   oid?: string;
   tid?: string;
   hint?: string;
+  /** The blob file it is about (BLOB_MISSING: where it should be; BLOB_UNREFERENCED, BLOB_LINK). */
+  blobFile?: string;
+  /** The backup generation it is about (PIECE_WITHOUT_BLOBS, GENERATION_INCOMPLETE, GENERATION_UNSAFE). */
+  kind?: Kind;
+  stamp?: string;
 }
 
 export interface LiveScanCache {
   /** Per Data.fs path: where the last scan ended and the blob refs it found. */
   /** By path: the file (inode), where the scan stopped, the tid of the transaction ending there, and the refs so far. */
-  files: Map<string, { ino: number; end: number; lastTid?: string; refs: { oid: Buffer; tid: Buffer }[] }>;
+  files: Map<string, { ino: number; end: number; size?: number; lastTid?: string; refs: { oid: Buffer; tid: Buffer }[] }>;
 }
 
 export function newLiveScanCache(): LiveScanCache {
@@ -103,7 +108,7 @@ async function liveRefs(s: StorageConfig, opts: CheckOptions): Promise<{ oid: Bu
     const r = await scanBlobRefs(st, start, st.size, opts.signal);
     const all = start === 4 ? r.refs : refs.concat(r.refs);
     const lastTid = r.lastTid?.toString('hex') ?? (start === 4 ? undefined : prev?.lastTid);
-    opts.cache?.files.set(s.file, { ino, end: r.end, lastTid, refs: all });
+    opts.cache?.files.set(s.file, { ino, end: r.end, size: st.size, lastTid, refs: all });
     return all;
   } finally {
     await st.fh.close();
@@ -143,6 +148,7 @@ export async function checkLive(s: StorageConfig, opts: CheckOptions = {}): Prom
       storage: s.name,
       message: `${path.join(s.blobDir, rel)} is a symbolic link (or another non-regular entry) in the blobstorage; backups refuse to follow it.`,
       file: path.join(s.blobDir, rel),
+      blobFile: path.join(s.blobDir, rel),
       hint: 'Replace it by the blob file itself (ZODB never makes links), or remove it.',
     });
   }
@@ -164,18 +170,7 @@ export async function checkLive(s: StorageConfig, opts: CheckOptions = {}): Prom
     const rel = blobRelPath(r.oid, r.tid, layout);
     if (referenced.has(rel)) continue;
     referenced.add(rel);
-    if (!present.has(rel)) {
-      out.push({
-        severity: 'error',
-        code: 'BLOB_MISSING',
-        storage: s.name,
-        message: `The blob of oid ${idRepr(r.oid)} at tid ${idRepr(r.tid)} is missing: ${path.join(s.blobDir, rel)}. The site fails when it loads this object.`,
-        file: s.file,
-        oid: idRepr(r.oid),
-        tid: idRepr(r.tid),
-        hint: 'Restore the file from a blob backup (`plone-backup list` shows which have it).',
-      });
-    }
+    if (!present.has(rel)) out.push(blobMissing(s, r.oid, r.tid, rel));
   }
   for (const f of files) {
     if (referenced.has(f.rel)) continue;
@@ -187,6 +182,7 @@ export async function checkLive(s: StorageConfig, opts: CheckOptions = {}): Prom
       file: path.join(s.blobDir, f.rel),
       oid: idRepr(f.oid),
       tid: idRepr(f.tid),
+      blobFile: path.join(s.blobDir, f.rel),
     });
   }
   const tmp = path.join(s.blobDir, BLOB_TMP_DIR);
@@ -207,6 +203,22 @@ export async function checkLive(s: StorageConfig, opts: CheckOptions = {}): Prom
     });
   }
   return out;
+}
+
+/** A referenced blob file that is not in the blobstorage (the live check and the editor's re-stat of recent blobs). */
+export function blobMissing(s: StorageConfig, oid: Buffer, tid: Buffer, rel: string): Finding {
+  const file = path.join(s.blobDir!, rel);
+  return {
+    severity: 'error',
+    code: 'BLOB_MISSING',
+    storage: s.name,
+    message: `The blob of oid ${idRepr(oid)} at tid ${idRepr(tid)} is missing: ${file}. The site fails when it loads this object.`,
+    file: s.file,
+    oid: idRepr(oid),
+    tid: idRepr(tid),
+    blobFile: file,
+    hint: 'Restore the file from a blob backup (`plone-backup list` shows which have it).',
+  };
 }
 
 export async function checkBackups(dep: Deployment, opts: CheckOptions = {}): Promise<Finding[]> {
@@ -238,6 +250,8 @@ export async function checkBackups(dep: Deployment, opts: CheckOptions = {}): Pr
               storage: s.name,
               message: `The ${g.kind} ${p.stamp} has no blob backup with the same stamp in ${g.blobBackups}; restoring it would miss blobs.`,
               file: piece,
+              kind: g.kind,
+              stamp: p.stamp,
               hint: 'Run a backup now to get a complete generation; restore dates that have one.',
             });
           } else if (p.blob.status === 'unsafe') {
@@ -247,6 +261,8 @@ export async function checkBackups(dep: Deployment, opts: CheckOptions = {}): Pr
               storage: s.name,
               message: p.blob.problem ?? `The blob backup ${p.blob.path} cannot be trusted.`,
               file: p.blob.path!,
+              kind: g.kind,
+              stamp: p.stamp,
               hint: 'Restores refuse it; remove that generation (it was not written by plone-backup as it is) and make a new backup.',
             });
           } else if (p.blob.status === 'mismatch') {
@@ -256,6 +272,8 @@ export async function checkBackups(dep: Deployment, opts: CheckOptions = {}): Pr
               storage: s.name,
               message: `The blob backup ${p.blob.path} lacks ${p.blob.missingCount} blob file${p.blob.missingCount === 1 ? '' : 's'} that the filestorage state ${p.stamp} references (e.g. ${p.blob.missing![0]}).`,
               file: p.blob.path!,
+              kind: g.kind,
+              stamp: p.stamp,
               hint: 'Do not rely on this generation; make a new backup.',
             });
           }

@@ -19,6 +19,9 @@ import { done, exec, EXTENSION_ID, ls, waitFor } from './host';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { GenerationNode, Node } from '../../../src/extension/tree';
 
+/** Entries about binary files sit on a read-only report of our own scheme (src/extension/diagnostics.ts). */
+const problemsOf = (file: string) => vscode.Uri.file(file).with({ scheme: 'plone-backup-problems' });
+
 const temps = (dir: string) => ls(dir).filter((n) => n.startsWith('.plone-backup-') && n !== '.plone-backup-cache.json');
 
 function findFiles(dir: string, suffix: string): string[] {
@@ -251,7 +254,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.ok(drills[0].transactions >= 8);
     const findings = done(await exec<{ severity: string; message: string }[]>(Command.check), 'check');
     assert.deepEqual(findings.filter((f) => f.severity === 'error').map((f) => f.message), []);
-    const diags = vscode.languages.getDiagnostics(vscode.Uri.file(dataFs));
+    const diags = vscode.languages.getDiagnostics(problemsOf(dataFs));
     assert.deepEqual(diags.filter((d) => d.severity === vscode.DiagnosticSeverity.Error).map((d) => d.message), []);
   });
 
@@ -399,7 +402,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     const missing = findings.filter((f) => f.code === 'BLOB_MISSING');
     assert.equal(missing.length, 1);
     assert.equal(missing[0].file, dataFs);
-    const diags = vscode.languages.getDiagnostics(vscode.Uri.file(dataFs));
+    const diags = vscode.languages.getDiagnostics(problemsOf(dataFs));
     const d = diags.find((x) => x.code === 'BLOB_MISSING');
     assert.ok(d, `no BLOB_MISSING diagnostic on Data.fs: ${JSON.stringify(diags.map((x) => x.message))}`);
     assert.equal(d.severity, vscode.DiagnosticSeverity.Error);
@@ -411,7 +414,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     fs.writeFileSync(victim, saved);
     await commit((s) => s.addDocument('Repaired'));
     await waitFor(
-      () => !vscode.languages.getDiagnostics(vscode.Uri.file(dataFs)).some((x) => x.code === 'BLOB_MISSING'),
+      () => !vscode.languages.getDiagnostics(problemsOf(dataFs)).some((x) => x.code === 'BLOB_MISSING'),
       'the automatic check to clear the diagnostic',
       15_000,
     );
