@@ -15,7 +15,7 @@
 export { PloneBackupError, toPloneBackupError, isAbort } from './base/errors';
 export type { ErrorCode, ErrorDetails } from './base/errors';
 export type { OperationOptions, Progress, ProgressFn } from './base/progress';
-export { humanBytes, plural, localTime, formatLocal, zoneName, age, progressLine } from './base/wording';
+export { humanBytes, plural, localTime, formatLocal, compactTime, zoneName, age, progressLine } from './base/wording';
 export { isTempName } from './base/io';
 export { LOCK_NAME, acquireLock, isLockHeld } from './base/lock';
 export type { Lock, LockOwner } from './base/lock';

@@ -34,6 +34,7 @@ export const Command = {
   undoRestore: 'ploneBackup.undoRestore',
   deleteKept: 'ploneBackup.deleteKept',
   revealGeneration: 'ploneBackup.revealGeneration',
+  showOlder: 'ploneBackup.showOlder',
   refresh: 'ploneBackup.refresh',
   openSettings: 'ploneBackup.openSettings',
   showOutput: 'ploneBackup.showOutput',

@@ -162,6 +162,10 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   register(Command.undoRestore, (a) => actions.undoRestore(a));
   register(Command.deleteKept, (a) => actions.deleteKept(a));
   register(Command.revealGeneration, (a) => actions.revealGeneration(a));
+  register(Command.showOlder, (key) => {
+    if (typeof key === 'string') tree.showOlder(key);
+    return { status: 'done', value: undefined };
+  });
   register(Command.refresh, () => actions.refresh());
   register(Command.openSettings, () => actions.openSettings());
   register(Command.showOutput, () => actions.showOutput());

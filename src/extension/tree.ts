@@ -7,7 +7,7 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { KINDS, age, formatLocal, humanBytes, isDeletable, localTime, newestComplete, type KeptState, plural, type GenerationView, type GroupView, type Kind, type StorageView } from '../engine';
+import { KINDS, age, compactTime, formatLocal, humanBytes, isDeletable, localTime, newestComplete, type KeptState, plural, type GenerationView, type GroupView, type Kind, type StorageView } from '../engine';
 
 import { Command, type GenerationArgs } from './commands';
 import type { Entry, Model } from './model';
@@ -36,6 +36,9 @@ export type Node =
 
 export type GenerationNode = Extract<Node, { type: 'generation' }>;
 
+
+/** Chains a group shows before its "Show older…" row. */
+export const NEWEST_CHAINS = 8;
 
 const GROUP_ICONS: Record<Kind, string> = { backup: 'history', snapshot: 'device-camera', zip: 'file-zip' };
 
@@ -161,9 +164,34 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
     return groups.map((group) => ({ type: 'group', entry, view, group }));
   }
 
+  /** Groups whose older chains the user asked to see (Show older…). */
+  private readonly showingOlder = new Set<string>();
+
+  /** Show older…: every chain of the group, not just the newest NEWEST_CHAINS. */
+  showOlder(key: string): void {
+    this.showingOlder.add(key);
+    this.emitter.fire(undefined);
+  }
+
   private ofGroup(entry: Entry, view: StorageView, group: GroupView): Node[] {
     const chains = [...group.chains].reverse();
-    return chains.map((c, i) => this.generation(entry, view, group, c.full, c.incrementals, i === 0));
+    const key = `${entry.root}|${view.storage}|${group.kind}`;
+    // A long history is not a wall: the newest chains, then one row for the rest.
+    const shown = this.showingOlder.has(key) ? chains : chains.slice(0, NEWEST_CHAINS);
+    const nodes: Node[] = shown.map((c, i) => this.generation(entry, view, group, c.full, c.incrementals, i === 0));
+    const hidden = chains.slice(shown.length);
+    if (hidden.length) {
+      const n = hidden.reduce((k, c) => k + 1 + c.incrementals.length, 0);
+      nodes.push({
+        type: 'message',
+        entry,
+        label: `Show older… (${plural(n, 'generation')})`,
+        tooltip: `${plural(hidden.length, 'older chain')}, back to ${localTime(hidden.at(-1)!.full.stamp)}`,
+        icon: 'ellipsis',
+        command: { command: Command.showOlder, title: 'Show older', arguments: [key] },
+      });
+    }
+    return nodes;
   }
 
   private generation(entry: Entry, view: StorageView, group: GroupView, gen: GenerationView, incrementals: GenerationView[], newestChain: boolean): GenerationNode {
@@ -208,7 +236,8 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
             : node.newestChain
               ? vscode.TreeItemCollapsibleState.Expanded
               : vscode.TreeItemCollapsibleState.Collapsed;
-        const item = new vscode.TreeItem(localTime(g.stamp), state);
+        // Compact: the time (with the day when not today), so kind and size fit a narrow side bar.
+        const item = new vscode.TreeItem(compactTime(g.stamp), state);
         // The newest chain's id names its newest incremental: a new backup makes it a new
         // item, which VS Code shows expanded, so the newest backup is always in sight
         // (an item that merely gains children keeps the state it had, collapsed).
@@ -216,7 +245,8 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         item.id = `x|${node.entry.root}|${node.view.storage}|${node.group.kind}|${g.stamp}${newestIncr ? `|${newestIncr}` : ''}`;
         // The size of the database range it holds, as `plone-backup list` shows it (the tooltip adds the size on disk).
         const live = node.entry.live?.get(node.view.storage) === g.stamp;
-        const parts = [...(live ? ['● live'] : []), age(g.stamp), g.full ? 'full' : 'incremental', humanBytes(g.end - g.start), plural(g.transactions, 'transaction')];
+        const parts = [...(live ? ['● live'] : []), g.full ? 'full' : 'incremental', plural(g.transactions, 'transaction'), humanBytes(g.end - g.start), age(g.stamp)];
+        // The last transaction (for finding a backup by what was done): also in the tooltip.
         const last = lastTxn(g);
         if (last) parts.push(last);
         item.description = parts.join(' · ');

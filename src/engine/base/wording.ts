@@ -62,3 +62,17 @@ export function progressLine(p: { phase: string; done: number; total?: number })
   const pct = p.total ? ` ${Math.min(100, Math.floor((p.done / p.total) * 100))}%` : '';
   return `${p.phase}: ${humanBytes(p.done)}${p.total ? ` of ${humanBytes(p.total)}` : ''}${pct}`;
 }
+
+/**
+ * A stamp as a short row label, in local time with the zone where it is not
+ * UTC: "07:20:20 CET" today, "Yesterday 07:20:20 CET", "Mon 07:20:20 CET"
+ * within the week, "2026-11-20 07:20 CET" before. `now` for tests.
+ */
+export function compactTime(stamp: string, now: Date = new Date()): string {
+  const d = parseStamp(stamp);
+  const zone = zoneName(d);
+  const day = (x: Date) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
+  const days = Math.round((day(now) - day(d)) / 86_400_000);
+  const text = days === 0 ? format(d, 'HH:mm:ss') : days === 1 ? `Yesterday ${format(d, 'HH:mm:ss')}` : days > 1 && days < 7 ? format(d, 'EEE HH:mm:ss') : format(d, 'yyyy-MM-dd HH:mm');
+  return zone ? `${text} ${zone}` : text;
+}

@@ -187,9 +187,10 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.equal(full.type, 'generation');
     assert.equal(full.gen.stamp, firstFull);
     const item = api.tree.getTreeItem(full);
+    // Compact: today's backup reads as its local time alone.
     const local = parseStamp(firstFull);
     const pad = (n: number) => String(n).padStart(2, '0');
-    assert.equal(item.label, `${local.getFullYear()}-${pad(local.getMonth() + 1)}-${pad(local.getDate())} ${pad(local.getHours())}:${pad(local.getMinutes())}:${pad(local.getSeconds())}`);
+    assert.match(String(item.label), new RegExp(`^(Yesterday )?${pad(local.getHours())}:${pad(local.getMinutes())}:${pad(local.getSeconds())}( [A-Z].*)?$`));
     const d = String(item.description);
     for (const part of ['ago', 'full', '6 transactions', '"Added News"']) assert.ok(d.includes(part), `"${part}" not in the description "${d}"`);
     const icon = item.iconPath as vscode.ThemeIcon;
@@ -373,6 +374,32 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.equal(stale, undefined, `still in the tree: ${stale?.group.kind} ${stale?.gen.name} ${JSON.stringify(ls(dir('backups')))}`);
     assert.deepEqual((children(roots()[0]) as GenerationNode[]).map((g) => g.gen.stamp), [secondFull]);
     assert.equal(temps(dir('backups')).length, 0);
+  });
+
+  test('a long history is not a wall: the newest 8 chains, then Show older…', async () => {
+    await fresh();
+    // keep = 0: every full backup stays.
+    await vscode.workspace.getConfiguration('ploneBackup').update('keep', 0, vscode.ConfigurationTarget.Global);
+    const stamps: string[] = [];
+    try {
+      done(await exec(Command.refresh), 'refresh');
+      for (let i = 0; i < 10; i++) stamps.push(await backUp(Command.fullBackup));
+    } finally {
+      await vscode.workspace.getConfiguration('ploneBackup').update('keep', undefined, vscode.ConfigurationTarget.Global);
+    }
+    const [group] = roots();
+    let rows = children(group);
+    assert.equal(rows.filter((n) => n.type === 'generation').length, 8);
+    const more = rows.at(-1)!;
+    assert.equal(more.type, 'message');
+    assert.match(label(more), /^Show older… \(2 generations\)$/);
+    const cmd = api.tree.getTreeItem(more).command!;
+    await vscode.commands.executeCommand(cmd.command, ...(cmd.arguments ?? []));
+    rows = children(group);
+    assert.deepEqual(
+      rows.map((n) => (n as GenerationNode).gen?.stamp),
+      [...stamps].reverse(),
+    );
   });
 
   test('Delete is offered only where it can succeed; Delete Older Chains… keeps the newest chain', async () => {

@@ -17,7 +17,7 @@ export default async function run(driver) {
   const blobDir = path.join(instance, 'var/blobstorage');
   const backups = path.join(instance, 'var/backups');
   const name = `${path.basename(workspace)}/backend/instance`;
-  const label = (stamp) => (driver.tz ? localIn(driver.tz, engine.parseStamp(stamp)) : engine.localTime(stamp));
+  const label = (stamp) => (driver.tz ? localIn(driver.tz, engine.parseStamp(stamp)) : engine.compactTime(stamp));
   const oneLine = (s) => s.replace(/\s+/g, ' ').trim();
 
   // The rest of a cookieplone project, around the site.

@@ -23,7 +23,7 @@ export default async function run(driver) {
   const blobDir = path.join(workspace, 'var/blobstorage');
   const backups = path.join(workspace, 'var/backups');
   // The extension's clock: the runner's zone for code-server, else this process's (the same one).
-  const label = (stamp) => (driver.tz ? localIn(driver.tz, engine.parseStamp(stamp)) : engine.localTime(stamp));
+  const label = (stamp) => (driver.tz ? localIn(driver.tz, engine.parseStamp(stamp)) : engine.compactTime(stamp));
   const oneLine = (s) => s.replace(/\s+/g, ' ').trim();
 
   const site = await engine.SampleSite.create({ file, blobDir });
