@@ -292,7 +292,7 @@ export class Actions {
     const items: GenerationPick[] = [
       ...this.generationItems(entry),
       { label: '', kind: vscode.QuickPickItemKind.Separator },
-      { label: '$(calendar) Type a date…', description: `the newest backup before a date, in local time${zone ? ` (${zone})` : ''}`, typeDate: true, alwaysShow: true },
+      { label: '$(calendar) Type a date…', description: 'the newest backup before a date, in local time', typeDate: true, alwaysShow: true },
     ];
     const pick = await vscode.window.showQuickPick(items, {
       title: `Restore ${entry.name}`,
@@ -307,7 +307,8 @@ export class Actions {
     const pickFor = (date: string) => backups.filter((l) => l.gen.stamp <= date).sort((a, b) => (a.gen.stamp < b.gen.stamp ? 1 : -1))[0];
     const typed = await vscode.window.showInputBox({
       title: `Restore ${entry.name}`,
-      prompt: `The newest backup before this moment, in local time${zone ? ` (${zone})` : ''}: yyyy-mm-dd hh:mm[:ss]; end it with Z for UTC.`,
+      // The zone of the date typed (CET or CEST) is the preview's to say; here only "local".
+      prompt: `The newest backup before this moment, in local time${zone ? ` (the preview names the zone)` : ''}: yyyy-mm-dd hh:mm[:ss]; end it with Z for UTC.`,
       placeHolder: format(new Date(), 'yyyy-MM-dd HH:mm'),
       validateInput: (v) => {
         if (!v.trim()) return undefined;
@@ -325,7 +326,9 @@ export class Actions {
     });
     if (!typed) return undefined;
     const date = localDateArg(typed);
-    return { kind: 'backup', date, label: `the newest backup before ${localTime(date)}` };
+    // The confirmation and the result name the backup chosen, as the preview did.
+    const chosen = pickFor(date);
+    return { kind: 'backup', date, label: chosen ? `the ${chosen.gen.full ? 'full' : 'incremental'} backup of ${localTime(chosen.gen.stamp)}` : `the newest backup before ${localTime(date)}` };
   }
 
   private describePlan(entry: Entry, p: StoragePlan, keepOld: boolean): string {

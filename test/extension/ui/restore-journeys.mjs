@@ -170,11 +170,10 @@ export default async function run(driver) {
   await step(page, `Restore…, Type a date…, "${typed}", Restore: the state of ${b2.label}`, async () => {
     await openRestore();
     await quickRows.filter({ hasText: 'Type a date' }).first().click();
-    // The date box: it says which clock it reads.
-    const zoneNow = localIn(tz, new Date()).split(' ')[2];
+    // The date box: it says which clock it reads (the zone of the date typed is the preview's to say: CET or CEST).
     await until(
-      async () => oneLine((await quick.locator('.quick-input-message').allInnerTexts()).join(' ')).includes(`local time (${zoneNow})`),
-      async () => `the date box does not say it reads local time (${zoneNow})`,
+      async () => oneLine((await quick.locator('.quick-input-message').allInnerTexts()).join(' ')).includes('in local time'),
+      async () => 'the date box does not say it reads local time',
       10_000,
     );
     await quickInput.fill(typed);
@@ -185,8 +184,9 @@ export default async function run(driver) {
       10_000,
     );
     await page.keyboard.press('Enter');
-    await answer(`Restore ${name} to the newest backup before ${localIn(tz, new Date(new Date(b2.at).getTime() + 60_000))}?`, 'Restore');
-    await restoredTo(b2, `Restored ${name} to the newest backup before`);
+    // The question and the result name the backup chosen, as the preview did.
+    await answer(`Restore ${name} to the incremental backup of ${b2.label}?`, 'Restore');
+    await restoredTo(b2, `Restored ${name} to the incremental backup of ${b2.label}`);
   });
 
   process.stderr.write(`[ui] done; the screen at the end:\n  ${await seen(page)}\n`);
