@@ -27,7 +27,7 @@ import { scanBlobRefs } from '../zodb/blobrefs';
 import { findChain, listRepository, allChains, datName, indexName, type RepoFile } from '../repozo/repository';
 import { chainIsOurs, identify, readOwners, recordOwner, type StorageIdentity } from './owners';
 import { isInside, resolveReal } from './paths';
-import { exists, isTempName, modesFrom, modesOf, tempPath, fsyncDir, type Modes } from '../base/io';
+import { exists, fileLayer, isTempName, modesFrom, modesOf, tempPath, fsyncDir, type Modes } from '../base/io';
 import type { OperationOptions } from '../base/progress';
 import { writeIncrementalDelta, writeIncrementalFull } from '../archive/incremental';
 import { BlobVanished, buildGeneration, listGenerations, snarPath, readManifest, readManifestHead, type Generation, type Manifest, LATEST, setLatest } from './blobgen';
@@ -113,7 +113,7 @@ export async function backupStorage(dep: Deployment, s: StorageConfig, kind: Bac
   const fresh: string[] = [];
   for (const d of s.blobDir ? [repo, blobs] : [repo]) if (!(await exists(d))) fresh.push(d);
   // Backup folders made here are no more open than the Data.fs they hold (0700 for a 0600 one).
-  await fsp.mkdir(repo, { recursive: true, mode: (await modesFrom(s.file)).dir });
+  await fileLayer.mkdir(repo, { recursive: true, mode: (await modesFrom(s.file)).dir });
   let ok = false;
   const lock = await acquireLock(repo, { what: kind, waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
@@ -137,7 +137,7 @@ export async function backupStorage(dep: Deployment, s: StorageConfig, kind: Bac
     }
   } finally {
     await lock.release();
-    if (!ok) for (const d of fresh) await fsp.rmdir(d).catch(() => undefined); // only when empty
+    if (!ok) for (const d of fresh) await fileLayer.rmdir(d).catch(() => undefined); // only when empty
   }
 }
 
@@ -217,7 +217,7 @@ async function attemptBackup(
         const chained = format === 'incremental' || format === 'incremental.gz' ? await incrementalTarget(repo, blobs, base, stamp!, res.action === 'full', modes.dir) : undefined;
         if (chained) {
           // incremental_blobs: a full archive with its .snar, or a delta on top of the chain.
-          const files = [...((await fsp.lstat(path.join(s.blobDir, '.layout')).catch(() => undefined))?.isFile() ? ['.layout'] : []), ...needed];
+          const files = await withLayoutFile(s.blobDir, needed);
           const w = { tar: chained.tar + (format === 'incremental.gz' ? '.gz' : ''), snar: chained.snar, root: s.blobDir, files, gzip: format === 'incremental.gz', signal: opts.signal, mode: modes.file };
           const pending = await (chained.delta ? writeIncrementalDelta(w) : writeIncrementalFull(w)).catch((e: unknown) => {
             throw (e as NodeJS.ErrnoException).code === 'ENOENT' ? new BlobVanished((e as NodeJS.ErrnoException).path ?? s.blobDir!) : e;
@@ -230,7 +230,7 @@ async function attemptBackup(
             await prepared.commit();
           } catch (e) {
             await pending.discard();
-            await fsp.rm(w.tar, { force: true });
+            await fileLayer.rm(w.tar, { force: true });
             throw e;
           }
           await pending.commitSnapshot();
@@ -242,12 +242,12 @@ async function attemptBackup(
           try {
             // The archive first, as a generation: a crash between the two leaves an
             // archive without a piece (the next run removes it), never a piece without blobs.
-            await fsp.rename(archive.temp, archive.final);
+            await fileLayer.rename(archive.temp, archive.final);
             await fsyncDir(blobs);
             await prepared.commit();
           } catch (e) {
-            await fsp.rm(archive.temp, { force: true });
-            await fsp.rm(archive.final, { force: true });
+            await fileLayer.rm(archive.temp, { force: true });
+            await fileLayer.rm(archive.final, { force: true });
             throw e;
           }
           // The recipe points `latest` at the newest timestamped archive too (not in an incremental chain).
@@ -276,7 +276,7 @@ async function attemptBackup(
             await prepared.commit();
           } catch (e) {
             await gen.discard();
-            await fsp.rm(gen.final, { recursive: true, force: true }).catch(() => undefined);
+            await fileLayer.rm(gen.final, { recursive: true, force: true }).catch(() => undefined);
             // `latest` pointed at the generation just removed: back to the newest one left.
             await resetLatest(blobs, base).catch(() => undefined);
             throw e;
@@ -372,6 +372,12 @@ async function checkBlobsExist(blobDir: string, needed: string[], st: OpenedStor
   );
 }
 
+/** The files an archive of the blob folder holds: its `.layout` (when it is a plain file) and the needed blob files. */
+async function withLayoutFile(blobDir: string, needed: string[]): Promise<string[]> {
+  const lst = await fsp.lstat(path.join(blobDir, '.layout')).catch(() => undefined);
+  return [...(lst?.isFile() ? ['.layout'] : []), ...needed];
+}
+
 /**
  * only_blobs (the recipe's option for sites whose Data.fs is backed up some
  * other way, e.g. RelStorage): a blob generation stamped with the time of the
@@ -386,7 +392,7 @@ async function backupBlobsOnly(dep: Deployment, s: StorageConfig, kind: BackupCo
   if (!s.blobDir) throw new PloneBackupError('CONFIG_BAD', `only_blobs is set but ${s.name} has no blobstorage.`, { path: dep.configFile, hint: 'Set blob_storage, or unset only_blobs.' });
   const blobDir = s.blobDir;
   const modes = await modesFrom(s.file);
-  await fsp.mkdir(blobs, { recursive: true, mode: modes.dir });
+  await fileLayer.mkdir(blobs, { recursive: true, mode: modes.dir });
   const lock = await acquireLock(blobs, { what: kind, waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
     const base = path.basename(blobDir);
@@ -415,7 +421,7 @@ async function backupBlobsOnly(dep: Deployment, s: StorageConfig, kind: BackupCo
         // The newest chain's full archive (listGenerations gives it `archives` only when its .snar is there).
         const chain = full ? undefined : gens.filter((g) => !g.delta && g.archives?.length === 1).at(-1);
         const snar = snarPath(blobs, base, chain?.stamp ?? stamp);
-        const files = [...((await fsp.lstat(path.join(blobDir, '.layout')).catch(() => undefined))?.isFile() ? ['.layout'] : []), ...needed];
+        const files = await withLayoutFile(blobDir, needed);
         const w = { tar: path.join(blobs, `${base}.${stamp}${chain ? '.delta' : ''}.tar${gzip ? '.gz' : ''}`), snar, root: blobDir, files, gzip, signal: opts.signal, mode: modes.file };
         const pending = await (chain ? writeIncrementalDelta(w) : writeIncrementalFull(w));
         await pending.commit();
@@ -423,7 +429,7 @@ async function backupBlobsOnly(dep: Deployment, s: StorageConfig, kind: BackupCo
       } else if (format !== 'dir') {
         const sizes = (await statBlobFiles(blobDir, needed, opts.signal)).sizes;
         const archive = await writeBlobArchive(blobDir, blobs, base, stamp, needed, sizes, modesOf(st.mode), { gzip: format === 'tar.gz', signal: opts.signal });
-        await fsp.rename(archive.temp, archive.final);
+        await fileLayer.rename(archive.temp, archive.final);
         await fsyncDir(blobs);
         if (kind !== 'zipbackup') await setLatest(blobs, path.basename(archive.final)).catch(() => undefined);
         result.blobGeneration = archive.final;
@@ -471,12 +477,12 @@ async function retainBlobsOnly(blobs: string, base: string, keep: number, days: 
     if (days && parseStamp(b[0]!.stamp!).getTime() >= cutoff) continue;
     if (b[0]!.kind === 'dir' && !(await isOurGeneration(b[0]!))) continue;
     for (const g of b) {
-      await fsp.rm(g.path, { recursive: true, force: true });
+      await fileLayer.rm(g.path, { recursive: true, force: true });
       removed.push(g.path);
     }
     const snar = snarPath(blobs, base, b[0]!.stamp!);
     if (await exists(snar)) {
-      await fsp.rm(snar, { force: true });
+      await fileLayer.rm(snar, { force: true });
       removed.push(snar);
     }
   }
@@ -492,7 +498,7 @@ async function retainBlobsOnly(blobs: string, base: string, keep: number, days: 
  * and incrementals start with the next full backup.
  */
 async function incrementalTarget(repo: string, blobs: string, base: string, stamp: string, full: boolean, dirMode: number): Promise<{ tar: string; snar: string; delta: boolean } | undefined> {
-  await fsp.mkdir(blobs, { recursive: true, mode: dirMode });
+  await fileLayer.mkdir(blobs, { recursive: true, mode: dirMode });
   if (full) return { tar: path.join(blobs, `${base}.${stamp}.tar`), snar: snarPath(blobs, base, stamp), delta: false };
   const chainFull = findChain((await listRepository(repo)).files)[0]?.stamp;
   if (!chainFull || chainFull === stamp) return { tar: path.join(blobs, `${base}.${stamp}.tar`), snar: snarPath(blobs, base, stamp), delta: false };
@@ -515,7 +521,7 @@ export function blobFormatFor(dep: Deployment, kind: BackupCommand): BlobFormat 
 
 async function writeBlobArchive(blobDir: string, dest: string, base: string, stamp: string, needed: string[], sizes: Map<string, number>, modes: Modes, o: { gzip: boolean; signal?: AbortSignal }) {
   const signal = o.signal;
-  await fsp.mkdir(dest, { recursive: true, mode: modes.dir });
+  await fileLayer.mkdir(dest, { recursive: true, mode: modes.dir });
   const final = path.join(dest, `${base}.${stamp}.tar${o.gzip ? '.gz' : ''}`);
   const temp = tempPath(final, 'tar');
   const entries: TarEntry[] = [];
@@ -543,7 +549,7 @@ async function writeBlobArchive(blobDir: string, dest: string, base: string, sta
   try {
     await writeTar(temp, entries, { signal, mode: modes.file, gzip: o.gzip });
   } catch (e) {
-    await fsp.rm(temp, { force: true });
+    await fileLayer.rm(temp, { force: true });
     throw e;
   }
   return { temp, final };
@@ -578,7 +584,7 @@ export async function applyRetention(repo: string, blobs: string, base: string |
     if (f.stamp >= oldestKept || foreignStamps.has(f.stamp)) continue;
     for (const n of [f.name, indexName(f.stamp), ...(f.full ? [datName(f.stamp)] : [])]) {
       try {
-        await fsp.unlink(path.join(repo, n));
+        await fileLayer.rm(path.join(repo, n));
         removed.push(path.join(repo, n));
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
@@ -589,14 +595,14 @@ export async function applyRetention(repo: string, blobs: string, base: string |
   for (const n of await fsp.readdir(repo)) {
     const m = /^(\d{4}(?:-\d\d){5})\.(dat|index)$/.exec(n);
     if (m && m[1]! < oldestKept && !foreignStamps.has(m[1]!)) {
-      await fsp.rm(path.join(repo, n), { force: true });
+      await fileLayer.rm(path.join(repo, n), { force: true });
       removed.push(path.join(repo, n));
     }
   }
   if (base) {
     for (const g of await listGenerations(blobs, base)) {
       if (g.stamp && g.stamp < oldestKept && !foreignStamps.has(g.stamp) && (trimming || (await isOurGeneration(g)))) {
-        await fsp.rm(g.path, { recursive: true, force: true });
+        await fileLayer.rm(g.path, { recursive: true, force: true });
         removed.push(g.path);
       }
     }
@@ -604,7 +610,7 @@ export async function applyRetention(repo: string, blobs: string, base: string |
     for (const n of await fsp.readdir(blobs).catch(() => [] as string[])) {
       const stamp = n.startsWith(`${base}.`) && n.endsWith('.snar') ? n.slice(base.length + 1, -5) : undefined;
       if (stamp && isStamp(stamp) && stamp < oldestKept && !foreignStamps.has(stamp) && trimming) {
-        await fsp.rm(path.join(blobs, n), { force: true });
+        await fileLayer.rm(path.join(blobs, n), { force: true });
         removed.push(path.join(blobs, n));
       }
     }
@@ -649,7 +655,7 @@ async function cleanBlobLeftovers(blobs: string, base: string, repo?: string): P
   for (const g of gens) {
     // Ours (a manifest, or an archive: nothing else writes one newer than every piece).
     if (g.stamp && g.stamp > newestPiece && (g.kind !== 'dir' || (await isOurGeneration(g)))) {
-      await fsp.rm(g.path, { recursive: true, force: true });
+      await fileLayer.rm(g.path, { recursive: true, force: true });
       removed = true;
     }
   }
@@ -662,6 +668,6 @@ async function resetLatest(blobs: string, base: string): Promise<void> {
   if (cur && !cur.isSymbolicLink()) return;
   const newest = (await listGenerations(blobs, base)).filter((g) => g.kind === 'dir').at(-1);
   if (newest) await setLatest(blobs, newest.name);
-  else await fsp.rm(path.join(blobs, LATEST), { force: true });
+  else await fileLayer.rm(path.join(blobs, LATEST), { force: true });
 }
 
