@@ -42,6 +42,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PloneBackupError, toPloneBackupError } from '../base/errors';
 import { READ_CAPS, readFileCapped } from '../base/io';
+import type { BackupDirs } from './deployment';
 
 // ---------------------------------------------------------------------------
 // The API
@@ -65,14 +66,8 @@ export interface ConfigWarning {
   line?: number;
 }
 
-export interface RecipeLocations {
-  backups: string;
-  blobBackups: string;
-  snapshots: string;
-  blobSnapshots: string;
-  zips: string;
-  blobZips: string;
-}
+/** The six locations, as a deployment's backup folders name them. */
+export type RecipeLocations = BackupDirs;
 
 export interface RecipeScripts {
   backup: string;
