@@ -36,7 +36,10 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
   //      consent dialog for paths outside the workspace; restore-journeys.mjs, Restore… with
   //      Cancel, a picked generation and a typed local date, code-server in Europe/Berlin (the
   //      script's `export const tz`); newest-visible.mjs, a backup by the CLI shows up in sight;
-  //      nested-site.mjs, a cookieplone backend/instance found and backed up.
+  //      nested-site.mjs, a cookieplone backend/instance found and backed up; undo-restore.mjs,
+  //      a restore undone from its notification, the kept copies deleted, Undo Last Restore with
+  //      nothing kept; quick-fix.mjs, a deleted blob file in the Problems panel, put back by its
+  //      Quick Fix.
   // Only step 2 runs with the test hooks (PLONE_BACKUP_TEST_HOOKS=1, set by run-offline.mjs):
   // the .vsix and the UI see the extension as users do.
   // The compiled tests (out/) are rebuilt first when a source is newer than them.
@@ -81,6 +84,8 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
       PLONE_BACKUP_UI_SCREENSHOT_DIR: tmp,
     });
     step('UI: a site in backend/instance, backed up from the palette', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/nested-site.mjs']);
+    step('UI: a restore undone from its notification; the kept copies deleted', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/undo-restore.mjs']);
+    step('UI: a deleted blob file in the Problems panel, restored by its Quick Fix', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/quick-fix.mjs']);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

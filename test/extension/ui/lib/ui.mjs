@@ -68,8 +68,9 @@ const oneLine = (s) => s.replace(/\s+/g, ' ').trim();
 
 /**
  * What the user sees now, for a failure's message: the rows of the side bar,
- * the notifications, the quick input (title, value, message, rows) and a modal
- * dialog, each only when on screen.
+ * the notifications, the quick input (title, value, message, rows), the rows of
+ * the panel (the Problems panel), the code action menu (Quick Fix), a context
+ * menu and a modal dialog, each only when on screen.
  */
 export async function seen(page) {
   const texts = async (sel) =>
@@ -104,6 +105,13 @@ export async function seen(page) {
         (items.length ? `, focused "${focused.join(' ')}", rows:\n    ${items.join('\n    ')}` : ', no list'),
     );
   }
+  // The panel (Problems, Output…) and the Quick Fix / code action menu, when open.
+  const panel = await texts('.part.panel .monaco-list-row');
+  if (panel.length) out.push(`panel rows:\n    ${panel.join('\n    ')}`);
+  const actions = await texts('.action-widget .monaco-list-row');
+  if (actions.length) out.push(`code actions:\n    ${actions.join('\n    ')}`);
+  const menu = await texts('.context-view .monaco-menu .action-item');
+  if (menu.length) out.push(`menu:\n    ${menu.join('\n    ')}`);
   const dialog = await texts('.monaco-dialog-box');
   if (dialog.length) out.push(`dialog: ${dialog.join(' | ')}`);
   return out.join('\n  ');
