@@ -21,8 +21,10 @@
  * file's path>`: the Problems panel still names the file (its name and
  * folder), a click opens a short read-only report of that file's findings
  * with the cursor on the finding (harmless: nothing to save, nothing huge
- * loaded), and the lightbulb / Ctrl+. there offers the Quick Fixes
- * (quickfix.ts). Findings about files that are text (a .layout, a .dat, a
+ * loaded), and with its text model loaded the Problems panel's lightbulb /
+ * Ctrl+. offers the Quick Fixes (quickfix.ts); a read-only editor itself
+ * offers none (microsoft/vscode#299732), which the report says. The report is
+ * plain text, whatever the file's extension (Data.fs is not F#). Findings about files that are text (a .layout, a .dat, a
  * configuration file) stay on the file itself. The real path of a blob file
  * is in the entry's related information.
  *
@@ -64,7 +66,7 @@ const COMMAND_NAMES: Record<string, string> = {
 export function editorHint(f: Finding): string | undefined {
   switch (f.code) {
     case 'BLOB_MISSING':
-      return 'Quick Fix (Ctrl+.) restores it from a backup of this very state that holds it (only missing blob files are added), or use "Plone Backup: Restore…".';
+      return 'Its Quick Fix (Ctrl+. on the entry in the Problems panel) restores it from a backup of this very state that holds it (only missing blob files are added), or use "Plone Backup: Restore…".';
     case 'NO_BACKUP':
       return 'Run "Plone Backup: Back Up Now" (Quick Fix), and back up regularly (cron).';
     case 'PIECE_WITHOUT_BLOBS':
@@ -117,7 +119,7 @@ export function diagnosticMessage(f: Finding): string {
 function report(file: string, findings: Finding[]): { text: string; lines: number[] } {
   const out = [
     `Plone Backup: ${findings.length === 1 ? '1 problem' : `${findings.length} problems`} with ${file}`,
-    `This is a read-only report, not the file. On a problem, Quick Fix (Ctrl+. or the lightbulb) offers what can be done.`,
+    `This is a read-only report, not the file. The Quick Fixes are in the Problems panel: select the entry there and press Ctrl+. (or click its lightbulb).`,
     '',
   ];
   const lines: number[] = [];
@@ -145,6 +147,10 @@ export class Diagnostics implements vscode.Disposable, vscode.TextDocumentConten
   /** A live check finished (the cache knows the newest transactions' blob files). */
   readonly onDidCheckLive = this.checkedLive.event;
   private readonly registration = vscode.workspace.registerTextDocumentContentProvider(PROBLEMS_SCHEME, this);
+  // A report named after Data.fs would be taken for F#: it is plain text.
+  private readonly plain = vscode.workspace.onDidOpenTextDocument((doc) => {
+    if (doc.uri.scheme === PROBLEMS_SCHEME && doc.languageId !== 'plaintext') void vscode.languages.setTextDocumentLanguage(doc, 'plaintext');
+  });
   private queue: Promise<unknown> = Promise.resolve();
   private timer?: NodeJS.Timeout;
   private pending = { live: false, backups: false };
@@ -299,6 +305,7 @@ export class Diagnostics implements vscode.Disposable, vscode.TextDocumentConten
     this.abort.abort();
     this.collection.dispose();
     this.registration.dispose();
+    this.plain.dispose();
     this.changedDoc.dispose();
     this.checkedLive.dispose();
   }
