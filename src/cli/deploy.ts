@@ -22,7 +22,13 @@ import {
   listDeployment,
   normalizeDateArg,
   openRestore,
+  recordRun,
+  reportUnreadDeployment,
+  startRun,
+  verifyFailures,
   writeScripts,
+  type RunCommand,
+  type RunLogOptions,
   type BackupCommand,
   type Deployment,
   type DiscoverOverrides,
@@ -37,7 +43,7 @@ interface Parsed {
   positional: string[];
 }
 
-const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'lock-wait', 'part', 'bin-dir']);
+const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'lock-wait', 'part', 'bin-dir', 'on-failure', 'warn-age', 'crit-age', 'prometheus']);
 const SHORT_FLAGS: Record<string, string> = { '-h': 'help', '-q': 'quiet', '-n': 'no-prompt' };
 const FLAG_OPTS = new Set([
   'json',
@@ -131,7 +137,13 @@ Options:
   --copy-blobs        restore blob files as copies, not hard links to the backup
   --full-restore      never restore incrementally
   --lock-wait SECONDS wait this long for another run (default 10)
+  --on-failure CMD    run CMD through /bin/sh when the run fails, with the error in its
+                      environment (instead of on_failure in plone-backup.json)
   --verbose           say what is being done
+
+Every backup, restore, verify, check and drill is recorded as one line in
+.plone-backup.runs.jsonl in the main storage's backups folder; plone-backup status
+reads it (see plone-backup status --help).
 `;
 
 async function deployment(p: Parsed): Promise<Deployment> {
@@ -150,12 +162,23 @@ async function deployment(p: Parsed): Promise<Deployment> {
   if (p.flags.has('no-gzip')) o.gzip = false;
   if (p.flags.has('quick')) o.quick = true;
   if (p.flags.has('no-quick')) o.quick = false;
+  if (p.values.has('on-failure')) o.onFailure = p.values.get('on-failure');
   return discoverDeployment(p.values.get('dir') ?? process.cwd(), o);
 }
 
-/** The deployment, with its configuration warnings (an unknown key, a deprecated name) on stderr: never silently ignored. */
-async function deploymentSaying(p: Parsed, io: CliIo): Promise<Deployment> {
-  const dep = await deployment(p);
+/**
+ * The deployment, with its configuration warnings (an unknown key, a deprecated name) on stderr: never silently ignored.
+ * When it cannot be read, a run's `--on-failure` command still runs (there is no run log to record it in).
+ */
+async function deploymentSaying(p: Parsed, io: CliIo, run?: { command: RunCommand; opts: RunLogOptions }): Promise<Deployment> {
+  let dep: Deployment;
+  try {
+    dep = await deployment(p);
+  } catch (e) {
+    const cmd = p.values.get('on-failure');
+    if (run && cmd) await reportUnreadDeployment(path.resolve(p.values.get('dir') ?? process.cwd()), cmd, run.command, e, run.opts);
+    throw e;
+  }
   for (const w of dep.warnings) io.stderr.write(`warning: ${w}\n`);
   if (dep.debug) p.flags.add('verbose');
   if (p.flags.has('verbose')) for (const n of dep.notes ?? []) io.stderr.write(`${n}\n`);
@@ -217,6 +240,10 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
   };
   const out = (data: unknown) => io.stdout.write(JSON.stringify(data, null, 2) + '\n');
   const common = { signal: io.signal, log, onProgress: progress?.update, lockWaitMs: lockWait(p) };
+  // The run log and on_failure: their problems are said even under cron (the run itself is not failed for them).
+  const runOpts: RunLogOptions = { log, warn: (m) => io.stderr.write(`warning: ${m}\n`), via: 'cli' };
+  const runCommand = (cmd === 'snapshotbackup' ? 'snapshot' : cmd) as RunCommand;
+  const asRun = { command: runCommand, opts: runOpts };
   try {
     switch (cmd) {
       case 'backup':
@@ -225,8 +252,9 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
       case 'snapshotbackup':
       case 'zipbackup': {
         if (p.positional.length) throw usage(`${cmd} takes no arguments`);
-        const dep = await deploymentSaying(p, io);
-        const res = await backupDeployment(dep, (cmd === 'snapshotbackup' ? 'snapshot' : cmd) as BackupCommand, common);
+        const dep = await deploymentSaying(p, io, asRun);
+        const kind = runCommand as BackupCommand;
+        const res = await recordRun(dep, kind, () => backupDeployment(dep, kind, common), runOpts);
         progress?.done();
         if (json) out(res);
         for (const r of res) {
@@ -241,7 +269,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
       case 'snapshotrestore':
       case 'ziprestore':
       case 'altrestore': {
-        const dep = await deploymentSaying(p, io);
+        const dep = await deploymentSaying(p, io, asRun);
         const opts: RestoreOptions = {
           ...common,
           kind: restoreCommandKind(cmd) ?? 'backup',
@@ -275,16 +303,24 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
           if (p.positional[0] !== undefined) opts.date = normalizeDateArg(p.positional[0]);
         }
         // The locks, the "is the site running" refusal and the plan, before anything is asked.
-        const session = await openRestore(dep, opts);
+        // A restore that cannot even be opened is a failed run; a declined one is no run.
+        const run = startRun(dep, runCommand as 'restore', runOpts);
+        const session = await openRestore(dep, opts).catch(async (e: unknown) => {
+          await run.failed(e);
+          throw e;
+        });
         let res;
         try {
-          if (!p.flags.has('yes') && !p.flags.has('no-prompt') && !(await confirmRestore(io, session.plans))) {
-            io.stderr.write('Nothing was restored.\n');
-            return 1;
-          }
-          res = await session.run();
+          res = await run.track(async () => {
+            if (!p.flags.has('yes') && !p.flags.has('no-prompt') && !(await confirmRestore(io, session.plans))) return undefined;
+            return session.run();
+          });
         } finally {
           await session.close();
+        }
+        if (!res) {
+          io.stderr.write('Nothing was restored.\n');
+          return 1;
         }
         progress?.done();
         if (json) out(res);
@@ -324,11 +360,11 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
       case 'verify': {
         // The same code as `check` for the backups (and the extension's Verify):
         // every piece against its .dat, every blob generation against its state.
-        const dep = await deploymentSaying(p, io);
-        const findings = await checkBackups(dep, { ...common, quick: p.flags.has('quick') });
+        const dep = await deploymentSaying(p, io, asRun);
+        const findings = await recordRun(dep, 'verify', () => checkBackups(dep, { ...common, quick: p.flags.has('quick') }), runOpts);
         progress?.done();
         // A piece no .dat lists cannot be verified: that fails verify, though check only warns.
-        const failed = findings.filter((f) => f.severity === 'error' || f.code === 'REPOSITORY_INVALID');
+        const failed = verifyFailures(findings);
         const problems = failed.map((f) => f.message);
         if (json) out({ ok: problems.length === 0, problems, findings });
         else if (problems.length === 0) say('Every backup piece matches its .dat and every blob generation holds its state.');
@@ -339,8 +375,9 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         return 0;
       }
       case 'check': {
-        const dep = await deploymentSaying(p, io);
-        const findings = await checkDeployment(dep, { ...common, liveOnly: p.flags.has('live-only'), backupsOnly: p.flags.has('backups-only'), quick: p.flags.has('quick') });
+        const dep = await deploymentSaying(p, io, asRun);
+        const checkOpts = { ...common, liveOnly: p.flags.has('live-only'), backupsOnly: p.flags.has('backups-only'), quick: p.flags.has('quick') };
+        const findings = await recordRun(dep, 'check', () => checkDeployment(dep, checkOpts), runOpts);
         progress?.done();
         const errors = findings.filter((f) => f.severity === 'error');
         if (json) out({ ok: errors.length === 0, findings });
@@ -371,8 +408,8 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         return 0;
       }
       case 'drill': {
-        const dep = await deploymentSaying(p, io);
-        const res = await drillDeployment(dep, { ...common, all: p.flags.has('all') });
+        const dep = await deploymentSaying(p, io, asRun);
+        const res = await recordRun(dep, 'drill', () => drillDeployment(dep, { ...common, all: p.flags.has('all') }), runOpts);
         progress?.done();
         const ok = res.every((r) => r.ok);
         if (json) out({ ok, drills: res });

@@ -9,6 +9,7 @@ import { type CliIo, processIo } from './io';
 import { repozoMain } from './repozo';
 import { demoMain, demoWriterMain } from './demo';
 import { DEPLOY_HELP, deployMain } from './deploy';
+import { statusMain } from './status';
 
 const VERSION = '0.1.0';
 
@@ -19,6 +20,8 @@ Commands:
                      of a Data.fs; see plone-backup repozo --help
   demo               a sample deployment in a temp folder: a writer keeps committing
                      while it is backed up, checked, drilled and restored
+  status             how the backups are doing, from the run log, as a Nagios/Icinga
+                     plugin (--json, --prometheus FILE); see plone-backup status --help
   help               this text
   --version          the version
 
@@ -29,6 +32,7 @@ type Command = (argv: string[], io: CliIo) => Promise<number>;
 const COMMANDS: Record<string, Command> = {
   repozo: repozoMain,
   demo: demoMain,
+  status: statusMain,
   // Hidden: the demo's writer process.
   'demo-writer': demoWriterMain,
 };

@@ -76,3 +76,7 @@ export { writeTargets, outsideTargets, outsideOf, isInside, resolveReal } from '
 export type { WriteTarget } from './deploy/paths';
 export { listGenerations, MANIFEST } from './deploy/blobgen';
 export type { Generation } from './deploy/blobgen';
+export { recordRun, startRun, readRuns, runLogPath, verifyFailures, reportUnreadDeployment, RUN_LOG, RUN_COMMANDS } from './deploy/runlog';
+export type { RunCommand, RunRecord, RunStorage, RunLogOptions, RunLogRead, RunHandle, RunResults } from './deploy/runlog';
+export { deploymentStatus, parseDuration, shortAge, prometheusText, writeStatusMetrics, STATUS_LABELS, DEFAULT_WARN_AGE, DEFAULT_CRIT_AGE } from './deploy/status';
+export type { DeploymentStatus, StorageStatus, CommandStatus, StatusLevel, StatusOptions } from './deploy/status';

@@ -30,6 +30,8 @@ export * from './deploy/owners';
 export * from './deploy/paths';
 export * from './deploy/prune';
 export * from './deploy/restore';
+export * from './deploy/runlog';
+export * from './deploy/status';
 export * from './deploy/site';
 export * from './deploy/zconfig';
 export * from './repozo/backup';

@@ -35,7 +35,13 @@ import {
   undoRestore,
   type UndoResult,
   openRestore,
+  recordRun,
+  runLogPath,
+  startRun,
+  isInside,
   toPloneBackupError,
+  type RunLogOptions,
+  type RunResults,
   type BackupCommand,
   type DeletionResult,
   type DrillResult,
@@ -178,6 +184,27 @@ export class Actions {
     return 'status' in x;
   }
 
+  /**
+   * How the extension's runs are recorded in the run log (the engine's
+   * runlog.ts): their problems go to the Output channel. on_failure runs for
+   * backups and restores, which asked the consent that covers it (mayWrite);
+   * a read-only run (verify, check, drill) runs no command of the workspace.
+   */
+  private runLog(onFailure: boolean): RunLogOptions {
+    return { log: (m) => this.ui.output.info(m), warn: (m) => this.ui.output.warn(m), via: 'extension', onFailure };
+  }
+
+  /**
+   * Runs a read-only command (verify, check, drill), recorded in the run log
+   * only where that writes nothing it was not allowed to: a trusted
+   * workspace, and a run log inside the workspace folder.
+   */
+  private readOnlyRun<C extends 'verify' | 'check' | 'drill', T extends RunResults[C]>(entry: Entry, command: C, fn: () => Promise<T>): Promise<T> {
+    const dep = entry.dep;
+    if (!dep || !vscode.workspace.isTrusted || !isInside(entry.root, runLogPath(dep))) return fn();
+    return recordRun(dep, command, fn, this.runLog(false));
+  }
+
   private runArgs(arg: unknown): RunArgs | undefined {
     return isNode(arg) ? undefined : (arg as RunArgs | undefined);
   }
@@ -256,7 +283,7 @@ export class Actions {
     const stop = await this.mayWrite(entry, title);
     if (stop) return stop;
     const out = await this.ui.run(title, this.runArgs(arg), (signal, onProgress) =>
-      backupDeployment(dep, kind, { signal, onProgress, log: (m) => this.ui.output.info(m) }),
+      recordRun(dep, kind, () => backupDeployment(dep, kind, { signal, onProgress, log: (m) => this.ui.output.info(m) }), this.runLog(true)),
     );
     if (out.status === 'done') {
       const lines: string[] = [];
@@ -413,17 +440,20 @@ export class Actions {
     if (stop) return stop;
     const { yes, force, keepOld } = this.bypass(args, 'Restore');
     // The locks, the "is the site running" refusal and the plan come first: what the confirmation shows is what runs.
+    // Recorded in the run log: a restore that cannot be opened failed; a declined one is no run.
+    const run = startRun(dep, KINDS[kind].restoreCommand, this.runLog(true));
     let session: RestoreSession;
     try {
       session = await openRestore(dep, { kind, date, force, keepOld, blobMode: args.blobMode, log: (m) => this.ui.output.info(m) });
     } catch (e) {
+      await run.failed(e);
       return this.ui.failed('Restore', e);
     }
     let out: Outcome<StorageRestoreResult[]>;
     try {
       const stop = await this.confirmRestore(entry, session, args, label, yes);
       if (stop) return stop;
-      out = await this.ui.run(title, args, (signal, onProgress) => session.run({ signal, onProgress }));
+      out = await this.ui.run(title, args, (signal, onProgress) => run.track(() => session.run({ signal, onProgress })));
     } finally {
       await session.close();
     }
@@ -463,7 +493,7 @@ export class Actions {
     const entry = await this.entryFor(arg, 'Verify the backups');
     if (Actions.isOutcome(entry)) return entry;
     const out = await this.ui.run(`Verifying the backups of ${entry.name}`, this.runArgs(arg), (signal, onProgress) =>
-      this.diagnostics.check([entry], { live: false, backups: true, quick: false, signal, onProgress }),
+      this.readOnlyRun(entry, 'verify', () => this.diagnostics.check([entry], { live: false, backups: true, quick: false, signal, onProgress })),
     );
     if (out.status === 'done') {
       const problems = out.value.filter((f) => f.severity !== 'info');
@@ -478,7 +508,7 @@ export class Actions {
     const entry = await this.entryFor(arg, 'Check consistency');
     if (Actions.isOutcome(entry)) return entry;
     const out = await this.ui.run(`Checking ${entry.name}`, this.runArgs(arg), (signal, onProgress) =>
-      this.diagnostics.check([entry], { live: true, backups: true, quick: false, signal, onProgress }),
+      this.readOnlyRun(entry, 'check', () => this.diagnostics.check([entry], { live: true, backups: true, quick: false, signal, onProgress })),
     );
     if (out.status === 'done') {
       const count = (s: Finding['severity']) => out.value.filter((f) => f.severity === s).length;
@@ -497,7 +527,7 @@ export class Actions {
     const entry = await this.entryFor(arg, 'Run a restore drill');
     if (Actions.isOutcome(entry)) return entry;
     const dep = entry.dep!;
-    const out = await this.ui.run(`Restore drill of ${entry.name}`, this.runArgs(arg), (signal, onProgress) => drillDeployment(dep, { signal, onProgress }));
+    const out = await this.ui.run(`Restore drill of ${entry.name}`, this.runArgs(arg), (signal, onProgress) => this.readOnlyRun(entry, 'drill', () => drillDeployment(dep, { signal, onProgress })));
     if (out.status === 'done') {
       const lines = out.value.map((r) =>
         r.ok
@@ -704,7 +734,9 @@ export class Actions {
       if (!ok) return declined;
     }
     const dep = entry.dep!;
-    const out = await this.ui.run(title, this.runArgs(arg), (signal, onProgress) => undoRestore(dep, { signal, onProgress, force, log: (m) => this.ui.output.info(m) }));
+    const out = await this.ui.run(title, this.runArgs(arg), (signal, onProgress) =>
+      recordRun(dep, 'undorestore', () => undoRestore(dep, { signal, onProgress, force, log: (m) => this.ui.output.info(m) }), this.runLog(true)),
+    );
     if (out.status === 'done') {
       for (const r of out.value.removed) this.ui.output.info(`  removed the kept copy ${r}`);
       this.ui.info(`${entry.name} is back to the state before the restore of ${when}. What it replaced is kept beside it.`, { title: 'Undo', run: () => this.undoRestore({ folder: entry.root }) });

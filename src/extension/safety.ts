@@ -10,8 +10,8 @@
  *   generation; retention runs inside the backups), the deployment's write
  *   targets (engine: outsideTargets, symlinks resolved) that lie outside the
  *   workspace folder are named in ONE modal warning, Allow / Cancel, with the
- *   configuration's pre_command / post_command (shell commands it would run
- *   around backups and restores). "Allow"
+ *   configuration's pre_command / post_command / on_failure (shell commands
+ *   it would run around backups and restores, and when one fails). "Allow"
  *   is remembered in the workspace state for that exact set of paths, so a
  *   changed configuration asks again. Read-only actions (list, verify, check,
  *   drill into a temp folder) ask nothing.
@@ -90,9 +90,10 @@ export class OutsideConsent {
    */
   async ensure(root: string, folderName: string, dep: Deployment): Promise<boolean> {
     const outside = await outsideTargets(root, dep);
-    // A pre_command / post_command (buildout.cfg, plone-backup.json) is a shell
-    // command the workspace's configuration would have us run: asked like paths.
-    const commands = [dep.settings.preCommand, dep.settings.postCommand].filter((c) => c.trim() !== '');
+    // A pre_command / post_command (buildout.cfg, plone-backup.json) or an
+    // on_failure (plone-backup.json) is a shell command the workspace's
+    // configuration would have us run: asked like paths.
+    const commands = [dep.settings.preCommand, dep.settings.postCommand, dep.settings.onFailure].filter((c) => c.trim() !== '');
     if (outside.length === 0 && commands.length === 0) return true;
     const key = commands.length ? JSON.stringify({ outside, commands }) : JSON.stringify(outside);
     const remembered = this.state.get<Remembered>(STATE_KEY, {});
@@ -106,7 +107,9 @@ export class OutsideConsent {
         message: `This workspace's configuration (${sourceOf(dep, root)}) ${what}. Allow it?`,
         detail: [
           ...(outside.length ? ['Backing up, restoring and deleting generations write to, replace or delete in:', ...shown, ''] : []),
-          ...(commands.length ? ['Before and after backups and restores it runs (pre_command, post_command):', ...commands.map((c) => `  ${c}`), ''] : []),
+          ...(commands.length
+            ? ['Before and after backups and restores, and when one fails, it runs (pre_command, post_command, on_failure):', ...commands.map((c) => `  ${c}`), '']
+            : []),
           'Backups on another disk are fine. Allow only if these are the paths and commands of this site; you are asked again when they change.',
         ].join('\n'),
         action: 'Allow',

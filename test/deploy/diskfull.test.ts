@@ -27,7 +27,7 @@ async function withFullDisk<T>(budget: number, match: (file: string) => boolean,
   const real = fileLayer.open;
   let left = budget;
   let hits = 0;
-  fileLayer.open = async (p: string, flags: string, mode?: number): Promise<FileHandle> => {
+  fileLayer.open = async (p: string, flags: string | number, mode?: number): Promise<FileHandle> => {
     const fh = await real(p, flags, mode);
     if (!match(p)) return fh;
     return new Proxy(fh, {

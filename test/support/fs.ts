@@ -44,8 +44,11 @@ export function cloneDir(src: string, dest: string): void {
   fs.cpSync(src, dest, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
 }
 
-/** Every file under `dir` (relative name -> md5), symlinks by target, folders marked; a missing folder is {}. */
-export function snapshot(dir: string, opts: { skip?: (rel: string) => boolean } = {}): Record<string, string> {
+/**
+ * Every file under `dir` (relative name -> md5), symlinks by target, folders marked; a missing folder is {}.
+ * The run log (`.plone-backup.runs.jsonl*`), which every CLI run appends to, failed ones too, is left out unless `runLog`.
+ */
+export function snapshot(dir: string, opts: { skip?: (rel: string) => boolean; runLog?: boolean } = {}): Record<string, string> {
   const out: Record<string, string> = {};
   const walk = (d: string, rel: string) => {
     let ents: fs.Dirent[];
@@ -57,6 +60,7 @@ export function snapshot(dir: string, opts: { skip?: (rel: string) => boolean } 
     for (const ent of ents) {
       const r = rel ? `${rel}/${ent.name}` : ent.name;
       if (opts.skip?.(r)) continue;
+      if (!opts.runLog && ent.name.startsWith('.plone-backup.runs.jsonl')) continue;
       const p = path.join(d, ent.name);
       if (ent.isSymbolicLink()) out[r] = 'link:' + fs.readlinkSync(p);
       else if (ent.isDirectory()) {

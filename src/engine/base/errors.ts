@@ -31,6 +31,8 @@ export type ErrorCode =
   | 'USAGE' // wrong command-line use
   | 'KEEP_NEWEST' // a deletion that would take the newest complete backup, which is always kept
   | 'COMMAND_FAILED' // a pre_command / post_command that exited non-zero
+  | 'CHECK_FAILED' // a check that found errors (recorded in the run log; the CLI exits 1)
+  | 'DRILL_FAILED' // a restore drill that found a problem (recorded in the run log; the CLI exits 1)
   | 'CONFIG_BAD' // a buildout.cfg / plone-backup.json that cannot be used as written (a location inside another, a cycle in extends)
   | 'ABORTED' // the AbortSignal fired
   | 'MANIFEST_BAD' // a blob generation's .plone-backup.json that is not what we write (a foreign path, garbage)

@@ -24,7 +24,7 @@ import { PloneBackupError } from './errors';
  * fs.promises) counts every step.
  */
 export const fileLayer = {
-  open: (p: string, flags: string, mode?: number): Promise<FileHandle> => fsp.open(p, flags, mode),
+  open: (p: string, flags: string | number, mode?: number): Promise<FileHandle> => fsp.open(p, flags, mode),
   copyFile: (src: string, dst: string, flags?: number): Promise<void> => fsp.copyFile(src, dst, flags),
   rename: (from: string, to: string): Promise<void> => fsp.rename(from, to),
   link: (existing: string, name: string): Promise<void> => fsp.link(existing, name),

@@ -82,6 +82,8 @@ export interface DeploymentSettings {
   /** Shell commands run before and after backups and restores. */
   preCommand: string;
   postCommand: string;
+  /** A shell command run when a recorded run fails, with the error in its environment (runlog.ts). */
+  onFailure: string;
   enableSnapshotrestore: boolean;
   enableZipbackup: boolean;
 }
@@ -126,6 +128,7 @@ export const DEFAULT_SETTINGS: DeploymentSettings = {
   keepBlobDays: 14,
   preCommand: '',
   postCommand: '',
+  onFailure: '',
   enableSnapshotrestore: true,
   enableZipbackup: true,
 };
@@ -145,6 +148,8 @@ export interface DiscoverOverrides {
   quick?: boolean;
   /** The collective.recipe.backup part of buildout.cfg to use when it has several. */
   part?: string;
+  /** on_failure, instead of the configuration's (`--on-failure CMD`; '' runs none). */
+  onFailure?: string;
   /** For ~ and $VAR in paths (default: process.env). */
   env?: NodeJS.ProcessEnv;
 }
@@ -241,6 +246,7 @@ export async function discoverDeployment(dir: string, o: DiscoverOverrides = {})
   if (o.keep !== undefined) dep.settings.keep = o.keep;
   if (o.gzip !== undefined) dep.settings.gzip = o.gzip;
   if (o.quick !== undefined) dep.settings.quick = o.quick;
+  if (o.onFailure !== undefined) dep.settings.onFailure = o.onFailure;
   validateDeployment(dep);
   return dep;
 }
@@ -398,6 +404,7 @@ const JSON_SETTINGS = {
   keep_blob_days: 'int',
   pre_command: 'string',
   post_command: 'string',
+  on_failure: 'string',
   enable_snapshotrestore: 'bool',
   enable_zipbackup: 'bool',
   use_rsync: 'bool',
@@ -489,6 +496,7 @@ async function fromConfigFile(root: string, file: string, base: Deployment | und
   settings.enableZipbackup = flags.enable_zipbackup ?? settings.enableZipbackup;
   settings.preCommand = (cfg.pre_command as string | undefined) ?? settings.preCommand;
   settings.postCommand = (cfg.post_command as string | undefined) ?? settings.postCommand;
+  settings.onFailure = (cfg.on_failure as string | undefined) ?? settings.onFailure;
   if (cfg.blobFormat !== undefined) settings.blobFormat = cfg.blobFormat as BlobFormat;
   if (flags.archive_blob !== undefined || flags.compress_blob !== undefined || flags.incremental_blobs !== undefined) {
     const was = settings.blobFormat;

@@ -6,7 +6,7 @@
  * (utils.system, shell=True), with what they may need in the environment:
  *
  *   PLONE_BACKUP_COMMAND   backup, fullbackup, snapshot, zipbackup, restore, ...
- *   PLONE_BACKUP_PHASE     pre or post
+ *   PLONE_BACKUP_PHASE     pre or post (failure for on_failure, runlog.ts)
  *   PLONE_BACKUP_DATAFS    the Data.fs files, one per line (main first)
  *   PLONE_BACKUP_BLOBSTORAGE  the blobstorage folders, one per line
  *   PLONE_BACKUP_LOCATION, PLONE_BACKUP_BLOB_LOCATION  the backup folders of the kind
@@ -28,7 +28,8 @@ import { foldersFor, type Kind } from './kinds';
 export interface HookContext {
   command: string;
   kind: Kind;
-  phase: 'pre' | 'post';
+  /** `failure`: the environment of on_failure (runlog.ts), which adds the error to it. */
+  phase: 'pre' | 'post' | 'failure';
   stamp?: string;
   signal?: AbortSignal;
   log?: (m: string) => void;
@@ -50,14 +51,43 @@ export function hookEnv(dep: Deployment, c: HookContext): Record<string, string>
 }
 
 /** Runs the deployment's pre_command or post_command, if it has one; throws COMMAND_FAILED when it fails. */
-export async function runHook(dep: Deployment, c: HookContext): Promise<void> {
+export async function runHook(dep: Deployment, c: HookContext & { phase: 'pre' | 'post' }): Promise<void> {
   const cmd = c.phase === 'pre' ? dep.settings.preCommand : dep.settings.postCommand;
   if (!cmd.trim()) return;
   checkAbort(c.signal);
   const option = c.phase === 'pre' ? 'pre_command' : 'post_command';
-  c.log?.(`running ${option}: ${cmd}`);
-  const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    const child = spawn('/bin/sh', ['-c', cmd], { cwd: dep.root, env: { ...process.env, ...hookEnv(dep, c) }, stdio: ['ignore', 'pipe', 'pipe'], signal: c.signal });
+  const { code, output } = await runConfigured(dep.root, cmd, option, hookEnv(dep, c), { signal: c.signal, log: c.log });
+  if (code !== 0) {
+    const after = c.phase === 'post' ? `, after the ${c.command} completed${c.stamp ? ` (${c.stamp})` : ''}` : `; the ${c.command} was not run`;
+    throw new PloneBackupError('COMMAND_FAILED', `The ${option} \`${cmd}\` failed (exit ${code ?? 'by a signal'})${after}.${output ? ` It said: ${lastLines(output)}` : ''}`, {
+      hint: `Fix the command or the ${option} setting.`,
+    });
+  }
+}
+
+/** The last lines of a command's output, as one line for a message. */
+export function lastLines(output: string): string {
+  return output.split('\n').slice(-3).join(' / ');
+}
+
+/**
+ * Runs a command of the deployment's configuration (`option` names it in
+ * messages: pre_command, post_command, on_failure) through /bin/sh in `cwd`
+ * (the deployment's folder), with `env` added to this process's environment. Its
+ * output (the first 64 KiB) goes to `log` and is returned; a command that
+ * cannot be started is COMMAND_FAILED; one that runs past `timeoutMs` is
+ * killed (SIGTERM) and reported with a null code.
+ */
+export async function runConfigured(
+  cwd: string,
+  cmd: string,
+  option: string,
+  env: Record<string, string>,
+  o: { signal?: AbortSignal; log?: (m: string) => void; timeoutMs?: number } = {},
+): Promise<{ code: number | null; output: string }> {
+  o.log?.(`running ${option}: ${cmd}`);
+  const res = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
+    const child = spawn('/bin/sh', ['-c', cmd], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], signal: o.signal, timeout: o.timeoutMs });
     const chunks: Buffer[] = [];
     let size = 0;
     // The output is for the log; a command that prints without end is not kept whole.
@@ -70,14 +100,9 @@ export async function runHook(dep: Deployment, c: HookContext): Promise<void> {
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, output: Buffer.concat(chunks).toString('utf8').trim() }));
   }).catch((e: unknown) => {
-    checkAbort(c.signal);
+    checkAbort(o.signal);
     throw new PloneBackupError('COMMAND_FAILED', `The ${option} could not be started: ${(e as Error).message}.`, { hint: `Check ${option} in the configuration.`, cause: e });
   });
-  if (output) c.log?.(output);
-  if (code !== 0) {
-    const after = c.phase === 'post' ? `, after the ${c.command} completed${c.stamp ? ` (${c.stamp})` : ''}` : `; the ${c.command} was not run`;
-    throw new PloneBackupError('COMMAND_FAILED', `The ${option} \`${cmd}\` failed (exit ${code ?? 'by a signal'})${after}.${output ? ` It said: ${output.split('\n').slice(-3).join(' / ')}` : ''}`, {
-      hint: `Fix the command or the ${option} setting.`,
-    });
-  }
+  if (res.output) o.log?.(res.output);
+  return res;
 }
