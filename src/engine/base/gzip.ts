@@ -23,8 +23,8 @@ export const GZIP_BLOCK = 4 * 1024 * 1024;
 /**
  * The compression level when none is given. repozo (Python's gzip.open)
  * compresses at 9. Measured on the benchmark's Data.fs (README, Benchmarks):
- * 6 is the fastest level within 2 % of repozo's size (1.004 ×); 1 to 5 are
- * faster but 10 to 30 % bigger, and 7 to 9 cost more time for under 0.5 %.
+ * 6 is the fastest level within 2 % of repozo's size (1.0024 ×); 1 to 5 are
+ * faster but 10 to 28 % bigger, and 9 costs 20 % more time for 0.2 %.
  */
 export const DEFAULT_COMPRESS_LEVEL = 6;
 
@@ -45,8 +45,13 @@ const FEXTRA = 0x04;
 
 /** Members claiming more than this (compressed or inflated) are not ours: a damaged or hostile piece. */
 const MAX_MEMBER = 64 * 1024 * 1024;
-/** Output chunk of each zlib call: big enough that a block needs few round trips to the main thread. */
-const ZLIB_CHUNK = 1024 * 1024;
+/**
+ * Output chunk of each zlib call: a whole block (and deflate's worst-case
+ * overhead), so a member is compressed or inflated in one go in the thread
+ * pool. With smaller chunks each one waits for the main thread (busy hashing
+ * or scanning) to hand out the next, and the threads stall.
+ */
+const ZLIB_CHUNK = GZIP_BLOCK + 64 * 1024;
 
 /**
  * How many blocks are compressed (or inflated) at once: one per core, but
@@ -94,7 +99,7 @@ export function memberSize(head: Buffer): number | undefined {
   return n > MEMBER_HEADER + 8 && n <= MAX_MEMBER ? n : undefined;
 }
 
-/** Inflates one whole member, at most MAX_MEMBER bytes of output. */
+/** Inflates one whole member (one of ours in one go), at most MAX_MEMBER bytes of output. */
 export function inflateMember(member: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     zlib.gunzip(member, { chunkSize: ZLIB_CHUNK, maxOutputLength: MAX_MEMBER }, (e, out) => (e ? reject(e) : resolve(out)));
