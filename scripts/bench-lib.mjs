@@ -47,14 +47,15 @@ let timeSeq = 0;
 /**
  * Runs a child process; seconds are wall clock from spawn to exit. With
  * `timed`, the child runs under /usr/bin/time (when there is one) to get its
- * CPU time as well: every contender is wrapped the same way.
+ * CPU time as well: every contender is wrapped the same way. `env`: added
+ * to the environment (the real repozo's PYTHONPATH).
  */
-export function run(cmd, args, { capture = false, timed = false } = {}) {
+export function run(cmd, args, { capture = false, timed = false, env } = {}) {
   return new Promise((resolve, reject) => {
     const cpuFile = timed && TIME_BIN ? path.join(os.tmpdir(), `bench-time-${process.pid}-${timeSeq++}`) : undefined;
     const [bin, argv] = cpuFile ? [TIME_BIN, ['-f', '%U %S', '-o', cpuFile, cmd, ...args]] : [cmd, args];
     const t0 = performance.now();
-    const child = spawn(bin, argv, { cwd: ROOT, stdio: ['ignore', capture ? 'pipe' : 'ignore', 'pipe'] });
+    const child = spawn(bin, argv, { cwd: ROOT, env: env ? { ...process.env, ...env } : process.env, stdio: ['ignore', capture ? 'pipe' : 'ignore', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout?.on('data', (d) => (out += d));
@@ -280,4 +281,27 @@ export async function writeResults(file, s, extra) {
   };
   await fsp.writeFile(file, JSON.stringify(json, null, 2) + '\n');
   log(`wrote ${path.relative(ROOT, file)}`);
+}
+
+/**
+ * The real repozo (the test oracles' ZODB, ../shared/oracles/setup.sh or
+ * PLONE_BACKUP_ORACLES): { python, env } to run `python -m ZODB.scripts.repozo`,
+ * or undefined (with the reason logged) when it is not there.
+ */
+export async function findRealRepozo() {
+  const setup = process.env.PLONE_BACKUP_ORACLES ? path.resolve(process.env.PLONE_BACKUP_ORACLES) : path.resolve(ROOT, '..', 'shared', 'oracles', 'setup.sh');
+  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  if (!existsSync(setup)) {
+    log(`no real repozo: ${setup} is missing (set PLONE_BACKUP_ORACLES); its cases are left out`);
+    return undefined;
+  }
+  try {
+    const pp = (await run('bash', [setup], { capture: true })).stdout.trim().split('\n').at(-1);
+    const env = { PYTHONPATH: pp };
+    await run(python, ['-c', 'import ZODB.scripts.repozo'], { env });
+    return { python, env };
+  } catch (e) {
+    log(`no real repozo (${e.message}); its cases are left out`);
+    return undefined;
+  }
 }

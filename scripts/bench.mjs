@@ -10,7 +10,16 @@
 // BENCH_NODE_ARGS (extra node flags for the CLI children, e.g.
 // "--cpu-prof --cpu-prof-dir=bench-data/prof"), BENCH_QUIET_WAIT (seconds to
 // wait, at most, for the CPUs to be idle before each trial; default 60),
-// BENCH_WARMUP_ROUNDS (untimed rounds of every case first; default 1).
+// BENCH_WARMUP_ROUNDS (untimed rounds of every case first; default 1),
+// BENCH_GZIP_LEVELS=1 (also the full gzip backup at --compress-level 1, 3 and 9;
+// or name full-gzip-l1, -l3, -l9 in BENCH_CASES).
+//
+// gzip: our full gzip backup against the real repozo's (`repozo -B -F -z`,
+// Python's gzip at level 9) on the same Data.fs, in time and in compressed size,
+// and reading gzip pieces back (verify, recover) from our multi-member pieces
+// and from repozo's single-member one. The real repozo is the test oracles'
+// ZODB (../shared/oracles/setup.sh, or PLONE_BACKUP_ORACLES); without it those
+// cases are left out.
 //
 // Honesty rules: every contender works on the same cached Data.fs in the same
 // run, is a child process started the same way (spawn, wall clock from spawn to
@@ -36,7 +45,7 @@
 // and used here only to generate the data and to check results; what is timed
 // is the built CLI, dist/cli.js.
 
-import { ROOT, aboutRun, loadEngine, log, newDir, printReport, rmrf, rng, run, runTrials, selectCases, settings, summarize, writeResults } from './bench-lib.mjs';
+import { ROOT, aboutRun, findRealRepozo, loadEngine, log, newDir, printReport, rmrf, rng, run, runTrials, selectCases, settings, summarize, writeResults } from './bench-lib.mjs';
 import { promises as fsp, existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
@@ -274,6 +283,10 @@ async function appendTransactions(file, bytes) {
 // Running contenders
 
 const repozo = (...args) => run(process.execPath, [...S.nodeArgs, CLI, 'repozo', ...args], { timed: true });
+const REAL = await findRealRepozo();
+const realRepozo = (...args) => run(REAL.python, ['-m', 'ZODB.scripts.repozo', ...args], { timed: true, env: REAL.env });
+/** The --compress-level figures measured besides the default (BENCH_GZIP_LEVELS=1). */
+const GZIP_LEVELS = [1, 3, 9];
 
 /** Reads files through the page cache (untimed), so every trial starts warm. */
 async function warm(...files) {
@@ -339,6 +352,26 @@ async function main() {
     await fsp.writeFile(path.join(repoQuick, quickDat), quickDatText, 'latin1');
   };
 
+  // gzip pieces to read back: ours (multi-member) and the real repozo's (one
+  // member); made only when a case reads them.
+  const GZ_READ = ['verify-gzip', 'verify-gzip-single', 'recover-gzip', 'repozo-recover-gzip'];
+  const gzRead = !S.only || GZ_READ.some((id) => S.only.has(id));
+  const repoGzFix = await newDir(P('repo-gzip-fixture'));
+  const repoGzPyFix = REAL ? await newDir(P('repo-gzip-repozo-fixture')) : undefined;
+  if (gzRead) {
+    await repozo('-B', '-F', '-z', '-f', dataFile, '-r', repoGzFix);
+    if (REAL) await realRepozo('-B', '-F', '-z', '-f', dataFile, '-r', repoGzPyFix);
+  }
+  const gzPieceOf = async (repo) => (gzRead ? path.join(repo, (await repoFiles(repo)).find((n) => n.endsWith('.fsz'))) : dataFile);
+  const repoGz = P('repo-gzip');
+  /** Compressed piece sizes by case id (the same in every trial). */
+  const gzSizes = {};
+  const checkGzip = (id, repo) => async () => {
+    const l = await readDatLines(repo);
+    if (!(l.length === 1 && l[0].md5 === refMd5 && l[0].end === info.bytes)) return `unexpected .dat ${JSON.stringify(l)}`;
+    gzSizes[id] = (await fsp.stat(await gzPieceOf(repo))).size;
+    return true;
+  };
   const cpOut = P('cp', 'Data.fs');
   const repoFull = P('repo-full');
   const outDir = P('recovered');
@@ -419,7 +452,75 @@ async function main() {
       cmd: () => repozo('-R', '-r', repoInc, '-o', recovered),
       check: async () => (await fsp.stat(recovered)).size === info.bytes || 'wrong size',
     },
-  ];
+    {
+      id: 'full-gzip',
+      name: 'full gzip backup `repozo -B -F -z` (default level)',
+      inputs: [dataFile],
+      target: REAL ? { of: 'repozo-full-gzip', max: 0.4 } : undefined,
+      setup: () => newDir(repoGz),
+      cmd: () => repozo('-B', '-F', '-z', '-f', dataFile, '-r', repoGz),
+      check: checkGzip('full-gzip', repoGz),
+    },
+    ...GZIP_LEVELS.map((level) => ({
+      id: `full-gzip-l${level}`,
+      name: `full gzip backup \`repozo -B -F -z --compress-level=${level}\``,
+      inputs: [dataFile],
+      levels: true,
+      setup: () => newDir(repoGz),
+      cmd: () => repozo('-B', '-F', '-z', `--compress-level=${level}`, '-f', dataFile, '-r', repoGz),
+      check: checkGzip(`full-gzip-l${level}`, repoGz),
+    })),
+    ...(REAL
+      ? [
+          {
+            id: 'repozo-full-gzip',
+            name: 'the real repozo: `repozo -B -F -z` (Python, level 9)',
+            inputs: [dataFile],
+            setup: () => newDir(repoGz),
+            cmd: () => realRepozo('-B', '-F', '-z', '-f', dataFile, '-r', repoGz),
+            check: checkGzip('repozo-full-gzip', repoGz),
+          },
+        ]
+      : []),
+    {
+      id: 'verify-gzip',
+      name: 'verify `repozo -V` of our gzip piece (members inflated in parallel)',
+      inputs: [await gzPieceOf(repoGzFix)],
+      target: REAL ? { of: 'verify-gzip-single', max: 1 } : undefined,
+      cmd: () => repozo('-V', '-r', repoGzFix),
+    },
+    ...(REAL
+      ? [
+          {
+            id: 'verify-gzip-single',
+            name: "verify `repozo -V` of the real repozo's gzip piece (one member, one stream)",
+            inputs: [await gzPieceOf(repoGzPyFix)],
+            cmd: () => repozo('-V', '-r', repoGzPyFix),
+          },
+        ]
+      : []),
+    {
+      id: 'recover-gzip',
+      name: 'recover with verification `repozo -R -w -o` from our gzip piece',
+      inputs: [await gzPieceOf(repoGzFix)],
+      target: REAL ? { of: 'repozo-recover-gzip', max: 1 } : undefined,
+      setup: () => newDir(outDir),
+      cmd: () => repozo('-R', '-w', '-r', repoGzFix, '-o', recovered),
+      check: async () => (await fsp.stat(recovered)).size === info.bytes || 'wrong size',
+    },
+    ...(REAL
+      ? [
+          {
+            id: 'repozo-recover-gzip',
+            name: 'the real repozo: `repozo -R -o` from our gzip piece',
+            inputs: [await gzPieceOf(repoGzFix)],
+            setup: () => newDir(outDir),
+            cmd: () => realRepozo('-R', '-r', repoGzFix, '-o', recovered),
+            check: async () => (await fsp.stat(recovered)).size === info.bytes || 'wrong size',
+          },
+        ]
+      : []),
+  ].filter((c) => !c.levels || process.env.BENCH_GZIP_LEVELS === '1' || S.only?.has(c.id));
 
   const chosen = selectCases(cases, S.only, ['md5sum', 'cp']);
   const trials = await runTrials(chosen, { ...S, warm });
@@ -431,6 +532,11 @@ async function main() {
   for (const r of results) {
     r.vsMd5sum = +(r.seconds / best.md5sum).toFixed(3);
     r.vsCp = copyLike.has(r.id) ? +(r.seconds / best.cp).toFixed(3) : undefined;
+    if (gzSizes[r.id] !== undefined) {
+      r.compressedBytes = gzSizes[r.id];
+      if (gzSizes['repozo-full-gzip']) r.vsRepozoSize = +(gzSizes[r.id] / gzSizes['repozo-full-gzip']).toFixed(4);
+      if (best['repozo-full-gzip']) r.vsRepozoTime = +(r.seconds / best['repozo-full-gzip']).toFixed(3);
+    }
   }
   const mb = info.bytes / 1048576;
   printReport({
@@ -441,6 +547,9 @@ async function main() {
       ['MB/s', true, (r) => (r.id.startsWith('quick') ? '' : (mb / r.seconds).toFixed(0))],
       ['× md5sum', true, (r) => r.vsMd5sum.toFixed(2)],
       ['× cp', true, (r) => (r.vsCp === undefined ? '' : r.vsCp.toFixed(2))],
+      ['× repozo -z time', true, (r) => (r.vsRepozoTime === undefined ? '' : r.vsRepozoTime.toFixed(2))],
+      ['.fsz MB', true, (r) => (r.compressedBytes === undefined ? '' : (r.compressedBytes / 1048576).toFixed(1))],
+      ['× repozo size', true, (r) => (r.vsRepozoSize === undefined ? '' : r.vsRepozoSize.toFixed(4))],
     ],
     results,
   });

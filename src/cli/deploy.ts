@@ -35,7 +35,7 @@ import {
   type RestoreOptions,
   type StoragePlan,
 } from '../engine';
-import { type CliIo, progressPrinter } from './io';
+import { type CliIo, parseCompressLevel, progressPrinter } from './io';
 
 interface Parsed {
   flags: Set<string>;
@@ -43,7 +43,7 @@ interface Parsed {
   positional: string[];
 }
 
-const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'lock-wait', 'part', 'bin-dir', 'on-failure', 'warn-age', 'crit-age', 'prometheus']);
+const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'compress-level', 'lock-wait', 'part', 'bin-dir', 'on-failure', 'warn-age', 'crit-age', 'prometheus']);
 const SHORT_FLAGS: Record<string, string> = { '-h': 'help', '-q': 'quiet', '-n': 'no-prompt' };
 const FLAG_OPTS = new Set([
   'json',
@@ -126,6 +126,8 @@ Options:
                       (default: the only one)
   --keep N            full backups to keep (default 2; 0 keeps everything)
   --gzip/--no-gzip, --quick/--no-quick
+  --compress-level N  gzip level of filestorage pieces, 1 (fastest) to 9 (smallest);
+                      default 6 (compressLevel in plone-backup.json)
   --json              print data as JSON
   --yes, -n, --no-prompt
                       do not ask before a restore
@@ -158,6 +160,7 @@ async function deployment(p: Parsed): Promise<Deployment> {
     if (!Number.isInteger(k) || k < 0) throw usage('--keep takes a whole number (0 keeps everything)');
     o.keep = k;
   }
+  if (p.values.has('compress-level')) o.compressLevel = parseCompressLevel(p.values.get('compress-level')!);
   if (p.flags.has('gzip')) o.gzip = true;
   if (p.flags.has('no-gzip')) o.gzip = false;
   if (p.flags.has('quick')) o.quick = true;

@@ -1,6 +1,6 @@
 /** What a CLI command gets from the process: streams, a TTY flag, an abort signal. */
 
-import { progressLine } from '../engine';
+import { DEFAULT_COMPRESS_LEVEL, MAX_COMPRESS_LEVEL, MIN_COMPRESS_LEVEL, PloneBackupError, isCompressLevel, progressLine } from '../engine';
 
 export interface CliIo {
   stdout: NodeJS.WritableStream;
@@ -33,4 +33,15 @@ export function progressPrinter(io: CliIo): { update: (p: { phase: string; done:
       shown = false;
     },
   };
+}
+
+/** The value of --compress-level: a whole number from 1 to 9, else a USAGE error. */
+export function parseCompressLevel(v: string): number {
+  const n = /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!isCompressLevel(n)) {
+    throw new PloneBackupError('USAGE', `--compress-level takes a whole number from ${MIN_COMPRESS_LEVEL} (fastest) to ${MAX_COMPRESS_LEVEL} (smallest), not ${v}.`, {
+      hint: `Leave it out for the default, ${DEFAULT_COMPRESS_LEVEL}.`,
+    });
+  }
+  return n;
 }

@@ -17,6 +17,7 @@ export type { ErrorCode, ErrorDetails } from './base/errors';
 export type { OperationOptions, Progress, ProgressFn } from './base/progress';
 export { humanBytes, plural, localTime, formatLocal, compactTime, zoneName, age, progressLine } from './base/wording';
 export { isTempName } from './base/io';
+export { DEFAULT_COMPRESS_LEVEL, MIN_COMPRESS_LEVEL, MAX_COMPRESS_LEVEL, isCompressLevel } from './base/gzip';
 export { LOCK_NAME, acquireLock, isLockHeld } from './base/lock';
 export type { Lock, LockOwner } from './base/lock';
 

@@ -7,6 +7,7 @@
 export * from './archive/incremental';
 export * from './archive/tar';
 export * from './base/errors';
+export * from './base/gzip';
 export * from './base/io';
 export * from './base/keep';
 export * from './base/lock';

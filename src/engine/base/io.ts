@@ -11,9 +11,9 @@ import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { constants as fsc, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import * as zlib from 'node:zlib';
 import { Worker } from 'node:worker_threads';
 import { PloneBackupError } from './errors';
+import { BlockGzip, DEFAULT_COMPRESS_LEVEL } from './gzip';
 
 /**
  * The one layer the engine changes the disk through: every file it creates or
@@ -446,8 +446,9 @@ const WRITEBACK_EVERY = 64 * 1024 * 1024;
 
 /**
  * Receives the bytes of a piece in order: md5 of the uncompressed bytes, and a
- * temp file holding them (gzip-compressed when asked). `commit()` fsyncs and
- * renames the temp file to its final name; `discard()` removes it.
+ * temp file holding them (gzip-compressed when asked: members of a few MB
+ * compressed on every core, see gzip.ts, written in order). `commit()` fsyncs
+ * and renames the temp file to its final name; `discard()` removes it.
  */
 export class HashingFileWriter {
   private readonly md5?: StreamMd5;
@@ -455,8 +456,7 @@ export class HashingFileWriter {
   private fh?: FileHandle;
   private inFlight: Promise<void>[] = [];
   private writePos = 0;
-  private gzip?: zlib.Gzip;
-  private gzipDone?: Promise<void>;
+  private gzip?: BlockGzip;
   private failure?: unknown;
   private writebackFrom = 0;
   private writeback?: Promise<void>;
@@ -470,23 +470,14 @@ export class HashingFileWriter {
   }
 
   /**
-   * `gzip`: compress what is written (the md5 is of the uncompressed bytes).
+   * `gzip`: compress what is written (the md5 is of the uncompressed bytes), at
+   * `level` (1 to 9; DEFAULT_COMPRESS_LEVEL when not given).
    * `md5: false`: a caller that hashes the bytes itself saves the work; finish() then returns ''.
    */
-  static async create(target: string, opts: { gzip?: boolean; md5?: boolean; mode?: number } = {}): Promise<HashingFileWriter> {
+  static async create(target: string, opts: { gzip?: boolean; level?: number; md5?: boolean; mode?: number } = {}): Promise<HashingFileWriter> {
     const w = new HashingFileWriter(target, tempPath(target), opts.md5 ?? true);
     w.fh = await fileLayer.open(w.temp, 'wx', opts.mode ?? PRIVATE_MODES.file);
-    if (opts.gzip) {
-      const gz = zlib.createGzip({ level: zlib.constants.Z_DEFAULT_COMPRESSION, chunkSize: 1024 * 1024 });
-      w.gzip = gz;
-      w.gzipDone = new Promise<void>((resolve, reject) => {
-        gz.on('data', (c: Buffer) => {
-          w.queueWrite(c);
-        });
-        gz.on('end', resolve);
-        gz.on('error', reject);
-      });
-    }
+    if (opts.gzip) w.gzip = new BlockGzip(opts.level ?? DEFAULT_COMPRESS_LEVEL, (c) => w.queueWrite(c));
     return w;
   }
 
@@ -522,7 +513,7 @@ export class HashingFileWriter {
     await this.md5?.update(chunk);
     this.bytes += chunk.length;
     if (this.gzip) {
-      if (!this.gzip.write(chunk)) await new Promise<void>((r) => this.gzip!.once('drain', r));
+      await this.gzip.write(chunk);
       await this.drain(MAX_IN_FLIGHT);
     } else {
       this.queueWrite(chunk);
@@ -532,10 +523,7 @@ export class HashingFileWriter {
 
   /** Finishes the temp file (fsync) without renaming; returns the hex md5. */
   async finish(): Promise<string> {
-    if (this.gzip) {
-      this.gzip.end();
-      await this.gzipDone;
-    }
+    await this.gzip?.end();
     await this.drain(0);
     await this.writeback;
     if (this.failure) throw this.failure;
@@ -552,7 +540,7 @@ export class HashingFileWriter {
 
   async discard(): Promise<void> {
     this.md5?.close();
-    this.gzip?.destroy();
+    await this.gzip?.abandon();
     await Promise.allSettled([...this.inFlight, this.writeback]);
     await this.fh?.close().catch(() => undefined);
     this.fh = undefined;

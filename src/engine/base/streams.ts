@@ -1,13 +1,15 @@
 /**
  * Reading repository pieces and file ranges as streams of chunks, with one
  * read always in flight ahead of the consumer (so hashing overlaps I/O), and
- * gzip pieces inflated in libuv's thread pool.
+ * gzip pieces inflated in libuv's thread pool: the members of our own pieces
+ * several at once (gzip.ts), any other gzip as one stream.
  */
 
 import { constants as fsc, createReadStream, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as zlib from 'node:zlib';
 import { PloneBackupError, checkAbort } from './errors';
+import { MEMBER_HEADER, gzipConcurrency, inflateMember, memberSize } from './gzip';
 
 export const READ_CHUNK = 4 * 1024 * 1024;
 
@@ -58,17 +60,8 @@ export async function* readPiece(file: string, gzip: boolean, signal?: AbortSign
     }
     return;
   }
-  // Inflated a chunk at a time with back-pressure: a small .fsz may inflate to
-  // gigabytes, and only the consumer decides how much of that it holds.
-  const src = createReadStream('', { fd: fh, highWaterMark: 1024 * 1024 });
-  const gunzip = zlib.createGunzip({ chunkSize: 1024 * 1024 });
-  src.on('error', (e) => gunzip.destroy(e));
-  src.pipe(gunzip);
   try {
-    for await (const c of gunzip) {
-      checkAbort(signal);
-      yield c as Buffer;
-    }
+    yield* inflatePiece(fh, signal);
   } catch (e) {
     if (PloneBackupError.is(e)) throw e;
     throw new PloneBackupError('PIECE_BAD', `${file} cannot be decompressed (${(e as Error).message}).`, {
@@ -77,10 +70,87 @@ export async function* readPiece(file: string, gzip: boolean, signal?: AbortSign
       cause: e,
     });
   } finally {
+    await fh.close().catch(() => undefined); // a stream may have closed it already
+  }
+}
+
+/**
+ * The inflated bytes of a gzip piece. While the members are ours (each says
+ * its size), up to gzipConcurrency() + 1 of them are inflated at once and
+ * yielded in order; from the first member that is not (repozo's pieces are
+ * one member without it), the rest is inflated as one stream. The output of
+ * each member is bounded (gzip.ts), so a small piece that claims to inflate to
+ * gigabytes is never held.
+ */
+async function* inflatePiece(fh: FileHandle, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  const size = (await fh.stat()).size;
+  const width = gzipConcurrency() + 1;
+  const queue: Promise<Buffer>[] = [];
+  let pos = 0;
+  let head = await readAt(fh, 0, Math.min(MEMBER_HEADER, size));
+  let yielded = 0;
+  try {
+    for (;;) {
+      const n = pos < size ? memberSize(head) : undefined;
+      if (n === undefined || pos + n > size) break;
+      // The member and the next one's header in one read.
+      const buf = await readAt(fh, pos, Math.min(n + MEMBER_HEADER, size - pos));
+      if (buf.length < n) break;
+      const p = inflateMember(buf.subarray(0, n));
+      p.catch(() => undefined); // awaited in order below
+      queue.push(p);
+      head = buf.subarray(n);
+      pos += n;
+      // Ramp up: a reader that wants only the first bytes does not pay for a full window.
+      while (queue.length >= Math.min(width, yielded + 1)) {
+        const out = await queue[0]!;
+        queue.shift();
+        checkAbort(signal);
+        yielded++;
+        if (out.length) yield out;
+      }
+    }
+    while (queue.length) {
+      const out = await queue[0]!;
+      queue.shift();
+      checkAbort(signal);
+      if (out.length) yield out;
+    }
+  } finally {
+    await Promise.allSettled(queue);
+  }
+  if (pos < size || size === 0) yield* inflateStream(fh, pos, signal);
+}
+
+/** Inflates the file from `start` to its end as one stream of (any number of) members. */
+async function* inflateStream(fh: FileHandle, start: number, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  // Inflated a chunk at a time with back-pressure: a small .fsz may inflate to
+  // gigabytes, and only the consumer decides how much of that it holds.
+  const src = createReadStream('', { fd: fh, start, highWaterMark: 1024 * 1024, autoClose: false });
+  const gunzip = zlib.createGunzip({ chunkSize: 1024 * 1024 });
+  src.on('error', (e) => gunzip.destroy(e));
+  src.pipe(gunzip);
+  try {
+    for await (const c of gunzip) {
+      checkAbort(signal);
+      yield c as Buffer;
+    }
+  } finally {
     src.destroy();
     gunzip.destroy();
-    await fh.close().catch(() => undefined); // the stream may have closed it already
   }
+}
+
+/** Up to `len` bytes at `pos` (fewer only at the end of the file). */
+async function readAt(fh: FileHandle, pos: number, len: number): Promise<Buffer> {
+  const b = Buffer.allocUnsafe(len);
+  let got = 0;
+  while (got < len) {
+    const { bytesRead } = await fh.read(b, got, len - got, pos + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got === len ? b : b.subarray(0, got);
 }
 
 /**

@@ -161,6 +161,7 @@ async function attemptBackup(
         full,
         quick: dep.settings.quick,
         gzip: kind === 'zipbackup' ? true : dep.settings.gzip,
+        compressLevel: dep.settings.compressLevel,
         collectBlobs: !!s.blobDir,
         now: opts.now,
         signal: opts.signal,

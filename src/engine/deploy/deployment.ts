@@ -28,6 +28,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PloneBackupError } from '../base/errors';
 import { READ_CAPS, readFileCapped } from '../base/io';
+import { DEFAULT_COMPRESS_LEVEL, MAX_COMPRESS_LEVEL, MIN_COMPRESS_LEVEL, isCompressLevel } from '../base/gzip';
 import { parseZConfig, storagesOf } from './zconfig';
 import { closestKey, expandPath as expandWith, readBuildout, type RecipePart } from './buildout';
 
@@ -67,6 +68,8 @@ export interface DeploymentSettings {
   keepSnapshots: number;
   keepZips: number;
   gzip: boolean;
+  /** The gzip level of filestorage pieces, 1 (fastest) to 9 (smallest). */
+  compressLevel: number;
   quick: boolean;
   /** Every regular backup is a full one (the recipe's `full`). */
   full: boolean;
@@ -119,6 +122,7 @@ export const DEFAULT_SETTINGS: DeploymentSettings = {
   keepSnapshots: 2,
   keepZips: 1,
   gzip: true,
+  compressLevel: DEFAULT_COMPRESS_LEVEL,
   quick: true,
   full: false,
   blobFormat: 'dir',
@@ -145,6 +149,8 @@ export interface DiscoverOverrides {
   backupRoot?: string;
   keep?: number;
   gzip?: boolean;
+  /** The gzip level (1 to 9). */
+  compressLevel?: number;
   quick?: boolean;
   /** The collective.recipe.backup part of buildout.cfg to use when it has several. */
   part?: string;
@@ -245,6 +251,7 @@ export async function discoverDeployment(dir: string, o: DiscoverOverrides = {})
   if (backupRoot !== undefined) for (const s of dep.storages) s.dirs = defaultDirs(backupRoot, s.name, dep.part?.name);
   if (o.keep !== undefined) dep.settings.keep = o.keep;
   if (o.gzip !== undefined) dep.settings.gzip = o.gzip;
+  if (o.compressLevel !== undefined) dep.settings.compressLevel = o.compressLevel;
   if (o.quick !== undefined) dep.settings.quick = o.quick;
   if (o.onFailure !== undefined) dep.settings.onFailure = o.onFailure;
   validateDeployment(dep);
@@ -265,6 +272,9 @@ export function validateDeployment(dep: Deployment): void {
     if (!Number.isInteger(st[k]) || st[k] < 0) {
       throw new PloneBackupError('CONFIG_BAD', `${k} must be a whole number (0 keeps everything), not ${st[k]}.`, { path: dep.configFile, hint: 'Fix the setting.' });
     }
+  }
+  if (!isCompressLevel(st.compressLevel)) {
+    throw new PloneBackupError('CONFIG_BAD', `compressLevel must be a whole number from ${MIN_COMPRESS_LEVEL} to ${MAX_COMPRESS_LEVEL}, not ${st.compressLevel}.`, { path: dep.configFile, hint: 'Fix the setting.' });
   }
   if (!st.backupBlobs && st.onlyBlobs) {
     throw new PloneBackupError('CONFIG_BAD', 'backup_blobs is false and only_blobs true: there would be nothing to back up.', { path: dep.configFile, hint: 'Set one of them differently.' });
@@ -391,6 +401,7 @@ const JSON_SETTINGS = {
   keepSnapshots: 'int',
   keepZips: 'int',
   gzip: 'bool',
+  compressLevel: 'level',
   quick: 'bool',
   full: 'bool',
   blobFormat: 'format',
@@ -478,6 +489,7 @@ async function fromConfigFile(root: string, file: string, base: Deployment | und
     if (type === 'int' && (typeof v !== 'number' || !Number.isInteger(v) || v < 0)) bad(`"${k}" must be a whole number (0 keeps everything)`);
     if (type === 'bool' && typeof v !== 'boolean') bad(`"${k}" must be true or false`);
     if (type === 'string' && typeof v !== 'string') bad(`"${k}" must be a string`);
+    if (type === 'level' && !isCompressLevel(v)) bad(`"${k}" must be a whole number from ${MIN_COMPRESS_LEVEL} (fastest) to ${MAX_COMPRESS_LEVEL} (smallest)`);
     if (type === 'format' && !['dir', 'tar', 'tar.gz', 'incremental', 'incremental.gz'].includes(v as string)) bad(`"${k}" must be one of dir, tar, tar.gz, incremental, incremental.gz`);
     if (type === 'bool') flags[k] = v as boolean;
   }
@@ -487,6 +499,7 @@ async function fromConfigFile(root: string, file: string, base: Deployment | und
   settings.keepZips = n('keepZips') ?? settings.keepZips;
   settings.keepBlobDays = n('keep_blob_days') ?? settings.keepBlobDays;
   settings.gzip = flags.gzip ?? settings.gzip;
+  settings.compressLevel = n('compressLevel') ?? settings.compressLevel;
   settings.quick = flags.quick ?? settings.quick;
   settings.full = flags.full ?? settings.full;
   settings.backupBlobs = flags.backup_blobs ?? settings.backupBlobs;

@@ -46,6 +46,7 @@ import {
   readDatText,
 } from './repository';
 import { ByteReader, readPiece, readRange } from '../base/streams';
+import { DEFAULT_COMPRESS_LEVEL, MAX_COMPRESS_LEVEL, MIN_COMPRESS_LEVEL, isCompressLevel } from '../base/gzip';
 import { formatStamp, nextStamp } from '../zodb/tid';
 
 export interface BackupOptions extends OperationOptions {
@@ -59,6 +60,8 @@ export interface BackupOptions extends OperationOptions {
   quick?: boolean;
   /** gzip the pieces (-z). */
   gzip?: boolean;
+  /** The gzip level, 1 to 9 (DEFAULT_COMPRESS_LEVEL when not given). */
+  compressLevel?: number;
   /** After a full backup, remove older pieces (-k). */
   killOld?: boolean;
   /** The clock (tests). */
@@ -110,6 +113,7 @@ export async function backup(opts: BackupOptions): Promise<BackupResult> {
 
 async function backupUnlocked(opts: BackupOptions): Promise<BackupResult> {
   const log = opts.log ?? (() => undefined);
+  checkCompressLevel(opts.compressLevel);
   const repo = opts.repository;
   await listRepository(repo); // REPO_MISSING before anything else
   const lock = await acquireLock(repo, { what: 'backup', waitMs: opts.lockWaitMs, signal: opts.signal });
@@ -154,6 +158,7 @@ export interface PrepareOptions extends BackupOptions {
  */
 export async function prepareBackup(opts: PrepareOptions, st: OpenedStorage): Promise<PreparedBackup> {
   const log = opts.log ?? (() => undefined);
+  checkCompressLevel(opts.compressLevel);
   return backupLocked(opts, st, log);
 }
 
@@ -195,6 +200,15 @@ async function backupLocked(opts: PrepareOptions, st: OpenedStorage, log: (m: st
     return fullBackup(opts, st, stamp, reason, log);
   }
   return incrementalBackup(opts, st, stamp, chain, from, log);
+}
+
+/** A level outside 1..9 is a USAGE error before anything is written. */
+export function checkCompressLevel(level: number | undefined): void {
+  if (level !== undefined && !isCompressLevel(level)) {
+    throw new PloneBackupError('USAGE', `The compression level must be a whole number from ${MIN_COMPRESS_LEVEL} to ${MAX_COMPRESS_LEVEL}, not ${level}.`, {
+      hint: `Leave it out for the default, ${DEFAULT_COMPRESS_LEVEL}.`,
+    });
+  }
 }
 
 /** A stamp for now, or one second after the newest file when now would collide or go back. */
@@ -319,7 +333,7 @@ async function copyCommitted(
 ): Promise<Copied> {
   let writer: HashingFileWriter | undefined;
   const sink = async (chunk: Buffer) => {
-    writer ??= await HashingFileWriter.create(target, { gzip: opts.gzip, mode: modesOf(st.mode).file });
+    writer ??= await HashingFileWriter.create(target, { gzip: opts.gzip, level: opts.compressLevel, mode: modesOf(st.mode).file });
     await writer.write(chunk);
   };
   const collector = opts.collectBlobs ? new BlobCollector() : undefined;
