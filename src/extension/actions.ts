@@ -239,7 +239,7 @@ export class Actions {
       this.ui.info(`${entry.name} has no backup yet.`, { title: 'Back Up Now', run: () => this.backup('backup', { folder: entry.root }) });
       return undefined;
     }
-    const pick = await vscode.window.showQuickPick(items, { title, placeHolder: 'Pick a generation', matchOnDescription: true, matchOnDetail: true });
+    const pick = await vscode.window.showQuickPick(items, { title, placeHolder: 'Type a date, a time or what was done (e.g. "Added News")', matchOnDescription: true, matchOnDetail: true });
     if (!pick?.located) return undefined;
     return { folder: entry.root, storage: pick.located.view.storage, kind: pick.located.gen.kind, stamp: pick.located.gen.stamp };
   }

@@ -34,6 +34,7 @@ export const Command = {
   undoRestore: 'ploneBackup.undoRestore',
   deleteKept: 'ploneBackup.deleteKept',
   revealGeneration: 'ploneBackup.revealGeneration',
+  findGeneration: 'ploneBackup.findGeneration',
   showOlder: 'ploneBackup.showOlder',
   refresh: 'ploneBackup.refresh',
   openSettings: 'ploneBackup.openSettings',

@@ -162,6 +162,8 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   register(Command.undoRestore, (a) => actions.undoRestore(a));
   register(Command.deleteKept, (a) => actions.deleteKept(a));
   register(Command.revealGeneration, (a) => actions.revealGeneration(a));
+  // Find a Backup…: the generations in a quick pick that matches dates, times and what was done; the pick is shown in the view.
+  register(Command.findGeneration, () => actions.revealGeneration());
   register(Command.showOlder, (key) => {
     if (typeof key === 'string') tree.showOlder(key);
     return { status: 'done', value: undefined };

@@ -79,6 +79,22 @@ export default async function run(driver) {
     if (at(newLabel) !== at(fullLabel) + 1) throw new Error(`the new incremental is not the first row under its full backup:\n    ${texts.join('\n    ')}`);
   });
 
+  await step(page, 'Find a Backup…: typing what was done ("Uploaded annual-report") finds the full backup and selects its row', async () => {
+    await driver.runCommand('Plone Backup: Find a Backup…');
+    const quick = page.locator('.quick-input-widget');
+    const input = quick.locator('.quick-input-box input');
+    await input.waitFor({ timeout: 10_000 });
+    await input.fill('Uploaded annual-report');
+    await quick.locator('.quick-input-list .monaco-list-row.focused').filter({ hasText: 'full' }).first().waitFor({ timeout: 10_000 });
+    await page.keyboard.press('Enter');
+    const selected = page.locator('.part.sidebar .monaco-list-row.selected');
+    await until(
+      async () => (await selected.count()) > 0 && oneLine(await selected.first().innerText()).startsWith(fullLabel),
+      async () => `the selected row is not the full backup of ${fullLabel}: "${(await selected.count()) ? oneLine(await selected.first().innerText()) : 'none'}"`,
+      10_000,
+    );
+  });
+
   const dir = process.env.PLONE_BACKUP_UI_SCREENSHOT_DIR;
   if (dir) {
     await page.mouse.move(640, 400);
