@@ -37,7 +37,7 @@ import {
 } from '../engine';
 import { type CliIo, parseCompressLevel, progressPrinter } from './io';
 
-interface Parsed {
+export interface Parsed {
   flags: Set<string>;
   values: Map<string, string>;
   positional: string[];
@@ -148,13 +148,19 @@ Every backup, restore, verify, check and drill is recorded as one line in
 reads it (see plone-backup status --help).
 `;
 
-async function deployment(p: Parsed): Promise<Deployment> {
+/** Where the deployment is: --config, --file, --blob-dir, --backup-dir, --part (for every command that reads one). */
+export function locationOverrides(p: Parsed): DiscoverOverrides {
   const o: DiscoverOverrides = {};
   if (p.values.has('config')) o.config = p.values.get('config');
   if (p.values.has('file')) o.file = p.values.get('file');
   if (p.values.has('blob-dir')) o.blobDir = p.values.get('blob-dir');
   if (p.values.has('backup-dir')) o.backupRoot = p.values.get('backup-dir');
   if (p.values.has('part')) o.part = p.values.get('part');
+  return o;
+}
+
+async function deployment(p: Parsed): Promise<Deployment> {
+  const o = locationOverrides(p);
   if (p.values.has('keep')) {
     const k = Number(p.values.get('keep'));
     if (!Number.isInteger(k) || k < 0) throw usage('--keep takes a whole number (0 keeps everything)');

@@ -15,11 +15,10 @@ import {
   parseDuration,
   toPloneBackupError,
   writeStatusMetrics,
-  type DiscoverOverrides,
 } from '../engine';
 import * as path from 'node:path';
 import type { CliIo } from './io';
-import { parseDeployArgs } from './deploy';
+import { locationOverrides, parseDeployArgs } from './deploy';
 
 export const STATUS_HELP = `Usage: plone-backup status [--warn-age 26h] [--crit-age 50h] [--json] [--prometheus FILE] [-q]
 
@@ -58,13 +57,7 @@ export async function statusMain(argv: string[], io: CliIo): Promise<number> {
       if (s === undefined) throw new PloneBackupError('USAGE', `--${name} takes an age such as 26h, 90m, 2d or a number of seconds, not "${v}".`);
       return s;
     };
-    const o: DiscoverOverrides = {};
-    if (p.values.has('config')) o.config = p.values.get('config');
-    if (p.values.has('file')) o.file = p.values.get('file');
-    if (p.values.has('blob-dir')) o.blobDir = p.values.get('blob-dir');
-    if (p.values.has('backup-dir')) o.backupRoot = p.values.get('backup-dir');
-    if (p.values.has('part')) o.part = p.values.get('part');
-    const dep = await discoverDeployment(p.values.get('dir') ?? process.cwd(), o);
+    const dep = await discoverDeployment(p.values.get('dir') ?? process.cwd(), locationOverrides(p));
     const status = await deploymentStatus(dep, { warnAge: age('warn-age', DEFAULT_WARN_AGE), critAge: age('crit-age', DEFAULT_CRIT_AGE) });
     const prom = p.values.get('prometheus');
     if (prom !== undefined) {

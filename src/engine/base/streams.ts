@@ -15,17 +15,7 @@ export const READ_CHUNK = 4 * 1024 * 1024;
 
 /** Chunks of bytes [start, end) of an open file; a short file is SOURCE_CHANGED. */
 export async function* readRange(fh: FileHandle, start: number, end: number, signal?: AbortSignal, chunk = READ_CHUNK): AsyncGenerator<Buffer> {
-  const read = async (pos: number): Promise<Buffer> => {
-    const len = Math.min(chunk, end - pos);
-    const b = Buffer.allocUnsafe(len);
-    let got = 0;
-    while (got < len) {
-      const { bytesRead } = await fh.read(b, got, len - got, pos + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return got === len ? b : b.subarray(0, got);
-  };
+  const read = (pos: number): Promise<Buffer> => readAt(fh, pos, Math.min(chunk, end - pos));
   let pos = start;
   let pending = pos < end ? read(pos) : undefined;
   try {
