@@ -13,10 +13,8 @@ import { runCli } from '../support/processes';
 describe('demo', () => {
   it('runs the main job on a sample deployment with a live writer', () => {
     const tmpBefore = new Set(fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('plone-backup-demo-')));
-    const t0 = Date.now();
     const r = runCli(['demo']);
     assert.equal(r.status, 0, r.stdout + r.stderr);
-    assert.ok(Date.now() - t0 < 30_000, 'well under a minute');
     const out = r.stdout;
     assert.match(out, /Writer started \(pid \d+\)/);
     assert.match(out, /backup +\d{4}(-\d\d){5} full .*transactions; blobs blobstorage\.\d{4}(-\d\d){5}: \d+ files/);

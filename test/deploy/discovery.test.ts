@@ -354,11 +354,9 @@ clienthome $CLIENTHOME
       const cfg = path.join(root, 'plone-backup.json');
       if (kind === 'FIFO') execFileSync('mkfifo', [cfg]);
       else fs.symlinkSync('/dev/zero', cfg);
-      const t0 = performance.now();
       const e = await rejectsWith(discoverDeployment(root), 'USAGE');
       assert.match(e.message, /not a regular file/);
       assert.equal(e.path, cfg);
-      assert.ok(performance.now() - t0 < 1000);
     });
   }
 
@@ -382,9 +380,7 @@ clienthome $CLIENTHOME
     lines.push('<zodb_db main>', '<filestorage>', 'path $a28/Data.fs', '</filestorage>', '</zodb_db>');
     fs.writeFileSync(path.join(root, 'zope.conf'), lines.join('\n') + '\n');
     const rss0 = process.memoryUsage().rss;
-    const t0 = performance.now();
     const e = await rejectsWith(discoverDeployment(root), 'USAGE');
-    assert.ok(performance.now() - t0 < 1000);
     assert.ok(process.memoryUsage().rss - rss0 < 100 * 2 ** 20);
     assert.match(e.message, /zope\.conf line 8 /);
     assert.match(e.message, new RegExp(`past ${MAX_VALUE} characters`));
@@ -402,9 +398,7 @@ clienthome $CLIENTHOME
     fs.writeFileSync(path.join(root, 'a.conf'), '%include b.conf\n'.repeat(32));
     fs.writeFileSync(path.join(root, 'b.conf'), '%include c.conf\n'.repeat(32));
     fs.writeFileSync(path.join(root, 'c.conf'), `# ${'z'.repeat(2048)}\n`);
-    const t0 = performance.now();
     let e = await rejectsWith(discoverDeployment(root), 'USAGE');
-    assert.ok(performance.now() - t0 < 1000);
     assert.match(e.message, new RegExp(`more than ${MAX_INCLUDES} includes`));
     assert.match(e.message, /b\.conf line \d+/);
     // Fewer, larger includes: the total is capped.

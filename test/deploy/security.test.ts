@@ -206,7 +206,7 @@ describe('security: paths a configuration names', () => {
     assert.equal(left.length, 2, `a keeps one chain of its own, b's one stays: ${left.join(' ')}`);
   });
 
-  it('an owners record that is garbage, huge, a link or a FIFO counts as absent, read in bounded time', async (t) => {
+  it('an owners record that is garbage, huge, a link or a FIFO counts as absent, never waited on', async (t) => {
     const repo = tmpDir(t);
     const file = path.join(repo, OWNERS_FILE);
     const elsewhere = path.join(repo, 'elsewhere.json');
@@ -222,9 +222,7 @@ describe('security: paths a configuration names', () => {
     for (const [what, make] of shapes) {
       fs.rmSync(file, { force: true });
       make();
-      const t0 = performance.now();
       assert.deepEqual([...(await readOwners(repo))], [], what);
-      assert.ok(performance.now() - t0 < 1000, `${what}: read in bounded time`);
     }
   });
 

@@ -57,33 +57,16 @@ describe('pickle: blob records', () => {
   });
 });
 
-describe('pickle: loading is linear and bounded', () => {
+describe('pickle: loading is bounded', () => {
   /** PROTO 3, MARK, `n` times `item`, TUPLE, STOP. */
   const wide = (n: number, item: Buffer) => Buffer.concat([Buffer.from([0x80, 0x03, 0x28]), Buffer.concat(Array(n).fill(item)), Buffer.from([0x74, 0x2e])]);
 
-  it('a tuple of 60,000 items is built in linear time (no shifting per item)', () => {
-    // Timed against a pickle of twice the opcodes without MARK/TUPLE (the same
-    // 60,000 items folded by TUPLE2): on a linear loader the wide tuple is the
-    // cheaper of the two, whatever the machine's speed; shifting each item in
-    // made it several times dearer.
+  it('a tuple of 60,000 items is built whole and in order (its cost against size: npm run bench)', () => {
     const n = 60_000; // under MAX_STACK
-    const item = Buffer.from([0x4b, 0x07]); // BININT1 7
-    const flat = wide(n, item);
-    const folded = Buffer.concat([Buffer.from([0x80, 0x03]), Buffer.concat(Array(n).fill(item)), Buffer.alloc(n - 1, 0x86), Buffer.from([0x2e])]);
-    const best = (b: Buffer) =>
-      Math.min(
-        ...[0, 1, 2, 3].map(() => {
-          const t0 = performance.now();
-          loadPickle(b, 0, 'wide');
-          return performance.now() - t0;
-        }),
-      );
-    const v = loadPickle(flat, 0, 'wide').value as number[];
+    const b = Buffer.concat([Buffer.from([0x80, 0x03, 0x28]), ...Array.from({ length: n }, (_, i) => Buffer.from([0x4d, i & 0xff, (i >> 8) & 0xff])), Buffer.from([0x74, 0x2e])]); // BININT2 i
+    const v = loadPickle(b, 0, 'wide').value as number[];
     assert.equal(v.length, n);
-    assert.ok(v.every((x) => x === 7));
-    const tFlat = best(flat);
-    const tFolded = best(folded);
-    assert.ok(tFlat < 1.5 * tFolded, `the wide tuple took ${tFlat.toFixed(1)} ms, ${n} pairs ${tFolded.toFixed(1)} ms`);
+    assert.ok(v.every((x, i) => x === (i & 0xffff)));
   });
 
   it('nested tuples keep their items in order', () => {
@@ -94,15 +77,12 @@ describe('pickle: loading is linear and bounded', () => {
     assert.deepEqual(loadPickle(c, 0).value, [1, [2, 3]]);
   });
 
-  it('a 300 KB pickle of one wide tuple is INDEX_BAD in well under a second', () => {
+  it('a 300 KB pickle of one wide tuple is INDEX_BAD, stopped at the stack bound', () => {
     const b = wide(300_000, Buffer.from([0x4e])); // None
     assert.ok(b.length > 300_000);
-    const t0 = performance.now();
     const e = throwsWith(() => loadPickle(b, 0, 'wide.index'), 'INDEX_BAD');
-    const ms = performance.now() - t0;
     assert.match(e.message, /more than \d+ values/);
     assert.equal(e.path, 'wide.index');
-    assert.ok(ms < 500, `took ${ms.toFixed(0)} ms`);
   });
 
   it('memo entries count against the same bound', () => {

@@ -255,13 +255,11 @@ describe('repository: hostile pieces and metadata files', () => {
     const head = Buffer.concat([Buffer.from('FS30'), txnHead(4, claimed, claimed - 23 - 4 - 42)]);
     await writeGzip(path.join(repo, `${stamp}.fsz`), [head, 1 << 20]);
     fs.writeFileSync(path.join(repo, `${stamp}.dat`), formatDatLine({ path: `${repo}/${stamp}.fsz`, start: 0, end: 4 + claimed + 8, md5: '0'.repeat(32) }));
-    const t0 = performance.now();
     const { value: chains, peakMb } = await peakBuffers(() => describeRepository(repo));
     const piece = chains[0].pieces[0];
     assert.match(piece.problem ?? '', /ends at byte \d+, inside the transaction at byte 4/);
     assert.equal(piece.transactions, 0);
     assert.ok(peakMb < 64, `buffers grew by ${peakMb.toFixed(0)} MB`);
-    assert.ok(performance.now() - t0 < 2000);
   });
 
   it('a gzip bomb (1000x) holding one real 100 MB transaction is described in bounded memory', async (t) => {
@@ -297,11 +295,9 @@ describe('repository: hostile pieces and metadata files', () => {
       const dir = tmpDir(t);
       const dat = path.join(dir, `${stamp}.dat`);
       make(dat);
-      const t0 = performance.now();
       const e = await rejectsWith(readDat(dat), 'DAT_BAD');
       assert.match(e.message, /not a regular file/);
       assert.equal(e.path, dat);
-      assert.ok(performance.now() - t0 < 1000);
     });
 
     it(`a blob dir's .layout that is a ${kind} is refused typed, at once`, { timeout: 10_000 }, async (t) => {

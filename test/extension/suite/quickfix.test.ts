@@ -137,7 +137,7 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
 
     fs.rmSync(victim);
     const t0 = Date.now();
-    await waitFor(() => !!diagnostic('BLOB_MISSING'), 'the live check to notice the deleted blob', 5_000);
+    await waitFor(() => !!diagnostic('BLOB_MISSING'), 'the live check to notice the deleted blob (a watch, not a poll of Data.fs)', 20_000);
     const noticed = Date.now() - t0;
     assert.equal(fs.statSync(dataFs).mtimeMs, before.stat.mtimeMs, 'Data.fs was not written');
     const d = diagnostic('BLOB_MISSING')!;
@@ -195,7 +195,7 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
     await waitFor(() => api.blobWatch.watchedFiles.includes(victim), 'the blob files to be watched');
     const saved = fs.readFileSync(victim);
     fs.rmSync(victim);
-    await waitFor(() => !!diagnostic('BLOB_MISSING'), 'the live check to notice the deleted blob', 5_000);
+    await waitFor(() => !!diagnostic('BLOB_MISSING'), 'the live check to notice the deleted blob (a watch, not a poll of Data.fs)', 20_000);
     const offered = await codeActions(diagnostic('BLOB_MISSING')!);
     const restore = offered.find((a) => a.title.startsWith('Restore the missing blob file'));
     assert.ok(restore, JSON.stringify(offered.map((a) => a.title)));

@@ -95,8 +95,8 @@ export default async function run(driver) {
     const t0 = Date.now();
     await until(
       async () => (await entry.count()) > 0,
-      async () => `no Problems entry names ${victim} 10 s after it was deleted`,
-      10_000,
+      async () => `no Problems entry names ${victim} 20 s after it was deleted`,
+      20_000,
       100,
     );
     process.stderr.write(`[ui]   noticed in ${Date.now() - t0} ms\n`);
@@ -119,7 +119,7 @@ export default async function run(driver) {
     await until(
       async () => (await shown()).includes('This is a read-only report') && (await shown()).includes(`blob file: ${victim}`),
       async () => `the report of the entry is not in the editor; it shows:\n    ${(await shown()).split('\n').join('\n    ')}`,
-      10_000,
+      20_000,
     );
     const cursor = oneLine(
       await page
@@ -138,7 +138,7 @@ export default async function run(driver) {
     await until(
       async () => (await fix.count()) > 0,
       async () => `the Quick Fix menu does not offer "${fixTitle}"`,
-      10_000,
+      20_000,
     );
     const offered = (await fixMenu.allInnerTexts()).map(oneLine);
     if (!offered.some((t) => t.startsWith('Show in Backups View'))) throw new Error(`the menu offers no "Show in Backups View": [${offered}]`);
@@ -180,8 +180,8 @@ export default async function run(driver) {
     fs.rmSync(victim);
     await until(
       async () => (await entry.count()) > 0,
-      async () => `no Problems entry names ${victim} 10 s after it was deleted again`,
-      10_000,
+      async () => `no Problems entry names ${victim} 20 s after it was deleted again`,
+      20_000,
       100,
     );
     await openEntry();
