@@ -34,7 +34,7 @@
 
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { checkBackups, checkLive, newLiveScanCache, type Finding, type LiveScanCache, type ProgressFn } from '../engine';
+import { checkBackups, checkLive, isInside, newLiveScanCache, type Finding, type LiveScanCache, type ProgressFn } from '../engine';
 import type { Entry } from './model';
 
 export const SOURCE = 'Plone Backup';
@@ -177,7 +177,8 @@ export class Diagnostics implements vscode.Disposable, vscode.TextDocumentConten
           all.push(...live);
         }
         if (req.backups) {
-          const b = await checkBackups(dep, { quick: req.quick, signal, onProgress: req.onProgress });
+          // Never a cache written outside the workspace folder (consent is asked for writes there).
+          const b = await checkBackups(dep, { quick: req.quick, signal, onProgress: req.onProgress, writeCache: (repo) => isInside(e.folder.uri.fsPath, repo) });
           this.backups.set(e.root, b);
           all.push(...b);
         }

@@ -77,6 +77,8 @@ export interface CheckOptions extends OperationOptions {
   /** Check piece sizes only, not md5s. */
   quick?: boolean;
   cache?: LiveScanCache;
+  /** Whether the listing may write its cache in a repository (see ListOptions.writeCache); default yes. */
+  writeCache?: (repo: string) => boolean;
 }
 
 export async function checkDeployment(dep: Deployment, opts: CheckOptions = {}): Promise<Finding[]> {
@@ -224,7 +226,7 @@ export function blobMissing(s: StorageConfig, oid: Buffer, tid: Buffer, rel: str
 export async function checkBackups(dep: Deployment, opts: CheckOptions = {}): Promise<Finding[]> {
   const out: Finding[] = [];
   // What the generations really hold on disk, not what their manifests say.
-  const views = await listDeployment(dep, { ...opts, verifyFiles: true });
+  const views = await listDeployment(dep, { ...opts, verifyFiles: true, writeCache: opts.writeCache });
   for (const v of views) {
     const s = dep.storages.find((x) => x.name === v.storage)!;
     const anyBackup = v.groups.some((g) => g.chains.length > 0);
