@@ -61,16 +61,19 @@ const cases = [
     name: '.dat: n lines',
     n: 20_000,
     make: (n) =>
-      Array.from({ length: n }, (_, i) => engine.formatDatLine({ path: `/b/2026-01-01-00-00-${String(i % 60).padStart(2, '0')}.deltafsz`, start: i * 10, end: i * 10 + 10, md5: 'a'.repeat(32) })).join(''),
+      Array.from({ length: n }, (_, i) =>
+        engine.formatDatLine({ path: `/b/2026-01-01-00-00-${String(i % 60).padStart(2, '0')}.deltafsz`, start: i * 10, end: i * 10 + 10, md5: 'a'.repeat(32) }),
+      ).join(''),
     run: (text) => engine.parseDat(text, 'bench.dat'),
   },
   {
     name: 'zope.conf: n %define lines',
     n: 20_000,
     make: (n) => Array.from({ length: n }, (_, i) => `%define v${i} /srv/x${i}`).join('\n') + '\n<zodb_db main>\n<filestorage>\npath $v1/Data.fs\n</filestorage>\n</zodb_db>\n',
-    run: (text) => engine.parseZConfig(text, 'bench.conf', () => {
-      throw new Error('no includes');
-    }),
+    run: (text) =>
+      engine.parseZConfig(text, 'bench.conf', () => {
+        throw new Error('no includes');
+      }),
   },
   {
     name: 'buildout.cfg: an option of n continuation lines',
@@ -85,8 +88,14 @@ for (const c of cases) {
   const small = c.make(c.n);
   const large = c.make(2 * c.n);
   // Interleaved, so that a slow moment of the machine hits both sizes alike.
-  const tSmall = Math.min(best(() => c.run(small)), best(() => c.run(small)));
-  const tLarge = Math.min(best(() => c.run(large)), best(() => c.run(large)));
+  const tSmall = Math.min(
+    best(() => c.run(small)),
+    best(() => c.run(small)),
+  );
+  const tLarge = Math.min(
+    best(() => c.run(large)),
+    best(() => c.run(large)),
+  );
   const ratio = tLarge / tSmall;
   log(`${c.name}: ${tSmall.toFixed(2)} ms at n=${c.n}, ${tLarge.toFixed(2)} ms at 2n: ×${ratio.toFixed(2)}`);
   results.push({ name: c.name, n: c.n, small: tSmall, large: tLarge, ratio, target: `≤ ${TARGET}`, met: ratio <= TARGET, trials: [] });

@@ -27,7 +27,7 @@ import {
 } from '../engine';
 import { SampleSite, writeContinuously, type WriteStats } from '../engine';
 import { type CliIo } from './io';
-import { humanBytes } from '../engine';
+import { blobSummary, humanBytes } from '../engine';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -116,9 +116,7 @@ export async function demoMain(argv: string[], io: CliIo): Promise<number> {
       const r = (await backupDeployment(dep, kind))[0]!; // one storage: one result
       made.push({ kind, r });
       const f = r.filestorage;
-      const blobs = r.blobGeneration
-        ? `; blobs ${path.basename(r.blobGeneration)}: ${r.blobFiles} files (${r.copied} copied, ${r.linked} hard-linked)`
-        : '';
+      const blobs = r.blobGeneration ? `; blobs ${blobSummary(r)}` : '';
       say(
         `  ${kind.padEnd(8)} ${f.action === 'none' ? 'nothing new' : `${f.stamp} ${f.action.padEnd(11)} ${humanBytes(f.end - f.start).padStart(8)}, ${f.transactions} transactions`}${blobs}${r.attempts > 1 ? ` (started over ${r.attempts - 1}x: a blob vanished)` : ''}`,
       );

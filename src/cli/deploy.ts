@@ -16,6 +16,7 @@ import {
   PloneBackupError,
   altSource,
   backupDeployment,
+  blobSummary,
   checkDeployment,
   discoverDeployment,
   drillDeployment,
@@ -269,7 +270,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         for (const r of res) {
           const fsr = r.filestorage;
           const piece = fsr.action === 'none' ? 'no new transactions' : `${fsr.action} ${fsr.piece} (${humanBytes(fsr.end - fsr.start)}, ${fsr.transactions} transactions)`;
-          const blobs = r.blobGeneration ? `; blobs ${path.basename(r.blobGeneration)} (${r.blobFiles} files${r.linked !== undefined ? `, ${r.copied} copied, ${r.linked} linked` : ''})` : '';
+          const blobs = r.blobGeneration ? `; blobs ${blobSummary(r)}` : '';
           if (!json) say(`${r.storage}: ${piece}${blobs}${r.removed.length ? `; removed ${r.removed.length} old files` : ''}`);
         }
         return 0;

@@ -57,7 +57,7 @@ export { discoverDeployment, findDeployments, validateDeployment, expandPath, CO
 export type { Deployment, StorageConfig, DeploymentSettings, DiscoverOverrides, BackupDirs, BlobFormat, RecipePartInfo } from './deploy/deployment';
 export { KINDS, KIND_ORDER, commandKind, restoreCommandKind, foldersFor } from './deploy/kinds';
 export type { Kind, KindInfo, BackupCommand } from './deploy/kinds';
-export { backupDeployment } from './deploy/backup';
+export { backupDeployment, blobSummary } from './deploy/backup';
 export type { DeployBackupOptions, StorageBackupResult } from './deploy/backup';
 export { openRestore, restoreDeployment, altSource } from './deploy/restore';
 export type { RestoreOptions, RestoreSession, RestoreSource, StoragePlan, StorageRestoreResult } from './deploy/restore';
@@ -76,6 +76,7 @@ export type { RunningSite, SiteLock } from './deploy/site';
 export { writeTargets, outsideTargets, outsideOf, isInside, resolveReal } from './deploy/paths';
 export type { WriteTarget } from './deploy/paths';
 export { listGenerations, MANIFEST } from './deploy/blobgen';
+export { generationFiles, poolDir, sweepPool } from './deploy/blobpool';
 export type { Generation } from './deploy/blobgen';
 export { recordRun, startRun, readRuns, runLogPath, verifyFailures, reportUnreadDeployment, RUN_LOG, RUN_COMMANDS } from './deploy/runlog';
 export type { RunCommand, RunRecord, RunStorage, RunLogOptions, RunLogRead, RunHandle, RunResults } from './deploy/runlog';

@@ -16,6 +16,7 @@ export * from './base/streams';
 export * from './base/wording';
 export * from './deploy/backup';
 export * from './deploy/blobgen';
+export * from './deploy/blobpool';
 export * from './deploy/check';
 export * from './deploy/blobfix';
 export * from './deploy/deployment';

@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { md5File, snapshot, type TestHooks, tmpDir } from '../support/fs';
 import { type CliRun, holdSiteLock, runCli } from '../support/processes';
-import { makeSite, sampleSite } from '../support/site';
+import { generationBlobFiles, generationFile, makeSite, sampleSite } from '../support/site';
 
 const COMMANDS: string[][] = [
   ['backup'],
@@ -157,9 +157,9 @@ describe('the CLI with bad input', () => {
   it('a restore from a generation that lacks a file fails before changing anything', async (t) => {
     const root = tmpDir(t);
     const s = await siteWithBackups(t, root);
-    const gen = path.join(s.varDir, 'blobstoragebackups', `blobstorage.${s.stamp}`, 'blobstorage');
-    const victim = fs.readdirSync(gen, { recursive: true }).map(String).find((n) => n.endsWith('.blob'))!;
-    fs.rmSync(path.join(gen, victim));
+    const gen = path.join(s.varDir, 'blobstoragebackups', `blobstorage.${s.stamp}.json`);
+    const victim = (await generationBlobFiles(gen))[0]!;
+    fs.rmSync(generationFile(gen, victim));
     const before = snapshot(s.varDir);
     oneLine(runCli(['restore', '--yes', '--full-restore', '--dir', root]), 1, 'restore', /lacks .*\.blob.*nothing was restored/);
     assert.deepEqual(snapshot(s.varDir), before);

@@ -176,6 +176,8 @@ describe('collective.recipe.backup layouts', () => {
     const root = tmpDir(t);
     const s = await makeSite(t, root, { docs: 3, files: 3 });
     const dep = await discoverDeployment(root);
+    // The recipe's layout, as a buildout with a collective.recipe.backup part gets it.
+    dep.settings.blobFormat = 'dir';
     const clock = fakeClock('2026-09-01-08-00-00', 600);
     const made: { stamp: string; md5: string; blobs: Record<string, string> }[] = [];
     let oid: Buffer | undefined;

@@ -17,8 +17,8 @@ describe('demo', () => {
     assert.equal(r.status, 0, r.stdout + r.stderr);
     const out = r.stdout;
     assert.match(out, /Writer started \(pid \d+\)/);
-    assert.match(out, /backup +\d{4}(-\d\d){5} full .*transactions; blobs blobstorage\.\d{4}(-\d\d){5}: \d+ files/);
-    assert.match(out, /backup +\d{4}(-\d\d){5} incremental .*hard-linked/);
+    assert.match(out, /backup +\d{4}(-\d\d){5} full .*transactions; blobs blobstorage\.\d{4}(-\d\d){5}\.json: \d+ files, \d+ new in the pool/);
+    assert.match(out, /backup +\d{4}(-\d\d){5} incremental .*, \d+ new in the pool/);
     assert.match(out, /snapshot +\d{4}(-\d\d){5} full/);
     assert.match(out, /Writer stopped: \d+ commits/);
     assert.match(out, /check: the live site and every backup are consistent/);

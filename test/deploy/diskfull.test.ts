@@ -60,9 +60,10 @@ async function assertDiskFull(p: Promise<unknown>): Promise<void> {
   assert.match(e.hint ?? '', /Free some disk space/);
 }
 
-async function setup(t: TestHooks, root: string): Promise<{ s: Site; dep: Deployment; clock: ReturnType<typeof fakeClock> }> {
+async function setup(t: TestHooks, root: string, blobFormat: 'pool' | 'dir' = 'pool'): Promise<{ s: Site; dep: Deployment; clock: ReturnType<typeof fakeClock> }> {
   const s = await makeSite(t, root, { files: 3 });
   const dep = await discoverDeployment(root);
+  dep.settings.blobFormat = blobFormat;
   const clock = fakeClock();
   await backupDeployment(dep, 'backup', { now: clock.now });
   await s.site.uploadFile('big.pdf', content('big', 60_000));
@@ -87,24 +88,28 @@ describe('a full disk', () => {
     assert.equal(r.filestorage.action, 'incremental');
   });
 
-  it('a backup failing in its .index or .dat, after the generation was renamed into place, takes it back', async (t) => {
-    const root = tmpDir(t);
-    const { s, dep, clock } = await setup(t, root);
-    const latest = path.join(s.varDir, 'blobstoragebackups', 'latest');
-    const latestBefore = fs.readlinkSync(latest);
-    for (const [what, match] of [
-      ['index', (p: string) => /\.index\./.test(path.basename(p))],
-      ['dat', (p: string) => /\.dat\./.test(path.basename(p))],
-    ] as const) {
-      const before = snapshot(s.varDir);
-      const { result, hits } = await withFullDisk(10, match, () => backupDeployment(dep, 'backup', { now: clock.now }));
-      await assertDiskFull(result);
-      assert.equal(hits, 1, what);
-      assert.deepEqual(snapshot(s.varDir), before, `${what}: nothing changed`);
-      assert.equal(fs.readlinkSync(latest), latestBefore, `${what}: latest points where it did`);
-      assert.deepEqual(tempLeftovers(s.varDir), [], `${what}: nothing left behind`);
-    }
-  });
+  for (const format of ['pool', 'dir'] as const) {
+    it(`a backup failing in its .index or .dat, after the generation was renamed into place, takes it back (${format})`, async (t) => {
+      const root = tmpDir(t);
+      const { s, dep, clock } = await setup(t, root, format);
+      // The recipe's trees have a `latest` link, which goes back too; the pool has none.
+      const latest = path.join(s.varDir, 'blobstoragebackups', 'latest');
+      const latestBefore = format === 'dir' ? fs.readlinkSync(latest) : undefined;
+      for (const [what, match] of [
+        ['index', (p: string) => /\.index\./.test(path.basename(p))],
+        ['dat', (p: string) => /\.dat\./.test(path.basename(p))],
+      ] as const) {
+        const before = snapshot(s.varDir);
+        const { result, hits } = await withFullDisk(10, match, () => backupDeployment(dep, 'backup', { now: clock.now }));
+        await assertDiskFull(result);
+        assert.equal(hits, 1, what);
+        assert.deepEqual(snapshot(s.varDir), before, `${what}: nothing changed (the pool files it added taken back too)`);
+        if (latestBefore !== undefined) assert.equal(fs.readlinkSync(latest), latestBefore, `${what}: latest points where it did`);
+        else assert.ok(!fs.existsSync(latest));
+        assert.deepEqual(tempLeftovers(s.varDir), [], `${what}: nothing left behind`);
+      }
+    });
+  }
 
   it('a zipbackup failing in its blob tar changes nothing', async (t) => {
     const root = tmpDir(t);

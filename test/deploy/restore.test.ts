@@ -77,7 +77,7 @@ describe('restore to a point in time', () => {
     assert.equal(plans.length, 1);
     assert.equal(plans[0].stamp, points[1].stamp);
     assert.deepEqual(plans[0].chain.map((f) => f.stamp), [points[0].stamp, points[1].stamp]);
-    assert.equal(plans[0].generation?.name, `blobstorage.${points[1].stamp}`);
+    assert.equal(plans[0].generation?.name, `blobstorage.${points[1].stamp}.json`);
     assert.equal(plans[0].mode, 'full');
     assert.equal(plans[0].mismatch, undefined);
 
@@ -94,7 +94,7 @@ describe('restore to a point in time', () => {
     assert.ok(checkedDuring > 0);
     assert.equal(r.mode, 'full');
     assert.equal(r.stamp, points[1].stamp);
-    assert.equal(r.generation, path.join(s.varDir, 'blobstoragebackups', `blobstorage.${points[1].stamp}`));
+    assert.equal(r.generation, path.join(s.varDir, 'blobstoragebackups', `blobstorage.${points[1].stamp}.json`));
     assert.equal(md5File(s.file), points[1].md5);
     assert.equal(r.bytesWritten, points[1].size);
     assert.deepEqual(blobContents(s.blobDir), points[1].blobs);
@@ -211,7 +211,7 @@ describe('restore to a point in time', () => {
     const [plan] = await planOf(dep, {});
     assert.equal(plan.mode, 'incremental');
     assert.equal(plan.appendAfter, 0);
-    assert.equal(plan.baseGeneration?.name, `blobstorage.${points[2].stamp}`);
+    assert.equal(plan.baseGeneration?.name, `blobstorage.${points[2].stamp}.json`);
 
     // The full piece is gzipped (the default): were it gunzipped to compare its last
     // bytes, a garbled copy of it would make the restore fall back to a full one and fail.

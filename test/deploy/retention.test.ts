@@ -26,6 +26,7 @@ describe('retention of generations', () => {
     const root = tmpDir(t);
     const s = await makeSite(t, root, { files: 1 });
     const dep = await discoverDeployment(root, { keep: 2 });
+    dep.settings.blobFormat = 'dir'; // the recipe's trees and `latest` (the pool's retention: blobpool.test.ts)
     const clock = fakeClock('2026-05-01-00-00-00', 3600);
     const repo = path.join(s.varDir, 'backups');
     const blobs = path.join(s.varDir, 'blobstoragebackups');

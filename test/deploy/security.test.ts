@@ -67,10 +67,11 @@ function modes(dir: string): Record<string, number> {
   return out;
 }
 
-/** A site with one full backup, closed (a restore may run). */
+/** A site with one full backup in the recipe's tree layout (the pool's manifests: blobpool.test.ts), closed (a restore may run). */
 async function backedUpSite(t: TestHooks, root: string): Promise<{ s: Site; dep: Deployment }> {
   const s = await makeSite(t, root);
   const dep = await discoverDeployment(root);
+  dep.settings.blobFormat = 'dir';
   await backupDeployment(dep, 'fullbackup', { now: fakeClock().now });
   await s.site.close();
   return { s, dep };
@@ -155,6 +156,7 @@ describe('security: manifests and links in blob generations', () => {
     const root = tmpDir(t);
     const s = await makeSite(t, root);
     const dep = await discoverDeployment(root);
+    dep.settings.blobFormat = 'dir';
     const clock = fakeClock();
     await backupDeployment(dep, 'fullbackup', { now: clock.now });
     const { tree } = await newestGeneration(s.varDir);

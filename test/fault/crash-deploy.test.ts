@@ -39,7 +39,7 @@ import { crashLoop, type KillReport, recordFigures } from '../support/crash';
 import { fakeClock } from '../support/fixtures';
 import { blobContents, content, md5File, snapshot, tempLeftovers, tmpDir, type TestHooks } from '../support/fs';
 import { committedMd5, liveState, recoverMd5, registeredStamps, repoStates, verifyAfterKill, verifyClean } from '../support/repo';
-import { makeSite } from '../support/site';
+import { generationBlobFiles, generationFile, makeSite } from '../support/site';
 
 const FIG = 'crash-deploy';
 const reports: KillReport[] = [];
@@ -61,16 +61,28 @@ async function baseSite(t: TestHooks, dir: string, kinds: BackupCommand[]): Prom
   await s.site.close();
 }
 
-/** Generation folders and archives of a blob backup folder: name -> content snapshot. */
-function generations(blobs: string): Record<string, Record<string, string>> {
+/**
+ * Generation folders and archives of a blob backup folder: name -> content
+ * snapshot; a pool generation's content is the files it holds, read in the
+ * pool (the pool folder itself grows with every backup, as it should).
+ */
+async function generations(blobs: string): Promise<Record<string, Record<string, string>>> {
   const out: Record<string, Record<string, string>> = {};
   if (!fs.existsSync(blobs)) return out;
   for (const n of fs.readdirSync(blobs)) {
-    if (n.startsWith('.plone-backup') || n === 'latest') continue;
+    if (n.startsWith('.plone-backup') || n === 'latest' || n.endsWith('.pool')) continue;
     const p = path.join(blobs, n);
-    out[n] = fs.statSync(p).isDirectory() ? snapshot(p) : { archive: md5File(p) };
+    if (n.endsWith('.json')) out[n] = await poolHeld(p).catch((e: Error) => ({ error: e.message }));
+    else out[n] = fs.statSync(p).isDirectory() ? snapshot(p) : { archive: md5File(p) };
   }
   return out;
+}
+
+/** What a pool generation holds: relative path -> md5 of its file in the pool. */
+async function poolHeld(gen: string): Promise<Record<string, string>> {
+  const held: Record<string, string> = {};
+  for (const rel of await generationBlobFiles(gen)) held[rel] = md5File(generationFile(gen, rel));
+  return held;
 }
 
 /**
@@ -86,7 +98,7 @@ async function backupCrash(t: TestHooks, name: string, kind: BackupCommand, base
   const rel = (p: string) => path.relative(base, p);
   const live = liveState(s0.file, s0.blobDir);
   const states = await repoStates(repo0);
-  const gens = generations(blobs0);
+  const gens = await generations(blobs0);
   const known = Object.keys(states);
   // Retention (keep, and keepSnapshots/keepZips for the other kinds) deletes old states on purpose.
   const rotates = keep !== undefined || kind !== 'backup';
@@ -110,7 +122,7 @@ async function backupCrash(t: TestHooks, name: string, kind: BackupCommand, base
       for (const st of nowStamps) assert.ok(genStamps.has(st), `the registered piece ${st} has no blob generation`);
       // Every state registered before restores as before, with its blob generation as it was.
       const newFull = nowStamps.find((x) => !known.includes(x));
-      const after = generations(blobs);
+      const after = await generations(blobs);
       for (const [stamp, sum] of Object.entries(states)) {
         const got = await recoverMd5(repo, stamp);
         if (rotates && newFull && got !== sum) {
@@ -146,6 +158,7 @@ async function backupCrash(t: TestHooks, name: string, kind: BackupCommand, base
       assert.ok(g, `no blob generation for ${newest}`);
       let held: Record<string, string>;
       if (g.kind === 'dir') held = blobContents(g.content!);
+      else if (g.kind === 'pool') held = await poolHeld(g.path);
       else {
         const x = path.join(dir, 'extracted');
         fs.mkdirSync(x);

@@ -44,7 +44,7 @@ import { fakeClock } from '../support/fixtures';
 import { blobContents, blobFiles, content, md5File, snapshot, tempLeftovers, tmpDir, type TestHooks } from '../support/fs';
 import { CLI } from '../support/paths';
 import { recoverMd5, registeredStamps, verifyClean } from '../support/repo';
-import { makeSite, type Site, sampleSite } from '../support/site';
+import { makeSite, type Site, sampleSite, generationBlobFiles } from '../support/site';
 
 const FIG = 'faults';
 const counts: Record<string, number> = {};
@@ -191,13 +191,18 @@ describe('a write that fails part way (ENOSPC, EIO) loses nothing', () => {
     for (const gzip of [false, true]) {
       await faultLoop(`repozo full${gzip ? ' gzip' : ''}`, () => backup({ file, repository: repo, full: true, gzip, now: clock.now }), [repo, dir]);
       await site.addDocument('more');
-      await faultLoop(`repozo incremental${gzip ? ' gzip' : ''}`, async () => {
-        const r = await backup({ file, repository: repo, gzip, quick: true, now: clock.now });
-        assert.equal(r.action, 'incremental');
-      }, [repo], async () => {
-        // each try has something new to back up
-        await site.addDocument('one more');
-      });
+      await faultLoop(
+        `repozo incremental${gzip ? ' gzip' : ''}`,
+        async () => {
+          const r = await backup({ file, repository: repo, gzip, quick: true, now: clock.now });
+          assert.equal(r.action, 'incremental');
+        },
+        [repo],
+        async () => {
+          // each try has something new to back up
+          await site.addDocument('one more');
+        },
+      );
     }
     await site.close();
     assert.ok((await verifyClean(repo)) > 0);
@@ -211,16 +216,26 @@ describe('a write that fails part way (ENOSPC, EIO) loses nothing', () => {
     const clock = fakeClock();
     const v = s.varDir;
     const firstFolders = [path.join(v, 'backups'), path.join(v, 'blobstoragebackups')];
-    await faultLoop('deployment backup (the first)', () => backupDeployment(dep, 'backup', { now: clock.now }), [...firstFolders, s.blobDir], async () => {
-      for (const d of firstFolders) fs.rmSync(d, { recursive: true, force: true });
-    });
+    await faultLoop(
+      'deployment backup (the first)',
+      () => backupDeployment(dep, 'backup', { now: clock.now }),
+      [...firstFolders, s.blobDir],
+      async () => {
+        for (const d of firstFolders) fs.rmSync(d, { recursive: true, force: true });
+      },
+    );
     // Each run has a new document and a new blob file (copied into the generation,
     // through fileLayer.copyFile), so every run writes about as much as the first.
     let uploads = 0;
-    await faultLoop('deployment backup (incremental)', () => backupDeployment(dep, 'backup', { now: clock.now }), [path.join(v, 'backups'), path.join(v, 'blobstoragebackups')], async () => {
-      await s.site.addDocument('another');
-      await s.site.uploadFile(`n${uploads}.pdf`, content(`n${uploads++}`));
-    });
+    await faultLoop(
+      'deployment backup (incremental)',
+      () => backupDeployment(dep, 'backup', { now: clock.now }),
+      [path.join(v, 'backups'), path.join(v, 'blobstoragebackups')],
+      async () => {
+        await s.site.addDocument('another');
+        await s.site.uploadFile(`n${uploads}.pdf`, content(`n${uploads++}`));
+      },
+    );
     await faultLoop('zipbackup (.fsz and blob tar)', () => backupDeployment(dep, 'zipbackup', { now: clock.now }), [path.join(v, 'zipbackups'), path.join(v, 'blobstoragezips')]);
     await s.site.close();
     // recover over an existing file: the old file stays whole
@@ -228,9 +243,14 @@ describe('a write that fails part way (ENOSPC, EIO) loses nothing', () => {
     fs.mkdirSync(path.dirname(out));
     const stamps = await registeredStamps(path.join(v, 'backups'));
     await recover({ repository: path.join(v, 'backups'), output: out, date: stamps[0], keepOld: false });
-    await faultLoop('recover -o', () => recover({ repository: path.join(v, 'backups'), output: out, keepOld: false }), [path.dirname(out)], async () => {
-      await recover({ repository: path.join(v, 'backups'), output: out, date: stamps[0], keepOld: false });
-    });
+    await faultLoop(
+      'recover -o',
+      () => recover({ repository: path.join(v, 'backups'), output: out, keepOld: false }),
+      [path.dirname(out)],
+      async () => {
+        await recover({ repository: path.join(v, 'backups'), output: out, date: stamps[0], keepOld: false });
+      },
+    );
     // restore (full, to the first state) and ziprestore: the live site stays whole
     const liveDirs = [path.dirname(s.file), s.blobDir];
     const back = async () => {
@@ -240,12 +260,17 @@ describe('a write that fails part way (ENOSPC, EIO) loses nothing', () => {
     await faultLoop('restore (full)', () => restoreDeployment(dep, { date: stamps[0], keepOld: false, incremental: false }), liveDirs, back);
     await faultLoop('ziprestore (tar extraction)', () => restoreDeployment(dep, { kind: 'zip', keepOld: false }), liveDirs, back);
     // The incremental restore: the first state live, the newer pieces appended in place.
-    await faultLoop('restore (incremental, appending in place)', async () => {
-      const [r] = await restoreDeployment(dep, { keepOld: false });
-      assert.equal(r.mode, 'incremental');
-    }, liveDirs.slice(0, 1), async () => {
-      await restoreDeployment(dep, { date: stamps[0], keepOld: false, incremental: false });
-    });
+    await faultLoop(
+      'restore (incremental, appending in place)',
+      async () => {
+        const [r] = await restoreDeployment(dep, { keepOld: false });
+        assert.equal(r.mode, 'incremental');
+      },
+      liveDirs.slice(0, 1),
+      async () => {
+        await restoreDeployment(dep, { date: stamps[0], keepOld: false, incremental: false });
+      },
+    );
   });
 });
 
@@ -410,34 +435,39 @@ describe('backups on another filesystem (no hard links across)', () => {
     return d;
   }
 
-  it('backs up, and restores with copies where links cannot cross', async (t) => {
-    const other = otherFs(t);
-    if (!other) return t.skip('no second filesystem');
-    const root = tmpDir(t);
-    const s = await makeSite(t, root, { docs: 3, files: 3 });
-    const dep = await discoverDeployment(root, { backupRoot: other });
-    const clock = fakeClock();
-    const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
-    await s.site.uploadFile('x.pdf', content('x'));
-    const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
-    assert.equal(r2.linked, r1.blobFiles, 'links inside the backup filesystem still work');
-    await s.site.close();
-    const want = blobContents(s.blobDir);
-    const data = md5File(s.file);
-    await restoreDeployment(dep, { date: r1.filestorage.stamp, keepOld: false });
-    const [res] = await restoreDeployment(dep, { keepOld: false });
-    assert.equal(md5File(s.file), data);
-    assert.deepEqual(blobContents(s.blobDir), want);
-    for (const rel of blobFiles(s.blobDir)) assert.equal(fs.statSync(path.join(s.blobDir, rel)).dev, fs.statSync(s.file).dev, 'a blob file is not on the live filesystem');
-    await assertConsistent(s.file, s.blobDir);
-    assert.ok(res.blobFilesAdded >= 0);
-    count('another filesystem (real)');
-  });
+  for (const format of ['pool', 'dir'] as const) {
+    it(`backs up, and restores with copies where links cannot cross (${format})`, async (t) => {
+      const other = otherFs(t);
+      if (!other) return t.skip('no second filesystem');
+      const root = tmpDir(t);
+      const s = await makeSite(t, root, { docs: 3, files: 3 });
+      const dep = await discoverDeployment(root, { backupRoot: other });
+      dep.settings.blobFormat = format;
+      const clock = fakeClock();
+      const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
+      await s.site.uploadFile('x.pdf', content('x'));
+      const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+      if (format === 'dir') assert.equal(r2.linked, r1.blobFiles, 'links inside the backup filesystem still work');
+      else assert.deepEqual([r2.copied, r2.linked], [1, 0], 'only the new file goes into the pool');
+      await s.site.close();
+      const want = blobContents(s.blobDir);
+      const data = md5File(s.file);
+      await restoreDeployment(dep, { date: r1.filestorage.stamp, keepOld: false });
+      const [res] = await restoreDeployment(dep, { keepOld: false });
+      assert.equal(md5File(s.file), data);
+      assert.deepEqual(blobContents(s.blobDir), want);
+      for (const rel of blobFiles(s.blobDir)) assert.equal(fs.statSync(path.join(s.blobDir, rel)).dev, fs.statSync(s.file).dev, 'a blob file is not on the live filesystem');
+      await assertConsistent(s.file, s.blobDir);
+      assert.ok(res.blobFilesAdded >= 0);
+      count('another filesystem (real)');
+    });
+  }
 
   it('an EXDEV from link makes a blob generation copy instead', async (t) => {
     const root = tmpDir(t);
     const s = await makeSite(t, root, { docs: 1, files: 3 });
     const dep = await discoverDeployment(root);
+    dep.settings.blobFormat = 'dir'; // trees link every file; the pool links none
     const clock = fakeClock();
     await backupDeployment(dep, 'backup', { now: clock.now });
     await s.site.uploadFile('y.pdf', content('y'));
@@ -459,7 +489,7 @@ describe('backups on another filesystem (no hard links across)', () => {
     assert.ok(refused > 0);
     assert.equal(r!.linked, 0);
     assert.equal(r!.copied, r!.blobFiles);
-    assert.deepEqual(blobFiles(path.join(r!.blobGeneration!, 'blobstorage')), await referencedBlobs(s.file));
+    assert.deepEqual(await generationBlobFiles(r!.blobGeneration!), await referencedBlobs(s.file));
     await assertConsistent(s.file, s.blobDir);
     count('another filesystem (EXDEV injected)', 2);
   });
@@ -502,12 +532,15 @@ describe('the live site changes under a backup', () => {
     const v = s.varDir;
     const before = [snapshot(path.join(v, 'backups')), snapshot(path.join(v, 'blobstoragebackups'))];
     let gone = '';
-    const err = await onBlobCopy(async (src) => {
-      if (!gone) {
-        gone = src;
-        fs.renameSync(src, `${src}.away`);
-      }
-    }, () => backupDeployment(dep, 'backup', { now: clock.now })).catch((e) => e);
+    const err = await onBlobCopy(
+      async (src) => {
+        if (!gone) {
+          gone = src;
+          fs.renameSync(src, `${src}.away`);
+        }
+      },
+      () => backupDeployment(dep, 'backup', { now: clock.now }),
+    ).catch((e) => e);
     assert.ok(PloneBackupError.is(err, 'BLOB_MISSING'), String(err?.stack ?? err));
     assert.ok(err.message.includes(path.basename(gone)), err.message);
     assert.deepEqual([snapshot(path.join(v, 'backups')), snapshot(path.join(v, 'blobstoragebackups'))], before);
@@ -523,14 +556,17 @@ describe('the live site changes under a backup', () => {
     const { s, dep, clock } = await siteWithBackup(t);
     // Every blob copy of the first attempt waits for the pack, which removes old revisions.
     let packing: Promise<unknown> | undefined;
-    const [r] = await onBlobCopy(async () => {
-      packing ??= s.site.writer.pack();
-      await packing;
-    }, () => backupDeployment(dep, 'backup', { now: clock.now }));
+    const [r] = await onBlobCopy(
+      async () => {
+        packing ??= s.site.writer.pack();
+        await packing;
+      },
+      () => backupDeployment(dep, 'backup', { now: clock.now }),
+    );
     assert.equal(r.attempts, 2);
     assert.equal(r.filestorage.action, 'full');
     await s.site.close();
-    assert.deepEqual(blobFiles(path.join(r.blobGeneration!, 'blobstorage')), await referencedBlobs(s.file));
+    assert.deepEqual(await generationBlobFiles(r.blobGeneration!), await referencedBlobs(s.file));
     assert.equal(await recoverMd5(foldersFor(dep.storages[0], 'backup').repo), md5File(s.file));
     assert.deepEqual(tempLeftovers(s.varDir), []);
     count('pack removes a blob mid-copy');

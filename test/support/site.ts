@@ -3,10 +3,11 @@
  * closed by the test's cleanup hooks whatever the test's outcome.
  */
 import * as path from 'node:path';
-import { SampleSite, openRestore, type Deployment, type RestoreOptions, type StoragePlan } from '../../src/engine/internal';
+import * as fs from 'node:fs';
+import { SampleSite, generationFiles, listGenerations, openRestore, poolDir, type Deployment, type RestoreOptions, type StoragePlan } from '../../src/engine/internal';
 
 type SampleOptions = Parameters<typeof SampleSite.create>[0];
-import { content, type TestHooks } from './fs';
+import { blobFiles, content, type TestHooks } from './fs';
 
 export interface Site {
   root: string;
@@ -47,4 +48,29 @@ export async function planOf(dep: Deployment, opts: RestoreOptions = {}): Promis
   } finally {
     await session.close();
   }
+}
+
+/**
+ * The blob files (relative paths, sorted) a blob generation holds, whatever
+ * its kind: a pool generation's (`<base>.<stamp>.json`: its manifest with its
+ * parents', each file checked to be in the pool), or a tree's
+ * (`<base>.<stamp>/<base>/…`).
+ */
+export async function generationBlobFiles(gen: string): Promise<string[]> {
+  const name = path.basename(gen);
+  const base = name.slice(0, name.indexOf('.'));
+  if (!name.endsWith('.json')) return blobFiles(path.join(gen, base));
+  const g = (await listGenerations(path.dirname(gen), base)).find((x) => x.path === gen);
+  if (!g) throw new Error(`${gen} is no generation`);
+  const rels = [...(await generationFiles(g, 'bushy')).keys()].sort();
+  const pool = poolDir(path.dirname(gen), base);
+  for (const r of rels) if (!fs.lstatSync(path.join(pool, r)).isFile()) throw new Error(`${r} is not in the pool`);
+  return rels;
+}
+
+/** The file `rel` of a blob generation (in its tree, or in the pool). */
+export function generationFile(gen: string, rel: string): string {
+  const name = path.basename(gen);
+  const base = name.slice(0, name.indexOf('.'));
+  return name.endsWith('.json') ? path.join(poolDir(path.dirname(gen), base), rel) : path.join(gen, base, rel);
 }

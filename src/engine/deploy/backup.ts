@@ -19,7 +19,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PloneBackupError, checkAbort, toPloneBackupError } from '../base/errors';
-import { prepareBackup, cleanLeftovers, type BackupResult } from '../repozo/backup';
+import { prepareBackup, cleanLeftovers, type BackupResult, type PreparedBackup } from '../repozo/backup';
 import { openFileStorage, type OpenedStorage } from '../zodb/filestorage';
 import { acquireLock, isPrivateFolder, removeOwnEntry } from '../base/lock';
 import { readLayout, blobRelPath, statBlobFiles, type BlobLayout } from '../zodb/blobdir';
@@ -30,6 +30,7 @@ import { isInside, resolveReal } from './paths';
 import { exists, fileLayer, isTempName, modesFrom, modesOf, tempPath, fsyncDir, type Modes } from '../base/io';
 import type { OperationOptions } from '../base/progress';
 import { writeIncrementalDelta, writeIncrementalFull } from '../archive/incremental';
+import { buildPoolGeneration, cleanPoolTemps, poolHead, sweepPool } from './blobpool';
 import { BlobVanished, buildGeneration, listGenerations, snarPath, readManifest, readManifestHead, type Generation, type Manifest, LATEST, setLatest } from './blobgen';
 import { writeTar, type TarEntry } from '../archive/tar';
 import type { BlobFormat, Deployment, StorageConfig } from './deployment';
@@ -141,14 +142,7 @@ export async function backupStorage(dep: Deployment, s: StorageConfig, kind: Bac
   }
 }
 
-async function attemptBackup(
-  dep: Deployment,
-  s: StorageConfig,
-  kind: BackupCommand,
-  repo: string,
-  blobs: string,
-  opts: DeployBackupOptions,
-): Promise<StorageBackupResult> {
+async function attemptBackup(dep: Deployment, s: StorageConfig, kind: BackupCommand, repo: string, blobs: string, opts: DeployBackupOptions): Promise<StorageBackupResult> {
   const st = await openFileStorage(s.file);
   try {
     // Which storage this is, for the owners record and retention (owners.ts).
@@ -204,88 +198,118 @@ async function attemptBackup(
         }
         // The piece this incremental continues: the newest registered one (the new piece is still a temp file).
         const continues = res.action === 'incremental' ? findChain((await listRepository(repo)).files).at(-1)?.stamp : undefined;
-        needed = await neededBlobs(st, res, continues, prepared.blobs, blobs, base, layout, opts.signal);
         const gens = await listGenerations(blobs, base);
-        // Files are linked from the newest dir generation, unless its manifest is not sound.
-        let previous = [...gens].reverse().find((g) => g.kind === 'dir');
-        if (previous && (await readManifestHead(previous).catch(() => null)) === null) previous = undefined;
-        // Every needed file is looked up first, without following a link (a blob
-        // replaced by a link to a private file must not land in a backup): a
-        // missing one fails here, before anything is written, all of them named.
-        const sizes = await checkBlobsExist(s.blobDir, needed, st, opts.signal);
-        const modes = modesOf(st.mode);
         const format = blobFormatFor(dep, kind);
-        const chained = format === 'incremental' || format === 'incremental.gz' ? await incrementalTarget(repo, blobs, base, stamp!, res.action === 'full', modes.dir) : undefined;
-        if (chained) {
-          // incremental_blobs: a full archive with its .snar, or a delta on top of the chain.
-          const files = await withLayoutFile(s.blobDir, needed);
-          const w = { tar: chained.tar + (format === 'incremental.gz' ? '.gz' : ''), snar: chained.snar, root: s.blobDir, files, gzip: format === 'incremental.gz', signal: opts.signal, mode: modes.file };
-          const pending = await (chained.delta ? writeIncrementalDelta(w) : writeIncrementalFull(w)).catch((e: unknown) => {
-            throw (e as NodeJS.ErrnoException).code === 'ENOENT' ? new BlobVanished((e as NodeJS.ErrnoException).path ?? s.blobDir!) : e;
-          });
-          try {
-            // The archive, then the piece, then the .snar: a crash before the last
-            // leaves the previous .snar, so the next delta takes these files again
-            // (a duplicate), never a .snar naming files no registered archive holds.
-            await pending.commitArchive();
-            await prepared.commit();
-          } catch (e) {
-            await pending.discard();
-            await fileLayer.rm(w.tar, { force: true });
-            throw e;
-          }
-          await pending.commitSnapshot();
-          result.blobGeneration = w.tar;
-          result.blobFiles = needed.length;
-        } else if (format !== 'dir') {
-          // An archive: zipbackup's, or archive_blob's (.tar, .tar.gz) as the recipe names them.
-          const archive = await writeBlobArchive(s.blobDir, blobs, base, stamp!, needed, sizes, modes, { gzip: format.endsWith('.gz'), signal: opts.signal });
-          try {
-            // The archive first, as a generation: a crash between the two leaves an
-            // archive without a piece (the next run removes it), never a piece without blobs.
-            await fileLayer.rename(archive.temp, archive.final);
-            await fsyncDir(blobs);
-            await prepared.commit();
-          } catch (e) {
-            await fileLayer.rm(archive.temp, { force: true });
-            await fileLayer.rm(archive.final, { force: true });
-            throw e;
-          }
-          // The recipe points `latest` at the newest timestamped archive too (not in an incremental chain).
-          if (kind !== 'zipbackup' && format !== 'incremental' && format !== 'incremental.gz') await setLatest(blobs, path.basename(archive.final)).catch(() => undefined);
-          result.blobGeneration = archive.final;
-          result.blobFiles = needed.length;
-        } else {
-          const gen = await buildGeneration({
-            blobDir: s.blobDir,
+        const modes = modesOf(st.mode);
+        if (format === 'pool') {
+          needed = await backupIntoPool({
+            dep,
+            s: { ...s, blobDir: s.blobDir },
+            st,
+            res,
+            prepared,
+            continues,
+            gens,
+            blobs,
+            base,
             layout,
-            backupDir: blobs,
             stamp: stamp!,
             end,
             lastTid,
-            needed,
-            previous,
-            linkFromLive: dep.settings.hardLinkFirstCopy,
             modes,
-            signal: opts.signal,
-            onProgress: (done, total) => opts.onProgress?.({ phase: `blobs of ${s.name}`, done, total }),
+            result,
+            opts,
           });
-          try {
-            // Generation first: a crash between the two renames leaves a generation
-            // without a piece, which the next run removes, never a piece without blobs.
-            await gen.commit();
-            await prepared.commit();
-          } catch (e) {
-            await gen.discard();
-            await fileLayer.rm(gen.final, { recursive: true, force: true }).catch(() => undefined);
-            // `latest` pointed at the generation just removed: back to the newest one left.
-            await resetLatest(blobs, base).catch(() => undefined);
-            throw e;
+        } else {
+          needed = await neededBlobs(st, res, continues, prepared.blobs, blobs, base, layout, opts.signal);
+          // Files are linked from the newest dir generation, unless its manifest is not sound.
+          let previous = [...gens].reverse().find((g) => g.kind === 'dir');
+          if (previous && (await readManifestHead(previous).catch(() => null)) === null) previous = undefined;
+          // Every needed file is looked up first, without following a link (a blob
+          // replaced by a link to a private file must not land in a backup): a
+          // missing one fails here, before anything is written, all of them named.
+          const sizes = await checkBlobsExist(s.blobDir, needed, st, opts.signal);
+          const chained =
+            format === 'incremental' || format === 'incremental.gz' ? await incrementalTarget(repo, blobs, base, stamp!, res.action === 'full', modes.dir) : undefined;
+          if (chained) {
+            // incremental_blobs: a full archive with its .snar, or a delta on top of the chain.
+            const files = await withLayoutFile(s.blobDir, needed);
+            const w = {
+              tar: chained.tar + (format === 'incremental.gz' ? '.gz' : ''),
+              snar: chained.snar,
+              root: s.blobDir,
+              files,
+              gzip: format === 'incremental.gz',
+              signal: opts.signal,
+              mode: modes.file,
+            };
+            const pending = await (chained.delta ? writeIncrementalDelta(w) : writeIncrementalFull(w)).catch((e: unknown) => {
+              throw (e as NodeJS.ErrnoException).code === 'ENOENT' ? new BlobVanished((e as NodeJS.ErrnoException).path ?? s.blobDir!) : e;
+            });
+            try {
+              // The archive, then the piece, then the .snar: a crash before the last
+              // leaves the previous .snar, so the next delta takes these files again
+              // (a duplicate), never a .snar naming files no registered archive holds.
+              await pending.commitArchive();
+              await prepared.commit();
+            } catch (e) {
+              await pending.discard();
+              await fileLayer.rm(w.tar, { force: true });
+              throw e;
+            }
+            await pending.commitSnapshot();
+            result.blobGeneration = w.tar;
+            result.blobFiles = needed.length;
+          } else if (format !== 'dir') {
+            // An archive: zipbackup's, or archive_blob's (.tar, .tar.gz) as the recipe names them.
+            const archive = await writeBlobArchive(s.blobDir, blobs, base, stamp!, needed, sizes, modes, { gzip: format.endsWith('.gz'), signal: opts.signal });
+            try {
+              // The archive first, as a generation: a crash between the two leaves an
+              // archive without a piece (the next run removes it), never a piece without blobs.
+              await fileLayer.rename(archive.temp, archive.final);
+              await fsyncDir(blobs);
+              await prepared.commit();
+            } catch (e) {
+              await fileLayer.rm(archive.temp, { force: true });
+              await fileLayer.rm(archive.final, { force: true });
+              throw e;
+            }
+            // The recipe points `latest` at the newest timestamped archive too (not in an incremental chain).
+            if (kind !== 'zipbackup' && format !== 'incremental' && format !== 'incremental.gz') await setLatest(blobs, path.basename(archive.final)).catch(() => undefined);
+            result.blobGeneration = archive.final;
+            result.blobFiles = needed.length;
+          } else {
+            const gen = await buildGeneration({
+              blobDir: s.blobDir,
+              layout,
+              backupDir: blobs,
+              stamp: stamp!,
+              end,
+              lastTid,
+              needed,
+              previous,
+              linkFromLive: dep.settings.hardLinkFirstCopy,
+              modes,
+              signal: opts.signal,
+              onProgress: (done, total) => opts.onProgress?.({ phase: `blobs of ${s.name}`, done, total }),
+            });
+            try {
+              // Generation first: a crash between the two renames leaves a generation
+              // without a piece, which the next run removes, never a piece without blobs.
+              await gen.commit();
+              await prepared.commit();
+            } catch (e) {
+              await gen.discard();
+              await fileLayer.rm(gen.final, { recursive: true, force: true }).catch(() => undefined);
+              // `latest` pointed at the generation just removed: back to the newest one left.
+              await resetLatest(blobs, base).catch(() => undefined);
+              throw e;
+            }
+            result.blobGeneration = gen.final;
+            result.blobFiles = needed.length;
+            result.linked = gen.linked;
+            result.copied = gen.copied;
           }
-          result.blobGeneration = gen.final;
-          result.blobFiles = needed.length;
-          result.linked = gen.linked;
-          result.copied = gen.copied;
         }
       } else {
         await prepared.commit();
@@ -318,6 +342,111 @@ async function attemptBackup(
   } finally {
     await st.fh.close();
   }
+}
+
+/**
+ * The blob part of a backup in the pool (blobpool.ts): only the new piece's
+ * files when the piece it continues has a sound pool generation, else all of
+ * the state's; the generation committed first, then the piece. Returns the
+ * files the generation lists.
+ */
+async function backupIntoPool(a: {
+  dep: Deployment;
+  s: StorageConfig & { blobDir: string };
+  st: OpenedStorage;
+  res: BackupResult;
+  prepared: PreparedBackup;
+  continues: string | undefined;
+  gens: Generation[];
+  blobs: string;
+  base: string;
+  layout: BlobLayout;
+  stamp: string;
+  end: number;
+  lastTid: string | undefined;
+  modes: Modes;
+  result: StorageBackupResult;
+  opts: DeployBackupOptions;
+}): Promise<string[]> {
+  const { dep, s, st, res, prepared, continues, gens, blobs, base, layout, stamp, end, lastTid, modes, result, opts } = a;
+  const parent = await poolParent(res, continues, gens, layout);
+  const needed = parent
+    ? [...new Set(prepared.blobs.map((r) => blobRelPath(r.oid, r.tid, layout)))].sort()
+    : await neededBlobs(st, res, continues, prepared.blobs, blobs, base, layout, opts.signal);
+  await checkBlobsExist(s.blobDir, needed, st, opts.signal);
+  // Switching from dir generations: their files are linked, not copied again.
+  const newestDir = parent ? undefined : [...gens].reverse().find((g) => g.kind === 'dir');
+  const linkFrom = newestDir && (await soundManifest(newestDir)) ? newestDir.content : undefined;
+  const gen = await buildPoolGeneration({
+    blobDir: s.blobDir,
+    layout,
+    backupDir: blobs,
+    stamp,
+    end,
+    lastTid,
+    files: needed,
+    parent,
+    linkFrom,
+    linkFromLive: dep.settings.hardLinkFirstCopy,
+    modes,
+    signal: opts.signal,
+    onProgress: (done, total) => opts.onProgress?.({ phase: `blobs of ${s.name}`, done, total }),
+  });
+  try {
+    // Generation first: a crash between the two renames leaves a generation
+    // without a piece, which the next run removes, never a piece without blobs.
+    await gen.commit();
+    await prepared.commit();
+  } catch (e) {
+    await gen.discard();
+    throw e;
+  }
+  result.blobGeneration = gen.final;
+  result.blobFiles = gen.manifest.count;
+  result.linked = gen.linked;
+  result.copied = gen.copied;
+  return needed;
+}
+
+/**
+ * The blob part of a backup's result in words, for the CLI and the demo:
+ * "blobstorage.<stamp>.json: 2,310 files, 10 new in the pool", or for a tree
+ * "… (8 copied, 2,300 linked)".
+ */
+export function blobSummary(r: StorageBackupResult): string {
+  if (!r.blobGeneration) return '';
+  const name = path.basename(r.blobGeneration);
+  const files = `${r.blobFiles ?? 0} files`;
+  if (r.linked === undefined) return `${name}: ${files}`;
+  if (name.endsWith('.json')) return `${name}: ${files}, ${r.copied! + r.linked} new in the pool`;
+  return `${name}: ${files} (${r.copied} copied, ${r.linked} linked)`;
+}
+
+/**
+ * The pool generation a new incremental's generation adds to: the one made
+ * with the piece it continues, when it describes exactly the state the piece
+ * starts from and every generation it adds to is there and sound (heads
+ * only: small reads, as many as the chain is long, none per blob file).
+ * Undefined otherwise: the new generation then lists all of its files.
+ */
+async function poolParent(
+  res: BackupResult,
+  continues: string | undefined,
+  gens: Generation[],
+  layout: BlobLayout,
+): Promise<{ stamp: string; count: number; bytes: number } | undefined> {
+  if (res.action !== 'incremental' || !continues) return undefined;
+  const byStamp = new Map(gens.filter((g) => g.kind === 'pool' && g.stamp).map((g) => [g.stamp!, g]));
+  const g = byStamp.get(continues);
+  const head = g && (await poolHead(g));
+  if (!head || head.stamp !== continues || head.end !== res.start || head.layout !== layout) return undefined;
+  for (let h: typeof head | undefined = head; h.parent !== undefined;) {
+    const p = byStamp.get(h.parent);
+    const ph = p && (await poolHead(p));
+    if (!ph || ph.layout !== layout || ph.end > h.end) return undefined;
+    h = ph;
+  }
+  return { stamp: continues, count: head.count ?? 0, bytes: head.bytes ?? 0 };
 }
 
 /**
@@ -390,7 +519,8 @@ async function withLayoutFile(blobDir: string, needed: string[]): Promise<string
  */
 async function backupBlobsOnly(dep: Deployment, s: StorageConfig, kind: BackupCommand, opts: DeployBackupOptions): Promise<StorageBackupResult> {
   const { blobs } = foldersFor(s, commandKind(kind));
-  if (!s.blobDir) throw new PloneBackupError('CONFIG_BAD', `only_blobs is set but ${s.name} has no blobstorage.`, { path: dep.configFile, hint: 'Set blob_storage, or unset only_blobs.' });
+  if (!s.blobDir)
+    throw new PloneBackupError('CONFIG_BAD', `only_blobs is set but ${s.name} has no blobstorage.`, { path: dep.configFile, hint: 'Set blob_storage, or unset only_blobs.' });
   const blobDir = s.blobDir;
   const modes = await modesFrom(s.file);
   await fileLayer.mkdir(blobs, { recursive: true, mode: modes.dir });
@@ -413,7 +543,17 @@ async function backupBlobsOnly(dep: Deployment, s: StorageConfig, kind: BackupCo
       end = scan.end;
       lastTid = scan.lastTid?.toString('hex');
       await checkBlobsExist(blobDir, needed, st, opts.signal);
-      const filestorage: BackupResult = { action: 'none', reason: 'only_blobs: the filestorage is not backed up here', stamp, written: [], removed: [], start: end, end, transactions: 0, lastTid };
+      const filestorage: BackupResult = {
+        action: 'none',
+        reason: 'only_blobs: the filestorage is not backed up here',
+        stamp,
+        written: [],
+        removed: [],
+        start: end,
+        end,
+        transactions: 0,
+        lastTid,
+      };
       const result: StorageBackupResult = { storage: s.name, filestorage, removed: [], attempts: 1 };
       const format = blobFormatFor(dep, kind);
       const full = kind !== 'backup' || dep.settings.full;
@@ -423,10 +563,36 @@ async function backupBlobsOnly(dep: Deployment, s: StorageConfig, kind: BackupCo
         const chain = full ? undefined : gens.filter((g) => !g.delta && g.archives?.length === 1).at(-1);
         const snar = snarPath(blobs, base, chain?.stamp ?? stamp);
         const files = await withLayoutFile(blobDir, needed);
-        const w = { tar: path.join(blobs, `${base}.${stamp}${chain ? '.delta' : ''}.tar${gzip ? '.gz' : ''}`), snar, root: blobDir, files, gzip, signal: opts.signal, mode: modes.file };
+        const w = {
+          tar: path.join(blobs, `${base}.${stamp}${chain ? '.delta' : ''}.tar${gzip ? '.gz' : ''}`),
+          snar,
+          root: blobDir,
+          files,
+          gzip,
+          signal: opts.signal,
+          mode: modes.file,
+        };
         const pending = await (chain ? writeIncrementalDelta(w) : writeIncrementalFull(w));
         await pending.commit();
         result.blobGeneration = w.tar;
+      } else if (format === 'pool') {
+        // Each a full list of the state (only_blobs reads the whole Data.fs anyway); only new files are copied.
+        const gen = await buildPoolGeneration({
+          blobDir,
+          layout,
+          backupDir: blobs,
+          stamp,
+          end,
+          lastTid,
+          files: needed,
+          linkFromLive: dep.settings.hardLinkFirstCopy,
+          modes: modesOf(st.mode),
+          signal: opts.signal,
+        });
+        await gen.commit();
+        result.blobGeneration = gen.final;
+        result.linked = gen.linked;
+        result.copied = gen.copied;
       } else if (format !== 'dir') {
         const sizes = (await statBlobFiles(blobDir, needed, opts.signal)).sizes;
         const archive = await writeBlobArchive(blobDir, blobs, base, stamp, needed, sizes, modesOf(st.mode), { gzip: format === 'tar.gz', signal: opts.signal });
@@ -437,7 +603,19 @@ async function backupBlobsOnly(dep: Deployment, s: StorageConfig, kind: BackupCo
       } else {
         let previous = [...gens].reverse().find((g) => g.kind === 'dir');
         if (previous && (await readManifestHead(previous).catch(() => null)) === null) previous = undefined;
-        const gen = await buildGeneration({ blobDir, layout, backupDir: blobs, stamp, end, lastTid, needed, previous, linkFromLive: dep.settings.hardLinkFirstCopy, modes: modesOf(st.mode), signal: opts.signal });
+        const gen = await buildGeneration({
+          blobDir,
+          layout,
+          backupDir: blobs,
+          stamp,
+          end,
+          lastTid,
+          needed,
+          previous,
+          linkFromLive: dep.settings.hardLinkFirstCopy,
+          modes: modesOf(st.mode),
+          signal: opts.signal,
+        });
         await gen.commit();
         result.blobGeneration = gen.final;
         result.linked = gen.linked;
@@ -476,7 +654,7 @@ async function retainBlobsOnly(blobs: string, base: string, keep: number, days: 
   const removed: string[] = [];
   for (const b of backups.slice(0, Math.max(0, backups.length - keepN))) {
     if (days && parseStamp(b[0]!.stamp!).getTime() >= cutoff) continue;
-    if (b[0]!.kind === 'dir' && !(await isOurGeneration(b[0]!))) continue;
+    if ((b[0]!.kind === 'dir' || b[0]!.kind === 'pool') && !(await isOurGeneration(b[0]!))) continue;
     for (const g of b) {
       await fileLayer.rm(g.path, { recursive: true, force: true });
       removed.push(g.path);
@@ -487,6 +665,7 @@ async function retainBlobsOnly(blobs: string, base: string, keep: number, days: 
       removed.push(snar);
     }
   }
+  if (removed.some((r) => r.endsWith('.json'))) removed.push(...(await sweepPool(blobs, base)));
   return removed;
 }
 
@@ -498,13 +677,26 @@ async function retainBlobsOnly(blobs: string, base: string, keep: number, days: 
  * (incremental_blobs enabled in the middle of a chain): then a plain archive,
  * and incrementals start with the next full backup.
  */
-async function incrementalTarget(repo: string, blobs: string, base: string, stamp: string, full: boolean, dirMode: number): Promise<{ tar: string; snar: string; delta: boolean } | undefined> {
+async function incrementalTarget(
+  repo: string,
+  blobs: string,
+  base: string,
+  stamp: string,
+  full: boolean,
+  dirMode: number,
+): Promise<{ tar: string; snar: string; delta: boolean } | undefined> {
   await fileLayer.mkdir(blobs, { recursive: true, mode: dirMode });
   if (full) return { tar: path.join(blobs, `${base}.${stamp}.tar`), snar: snarPath(blobs, base, stamp), delta: false };
   const chainFull = findChain((await listRepository(repo)).files)[0]?.stamp;
   if (!chainFull || chainFull === stamp) return { tar: path.join(blobs, `${base}.${stamp}.tar`), snar: snarPath(blobs, base, stamp), delta: false };
   const snar = snarPath(blobs, base, chainFull);
-  if (!(await fsp.lstat(snar).then((st) => st.isFile(), () => false))) return undefined;
+  if (
+    !(await fsp.lstat(snar).then(
+      (st) => st.isFile(),
+      () => false,
+    ))
+  )
+    return undefined;
   return { tar: path.join(blobs, `${base}.${stamp}.delta.tar`), snar, delta: true };
 }
 
@@ -520,7 +712,16 @@ export function blobFormatFor(dep: Deployment, kind: BackupCommand): BlobFormat 
   return f;
 }
 
-async function writeBlobArchive(blobDir: string, dest: string, base: string, stamp: string, needed: string[], sizes: Map<string, number>, modes: Modes, o: { gzip: boolean; signal?: AbortSignal }) {
+async function writeBlobArchive(
+  blobDir: string,
+  dest: string,
+  base: string,
+  stamp: string,
+  needed: string[],
+  sizes: Map<string, number>,
+  modes: Modes,
+  o: { gzip: boolean; signal?: AbortSignal },
+) {
   const signal = o.signal;
   await fileLayer.mkdir(dest, { recursive: true, mode: modes.dir });
   const final = path.join(dest, `${base}.${stamp}.tar${o.gzip ? '.gz' : ''}`);
@@ -565,14 +766,22 @@ async function writeBlobArchive(blobDir: string, dest: string, base: string, sta
  * backup folder shared with another site by a configuration keeps that
  * site's chains, whatever `keep` says. `home`: the site's folder.
  */
-export async function applyRetention(repo: string, blobs: string, base: string | undefined, keep: number, me: StorageIdentity, log?: (m: string) => void, home?: string): Promise<string[]> {
+export async function applyRetention(
+  repo: string,
+  blobs: string,
+  base: string | undefined,
+  keep: number,
+  me: StorageIdentity,
+  log?: (m: string) => void,
+  home?: string,
+): Promise<string[]> {
   const removed: string[] = [];
   const { files } = await listRepository(repo);
   const owners = await readOwners(repo);
   const atHome = home !== undefined && isInside(await resolveReal(home), await resolveReal(repo));
   const chains: RepoFile[][] = [];
   const foreign: RepoFile[][] = [];
-  for (const c of allChains(files)) (await chainIsOurs(repo, c[0]!, owners, me, atHome) ? chains : foreign).push(c);
+  for (const c of allChains(files)) ((await chainIsOurs(repo, c[0]!, owners, me, atHome)) ? chains : foreign).push(c);
   if (foreign.length) log?.(`kept ${foreign.length} backup chain${foreign.length > 1 ? 's' : ''} in ${repo} that ${me.file} did not write (first: ${foreign[0]![0]!.name})`);
   if (chains.length === 0) return removed;
   const foreignStamps = new Set(foreign.flat().map((f) => f.stamp));
@@ -601,12 +810,18 @@ export async function applyRetention(repo: string, blobs: string, base: string |
     }
   }
   if (base) {
-    for (const g of await listGenerations(blobs, base)) {
+    let pooled = false;
+    // Newest first: a pool generation goes before the one it adds to, so a run
+    // killed in between never leaves a generation whose parent is gone.
+    for (const g of (await listGenerations(blobs, base)).reverse()) {
       if (g.stamp && g.stamp < oldestKept && !foreignStamps.has(g.stamp) && (trimming || (await isOurGeneration(g)))) {
         await fileLayer.rm(g.path, { recursive: true, force: true });
         removed.push(g.path);
+        pooled ||= g.kind === 'pool';
       }
     }
+    // The pool files that only the removed generations named.
+    if (pooled) removed.push(...(await sweepPool(blobs, base)));
     // The .snar of an incremental_blobs chain goes with the chain's full archive.
     for (const n of await fsp.readdir(blobs).catch(() => [] as string[])) {
       const stamp = n.startsWith(`${base}.`) && n.endsWith('.snar') ? n.slice(base.length + 1, -5) : undefined;
@@ -630,7 +845,7 @@ async function soundManifest(g: Generation): Promise<Manifest | undefined> {
   }
 }
 
-/** A generation we wrote: a dir generation with a sound manifest (one that is not sound is never ours to delete). */
+/** A generation we wrote: a dir or pool generation with a sound manifest (one that is not sound is never ours to delete). */
 async function isOurGeneration(g: Generation): Promise<boolean> {
   return (await soundManifest(g)) !== undefined;
 }
@@ -648,19 +863,23 @@ async function cleanBlobLeftovers(blobs: string, base: string, repo?: string): P
     return;
   }
   if (await isPrivateFolder(blobs)) for (const n of names) if (isTempName(n)) await removeOwnEntry(blobs, n);
+  await cleanPoolTemps(blobs, base);
   if (repo === undefined) return;
   const { files } = await listRepository(repo);
   const newestPiece = files.at(-1)?.stamp ?? '';
   const gens: Generation[] = await listGenerations(blobs, base);
   let removed = false;
+  let pooled = false;
   for (const g of gens) {
     // Ours (a manifest, or an archive: nothing else writes one newer than every piece).
-    if (g.stamp && g.stamp > newestPiece && (g.kind !== 'dir' || (await isOurGeneration(g)))) {
+    if (g.stamp && g.stamp > newestPiece && ((g.kind !== 'dir' && g.kind !== 'pool') || (await isOurGeneration(g)))) {
       await fileLayer.rm(g.path, { recursive: true, force: true });
       removed = true;
+      pooled ||= g.kind === 'pool';
     }
   }
   if (removed) await resetLatest(blobs, base);
+  if (pooled) await sweepPool(blobs, base);
 }
 
 /** Points `latest` at the newest dir generation left (or removes it when there is none). */
@@ -671,4 +890,3 @@ async function resetLatest(blobs: string, base: string): Promise<void> {
   if (newest) await setLatest(blobs, newest.name);
   else await fileLayer.rm(path.join(blobs, LATEST), { force: true });
 }
-

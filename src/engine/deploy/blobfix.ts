@@ -133,7 +133,7 @@ export function sameStateGenerations(view: StorageView, live: LiveState): BlobSo
       for (const p of [c.full, ...c.incrementals]) {
         if (p.end !== live.end || p.lastTid !== live.lastTid || p.problem) continue;
         if ((p.blob.status !== 'match' && p.blob.status !== 'mismatch') || !p.blob.path || /\.tar(\.gz)?$/.test(p.blob.path)) continue;
-        out.push({ storage: view.storage, kind: g.kind, stamp: p.stamp, generation: p.blob.path, content: path.join(p.blob.path, base) });
+        out.push({ storage: view.storage, kind: g.kind, stamp: p.stamp, generation: p.blob.path, content: p.blob.content ?? path.join(p.blob.path, base) });
       }
     }
   }

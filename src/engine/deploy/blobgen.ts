@@ -9,8 +9,11 @@
  *     blobstorage.2026-01-03-11-00-00.delta.tar[.gz]                  chain's GNU tar snapshot
  *                                                                     file, then deltas
  *     latest -> blobstorage.2026-01-03-10-00-00
+ *     blobstorage.2026-01-03-10-00-00.json + blobstorage.pool/         our own deployments' default:
+ *                                                                     a manifest per generation over
+ *                                                                     a shared pool (blobpool.ts)
  *
- * A generation we make holds exactly the blob files that the filestorage
+ * A dir generation we make holds exactly the blob files that the filestorage
  * state with the same stamp references (never tmp/, never a file no
  * committed record names), plus `.layout`. Files the previous generation has
  * are hard links to it (blob files never change); new ones are copied (a
@@ -23,23 +26,28 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PloneBackupError } from '../base/errors';
-import { type BlobLayout, LAYOUT_FILE, eachAtMost, isBlobRelPath, listBlobFiles, notABlobFile } from '../zodb/blobdir';
+import { type BlobLayout, LAYOUT_FILE, eachAtMost, isBlobRelPath, notABlobFile } from '../zodb/blobdir';
 import { PRIVATE_MODES, READ_CAPS, copyRegularFile, exists, fileLayer, fsyncDir, isTempName, linkRegularFile, readFileCapped, tempPath, writeNewFile, type Modes } from '../base/io';
 import { isStamp } from '../zodb/tid';
 
 export const MANIFEST = '.plone-backup.json';
 export const LATEST = 'latest';
 
-export type GenerationKind = 'dir' | 'tar' | 'tar.gz';
+/** A hard-link tree, a (GNU) tar archive, or a manifest naming files of the blob pool (blobpool.ts). */
+export type GenerationKind = 'dir' | 'tar' | 'tar.gz' | 'pool';
 
 export interface Generation {
-  /** Entry name in the backup folder: blobstorage.<STAMP>[.tar[.gz]] or blobstorage.<N>. */
+  /** Entry name in the backup folder: blobstorage.<STAMP>[.tar[.gz]|.json] or blobstorage.<N>. */
   name: string;
   path: string;
   kind: GenerationKind;
   stamp?: string;
   number?: number;
-  /** For a dir generation: the folder holding the blob tree (<path>/<base name>). */
+  /**
+   * Where the generation's blob files are, under their relative blob paths:
+   * for a dir generation its tree (<path>/<base name>), for a pool generation
+   * the shared pool (<backup folder>/<base name>.pool).
+   */
   content?: string;
   /** A `.delta.tar[.gz]` of incremental_blobs: it restores only on top of its chain. */
   delta?: boolean;
@@ -53,13 +61,19 @@ export interface Generation {
 }
 
 export interface Manifest {
-  version: 1;
+  /** 1: a dir generation's `.plone-backup.json`; 2: a pool generation (blobpool.ts). */
+  version: 1 | 2;
   stamp: string;
   /** Committed end of the filestorage state this generation belongs to. */
   end: number;
   lastTid?: string;
   layout: BlobLayout;
-  /** Relative blob paths and sizes. */
+  /** Pool generations: the stamp of the generation whose files this one adds to (none: it lists all). */
+  parent?: string;
+  /** Pool generations: how many files, and bytes, the generation holds with its parents'. */
+  count?: number;
+  bytes?: number;
+  /** Relative blob paths and sizes (of a pool generation: those it adds to its parent's). */
   files: [string, number][];
 }
 
@@ -78,7 +92,10 @@ export async function listGenerations(backupDir: string, baseName: string): Prom
     if (!n.startsWith(prefix) || isTempName(n)) continue;
     let rest = n.slice(prefix.length);
     let kind: GenerationKind = 'dir';
-    if (rest.endsWith('.tar.gz')) {
+    if (rest.endsWith('.json')) {
+      kind = 'pool';
+      rest = rest.slice(0, -5);
+    } else if (rest.endsWith('.tar.gz')) {
       kind = 'tar.gz';
       rest = rest.slice(0, -7);
     } else if (rest.endsWith('.tar')) {
@@ -91,13 +108,13 @@ export async function listGenerations(backupDir: string, baseName: string): Prom
     const g: Generation = { name: n, path: p, kind };
     if (delta) g.delta = true;
     if (isStamp(rest)) g.stamp = rest;
-    else if (/^\d+$/.test(rest)) g.number = Number(rest);
+    else if (/^\d+$/.test(rest) && kind !== 'pool') g.number = Number(rest);
     else continue;
     if (kind === 'dir') {
       const st = await fsp.lstat(p).catch(() => undefined);
       if (!st?.isDirectory()) continue;
       g.content = path.join(p, baseName);
-    }
+    } else if (kind === 'pool') g.content = path.join(backupDir, `${baseName}.pool`);
     gens.push(g);
   }
   // Stamped ones by stamp; numbered ones (0 is newest) before them, oldest first.
@@ -136,22 +153,36 @@ export function snarPath(backupDir: string, baseName: string, stamp: string): st
  * generation is then refused: a backup folder may have been written by
  * someone else, and a manifest entry becomes a path we read and write.
  */
-function manifestBad(file: string, why: string): PloneBackupError {
+export function manifestBad(file: string, why: string): PloneBackupError {
   return new PloneBackupError('MANIFEST_BAD', `The blob generation manifest ${file} cannot be trusted: ${why}; the generation is not used.`, {
     path: file,
     hint: 'Remove that generation (it was not written by plone-backup as it is), and make a new backup.',
   });
 }
 
-/** Checks the fields of a manifest's head (everything but `files`); throws MANIFEST_BAD. */
-function checkHead(m: unknown, file: string, gen: Generation): asserts m is Omit<Manifest, 'files'> {
+/**
+ * Checks the fields of a manifest's head (everything but `files`); throws
+ * MANIFEST_BAD. A pool generation's head also names its parent (an older
+ * stamp, so that following parents always ends) and its totals.
+ */
+export function checkHead(m: unknown, file: string, gen: Generation): asserts m is Omit<Manifest, 'files'> {
   if (typeof m !== 'object' || m === null || Array.isArray(m)) throw manifestBad(file, 'it is not a JSON object');
   const o = m as Record<string, unknown>;
-  if (o.version !== 1) throw manifestBad(file, `its version is ${JSON.stringify(o.version)}, not 1`);
+  const version = gen.kind === 'pool' ? 2 : 1;
+  if (o.version !== version) throw manifestBad(file, `its version is ${JSON.stringify(o.version)}, not ${version}`);
+  if (gen.kind === 'pool') {
+    if (o.parent !== undefined && (typeof o.parent !== 'string' || !isStamp(o.parent) || typeof o.stamp !== 'string' || o.parent >= o.stamp)) throw manifestBad(file, 'its parent is not an older stamp');
+    for (const k of ['count', 'bytes'] as const) if (typeof o[k] !== 'number' || !Number.isSafeInteger(o[k]) || o[k] < 0) throw manifestBad(file, `its ${k} is not a count`);
+  }
   if (typeof o.stamp !== 'string' || !isStamp(o.stamp) || (gen.stamp !== undefined && o.stamp !== gen.stamp)) throw manifestBad(file, 'its stamp is not the generation\'s');
   if (typeof o.end !== 'number' || !Number.isSafeInteger(o.end) || o.end < 0) throw manifestBad(file, 'its end is not a position');
   if (o.lastTid !== undefined && (typeof o.lastTid !== 'string' || !/^[0-9a-f]{16}$/.test(o.lastTid))) throw manifestBad(file, 'its lastTid is not a tid');
   if (o.layout !== 'bushy' && o.layout !== 'lawn') throw manifestBad(file, 'its layout is neither bushy nor lawn');
+}
+
+/** Where a generation's manifest is: in a dir generation's folder, or the pool generation itself. */
+export function manifestFile(gen: Generation): string {
+  return gen.kind === 'pool' ? gen.path : path.join(gen.path, MANIFEST);
 }
 
 /**
@@ -159,11 +190,13 @@ function checkHead(m: unknown, file: string, gen: Generation): asserts m is Omit
  * (the recipe's generations, or an archive), MANIFEST_BAD when it is there but
  * not what we write. Every entry must be a blob path of the manifest's layout
  * (so it stays inside whatever folder it is joined to) with a size; read
- * without following a link, bounded by READ_CAPS.manifest.
+ * without following a link, bounded by READ_CAPS.manifest. For a pool
+ * generation: its own manifest, whose `files` are only those it added to its
+ * parent's (blobpool.ts's generationFiles gives them all).
  */
 export async function readManifest(gen: Generation): Promise<Manifest | undefined> {
-  if (gen.kind !== 'dir') return undefined;
-  const file = path.join(gen.path, MANIFEST);
+  if (gen.kind !== 'dir' && gen.kind !== 'pool') return undefined;
+  const file = manifestFile(gen);
   let text: string;
   try {
     text = (await readFileCapped(file, READ_CAPS.manifest, { noFollow: true, what: 'The blob generation manifest' })).toString('utf8');
@@ -198,14 +231,14 @@ export async function readManifest(gen: Generation): Promise<Manifest | undefine
  * after it; anything else is read whole (and checked whole).
  */
 export async function readManifestHead(gen: Generation): Promise<Omit<Manifest, 'files'> | undefined> {
-  if (gen.kind !== 'dir') return undefined;
-  const file = path.join(gen.path, MANIFEST);
+  if (gen.kind !== 'dir' && gen.kind !== 'pool') return undefined;
+  const file = manifestFile(gen);
   let head: string;
   try {
     const fh = await fsp.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
     try {
       if (!(await fh.stat()).isFile()) throw manifestBad(file, 'it is not a regular file');
-      const b = Buffer.alloc(1024);
+      const b = Buffer.alloc(2048);
       const { bytesRead } = await fh.read(b, 0, b.length, 0);
       head = b.toString('utf8', 0, bytesRead);
     } finally {
@@ -411,13 +444,4 @@ export async function setLatest(backupDir: string, name: string): Promise<void> 
   const tmp = tempPath(link, 'lnk');
   await fileLayer.symlink(name, tmp);
   await fileLayer.rename(tmp, link);
-}
-
-/** The files a dir generation holds (from its manifest when it has one, else by listing). */
-export async function generationFiles(gen: Generation, layout: BlobLayout): Promise<Map<string, number>> {
-  const m = await readManifest(gen);
-  if (m) return new Map(m.files);
-  if (gen.kind !== 'dir' || !gen.content) return new Map();
-  const { files } = await listBlobFiles(gen.content, layout);
-  return new Map(files.map((f) => [f.rel, f.size]));
 }

@@ -55,12 +55,14 @@ export interface StorageConfig {
 }
 
 /**
- * How regular backups keep their blobs: a folder per generation (hard links to
- * the previous one), or an archive (collective.recipe.backup's archive_blob,
+ * How regular backups keep their blobs: a manifest per generation over a
+ * shared pool of blob files (our default: each backup costs what changed), a
+ * folder per generation (hard links to the previous one: the recipe's
+ * layout, a buildout's default), or an archive (collective.recipe.backup's archive_blob,
  * compress_blob), or a full archive with GNU tar listed-incremental deltas
  * (incremental_blobs).
  */
-export type BlobFormat = 'dir' | 'tar' | 'tar.gz' | 'incremental' | 'incremental.gz';
+export type BlobFormat = 'pool' | 'dir' | 'tar' | 'tar.gz' | 'incremental' | 'incremental.gz';
 
 export interface DeploymentSettings {
   /** Full filestorage backups kept (with their incrementals and blob generations); 0 keeps everything. */
@@ -125,7 +127,9 @@ export const DEFAULT_SETTINGS: DeploymentSettings = {
   compressLevel: DEFAULT_COMPRESS_LEVEL,
   quick: true,
   full: false,
-  blobFormat: 'dir',
+  // Our own deployments: a manifest per generation over a shared pool, in
+  // O(new blobs) (blobpool.ts); a buildout's recipe part gets its own layout.
+  blobFormat: 'pool',
   backupBlobs: true,
   onlyBlobs: false,
   hardLinkFirstCopy: false,
@@ -490,7 +494,7 @@ async function fromConfigFile(root: string, file: string, base: Deployment | und
     if (type === 'bool' && typeof v !== 'boolean') bad(`"${k}" must be true or false`);
     if (type === 'string' && typeof v !== 'string') bad(`"${k}" must be a string`);
     if (type === 'level' && !isCompressLevel(v)) bad(`"${k}" must be a whole number from ${MIN_COMPRESS_LEVEL} (fastest) to ${MAX_COMPRESS_LEVEL} (smallest)`);
-    if (type === 'format' && !['dir', 'tar', 'tar.gz', 'incremental', 'incremental.gz'].includes(v as string)) bad(`"${k}" must be one of dir, tar, tar.gz, incremental, incremental.gz`);
+    if (type === 'format' && !['pool', 'dir', 'tar', 'tar.gz', 'incremental', 'incremental.gz'].includes(v as string)) bad(`"${k}" must be one of pool, dir, tar, tar.gz, incremental, incremental.gz`);
     if (type === 'bool') flags[k] = v as boolean;
   }
   const n = (k: string) => cfg[k] as number | undefined;
@@ -514,7 +518,7 @@ async function fromConfigFile(root: string, file: string, base: Deployment | und
   if (flags.archive_blob !== undefined || flags.compress_blob !== undefined || flags.incremental_blobs !== undefined) {
     const was = settings.blobFormat;
     settings.blobFormat = blobFormatOf(
-      flags.archive_blob ?? was !== 'dir',
+      flags.archive_blob ?? (was !== 'dir' && was !== 'pool'),
       flags.compress_blob ?? was.endsWith('.gz'),
       flags.incremental_blobs ?? was.startsWith('incremental'),
     );

@@ -10,7 +10,8 @@ import { blobRelPath, listBlobFiles, notABlobFile, readLayout, type BlobLayout }
 import { PloneBackupError } from '../base/errors';
 import { describeRepository, type PieceInfo } from '../repozo/pieceinfo';
 import type { OperationOptions } from '../base/progress';
-import { generationFiles, listGenerations, type Generation } from './blobgen';
+import { listGenerations, type Generation } from './blobgen';
+import { PoolResolver, generationFiles } from './blobpool';
 import { replayIncremental } from '../archive/incremental';
 import { KIND_ORDER, foldersFor, type Kind } from './kinds';
 import type { Deployment, StorageConfig } from './deployment';
@@ -24,8 +25,10 @@ export interface GenerationView extends PieceInfo {
   chain: string;
   blob: {
     status: BlobStatus;
-    /** The generation folder or archive. */
+    /** The generation folder, archive, or pool manifest. */
     path?: string;
+    /** Where its blob files are under their relative paths (a dir generation's tree, the pool). */
+    content?: string;
     files?: number;
     /** Blob files the state references that the generation lacks (first few). */
     missing?: string[];
@@ -87,6 +90,7 @@ async function listGroup(s: StorageConfig, kind: Kind, opts: ListOptions): Promi
   }
   const base = s.blobDir ? path.basename(s.blobDir) : undefined;
   const gens = base ? await listGenerations(blobs, base) : [];
+  const pool = new PoolResolver(gens, opts.verifyFiles);
   const used = new Set<string>();
   let liveLayout: BlobLayout = 'bushy';
   if (s.blobDir) liveLayout = (await readLayout(s.blobDir)).layout;
@@ -105,7 +109,7 @@ async function listGroup(s: StorageConfig, kind: Kind, opts: ListOptions): Promi
         if (!g) v.blob = { status: 'missing' };
         else {
           used.add(g.name);
-          v.blob = await blobStatus(g, state, liveLayout, opts.verifyFiles);
+          v.blob = await blobStatus(g, state, liveLayout, pool, opts.verifyFiles);
         }
       }
       views.push(v);
@@ -116,15 +120,20 @@ async function listGroup(s: StorageConfig, kind: Kind, opts: ListOptions): Promi
   return view;
 }
 
-async function blobStatus(g: Generation, state: Set<string>, liveLayout: BlobLayout, onDisk = false): Promise<GenerationView['blob']> {
+async function blobStatus(g: Generation, state: Set<string>, liveLayout: BlobLayout, pool: PoolResolver, onDisk = false): Promise<GenerationView['blob']> {
   if (g.delta && !g.archives?.length) {
     return { status: 'unsafe', path: g.path, problem: `${g.name} is a delta whose full archive (with its .snar) is missing; it restores nothing` };
   }
   // An archive is read only when asked (check, verify): a listing stays cheap.
-  if (g.kind !== 'dir' && !onDisk) return { status: 'archived', path: g.path };
+  if (g.kind !== 'dir' && g.kind !== 'pool' && !onDisk) return { status: 'archived', path: g.path };
   let layout: BlobLayout;
   let files: Map<string, number>;
   try {
+    if (g.kind === 'pool') {
+      // From the manifests (with onDisk, less what the pool lacks); the chain read once per listing.
+      files = await pool.files(g);
+      return compare(g, state, pool.layout!, files);
+    }
     if (g.kind !== 'dir') return compare(g, state, liveLayout, await archiveFiles(g));
     layout = g.content ? (await readLayout(g.content)).layout : liveLayout;
     // The manifest is checked also when the files on disk are looked at (check).
@@ -153,6 +162,7 @@ function compare(g: Generation, state: Set<string>, layout: BlobLayout, files: M
   return {
     status: missing.length ? 'mismatch' : 'match',
     path: g.path,
+    content: g.content,
     files: files.size,
     missing: missing.slice(0, 10),
     missingCount: missing.length,

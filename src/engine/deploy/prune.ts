@@ -24,6 +24,7 @@ import { datName, formatDatLine, indexName, readDat } from '../repozo/repository
 import { fsyncDir, writeFileAtomic } from '../base/io';
 import type { OperationOptions } from '../base/progress';
 import { LATEST, listGenerations, setLatest } from './blobgen';
+import { sweepPool } from './blobpool';
 import { KINDS, foldersFor, type Kind } from './kinds';
 import { listDeployment, type GenerationView, type GroupView } from './list';
 import type { Deployment, StorageConfig } from './deployment';
@@ -173,6 +174,8 @@ export async function deleteGeneration(dep: Deployment, storage: string, kind: K
       await fsp.rm(g, { recursive: true, force: true });
       removed.push(g);
     }
+    // The pool files only the deleted generations named.
+    if (s.blobDir && plan.blobGenerations.some((g) => g.endsWith('.json'))) removed.push(...(await sweepPool(blobs, path.basename(s.blobDir), opts.signal)));
     if (s.blobDir && plan.blobGenerations.length) {
       const link = path.join(blobs, LATEST);
       const target = await fsp.readlink(link).catch(() => undefined);

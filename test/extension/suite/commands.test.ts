@@ -175,9 +175,10 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.ok(isStamp(firstFull));
     const backups = ls(dir('backups'));
     for (const n of [`${firstFull}.fsz`, `${firstFull}.dat`, `${firstFull}.index`]) assert.ok(backups.includes(n), `${n} not in ${backups}`);
-    const gen0 = path.join(dir('blobstoragebackups'), `blobstorage.${firstFull}`);
-    assert.equal(findFiles(gen0, '.blob').length, 2, 'the blob generation holds both blobs');
-    assert.equal(fs.readlinkSync(path.join(dir('blobstoragebackups'), 'latest')), `blobstorage.${firstFull}`);
+    // Our own deployment: a generation is a manifest over the blob pool.
+    const gen0 = path.join(dir('blobstoragebackups'), `blobstorage.${firstFull}.json`);
+    assert.equal((JSON.parse(fs.readFileSync(gen0, 'utf8')) as { count: number }).count, 2, 'the blob generation holds both blobs');
+    assert.equal(findFiles(path.join(dir('blobstoragebackups'), 'blobstorage.pool'), '.blob').length, 2, 'both are in the pool');
 
     const top = roots();
     assert.equal(top.length, 1);
@@ -234,7 +235,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     const snap = done(await exec<{ filestorage: { stamp: string } }[]>(Command.snapshot), 'snapshot');
     const zip = done(await exec<{ filestorage: { stamp: string }; blobGeneration: string }[]>(Command.zipBackup), 'zip backup');
     assert.ok(ls(dir('snapshotbackups')).includes(`${snap[0].filestorage.stamp}.fsz`));
-    assert.ok(ls(dir('blobstoragesnapshots')).includes(`blobstorage.${snap[0].filestorage.stamp}`));
+    assert.ok(ls(dir('blobstoragesnapshots')).includes(`blobstorage.${snap[0].filestorage.stamp}.json`));
     assert.ok(ls(dir('zipbackups')).includes(`${zip[0].filestorage.stamp}.fsz`));
     assert.ok(ls(dir('blobstoragezips')).includes(`blobstorage.${zip[0].filestorage.stamp}.tar`));
 
@@ -367,7 +368,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     const left = ls(dir('backups'));
     for (const s of [firstFull, incremental]) {
       assert.ok(!left.some((n) => n.startsWith(s)), `${s} files remain: ${left}`);
-      assert.ok(!ls(dir('blobstoragebackups')).includes(`blobstorage.${s}`), `the blob generation ${s} remains`);
+      assert.ok(!ls(dir('blobstoragebackups')).includes(`blobstorage.${s}.json`), `the blob generation ${s} remains`);
     }
     assert.ok(left.includes(`${secondFull}.fsz`));
     const stale = gen(firstFull);

@@ -49,7 +49,7 @@ export default async function run(driver) {
     const full = ls(backups).filter((n) => n.endsWith('.fsz'));
     if (full.length !== 1) throw new Error(`expected one full backup in backend/instance/var/backups, saw [${ls(backups)}]`);
     const st = full[0].replace(/\.fsz$/, '');
-    const gen = path.join(instance, 'var/blobstoragebackups', `blobstorage.${st}`);
+    const gen = path.join(instance, 'var/blobstoragebackups', `blobstorage.${st}.json`);
     if (!fs.existsSync(gen)) throw new Error(`no blob generation ${path.relative(workspace, gen)}: [${ls(path.dirname(gen))}]`);
     // Nothing beside the project: no var/ at the top, no settings written.
     for (const stray of ['var', '.vscode/settings.json']) {

@@ -16,7 +16,8 @@ import { BlobCollector, scanBlobRefs } from '../../zodb/blobrefs';
 import { readLayout, listBlobFiles, blobRelPath, eachAtMost, notABlobFile, statBlobFiles, LAYOUT_FILE } from '../../zodb/blobdir';
 import { extractTar } from '../../archive/tar';
 import { extractIncremental } from '../../archive/incremental';
-import { generationFiles, makeDirs, type Generation } from '../blobgen';
+import { makeDirs, type Generation } from '../blobgen';
+import { generationFiles } from '../blobpool';
 import type { StoragePlan } from './plan';
 
 /**
@@ -46,7 +47,7 @@ async function linkOrCopy(src: string, dst: string, mode: 'link' | 'copy', maxMo
 /** Puts the generation's blob tree into `dest` (existing files are left as they are). */
 export async function fillBlobs(g: Generation, dest: string, modes: Modes, mode: 'link' | 'copy', onlyMissing: boolean, signal?: AbortSignal, only?: string[]): Promise<number> {
   await fileLayer.mkdir(dest, { recursive: true, mode: modes.dir });
-  if (g.kind !== 'dir') {
+  if (g.kind !== 'dir' && g.kind !== 'pool') {
     const tmp = tempPath(path.join(dest, 'x'), 'tar');
     await fileLayer.mkdir(tmp, { mode: 0o700 });
     try {
@@ -89,7 +90,7 @@ export async function fillBlobs(g: Generation, dest: string, modes: Modes, mode:
  * generation is looked for instead.
  */
 export async function appendedBlobs(p: StoragePlan, signal?: AbortSignal): Promise<string[] | undefined> {
-  if (p.mode !== 'incremental' || p.source.type !== 'repository' || p.generation?.kind !== 'dir') return undefined;
+  if (p.mode !== 'incremental' || p.source.type !== 'repository' || (p.generation?.kind !== 'dir' && p.generation?.kind !== 'pool')) return undefined;
   const repo = p.source.repo;
   const oldEnd = p.lines[p.appendAfter!]!.end;
   const newEnd = p.lines[p.lines.length - 1]!.end;
