@@ -26,7 +26,7 @@ import {
   type StorageBackupResult,
 } from '../engine';
 import { SampleSite, writeContinuously, type WriteStats } from '../engine';
-import { type CliIo } from './io';
+import { type CliIo, selfInvocation } from './io';
 import { blobSummary, humanBytes } from '../engine';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -61,7 +61,8 @@ interface Writer {
 }
 
 async function startWriter(root: string): Promise<Writer> {
-  const child = spawn(process.execPath, [process.argv[1]!, 'demo-writer', root], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const [cmd, ...pre] = selfInvocation();
+  const child = spawn(cmd!, [...pre, 'demo-writer', root], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));

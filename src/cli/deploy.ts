@@ -36,7 +36,7 @@ import {
   type RestoreOptions,
   type StoragePlan,
 } from '../engine';
-import { type CliIo, parseCompressLevel, progressPrinter } from './io';
+import { type CliIo, parseCompressLevel, progressPrinter, selfInvocation } from './io';
 
 export interface Parsed {
   flags: Set<string>;
@@ -405,9 +405,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
       case 'scripts': {
         if (p.positional.length) throw usage('scripts takes no arguments');
         const dep = await deploymentSaying(p, io);
-        // How this very plone-backup runs: node and its CLI file, or a standalone executable.
-        const script = process.argv[1];
-        const invocation = script && /\.[cm]?js$/.test(script) ? [process.execPath, path.resolve(script)] : [process.execPath];
+        const invocation = selfInvocation();
         const binDir = p.values.has('bin-dir') ? path.resolve(p.values.get('bin-dir')!) : undefined;
         const res = await writeScripts(dep, invocation, { binDir, force: p.flags.has('force') });
         if (json) out(res);

@@ -1,5 +1,7 @@
 /** What a CLI command gets from the process: streams, a TTY flag, an abort signal. */
 
+import * as path from 'node:path';
+import { isSea } from 'node:sea';
 import { DEFAULT_COMPRESS_LEVEL, MAX_COMPRESS_LEVEL, MIN_COMPRESS_LEVEL, PloneBackupError, isCompressLevel, progressLine } from '../engine';
 
 export interface CliIo {
@@ -13,6 +15,19 @@ export interface CliIo {
 
 export function processIo(signal?: AbortSignal): CliIo {
   return { stdout: process.stdout, stderr: process.stderr, isTTY: !!process.stderr.isTTY, signal, stdin: process.stdin };
+}
+
+/**
+ * How this very plone-backup is started again (the demo's writer, the scripts
+ * `plone-backup scripts` writes): the standalone executable of `npm run dist`
+ * alone (it is node and the CLI in one file, and takes the command as its first
+ * argument), else node and the CLI file it runs, also when that file is reached
+ * through a link without `.js` (`npm install -g` puts one on the PATH).
+ */
+export function selfInvocation(): string[] {
+  if (isSea()) return [process.execPath];
+  const script = process.argv[1];
+  return script ? [process.execPath, path.resolve(script)] : [process.execPath];
 }
 
 /** A one-line progress display on stderr (terminal only), redrawn at most 10 times a second. */

@@ -561,10 +561,12 @@ export class Actions {
     if (!file) return this.ui.failed('Reveal', new PloneBackupError('NOT_FOUND', `There is no ${KINDS[t.g.kind].noun} ${t.g.stamp} of ${t.g.storage}.`));
     const uri = vscode.Uri.file(file);
     const commands = await vscode.commands.getCommands(true);
-    if (commands.includes('revealFileInOS') && vscode.env.uiKind === vscode.UIKind.Desktop) {
+    // revealFileInOS opens the file manager of the desktop the window runs on: it
+    // does nothing for a file on a server (Remote-SSH, a dev container, WSL).
+    if (commands.includes('revealFileInOS') && vscode.env.uiKind === vscode.UIKind.Desktop && !vscode.env.remoteName) {
       await vscode.commands.executeCommand('revealFileInOS', uri);
     } else {
-      // A browser (code-server, vscode.dev) cannot open the server's file manager.
+      // A browser (code-server, vscode.dev) or a remote window cannot open the server's file manager.
       if (vscode.workspace.getWorkspaceFolder(uri)) await vscode.commands.executeCommand('revealInExplorer', uri);
       this.ui.info(`The backup is at ${file}.`, { title: 'Copy Path', run: () => vscode.env.clipboard.writeText(file) });
     }

@@ -9,7 +9,11 @@
  *      else zope.conf / zeo.conf (pip-installed Plone 6, or a buildout's
  *      parts/: every <filestorage> with its blob-dir, several <zodb_db>
  *      mounts), else a buildout's var/filestorage/Data.fs and var/blobstorage
- *      (plus any other var/filestorage/NAME.fs with var/blobstorage_NAME);
+ *      (plus any other var/filestorage/NAME.fs with var/blobstorage_NAME),
+ *      else the official plone-backend image's layout seen from the
+ *      container's root (its /app/etc/zope.conf, its /data volume; see
+ *      fromContainer), else the folder as a var folder itself (that /data
+ *      volume mounted in a sidecar: filestorage/Data.fs, blobstorage);
  *   2. plone-backup.json in the folder: its settings, and its storages when it
  *      names them;
  *   3. the overrides of the caller (command-line flags, the extension's
@@ -23,13 +27,13 @@
  * (validateDeployment).
  */
 
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PloneBackupError } from '../base/errors';
 import { READ_CAPS, readFileCapped } from '../base/io';
 import { DEFAULT_COMPRESS_LEVEL, MAX_COMPRESS_LEVEL, MIN_COMPRESS_LEVEL, isCompressLevel } from '../base/gzip';
-import { parseZConfig, storagesOf } from './zconfig';
+import { parseZConfig, readConfigFile, storagesOf } from './zconfig';
 import { closestKey, expandPath as expandWith, readBuildout, type RecipePart } from './buildout';
 
 /** `~` and `$VAR` in a path (the recipe's construct_path), with this process's environment by default. */
@@ -103,7 +107,7 @@ export interface RecipePartInfo {
 export interface Deployment {
   root: string;
   varDir: string;
-  /** Where the storages came from: plone-backup.json, zope.conf, a buildout.cfg recipe part, var/ alone, --file. */
+  /** Where the storages came from: plone-backup.json, zope.conf, a buildout.cfg recipe part, a var folder alone (buildout's var/, the image's /data), --file. */
   source: 'config' | 'zconfig' | 'recipe' | 'buildout' | 'options';
   configFile?: string;
   storages: StorageConfig[];
@@ -238,7 +242,9 @@ export async function discoverDeployment(dir: string, o: DiscoverOverrides = {})
       }
     }
   }
-  if (!dep) dep = await fromBuildout(root);
+  if (!dep) dep = await fromVar(root, path.join(root, 'var'), backupRoot);
+  if (!dep) dep = await fromContainer(root, backupRoot);
+  if (!dep) dep = await fromVar(root, root, backupRoot);
 
   // 2. plone-backup.json. One that is there but cannot be read (a folder, a
   // dangling link) is an error, never silently passed over.
@@ -247,7 +253,7 @@ export async function discoverDeployment(dir: string, o: DiscoverOverrides = {})
   if (!dep) {
     throw new PloneBackupError('SOURCE_MISSING', `No Plone deployment found in ${root}.`, {
       path: root,
-      hint: `Run it in the folder holding buildout.cfg, var/filestorage/Data.fs or zope.conf, pass --dir, or write a ${CONFIG_FILE}.`,
+      hint: `Run it in the folder holding buildout.cfg, var/filestorage/Data.fs, filestorage/Data.fs or zope.conf, pass --dir, or write a ${CONFIG_FILE}.`,
     });
   }
 
@@ -297,10 +303,6 @@ export function validateDeployment(dep: Deployment): void {
       hint: 'Give every backup folder its own place, outside the live filestorage and blobstorage folders.',
     });
   };
-  const within = (outer: string, inner: string) => {
-    const rel = path.relative(outer, inner);
-    return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
-  };
   const all: { storage: string; key: keyof BackupDirs; dir: string }[] = [];
   for (const s of dep.storages) {
     // A NUL byte is in no file name: a garbled configuration, refused before an OS call throws on it.
@@ -312,8 +314,8 @@ export function validateDeployment(dep: Deployment): void {
       const d = path.resolve(s.dirs[k]);
       // A folder beside Data.fs is harmless (a restore replaces the file); one in
       // or around the blobstorage is not: a restore swaps that folder whole.
-      if (s.blobDir && within(s.blobDir, d)) bad(`${LABEL[k]} ${d} is inside the live blobstorage ${s.blobDir}`, d);
-      if (s.blobDir && within(d, s.blobDir)) bad(`${LABEL[k]} ${d} holds the live blobstorage ${s.blobDir}`, d);
+      if (s.blobDir && isWithin(s.blobDir, d)) bad(`${LABEL[k]} ${d} is inside the live blobstorage ${s.blobDir}`, d);
+      if (s.blobDir && isWithin(d, s.blobDir)) bad(`${LABEL[k]} ${d} holds the live blobstorage ${s.blobDir}`, d);
       all.push({ storage: s.name, key: k, dir: d });
     }
   }
@@ -323,33 +325,45 @@ export function validateDeployment(dep: Deployment): void {
       const b = all[j]!;
       const name = (x: typeof a) => `${LABEL[x.key]}${dep.storages.length > 1 ? ` of ${x.storage}` : ''}`;
       if (a.dir === b.dir) bad(`${name(a)} and ${name(b)} are the same folder ${a.dir}`, a.dir);
-      if (within(a.dir, b.dir)) bad(`${name(b)} ${b.dir} is inside ${name(a)} ${a.dir}`, b.dir);
-      if (within(b.dir, a.dir)) bad(`${name(a)} ${a.dir} is inside ${name(b)} ${b.dir}`, a.dir);
+      if (isWithin(a.dir, b.dir)) bad(`${name(b)} ${b.dir} is inside ${name(a)} ${a.dir}`, b.dir);
+      if (isWithin(b.dir, a.dir)) bad(`${name(a)} ${a.dir} is inside ${name(b)} ${b.dir}`, a.dir);
     }
   }
 }
 
-async function fromBuildout(root: string): Promise<Deployment | undefined> {
-  const varDir = path.join(root, 'var');
+/**
+ * A var folder alone: filestorage/Data.fs and blobstorage (plus any other
+ * filestorage/NAME.fs with blobstorage_NAME), as a buildout's var/ and the
+ * plone-backend image's /data volume hold them; the backups go beside them
+ * (or under `backupRoot`, --backup-dir). A folder whose Data.fs was lost
+ * still is one while its filestorage/ folder and the main storage's backups
+ * are there: it is what a restore is run in.
+ */
+async function fromVar(root: string, varDir: string, backupRoot?: string): Promise<Deployment | undefined> {
   const fsDir = path.join(varDir, 'filestorage');
   const main = path.join(fsDir, 'Data.fs');
-  if (!(await isFile(main))) return undefined;
   const base = varDir;
+  // Where the backups of a storage are looked for (discoverDeployment moves them there too).
+  const probe = (name: string) => defaultDirs(backupRoot ?? base, name);
+  const anyDir = async (dirs: string[]) => {
+    for (const d of dirs) if (await isDir(d)) return true;
+    return false;
+  };
+  const m = probe('main');
+  if (!(await isFile(main)) && !((await isDir(fsDir)) && (await anyDir([m.backups, m.snapshots, m.zips])))) return undefined;
   const storages: StorageConfig[] = [];
   // A storage has blobs when its blobstorage is there, or when its blob
   // backups are: a site whose var/blobstorage was lost must get it back
   // from a restore, not a restore that silently leaves the blobs out.
-  const withBlobs = async (blob: string, dirs: BackupDirs) => {
-    for (const d of [blob, dirs.blobBackups, dirs.blobSnapshots, dirs.blobZips]) if (await isDir(d)) return blob;
-    return undefined;
+  const withBlobs = async (blob: string, name: string) => {
+    const dirs = probe(name);
+    return (await anyDir([blob, dirs.blobBackups, dirs.blobSnapshots, dirs.blobZips])) ? blob : undefined;
   };
-  const mainDirs = defaultDirs(base, 'main');
-  storages.push({ name: 'main', file: main, blobDir: await withBlobs(path.join(varDir, 'blobstorage'), mainDirs), dirs: mainDirs });
+  storages.push({ name: 'main', file: main, blobDir: await withBlobs(path.join(varDir, 'blobstorage'), 'main'), dirs: defaultDirs(base, 'main') });
   for (const n of (await fsp.readdir(fsDir)).sort()) {
     if (!n.endsWith('.fs') || n === 'Data.fs') continue;
     const name = n.slice(0, -3);
-    const dirs = defaultDirs(base, name);
-    storages.push({ name, file: path.join(fsDir, n), blobDir: await withBlobs(path.join(varDir, `blobstorage_${name}`), dirs), dirs });
+    storages.push({ name, file: path.join(fsDir, n), blobDir: await withBlobs(path.join(varDir, `blobstorage_${name}`), name), dirs: defaultDirs(base, name) });
   }
   return { root, varDir, source: 'buildout', storages, settings: { ...DEFAULT_SETTINGS }, warnings: [] };
 }
@@ -376,11 +390,17 @@ async function readConfigText(file: string): Promise<string> {
   }
 }
 
-async function fromZConfig(root: string, file: string): Promise<Deployment | undefined> {
+/**
+ * The storages of a zope.conf / zeo.conf. `fsRoot`: where the file system the
+ * configuration was written for is (a container's root seen from outside it);
+ * its absolute paths, and the files it includes by them, are taken there.
+ */
+async function fromZConfig(root: string, file: string, fsRoot?: string): Promise<Deployment | undefined> {
   const text = await readConfigText(file);
-  const found = storagesOf(parseZConfig(text, file));
+  const there = (p: string) => (fsRoot === undefined ? p : underRoot(fsRoot, p));
+  const found = storagesOf(parseZConfig(text, file, fsRoot === undefined ? undefined : (inc) => readConfigFile(isWithin(fsRoot, inc) ? inc : there(inc))));
   if (found.length === 0) return undefined;
-  const rel = (p: string) => path.resolve(path.dirname(file), p);
+  const rel = (p: string) => (path.isAbsolute(p) ? there(p) : path.resolve(path.dirname(file), p));
   // The main database: mounted at "/", or named main / 1, or else the first one.
   const mainIdx = Math.max(
     0,
@@ -397,6 +417,80 @@ async function fromZConfig(root: string, file: string): Promise<Deployment | und
     return { name, file: rel(s.path), blobDir: s.blobDir ? rel(s.blobDir) : undefined, dirs: defaultDirs(base, name) };
   });
   return { root, varDir, source: 'zconfig', configFile: file, storages, settings: { ...DEFAULT_SETTINGS }, warnings: [] };
+}
+
+/** The instance and the volume of the official plone-backend image (github.com/plone/plone-backend). */
+const IMAGE_APP = 'app';
+const IMAGE_DATA = 'data';
+
+/**
+ * The official plone-backend image, seen from the container's root `fsRoot`
+ * (`/` inside the container or in a sidecar that mounts its volume at /data;
+ * a copy of its file system elsewhere): the instance in /app, whose
+ * etc/zope.conf names $INSTANCE/var/filestorage/Data.fs and
+ * $INSTANCE/var/blobstorage, /app/var being a link to the /data volume. That
+ * zope.conf is read (with the links followed as the container follows them,
+ * see underRoot) when it is there beside /data and names a filestorage (the
+ * image's zeo.conf and relstorage.conf name none); else /data itself is taken
+ * as the var folder, as a sidecar that has only the volume sees it.
+ */
+async function fromContainer(fsRoot: string, backupRoot: string | undefined): Promise<Deployment | undefined> {
+  const data = path.join(fsRoot, IMAGE_DATA);
+  if (!(await isDir(data))) return undefined;
+  const conf = path.join(fsRoot, IMAGE_APP, 'etc', 'zope.conf');
+  if (await isFile(conf)) {
+    const dep = await fromZConfig(fsRoot, conf, fsRoot);
+    if (dep) return dep;
+  }
+  return fromVar(fsRoot, data, backupRoot);
+}
+
+/** Whether `inner` is `outer` or inside it (by name). */
+function isWithin(outer: string, inner: string): boolean {
+  const rel = path.relative(outer, inner);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+}
+
+/** Links followed by underRoot before it gives up on a path (Linux's own limit). */
+const MAX_LINKS = 40;
+
+/**
+ * The absolute path `p` of a file system whose root is at `fsRoot`, as a path
+ * here: every link on the way is followed as that file system would follow it
+ * (an absolute target from `fsRoot`, `..` never above it), so the image's
+ * /app/var -> /data link leads into `fsRoot`/data. A part that is no link (or
+ * not there) is kept as it is; after MAX_LINKS links (a loop) the rest is
+ * taken as written. With `fsRoot` `/`, the path with its links resolved.
+ */
+function underRoot(fsRoot: string, p: string): string {
+  const top = path.resolve(fsRoot);
+  const parts = p.split('/').filter((x) => x !== '' && x !== '.');
+  let cur = top;
+  let links = 0;
+  while (parts.length) {
+    const name = parts.shift()!;
+    if (name === '..') {
+      if (cur !== top) cur = path.dirname(cur);
+      continue;
+    }
+    const next = path.join(cur, name);
+    let target: string | undefined;
+    if (links < MAX_LINKS) {
+      try {
+        target = readlinkSync(next);
+      } catch {
+        target = undefined;
+      }
+    }
+    if (target === undefined) {
+      cur = next;
+      continue;
+    }
+    links++;
+    parts.unshift(...target.split('/').filter((x) => x !== '' && x !== '.'));
+    if (target.startsWith('/')) cur = top;
+  }
+  return cur;
 }
 
 /** Where each key of plone-backup.json goes; the recipe's option names are accepted beside ours. */
@@ -661,7 +755,7 @@ export function parseAltSource(text: string, resolve: (p: string) => string, bad
 const SKIP_DIRS = new Set(['node_modules', 'bower_components', '__pycache__', 'venv', 'env', 'eggs', 'develop-eggs', 'parts', 'dist', 'build', 'out', 'lib', 'lib64', 'include', 'share', 'site-packages', 'blobstorage', 'filestorage']);
 
 /** What makes a folder a deployment: a file discoverDeployment starts from. */
-const MARKERS = ['buildout.cfg', CONFIG_FILE, path.join('var', 'filestorage', 'Data.fs'), 'zope.conf', path.join('etc', 'zope.conf')];
+const MARKERS = ['buildout.cfg', CONFIG_FILE, path.join('var', 'filestorage', 'Data.fs'), path.join('filestorage', 'Data.fs'), 'zope.conf', path.join('etc', 'zope.conf')];
 
 /**
  * The folders below `root` (not `root` itself) that hold a deployment, nearest

@@ -61,7 +61,7 @@ export function parseZConfig(text: string, file = 'zope.conf', readInclude: Incl
  * after a check by name) can never block the thread; then at most the file's
  * real size is read.
  */
-function readConfigFile(file: string): string {
+export function readConfigFile(file: string): string {
   // By name first, for a clear message where opening fails (a socket: ENXIO).
   if (!statSync(file).isFile()) throw new Error(`${file} is not a regular file`);
   const fd = openSync(file, fsc.O_RDONLY | fsc.O_NONBLOCK);
