@@ -21,7 +21,7 @@ const suites = only.length ? only : ['unit', 'extension'];
 let failed = false;
 
 if (suites.includes('unit')) {
-  const files = ['engine', 'cli', 'deploy', 'fault'].flatMap((d) => findTests(join('out', 'test', d)));
+  const files = ['engine', 'cli', 'deploy', 'fault', 'remote'].flatMap((d) => findTests(join('out', 'test', d)));
   const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
   if (r.status !== 0) failed = true;
 }

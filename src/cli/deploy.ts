@@ -23,6 +23,7 @@ import {
   listDeployment,
   normalizeDateArg,
   openRestore,
+  openRemoteRestore,
   recordRun,
   reportUnreadDeployment,
   startRun,
@@ -37,6 +38,7 @@ import {
   type StoragePlan,
 } from '../engine';
 import { type CliIo, parseCompressLevel, progressPrinter, selfInvocation } from './io';
+import { pushMain, readsRemote, remoteListMain, remoteVerifyMain, targetFor } from './remote';
 
 export interface Parsed {
   flags: Set<string>;
@@ -44,7 +46,7 @@ export interface Parsed {
   positional: string[];
 }
 
-const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'compress-level', 'lock-wait', 'part', 'bin-dir', 'on-failure', 'warn-age', 'crit-age', 'prometheus']);
+const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'compress-level', 'lock-wait', 'part', 'bin-dir', 'on-failure', 'warn-age', 'crit-age', 'prometheus', 'to', 'from', 'endpoint']);
 const SHORT_FLAGS: Record<string, string> = { '-h': 'help', '-q': 'quiet', '-n': 'no-prompt' };
 const FLAG_OPTS = new Set([
   'json',
@@ -65,6 +67,8 @@ const FLAG_OPTS = new Set([
   'help',
   'quiet',
   'no-prompt',
+  'remote',
+  'deep',
 ]);
 
 function usage(msg: string): PloneBackupError {
@@ -113,6 +117,9 @@ export const DEPLOY_HELP = `Deployment commands (run in the folder of a Plone si
   verify              every backup piece against its .dat, every blob generation against its state
   check               consistency of the live site and of the backups (--json)
   drill               restore the newest (--all: every) backup into a temp folder and prove it
+  push                copy every complete generation the remote lacks to it (--to URL, or
+                      "remote" in plone-backup.json): blob files once, each generation's
+                      manifest last
   scripts             write bin/backup, bin/restore, ... (the recipe's script names for the
                       part) that run plone-backup, so crontab lines stay as they are
                       (--bin-dir DIR; --force replaces the recipe's, keeping them aside)
@@ -143,6 +150,15 @@ Options:
   --on-failure CMD    run CMD through /bin/sh when the run fails, with the error in its
                       environment (instead of on_failure in plone-backup.json)
   --verbose           say what is being done
+  --to URL, --from URL
+                      the remote for push, and for list, verify and restore: s3://BUCKET/PREFIX
+                      or file:///FOLDER; --remote: the one in plone-backup.json ("remote":
+                      {"url", "endpoint"}). Credentials come from the AWS environment or
+                      profile (AWS_ACCESS_KEY_ID, AWS_PROFILE, ~/.aws); restore fetches what
+                      it needs into var/remotecache first
+  --endpoint URL      the S3 server (over remote.endpoint, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL);
+                      path-style addressing
+  --deep              verify --from: read every object back (SHA-256, and the .dat md5 of pieces)
 
 Every backup, restore, verify, check and drill is recorded as one line in
 .plone-backup.runs.jsonl in the main storage's backups folder; plone-backup status
@@ -231,6 +247,17 @@ async function confirmRestore(io: CliIo, plans: StoragePlan[]): Promise<boolean>
   return ask(io, 'Are you sure? (yes/No)? ');
 }
 
+/** restore --from URL / --remote: what the restore needs fetched into the cache, then the local restore's session over it. */
+async function openFromRemote(p: Parsed, dep: Deployment, opts: RestoreOptions) {
+  if (opts.kind !== 'backup') throw usage('--from and --remote restore regular backups only (restore, not snapshotrestore, ziprestore or altrestore)');
+  const t = await targetFor(p, dep, 'from');
+  try {
+    return (await openRemoteRestore(dep, t, opts)).session;
+  } finally {
+    t.close();
+  }
+}
+
 export async function deployMain(cmd: string, argv: string[], io: CliIo): Promise<number> {
   const p = parseDeployArgs(argv);
   if (p.flags.has('help')) {
@@ -315,7 +342,8 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         // The locks, the "is the site running" refusal and the plan, before anything is asked.
         // A restore that cannot even be opened is a failed run; a declined one is no run.
         const run = startRun(dep, runCommand as 'restore', runOpts);
-        const session = await openRestore(dep, opts).catch(async (e: unknown) => {
+        const opening = readsRemote(p) ? openFromRemote(p, dep, opts) : openRestore(dep, opts);
+        const session = await opening.catch(async (e: unknown) => {
           await run.failed(e);
           throw e;
         });
@@ -342,8 +370,13 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
           }
         return 0;
       }
+      case 'push': {
+        const dep = await deploymentSaying(p, io);
+        return await pushMain(p, dep, io, common, say);
+      }
       case 'list': {
         const dep = await deploymentSaying(p, io);
+        if (readsRemote(p)) return await remoteListMain(p, dep, io, common);
         const views = await listDeployment(dep, common);
         if (json) {
           out({ root: dep.root, source: dep.source, storages: views });
@@ -371,6 +404,11 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         // The same code as `check` for the backups (and the extension's Verify):
         // every piece against its .dat, every blob generation against its state.
         const dep = await deploymentSaying(p, io, asRun);
+        if (readsRemote(p)) {
+          // Recorded as a verify run (ok or failed); its findings are the remote's, not the backups'.
+          await recordRun(dep, 'verify', async () => void (await remoteVerifyMain(p, dep, io, common, say)), runOpts);
+          return 0;
+        }
         const findings = await recordRun(dep, 'verify', () => checkBackups(dep, { ...common, quick: p.flags.has('quick') }), runOpts);
         progress?.done();
         // A piece no .dat lists cannot be verified: that fails verify, though check only warns.

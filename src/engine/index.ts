@@ -82,3 +82,9 @@ export { recordRun, startRun, readRuns, runLogPath, verifyFailures, reportUnread
 export type { RunCommand, RunRecord, RunStorage, RunLogOptions, RunLogRead, RunHandle, RunResults } from './deploy/runlog';
 export { deploymentStatus, parseDuration, shortAge, prometheusText, writeStatusMetrics, STATUS_LABELS, DEFAULT_WARN_AGE, DEFAULT_CRIT_AGE } from './deploy/status';
 export type { DeploymentStatus, StorageStatus, CommandStatus, StatusLevel, StatusOptions } from './deploy/status';
+export { openTarget, parseRemoteUrl, DEFAULT_MULTIPART } from './remote/target';
+export type { RemoteTarget, RemoteStats, TargetOptions } from './remote/target';
+export { pushDeployment, pushIndexPath } from './remote/push';
+export type { PushOptions, PushResult, StoragePushResult } from './remote/push';
+export { listRemote, verifyRemote, fetchForRestore, openRemoteRestore, remoteCacheDir } from './remote/pull';
+export type { RemoteGenerationView, RemoteStorageView, RemoteVerifyOptions, RemoteVerifyResult, FetchOptions, FetchResult } from './remote/pull';

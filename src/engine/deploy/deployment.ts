@@ -115,6 +115,8 @@ export interface Deployment {
   part?: RecipePartInfo;
   /** The recipe's alternative_restore_source: the backup folders (of another site) `altrestore` restores from. */
   altSource?: { repo: string; blobs?: string };
+  /** plone-backup.json's `remote`: where `push` sends generations and `--remote` reads them (remote/). */
+  remote?: { url: string; endpoint?: string };
   /** Configuration that was read but is doubtful (an unknown key, a deprecated name), one sentence each. */
   warnings: string[];
   /** What an option accepted for compatibility means here (said with --verbose). */
@@ -531,7 +533,7 @@ const JSON_MAIN_PATHS = {
   ziplocation: 'zips',
   blobziplocation: 'blobZips',
 } as const;
-const JSON_OTHER = ['var', 'storages', 'locationprefix', 'alternative_restore_source', '$schema', 'comment'] as const;
+const JSON_OTHER = ['var', 'storages', 'locationprefix', 'alternative_restore_source', 'remote', '$schema', 'comment'] as const;
 const STORAGE_KEYS = ['name', 'file', 'blobDir', 'backups', 'blobBackups', 'snapshots', 'blobSnapshots', 'zips', 'blobZips'] as const;
 export const CONFIG_KEYS: readonly string[] = [...Object.keys(JSON_SETTINGS), ...Object.keys(JSON_MAIN_PATHS), ...JSON_OTHER];
 
@@ -671,7 +673,8 @@ async function fromConfigFile(root: string, file: string, base: Deployment | und
     if (typeof a !== 'string') bad('"alternative_restore_source" must be a string: "1 FILESTORAGE_BACKUPS [BLOB_BACKUPS]", as in the recipe');
     altSource = parseAltSource(a as string, (v) => resolve(v), (why) => bad(`"alternative_restore_source" ${why}`));
   }
-  return { root, varDir, source: 'config', configFile: file, storages, settings, part: base?.part, altSource, warnings, notes: base?.notes, debug: (cfg.debug as boolean | undefined) ?? base?.debug };
+  const remote = cfg.remote === undefined ? undefined : parseRemote(cfg.remote, bad);
+  return { root, varDir, source: 'config', configFile: file, storages, settings, part: base?.part, altSource, remote, warnings, notes: base?.notes, debug: (cfg.debug as boolean | undefined) ?? base?.debug };
 }
 
 /**
@@ -741,6 +744,31 @@ async function fromRecipe(root: string, part: string | undefined, env: NodeJS.Pr
  * [BLOB_BACKUPS]` (storage `1` is the main one; blank lines and # comments
  * skipped). Undefined for an empty value.
  */
+/**
+ * `"remote": {"url": "s3://BUCKET/PREFIX" | "file:///DIR", "endpoint": "https://…"}`,
+ * checked as written by someone else: only these keys, strings of sane
+ * length, a URL of one of the two schemes without credentials (they come
+ * from the AWS environment or profile, never from a workspace's file).
+ */
+export function parseRemote(v: unknown, bad: (why: string) => never): { url: string; endpoint?: string } {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) bad('"remote" must be an object: {"url": "s3://BUCKET/PREFIX", "endpoint": "https://…"}');
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (k !== 'url' && k !== 'endpoint') bad(`"remote" takes "url" and "endpoint", not "${k.slice(0, 40)}"`);
+  if (typeof o.url !== 'string' || o.url.length > 2048 || !/^(s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^\0\\]*)?|file:\/\/\/[^\0]*)$/.test(o.url)) {
+    bad('"remote.url" must be s3://BUCKET[/PREFIX] or file:///FOLDER (credentials never go in it)');
+  }
+  if (o.endpoint !== undefined) {
+    let u: URL | undefined;
+    try {
+      u = typeof o.endpoint === 'string' && o.endpoint.length <= 2048 ? new URL(o.endpoint) : undefined;
+    } catch {
+      u = undefined;
+    }
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password) bad('"remote.endpoint" must be an http(s):// URL without credentials');
+  }
+  return { url: o.url as string, ...(o.endpoint !== undefined ? { endpoint: o.endpoint as string } : {}) };
+}
+
 export function parseAltSource(text: string, resolve: (p: string) => string, bad: (why: string) => never): { repo: string; blobs?: string } | undefined {
   const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
   if (lines.length === 0) return undefined;

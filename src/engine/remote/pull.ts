@@ -1,0 +1,391 @@
+/**
+ * Reading a remote: `list --from`, `verify --from [--deep]` and
+ * `restore --from [DATE]`.
+ *
+ * A restore fetches exactly what it needs into a local cache beside the
+ * backups, then restores through the local restore (deploy/restore/), so
+ * every check, lock, confirmation and the incremental restore are the same:
+ *
+ *   <folder of the backups>/remotecache/<hash of the URL>/<storage>/
+ *     backups/                    a repozo repository: the chain's pieces,
+ *                                 its .dat (written from the manifest's lines)
+ *                                 and the index of the restored state
+ *     blobstore/<oid>/<tid>.blob  every blob file fetched, once
+ *     blobstoragebackups/<blob folder>.<stamp>/<blob folder>/
+ *                                 the generation restored from: hard links
+ *                                 into blobstore, with its manifest
+ *
+ * Every object is fetched into a temp file, checked against the manifest's
+ * size and SHA-256, fsynced and renamed; the pieces are then checked against
+ * their .dat md5 by the restore itself, as for local backups. What the cache
+ * holds is not fetched again: refreshing a dev site restored from the remote
+ * before fetches only the new pieces and blob files. A site whose Data.fs is
+ * exactly the state of an older generation of the chain (its last
+ * transaction that generation's) does not fetch the blob files that
+ * generation holds: the incremental restore adds only the new ones. The
+ * chain's earlier pieces are still fetched once into the cache (the restore
+ * reads the piece the live state ends with, to prove it).
+ */
+
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { createGunzip } from 'node:zlib';
+import { PloneBackupError, checkAbort } from '../base/errors';
+import { fileLayer, fsyncDir, tempPath, writeFileAtomic, writeNewFile } from '../base/io';
+import type { OperationOptions } from '../base/progress';
+import { datName, formatDatLine, indexName, parseDataFileName } from '../repozo/repository';
+import { LAYOUT_FILE, blobRelPath, eachAtMost, type BlobLayout } from '../zodb/blobdir';
+import { txnEndingAt } from '../zodb/filestorage';
+import { MANIFEST, makeDirs } from '../deploy/blobgen';
+import type { Deployment, StorageConfig } from '../deploy/deployment';
+import { openRestore, type RestoreOptions, type RestoreSession } from '../deploy/restore';
+import { RemoteResolver, blobKey, indexKey, manifestKey, pieceKey, remoteStamps, type RemoteBlob, type RemoteManifest } from './layout';
+import { downloadVerified, type RemoteTarget } from './target';
+
+// ---------------------------------------------------------------------------
+// list
+
+export interface RemoteGenerationView {
+  stamp: string;
+  full: boolean;
+  /** The chain's full stamp. */
+  chain: string;
+  /** Bytes of Data.fs the piece holds, and of the piece as stored. */
+  start: number;
+  end: number;
+  size: number;
+  transactions?: number;
+  lastTime?: string;
+  lastUser?: string;
+  lastDescription?: string;
+  blobFiles?: number;
+  blobBytes?: number;
+  /** Set when the manifest cannot be trusted (REMOTE_BAD's message). */
+  problem?: string;
+}
+
+export interface RemoteStorageView {
+  storage: string;
+  generations: RemoteGenerationView[];
+}
+
+/** The generations on the remote, storage by storage, oldest first: one listing and one manifest read each. */
+export async function listRemote(storages: string[], t: RemoteTarget, opts: OperationOptions = {}): Promise<RemoteStorageView[]> {
+  const out: RemoteStorageView[] = [];
+  for (const storage of storages) {
+    const r = new RemoteResolver(t, storage, opts.signal);
+    const generations: RemoteGenerationView[] = [];
+    for (const stamp of await remoteStamps(t, storage, opts.signal)) {
+      try {
+        const m = await r.manifest(stamp);
+        if (!m) continue; // deleted since the listing
+        const last = m.pieces.at(-1)!;
+        generations.push({
+          stamp,
+          full: m.pieces.length === 1,
+          chain: m.full,
+          start: last.start,
+          end: last.end,
+          size: last.size,
+          transactions: m.info?.transactions,
+          lastTime: m.info?.lastTime,
+          lastUser: m.info?.lastUser,
+          lastDescription: m.info?.lastDescription,
+          blobFiles: m.blobs?.count,
+          blobBytes: m.blobs?.bytes,
+        });
+      } catch (e) {
+        if (!PloneBackupError.is(e, 'REMOTE_BAD')) throw e;
+        generations.push({ stamp, full: false, chain: '', start: 0, end: 0, size: 0, problem: e.message });
+      }
+    }
+    out.push({ storage, generations });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// verify
+
+export interface RemoteVerifyOptions extends OperationOptions {
+  /** Read every object back: its SHA-256, and each piece's md5 (uncompressed) against its .dat line. */
+  deep?: boolean;
+}
+
+export interface RemoteVerifyResult {
+  storage: string;
+  generations: number;
+  objects: number;
+  problems: string[];
+}
+
+/** Every generation's manifest checked whole, every object it names present with its size (`deep`: its bytes). */
+export async function verifyRemote(storages: string[], t: RemoteTarget, opts: RemoteVerifyOptions = {}): Promise<RemoteVerifyResult[]> {
+  const out: RemoteVerifyResult[] = [];
+  for (const storage of storages) {
+    const res: RemoteVerifyResult = { storage, generations: 0, objects: 0, problems: [] };
+    const r = new RemoteResolver(t, storage, opts.signal);
+    // key → what it must be (the first manifest naming it wins; another naming it otherwise is a problem).
+    const objects = new Map<string, { size: number; sha256: string; md5?: string; gzip?: boolean }>();
+    const want = (key: string, o: { size: number; sha256: string; md5?: string; gzip?: boolean }, by: string) => {
+      const had = objects.get(key);
+      if (!had) objects.set(key, o);
+      else if (had.size !== o.size || had.sha256 !== o.sha256) res.problems.push(`${manifestKey(storage, by)} names ${key} with another size or SHA-256 than another generation does`);
+    };
+    for (const stamp of await remoteStamps(t, storage, opts.signal)) {
+      res.generations++;
+      try {
+        const m = await r.manifest(stamp);
+        if (!m) continue;
+        for (const p of m.pieces) want(pieceKey(storage, p.name), { size: p.size, sha256: p.sha256, md5: p.md5, gzip: parseDataFileName(p.name)!.gzip }, stamp);
+        if (m.index) want(indexKey(storage, stamp), m.index, stamp);
+        for (const [oid, tid, size, sha256] of (await r.blobs(stamp)).values()) want(blobKey(storage, oid, tid), { size, sha256 }, stamp);
+      } catch (e) {
+        if (!PloneBackupError.is(e, 'REMOTE_BAD')) throw e;
+        res.problems.push(e.message);
+      }
+    }
+    const keys = [...objects.keys()].sort();
+    res.objects = keys.length;
+    let done = 0;
+    await eachAtMost(
+      keys,
+      8,
+      async (key) => {
+        const o = objects.get(key)!;
+        const problem = opts.deep ? await readBack(t, key, o, opts.signal) : await present(t, key, o.size, opts.signal);
+        if (problem) res.problems.push(problem);
+        opts.onProgress?.({ phase: `verifying ${storage}`, done: ++done, total: keys.length });
+      },
+      opts.signal,
+    );
+    res.problems.sort();
+    out.push(res);
+  }
+  return out;
+}
+
+async function present(t: RemoteTarget, key: string, size: number, signal?: AbortSignal): Promise<string | undefined> {
+  const h = await t.head(key, signal);
+  if (!h) return `${key} is missing from ${t.url}`;
+  if (h.size !== size) return `${key} is ${h.size} bytes on ${t.url}, not ${size}`;
+  return undefined;
+}
+
+async function readBack(t: RemoteTarget, key: string, o: { size: number; sha256: string; md5?: string; gzip?: boolean }, signal?: AbortSignal): Promise<string | undefined> {
+  const sha = createHash('sha256');
+  const md5 = o.md5 ? createHash('md5') : undefined;
+  let size = 0;
+  try {
+    const body = await t.stream(key, signal);
+    // The raw bytes are hashed whatever happens; the inflated ones only while they inflate.
+    let zerr: Error | undefined;
+    const gunzip = md5 && o.gzip ? createGunzip() : undefined;
+    const settled = (events: string[]) =>
+      new Promise<void>((r) => {
+        const done = () => {
+          for (const ev of events) gunzip!.off(ev, done);
+          r();
+        };
+        for (const ev of events) gunzip!.once(ev, done);
+      });
+    if (gunzip) {
+      gunzip.on('error', (e) => (zerr = e));
+      gunzip.on('data', (c: Buffer) => md5!.update(c));
+    }
+    for await (const c of body) {
+      size += c.byteLength;
+      sha.update(c);
+      if (!gunzip) md5?.update(c);
+      else if (!zerr && !gunzip.write(c)) await settled(['drain', 'error']);
+    }
+    if (gunzip && !zerr) {
+      const ended = settled(['end', 'error']);
+      gunzip.end();
+      await ended;
+    }
+    if (zerr) md5?.update('does not inflate');
+  } catch (e) {
+    if (PloneBackupError.is(e, 'REMOTE_FAILED') && /NoSuchKey|HTTP 404/.test(e.message)) return `${key} is missing from ${t.url}`;
+    if (PloneBackupError.is(e)) throw e;
+    return `${key} on ${t.url} cannot be read back: ${(e as Error).message}`;
+  }
+  t.stats.downloaded += size;
+  if (size !== o.size) return `${key} is ${size} bytes on ${t.url}, not ${o.size}`;
+  if (sha.digest('hex') !== o.sha256) return `${key} on ${t.url} does not match its SHA-256`;
+  if (md5 && md5.digest('hex') !== o.md5) return `${key} on ${t.url} does not match its .dat md5`;
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------
+// fetch and restore
+
+/** The local cache of a remote for a storage (see the header). */
+export function remoteCacheDir(s: StorageConfig, url: string): string {
+  return path.join(path.dirname(s.dirs.backups), 'remotecache', createHash('sha256').update(url).digest('hex').slice(0, 12), s.name);
+}
+
+export interface FetchResult {
+  storage: string;
+  stamp: string;
+  /** Objects and bytes that travelled. */
+  fetched: number;
+  bytes: number;
+  /** Blob files not fetched because the live site holds them (the state it is in is a generation of this chain). */
+  liveBlobs: number;
+  repo: string;
+  blobs?: string;
+}
+
+export interface FetchOptions extends OperationOptions {
+  /** Normalised date (yyyy-mm-dd[-hh[-mm[-ss]]]); undefined: the newest. */
+  date?: string;
+  /** Leave out the blob files the live state's generation holds (default true; false for a full restore). */
+  incremental?: boolean;
+}
+
+/** Picks, for every storage, the newest remote generation at the date and fetches what restoring it needs into the cache. */
+export async function fetchForRestore(dep: Deployment, t: RemoteTarget, opts: FetchOptions = {}): Promise<FetchResult[]> {
+  const out: FetchResult[] = [];
+  for (const s of dep.storages) out.push(await fetchStorage(s, t, opts));
+  return out;
+}
+
+async function fetchStorage(s: StorageConfig, t: RemoteTarget, opts: FetchOptions): Promise<FetchResult> {
+  const stamps = (await remoteStamps(t, s.name, opts.signal)).filter((x) => opts.date === undefined || x <= opts.date);
+  const stamp = stamps.at(-1);
+  if (!stamp) {
+    throw new PloneBackupError('NO_BACKUPS', `There is no generation of ${s.name} on ${t.url}${opts.date ? ` from before ${opts.date}` : ''}.`, {
+      hint: opts.date ? 'Pick a later date; `plone-backup list --from URL` shows what is there.' : 'Push one first with `plone-backup push`.',
+    });
+  }
+  const r = new RemoteResolver(t, s.name, opts.signal);
+  const m = (await r.manifest(stamp))!;
+  const cache = remoteCacheDir(s, t.url);
+  const repo = path.join(cache, 'backups');
+  await fsp.mkdir(repo, { recursive: true, mode: 0o700 });
+  const res: FetchResult = { storage: s.name, stamp, fetched: 0, bytes: 0, liveBlobs: 0, repo };
+  const fetch = async (key: string, dest: string, o: { size: number; sha256: string }) => {
+    const st = await fsp.lstat(dest).catch(() => undefined);
+    if (st?.isFile() && st.size === o.size) return; // fetched (and checked) before
+    if (st) await fsp.rm(dest, { force: true });
+    res.bytes += await downloadVerified(t, key, dest, o, 0o600, opts.signal);
+    res.fetched++;
+    opts.onProgress?.({ phase: `fetching ${s.name} ${stamp}`, done: res.bytes });
+  };
+  for (const p of m.pieces) await fetch(pieceKey(s.name, p.name), path.join(repo, p.name), p);
+  if (m.index) await fetch(indexKey(s.name, stamp), path.join(repo, indexName(stamp)), m.index);
+  // The .dat of the chain, as repozo writes it: rewritten whole (the chain may have grown since the last fetch).
+  await writeFileAtomic(path.join(repo, datName(m.full)), m.pieces.map((p) => formatDatLine({ path: path.join(repo, p.name), start: p.start, end: p.end, md5: p.md5 })).join(''));
+  if (s.blobDir && m.blobs) {
+    const files = await r.blobs(stamp);
+    const skip = opts.incremental === false ? undefined : await liveGeneration(s, m, r);
+    const store = path.join(cache, 'blobstore');
+    const todo = [...files.values()].filter((e) => !skip?.has(`${e[0]}.${e[1]}`));
+    res.liveBlobs = files.size - todo.length;
+    await eachAtMost(
+      todo,
+      8,
+      async ([oid, tid, size, sha256]) => {
+        await fsp.mkdir(path.join(store, oid), { recursive: true, mode: 0o700 });
+        await fetch(blobKey(s.name, oid, tid), path.join(store, oid, `${tid}.blob`), { size, sha256 });
+      },
+      opts.signal,
+    );
+    res.blobs = path.join(cache, 'blobstoragebackups');
+    await buildCacheGeneration(res.blobs, path.basename(s.blobDir), store, m, files, new Set(todo.map((e) => `${e[0]}.${e[1]}`)));
+  }
+  checkAbort(opts.signal);
+  return res;
+}
+
+/**
+ * The blob files of the generation the live Data.fs is in, when it is one of
+ * this chain's: it ends where that generation's piece ends and its last
+ * transaction is that generation's. Those files are the live site's already.
+ */
+async function liveGeneration(s: StorageConfig, m: RemoteManifest, r: RemoteResolver): Promise<Set<string> | undefined> {
+  const fh = await fsp.open(s.file, 'r').catch(() => undefined);
+  if (!fh) return undefined;
+  try {
+    const size = (await fh.stat()).size;
+    const k = m.pieces.findIndex((p) => p.end === size);
+    if (k < 0 || k === m.pieces.length - 1) return undefined;
+    const base = await r.manifest(m.pieces[k]!.name.slice(0, 19)).catch(() => undefined);
+    const last = await txnEndingAt(fh, size, size);
+    if (!base?.blobs || !base.info?.lastTid || !last || last.tid.toString('hex') !== base.info.lastTid || base.full !== m.full) return undefined;
+    if (!(await fsp.lstat(s.blobDir!).catch(() => undefined))?.isDirectory()) return undefined;
+    return new Set((await r.blobs(base.stamp)).keys());
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The dir generation the local restore reads: `<base>.<stamp>/<base>/` with
+ * its `.layout`, hard links into the blob store for the files fetched, and
+ * its manifest naming every file of the state (a full restore from it then
+ * fails with BLOB_MISSING on a file left to the live site, never restores
+ * without it). Built under a temp name and renamed into place.
+ */
+async function buildCacheGeneration(dir: string, base: string, store: string, m: RemoteManifest, files: Map<string, RemoteBlob>, fetched: Set<string>): Promise<void> {
+  const layout: BlobLayout = m.blobs!.layout;
+  await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+  const final = path.join(dir, `${base}.${m.stamp}`);
+  const tmp = tempPath(final, 'gen');
+  await fileLayer.mkdir(tmp, { mode: 0o700 });
+  try {
+    const tree = path.join(tmp, base);
+    await fileLayer.mkdir(tree, { mode: 0o700 });
+    await writeNewFile(path.join(tree, LAYOUT_FILE), layout + '\n', 0o600);
+    const rels: [string, number][] = [];
+    const links: [string, string][] = [];
+    for (const [id, [oid, tid, size]] of files) {
+      const rel = blobRelPath(Buffer.from(oid, 'hex'), Buffer.from(tid, 'hex'), layout);
+      rels.push([rel, size]);
+      if (fetched.has(id)) links.push([path.join(store, oid, `${tid}.blob`), rel]);
+    }
+    await makeDirs(tree, links.map(([, rel]) => rel), 0o700);
+    await eachAtMost(links, 16, async ([src, rel]) => fileLayer.link(src, path.join(tree, rel)));
+    const last = m.pieces.at(-1)!;
+    const manifest = { version: 1, stamp: m.stamp, end: last.end, ...(m.info?.lastTid ? { lastTid: m.info.lastTid } : {}), layout, files: rels };
+    await writeNewFile(path.join(tmp, MANIFEST), JSON.stringify(manifest), 0o600);
+    await fsp.rm(final, { recursive: true, force: true });
+    await fileLayer.rename(tmp, final);
+    await fsyncDir(dir);
+  } catch (e) {
+    await fsp.rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/**
+ * Fetches and opens a restore from the remote: the local restore's session
+ * (locks, "is the site running", the plan) over the cache. When the plan of
+ * a storage whose live blob files were counted on is no incremental restore
+ * after all, the rest of its files are fetched and the plan made again.
+ */
+export async function openRemoteRestore(dep: Deployment, t: RemoteTarget, opts: RestoreOptions = {}): Promise<{ session: RestoreSession; fetched: FetchResult[] }> {
+  const fetchOpts = { signal: opts.signal, onProgress: opts.onProgress, log: opts.log, date: opts.date };
+  let fetched = await fetchForRestore(dep, t, { ...fetchOpts, incremental: opts.incremental });
+  // The date: the one asked for, else the newest fetched (the cache may hold newer pieces the remote no longer has).
+  const open = () =>
+    openRestore(dep, {
+      ...opts,
+      kind: 'backup',
+      date: opts.date ?? fetched.map((f) => f.stamp).sort().at(-1),
+      source: (s) => {
+        const f = fetched.find((x) => x.storage === s.name)!;
+        return { type: 'repository', repo: f.repo, blobs: f.blobs };
+      },
+    });
+  let session = await open();
+  const again = fetched.filter((f) => f.liveBlobs > 0 && session.plans.find((p) => p.storage.name === f.storage)?.mode === 'full');
+  if (again.length) {
+    await session.close();
+    fetched = await fetchForRestore(dep, t, { ...fetchOpts, incremental: false });
+    session = await open();
+  }
+  return { session, fetched };
+}

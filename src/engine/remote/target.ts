@@ -1,0 +1,335 @@
+/**
+ * Where generations are pushed to and pulled from: object storage
+ * (`s3://BUCKET/PREFIX`, any S3-compatible server) or a folder
+ * (`file:///mnt/backups/site`, a mounted disk or NFS), behind one small
+ * interface so that push, pull and verify are one code for both.
+ *
+ * Keys are relative, `/`-separated, made only by layout.ts (never taken from
+ * what a remote says without being checked there). Objects are written once
+ * and never changed: `put` and `upload` refuse to replace an existing key
+ * (S3's `If-None-Match: *`; a hard link of a finished temp file on a folder)
+ * and say `exists` instead, which is what makes two pushes at once harmless.
+ *
+ * S3: the SDK's own chain finds the credentials (AWS_ACCESS_KEY_ID /
+ * AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, instance roles) so that
+ * cron lines carry no secret; the endpoint is `--endpoint`, else the
+ * configuration's `remote.endpoint`, else AWS_ENDPOINT_URL_S3, else
+ * AWS_ENDPOINT_URL; with an endpoint, addressing is path-style (what
+ * S3-compatible servers expect) and the region defaults to us-east-1.
+ * Checksums are computed by us, never by the SDK's streaming trailers (Ceph
+ * RGW 16 refuses those): every single-request upload carries Content-MD5
+ * (checked by every S3 server) and x-amz-checksum-sha256 (checked where the
+ * server supports it; RGW 16 ignores it), and our SHA-256 of every object is
+ * in the generation's manifest, checked on every download. Large objects go
+ * up in parts (@aws-sdk/lib-storage); their size is checked afterwards.
+ *
+ * Nothing here prints credentials: a URL carrying any is refused without
+ * being repeated, and errors name the operation, the key and the server's
+ * error code only.
+ */
+
+import { createHash } from 'node:crypto';
+import { constants as fsc, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { PloneBackupError, checkAbort } from '../base/errors';
+import { fileLayer, fsyncDir, readFileCapped, tempPath, writeAll } from '../base/io';
+
+/** What a push or pull cost: requests sent (retries included), bytes up and down. */
+export interface RemoteStats {
+  requests: number;
+  uploaded: number;
+  downloaded: number;
+  /** Objects written (put or uploaded), and keys that were already there. */
+  written: number;
+  existed: number;
+}
+
+export interface ObjectChecksums {
+  size: number;
+  /** Hex digests of the object's bytes. */
+  sha256: string;
+  md5?: string;
+}
+
+export interface RemoteTarget {
+  /** The URL as the user gave it (never with credentials). */
+  readonly url: string;
+  readonly stats: RemoteStats;
+  /** Keys directly under `prefix` (which ends with `/`), names only, every page. */
+  list(prefix: string, signal?: AbortSignal): Promise<string[]>;
+  /** The object's size, or undefined when there is none. */
+  head(key: string, signal?: AbortSignal): Promise<{ size: number } | undefined>;
+  /** A small object whole (a manifest), at most `maxBytes`; undefined when there is none. */
+  get(key: string, maxBytes: number, signal?: AbortSignal): Promise<Buffer | undefined>;
+  /** The object's bytes as a stream (a download into a temp file; the caller hashes). */
+  stream(key: string, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
+  /** Writes a small object unless the key exists. */
+  put(key: string, body: Buffer, sums: ObjectChecksums, signal?: AbortSignal): Promise<'written' | 'exists'>;
+  /** Writes the file `file` (of `sums.size` bytes) as the object unless the key exists. */
+  upload(key: string, file: string, sums: ObjectChecksums, signal?: AbortSignal): Promise<'written' | 'exists'>;
+  close(): void;
+}
+
+export interface TargetOptions {
+  /** `--endpoint` or the configuration's `remote.endpoint` (they win over the environment). */
+  endpoint?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Objects at least this large go up in parts (default 64 MiB; at least 5 MiB, S3's minimum part). */
+  multipartThreshold?: number;
+}
+
+export const DEFAULT_MULTIPART = 64 << 20;
+const MIN_PART = 5 << 20;
+
+function remoteBad(message: string, hint: string): PloneBackupError {
+  return new PloneBackupError('REMOTE_BAD', message, { hint });
+}
+
+/** Parses `s3://BUCKET[/PREFIX]` or `file:///DIR`; refuses anything else, and credentials in the URL (without repeating them). */
+export function parseRemoteUrl(url: string): { scheme: 's3'; bucket: string; prefix: string } | { scheme: 'file'; dir: string } {
+  if (typeof url !== 'string' || url.length === 0 || url.length > 2048) throw remoteBad('The remote URL is empty or too long.', 'Give s3://BUCKET/PREFIX or file:///FOLDER.');
+  if (url.startsWith('file://')) {
+    const dir = decodeURIComponent(url.slice('file://'.length));
+    if (!path.isAbsolute(dir) || dir.includes('\0')) throw remoteBad(`The remote URL ${url} does not name an absolute folder.`, 'Write file:///absolute/path (three slashes).');
+    return { scheme: 'file', dir: path.resolve(dir) };
+  }
+  const m = /^s3:\/\/([^/]*)(?:\/(.*))?$/.exec(url);
+  if (!m) throw remoteBad(`The remote URL ${url.replace(/\/\/[^@/]*@/, '//…@')} is neither s3:// nor file://.`, 'Give s3://BUCKET/PREFIX or file:///FOLDER.');
+  const bucket = m[1]!;
+  if (bucket.includes('@') || bucket.includes(':')) throw remoteBad('The remote URL carries credentials; they are never taken from a URL.', 'Remove them from the URL: credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an AWS profile (AWS_PROFILE, ~/.aws).');
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw remoteBad(`The bucket name "${bucket}" is not a valid S3 bucket name.`, 'Bucket names are 3 to 63 lowercase letters, digits, dots and hyphens.');
+  const prefix = (m[2] ?? '').replace(/\/+$/, '');
+  if (prefix.split('/').some((p) => p === '..' || p === '.' || (p === '' && prefix !== '')) || /[\0\\]/.test(prefix)) {
+    throw remoteBad(`The prefix of ${url} is not a plain path.`, 'Use a prefix of names separated by single slashes, without . or ..');
+  }
+  return { scheme: 's3', bucket, prefix };
+}
+
+/** The endpoint an S3 target uses, by precedence; checked to be an http(s) URL without credentials. */
+export function resolveEndpoint(opts: TargetOptions): string | undefined {
+  const env = opts.env ?? process.env;
+  const e = opts.endpoint || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
+  if (e === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(e);
+  } catch {
+    throw remoteBad('The S3 endpoint is not a URL.', 'Give it as http(s)://HOST[:PORT] (--endpoint, remote.endpoint, AWS_ENDPOINT_URL_S3).');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw remoteBad('The S3 endpoint is not an http(s) URL.', 'Give it as http(s)://HOST[:PORT].');
+  if (u.username || u.password) throw remoteBad('The S3 endpoint carries credentials; they are never taken from a URL.', 'Remove them: credentials come from the AWS environment variables or profile.');
+  return e;
+}
+
+/** Opens the target a URL names. */
+export async function openTarget(url: string, opts: TargetOptions = {}): Promise<RemoteTarget> {
+  const u = parseRemoteUrl(url);
+  if (u.scheme === 'file') return new FileTarget(url, u.dir);
+  const { S3Target } = await import('./s3');
+  return new S3Target(url, u.bucket, u.prefix, opts);
+}
+
+export function newStats(): RemoteStats {
+  return { requests: 0, uploaded: 0, downloaded: 0, written: 0, existed: 0 };
+}
+
+/** The hex SHA-256 and MD5 of a file, read once. */
+export async function hashFile(file: string, signal?: AbortSignal): Promise<ObjectChecksums> {
+  const sha = createHash('sha256');
+  const md5 = createHash('md5');
+  let size = 0;
+  const fh = await openNoFollow(file);
+  try {
+    for await (const c of fh.createReadStream({ highWaterMark: 1 << 20, autoClose: false, signal })) {
+      sha.update(c as Buffer);
+      md5.update(c as Buffer);
+      size += (c as Buffer).length;
+    }
+  } finally {
+    await fh.close();
+  }
+  return { size, sha256: sha.digest('hex'), md5: md5.digest('hex') };
+}
+
+/** Opens a local file for reading, never through a link at its last component, never blocking on a FIFO; a regular file only. */
+export async function openNoFollow(file: string): Promise<FileHandle> {
+  const fh = await fsp.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  if (!(await fh.stat()).isFile()) {
+    await fh.close();
+    throw new PloneBackupError('UNSAFE', `${file} is not a regular file; it is not pushed.`, { path: file, hint: 'Nothing but regular files belongs in a backup folder.' });
+  }
+  return fh;
+}
+
+export function hashBuffer(b: Buffer): ObjectChecksums {
+  return { size: b.length, sha256: createHash('sha256').update(b).digest('hex'), md5: createHash('md5').update(b).digest('hex') };
+}
+
+/**
+ * Downloads `key` into `dest` through a temp file beside it (fsynced, then
+ * renamed): only when its size and SHA-256 are `expect`'s, else REMOTE_BAD
+ * and nothing lands. Returns the bytes fetched.
+ */
+export async function downloadVerified(t: RemoteTarget, key: string, dest: string, expect: { size: number; sha256: string }, mode: number, signal?: AbortSignal): Promise<number> {
+  const tmp = tempPath(dest, 'fetch');
+  const sha = createHash('sha256');
+  let size = 0;
+  let fh: FileHandle | undefined;
+  try {
+    fh = await fileLayer.open(tmp, 'wx', mode);
+    for await (const c of await t.stream(key, signal)) {
+      checkAbort(signal);
+      const b = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+      size += b.length;
+      if (size > expect.size) break;
+      sha.update(b);
+      await writeAll(fh, b, null, tmp);
+    }
+    t.stats.downloaded += size;
+    const got = sha.digest('hex');
+    if (size !== expect.size || got !== expect.sha256) {
+      throw new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${t.url} is not what its manifest says (${size > expect.size ? 'longer' : size !== expect.size ? `${size} bytes, not ${expect.size}` : 'its SHA-256 differs'}); it was not used.`, {
+        path: key,
+        hint: 'The copy on the remote is damaged: push again from a site that still has that backup, or restore another date.',
+      });
+    }
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    await fileLayer.rename(tmp, dest);
+    await fsyncDir(path.dirname(dest));
+    return size;
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+/**
+ * A folder as a remote. Keys are joined to the folder only after layout.ts
+ * made them (and they are checked again here: no `..`, no absolute path);
+ * nothing is followed through a link. A write is a temp file (fsynced), then
+ * a hard link to the key's name (EEXIST: someone else wrote it first), so a
+ * reader never sees half an object.
+ */
+export class FileTarget implements RemoteTarget {
+  readonly stats = newStats();
+  constructor(
+    readonly url: string,
+    private readonly root: string,
+  ) {}
+
+  private file(key: string): string {
+    if (key.split('/').some((p) => p === '' || p === '.' || p === '..') || key.includes('\\') || key.includes('\0')) throw new Error(`FileTarget: not a key: ${key}`);
+    return path.join(this.root, ...key.split('/'));
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    this.stats.requests++;
+    const dir = prefix === '' ? this.root : this.file(prefix.replace(/\/$/, ''));
+    const entries = await fsp.readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return [];
+      throw this.failed('list', prefix, e);
+    });
+    return entries.filter((e) => e.isFile() && !e.name.startsWith('.plone-backup-')).map((e) => e.name);
+  }
+
+  async head(key: string): Promise<{ size: number } | undefined> {
+    this.stats.requests++;
+    const st = await fsp.lstat(this.file(key)).catch(() => undefined);
+    return st?.isFile() ? { size: st.size } : undefined;
+  }
+
+  async get(key: string, maxBytes: number): Promise<Buffer | undefined> {
+    this.stats.requests++;
+    try {
+      const b = await readFileCapped(this.file(key), maxBytes, { noFollow: true, what: 'The remote object' });
+      this.stats.downloaded += b.length;
+      return b;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if (PloneBackupError.is(e)) throw new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${this.url} is not a regular file of a sane size.`, { path: key, hint: 'Remove it from the remote, then push again.', cause: e });
+      throw this.failed('get', key, e);
+    }
+  }
+
+  async stream(key: string): Promise<AsyncIterable<Uint8Array>> {
+    this.stats.requests++;
+    const f = this.file(key);
+    const fh = await fsp.open(f, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK).catch((e: unknown) => {
+      throw this.failed('get', key, e);
+    });
+    if (!(await fh.stat()).isFile()) {
+      await fh.close();
+      throw new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${this.url} is not a regular file.`, { path: key, hint: 'Remove it from the remote, then push again.' });
+    }
+    return fh.createReadStream({ highWaterMark: 1 << 20 }) as Readable;
+  }
+
+  async put(key: string, body: Buffer, _sums: ObjectChecksums): Promise<'written' | 'exists'> {
+    return this.place(key, async (fh, tmp) => writeAll(fh, body, null, tmp), body.length);
+  }
+
+  async upload(key: string, file: string, sums: ObjectChecksums): Promise<'written' | 'exists'> {
+    return this.place(
+      key,
+      async (fh, tmp) => {
+        const src = await openNoFollow(file);
+        try {
+          for await (const c of src.createReadStream({ highWaterMark: 1 << 20, autoClose: false })) await writeAll(fh, c as Buffer, null, tmp);
+        } finally {
+          await src.close();
+        }
+      },
+      sums.size,
+    );
+  }
+
+  private async place(key: string, write: (fh: FileHandle, tmp: string) => Promise<void>, size: number): Promise<'written' | 'exists'> {
+    this.stats.requests++;
+    const dest = this.file(key);
+    try {
+      await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
+      if (await fsp.lstat(dest).then(() => true, () => false)) {
+        this.stats.existed++;
+        return 'exists';
+      }
+      const tmp = tempPath(dest, 'put');
+      const fh = await fileLayer.open(tmp, 'wx', 0o600);
+      try {
+        await write(fh, tmp);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      try {
+        await fileLayer.link(tmp, dest);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        this.stats.existed++;
+        return 'exists';
+      } finally {
+        await fsp.rm(tmp, { force: true });
+      }
+      await fsyncDir(path.dirname(dest));
+      this.stats.written++;
+      this.stats.uploaded += size;
+      return 'written';
+    } catch (e) {
+      throw this.failed('write', key, e);
+    }
+  }
+
+  private failed(op: string, key: string, e: unknown): PloneBackupError {
+    if (PloneBackupError.is(e)) return e;
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    return new PloneBackupError('REMOTE_FAILED', `The ${op} of ${key} in ${this.url} failed (${code}).`, { path: key, hint: 'Check that the folder is mounted and writable.', cause: e });
+  }
+
+  close(): void {}
+}
+
+export { MIN_PART };
