@@ -35,7 +35,7 @@ import {
   type RestoreOptions,
   type StoragePlan,
 } from '../engine';
-import { type CliIo, parseCompressLevel, progressPrinter } from './io';
+import { type CliIo, parseCompressLevel, progressPrinter, selfInvocation } from './io';
 
 export interface Parsed {
   flags: Set<string>;
@@ -159,7 +159,8 @@ export function locationOverrides(p: Parsed): DiscoverOverrides {
   return o;
 }
 
-async function deployment(p: Parsed): Promise<Deployment> {
+/** Where the deployment is and how it is backed up: the location flags, --keep, --compress-level, --gzip, --quick, --on-failure. */
+export function deployOverrides(p: Parsed): DiscoverOverrides {
   const o = locationOverrides(p);
   if (p.values.has('keep')) {
     const k = Number(p.values.get('keep'));
@@ -172,7 +173,11 @@ async function deployment(p: Parsed): Promise<Deployment> {
   if (p.flags.has('quick')) o.quick = true;
   if (p.flags.has('no-quick')) o.quick = false;
   if (p.values.has('on-failure')) o.onFailure = p.values.get('on-failure');
-  return discoverDeployment(p.values.get('dir') ?? process.cwd(), o);
+  return o;
+}
+
+async function deployment(p: Parsed): Promise<Deployment> {
+  return discoverDeployment(p.values.get('dir') ?? process.cwd(), deployOverrides(p));
 }
 
 /**
@@ -404,9 +409,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
       case 'scripts': {
         if (p.positional.length) throw usage('scripts takes no arguments');
         const dep = await deploymentSaying(p, io);
-        // How this very plone-backup runs: node and its CLI file, or a standalone executable.
-        const script = process.argv[1];
-        const invocation = script && /\.[cm]?js$/.test(script) ? [process.execPath, path.resolve(script)] : [process.execPath];
+        const invocation = selfInvocation();
         const binDir = p.values.has('bin-dir') ? path.resolve(p.values.get('bin-dir')!) : undefined;
         const res = await writeScripts(dep, invocation, { binDir, force: p.flags.has('force') });
         if (json) out(res);

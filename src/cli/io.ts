@@ -1,5 +1,7 @@
 /** What a CLI command gets from the process: streams, a TTY flag, an abort signal. */
 
+import { realpathSync } from 'node:fs';
+import * as path from 'node:path';
 import { DEFAULT_COMPRESS_LEVEL, MAX_COMPRESS_LEVEL, MIN_COMPRESS_LEVEL, PloneBackupError, isCompressLevel, progressLine } from '../engine';
 
 export interface CliIo {
@@ -44,4 +46,26 @@ export function parseCompressLevel(v: string): number {
     });
   }
   return n;
+}
+
+/**
+ * How this very plone-backup runs, for what runs it again later (bin/ scripts,
+ * a systemd unit, a crontab line): a standalone executable by its path; else
+ * node and the CLI's script, resolved through links (npm's bin link
+ * /usr/local/bin/plone-backup is the script itself, which node must run).
+ */
+export function selfInvocation(): string[] {
+  let sea = false;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    sea = (require('node:sea') as typeof import('node:sea')).isSea();
+  } catch {}
+  const script = process.argv[1];
+  if (sea || !script) return [process.execPath];
+  const abs = path.resolve(script);
+  try {
+    return [process.execPath, realpathSync(abs)];
+  } catch {
+    return [process.execPath, abs];
+  }
 }
