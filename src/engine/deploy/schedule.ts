@@ -213,6 +213,8 @@ export interface ScheduleInput {
   invocation: readonly string[];
   /** Where the deployment is and how it is backed up, when not found in its folder alone: carried as the same flags. */
   overrides?: DiscoverOverrides;
+  /** What relative paths in `overrides` are relative to (default: root), as discovery read them. */
+  base?: string;
 }
 
 /** The flags that make a scheduled run find the same deployment (paths made absolute, `~` and `$VAR` expanded now). */
@@ -334,7 +336,7 @@ export function planSchedule(spec: ScheduleSpec, input: ScheduleInput, target: S
   if (target !== 'cron' && /["']/.test(input.invocation[0]!)) {
     throw new PloneBackupError('USAGE', `systemd cannot run a program whose path holds a quote: ${input.invocation[0]}.`, { hint: 'Move or link it to a plain path, or use --cron.' })
   }
-  const flags = overrideFlags(root, input.overrides);
+  const flags = overrideFlags(path.resolve(input.base ?? root), input.overrides);
   for (const w of flags) checkWord(w, 'The option');
   const id = scheduleId(root);
   const mark = markerLine(id, root, spec);
@@ -973,7 +975,7 @@ async function removeFrom(target: ScheduleTarget, root: string, env: ScheduleEnv
 export async function installSchedule(spec: ScheduleSpec, input: ScheduleInput, target: ScheduleTarget, o: { env?: ScheduleEnv; signal?: AbortSignal } = {}): Promise<ScheduleChange & { plan: SchedulePlan }> {
   const env = o.env ?? (await scheduleEnv());
   const root = await resolvedRoot(input.root);
-  const plan = planSchedule(spec, { ...input, root }, target);
+  const plan = planSchedule(spec, { ...input, root, base: input.base ?? path.resolve(input.root) }, target);
   const change = target === 'cron' ? await installCron(plan, env, o.signal) : await installSystemd(plan, env, o.signal);
   for (const other of SCHEDULE_TARGETS) {
     if (other === target) continue;
