@@ -176,7 +176,8 @@ export function locationOverrides(p: Parsed): DiscoverOverrides {
   return o;
 }
 
-async function deployment(p: Parsed): Promise<Deployment> {
+/** Where the deployment is and how it is backed up: the location flags, --keep, --compress-level, --gzip, --quick, --on-failure. */
+export function deployOverrides(p: Parsed): DiscoverOverrides {
   const o = locationOverrides(p);
   if (p.values.has('keep')) {
     const k = Number(p.values.get('keep'));
@@ -189,7 +190,11 @@ async function deployment(p: Parsed): Promise<Deployment> {
   if (p.flags.has('quick')) o.quick = true;
   if (p.flags.has('no-quick')) o.quick = false;
   if (p.values.has('on-failure')) o.onFailure = p.values.get('on-failure');
-  return discoverDeployment(p.values.get('dir') ?? process.cwd(), o);
+  return o;
+}
+
+async function deployment(p: Parsed): Promise<Deployment> {
+  return discoverDeployment(p.values.get('dir') ?? process.cwd(), deployOverrides(p));
 }
 
 /**

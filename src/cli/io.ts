@@ -1,5 +1,6 @@
 /** What a CLI command gets from the process: streams, a TTY flag, an abort signal. */
 
+import { realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import { isSea } from 'node:sea';
 import { DEFAULT_COMPRESS_LEVEL, MAX_COMPRESS_LEVEL, MIN_COMPRESS_LEVEL, PloneBackupError, isCompressLevel, progressLine } from '../engine';
@@ -17,18 +18,6 @@ export function processIo(signal?: AbortSignal): CliIo {
   return { stdout: process.stdout, stderr: process.stderr, isTTY: !!process.stderr.isTTY, signal, stdin: process.stdin };
 }
 
-/**
- * How this very plone-backup is started again (the demo's writer, the scripts
- * `plone-backup scripts` writes): the standalone executable of `npm run dist`
- * alone (it is node and the CLI in one file, and takes the command as its first
- * argument), else node and the CLI file it runs, also when that file is reached
- * through a link without `.js` (`npm install -g` puts one on the PATH).
- */
-export function selfInvocation(): string[] {
-  if (isSea()) return [process.execPath];
-  const script = process.argv[1];
-  return script ? [process.execPath, path.resolve(script)] : [process.execPath];
-}
 
 /** A one-line progress display on stderr (terminal only), redrawn at most 10 times a second. */
 export function progressPrinter(io: CliIo): { update: (p: { phase: string; done: number; total?: number }) => void; done: () => void } | undefined {
@@ -59,4 +48,23 @@ export function parseCompressLevel(v: string): number {
     });
   }
   return n;
+}
+
+/**
+ * How this very plone-backup runs, for what runs it again (the demo's writer,
+ * bin/ scripts, a systemd unit, a crontab line): the standalone executable of
+ * `npm run dist` alone (node and the CLI in one file, taking the command as
+ * its first argument); else node and the CLI's script, resolved through links
+ * (npm's bin link /usr/local/bin/plone-backup is the script itself, which
+ * node must run).
+ */
+export function selfInvocation(): string[] {
+  const script = process.argv[1];
+  if (isSea() || !script) return [process.execPath];
+  const abs = path.resolve(script);
+  try {
+    return [process.execPath, realpathSync(abs)];
+  } catch {
+    return [process.execPath, abs];
+  }
 }

@@ -10,6 +10,7 @@ import { repozoMain } from './repozo';
 import { demoMain, demoWriterMain } from './demo';
 import { DEPLOY_HELP, deployMain } from './deploy';
 import { statusMain } from './status';
+import { scheduleMain } from './schedule';
 
 const VERSION = '0.1.0';
 
@@ -22,6 +23,9 @@ Commands:
                      while it is backed up, checked, drilled and restored
   status             how the backups are doing, from the run log, as a Nagios/Icinga
                      plugin (--json, --prometheus FILE); see plone-backup status --help
+  schedule install|show|remove
+                     back up from systemd timers or cron: --every 15m|1h|daily,
+                     --full WEEKDAY, --drill weekly; see plone-backup schedule --help
   help               this text
   --version          the version
 
@@ -33,6 +37,7 @@ const COMMANDS: Record<string, Command> = {
   repozo: repozoMain,
   demo: demoMain,
   status: statusMain,
+  schedule: scheduleMain,
   // Hidden: the demo's writer process.
   'demo-writer': demoWriterMain,
 };

@@ -80,6 +80,26 @@ export { generationFiles, poolDir, sweepPool } from './deploy/blobpool';
 export type { Generation } from './deploy/blobgen';
 export { recordRun, startRun, readRuns, runLogPath, verifyFailures, reportUnreadDeployment, RUN_LOG, RUN_COMMANDS } from './deploy/runlog';
 export type { RunCommand, RunRecord, RunStorage, RunLogOptions, RunLogRead, RunHandle, RunResults } from './deploy/runlog';
+export {
+  installSchedule,
+  removeSchedule,
+  showSchedule,
+  planSchedule,
+  scheduleEnv,
+  scheduleEnvOverrides,
+  chooseTarget,
+  describeSpec,
+  scheduleLabel,
+  parseEvery,
+  parseWeekday,
+  findCli,
+  SCHEDULE_EVERY,
+  SCHEDULE_TARGETS,
+  SCHEDULE_ENV_VAR,
+  TARGET_WORDS,
+  WEEKDAYS,
+} from './deploy/schedule';
+export type { ScheduleSpec, ScheduleEvery, ScheduleTarget, ScheduleJob, ScheduleEnv, ScheduleInput, SchedulePlan, PlannedJob, InstalledSchedule, InstalledJob, ScheduleChange, ScheduleOptions, Weekday } from './deploy/schedule';
 export { deploymentStatus, parseDuration, shortAge, prometheusText, writeStatusMetrics, STATUS_LABELS, DEFAULT_WARN_AGE, DEFAULT_CRIT_AGE } from './deploy/status';
 export type { DeploymentStatus, StorageStatus, CommandStatus, StatusLevel, StatusOptions } from './deploy/status';
 export { openTarget, parseRemoteUrl, DEFAULT_MULTIPART } from './remote/target';

@@ -32,6 +32,7 @@ export * from './deploy/owners';
 export * from './deploy/paths';
 export * from './deploy/prune';
 export * from './deploy/restore';
+export * from './deploy/schedule';
 export * from './deploy/runlog';
 export * from './deploy/status';
 export * from './deploy/site';

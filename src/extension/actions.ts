@@ -53,6 +53,7 @@ import {
   type StorageRestoreResult,
 } from '../engine';
 import type { DeleteArgs, DeleteOlderArgs, GenerationArgs, Outcome, RestoreArgs, RunArgs, TargetArgs } from './commands';
+import { scheduleCommand } from './schedule';
 import type { Diagnostics } from './diagnostics';
 import { generationsOf, type Entry, type LocatedGeneration, type Model } from './model';
 import { BLOB_STATUS_TEXT, generationArgs, isGenerationNode, lastTxn, type Node } from './tree';
@@ -783,6 +784,11 @@ export class Actions {
   }
 
   // ------------------------------------------------------------------ misc
+
+  /** Schedule Backups…: install, show or remove the deployment's schedule (schedule.ts). */
+  schedule(arg?: unknown): ReturnType<typeof scheduleCommand> {
+    return scheduleCommand({ model: this.model, ui: this.ui, hooks: this.hooks, entryFor: (a, t) => this.entryFor(a, t), mayWrite: (e, t) => this.mayWrite(e, t) }, arg);
+  }
 
   async refresh(): Promise<Outcome<number>> {
     await this.model.refresh();

@@ -14,7 +14,7 @@
  */
 
 import type * as vscode from 'vscode';
-import type { Kind } from '../engine';
+import type { Kind, ScheduleEvery, ScheduleTarget, Weekday } from '../engine';
 
 export const Command = {
   backup: 'ploneBackup.backup',
@@ -36,6 +36,7 @@ export const Command = {
   revealGeneration: 'ploneBackup.revealGeneration',
   findGeneration: 'ploneBackup.findGeneration',
   showOlder: 'ploneBackup.showOlder',
+  schedule: 'ploneBackup.schedule',
   refresh: 'ploneBackup.refresh',
   openSettings: 'ploneBackup.openSettings',
   showOutput: 'ploneBackup.showOutput',
@@ -105,6 +106,22 @@ export interface DeleteArgs extends GenerationArgs {
 export interface DeleteOlderArgs extends TargetArgs {
   storage?: string;
   kind?: Kind;
+  /** Skip the confirmation (test hooks only). */
+  yes?: boolean;
+}
+
+/**
+ * Schedule Backups…: what to do and how (each field skips its picker); the
+ * confirmation stays unless `yes` under the test hooks. Resolves to the
+ * schedules found (show), the change made (install) or the changes (remove).
+ */
+export interface ScheduleArgs extends TargetArgs {
+  action?: 'install' | 'show' | 'remove';
+  every?: ScheduleEvery;
+  /** The weekday of the weekly full backup, or 'none'. */
+  full?: Weekday | 'none';
+  drill?: boolean;
+  target?: ScheduleTarget;
   /** Skip the confirmation (test hooks only). */
   yes?: boolean;
 }

@@ -37,6 +37,7 @@ import { checkOnOpen } from './settings';
 import { BackupStatus } from './statusBar';
 import { BackupsTree } from './tree';
 import { Ui } from './ui';
+import { extensionScheduleEnv, scheduleDescription } from './schedule';
 
 export interface PloneBackupApi {
   model: Model;
@@ -59,7 +60,7 @@ const CHECK_DEBOUNCE_MS = 1500;
 export function activate(context: vscode.ExtensionContext): PloneBackupApi | undefined {
   const hooks = testHooksFromEnv();
   const output = vscode.window.createOutputChannel('Plone Backup', { log: true });
-  const model = new Model(output);
+  const model = new Model(output, () => extensionScheduleEnv(hooks));
   const tree = new BackupsTree(model);
   const view = vscode.window.createTreeView(VIEW_ID, { treeDataProvider: tree, showCollapseAll: true });
   const diagnostics = new Diagnostics(() => model.entries, output);
@@ -93,6 +94,9 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
       void vscode.commands.executeCommand('setContext', ContextKey.ready, true);
       void vscode.commands.executeCommand('setContext', ContextKey.hasDeployment, model.deployments.length > 0 || model.entries.some((e) => e.error));
       void vscode.commands.executeCommand('setContext', ContextKey.hasBackups, model.hasBackups());
+      // The schedule of the one deployment in the view's title bar (several: on each deployment's row).
+      const shown = model.entries.filter((e) => e.dep || e.error);
+      view.description = shown.length === 1 ? scheduleDescription(shown[0]!) : undefined;
     }),
   );
 
@@ -168,6 +172,8 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
     if (typeof key === 'string') tree.showOlder(key);
     return { status: 'done', value: undefined };
   });
+  // Schedule Backups…: systemd timers or crontab lines that run plone-backup (schedule.ts).
+  register(Command.schedule, (a) => actions.schedule(a));
   register(Command.refresh, () => actions.refresh());
   register(Command.openSettings, () => actions.openSettings());
   register(Command.showOutput, () => actions.showOutput());

@@ -18,13 +18,16 @@ import {
   discoverDeployment,
   findDeployments,
   listDeployment,
+  showSchedule,
   listKept,
   liveGenerations,
   parseStamp,
   toPloneBackupError,
   type Deployment,
   type DiscoverOverrides,
+  type InstalledSchedule,
   type KeptState,
+  type ScheduleEnv,
   type GenerationView,
   type PloneBackupError,
   type StorageView,
@@ -46,6 +49,10 @@ export interface Entry {
   live?: Map<string, string>;
   /** The states restores kept beside the live files, oldest first. */
   kept?: KeptState[];
+  /** The settings discovery was given (the scheduled runs get them as flags). */
+  overrides?: DiscoverOverrides;
+  /** Its schedules (systemd timers, crontab lines), as the engine reads them back. */
+  schedules?: InstalledSchedule[];
 }
 
 export type DiskChange = 'backups' | 'storage' | 'deployment';
@@ -84,7 +91,11 @@ export class Model implements vscode.Disposable {
   /** Something changed on disk: backups, a storage (Data.fs), or what makes a deployment. */
   readonly onDidChangeOnDisk = this.disk.event;
 
-  constructor(private readonly log: vscode.LogOutputChannel) {
+  constructor(
+    private readonly log: vscode.LogOutputChannel,
+    /** Where schedules are looked for (schedule.ts: the real places, or a test's). */
+    private readonly scheduleEnv: () => Promise<ScheduleEnv>,
+  ) {
     // Files that make a folder a deployment, anywhere in the workspace (the workspace's own watcher).
     this.workspaceWatcher = vscode.workspace.createFileSystemWatcher('**/{Data.fs,plone-backup.json,zope.conf,zeo.conf,buildout.cfg}');
     const onDeployment = (uri: vscode.Uri) => this.onEvent(uri, true);
@@ -165,6 +176,7 @@ export class Model implements vscode.Disposable {
   }
 
   private async discover(entry: Entry, overrides: DiscoverOverrides): Promise<void> {
+    entry.overrides = overrides;
     try {
       entry.dep = await discoverDeployment(entry.root, overrides);
       // An unknown or misspelt key in buildout.cfg / plone-backup.json is never passed over in silence.
@@ -184,6 +196,11 @@ export class Model implements vscode.Disposable {
       // Which backup the live database is, and what restores kept: a few reads, no walk of Data.fs.
       entry.live = await liveGenerations(entry.dep, entry.views).catch(() => undefined);
       entry.kept = await listKept(entry.dep).catch(() => undefined);
+      // Its unit files and crontab lines: a few small reads and one crontab -l.
+      entry.schedules = await showSchedule(entry.root, { env: await this.scheduleEnv() }).catch((e: unknown) => {
+        this.log.warn(`${entry.root}: the schedule could not be read: ${toPloneBackupError(e).userMessage}`);
+        return undefined;
+      });
     } catch (e) {
       entry.error = toPloneBackupError(e);
       this.log.warn(`${entry.root}: listing the backups failed: ${entry.error.userMessage}`);

@@ -34,7 +34,7 @@ export const TEST_HOOKS_ENV = 'PLONE_BACKUP_TEST_HOOKS';
 
 /** A modal question: what it asks, the details, and the one button that says yes. */
 export interface Confirmation {
-  kind: 'outside' | 'restore' | 'delete';
+  kind: 'outside' | 'restore' | 'delete' | 'schedule';
   message: string;
   detail: string;
   action: string;
@@ -45,6 +45,8 @@ export interface TestHooks {
   bypassArgs: boolean;
   /** Answers confirmations instead of the modal dialog (else the dialog shows). */
   confirm?: (q: Confirmation) => boolean | Promise<boolean>;
+  /** Picks from a quick pick instead of the user (the label picked; undefined dismisses it). Only Schedule Backups… asks through it. */
+  pick?: (q: { title: string; items: string[] }) => string | undefined | Promise<string | undefined>;
 }
 
 /** The hooks, only when the test runner set the flag in the extension host's environment. */

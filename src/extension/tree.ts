@@ -11,6 +11,7 @@ import { KINDS, age, compactTime, formatLocal, humanBytes, isDeletable, localTim
 
 import { Command, type GenerationArgs } from './commands';
 import type { Entry, Model } from './model';
+import { scheduleDescription } from './schedule';
 
 export type Node =
   | { type: 'deployment'; entry: Entry }
@@ -203,7 +204,7 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
       case 'deployment': {
         const item = new vscode.TreeItem(node.entry.name, vscode.TreeItemCollapsibleState.Expanded);
         item.id = `d|${node.entry.root}`;
-        item.description = node.entry.dep ? path.relative(node.entry.root, node.entry.dep.varDir) || '.' : undefined;
+        item.description = node.entry.dep ? [path.relative(node.entry.root, node.entry.dep.varDir) || '.', scheduleDescription(node.entry)].filter(Boolean).join(' · ') : undefined;
         item.tooltip = node.entry.root;
         item.iconPath = new vscode.ThemeIcon('server-environment');
         item.contextValue = 'deployment';

@@ -37,6 +37,7 @@ export type ErrorCode =
   | 'ABORTED' // the AbortSignal fired
   | 'MANIFEST_BAD' // a blob generation's .plone-backup.json that is not what we write (a foreign path, garbage)
   | 'UNSAFE' // input that would make us read, write or delete outside where it belongs (a path, a link, a manifest)
+  | 'SCHEDULE_FAILED' // systemctl or crontab failed, or the unit folder cannot be written (plone-backup schedule)
   | 'TOO_LARGE' // a metadata file (config, manifest, .dat, index) beyond any sane size, or not a regular file
   | 'REMOTE_FAILED' // a remote (S3, file://) request that failed: unreachable, refused, no such bucket, denied
   | 'REMOTE_BAD' // what a remote holds is not what we wrote (a garbled manifest, an object whose checksum differs), or a remote URL that cannot be used

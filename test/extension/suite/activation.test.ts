@@ -40,7 +40,7 @@ suite('Extension activation', () => {
     for (const key of ['varDir', 'file', 'blobDir', 'backupDir', 'keep', 'part']) assert.ok(trust.restrictedConfigurations.includes(`ploneBackup.${key}`), `ploneBackup.${key} is not restricted`);
     assert.equal(pkg.capabilities.virtualWorkspaces, false);
     // Menus and the palette offer nothing that writes in an untrusted workspace.
-    const writes = [Command.backup, Command.fullBackup, Command.snapshot, Command.zipBackup, Command.restore, Command.restoreGeneration, Command.deleteGeneration, Command.deleteOlderChains, Command.undoRestore, Command.deleteKept] as string[];
+    const writes = [Command.backup, Command.fullBackup, Command.snapshot, Command.zipBackup, Command.restore, Command.restoreGeneration, Command.deleteGeneration, Command.deleteOlderChains, Command.undoRestore, Command.deleteKept, Command.schedule] as string[];
     const menus = pkg.contributes.menus as Record<string, { command: string; when?: string }[]>;
     for (const [where, items] of Object.entries(menus)) {
       for (const m of items) {
