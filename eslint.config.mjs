@@ -15,7 +15,8 @@ const engineOnlyThroughIndex = {
 };
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'out/**', 'node_modules/**', '.cache/**', '.vscode-test/**', '**/*.vsix'] },
+  // bench-data/ holds generated sites (hundreds of thousands of blob files): never walked.
+  { ignores: ['dist/**', 'out/**', 'node_modules/**', '.cache/**', '.vscode-test/**', '**/*.vsix', 'bench-data/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
