@@ -8,10 +8,14 @@
  */
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { formatStamp, type GenerationView, type RunRecord, type StorageView } from '../../../src/engine/internal';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { appendRun, backupDeployment, discoverDeployment, formatStamp, runLogPath, type GenerationView, type RunRecord, type StorageView } from '../../../src/engine/internal';
+import { tmpDir } from '../../support/fs';
+import { makeSite } from '../../support/site';
 import { expectedInterval, findGaps, historyData, historySection, median, pointCount, storagePoints } from '../../../src/extension/historyModel';
 import { csp, esc, historyPage, historySvg, ticks } from '../../../src/extension/historyChart';
-import { lastRunSuffix, newestRuns, runLine, runSizes, summarizeRuns, type RunsInfo } from '../../../src/extension/runs';
+import { lastRunSuffix, loadRuns, newestRuns, runLine, runSizes, summarizeRuns, type RunsInfo } from '../../../src/extension/runs';
 
 const H = 3600_000;
 const T0 = Date.parse('2026-03-01T00:00:00Z');
@@ -270,5 +274,50 @@ describe('runs as the status bar and the view say them', () => {
     assert.equal(runLine(r, new Date(T0 + 5 * 60_000)), 'backup ok · extension on laptop · 5m ago · incremental, 3 transactions, 2.0 KB');
     const two = run('drill', T0, { storages: [{ name: 'main', bytes: 1024 }, { name: 'catalog', errors: 1 }] });
     assert.equal(runSizes(two), 'main: 1.0 KB; catalog: 1 error');
+  });
+});
+
+describe("loadRuns: a deployment's run log as the extension reads it", () => {
+  it('the records of the log and its rotated ones, oldest first; the failing commands as status decides; an unreadable log is a problem, never a throw', async (t) => {
+    const root = tmpDir(t);
+    const site = await makeSite(t, root);
+    await site.site.close();
+    const dep = await discoverDeployment(root);
+    await backupDeployment(dep, 'backup');
+    const log = runLogPath(dep);
+    // An older run in the rotated log, then failures and a success in the current one, not in time order.
+    fs.writeFileSync(`${log}.1`, JSON.stringify(run('backup', T0)) + '\n');
+    await appendRun(dep, run('verify', T0 + 3 * H, { outcome: 'failed', storages: [], error: { code: 'PIECE_MISMATCH', message: 'bad' } }));
+    await appendRun(dep, run('backup', T0 + 2 * H, { outcome: 'failed', storages: [], error: { code: 'IO', message: 'disk full' } }));
+    await appendRun(dep, run('backup', T0 + 4 * H));
+    fs.appendFileSync(log, 'not a record\n');
+    const info = await loadRuns(dep, new Date(T0 + 5 * H));
+    assert.equal(info.file, log);
+    assert.deepEqual(
+      info.records.map((r) => [r.command, r.outcome, Date.parse(r.end) - T0]),
+      [
+        ['backup', 'ok', 0],
+        ['backup', 'failed', 2 * H],
+        ['verify', 'failed', 3 * H],
+        ['backup', 'ok', 4 * H],
+      ],
+    );
+    // The backup's failure was followed by a success; the verify's was not.
+    assert.deepEqual(
+      info.failing.map((c) => [c.command, c.lastFailure?.error?.message]),
+      [['verify', 'bad']],
+    );
+    assert.deepEqual(info.problems, []);
+
+    // A link where the log should be: read as nothing, said as a problem.
+    fs.renameSync(log, path.join(root, 'elsewhere.jsonl'));
+    fs.symlinkSync(path.join(root, 'elsewhere.jsonl'), log);
+    const linked = await loadRuns(dep, new Date(T0 + 5 * H));
+    assert.deepEqual(
+      linked.records.map((r) => r.command),
+      ['backup'],
+      'only the rotated log',
+    );
+    assert.equal(linked.problems.length > 0, true, 'the link is a problem');
   });
 });
