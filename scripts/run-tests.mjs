@@ -21,7 +21,8 @@ const suites = only.length ? only : ['unit', 'extension'];
 let failed = false;
 
 if (suites.includes('unit')) {
-  const files = ['engine', 'cli', 'deploy', 'fault', 'remote'].flatMap((d) => findTests(join('out', 'test', d)));
+  // extension/unit: the extension's modules without vscode (the in-host suite is test/extension/suite).
+  const files = ['engine', 'cli', 'deploy', 'fault', 'remote', join('extension', 'unit')].flatMap((d) => findTests(join('out', 'test', d)));
   const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
   if (r.status !== 0) failed = true;
 }
@@ -39,7 +40,8 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
   //      nested-site.mjs, a cookieplone backend/instance found and backed up; undo-restore.mjs,
   //      a restore undone from its notification, the kept copies deleted, Undo Last Restore with
   //      nothing kept; quick-fix.mjs, a deleted blob file in the Problems panel, put back by its
-  //      Quick Fix.
+  //      Quick Fix; history.mjs, the Backup History webview, a click on a point revealing its
+  //      generation.
   // Only step 2 runs with the test hooks (PLONE_BACKUP_TEST_HOOKS=1, set by run-offline.mjs):
   // the .vsix and the UI see the extension as users do.
   // The compiled tests (out/) are rebuilt first when a source is newer than them.
@@ -86,6 +88,9 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
     step('UI: a site in backend/instance, backed up from the palette', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/nested-site.mjs']);
     step('UI: a restore undone from its notification; the kept copies deleted', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/undo-restore.mjs']);
     step('UI: a deleted blob file in the Problems panel, restored by its Quick Fix', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/quick-fix.mjs']);
+    step('UI: the Backup History: points, gaps, failed runs; a click reveals a generation', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/history.mjs'], {
+      PLONE_BACKUP_UI_SCREENSHOT_DIR: tmp,
+    });
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

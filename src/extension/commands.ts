@@ -40,6 +40,7 @@ export const Command = {
   refresh: 'ploneBackup.refresh',
   openSettings: 'ploneBackup.openSettings',
   showOutput: 'ploneBackup.showOutput',
+  showHistory: 'ploneBackup.showHistory',
 } as const;
 
 export type CommandId = (typeof Command)[keyof typeof Command];
@@ -124,6 +125,12 @@ export interface ScheduleArgs extends TargetArgs {
   target?: ScheduleTarget;
   /** Skip the confirmation (test hooks only). */
   yes?: boolean;
+}
+
+/** What Show Backup History resolves to: the generations and runs it draws. */
+export interface HistoryResult {
+  points: number;
+  runs: number;
 }
 
 /** What every action command resolves to (commands never throw; failures are shown and returned). */

@@ -3,9 +3,10 @@
  * the CLI uses the same way. The Backups view lists every generation of the
  * deployments in the workspace; commands back up, restore, verify, drill,
  * check and delete; the Problems panel shows the consistency findings; the
- * status bar shows the newest backup's age; Quick Fixes act on the Problems
- * entries (quickfix.ts), and the recent blob files are watched for deletion
- * (blobWatch.ts).
+ * status bar shows the newest backup's age and the run log's last run or
+ * failure; Show Backup History draws the history (history.ts); Quick Fixes
+ * act on the Problems entries (quickfix.ts), and the recent blob files are
+ * watched for deletion (blobWatch.ts).
  *
  * On open it reads: the workspace folders' plone-backup.json, zope.conf /
  * zeo.conf (with their %include files) and var/filestorage, the backup folders'
@@ -30,6 +31,7 @@ import { Actions } from './actions';
 import { Command, ContextKey, VIEW_ID, CONFIG_SECTION, type CommandId } from './commands';
 import { RecentBlobWatch } from './blobWatch';
 import { Diagnostics, PROBLEMS_SCHEME } from './diagnostics';
+import { HistoryPanel } from './history';
 import { QuickFixes } from './quickfix';
 import { Model } from './model';
 import { OutsideConsent, TEST_HOOKS_ENV, testHooksFromEnv, type TestHooks } from './safety';
@@ -50,6 +52,7 @@ export interface PloneBackupApi {
   output: vscode.LogOutputChannel;
   consent: OutsideConsent;
   hooks: TestHooks;
+  history: HistoryPanel;
 }
 
 /** How long file events settle before the view is refreshed (a backup writes many files). */
@@ -69,7 +72,12 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   const consent = new OutsideConsent(context.workspaceState, hooks, output);
   const reveal = async (g: { root: string; storage: string; kind: Kind; stamp: string }): Promise<boolean> => {
     await model.ready();
-    const node = tree.findGeneration(g.root, g.storage, g.kind, g.stamp);
+    let node = tree.findGeneration(g.root, g.storage, g.kind, g.stamp);
+    if (!node) {
+      // An older chain behind "Show older…" (the history reaches every generation).
+      tree.showOlder(`${g.root}|${g.storage}|${g.kind}`);
+      node = tree.findGeneration(g.root, g.storage, g.kind, g.stamp);
+    }
     if (!node) return false;
     await vscode.commands.executeCommand(`${VIEW_ID}.focus`);
     await view.reveal(node, { select: true, focus: true, expand: true });
@@ -77,8 +85,9 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   };
   const actions = new Actions(model, diagnostics, ui, context.extension.id, consent, hooks, () => view.visible, reveal);
   const blobWatch = new RecentBlobWatch(diagnostics, () => model.entries, output);
+  const history = new HistoryPanel(model, context.extensionUri, output);
   if (hooks) output.warn(`Test hooks are on (${TEST_HOOKS_ENV}=1): command arguments may skip confirmations.`);
-  context.subscriptions.push(output, model, tree, view, diagnostics, blobWatch, status);
+  context.subscriptions.push(output, model, tree, view, diagnostics, blobWatch, status, history);
   // Quick Fixes on the reports of binary files (diagnostics.ts) and on the text files that carry entries themselves.
   context.subscriptions.push(
     vscode.languages.registerCodeActionsProvider([{ scheme: PROBLEMS_SCHEME }, { scheme: 'file' }], new QuickFixes(diagnostics, model), QuickFixes.metadata),
@@ -177,6 +186,7 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   register(Command.refresh, () => actions.refresh());
   register(Command.openSettings, () => actions.openSettings());
   register(Command.showOutput, () => actions.showOutput());
+  register(Command.showHistory, () => history.show());
 
   model.refresh().then(
     () => {
@@ -187,7 +197,7 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   );
 
   if (!hooks) return undefined;
-  return { model, tree, view: view as vscode.TreeView<unknown>, diagnostics, blobWatch, status, actions, output, consent, hooks };
+  return { model, tree, view: view as vscode.TreeView<unknown>, diagnostics, blobWatch, status, actions, output, consent, hooks, history };
 }
 
 export function deactivate(): void {}

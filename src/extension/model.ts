@@ -15,6 +15,7 @@ import {
   isInside,
   CACHE_FILE,
   LOCK_NAME,
+  RUN_LOG,
   discoverDeployment,
   findDeployments,
   listDeployment,
@@ -34,6 +35,7 @@ import {
 } from '../engine';
 
 import { overridesFor } from './settings';
+import { loadRuns, type RunsInfo } from './runs';
 
 export interface Entry {
   folder: vscode.WorkspaceFolder;
@@ -53,7 +55,12 @@ export interface Entry {
   overrides?: DiscoverOverrides;
   /** Its schedules (systemd timers, crontab lines), as the engine reads them back. */
   schedules?: InstalledSchedule[];
+  /** The run log: every run by cron, the CLI or the extension (runs.ts). */
+  runs?: RunsInfo;
 }
+
+/** How long run log writes settle before it is read again. */
+const RUNS_DEBOUNCE_MS = 200;
 
 export type DiskChange = 'backups' | 'storage' | 'deployment';
 
@@ -90,6 +97,10 @@ export class Model implements vscode.Disposable {
   readonly onDidChange = this.changed.event;
   /** Something changed on disk: backups, a storage (Data.fs), or what makes a deployment. */
   readonly onDidChangeOnDisk = this.disk.event;
+  private readonly runsEmitter = new vscode.EventEmitter<void>();
+  private runsTimer?: NodeJS.Timeout;
+  /** The run logs were read again (a run ended); the entries' `runs` are new. */
+  readonly onDidChangeRuns = this.runsEmitter.event;
 
   constructor(
     private readonly log: vscode.LogOutputChannel,
@@ -205,6 +216,14 @@ export class Model implements vscode.Disposable {
       entry.error = toPloneBackupError(e);
       this.log.warn(`${entry.root}: listing the backups failed: ${entry.error.userMessage}`);
     }
+    entry.runs = await loadRuns(entry.dep);
+  }
+
+  /** Reads every deployment's run log again (it changed: a run ended), without listing the backups again. */
+  async reloadRuns(): Promise<void> {
+    const entries = this._entries;
+    await Promise.all(entries.filter((e) => e.dep).map(async (e) => (e.runs = await loadRuns(e.dep!))));
+    if (!this.disposed && entries === this._entries) this.runsEmitter.fire();
   }
 
   // ------------------------------------------------------------------ watching
@@ -250,6 +269,12 @@ export class Model implements vscode.Disposable {
     const name = path.basename(p);
     // Our own bookkeeping and the engine's temp files (a rename into place follows).
     if (name === CACHE_FILE || name === LOCK_NAME || isTempName(name) || name.endsWith('.lock')) return;
+    // The run log (and its rotation) beside the backups: a run ended; the backups themselves change by their own files.
+    if (name.startsWith(RUN_LOG)) {
+      clearTimeout(this.runsTimer);
+      this.runsTimer = setTimeout(() => void this.reloadRuns().catch((e) => this.log.warn(`reading the run log failed: ${(e as Error).message}`)), RUNS_DEBOUNCE_MS);
+      return;
+    }
     const dir = path.dirname(p);
     for (const e of this.deployments) {
       for (const s of e.dep!.storages) {
@@ -264,6 +289,8 @@ export class Model implements vscode.Disposable {
 
   dispose(): void {
     this.disposed = true;
+    clearTimeout(this.runsTimer);
+    this.runsEmitter.dispose();
     for (const w of this.watchers.values()) w.dispose();
     this.watchers.clear();
     this.workspaceWatcher.dispose();

@@ -12,6 +12,8 @@ import { KINDS, age, compactTime, formatLocal, humanBytes, isDeletable, localTim
 import { Command, type GenerationArgs } from './commands';
 import type { Entry, Model } from './model';
 import { scheduleDescription } from './schedule';
+import type { RunRecord } from '../engine';
+import { newestRuns, runBy, runCommandLine, runLine, runSizes, runAgo, LAST_RUNS } from './runs';
 
 export type Node =
   | { type: 'deployment'; entry: Entry }
@@ -33,7 +35,10 @@ export type Node =
     }
   | { type: 'kept'; entry: Entry }
   | { type: 'keptState'; entry: Entry; state: KeptState; newest: boolean }
-  | { type: 'message'; entry?: Entry; label: string; tooltip?: string; icon: string; color?: string; command?: vscode.Command };
+  | { type: 'message'; entry?: Entry; label: string; tooltip?: string; icon: string; color?: string; command?: vscode.Command }
+  /** The run log's newest runs (runs.ts), and one of them. */
+  | { type: 'runs'; entry: Entry }
+  | { type: 'run'; entry: Entry; run: RunRecord };
 
 export type GenerationNode = Extract<Node, { type: 'generation' }>;
 
@@ -105,6 +110,44 @@ function generationTooltip(n: GenerationNode): vscode.MarkdownString {
   return md;
 }
 
+const runIcon = (r: RunRecord) =>
+  r.outcome === 'ok' ? new vscode.ThemeIcon('pass', new vscode.ThemeColor('testing.iconPassed')) : new vscode.ThemeIcon('error', new vscode.ThemeColor('list.errorForeground'));
+
+/** "Last runs": the newest run's outcome and age; failing commands make it an error. */
+function runsItem(entry: Entry): vscode.TreeItem {
+  const runs = entry.runs!;
+  const now = new Date();
+  const last = runs.records.at(-1)!;
+  const item = new vscode.TreeItem('Last runs', vscode.TreeItemCollapsibleState.Collapsed);
+  item.id = `r|${entry.root}`;
+  const failing = runs.failing.map((c) => c.command);
+  item.description = `${last.command} ${last.outcome === 'ok' ? 'ok' : 'failed'} ${runAgo(last, now)}${failing.length ? ` · failing: ${failing.join(', ')}` : ''}`;
+  item.tooltip = `The newest ${Math.min(LAST_RUNS, runs.records.length)} of ${runs.records.length} runs in ${runs.file} (by cron, the CLI or the extension).${runs.problems.length ? `\n${runs.problems.join('\n')}` : ''}`;
+  item.iconPath = failing.length ? new vscode.ThemeIcon('error', new vscode.ThemeColor('list.errorForeground')) : new vscode.ThemeIcon('pulse');
+  item.contextValue = 'runs';
+  item.command = { command: Command.showHistory, title: 'Show Backup History' };
+  return item;
+}
+
+function runItem(entry: Entry, r: RunRecord): vscode.TreeItem {
+  const now = new Date();
+  const item = new vscode.TreeItem(`${r.command} ${r.outcome === 'ok' ? 'ok' : 'failed'}`, vscode.TreeItemCollapsibleState.None);
+  item.id = `r|${entry.root}|${r.end}|${r.pid}|${r.command}`;
+  const sizes = runSizes(r);
+  item.description = [runBy(r), runAgo(r, now), ...(sizes ? [sizes] : [])].join(' · ');
+  const md = new vscode.MarkdownString(undefined, true);
+  const esc = (s: string) => s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, '\\$&');
+  md.appendMarkdown(`**${esc(runLine(r, now))}**  \n`);
+  md.appendMarkdown(`${esc(formatLocal(new Date(r.start)))} to ${esc(formatLocal(new Date(r.end)))} (${r.seconds} s), pid ${r.pid}  \n`);
+  md.appendMarkdown(`\`${runCommandLine(r).replace(/`/g, "'")}\``);
+  if (r.error) md.appendMarkdown(`  \n$(error) ${esc(r.error.message)} (${esc(r.error.code)})`);
+  item.tooltip = md;
+  item.iconPath = runIcon(r);
+  item.contextValue = `run-${r.outcome}`;
+  item.accessibilityInformation = { label: `${r.command} ${r.outcome === 'ok' ? 'succeeded' : `failed: ${r.error?.message ?? ''}`}, ${runAgo(r, now)}, ${runBy(r)}` };
+  return item;
+}
+
 export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Disposable {
   private readonly emitter = new vscode.EventEmitter<Node | undefined>();
   readonly onDidChangeTreeData = this.emitter.event;
@@ -112,7 +155,10 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly model: Model) {
-    this.subscriptions.push(model.onDidChange(() => this.emitter.fire(undefined)));
+    this.subscriptions.push(
+      model.onDidChange(() => this.emitter.fire(undefined)),
+      model.onDidChangeRuns(() => this.emitter.fire(undefined)),
+    );
     // Ages ("3 hours ago") move on.
     this.timer = setInterval(() => this.emitter.fire(undefined), 60_000);
   }
@@ -132,6 +178,8 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         const states = node.entry.kept ?? [];
         return [...states].reverse().map((state, i) => ({ type: 'keptState', entry: node.entry, state, newest: i === 0 }));
       }
+      case 'runs':
+        return newestRuns(node.entry.runs).map((run) => ({ type: 'run', entry: node.entry, run }));
       default:
         return [];
     }
@@ -153,6 +201,8 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
     const views = entry.views ?? [];
     // What restores kept beside the live files, last: seen, so it does not pile up unseen.
     const kept: Node[] = entry.kept?.length ? [{ type: 'kept', entry }] : [];
+    // The newest runs of the run log (cron's too), last.
+    if (entry.runs?.records.length) kept.push({ type: 'runs', entry });
     if (views.length === 1) return [...this.ofStorage(entry, views[0]!), ...kept];
     return [...views.map((view): Node => ({ type: 'storage', entry, view })), ...kept];
   }
@@ -279,6 +329,10 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         item.contextValue = node.newest ? 'kept-newest' : 'kept-state';
         return item;
       }
+      case 'runs':
+        return runsItem(node.entry);
+      case 'run':
+        return runItem(node.entry, node.run);
       default: {
         const item = new vscode.TreeItem(node.label, vscode.TreeItemCollapsibleState.None);
         item.tooltip = node.tooltip;

@@ -181,9 +181,11 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.equal(findFiles(path.join(dir('blobstoragebackups'), 'blobstorage.pool'), '.blob').length, 2, 'both are in the pool');
 
     const top = roots();
-    assert.equal(top.length, 1);
+    assert.equal(top.length, 2);
     assert.equal(top[0].type, 'group');
     assert.equal(label(top[0]), 'Backups');
+    // The run log's newest runs, last (history.test.ts tests them).
+    assert.deepEqual([top[1].type, label(top[1])], ['runs', 'Last runs']);
     const [full] = children(top[0]) as GenerationNode[];
     assert.equal(full.type, 'generation');
     assert.equal(full.gen.stamp, firstFull);
@@ -239,7 +241,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.ok(ls(dir('zipbackups')).includes(`${zip[0].filestorage.stamp}.fsz`));
     assert.ok(ls(dir('blobstoragezips')).includes(`blobstorage.${zip[0].filestorage.stamp}.tar`));
 
-    assert.deepEqual(roots().map(label), ['Backups', 'Snapshots', 'Zip backups']);
+    assert.deepEqual(roots().map(label), ['Backups', 'Snapshots', 'Zip backups', 'Last runs']);
     const backups = children(roots()[0]) as GenerationNode[];
     assert.deepEqual(backups.map((g) => g.gen.stamp), [secondFull, firstFull], 'newest full first');
     const zipItem = api.tree.getTreeItem(children(roots()[2])[0]);
@@ -565,7 +567,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     await catalog.close();
     done(await exec(Command.refresh), 'refresh');
     assert.deepEqual(api.model.deployments[0].dep!.storages.map((s) => s.name), ['main', 'catalog']);
-    assert.deepEqual(roots().map((n) => [n.type, label(n)]), [['storage', 'main'], ['storage', 'catalog']]);
+    assert.deepEqual(roots().map((n) => [n.type, label(n)]), [['storage', 'main'], ['storage', 'catalog'], ['runs', 'Last runs']]);
     assert.deepEqual(children(roots()[1]).map((n) => [n.type, label(n)]), [['message', 'No backup yet']]);
     const res = done(await exec<{ storage: string; filestorage: { action: string } }[]>(Command.backup), 'backup');
     // Additional storages first, as collective.recipe.backup does; main has nothing new.
