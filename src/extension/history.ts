@@ -17,7 +17,7 @@ import * as vscode from 'vscode';
 import { KIND_ORDER, formatLocal, isStamp, type Kind } from '../engine';
 import { Command, type GenerationArgs, type HistoryResult, type Outcome, type RestoreArgs } from './commands';
 import type { Model } from './model';
-import { historyData, pointCount, type HistoryData } from './historyModel';
+import { historyData, pointCount, scheduleSeconds, type HistoryData } from './historyModel';
 import { historyPage } from './historyChart';
 
 export const HISTORY_VIEW_TYPE = 'ploneBackup.history';
@@ -80,7 +80,8 @@ export class HistoryPanel implements vscode.Disposable {
 
   /** The data of every deployment, now. */
   compute(): HistoryData {
-    const inputs = this.model.deployments.map((e) => ({ root: e.root, name: e.name, views: e.views ?? [], runs: e.runs?.records ?? [], live: e.live }));
+    // Gaps are measured against the installed schedule when there is one (Schedule Backups…).
+    const inputs = this.model.deployments.map((e) => ({ root: e.root, name: e.name, views: e.views ?? [], runs: e.runs?.records ?? [], live: e.live, scheduleSeconds: scheduleSeconds(e.schedules) }));
     return historyData(inputs, new Date());
   }
 
@@ -140,3 +141,4 @@ export class HistoryPanel implements vscode.Disposable {
     this.panel?.dispose();
   }
 }
+

@@ -8,7 +8,7 @@
  * (test/extension/unit/historyModel.test.ts); historyChart.ts draws it.
  */
 
-import { parseStamp, type Kind, type RunRecord, type StorageView } from '../engine';
+import { parseStamp, type InstalledSchedule, type Kind, type RunRecord, type StorageView } from '../engine';
 
 export interface HistoryPoint {
   storage: string;
@@ -209,4 +209,10 @@ export function historyData(inputs: readonly HistoryInput[], now: Date): History
 /** How many points the history draws (for tests and the command's result). */
 export function pointCount(d: HistoryData): number {
   return d.sections.reduce((n, s) => n + s.storages.reduce((k, x) => k + x.points.length, 0), 0);
+}
+
+/** The interval of the regular backups of the first schedule we wrote (systemd or cron), in seconds. */
+export function scheduleSeconds(schedules: readonly InstalledSchedule[] | undefined): number | undefined {
+  const every = schedules?.find((x) => x.spec)?.spec?.every;
+  return every === '15m' ? 900 : every === '1h' ? 3600 : every === 'daily' ? 86_400 : undefined;
 }

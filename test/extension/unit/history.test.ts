@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { appendRun, backupDeployment, discoverDeployment, formatStamp, runLogPath, type GenerationView, type RunRecord, type StorageView } from '../../../src/engine/internal';
 import { tmpDir } from '../../support/fs';
 import { makeSite } from '../../support/site';
-import { expectedInterval, findGaps, historyData, historySection, median, pointCount, storagePoints } from '../../../src/extension/historyModel';
+import { expectedInterval, findGaps, historyData, historySection, median, pointCount, scheduleSeconds, storagePoints } from '../../../src/extension/historyModel';
 import { csp, esc, historyPage, historySvg, ticks } from '../../../src/extension/historyChart';
 import { lastRunSuffix, loadRuns, newestRuns, runLine, runSizes, summarizeRuns, type RunsInfo } from '../../../src/extension/runs';
 
@@ -319,5 +319,17 @@ describe("loadRuns: a deployment's run log as the extension reads it", () => {
       'only the rotated log',
     );
     assert.equal(linked.problems.length > 0, true, 'the link is a problem');
+  });
+});
+
+describe('history: gaps against the installed schedule', () => {
+  it("takes the interval of the first schedule we wrote; none (or one edited beyond reading) gives none", () => {
+    const sched = (every: '15m' | '1h' | 'daily' | undefined) => ({ target: 'cron' as const, id: 'x', spec: every ? { every } : undefined, jobs: [], files: [], edited: false, problems: [] });
+    assert.equal(scheduleSeconds([sched('15m')]), 900);
+    assert.equal(scheduleSeconds([sched(undefined), sched('daily')]), 86_400);
+    assert.equal(scheduleSeconds([sched(undefined)]), undefined);
+    assert.equal(scheduleSeconds(undefined), undefined);
+    // An hourly schedule: a 2-hour hole is a gap, though the backups before it came every 15 minutes.
+    assert.equal(expectedInterval([0, 900, 1800].map((s) => s * 1000), scheduleSeconds([sched('1h')])).from, 'schedule');
   });
 });
