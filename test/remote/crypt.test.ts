@@ -10,7 +10,7 @@ import * as assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CRYPT_CHUNK, EncryptedTarget, MARKER_KEY, type RemoteTarget, hashBuffer, openTarget, selectKept } from '../../src/engine/internal';
+import { CRYPT_CHUNK, EncryptedTarget, MARKER_KEY, RemoteLock, type RemoteTarget, hashBuffer, openTarget, selectKept } from '../../src/engine/internal';
 import { tmpDir } from '../support/fs';
 
 const CHUNK = CRYPT_CHUNK;
@@ -171,5 +171,30 @@ describe('which generations a forget keeps', () => {
     assert.deepEqual(kept({ keep: 1 }, chains), ['2026-01-05-00-00-00']);
     assert.deepEqual(kept({ keep: 2 }, chains), ['2026-01-03-00-00-00', '2026-01-04-00-00-00', '2026-01-05-00-00-00']);
     assert.equal(kept({ keep: 0 }, chains).length, 5);
+  });
+});
+
+describe('the lock between pushes and forgets (a folder as the remote)', () => {
+  it('lets pushes run together; a forget steps back from a push and a push waits for a forget; LOCKED once the wait is over; a dead run\'s lock is ignored', async (t) => {
+    const root = tmpDir(t);
+    const locks = path.join(root, 'offsite', 'locks');
+    const target = await openTarget(`file://${path.join(root, 'offsite')}`);
+    const push = await RemoteLock.acquire(target, 'push');
+    const other = await RemoteLock.acquire(target, 'push', { waitMs: 0 });
+    await other.release();
+    await assert.rejects(RemoteLock.acquire(target, 'forget', { waitMs: 0 }), refused('LOCKED', /A push is running/));
+    assert.deepEqual(fs.readdirSync(locks).filter((n) => !n.startsWith('push-')), [], 'the forget took its lock away');
+    // A forget waiting for the push gets the lock once the push is done.
+    const waiting = RemoteLock.acquire(target, 'forget');
+    await push.release();
+    const forget = await waiting;
+    await assert.rejects(RemoteLock.acquire(target, 'push', { waitMs: 0 }), refused('LOCKED', /A forget is running/));
+    await forget.release();
+    assert.deepEqual(fs.readdirSync(locks), []);
+    // A push's lock put 31 minutes ago (its run died) holds nothing up.
+    const dead = `push-${String(Date.now() - 31 * 60_000).padStart(13, '0')}-0123456789ab.json`;
+    fs.writeFileSync(path.join(locks, dead), '{}');
+    await (await RemoteLock.acquire(target, 'forget', { waitMs: 0 })).release();
+    assert.deepEqual(fs.readdirSync(locks), [dead]);
   });
 });
