@@ -11,6 +11,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CRYPT_CHUNK, EncryptedTarget, MARKER_KEY, RemoteLock, type RemoteTarget, hashBuffer, openTarget, selectKept } from '../../src/engine/internal';
+import { spawnSync } from 'node:child_process';
+import { ENGINE } from '../support/paths';
 import { tmpDir } from '../support/fs';
 
 const CHUNK = CRYPT_CHUNK;
@@ -136,6 +138,38 @@ describe('the encrypted objects', () => {
     const m = { ...marker, kdf: { ...marker.kdf, N: 1 << 24 } };
     fs.writeFileSync(path.join(root, 'offsite', MARKER_KEY), JSON.stringify(m));
     await assert.rejects(openTarget(url, { key: { passphrase: 'x', via: 'X' } }), refused('REMOTE_BAD', /scrypt parameters/));
+  });
+});
+
+describe('a big object is sealed and opened as a stream', () => {
+  it('pushes and reads back 256 MiB through the encryption in a child process that stays far below that much memory', (t) => {
+    const root = tmpDir(t);
+    const file = path.join(root, 'big.fsz');
+    const fd = fs.openSync(file, 'w');
+    const block = randomBytes(1 << 20);
+    for (let i = 0; i < 256; i++) fs.writeSync(fd, block);
+    fs.closeSync(fd);
+    fs.writeFileSync(path.join(root, 'key'), randomBytes(32));
+    const script = `
+      const { openTarget, hashFile } = require(${JSON.stringify(ENGINE)});
+      const { createHash } = require('node:crypto');
+      (async () => {
+        const t = await openTarget(${JSON.stringify(`file://${path.join(root, 'offsite')}`)}, { key: { keyFile: ${JSON.stringify(path.join(root, 'key'))}, via: 'k' }, create: true });
+        const sums = await hashFile(${JSON.stringify(file)});
+        await t.upload('main/pieces/2026-01-01-00-00-00.fsz', ${JSON.stringify(file)}, sums);
+        const sha = createHash('sha256');
+        let n = 0;
+        for await (const c of await t.stream('main/pieces/2026-01-01-00-00-00.fsz')) { n += c.length; sha.update(c); }
+        console.log(JSON.stringify({ n, same: sha.digest('hex') === sums.sha256, maxRssKiB: process.resourceUsage().maxRSS }));
+      })().catch((e) => { console.error(e); process.exit(1); });`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.n, 256 << 20);
+    assert.equal(out.same, true);
+    const stored = fs.statSync(path.join(root, 'offsite', 'main', 'pieces', '2026-01-01-00-00-00.fsz')).size;
+    assert.equal(stored, SEALED(256 << 20));
+    assert.ok(out.maxRssKiB < 160 * 1024, `peak RSS ${Math.round(out.maxRssKiB / 1024)} MiB for a 256 MiB object`);
   });
 });
 
