@@ -38,7 +38,7 @@ import {
   type StoragePlan,
 } from '../engine';
 import { type CliIo, parseCompressLevel, progressPrinter, selfInvocation } from './io';
-import { pushMain, readsRemote, remoteListMain, remoteVerifyMain, targetFor } from './remote';
+import { forgetMain, pushMain, readsRemote, remoteListMain, remoteVerifyMain, targetFor } from './remote';
 
 export interface Parsed {
   flags: Set<string>;
@@ -46,7 +46,7 @@ export interface Parsed {
   positional: string[];
 }
 
-const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'compress-level', 'lock-wait', 'part', 'bin-dir', 'on-failure', 'warn-age', 'crit-age', 'prometheus', 'to', 'from', 'endpoint']);
+const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'compress-level', 'lock-wait', 'part', 'bin-dir', 'on-failure', 'warn-age', 'crit-age', 'prometheus', 'to', 'from', 'endpoint', 'key-file', 'keep-daily', 'keep-weekly', 'keep-monthly']);
 const SHORT_FLAGS: Record<string, string> = { '-h': 'help', '-q': 'quiet', '-n': 'no-prompt' };
 const FLAG_OPTS = new Set([
   'json',
@@ -69,6 +69,8 @@ const FLAG_OPTS = new Set([
   'no-prompt',
   'remote',
   'deep',
+  'dry-run',
+  'forget',
 ]);
 
 function usage(msg: string): PloneBackupError {
@@ -91,6 +93,13 @@ export function parseDeployArgs(argv: string[]): Parsed {
       continue;
     }
     const [name, glued] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    if (name === 'remote') {
+      // --remote: the configured remote; --remote URL (s3:// or file://): that one.
+      const v = glued ?? (/^(s3|file):\/\//.test(argv[i + 1] ?? '') ? argv[++i] : undefined);
+      p.flags.add('remote');
+      if (v !== undefined) p.values.set('remote', v);
+      continue;
+    }
     if (VALUE_OPTS.has(name)) {
       const v = glued ?? argv[++i];
       if (v === undefined) throw usage(`--${name} needs a value`);
@@ -119,7 +128,11 @@ export const DEPLOY_HELP = `Deployment commands (run in the folder of a Plone si
   drill               restore the newest (--all: every) backup into a temp folder and prove it
   push                copy every complete generation the remote lacks to it (--to URL, or
                       "remote" in plone-backup.json): blob files once, each generation's
-                      manifest last
+                      manifest last; --forget: then apply the remote's retention
+  forget              remote retention (--remote [URL]): --keep N (chains), --keep-daily N,
+                      --keep-weekly N, --keep-monthly N (or remote.keep… in plone-backup.json);
+                      deletes the other generations' manifests, then every object no kept
+                      generation names; --dry-run lists what would go
   scripts             write bin/backup, bin/restore, ... (the recipe's script names for the
                       part) that run plone-backup, so crontab lines stay as they are
                       (--bin-dir DIR; --force replaces the recipe's, keeping them aside)
@@ -159,6 +172,9 @@ Options:
   --endpoint URL      the S3 server (over remote.endpoint, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL);
                       path-style addressing
   --deep              verify --from: read every object back (SHA-256, and the .dat md5 of pieces)
+  --key-file FILE     an encrypted remote's key (remote.keyFile), or its passphrase in
+                      PLONE_BACKUP_PASSPHRASE (or the variable remote.passphraseEnv names);
+                      a push with a key to a new remote encrypts it (AES-256-GCM)
 
 Every backup, restore, verify, check and drill is recorded as one line in
 .plone-backup.runs.jsonl in the main storage's backups folder; plone-backup status
@@ -378,6 +394,10 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
       case 'push': {
         const dep = await deploymentSaying(p, io);
         return await pushMain(p, dep, io, common, say);
+      }
+      case 'forget': {
+        const dep = await deploymentSaying(p, io);
+        return await forgetMain(p, dep, io, common, say);
       }
       case 'list': {
         const dep = await deploymentSaying(p, io);

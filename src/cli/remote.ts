@@ -6,7 +6,21 @@
  * nor printed: the AWS environment and profile hold them.
  */
 
-import { PloneBackupError, humanBytes, listRemote, openTarget, pushDeployment, verifyRemote, type Deployment, type RemoteTarget } from '../engine';
+import {
+  PloneBackupError,
+  forgetRemote,
+  humanBytes,
+  keySourceFrom,
+  listRemote,
+  openTarget,
+  policyIsEmpty,
+  pushDeployment,
+  verifyRemote,
+  type Deployment,
+  type ForgetPolicy,
+  type ForgetResult,
+  type RemoteTarget,
+} from '../engine';
 import type { CliIo } from './io';
 import type { Parsed } from './deploy';
 
@@ -19,28 +33,90 @@ export function readsRemote(p: Parsed): boolean {
   return p.values.has('from') || p.flags.has('remote');
 }
 
-/** The target a command names: `--to`/`--from URL`, else (push, `--remote`) the configuration's `remote.url`. */
-export async function targetFor(p: Parsed, dep: Deployment, flag: 'to' | 'from'): Promise<RemoteTarget> {
+/**
+ * The target a command names: `--to`/`--from URL` or `--remote URL`, else
+ * (push, forget, `--remote`) the configuration's `remote.url`; with its key:
+ * `--key-file`, the configuration's (for its own remote only), or
+ * PLONE_BACKUP_PASSPHRASE. A push may make a new remote encrypted.
+ */
+export async function targetFor(p: Parsed, dep: Deployment, flag: 'to' | 'from', signal?: AbortSignal, create = flag === 'to'): Promise<RemoteTarget> {
   let url = p.values.get(flag);
   if (url !== undefined && p.flags.has('remote')) throw usage(`--${flag} and --remote name the remote twice; give one`);
+  url ??= p.values.get('remote');
   if (url === undefined) {
     url = dep.remote?.url;
     if (url === undefined) throw usage(`no remote: pass --${flag} s3://BUCKET/PREFIX (or file:///FOLDER), or set "remote": {"url": …} in plone-backup.json`);
   }
-  return openTarget(url, { endpoint: p.values.get('endpoint') ?? dep.remote?.endpoint });
+  const own = url === dep.remote?.url ? dep.remote : undefined;
+  const key = keySourceFrom({ keyFile: p.values.get('key-file'), configKeyFile: own?.keyFile, passphraseEnv: own?.passphraseEnv });
+  return openTarget(url, { endpoint: p.values.get('endpoint') ?? dep.remote?.endpoint, key, create, signal });
 }
 
-export async function pushMain(p: Parsed, dep: Deployment, io: CliIo, common: { signal?: AbortSignal; log: (m: string) => void }, say: (s: string) => void): Promise<number> {
+/** The retention a forget applies: the command line's --keep… when any is given, else the configuration's remote.keep…. */
+export function forgetPolicy(p: Parsed, dep: Deployment): ForgetPolicy {
+  const flags: [keyof ForgetPolicy, string][] = [
+    ['keep', 'keep'],
+    ['keepDaily', 'keep-daily'],
+    ['keepWeekly', 'keep-weekly'],
+    ['keepMonthly', 'keep-monthly'],
+  ];
+  const policy: ForgetPolicy = {};
+  for (const [k, f] of flags) {
+    const v = p.values.get(f);
+    if (v === undefined) continue;
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw usage(`--${f} takes a whole number`);
+    policy[k] = n;
+  }
+  if (policyIsEmpty(policy)) for (const [k] of flags) if (dep.remote?.[k] !== undefined) policy[k] = dep.remote[k];
+  if (policyIsEmpty(policy)) throw usage('forget needs a rule: --keep N (chains), --keep-daily N, --keep-weekly N or --keep-monthly N, or "remote": {"keep": …} in plone-backup.json');
+  return policy;
+}
+
+function sayForget(res: ForgetResult, io: CliIo, say: (s: string) => void): void {
+  for (const s of res.storages) {
+    const what = res.dryRun ? 'would forget' : 'forgot';
+    say(`${s.storage}: keeps ${s.kept.length} generation${s.kept.length === 1 ? '' : 's'}; ${what} ${s.forgotten.length}${s.forgotten.length ? ` (${[...s.forgotten].reverse().join(', ')})` : ''}, ${res.dryRun ? 'would delete' : 'deleted'} ${s.objects.length} object${s.objects.length === 1 ? '' : 's'}`);
+    // A dry run lists what would go, whatever the terminal.
+    if (res.dryRun) {
+      for (const g of [...s.forgotten].reverse()) io.stdout.write(`  generation ${g}\n`);
+      for (const k of s.objects) io.stdout.write(`  object ${k}\n`);
+    }
+    for (const x of s.problems) io.stderr.write(`warning: ${x}\n`);
+  }
+}
+
+export async function forgetMain(p: Parsed, dep: Deployment, io: CliIo, common: { signal?: AbortSignal; log: (m: string) => void; lockWaitMs?: number }, say: (s: string) => void): Promise<number> {
+  if (p.positional.length) throw usage('forget takes no arguments');
+  if (p.values.has('from')) throw usage('forget names its remote with --remote URL (or --to URL), or takes the configured one');
+  const policy = forgetPolicy(p, dep);
+  const t = await targetFor(p, dep, 'to', common.signal, false);
+  try {
+    const res = await forgetRemote(dep, t, policy, { ...common, dryRun: p.flags.has('dry-run') });
+    if (p.flags.has('json')) io.stdout.write(JSON.stringify(res, null, 2) + '\n');
+    else sayForget(res, io, p.flags.has('dry-run') ? (x) => io.stdout.write(x + '\n') : say);
+    return 0;
+  } finally {
+    t.close();
+  }
+}
+
+export async function pushMain(p: Parsed, dep: Deployment, io: CliIo, common: { signal?: AbortSignal; log: (m: string) => void; lockWaitMs?: number }, say: (s: string) => void): Promise<number> {
   if (p.positional.length) throw usage('push takes no arguments');
-  const t = await targetFor(p, dep, 'to');
+  if (p.flags.has('dry-run')) throw usage('--dry-run is for forget (push --forget always pushes first)');
+  // The retention is checked before anything is sent; it runs only after every new manifest is written.
+  const policy = p.flags.has('forget') ? forgetPolicy(p, dep) : undefined;
+  const t = await targetFor(p, dep, 'to', common.signal);
   try {
     const res = await pushDeployment(dep, t, common);
-    if (p.flags.has('json')) io.stdout.write(JSON.stringify(res, null, 2) + '\n');
+    const forgot = policy ? await forgetRemote(dep, t, policy, common) : undefined;
+    if (p.flags.has('json')) io.stdout.write(JSON.stringify(forgot ? { ...res, forget: forgot } : res, null, 2) + '\n');
     else {
       for (const s of res.storages) {
         say(`${s.storage}: ${s.pushed.length ? `pushed ${s.pushed.length} generation${s.pushed.length > 1 ? 's' : ''} (${s.objects} objects, ${humanBytes(s.bytes)})` : 'nothing new to push'}${s.present ? `; ${s.present} already on the remote` : ''}`);
         for (const k of s.skipped) io.stderr.write(`warning: ${s.storage} ${k.stamp} not pushed: ${k.why}\n`);
       }
+      if (forgot) sayForget(forgot, io, say);
       common.log(`${res.stats.requests} requests, ${humanBytes(res.stats.uploaded)} sent to ${t.url}`);
     }
     return 0;
@@ -50,7 +126,7 @@ export async function pushMain(p: Parsed, dep: Deployment, io: CliIo, common: { 
 }
 
 export async function remoteListMain(p: Parsed, dep: Deployment, io: CliIo, common: { signal?: AbortSignal }): Promise<number> {
-  const t = await targetFor(p, dep, 'from');
+  const t = await targetFor(p, dep, 'from', common.signal);
   try {
     const views = await listRemote(
       dep.storages.map((s) => s.name),
@@ -80,7 +156,7 @@ export async function remoteListMain(p: Parsed, dep: Deployment, io: CliIo, comm
 }
 
 export async function remoteVerifyMain(p: Parsed, dep: Deployment, io: CliIo, common: { signal?: AbortSignal }, say: (s: string) => void): Promise<number> {
-  const t = await targetFor(p, dep, 'from');
+  const t = await targetFor(p, dep, 'from', common.signal);
   try {
     const res = await verifyRemote(
       dep.storages.map((s) => s.name),

@@ -54,3 +54,6 @@ export * from './remote/target';
 export * from './remote/layout';
 export * from './remote/push';
 export * from './remote/pull';
+export * from './remote/crypt';
+export * from './remote/lock';
+export * from './remote/forget';

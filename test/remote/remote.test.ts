@@ -9,121 +9,19 @@
  * (a reader never sees half a generation), and the CLI with credentials
  * from the environment (never printed).
  */
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import {
-  type Deployment,
-  type RemoteTarget,
-  backupDeployment,
-  blobKey,
-  discoverDeployment,
-  listRemote,
-  listGenerations,
-  openRemoteRestore,
-  openTarget,
-  pushDeployment,
-  verifyRemote,
-} from '../../src/engine/internal';
-import { fakeClock } from '../support/fixtures';
-import { blobContents, content, md5File, tmpDir } from '../support/fs';
-import { CLI, ROOT } from '../support/paths';
-import { makeSite, type Site } from '../support/site';
+import { blobKey, listRemote, listGenerations, openTarget, pushDeployment, verifyRemote } from '../../src/engine/internal';
+import { content, md5File, tmpDir } from '../support/fs';
+import { CLI } from '../support/paths';
+import { backupPoint, blobIds, blobsOf, emptySite, filterBlobs, production, restoreFrom, useS3 } from './s3support';
 
-const SCRIPT = process.env.START_S3 || path.resolve(ROOT, '..', 'shared', 's3', 'start-s3.sh');
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pb-s3-'));
-// One S3 port and its monitor port per test process, away from the example's range.
-const port = String(7700 + (process.pid % 150) * 2);
-let env: Record<string, string> = {};
-let admin: S3Client;
-let bucketNo = 0;
-
-before(() => {
-  const out = execFileSync('bash', [SCRIPT, 'start', '--port', port, '--data', dataDir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000 });
-  env = Object.fromEntries(
-    out
-      .trim()
-      .split('\n')
-      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1).replace(/^"|"$/g, '')]),
-  );
-  // The SDK's default chain: what a cron line's environment would hold.
-  process.env.AWS_ACCESS_KEY_ID = env.S3_ACCESS_KEY;
-  process.env.AWS_SECRET_ACCESS_KEY = env.S3_SECRET_KEY;
-  process.env.AWS_REGION = env.S3_REGION;
-  admin = new S3Client({
-    endpoint: env.S3_ENDPOINT,
-    region: env.S3_REGION,
-    forcePathStyle: true,
-    credentials: { accessKeyId: env.S3_ACCESS_KEY!, secretAccessKey: env.S3_SECRET_KEY! },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-});
-
-after(() => {
-  admin?.destroy();
-  execFileSync('bash', [SCRIPT, 'destroy', '--data', dataDir], { stdio: 'inherit', timeout: 120_000 });
-});
-
-/** A fresh bucket, and its URL with a prefix. */
-async function bucket(): Promise<string> {
-  const name = `pb-test-${process.pid}-${++bucketNo}`;
-  await admin.send(new CreateBucketCommand({ Bucket: name }));
-  return `s3://${name}/sites/prod`;
-}
-
-async function s3(url: string, multipartThreshold?: number): Promise<RemoteTarget> {
-  return openTarget(url, { endpoint: env.S3_ENDPOINT, multipartThreshold });
-}
-
-interface Point {
-  stamp: string;
-  md5: string;
-  blobs: Record<string, string>;
-}
-
-/** A site with a full backup and two incrementals, an hour apart. */
-async function production(t: { after: (fn: () => unknown) => void }, root: string): Promise<{ s: Site; dep: Deployment; points: Point[]; clock: ReturnType<typeof fakeClock> }> {
-  const s = await makeSite(t, root, { docs: 2, files: 3 });
-  const dep = await discoverDeployment(root);
-  const clock = fakeClock('2026-06-01-10-00-00', 3600);
-  const points: Point[] = [];
-  for (const [i, kind] of (['fullbackup', 'backup', 'backup'] as const).entries()) {
-    await s.site.addDocument(`doc ${i}`);
-    await s.site.uploadFile(`f-${i}.pdf`, content(`point ${i}`, 3000 + i));
-    points.push(await backupPoint(s, dep, kind, clock));
-  }
-  return { s, dep, points, clock };
-}
-
-async function backupPoint(s: Site, dep: Deployment, kind: 'fullbackup' | 'backup', clock: ReturnType<typeof fakeClock>): Promise<Point> {
-  const [r] = await backupDeployment(dep, kind, { now: clock.now });
-  return { stamp: r!.filestorage.stamp!, md5: md5File(s.file), blobs: blobContents(s.blobDir) };
-}
-
-/** The blob files of a tree without `.layout` and tmp. */
-function blobsOf(dir: string): Record<string, string> {
-  return Object.fromEntries(Object.entries(blobContents(dir)).filter(([k]) => k.endsWith('.blob')));
-}
-
-/** A folder holding nothing yet, as a deployment of one storage given by its paths. */
-async function emptySite(root: string): Promise<Deployment> {
-  fs.mkdirSync(root, { recursive: true });
-  return discoverDeployment(root, { file: path.join(root, 'var', 'filestorage', 'Data.fs'), blobDir: path.join(root, 'var', 'blobstorage') });
-}
-
-async function restoreFrom(dep: Deployment, t: RemoteTarget, date?: string) {
-  const { session, fetched } = await openRemoteRestore(dep, t, { date, keepOld: false });
-  try {
-    return { results: await session.run(), fetched, plans: session.plans };
-  } finally {
-    await session.close();
-  }
-}
+const server = useS3();
+const bucket = () => server.bucket();
+const s3 = (url: string, multipartThreshold?: number) => server.open(url, { multipartThreshold });
 
 describe('push and restore through a real S3 server (Ceph RGW)', () => {
   it('pushes every generation, then nothing, then only the new blobs; restores into an empty and an older site', async (t) => {
@@ -139,15 +37,16 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     const allBlobs = new Set(points.flatMap((p) => Object.keys(p.blobs))).size;
     // 3 pieces + 3 indexes + each blob file once.
     assert.equal(first.storages[0]!.objects, 3 + 3 + allBlobs);
-    assert.equal(first.stats.written, 3 + 3 + allBlobs + 3);
+    // ... and the three manifests, and the push's lock on the remote (lock.ts).
+    assert.equal(first.stats.written, 3 + 3 + allBlobs + 3 + 1);
 
-    // 2. Again: one listing, nothing written.
+    // 2. Again: the look for an encryption marker, one listing, nothing written (no lock either).
     target = await s3(url);
     const again = await pushDeployment(dep, target);
     target.close();
     assert.deepEqual(again.storages[0]!.pushed, []);
     assert.equal(again.stats.written, 0);
-    assert.equal(again.stats.requests, 1, 'a push with nothing new lists the generations once');
+    assert.equal(again.stats.requests, 2, 'a push with nothing new looks for the marker and lists the generations once');
 
     // 3. Three new blob files, one of them big enough to go up in parts.
     await s.site.uploadFile('new-a.pdf', content('new a', 2500));
@@ -161,8 +60,9 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     assert.deepEqual(third.storages[0]!.pushed, [points[3]!.stamp]);
     // The new piece, its index, the three blob files: nothing else.
     assert.equal(third.storages[0]!.objects, 5);
-    // One listing, four single PUTs, the big file's HEAD + create + 2 parts + complete + HEAD, the manifest.
-    assert.ok(third.stats.requests <= 1 + 4 + 6 + 1, `a push after three new blobs took ${third.stats.requests} requests`);
+    // The marker's GET, one listing, the lock (PUT, listing, the generations listed again, DELETE),
+    // four single PUTs, the big file's HEAD + create + 2 parts + complete + HEAD, the manifest.
+    assert.ok(third.stats.requests <= 1 + 1 + 4 + 4 + 6 + 1, `a push after three new blobs took ${third.stats.requests} requests`);
     const gens = (await listGenerations(dep.storages[0]!.dirs.blobBackups, 'blobstorage')).map((g) => g.stamp);
     assert.deepEqual(gens, points.map((p) => p.stamp));
 
@@ -218,19 +118,16 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     const { s, dep, points } = await production(t, path.join(root, 'prod'));
     await s.site.close();
     const url = await bucket();
-    const bucketName = url.slice(5).split('/')[0]!;
     const target = await s3(url);
     t.after(() => target.close());
     await pushDeployment(dep, target);
 
     // A blob file replaced by as many other bytes: only reading it back tells.
     const rel = Object.keys(points[0]!.blobs).find((k) => k.endsWith('.blob'))!;
-    const parts = rel.split('/');
-    const oid = parts.slice(0, 8).map((p) => p.slice(2)).join('');
-    const tid = parts[8]!.slice(2, 18);
+    const { oid, tid } = blobIds(rel);
     const key = `sites/prod/${blobKey('main', oid, tid)}`;
     const size = fs.statSync(path.join(s.blobDir, rel)).size;
-    await admin.send(new PutObjectCommand({ Bucket: bucketName, Key: key, Body: Buffer.alloc(size, 7) }));
+    await server.rawPut(url, key, Buffer.alloc(size, 7));
     assert.deepEqual((await verifyRemote(['main'], target))[0]!.problems, []);
     const deep = (await verifyRemote(['main'], target, { deep: true }))[0]!.problems;
     assert.equal(deep.length, 1);
@@ -241,12 +138,12 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     assert.equal(fs.existsSync(dev.storages[0]!.file), false);
 
     // Shorter: presence with its size is enough.
-    await admin.send(new PutObjectCommand({ Bucket: bucketName, Key: key, Body: Buffer.alloc(3, 7) }));
+    await server.rawPut(url, key, Buffer.alloc(3, 7));
     assert.match((await verifyRemote(['main'], target))[0]!.problems.join('\n'), /is 3 bytes/);
 
     // A manifest naming a path outside its layout (a hostile remote) is refused, not followed.
     const bad = { format: 'plone-backup-remote-generation', version: 1, storage: 'main', stamp: '2026-06-02-00-00-00', full: '2026-06-02-00-00-00', pieces: [{ name: '../../etc/passwd', start: 0, end: 4, md5: '0'.repeat(32), size: 4, sha256: '0'.repeat(64) }] };
-    await admin.send(new PutObjectCommand({ Bucket: bucketName, Key: 'sites/prod/main/generations/2026-06-02-00-00-00.json', Body: JSON.stringify(bad) }));
+    await server.rawPut(url, 'sites/prod/main/generations/2026-06-02-00-00-00.json', Buffer.from(JSON.stringify(bad)));
     const [view] = await listRemote(['main'], target);
     assert.match(view!.generations.at(-1)!.problem ?? '', /cannot be trusted: piece 1 is not named as a repozo piece/);
     await assert.rejects(restoreFrom(dev, target), (e: Error & { code?: string }) => e.code === 'REMOTE_BAD');
@@ -294,7 +191,7 @@ describe('a file:// target goes through the same code', () => {
     target = await openTarget(url);
     const again = await pushDeployment(dep, target);
     assert.equal(again.stats.written, 0);
-    assert.equal(again.stats.requests, 1);
+    assert.equal(again.stats.requests, 2);
     assert.deepEqual((await verifyRemote(['main'], target, { deep: true }))[0]!.problems, []);
     const dev = await emptySite(path.join(root, 'dev'));
     const r = await restoreFrom(dev, target);
@@ -317,8 +214,8 @@ describe('the CLI', () => {
     await s.site.close();
     const url = await bucket();
     const run = (cwd: string, ...args: string[]) => {
-      const r = spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: 'utf8', env: { ...process.env, AWS_ENDPOINT_URL_S3: env.S3_ENDPOINT } });
-      assert.doesNotMatch(r.stdout + r.stderr, new RegExp(env.S3_SECRET_KEY!));
+      const r = spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: 'utf8', env: { ...process.env, AWS_ENDPOINT_URL_S3: server.env.S3_ENDPOINT } });
+      assert.doesNotMatch(r.stdout + r.stderr, new RegExp(server.env.S3_SECRET_KEY!));
       return r;
     };
     const push = run(path.join(root, 'prod'), 'push', '--to', url, '--json');
@@ -333,12 +230,12 @@ describe('the CLI', () => {
     // A folder holding nothing but a plone-backup.json naming the remote.
     const dev = path.join(root, 'dev');
     fs.mkdirSync(dev);
-    fs.writeFileSync(path.join(dev, 'plone-backup.json'), JSON.stringify({ remote: { url, endpoint: env.S3_ENDPOINT } }));
+    fs.writeFileSync(path.join(dev, 'plone-backup.json'), JSON.stringify({ remote: { url, endpoint: server.env.S3_ENDPOINT } }));
     const restore = run(dev, 'restore', '--remote', '--yes', points[1]!.stamp);
     assert.equal(restore.status, 0, restore.stderr);
     assert.equal(md5File(path.join(dev, 'var', 'filestorage', 'Data.fs')), points[1]!.md5);
     // Wrong credentials: a typed failure naming what to check, the secret never shown.
-    const denied = spawnSync(process.execPath, [CLI, 'list', '--from', url, '--endpoint', env.S3_ENDPOINT!], { cwd: dev, encoding: 'utf8', env: { ...process.env, AWS_SECRET_ACCESS_KEY: 'not-the-secret-xyz' } });
+    const denied = spawnSync(process.execPath, [CLI, 'list', '--from', url, '--endpoint', server.env.S3_ENDPOINT!], { cwd: dev, encoding: 'utf8', env: { ...process.env, AWS_SECRET_ACCESS_KEY: 'not-the-secret-xyz' } });
     assert.equal(denied.status, 1);
     assert.match(denied.stderr, /credentials/);
     assert.doesNotMatch(denied.stderr, /not-the-secret-xyz/);
@@ -349,7 +246,3 @@ describe('the CLI', () => {
     assert.doesNotMatch(hostile.stderr, /secret@/);
   });
 });
-
-function filterBlobs(b: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(b).filter(([k]) => k.endsWith('.blob')));
-}

@@ -40,6 +40,7 @@ export type ErrorCode =
   | 'SCHEDULE_FAILED' // systemctl or crontab failed, or the unit folder cannot be written (plone-backup schedule)
   | 'TOO_LARGE' // a metadata file (config, manifest, .dat, index) beyond any sane size, or not a regular file
   | 'REMOTE_FAILED' // a remote (S3, file://) request that failed: unreachable, refused, no such bucket, denied
+  | 'REMOTE_KEY' // an encrypted remote and no key or another key, or a key for a plain remote (the two never mix)
   | 'REMOTE_BAD' // what a remote holds is not what we wrote (a garbled manifest, an object whose checksum differs), or a remote URL that cannot be used
   | 'IO'; // an OS error we did not expect, wrapped
 

@@ -116,7 +116,7 @@ export interface Deployment {
   /** The recipe's alternative_restore_source: the backup folders (of another site) `altrestore` restores from. */
   altSource?: { repo: string; blobs?: string };
   /** plone-backup.json's `remote`: where `push` sends generations and `--remote` reads them (remote/). */
-  remote?: { url: string; endpoint?: string };
+  remote?: RemoteConfig;
   /** Configuration that was read but is doubtful (an unknown key, a deprecated name), one sentence each. */
   warnings: string[];
   /** What an option accepted for compatibility means here (said with --verbose). */
@@ -673,7 +673,7 @@ async function fromConfigFile(root: string, file: string, base: Deployment | und
     if (typeof a !== 'string') bad('"alternative_restore_source" must be a string: "1 FILESTORAGE_BACKUPS [BLOB_BACKUPS]", as in the recipe');
     altSource = parseAltSource(a as string, (v) => resolve(v), (why) => bad(`"alternative_restore_source" ${why}`));
   }
-  const remote = cfg.remote === undefined ? undefined : parseRemote(cfg.remote, bad);
+  const remote = cfg.remote === undefined ? undefined : parseRemote(cfg.remote, bad, resolve);
   return { root, varDir, source: 'config', configFile: file, storages, settings, part: base?.part, altSource, remote, warnings, notes: base?.notes, debug: (cfg.debug as boolean | undefined) ?? base?.debug };
 }
 
@@ -744,16 +744,37 @@ async function fromRecipe(root: string, part: string | undefined, env: NodeJS.Pr
  * [BLOB_BACKUPS]` (storage `1` is the main one; blank lines and # comments
  * skipped). Undefined for an empty value.
  */
+/** plone-backup.json's `remote` (remote/): never a credential, never the passphrase itself. */
+export interface RemoteConfig {
+  url: string;
+  endpoint?: string;
+  /** A key file (resolved against the configuration's folder). */
+  keyFile?: string;
+  /** The name of the environment variable holding the passphrase. */
+  passphraseEnv?: string;
+  keep?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+}
+
+const REMOTE_KEYS = ['url', 'endpoint', 'keyFile', 'passphraseEnv', 'keep', 'keepDaily', 'keepWeekly', 'keepMonthly'];
+
 /**
- * `"remote": {"url": "s3://BUCKET/PREFIX" | "file:///DIR", "endpoint": "https://…"}`,
+ * `"remote": {"url": "s3://BUCKET/PREFIX" | "file:///DIR", "endpoint": "https://…",
+ * "keyFile": "…" | "passphraseEnv": "VAR", "keep": N, "keepDaily": N, …}`,
  * checked as written by someone else: only these keys, strings of sane
  * length, a URL of one of the two schemes without credentials (they come
- * from the AWS environment or profile, never from a workspace's file).
+ * from the AWS environment or profile, never from a workspace's file), and
+ * no passphrase (only the name of the variable that holds it).
  */
-export function parseRemote(v: unknown, bad: (why: string) => never): { url: string; endpoint?: string } {
+export function parseRemote(v: unknown, bad: (why: string) => never, resolve: (p: string) => string = (p) => p): RemoteConfig {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) bad('"remote" must be an object: {"url": "s3://BUCKET/PREFIX", "endpoint": "https://…"}');
   const o = v as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (k !== 'url' && k !== 'endpoint') bad(`"remote" takes "url" and "endpoint", not "${k.slice(0, 40)}"`);
+  for (const k of Object.keys(o)) {
+    if (/pass(word|phrase)$/i.test(k)) bad(`"remote.${k.slice(0, 40)}": a passphrase never goes in plone-backup.json; set "passphraseEnv" to the name of the environment variable that holds it`);
+    if (!REMOTE_KEYS.includes(k)) bad(`"remote" takes ${REMOTE_KEYS.map((x) => `"${x}"`).join(', ')}, not "${k.slice(0, 40)}"`);
+  }
   if (typeof o.url !== 'string' || o.url.length > 2048 || !/^(s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^\0\\]*)?|file:\/\/\/[^\0]*)$/.test(o.url)) {
     bad('"remote.url" must be s3://BUCKET[/PREFIX] or file:///FOLDER (credentials never go in it)');
   }
@@ -766,7 +787,22 @@ export function parseRemote(v: unknown, bad: (why: string) => never): { url: str
     }
     if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password) bad('"remote.endpoint" must be an http(s):// URL without credentials');
   }
-  return { url: o.url as string, ...(o.endpoint !== undefined ? { endpoint: o.endpoint as string } : {}) };
+  const out: RemoteConfig = { url: o.url as string, ...(o.endpoint !== undefined ? { endpoint: o.endpoint as string } : {}) };
+  if (o.keyFile !== undefined) {
+    if (typeof o.keyFile !== 'string' || o.keyFile === '' || o.keyFile.length > 4096 || o.keyFile.includes('\0')) bad('"remote.keyFile" must be the path of a key file');
+    out.keyFile = resolve(o.keyFile as string);
+  }
+  if (o.passphraseEnv !== undefined) {
+    if (typeof o.passphraseEnv !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(o.passphraseEnv)) bad('"remote.passphraseEnv" must be the name of an environment variable (the passphrase itself never goes in the file)');
+    out.passphraseEnv = o.passphraseEnv as string;
+  }
+  if (out.keyFile !== undefined && out.passphraseEnv !== undefined) bad('"remote" sets both "keyFile" and "passphraseEnv"; a remote has one key');
+  for (const k of ['keep', 'keepDaily', 'keepWeekly', 'keepMonthly'] as const) {
+    if (o[k] === undefined) continue;
+    if (typeof o[k] !== 'number' || !Number.isInteger(o[k]) || (o[k] as number) < 0 || (o[k] as number) > 1_000_000) bad(`"remote.${k}" must be a whole number`);
+    out[k] = o[k] as number;
+  }
+  return out;
 }
 
 export function parseAltSource(text: string, resolve: (p: string) => string, bad: (why: string) => never): { repo: string; blobs?: string } | undefined {

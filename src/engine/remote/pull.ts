@@ -208,6 +208,8 @@ async function readBack(t: RemoteTarget, key: string, o: { size: number; sha256:
     if (zerr) md5?.update('does not inflate');
   } catch (e) {
     if (PloneBackupError.is(e, 'REMOTE_FAILED') && /NoSuchKey|HTTP 404/.test(e.message)) return `${key} is missing from ${t.url}`;
+    // An encrypted object that does not authenticate: a finding, as a wrong SHA-256 is.
+    if (PloneBackupError.is(e, 'REMOTE_BAD')) return e.message;
     if (PloneBackupError.is(e)) throw e;
     return `${key} on ${t.url} cannot be read back: ${(e as Error).message}`;
   }

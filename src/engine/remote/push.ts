@@ -21,6 +21,11 @@
  * last; the index is saved after every generation, so an interruption costs
  * at most the generation being pushed.
  *
+ * Before its first write a push takes the remote's push lock (lock.ts), and
+ * looks at the remote again if it had to: no forget deletes while it writes,
+ * so nothing its manifests name (sent now, or known to be there) goes away
+ * under it. A push with nothing new takes no lock.
+ *
  * Blob generations are pushed from dir trees (the recipe's layout) through
  * blobpool's generationFiles; archives (tar, tar.gz, incremental) are not yet
  * (they are reported as skipped).
@@ -52,11 +57,14 @@ import {
   type RemoteManifest,
   type RemotePiece,
 } from './layout';
+import { RemoteLock } from './lock';
 import { hashBuffer, hashFile, type RemoteStats, type RemoteTarget } from './target';
 
 export interface PushOptions extends OperationOptions {
   /** Look every object up with HEAD before sending it, whatever the local index says. */
   paranoid?: boolean;
+  /** How long to wait for a forget running on the remote (default 10 minutes). */
+  lockWaitMs?: number;
 }
 
 export interface StoragePushResult {
@@ -110,6 +118,28 @@ async function saveIndex(file: string, ix: PushIndex): Promise<void> {
   await writeFileAtomic(file, JSON.stringify(ix));
 }
 
+/**
+ * After a forget: the generations it deleted leave the local index, and so
+ * does every object no kept generation names (`named`: their keys; undefined
+ * when objects were left alone). An index that is not there stays absent.
+ */
+export async function pruneIndex(file: string, forgotten: string[], named?: Set<string>): Promise<void> {
+  if (!(await fsp.lstat(file).catch(() => undefined))?.isFile()) return;
+  const raw = (await readFileCapped(file, READ_CAPS.manifest, { noFollow: true }).catch(() => undefined))?.toString('utf8');
+  let url: string | undefined;
+  try {
+    url = (JSON.parse(raw ?? 'null') as { url?: string } | null)?.url;
+  } catch {
+    url = undefined;
+  }
+  if (typeof url !== 'string') return;
+  const ix = await loadIndex(file, url);
+  const gone = new Set(forgotten);
+  ix.gens = ix.gens.filter((g) => !gone.has(g));
+  if (named) for (const k of Object.keys(ix.objects)) if (!named.has(k)) delete ix.objects[k];
+  await saveIndex(file, ix);
+}
+
 /** A local generation that can be pushed: the chain up to its piece, its .dat lines and its blob generation. */
 interface LocalGen {
   stamp: string;
@@ -129,7 +159,18 @@ interface PushContext {
 /** Pushes every storage of the deployment (see the header). */
 export async function pushDeployment(dep: Deployment, t: RemoteTarget, opts: PushOptions = {}): Promise<PushResult> {
   const storages: StoragePushResult[] = [];
-  for (const s of dep.storages) storages.push(await pushStorage(s, t, opts));
+  // Taken before the first write, held to the end: a forget never deletes while this push writes (lock.ts).
+  const held: { lock?: RemoteLock } = {};
+  const lock = async () => {
+    if (held.lock) return false;
+    held.lock = await RemoteLock.acquire(t, 'push', { signal: opts.signal, waitMs: opts.lockWaitMs, log: opts.log });
+    return true;
+  };
+  try {
+    for (const s of dep.storages) storages.push(await pushStorage(s, t, opts, lock));
+  } finally {
+    await held.lock?.release();
+  }
   return { url: t.url, storages, stats: { ...t.stats } };
 }
 
@@ -179,25 +220,32 @@ async function localGenerations(s: StorageConfig, skipped: StoragePushResult['sk
   return out.sort((a, b) => (a.stamp < b.stamp ? -1 : 1));
 }
 
-async function pushStorage(s: StorageConfig, t: RemoteTarget, opts: PushOptions): Promise<StoragePushResult> {
+async function pushStorage(s: StorageConfig, t: RemoteTarget, opts: PushOptions, lock: () => Promise<boolean>): Promise<StoragePushResult> {
   if (!isStorageName(s.name)) throw new PloneBackupError('CONFIG_BAD', `The storage name ${JSON.stringify(s.name)} cannot name remote objects.`, { hint: 'Name storages with letters, digits, _ . -' });
   const res: StoragePushResult = { storage: s.name, pushed: [], present: 0, skipped: [], objects: 0, bytes: 0 };
   const local = await localGenerations(s, res.skipped, opts.signal);
   if (!local.length) return res;
   const ixFile = pushIndexPath(s, t.url);
-  let ix = await loadIndex(ixFile, t.url);
-  const remote = new Set(await remoteStamps(t, s.name, opts.signal));
-  // The remote lost a generation we pushed: what we knew of it is no longer sure.
-  if (ix.gens.some((g) => !remote.has(g))) ix = { version: 1, url: t.url, dirty: true, gens: [], objects: {} };
-  const resolver = new RemoteResolver(t, s.name, opts.signal);
-  for (const stamp of [...remote].sort()) {
-    if (ix.gens.includes(stamp)) continue;
-    // Pushed from elsewhere, or an index lost: learn its objects from its manifest.
-    const m = await resolver.manifest(stamp);
-    if (m) learn(ix, s.name, m, await resolver.blobs(stamp));
-    ix.gens.push(stamp);
-  }
-  const todo = local.filter((g) => !remote.has(g.stamp));
+  const survey = async () => {
+    let ix = await loadIndex(ixFile, t.url);
+    const remote = new Set(await remoteStamps(t, s.name, opts.signal));
+    // The remote lost a generation we pushed: what we knew of it is no longer sure.
+    if (ix.gens.some((g) => !remote.has(g))) ix = { version: 1, url: t.url, dirty: true, gens: [], objects: {} };
+    const resolver = new RemoteResolver(t, s.name, opts.signal);
+    for (const stamp of [...remote].sort()) {
+      if (ix.gens.includes(stamp)) continue;
+      // Pushed from elsewhere, or an index lost: learn its objects from its manifest.
+      const m = await resolver.manifest(stamp);
+      if (m) learn(ix, s.name, m, await resolver.blobs(stamp));
+      ix.gens.push(stamp);
+    }
+    return { ix, remote, resolver, todo: local.filter((g) => !remote.has(g.stamp)) };
+  };
+  let sv = await survey();
+  // Something to write: the remote's push lock first (no forget deletes meanwhile), and,
+  // when it was only taken now, a fresh look (a forget may have run since the first).
+  if (sv.todo.length && (await lock())) sv = await survey();
+  const { ix, remote, resolver, todo } = sv;
   res.present = local.length - todo.length;
   if (!todo.length) {
     await saveIndexIfChanged(ixFile, ix, remote);

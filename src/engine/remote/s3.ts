@@ -7,6 +7,7 @@
  */
 
 import {
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -15,8 +16,9 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { Readable } from 'node:stream';
 import { PloneBackupError } from '../base/errors';
-import { DEFAULT_MULTIPART, MIN_PART, type ObjectChecksums, type RemoteTarget, type TargetOptions, newStats, openNoFollow, resolveEndpoint } from './target';
+import { DEFAULT_MULTIPART, MIN_PART, type RemoteListOptions, type ObjectChecksums, type RemoteTarget, type TargetOptions, hashBuffer, newStats, openNoFollow, resolveEndpoint } from './target';
 
 interface SdkError {
   name?: string;
@@ -69,14 +71,21 @@ export class S3Target implements RemoteTarget {
     return this.prefix ? `${this.prefix}/${k}` : k;
   }
 
-  async list(prefix: string, signal?: AbortSignal): Promise<string[]> {
-    const full = this.key(prefix);
+  async list(prefix: string, signal?: AbortSignal, opts: RemoteListOptions = {}): Promise<string[]> {
+    // The root of a prefix is `PREFIX/`; of a bucket, the bucket.
+    const full = prefix === '' ? (this.prefix ? `${this.prefix}/` : '') : this.key(prefix);
+    const limit = opts.limit ?? Infinity;
     const out: string[] = [];
     let token: string | undefined;
     do {
-      const r = await this.send('list', prefix, () => this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, Delimiter: '/', ContinuationToken: token }), { abortSignal: signal }));
-      for (const o of r.Contents ?? []) if (o.Key && o.Key.startsWith(full)) out.push(o.Key.slice(full.length));
-      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+      const r = await this.send('list', prefix, () =>
+        this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, Delimiter: opts.recursive ? undefined : '/', ContinuationToken: token, MaxKeys: Number.isFinite(limit) ? Math.min(1000, limit) : undefined }),
+          { abortSignal: signal },
+        ),
+      );
+      for (const o of r.Contents ?? []) if (o.Key && o.Key.startsWith(full) && out.length < limit) out.push(o.Key.slice(full.length));
+      token = r.IsTruncated && out.length < limit ? r.NextContinuationToken : undefined;
     } while (token);
     return out;
   }
@@ -185,6 +194,58 @@ export class S3Target implements RemoteTarget {
     this.stats.written++;
     this.stats.uploaded += sums.size;
     return 'written';
+  }
+
+  async uploadStream(key: string, size: number, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<'written' | 'exists'> {
+    if (size < this.threshold) {
+      // Small: one PUT with its Content-MD5, so the body is gathered (at most the threshold).
+      const chunks: Buffer[] = [];
+      let n = 0;
+      for await (const c of body) {
+        n += c.byteLength;
+        if (n > size) break;
+        chunks.push(Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+      }
+      if (n !== size) throw new PloneBackupError('SOURCE_CHANGED', `${key}: ${n} bytes came, not ${size}.`, { path: key, hint: 'Push again.' });
+      const b = Buffer.concat(chunks);
+      return this.put(key, b, hashBuffer(b), signal);
+    }
+    if (await this.head(key, signal)) {
+      this.stats.existed++;
+      return 'exists';
+    }
+    const up = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: this.key(key), Body: Readable.from(body) },
+      partSize: Math.max(MIN_PART, Math.min(this.threshold, 64 << 20)),
+      queueSize: 4,
+      leavePartsOnError: false,
+    });
+    const onAbort = () => void up.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await up.done();
+    } catch (e) {
+      throw this.failed('multipart upload', key, e);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    const h = await this.head(key, signal);
+    if (h?.size !== size) throw new PloneBackupError('REMOTE_FAILED', `The multipart upload of ${key} to ${this.url} left ${h ? `${h.size} bytes` : 'nothing'}, not ${size}.`, { path: key, hint: 'Push again.' });
+    this.stats.written++;
+    this.stats.uploaded += size;
+    return 'written';
+  }
+
+  async delete(keys: string[], signal?: AbortSignal): Promise<void> {
+    for (let i = 0; i < keys.length; i += 1000) {
+      const batch = keys.slice(i, i + 1000);
+      const r = await this.send('delete', batch[0]!, () =>
+        this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((k) => ({ Key: this.key(k) })), Quiet: true } }), { abortSignal: signal }),
+      );
+      const err = r.Errors?.find((e) => e.Code !== 'NoSuchKey');
+      if (err) throw new PloneBackupError('REMOTE_FAILED', `The delete of ${err.Key ?? 'an object'} in ${this.url} failed: ${err.Code ?? 'error'}.`, { path: err.Key, hint: 'Check that the credentials may delete in this bucket, then run it again.' });
+    }
   }
 
   private async send<T>(op: string, key: string, fn: () => Promise<T>): Promise<T> {

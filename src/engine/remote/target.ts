@@ -34,6 +34,7 @@ import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { PloneBackupError, checkAbort } from '../base/errors';
+import type { KeySource } from './crypt';
 import { fileLayer, fsyncDir, readFileCapped, tempPath, writeAll } from '../base/io';
 
 /** What a push or pull cost: requests sent (retries included), bytes up and down. */
@@ -57,8 +58,12 @@ export interface RemoteTarget {
   /** The URL as the user gave it (never with credentials). */
   readonly url: string;
   readonly stats: RemoteStats;
-  /** Keys directly under `prefix` (which ends with `/`), names only, every page. */
-  list(prefix: string, signal?: AbortSignal): Promise<string[]>;
+  /**
+   * Keys directly under `prefix` (which ends with `/`, or is empty: the
+   * target's root), names only, every page; `recursive`: every key below it,
+   * relative to it; `limit`: at most that many.
+   */
+  list(prefix: string, signal?: AbortSignal, opts?: RemoteListOptions): Promise<string[]>;
   /** The object's size, or undefined when there is none. */
   head(key: string, signal?: AbortSignal): Promise<{ size: number } | undefined>;
   /** A small object whole (a manifest), at most `maxBytes`; undefined when there is none. */
@@ -69,7 +74,16 @@ export interface RemoteTarget {
   put(key: string, body: Buffer, sums: ObjectChecksums, signal?: AbortSignal): Promise<'written' | 'exists'>;
   /** Writes the file `file` (of `sums.size` bytes) as the object unless the key exists. */
   upload(key: string, file: string, sums: ObjectChecksums, signal?: AbortSignal): Promise<'written' | 'exists'>;
+  /** Writes `size` bytes from `body` as the object unless the key exists (an encrypted upload: never held whole when large). */
+  uploadStream(key: string, size: number, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<'written' | 'exists'>;
+  /** Deletes the keys (a key that is not there is no error). */
+  delete(keys: string[], signal?: AbortSignal): Promise<void>;
   close(): void;
+}
+
+export interface RemoteListOptions {
+  recursive?: boolean;
+  limit?: number;
 }
 
 export interface TargetOptions {
@@ -78,6 +92,11 @@ export interface TargetOptions {
   env?: NodeJS.ProcessEnv;
   /** Objects at least this large go up in parts (default 64 MiB; at least 5 MiB, S3's minimum part). */
   multipartThreshold?: number;
+  /** The key of an encrypted target (crypt.ts); undefined: the target must be plain. */
+  key?: KeySource;
+  /** A push: the marker of an encrypted target that holds nothing yet may be written. */
+  create?: boolean;
+  signal?: AbortSignal;
 }
 
 export const DEFAULT_MULTIPART = 64 << 20;
@@ -123,12 +142,26 @@ export function resolveEndpoint(opts: TargetOptions): string | undefined {
   return e;
 }
 
-/** Opens the target a URL names. */
+/**
+ * Opens the target a URL names, checked against the key (crypt.ts): with a
+ * key, the encrypting view of an encrypted target; without, a plain one.
+ * REMOTE_KEY when they do not go together, before anything else is done.
+ */
 export async function openTarget(url: string, opts: TargetOptions = {}): Promise<RemoteTarget> {
   const u = parseRemoteUrl(url);
-  if (u.scheme === 'file') return new FileTarget(url, u.dir);
-  const { S3Target } = await import('./s3');
-  return new S3Target(url, u.bucket, u.prefix, opts);
+  let t: RemoteTarget;
+  if (u.scheme === 'file') t = new FileTarget(url, u.dir);
+  else {
+    const { S3Target } = await import('./s3');
+    t = new S3Target(url, u.bucket, u.prefix, opts);
+  }
+  try {
+    const { bindKey } = await import('./crypt');
+    return await bindKey(t, opts.key, { create: opts.create, signal: opts.signal });
+  } catch (e) {
+    t.close();
+    throw e;
+  }
 }
 
 export function newStats(): RemoteStats {
@@ -227,14 +260,24 @@ export class FileTarget implements RemoteTarget {
     return path.join(this.root, ...key.split('/'));
   }
 
-  async list(prefix: string): Promise<string[]> {
+  async list(prefix: string, _signal?: AbortSignal, opts: RemoteListOptions = {}): Promise<string[]> {
     this.stats.requests++;
-    const dir = prefix === '' ? this.root : this.file(prefix.replace(/\/$/, ''));
-    const entries = await fsp.readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') return [];
-      throw this.failed('list', prefix, e);
-    });
-    return entries.filter((e) => e.isFile() && !e.name.startsWith('.plone-backup-')).map((e) => e.name);
+    const limit = opts.limit ?? Infinity;
+    const out: string[] = [];
+    const walk = async (dir: string, rel: string): Promise<void> => {
+      const entries = await fsp.readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT' || (e.code === 'ENOTDIR' && rel !== '')) return [];
+        throw this.failed('list', prefix, e);
+      });
+      for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+        if (out.length >= limit) return;
+        if (e.name.startsWith('.plone-backup-')) continue; // temp files of a write in progress
+        if (e.isFile()) out.push(rel + e.name);
+        else if (opts.recursive && e.isDirectory()) await walk(path.join(dir, e.name), `${rel}${e.name}/`);
+      }
+    };
+    await walk(prefix === '' ? this.root : this.file(prefix.replace(/\/$/, '')), '');
+    return out;
   }
 
   async head(key: string): Promise<{ size: number } | undefined> {
@@ -288,6 +331,30 @@ export class FileTarget implements RemoteTarget {
     );
   }
 
+  async uploadStream(key: string, size: number, body: AsyncIterable<Uint8Array>): Promise<'written' | 'exists'> {
+    return this.place(
+      key,
+      async (fh, tmp) => {
+        let n = 0;
+        for await (const c of body) {
+          n += c.byteLength;
+          await writeAll(fh, Buffer.from(c.buffer, c.byteOffset, c.byteLength), null, tmp);
+        }
+        if (n !== size) throw new PloneBackupError('SOURCE_CHANGED', `${key}: ${n} bytes were written, not ${size}.`, { path: key, hint: 'Push again.' });
+      },
+      size,
+    );
+  }
+
+  async delete(keys: string[]): Promise<void> {
+    for (const key of keys) {
+      this.stats.requests++;
+      await fsp.rm(this.file(key), { force: true }).catch((e: unknown) => {
+        throw this.failed('delete', key, e);
+      });
+    }
+  }
+
   private async place(key: string, write: (fh: FileHandle, tmp: string) => Promise<void>, size: number): Promise<'written' | 'exists'> {
     this.stats.requests++;
     const dest = this.file(key);
@@ -302,9 +369,12 @@ export class FileTarget implements RemoteTarget {
       try {
         await write(fh, tmp);
         await fh.sync();
-      } finally {
+      } catch (e) {
         await fh.close();
+        await fsp.rm(tmp, { force: true });
+        throw e;
       }
+      await fh.close();
       try {
         await fileLayer.link(tmp, dest);
       } catch (e) {

@@ -1,0 +1,202 @@
+/**
+ * `plone-backup forget`: remote retention, independent of the local one.
+ *
+ * Which generations stay (the union of what each rule keeps; the newest
+ * generation always stays):
+ *   keep N          the newest N chains (a full backup's generation and its
+ *                   incrementals), as the local `keep`; 0 keeps everything
+ *   keepDaily N     for the newest N days (UTC) that have generations, the
+ *                   newest generation of each, as restic's forget; likewise
+ *   keepWeekly N    ISO weeks, and
+ *   keepMonthly N   months
+ * and every generation a kept one names as its blob parent (its files are
+ * the kept one's too).
+ *
+ * What goes: the manifests of the other generations first, newest first (a
+ * manifest never loses its parent while it is there), then the objects no
+ * remaining manifest names: pieces, indexes, blob files (and what an
+ * interrupted push left). Only objects of our layout's shapes are deleted.
+ * While a manifest cannot be read, no object is deleted (it may name them),
+ * and that manifest is never deleted. The whole run holds the remote's
+ * forget lock (lock.ts), so no push writes meanwhile; `dryRun` reads only,
+ * takes no lock and deletes nothing.
+ */
+
+import { PloneBackupError } from '../base/errors';
+import type { OperationOptions } from '../base/progress';
+import { parseDataFileName } from '../repozo/repository';
+import type { Deployment } from '../deploy/deployment';
+import { type RemoteManifest, RemoteResolver, blobKey, indexKey, isStorageName, manifestKey, pieceKey, remoteStamps, storagePrefix } from './layout';
+import { EncryptedTarget, physicalKey } from './crypt';
+import { RemoteLock } from './lock';
+import { pruneIndex, pushIndexPath } from './push';
+import type { RemoteStats, RemoteTarget } from './target';
+
+export interface ForgetPolicy {
+  keep?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+}
+
+export interface ForgetOptions extends OperationOptions {
+  dryRun?: boolean;
+  /** How long to wait for a push running on the remote (default 10 minutes). */
+  lockWaitMs?: number;
+}
+
+export interface StorageForgetResult {
+  storage: string;
+  kept: string[];
+  /** Generations whose manifests were deleted (would be, with dryRun), newest first. */
+  forgotten: string[];
+  /** Object keys (as on the remote) deleted (would be). */
+  objects: string[];
+  /** Why objects were left alone (an unreadable manifest). */
+  problems: string[];
+}
+
+export interface ForgetResult {
+  url: string;
+  dryRun: boolean;
+  storages: StorageForgetResult[];
+  stats: RemoteStats;
+}
+
+/** Whether the policy keeps anything less than everything (a policy with no rule is a usage error). */
+export function policyIsEmpty(p: ForgetPolicy): boolean {
+  return p.keep === undefined && p.keepDaily === undefined && p.keepWeekly === undefined && p.keepMonthly === undefined;
+}
+
+const day = (s: string) => s.slice(0, 10);
+const month = (s: string) => s.slice(0, 7);
+function isoWeek(s: string): string {
+  const d = new Date(Date.UTC(Number(s.slice(0, 4)), Number(s.slice(5, 7)) - 1, Number(s.slice(8, 10))));
+  const dow = d.getUTCDay() || 7;
+  d.setUTCDate(d.getUTCDate() + 4 - dow);
+  const week = Math.ceil(((d.getTime() - Date.UTC(d.getUTCFullYear(), 0, 1)) / 86_400_000 + 1) / 7);
+  return `${d.getUTCFullYear()}-W${String(week).padStart(2, '0')}`;
+}
+
+/**
+ * The stamps the policy keeps among `gens` (stamp → its chain's full stamp),
+ * before parents are added. Pure, for the tests.
+ */
+export function selectKept(gens: Map<string, string>, p: ForgetPolicy): Set<string> {
+  const newestFirst = [...gens.keys()].sort().reverse();
+  const kept = new Set<string>();
+  if (newestFirst[0] !== undefined) kept.add(newestFirst[0]);
+  if (p.keep !== undefined) {
+    if (p.keep === 0) return new Set(newestFirst);
+    const chains = [...new Set(gens.values())].sort().reverse().slice(0, p.keep);
+    for (const s of newestFirst) if (chains.includes(gens.get(s)!)) kept.add(s);
+  }
+  const byPeriod = (n: number | undefined, period: (s: string) => string) => {
+    if (!n) return;
+    let last: string | undefined;
+    let count = 0;
+    for (const s of newestFirst) {
+      const k = period(s);
+      if (k === last) continue;
+      last = k;
+      kept.add(s);
+      if (++count >= n) break;
+    }
+  };
+  byPeriod(p.keepDaily, day);
+  byPeriod(p.keepWeekly, isoWeek);
+  byPeriod(p.keepMonthly, month);
+  return kept;
+}
+
+/** The keys (logical) of the objects a manifest names itself (its blob parents' are theirs). */
+function objectsOf(storage: string, m: RemoteManifest): string[] {
+  const out = m.pieces.map((p) => pieceKey(storage, p.name));
+  if (m.index) out.push(indexKey(storage, m.stamp));
+  for (const [oid, tid] of m.blobs?.files ?? []) out.push(blobKey(storage, oid, tid));
+  return out;
+}
+
+/** Keys below `<storage>/` that our layout writes (and so a forget may delete). */
+function ours(rel: string): boolean {
+  const [dir, a, b, ...rest] = rel.split('/');
+  if (rest.length) return false;
+  if (dir === 'pieces') return b === undefined && a !== undefined && parseDataFileName(a) !== undefined;
+  if (dir === 'indexes') return b === undefined && /^\d{4}(-\d\d){5}\.index$/.test(a ?? '');
+  if (dir === 'blobs') return (/^[0-9a-f]{16}$/.test(a ?? '') && /^[0-9a-f]{16}\.blob$/.test(b ?? '')) || (/^[0-9a-f]{2}$/.test(a ?? '') && /^[0-9a-f]{62}$/.test(b ?? ''));
+  return false;
+}
+
+/** Applies the policy to every storage of the deployment on the target (see the header). */
+export async function forgetRemote(dep: Deployment, t: RemoteTarget, policy: ForgetPolicy, opts: ForgetOptions = {}): Promise<ForgetResult> {
+  if (policyIsEmpty(policy)) throw new PloneBackupError('USAGE', 'forget needs a rule: --keep N, --keep-daily N, --keep-weekly N or --keep-monthly N (or remote.keep… in plone-backup.json).', { hint: 'Run plone-backup help for the options.' });
+  const lock = opts.dryRun ? undefined : await RemoteLock.acquire(t, 'forget', { signal: opts.signal, waitMs: opts.lockWaitMs, log: opts.log });
+  try {
+    const storages: StorageForgetResult[] = [];
+    for (const s of dep.storages) {
+      if (!isStorageName(s.name)) continue;
+      const { res, named } = await forgetStorage(s.name, t, policy, opts);
+      storages.push(res);
+      // The local index of what the remote holds (push.ts) forgets it too, so the next push need not ask.
+      if (!opts.dryRun && (res.forgotten.length || res.objects.length)) await pruneIndex(pushIndexPath(s, t.url), res.forgotten, named);
+    }
+    return { url: t.url, dryRun: opts.dryRun === true, storages, stats: { ...t.stats } };
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function forgetStorage(storage: string, t: RemoteTarget, policy: ForgetPolicy, opts: ForgetOptions): Promise<{ res: StorageForgetResult; named?: Set<string> }> {
+  const res: StorageForgetResult = { storage, kept: [], forgotten: [], objects: [], problems: [] };
+  const resolver = new RemoteResolver(t, storage, opts.signal);
+  const manifests = new Map<string, RemoteManifest>();
+  const unreadable: string[] = [];
+  for (const stamp of await remoteStamps(t, storage, opts.signal)) {
+    try {
+      const m = await resolver.manifest(stamp);
+      if (m) manifests.set(stamp, m);
+    } catch (e) {
+      if (!PloneBackupError.is(e, 'REMOTE_BAD')) throw e;
+      unreadable.push(stamp);
+      res.problems.push(e.message);
+    }
+  }
+  if (!manifests.size) {
+    res.kept = unreadable;
+    return { res };
+  }
+  const kept = selectKept(new Map([...manifests].map(([s, m]) => [s, m.full])), policy);
+  // A kept generation's blob parents stay with it.
+  for (const s of [...kept]) {
+    let at = manifests.get(s)?.blobs?.parent;
+    while (at !== undefined && !kept.has(at) && manifests.has(at)) {
+      kept.add(at);
+      at = manifests.get(at)!.blobs?.parent;
+    }
+  }
+  res.kept = [...kept, ...unreadable].sort();
+  res.forgotten = [...manifests.keys()].filter((s) => !kept.has(s)).sort().reverse();
+  const logical = new Set<string>();
+  for (const s of kept) for (const k of objectsOf(storage, manifests.get(s)!)) logical.add(k);
+  const named = new Set([...logical].map((k) => physicalKey(t, k)));
+  const raw = t instanceof EncryptedTarget ? t.inner : t;
+  for (const stamp of res.forgotten) {
+    opts.log?.(`${opts.dryRun ? 'would forget' : 'forgetting'} ${storage} ${stamp}`);
+    if (!opts.dryRun) await raw.delete([manifestKey(storage, stamp)], opts.signal);
+  }
+  if (unreadable.length) {
+    res.problems.push(`${storage}: no object was deleted, as ${unreadable.length} manifest${unreadable.length > 1 ? 's' : ''} cannot be read (${unreadable.join(', ')}): remove or repair ${unreadable.length > 1 ? 'them' : 'it'} first`);
+    return { res };
+  }
+  const base = storagePrefix(storage);
+  for (const rel of await raw.list(base, opts.signal, { recursive: true })) {
+    if (!ours(rel) || named.has(base + rel)) continue;
+    res.objects.push(base + rel);
+  }
+  res.objects.sort();
+  if (!opts.dryRun && res.objects.length) {
+    opts.log?.(`deleting ${res.objects.length} objects of ${storage} no kept generation names`);
+    await raw.delete(res.objects, opts.signal);
+  }
+  return { res, named: logical };
+}
