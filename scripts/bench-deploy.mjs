@@ -84,7 +84,6 @@ const UPLOADS_PER_TXN = 20;
 if (!(BLOBS >= 100)) throw new Error(`BENCH_BLOBS must be at least 100, not ${process.env.BENCH_BLOBS}`);
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first.`);
 
-
 // ---------------------------------------------------------------------------
 // The engine, bundled for this script
 
@@ -112,7 +111,6 @@ const a = JSON.parse(process.argv[2]);
 // ---------------------------------------------------------------------------
 // The sample deployment (cached)
 
-
 /** Makes blob contents: slices of an 8 MB pseudo-random pool, each stamped with its number (so no two are alike). */
 class BlobMaker {
   constructor(seed) {
@@ -137,7 +135,7 @@ const DOC = (title) => engine.objectPickle('plone.app.contenttypes.content', 'Do
 /** Commits `count` uploads, UPLOADS_PER_TXN blob records per transaction (plus the folder that holds them). */
 async function commitUploads(w, maker, count, folderOid, label) {
   let bytes = 0;
-  for (let done = 0; done < count; ) {
+  for (let done = 0; done < count;) {
     const records = [];
     const k = Math.min(UPLOADS_PER_TXN, count - done);
     for (let i = 0; i < k; i++) {
@@ -166,7 +164,11 @@ async function generate(dir) {
   const root = w.newOid();
   const folder = w.newOid();
   await w.commit({ description: 'initial database creation', records: [{ oid: root, data: engine.objectPickle('persistent.mapping', 'PersistentMapping', { Plone: 'site' }) }] });
-  await w.commit({ user: '/ admin', description: 'Created site', records: [{ oid: folder, data: engine.objectPickle('plone.app.contenttypes.content', 'Folder', { title: 'Files' }) }] });
+  await w.commit({
+    user: '/ admin',
+    description: 'Created site',
+    records: [{ oid: folder, data: engine.objectPickle('plone.app.contenttypes.content', 'Folder', { title: 'Files' }) }],
+  });
   const bytes = await commitUploads(w, new BlobMaker(0xb10b), BLOBS, folder, 'generating');
   const end = w.end;
   await w.close({ writeIndex: true });
@@ -200,7 +202,12 @@ async function waitLoad() {
   const until = performance.now() + LOAD_WAIT * 1000;
   let l = os.loadavg()[0];
   while (l > MAX_LOAD && performance.now() < until) {
-    log(`load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}: waiting for it to drop below ${MAX_LOAD}`);
+    log(
+      `load average ${os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}: waiting for it to drop below ${MAX_LOAD}`,
+    );
     await new Promise((r) => setTimeout(r, 15_000));
     l = os.loadavg()[0];
   }
@@ -293,7 +300,7 @@ async function main() {
   const dep = (file, blobDir, backupDir, ...rest) => ['--dir', RUN_DIR, '--file', file, ...(blobDir ? ['--blob-dir', blobDir] : []), '--backup-dir', backupDir, '--json', ...rest];
 
   // ---- Fixtures (untimed)
-  log('preparing: a full backup of the sample, a grown copy with new blobs and its incremental, rsync\'s own first copy');
+  log("preparing: a full backup of the sample, a grown copy with new blobs and its incremental, rsync's own first copy");
   await warm(cacheDir);
 
   // The state S0 backed up in bk-main; bk-nochange is a copy of it for case 1.
@@ -350,18 +357,23 @@ async function main() {
     await fsp.mkdir(path.dirname(targetFs), { recursive: true });
   };
   const restoreArgs = (...rest) => ['restore', '--yes', '--discard-old', ...dep(targetFs, targetBlobs, bkMain), ...rest];
-  const checkRestored = (mode, blobs = true) => async (r) => {
-    const res = JSON.parse(r.stdout)[0];
-    if (res.mode !== mode) return `restored ${res.mode}, not ${mode}`;
-    if ((await fsp.stat(targetFs)).size !== liveSize) return 'Data.fs has the wrong size';
-    if (!blobs) return true;
-    const n = await blobFileCount(targetBlobs);
-    return n === BLOBS + newBlobs || `${n} blob files restored`;
-  };
+  const checkRestored =
+    (mode, blobs = true) =>
+    async (r) => {
+      const res = JSON.parse(r.stdout)[0];
+      if (res.mode !== mode) return `restored ${res.mode}, not ${mode}`;
+      if ((await fsp.stat(targetFs)).size !== liveSize) return 'Data.fs has the wrong size';
+      if (!blobs) return true;
+      const n = await blobFileCount(targetBlobs);
+      return n === BLOBS + newBlobs || `${n} blob files restored`;
+    };
   const out = P('out');
   /** Runs the in-process restore; its figure is the engine call's own time. */
   const inproc = async (o) => {
-    const r = await run(process.execPath, [...S.nodeArgs, INPROC, JSON.stringify({ dir: RUN_DIR, file: targetFs, blobDir: targetBlobs, backupRoot: bkMain, ...o })], { capture: true, timed: true });
+    const r = await run(process.execPath, [...S.nodeArgs, INPROC, JSON.stringify({ dir: RUN_DIR, file: targetFs, blobDir: targetBlobs, backupRoot: bkMain, ...o })], {
+      capture: true,
+      timed: true,
+    });
     const { seconds, results } = JSON.parse(r.stdout);
     return { seconds, cpu: undefined, stdout: JSON.stringify(results) };
   };
@@ -546,7 +558,9 @@ async function main() {
   const trashBytes = (S.rounds + S.warmupRounds) * copying * info.blobBytes;
   if (bavail * bsize < trashBytes + 2 * info.blobBytes) {
     useTrash = false;
-    log(`only ${((bavail * bsize) / 2 ** 30).toFixed(1)} GB free, ${(trashBytes / 2 ** 30).toFixed(1)} GB wanted: outputs are deleted between trials (figures include ext4's recently-deleted inode scan)`);
+    log(
+      `only ${((bavail * bsize) / 2 ** 30).toFixed(1)} GB free, ${(trashBytes / 2 ** 30).toFixed(1)} GB wanted: outputs are deleted between trials (figures include ext4's recently-deleted inode scan)`,
+    );
   }
 
   const load = await waitLoad();
@@ -567,7 +581,11 @@ async function main() {
   })();
   const mb = info.blobBytes / 2 ** 20;
   const fmtRatio = (r) =>
-    r.ratio === undefined ? '' : r.of.includes('restore-full') ? `${(r.ratio * 100).toFixed(1)} %` : `${r.ratio.toFixed(2)} ×${r.minus ? ` (whole: ${r.ratioWhole.toFixed(2)} ×)` : ''}`;
+    r.ratio === undefined
+      ? ''
+      : r.of.includes('restore-full')
+        ? `${(r.ratio * 100).toFixed(1)} %`
+        : `${r.ratio.toFixed(2)} ×${r.minus ? ` (whole: ${r.ratioWhole.toFixed(2)} ×)` : ''}`;
   const notes = [];
   if (results.some((r) => r.minus)) notes.push('first-gen: the ratio is (fullbackup − fullbackup without blobs) / cp -a; "whole" is the whole command.');
   if (!useTrash) notes.push('Note: outputs were deleted between trials (no room for the trash), so trials may include the inode scan described under "Deleting" in the script.');

@@ -362,7 +362,13 @@ async function main() {
     await repozo('-B', '-F', '-z', '-f', dataFile, '-r', repoGzFix);
     if (REAL) await realRepozo('-B', '-F', '-z', '-f', dataFile, '-r', repoGzPyFix);
   }
-  const gzPieceOf = async (repo) => (gzRead ? path.join(repo, (await repoFiles(repo)).find((n) => n.endsWith('.fsz'))) : dataFile);
+  const gzPieceOf = async (repo) =>
+    gzRead
+      ? path.join(
+          repo,
+          (await repoFiles(repo)).find((n) => n.endsWith('.fsz')),
+        )
+      : dataFile;
   const repoGz = P('repo-gzip');
   /** Compressed piece sizes by case id (the same in every trial). */
   const gzSizes = {};
@@ -376,7 +382,10 @@ async function main() {
   const repoFull = P('repo-full');
   const outDir = P('recovered');
   const recovered = path.join(outDir, 'Data.fs');
-  const incPiece = path.join(repoInc, incFiles.find((n) => n.endsWith('.fs')));
+  const incPiece = path.join(
+    repoInc,
+    incFiles.find((n) => n.endsWith('.fs')),
+  );
 
   /** Each case: setup (untimed), the timed command, a check of what it did (untimed). */
   const cases = [

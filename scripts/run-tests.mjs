@@ -81,16 +81,29 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
       PLONE_BACKUP_UI_SCREENSHOT: join(tmp, 'screenshot-backups.png'),
     });
     step('UI: the consent dialog for paths outside the workspace', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/outside-consent.mjs']);
-    step('UI: Restore… (Cancel, a picked generation, a typed local date) in Europe/Berlin', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/restore-journeys.mjs']);
+    step('UI: Restore… (Cancel, a picked generation, a typed local date) in Europe/Berlin', process.execPath, [
+      'scripts/vscode/run-offline.mjs',
+      '--ui',
+      'test/extension/ui/restore-journeys.mjs',
+    ]);
     step('UI: a backup made by the CLI shows up in sight', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/newest-visible.mjs'], {
       PLONE_BACKUP_UI_SCREENSHOT_DIR: tmp,
     });
     step('UI: a site in backend/instance, backed up from the palette', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/nested-site.mjs']);
     step('UI: a restore undone from its notification; the kept copies deleted', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/undo-restore.mjs']);
-    step('UI: a deleted blob file in the Problems panel, restored by its Quick Fix', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/quick-fix.mjs']);
-    step('UI: the Backup History: points, gaps, failed runs; a click reveals a generation', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/history.mjs'], {
-      PLONE_BACKUP_UI_SCREENSHOT_DIR: tmp,
-    });
+    step('UI: a deleted blob file in the Problems panel, restored by its Quick Fix', process.execPath, [
+      'scripts/vscode/run-offline.mjs',
+      '--ui',
+      'test/extension/ui/quick-fix.mjs',
+    ]);
+    step(
+      'UI: the Backup History: points, gaps, failed runs; a click reveals a generation',
+      process.execPath,
+      ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/history.mjs'],
+      {
+        PLONE_BACKUP_UI_SCREENSHOT_DIR: tmp,
+      },
+    );
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -72,7 +72,9 @@ const t0 = Date.now();
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'pb-soak-'));
 const site = path.join(root, 'site');
 fs.mkdirSync(site);
-const writer = spawn(process.execPath, [WRITER, ...writerArgv({ root: site, seed: SEED, packEveryMs: PACK_MS, minPauseMs: 5, maxPauseMs: 25 })], { stdio: ['pipe', 'pipe', 'pipe'] });
+const writer = spawn(process.execPath, [WRITER, ...writerArgv({ root: site, seed: SEED, packEveryMs: PACK_MS, minPauseMs: 5, maxPauseMs: 25 })], {
+  stdio: ['pipe', 'pipe', 'pipe'],
+});
 let wout = '';
 let werr = '';
 writer.stdout.on('data', (d) => (wout += d));
@@ -148,4 +150,6 @@ if (problems.length) {
   process.exit(1);
 }
 fs.rmSync(root, { recursive: true, force: true });
-console.log(`soak: ${figures.backupsMade} backups in ${MINUTES} min (${figures.restartsAfterPacks} restarted after packs, ${figures.failures} failed), ${figures.generationsOk}/${figures.generationsDrilled} generations restored and checked`);
+console.log(
+  `soak: ${figures.backupsMade} backups in ${MINUTES} min (${figures.restartsAfterPacks} restarted after packs, ${figures.failures} failed), ${figures.generationsOk}/${figures.generationsDrilled} generations restored and checked`,
+);

@@ -161,10 +161,7 @@ export async function startCodeServer({ tmp, workspace, env = {}, settings = {},
     fs.mkdirSync(dirs[d], { recursive: true });
   }
   dirs['user-data'] = path.join(tmp, 'user-data');
-  fs.writeFileSync(
-    path.join(dirs['user-data/User'], 'settings.json'),
-    JSON.stringify({ ...DEFAULT_SETTINGS, ...settings }, null, 2),
-  );
+  fs.writeFileSync(path.join(dirs['user-data/User'], 'settings.json'), JSON.stringify({ ...DEFAULT_SETTINGS, ...settings }, null, 2));
   const config = path.join(tmp, 'config.yaml');
   fs.writeFileSync(config, '');
   const logFile = path.join(tmp, 'code-server.log');
@@ -195,11 +192,16 @@ export async function startCodeServer({ tmp, workspace, env = {}, settings = {},
   const port = await freePort();
   const args = [
     codeServerEntry,
-    '--config', config,
-    '--auth', 'none',
-    '--bind-addr', `127.0.0.1:${port}`,
-    '--user-data-dir', dirs['user-data'],
-    '--extensions-dir', dirs.extensions,
+    '--config',
+    config,
+    '--auth',
+    'none',
+    '--bind-addr',
+    `127.0.0.1:${port}`,
+    '--user-data-dir',
+    dirs['user-data'],
+    '--extensions-dir',
+    dirs.extensions,
     '--disable-telemetry',
     '--disable-update-check',
     '--disable-workspace-trust',
@@ -283,7 +285,11 @@ export async function launchBrowser(tmp) {
   const { chromium } = await import('playwright-core');
   const env = { ...process.env };
   if (tmp) {
-    for (const [k, d] of [['XDG_CONFIG_HOME', 'xdg-config'], ['XDG_CACHE_HOME', 'xdg-cache'], ['TMPDIR', 'tmp']]) {
+    for (const [k, d] of [
+      ['XDG_CONFIG_HOME', 'xdg-config'],
+      ['XDG_CACHE_HOME', 'xdg-cache'],
+      ['TMPDIR', 'tmp'],
+    ]) {
       env[k] = path.join(tmp, 'chromium', d);
       fs.mkdirSync(env[k], { recursive: true });
     }
@@ -344,9 +350,12 @@ export function makeDriver(page, extra = {}) {
      * is already selected would hide the side bar, so it is clicked only if needed.
      */
     async openActivity(label) {
-      const item = page.locator('.activitybar li.action-item').filter({
-        has: page.locator(`a.action-label[aria-label^="${label}"]`),
-      }).first();
+      const item = page
+        .locator('.activitybar li.action-item')
+        .filter({
+          has: page.locator(`a.action-label[aria-label^="${label}"]`),
+        })
+        .first();
       await item.waitFor({ timeout: 10_000 });
       if ((await item.getAttribute('aria-selected')) !== 'true') await item.click();
     },
@@ -488,9 +497,7 @@ async function main() {
     });
     const serverDied = once(server.child, 'exit').then(() => 'server-exit');
 
-    await page.goto(
-      workbenchUrl({ ...server, workspace, extensionPath, testsPath: opts.ui ? undefined : testsPath }),
-    );
+    await page.goto(workbenchUrl({ ...server, workspace, extensionPath, testsPath: opts.ui ? undefined : testsPath }));
 
     let outcome;
     if (opts.ui) {
@@ -510,11 +517,17 @@ async function main() {
 
     if (cleaning) return 130; // interrupted: the signal handler cleans up and exits
 
-    if (opts.screenshot) await makeDriver(page).screenshot(opts.screenshot).catch((e) => log(`screenshot failed: ${e.message}`));
+    if (opts.screenshot)
+      await makeDriver(page)
+        .screenshot(opts.screenshot)
+        .catch((e) => log(`screenshot failed: ${e.message}`));
 
     if (outcome === 'ui-error') {
       const shot = opts.screenshot ?? path.join(os.tmpdir(), `plone-backup-vscode-ui-error-${process.pid}.png`);
-      if (!opts.screenshot) await makeDriver(page).screenshot(shot).catch(() => {});
+      if (!opts.screenshot)
+        await makeDriver(page)
+          .screenshot(shot)
+          .catch(() => {});
       log(`screenshot of the workbench at the failure: ${shot}`);
       exitCode = 1;
     } else if (outcome === 'timeout') {
@@ -522,7 +535,10 @@ async function main() {
       if (pageErrors.length) log(`browser errors:\n  ${pageErrors.slice(-10).join('\n  ')}`);
       log(`code-server log tail:\n${tail(server.logFile)}`);
       const shot = path.join(os.tmpdir(), `plone-backup-vscode-timeout-${process.pid}.png`);
-      await page.screenshot({ path: shot }).then(() => log(`screenshot of the stuck workbench: ${shot}`)).catch(() => {});
+      await page
+        .screenshot({ path: shot })
+        .then(() => log(`screenshot of the stuck workbench: ${shot}`))
+        .catch(() => {});
       exitCode = 1;
     } else if (outcome === 'server-exit') {
       log(`code-server exited during the run; log:\n${tail(server.logFile)}`);

@@ -124,7 +124,9 @@ export async function demoMain(argv: string[], io: CliIo): Promise<number> {
     }
     const stats = await writer.stop();
     writer = undefined;
-    say(`Writer stopped: ${stats.commits} commits (${stats.documents} documents, ${stats.uploads} uploads, ${stats.replaced + stats.paused} replaced files, ${stats.paused} paused before finish).`);
+    say(
+      `Writer stopped: ${stats.commits} commits (${stats.documents} documents, ${stats.uploads} uploads, ${stats.replaced + stats.paused} replaced files, ${stats.paused} paused before finish).`,
+    );
 
     // 3. Check the live site and every backup.
     const findings = await checkDeployment(dep);

@@ -46,7 +46,29 @@ export interface Parsed {
   positional: string[];
 }
 
-const VALUE_OPTS = new Set(['dir', 'config', 'file', 'blob-dir', 'backup-dir', 'keep', 'compress-level', 'lock-wait', 'part', 'bin-dir', 'on-failure', 'warn-age', 'crit-age', 'prometheus', 'to', 'from', 'endpoint', 'key-file', 'keep-daily', 'keep-weekly', 'keep-monthly']);
+const VALUE_OPTS = new Set([
+  'dir',
+  'config',
+  'file',
+  'blob-dir',
+  'backup-dir',
+  'keep',
+  'compress-level',
+  'lock-wait',
+  'part',
+  'bin-dir',
+  'on-failure',
+  'warn-age',
+  'crit-age',
+  'prometheus',
+  'to',
+  'from',
+  'endpoint',
+  'key-file',
+  'keep-daily',
+  'keep-weekly',
+  'keep-monthly',
+]);
 const SHORT_FLAGS: Record<string, string> = { '-h': 'help', '-q': 'quiet', '-n': 'no-prompt' };
 const FLAG_OPTS = new Set([
   'json',

@@ -18,7 +18,6 @@ export function processIo(signal?: AbortSignal): CliIo {
   return { stdout: process.stdout, stderr: process.stderr, isTTY: !!process.stderr.isTTY, signal, stdin: process.stdin };
 }
 
-
 /** A one-line progress display on stderr (terminal only), redrawn at most 10 times a second. */
 export function progressPrinter(io: CliIo): { update: (p: { phase: string; done: number; total?: number }) => void; done: () => void } | undefined {
   if (!io.isTTY) return undefined;

@@ -41,7 +41,24 @@ const COMMANDS: Record<string, Command> = {
   // Hidden: the demo's writer process.
   'demo-writer': demoWriterMain,
 };
-for (const c of ['backup', 'fullbackup', 'snapshot', 'snapshotbackup', 'zipbackup', 'restore', 'snapshotrestore', 'ziprestore', 'altrestore', 'list', 'verify', 'check', 'drill', 'scripts', 'push', 'forget']) {
+for (const c of [
+  'backup',
+  'fullbackup',
+  'snapshot',
+  'snapshotbackup',
+  'zipbackup',
+  'restore',
+  'snapshotrestore',
+  'ziprestore',
+  'altrestore',
+  'list',
+  'verify',
+  'check',
+  'drill',
+  'scripts',
+  'push',
+  'forget',
+]) {
   COMMANDS[c] = (argv, io) => deployMain(c, argv, io);
 }
 

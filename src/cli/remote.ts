@@ -69,14 +69,17 @@ export function forgetPolicy(p: Parsed, dep: Deployment): ForgetPolicy {
     policy[k] = n;
   }
   if (policyIsEmpty(policy)) for (const [k] of flags) if (dep.remote?.[k] !== undefined) policy[k] = dep.remote[k];
-  if (policyIsEmpty(policy)) throw usage('forget needs a rule: --keep N (chains), --keep-daily N, --keep-weekly N or --keep-monthly N, or "remote": {"keep": …} in plone-backup.json');
+  if (policyIsEmpty(policy))
+    throw usage('forget needs a rule: --keep N (chains), --keep-daily N, --keep-weekly N or --keep-monthly N, or "remote": {"keep": …} in plone-backup.json');
   return policy;
 }
 
 function sayForget(res: ForgetResult, io: CliIo, say: (s: string) => void): void {
   for (const s of res.storages) {
     const what = res.dryRun ? 'would forget' : 'forgot';
-    say(`${s.storage}: keeps ${s.kept.length} generation${s.kept.length === 1 ? '' : 's'}; ${what} ${s.forgotten.length}${s.forgotten.length ? ` (${[...s.forgotten].reverse().join(', ')})` : ''}, ${res.dryRun ? 'would delete' : 'deleted'} ${s.objects.length} object${s.objects.length === 1 ? '' : 's'}`);
+    say(
+      `${s.storage}: keeps ${s.kept.length} generation${s.kept.length === 1 ? '' : 's'}; ${what} ${s.forgotten.length}${s.forgotten.length ? ` (${[...s.forgotten].reverse().join(', ')})` : ''}, ${res.dryRun ? 'would delete' : 'deleted'} ${s.objects.length} object${s.objects.length === 1 ? '' : 's'}`,
+    );
     // A dry run lists what would go, whatever the terminal.
     if (res.dryRun) {
       for (const g of [...s.forgotten].reverse()) io.stdout.write(`  generation ${g}\n`);
@@ -86,7 +89,13 @@ function sayForget(res: ForgetResult, io: CliIo, say: (s: string) => void): void
   }
 }
 
-export async function forgetMain(p: Parsed, dep: Deployment, io: CliIo, common: { signal?: AbortSignal; log: (m: string) => void; lockWaitMs?: number }, say: (s: string) => void): Promise<number> {
+export async function forgetMain(
+  p: Parsed,
+  dep: Deployment,
+  io: CliIo,
+  common: { signal?: AbortSignal; log: (m: string) => void; lockWaitMs?: number },
+  say: (s: string) => void,
+): Promise<number> {
   if (p.positional.length) throw usage('forget takes no arguments');
   if (p.values.has('from')) throw usage('forget names its remote with --remote URL (or --to URL), or takes the configured one');
   const policy = forgetPolicy(p, dep);
@@ -101,7 +110,13 @@ export async function forgetMain(p: Parsed, dep: Deployment, io: CliIo, common: 
   }
 }
 
-export async function pushMain(p: Parsed, dep: Deployment, io: CliIo, common: { signal?: AbortSignal; log: (m: string) => void; lockWaitMs?: number }, say: (s: string) => void): Promise<number> {
+export async function pushMain(
+  p: Parsed,
+  dep: Deployment,
+  io: CliIo,
+  common: { signal?: AbortSignal; log: (m: string) => void; lockWaitMs?: number },
+  say: (s: string) => void,
+): Promise<number> {
   if (p.positional.length) throw usage('push takes no arguments');
   if (p.flags.has('dry-run')) throw usage('--dry-run is for forget (push --forget always pushes first)');
   // The retention is checked before anything is sent; it runs only after every new manifest is written.
@@ -113,7 +128,9 @@ export async function pushMain(p: Parsed, dep: Deployment, io: CliIo, common: { 
     if (p.flags.has('json')) io.stdout.write(JSON.stringify(forgot ? { ...res, forget: forgot } : res, null, 2) + '\n');
     else {
       for (const s of res.storages) {
-        say(`${s.storage}: ${s.pushed.length ? `pushed ${s.pushed.length} generation${s.pushed.length > 1 ? 's' : ''} (${s.objects} objects, ${humanBytes(s.bytes)})` : 'nothing new to push'}${s.present ? `; ${s.present} already on the remote` : ''}`);
+        say(
+          `${s.storage}: ${s.pushed.length ? `pushed ${s.pushed.length} generation${s.pushed.length > 1 ? 's' : ''} (${s.objects} objects, ${humanBytes(s.bytes)})` : 'nothing new to push'}${s.present ? `; ${s.present} already on the remote` : ''}`,
+        );
         for (const k of s.skipped) io.stderr.write(`warning: ${s.storage} ${k.stamp} not pushed: ${k.why}\n`);
       }
       if (forgot) sayForget(forgot, io, say);
@@ -146,7 +163,9 @@ export async function remoteListMain(p: Parsed, dep: Deployment, io: CliIo, comm
         }
         const last = g.lastTime ? `, last ${g.lastTime.replace('T', ' ').slice(0, 19)} ${g.lastUser ? g.lastUser + ' ' : ''}"${g.lastDescription ?? ''}"` : '';
         const blobs = g.blobFiles !== undefined ? `; blobs: ${g.blobFiles} files, ${humanBytes(g.blobBytes ?? 0)}` : '';
-        io.stdout.write(`${g.full ? '    ' : '      '}${g.stamp} ${g.full ? 'full' : 'incremental'} ${humanBytes(g.end - g.start)}${g.transactions !== undefined ? `, ${g.transactions} transactions` : ''}${last}${blobs}\n`);
+        io.stdout.write(
+          `${g.full ? '    ' : '      '}${g.stamp} ${g.full ? 'full' : 'incremental'} ${humanBytes(g.end - g.start)}${g.transactions !== undefined ? `, ${g.transactions} transactions` : ''}${last}${blobs}\n`,
+        );
       }
     }
     return 0;
@@ -165,10 +184,15 @@ export async function remoteVerifyMain(p: Parsed, dep: Deployment, io: CliIo, co
     );
     const problems = res.flatMap((r) => r.problems);
     if (p.flags.has('json')) io.stdout.write(JSON.stringify({ ok: problems.length === 0, remote: t.url, storages: res }, null, 2) + '\n');
-    else if (!problems.length) say(`Every generation on ${t.url} is whole: ${res.map((r) => `${r.storage} ${r.generations} generations, ${r.objects} objects`).join('; ')}${p.flags.has('deep') ? ', every byte read back' : ''}.`);
+    else if (!problems.length)
+      say(
+        `Every generation on ${t.url} is whole: ${res.map((r) => `${r.storage} ${r.generations} generations, ${r.objects} objects`).join('; ')}${p.flags.has('deep') ? ', every byte read back' : ''}.`,
+      );
     if (problems.length) {
       if (!p.flags.has('json')) for (const x of problems) io.stderr.write(`${x}\n`);
-      throw new PloneBackupError('REMOTE_BAD', `${problems.length} problem${problems.length > 1 ? 's' : ''} found on ${t.url}.`, { hint: 'Delete the objects named above from the remote and push again from a site that still has those backups (a push sends what is missing), or restore another date.' });
+      throw new PloneBackupError('REMOTE_BAD', `${problems.length} problem${problems.length > 1 ? 's' : ''} found on ${t.url}.`, {
+        hint: 'Delete the objects named above from the remote and push again from a site that still has those backups (a push sends what is missing), or restore another date.',
+      });
     }
     return 0;
   } finally {

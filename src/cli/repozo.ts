@@ -5,13 +5,7 @@
  * in the next word, long options with "=" or the next word, unique prefixes.
  */
 
-import {
-  PloneBackupError,
-  backup,
-  normalizeDateArg,
-  recover,
-  verify,
-} from '../engine';
+import { PloneBackupError, backup, normalizeDateArg, recover, verify } from '../engine';
 import { type CliIo, parseCompressLevel, progressPrinter } from './io';
 
 const SHORT = 'BRVvhr:f:FQzkD:o:w';

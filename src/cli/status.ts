@@ -6,16 +6,7 @@
  * metrics file that could not be written: the check itself failed).
  */
 
-import {
-  DEFAULT_CRIT_AGE,
-  DEFAULT_WARN_AGE,
-  PloneBackupError,
-  deploymentStatus,
-  discoverDeployment,
-  parseDuration,
-  toPloneBackupError,
-  writeStatusMetrics,
-} from '../engine';
+import { DEFAULT_CRIT_AGE, DEFAULT_WARN_AGE, PloneBackupError, deploymentStatus, discoverDeployment, parseDuration, toPloneBackupError, writeStatusMetrics } from '../engine';
 import * as path from 'node:path';
 import type { CliIo } from './io';
 import { locationOverrides, parseDeployArgs } from './deploy';

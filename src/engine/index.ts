@@ -99,7 +99,21 @@ export {
   TARGET_WORDS,
   WEEKDAYS,
 } from './deploy/schedule';
-export type { ScheduleSpec, ScheduleEvery, ScheduleTarget, ScheduleJob, ScheduleEnv, ScheduleInput, SchedulePlan, PlannedJob, InstalledSchedule, InstalledJob, ScheduleChange, ScheduleOptions, Weekday } from './deploy/schedule';
+export type {
+  ScheduleSpec,
+  ScheduleEvery,
+  ScheduleTarget,
+  ScheduleJob,
+  ScheduleEnv,
+  ScheduleInput,
+  SchedulePlan,
+  PlannedJob,
+  InstalledSchedule,
+  InstalledJob,
+  ScheduleChange,
+  ScheduleOptions,
+  Weekday,
+} from './deploy/schedule';
 export { deploymentStatus, parseDuration, shortAge, prometheusText, writeStatusMetrics, STATUS_LABELS, DEFAULT_WARN_AGE, DEFAULT_CRIT_AGE } from './deploy/status';
 export type { DeploymentStatus, StorageStatus, CommandStatus, StatusLevel, StatusOptions } from './deploy/status';
 export { openTarget, parseRemoteUrl, DEFAULT_MULTIPART } from './remote/target';

@@ -136,7 +136,8 @@ export class Actions {
     const asked = { yes: args?.yes === true, force: args?.force === true, keepOld: args?.keepOld === false ? (false as const) : undefined };
     if (this.hooks?.bypassArgs) return asked;
     const ignored = [asked.yes && 'yes', asked.force && 'force', asked.keepOld === false && 'keepOld: false'].filter(Boolean);
-    if (ignored.length) this.ui.output.warn(`${title}: ignored ${ignored.join(', ')} in the command's arguments; only the extension's own tests may skip a confirmation or a safety check.`);
+    if (ignored.length)
+      this.ui.output.warn(`${title}: ignored ${ignored.join(', ')} in the command's arguments; only the extension's own tests may skip a confirmation or a safety check.`);
     return { yes: false, force: false };
   }
 
@@ -159,7 +160,10 @@ export class Actions {
       const p = path.resolve(typeof folder === 'string' ? folder : folder.fsPath);
       const found = deps.find((e) => e.root === p || e.dep!.root === p);
       if (found) return found;
-      return this.ui.failed(title, new PloneBackupError('NOT_FOUND', `No Plone deployment was found in ${p}.`, { path: p, hint: 'Open the folder holding var/filestorage/Data.fs, or set ploneBackup.file.' }));
+      return this.ui.failed(
+        title,
+        new PloneBackupError('NOT_FOUND', `No Plone deployment was found in ${p}.`, { path: p, hint: 'Open the folder holding var/filestorage/Data.fs, or set ploneBackup.file.' }),
+      );
     }
     if (deps.length === 1) return deps[0]!;
     if (deps.length === 0) {
@@ -240,7 +244,12 @@ export class Actions {
       this.ui.info(`${entry.name} has no backup yet.`, { title: 'Back Up Now', run: () => this.backup('backup', { folder: entry.root }) });
       return undefined;
     }
-    const pick = await vscode.window.showQuickPick(items, { title, placeHolder: 'Type a date, a time or what was done (e.g. "Added News")', matchOnDescription: true, matchOnDetail: true });
+    const pick = await vscode.window.showQuickPick(items, {
+      title,
+      placeHolder: 'Type a date, a time or what was done (e.g. "Added News")',
+      matchOnDescription: true,
+      matchOnDetail: true,
+    });
     if (!pick?.located) return undefined;
     return { folder: entry.root, storage: pick.located.view.storage, kind: pick.located.gen.kind, stamp: pick.located.gen.stamp };
   }
@@ -301,7 +310,10 @@ export class Actions {
       // In words; the file names are in the Output channel.
       const said = out.value.map((r) => {
         const f = r.filestorage;
-        const what = f.action === 'none' ? 'no new transactions' : `${f.action === 'full' ? 'a full backup' : 'an incremental backup'} of ${plural(f.transactions, 'transaction')} (${humanBytes(f.end - f.start)})`;
+        const what =
+          f.action === 'none'
+            ? 'no new transactions'
+            : `${f.action === 'full' ? 'a full backup' : 'an incremental backup'} of ${plural(f.transactions, 'transaction')} (${humanBytes(f.end - f.start)})`;
         const blobs = r.blobGeneration ? `, ${plural(r.blobFiles ?? 0, 'blob file')}` : '';
         return `${out.value.length > 1 ? `${r.storage}: ` : ''}${what}${blobs}`;
       });
@@ -329,7 +341,8 @@ export class Actions {
       matchOnDetail: true,
     });
     if (!pick) return undefined;
-    if (pick.located) return { kind: pick.located.gen.kind, date: pick.located.gen.stamp, label: `the ${KINDS[pick.located.gen.kind].noun} of ${localTime(pick.located.gen.stamp)}` };
+    if (pick.located)
+      return { kind: pick.located.gen.kind, date: pick.located.gen.stamp, label: `the ${KINDS[pick.located.gen.kind].noun} of ${localTime(pick.located.gen.stamp)}` };
     const backups = generationsOf([entry]).filter((l) => l.gen.kind === 'backup');
     /** The backup a restore to `date` (a repozo date) takes: the newest not after it. */
     const pickFor = (date: string) => backups.filter((l) => l.gen.stamp <= date).sort((a, b) => (a.gen.stamp < b.gen.stamp ? 1 : -1))[0];
@@ -349,14 +362,21 @@ export class Actions {
         // A live preview of what Enter restores.
         const l = pickFor(date);
         if (!l) return { message: `No backup before ${localTime(date)}.`, severity: vscode.InputBoxValidationSeverity.Error };
-        return { message: `→ the ${l.gen.full ? 'full' : 'incremental'} backup of ${localTime(l.gen.stamp)}, ${plural(l.gen.transactions, 'transaction')}${lastTxn(l.gen) ? `, last ${lastTxn(l.gen)}` : ''}`, severity: vscode.InputBoxValidationSeverity.Info };
+        return {
+          message: `→ the ${l.gen.full ? 'full' : 'incremental'} backup of ${localTime(l.gen.stamp)}, ${plural(l.gen.transactions, 'transaction')}${lastTxn(l.gen) ? `, last ${lastTxn(l.gen)}` : ''}`,
+          severity: vscode.InputBoxValidationSeverity.Info,
+        };
       },
     });
     if (!typed) return undefined;
     const date = localDateArg(typed);
     // The confirmation and the result name the backup chosen, as the preview did.
     const chosen = pickFor(date);
-    return { kind: 'backup', date, label: chosen ? `the ${chosen.gen.full ? 'full' : 'incremental'} backup of ${localTime(chosen.gen.stamp)}` : `the newest backup before ${localTime(date)}` };
+    return {
+      kind: 'backup',
+      date,
+      label: chosen ? `the ${chosen.gen.full ? 'full' : 'incremental'} backup of ${localTime(chosen.gen.stamp)}` : `the newest backup before ${localTime(date)}`,
+    };
   }
 
   private describePlan(entry: Entry, p: StoragePlan, keepOld: boolean): string {
@@ -393,9 +413,13 @@ export class Actions {
     if (moved.length) {
       return this.ui.failed(
         'Restore',
-        new PloneBackupError('USAGE', `${entry.name} is no longer in the state of ${from} (${moved.map((p) => p.storage.name).join(', ')} changed since), so its missing blob files cannot be added from it without replacing ${moved.length > 1 ? 'the databases' : 'the database'}; nothing was restored.`, {
-          hint: 'Run "Plone Backup: Check Consistency" again, or pick a backup with "Plone Backup: Restore…".',
-        }),
+        new PloneBackupError(
+          'USAGE',
+          `${entry.name} is no longer in the state of ${from} (${moved.map((p) => p.storage.name).join(', ')} changed since), so its missing blob files cannot be added from it without replacing ${moved.length > 1 ? 'the databases' : 'the database'}; nothing was restored.`,
+          {
+            hint: 'Run "Plone Backup: Check Consistency" again, or pick a backup with "Plone Backup: Restore…".',
+          },
+        ),
       );
     }
     if (yes) return undefined;
@@ -461,7 +485,9 @@ export class Actions {
     if (out.status === 'done') {
       const kept: string[] = [];
       for (const r of out.value) {
-        this.ui.output.info(`  ${r.storage}: ${r.mode} restore${r.stamp ? ` to ${r.stamp}` : ''} (${humanBytes(r.bytesWritten)} written, ${plural(r.blobFilesAdded, 'blob file')})`);
+        this.ui.output.info(
+          `  ${r.storage}: ${r.mode} restore${r.stamp ? ` to ${r.stamp}` : ''} (${humanBytes(r.bytesWritten)} written, ${plural(r.blobFilesAdded, 'blob file')})`,
+        );
         for (const k of r.keptOld) {
           this.ui.output.info(`    the previous state is kept at ${k}`);
           kept.push(this.rel(entry, k));
@@ -500,7 +526,11 @@ export class Actions {
       const problems = out.value.filter((f) => f.severity !== 'info');
       for (const f of problems) this.ui.output.warn(`  ${f.severity}: [${f.storage}] ${f.message}`);
       if (problems.length === 0) this.ui.info(`${entry.name}: every backup piece matches its .dat and every blob generation holds its state.`);
-      else this.ui.warn(`${entry.name}: ${plural(problems.length, 'problem')} found in the backups.`, { title: 'Show Problems', run: () => vscode.commands.executeCommand('workbench.actions.view.problems') });
+      else
+        this.ui.warn(`${entry.name}: ${plural(problems.length, 'problem')} found in the backups.`, {
+          title: 'Show Problems',
+          run: () => vscode.commands.executeCommand('workbench.actions.view.problems'),
+        });
     }
     return out;
   }
@@ -528,7 +558,9 @@ export class Actions {
     const entry = await this.entryFor(arg, 'Run a restore drill');
     if (Actions.isOutcome(entry)) return entry;
     const dep = entry.dep!;
-    const out = await this.ui.run(`Restore drill of ${entry.name}`, this.runArgs(arg), (signal, onProgress) => this.readOnlyRun(entry, 'drill', () => drillDeployment(dep, { signal, onProgress })));
+    const out = await this.ui.run(`Restore drill of ${entry.name}`, this.runArgs(arg), (signal, onProgress) =>
+      this.readOnlyRun(entry, 'drill', () => drillDeployment(dep, { signal, onProgress })),
+    );
     if (out.status === 'done') {
       const lines = out.value.map((r) =>
         r.ok
@@ -579,7 +611,10 @@ export class Actions {
     const t = await this.generationFor(arg, 'Show in the Backups view');
     if ('status' in t) return t;
     if (!(await this.revealNode({ root: t.entry.root, ...t.g }))) {
-      return this.ui.failed('Show in the Backups view', new PloneBackupError('NOT_FOUND', `There is no ${KINDS[t.g.kind].noun} ${t.g.stamp} of ${t.g.storage} in the Backups view.`));
+      return this.ui.failed(
+        'Show in the Backups view',
+        new PloneBackupError('NOT_FOUND', `There is no ${KINDS[t.g.kind].noun} ${t.g.stamp} of ${t.g.storage} in the Backups view.`),
+      );
     }
     return { status: 'done', value: t.g.stamp };
   }
@@ -647,7 +682,10 @@ export class Actions {
   private refusedDelete(entry: Entry, e: unknown): Outcome<never> {
     const err = toPloneBackupError(e);
     if (err.code !== 'KEEP_NEWEST') return this.ui.failed('Delete', err);
-    this.ui.error(`${err.message} A full backup starts a new chain, after which this one can go.`, { title: 'Full Backup', run: () => this.backup('fullbackup', { folder: entry.root }) });
+    this.ui.error(`${err.message} A full backup starts a new chain, after which this one can go.`, {
+      title: 'Full Backup',
+      run: () => this.backup('fullbackup', { folder: entry.root }),
+    });
     return { status: 'failed', code: err.code, message: err.userMessage };
   }
 
@@ -698,7 +736,13 @@ export class Actions {
       for (const f of older) results.push(await deleteGeneration(dep, view.storage, group.kind, f.stamp, { signal, log: (m) => this.ui.output.info(m) }));
       return results;
     });
-    if (out.status === 'done') this.ui.info(`Deleted ${plural(out.value.reduce((k, r) => k + r.stamps.length, 0), 'generation')} of ${view.storage}; the newest chain is kept.`);
+    if (out.status === 'done')
+      this.ui.info(
+        `Deleted ${plural(
+          out.value.reduce((k, r) => k + r.stamps.length, 0),
+          'generation',
+        )} of ${view.storage}; the newest chain is kept.`,
+      );
     await this.afterChange();
     return out;
   }
@@ -742,7 +786,10 @@ export class Actions {
     );
     if (out.status === 'done') {
       for (const r of out.value.removed) this.ui.output.info(`  removed the kept copy ${r}`);
-      this.ui.info(`${entry.name} is back to the state before the restore of ${when}. What it replaced is kept beside it.`, { title: 'Undo', run: () => this.undoRestore({ folder: entry.root }) });
+      this.ui.info(`${entry.name} is back to the state before the restore of ${when}. What it replaced is kept beside it.`, {
+        title: 'Undo',
+        run: () => this.undoRestore({ folder: entry.root }),
+      });
     }
     await this.afterChange();
     return out;
@@ -769,7 +816,11 @@ export class Actions {
         {
           kind: 'delete',
           message: `Delete ${doomed.length === 1 ? 'the state kept' : `the ${doomed.length} states kept`} by restores in ${entry.name} (${humanBytes(doomed.reduce((n, k) => n + k.bytes, 0))})?`,
-          detail: [...doomed.flatMap((k) => k.storages.flatMap((x) => [x.file, x.index, x.blobDir].filter((p): p is string => !!p).map((p) => `  ${this.rel(entry, p)}`))).slice(0, 12), '', 'The live files and the backups are not touched. This cannot be undone.'].join('\n'),
+          detail: [
+            ...doomed.flatMap((k) => k.storages.flatMap((x) => [x.file, x.index, x.blobDir].filter((p): p is string => !!p).map((p) => `  ${this.rel(entry, p)}`))).slice(0, 12),
+            '',
+            'The live files and the backups are not touched. This cannot be undone.',
+          ].join('\n'),
           action: 'Delete',
         },
         this.hooks,

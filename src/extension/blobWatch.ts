@@ -96,7 +96,12 @@ export class RecentBlobWatch implements vscode.Disposable {
     }
     if (this.disposed) return;
     this.targets = targets;
-    const wanted = new Set(blobFolders(targets.flatMap((t) => t.recent.blobs), MAX_DIRS));
+    const wanted = new Set(
+      blobFolders(
+        targets.flatMap((t) => t.recent.blobs),
+        MAX_DIRS,
+      ),
+    );
     for (const [d, w] of this.watchers) {
       if (wanted.has(d)) continue;
       w.dispose();
@@ -106,7 +111,14 @@ export class RecentBlobWatch implements vscode.Disposable {
       if (this.watchers.has(d)) continue;
       // Creates and deletes only: a blob file never changes in place.
       const w = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(d), '*'), false, true, false);
-      this.watchers.set(d, vscode.Disposable.from(w, w.onDidDelete(() => this.soon()), w.onDidCreate(() => this.soon())));
+      this.watchers.set(
+        d,
+        vscode.Disposable.from(
+          w,
+          w.onDidDelete(() => this.soon()),
+          w.onDidCreate(() => this.soon()),
+        ),
+      );
     }
   }
 

@@ -242,7 +242,11 @@ export class Diagnostics implements vscode.Disposable, vscode.TextDocumentConten
 
   /** Rebuilds the Problems entries from the latest findings of the deployments still there. */
   publish(): void {
-    const roots = new Set(this.entries().filter((e) => e.dep).map((e) => e.root));
+    const roots = new Set(
+      this.entries()
+        .filter((e) => e.dep)
+        .map((e) => e.root),
+    );
     for (const m of [this.live, this.backups, this.recent]) for (const r of [...m.keys()]) if (!roots.has(r)) m.delete(r);
     const byUri = new Map<string, { uri: vscode.Uri; file: string; items: { f: Finding; root: string }[] }>();
     const add = (root: string, f: Finding) => {
@@ -261,7 +265,10 @@ export class Diagnostics implements vscode.Disposable, vscode.TextDocumentConten
     this.collection.clear();
     for (const [k, { uri, file, items }] of byUri) {
       const onReport = uri.scheme === PROBLEMS_SCHEME;
-      const { text, lines } = report(file, items.map((x) => x.f));
+      const { text, lines } = report(
+        file,
+        items.map((x) => x.f),
+      );
       const entries: PublishedFinding[] = [];
       const diags = items.map(({ f, root }, i) => {
         const line = onReport ? lines[i]! : 0;

@@ -81,7 +81,14 @@ export class HistoryPanel implements vscode.Disposable {
   /** The data of every deployment, now. */
   compute(): HistoryData {
     // Gaps are measured against the installed schedule when there is one (Schedule Backups…).
-    const inputs = this.model.deployments.map((e) => ({ root: e.root, name: e.name, views: e.views ?? [], runs: e.runs?.records ?? [], live: e.live, scheduleSeconds: scheduleSeconds(e.schedules) }));
+    const inputs = this.model.deployments.map((e) => ({
+      root: e.root,
+      name: e.name,
+      views: e.views ?? [],
+      runs: e.runs?.records ?? [],
+      live: e.live,
+      scheduleSeconds: scheduleSeconds(e.schedules),
+    }));
     return historyData(inputs, new Date());
   }
 
@@ -114,7 +121,9 @@ export class HistoryPanel implements vscode.Disposable {
       typeof m.stamp === 'string' &&
       isStamp(m.stamp) &&
       KIND_ORDER.includes(m.kind as Kind) &&
-      (entry.views ?? []).some((v) => v.storage === m.storage && v.groups.some((g) => g.kind === m.kind && g.chains.some((c) => [c.full, ...c.incrementals].some((x) => x.stamp === m.stamp))));
+      (entry.views ?? []).some(
+        (v) => v.storage === m.storage && v.groups.some((g) => g.kind === m.kind && g.chains.some((c) => [c.full, ...c.incrementals].some((x) => x.stamp === m.stamp))),
+      );
     if (!entry || !ok) {
       this.log.warn(`Backup History: ignored a message about a generation the Backups view does not list: ${JSON.stringify(m).slice(0, 300)}`);
       return undefined;
@@ -141,4 +150,3 @@ export class HistoryPanel implements vscode.Disposable {
     this.panel?.dispose();
   }
 }
-

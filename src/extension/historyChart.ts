@@ -34,7 +34,11 @@ export function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
 
-const isoTime = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+const isoTime = (ms: number) =>
+  new Date(ms)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, ' UTC');
 const isoTick = (ms: number, day: boolean) => (day ? new Date(ms).toISOString().slice(0, 10) : new Date(ms).toISOString().slice(11, 16));
 
 const MINUTE = 60_000;
@@ -98,7 +102,9 @@ export function pointLabel(p: HistoryPoint, time: (ms: number) => string): strin
 export function runLabel(r: HistoryRun, time: (ms: number) => string): string {
   const who = `${r.via ?? 'cli'} on ${r.host}`;
   const head = r.drill ? `Restore drill ${r.outcome === 'ok' ? 'passed' : 'FAILED'}` : `${r.command} FAILED`;
-  return [`${head}, ${time(r.t)} (${who})${r.stamp ? `, ${r.stamp}` : ''}`, ...(r.error ? [`${r.code ? `${r.code}: ` : ''}${r.error}`] : []), `plone-backup ${r.command}`].join('\n');
+  return [`${head}, ${time(r.t)} (${who})${r.stamp ? `, ${r.stamp}` : ''}`, ...(r.error ? [`${r.code ? `${r.code}: ` : ''}${r.error}`] : []), `plone-backup ${r.command}`].join(
+    '\n',
+  );
 }
 
 /** A point's mark: full backups big, incrementals small; snapshots squares, zips diamonds. */
@@ -171,7 +177,9 @@ function axis(d: HistoryData, sc: Scale, top: number, tick: (ms: number, day: bo
   const out = [`<line class="axisline" x1="${LEFT}" x2="${LEFT + PLOT}" y1="${top}" y2="${top}"/>`];
   for (const t of at) {
     const x = sc.x(t);
-    out.push(`<line class="tick" x1="${x}" x2="${x}" y1="${top}" y2="${top + 4}"/><text class="axis" x="${x}" y="${top + 16}" text-anchor="middle">${esc(tick(t, step >= DAY))}</text>`);
+    out.push(
+      `<line class="tick" x1="${x}" x2="${x}" y1="${top}" y2="${top + 4}"/><text class="axis" x="${x}" y="${top + 16}" text-anchor="middle">${esc(tick(t, step >= DAY))}</text>`,
+    );
   }
   const nx = sc.x(d.now);
   out.push(`<line class="now" x1="${nx}" x2="${nx}" y1="${top - 4}" y2="${top + 4}"/>`);

@@ -76,9 +76,7 @@ export function generationsOf(entries: readonly Entry[]): LocatedGeneration[] {
   const out: LocatedGeneration[] = [];
   for (const entry of entries)
     for (const view of entry.views ?? [])
-      for (const g of view.groups)
-        for (const c of g.chains)
-          for (const gen of [c.full, ...c.incrementals]) out.push({ entry, view, gen, date: parseStamp(gen.stamp) });
+      for (const g of view.groups) for (const c of g.chains) for (const gen of [c.full, ...c.incrementals]) out.push({ entry, view, gen, date: parseStamp(gen.stamp) });
   return out;
 }
 
@@ -246,7 +244,13 @@ export class Model implements vscode.Disposable {
   private async updateWatchers(): Promise<void> {
     const wanted = new Set<string>();
     for (const d of this.wantedDirs()) {
-      if (await fsp.stat(d).then((s) => s.isDirectory(), () => false)) wanted.add(d);
+      if (
+        await fsp.stat(d).then(
+          (s) => s.isDirectory(),
+          () => false,
+        )
+      )
+        wanted.add(d);
     }
     for (const [d, w] of this.watchers) {
       if (!wanted.has(d)) {

@@ -42,7 +42,12 @@ export class QuickFixes implements vscode.CodeActionProvider {
     private readonly model: Model,
   ) {}
 
-  async provideCodeActions(doc: vscode.TextDocument, _range: vscode.Range | vscode.Selection, context: vscode.CodeActionContext, token: vscode.CancellationToken): Promise<vscode.CodeAction[]> {
+  async provideCodeActions(
+    doc: vscode.TextDocument,
+    _range: vscode.Range | vscode.Selection,
+    context: vscode.CodeActionContext,
+    token: vscode.CancellationToken,
+  ): Promise<vscode.CodeAction[]> {
     const ours = context.diagnostics.filter((d) => d.source === SOURCE);
     if (!ours.length) return [];
     const out: vscode.CodeAction[] = [];
@@ -86,7 +91,14 @@ export class QuickFixes implements vscode.CodeActionProvider {
     const storage = entry?.dep!.storages.find((s) => s.name === finding.storage);
     const view = entry?.views?.find((v) => v.storage === finding.storage);
     const live = storage && liveStateOf(storage, this.diagnostics.cache);
-    const source = view?.blobDir && live && files.length ? await findBlobSource(view, live, files.map((f) => path.relative(view.blobDir!, f))) : undefined;
+    const source =
+      view?.blobDir && live && files.length
+        ? await findBlobSource(
+            view,
+            live,
+            files.map((f) => path.relative(view.blobDir!, f)),
+          )
+        : undefined;
     const out: vscode.CodeAction[] = [];
     if (source) {
       const title = `Restore the missing blob ${files.length > 1 ? `files (${files.length})` : 'file'} from the ${KINDS[source.kind].noun} of ${localTime(source.stamp)}`;

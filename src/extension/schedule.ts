@@ -138,7 +138,14 @@ async function remove(d: ScheduleDeps, entry: Entry, env: ScheduleEnv, args: Sch
   if (stop) return stop;
   const yes = args.yes === true && !!d.hooks?.bypassArgs;
   const what = current.map((s) => `${TARGET_WORDS[s.target]}: ${s.files.join(', ')}`).join('\n');
-  if (!yes && !(await confirm({ kind: 'schedule', message: `Stop the scheduled backups of ${entry.name}?`, detail: `Removes:\n${what}\n\nThe backups made so far stay.`, action: 'Remove' }, d.hooks))) return declined;
+  if (
+    !yes &&
+    !(await confirm(
+      { kind: 'schedule', message: `Stop the scheduled backups of ${entry.name}?`, detail: `Removes:\n${what}\n\nThe backups made so far stay.`, action: 'Remove' },
+      d.hooks,
+    ))
+  )
+    return declined;
   const removed = await removeSchedule(entry.root, { env });
   d.ui.info(`The scheduled backups of ${entry.name} are removed.`);
   await d.model.refresh();
@@ -182,12 +189,24 @@ async function install(d: ScheduleDeps, entry: Entry, env: ScheduleEnv, args: Sc
   const stop = await d.mayWrite(entry, title);
   if (stop) return stop;
   const yes = args.yes === true && !!d.hooks?.bypassArgs;
-  const where = target === 'cron' ? 'your crontab (crontab -l / crontab -), every other line kept' : `${target === 'systemd' ? env.systemUnitDir : env.userUnitDir}: a timer and a service per job`;
+  const where =
+    target === 'cron'
+      ? 'your crontab (crontab -l / crontab -), every other line kept'
+      : `${target === 'systemd' ? env.systemUnitDir : env.userUnitDir}: a timer and a service per job`;
   const as = target === 'systemd' ? 'root' : os.userInfo().username;
-  const detail = [`Writes ${where}.`, `Runs, as ${as}, in ${entry.root}:`, `  ${invocation.join(' ')} backup -q (fullbackup -q, drill -q)`, '', 'An earlier schedule of this site is replaced.'].join('\n');
-  if (!yes && !(await confirm({ kind: 'schedule', message: `Back up ${entry.name} ${describeSpec(spec)}, from a ${TARGET_WORDS[target]}?`, detail, action: 'Schedule' }, d.hooks))) return declined;
+  const detail = [
+    `Writes ${where}.`,
+    `Runs, as ${as}, in ${entry.root}:`,
+    `  ${invocation.join(' ')} backup -q (fullbackup -q, drill -q)`,
+    '',
+    'An earlier schedule of this site is replaced.',
+  ].join('\n');
+  if (!yes && !(await confirm({ kind: 'schedule', message: `Back up ${entry.name} ${describeSpec(spec)}, from a ${TARGET_WORDS[target]}?`, detail, action: 'Schedule' }, d.hooks)))
+    return declined;
   const res = await installSchedule(spec, { root: entry.root, invocation, overrides: entry.overrides }, target, { env });
-  d.ui.output.info(`Scheduled ${entry.name} (${TARGET_WORDS[target]}): ${describeSpec(spec)}; wrote ${res.written.join(', ')}${res.removed.length ? `; removed ${res.removed.join(', ')}` : ''}`);
+  d.ui.output.info(
+    `Scheduled ${entry.name} (${TARGET_WORDS[target]}): ${describeSpec(spec)}; wrote ${res.written.join(', ')}${res.removed.length ? `; removed ${res.removed.join(', ')}` : ''}`,
+  );
   for (const n of res.notes) d.ui.output.warn(n);
   const msg = `${entry.name} is backed up ${describeSpec(spec)} (${TARGET_WORDS[target]}).`;
   if (res.notes.length) d.ui.warn(`${msg} ${res.notes[0]}`, { title: 'Show Output', run: () => d.ui.output.show(true) });

@@ -30,7 +30,10 @@ function str(cfg: vscode.WorkspaceConfiguration, key: string): string | undefine
 }
 
 async function isDir(p: string): Promise<boolean> {
-  return fsp.stat(p).then((s) => s.isDirectory(), () => false);
+  return fsp.stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 }
 
 /**

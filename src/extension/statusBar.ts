@@ -84,7 +84,9 @@ export class BackupStatus implements vscode.Disposable {
       const first = sum.failing[0]!.value;
       this.item.text = `$(error) ${first.command} failed ${runAgo(first, now)}${sum.failing.length > 1 ? ` (+${sum.failing.length - 1})` : ''}`;
       for (const { name, value: r } of sum.failing) {
-        md.appendMarkdown(`$(error) **${esc(r.command)} failed**${many ? ` in ${esc(name)}` : ''} ${esc(runAgo(r, now))}, ${esc(formatLocal(new Date(r.end)))} (${esc(runBy(r))})  \n`);
+        md.appendMarkdown(
+          `$(error) **${esc(r.command)} failed**${many ? ` in ${esc(name)}` : ''} ${esc(runAgo(r, now))}, ${esc(formatLocal(new Date(r.end)))} (${esc(runBy(r))})  \n`,
+        );
         md.appendMarkdown(`${esc(r.error?.message ?? 'No reason was recorded.')}${r.error?.code ? ` (${esc(r.error.code)})` : ''}  \n`);
         md.appendMarkdown(`Command: \`${runCommandLine(r).replace(/`/g, "'")}\`\n\n`);
       }

@@ -7,7 +7,22 @@
 
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { KINDS, age, compactTime, formatLocal, humanBytes, isDeletable, localTime, newestComplete, type KeptState, plural, type GenerationView, type GroupView, type Kind, type StorageView } from '../engine';
+import {
+  KINDS,
+  age,
+  compactTime,
+  formatLocal,
+  humanBytes,
+  isDeletable,
+  localTime,
+  newestComplete,
+  type KeptState,
+  plural,
+  type GenerationView,
+  type GroupView,
+  type Kind,
+  type StorageView,
+} from '../engine';
 
 import { Command, type GenerationArgs } from './commands';
 import type { Entry, Model } from './model';
@@ -41,7 +56,6 @@ export type Node =
   | { type: 'run'; entry: Entry; run: RunRecord };
 
 export type GenerationNode = Extract<Node, { type: 'generation' }>;
-
 
 /** Chains a group shows before its "Show older…" row. */
 export const NEWEST_CHAINS = 8;
@@ -95,7 +109,9 @@ function generationTooltip(n: GenerationNode): vscode.MarkdownString {
   const esc = (s: string) => s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, '\\$&');
   md.appendMarkdown(`**${esc(localTime(g.stamp))}** (${esc(age(g.stamp))})  \n`);
   md.appendMarkdown(`${g.full ? 'Full' : 'Incremental'} ${KINDS[n.group.kind].noun} of ${esc(n.view.storage)}, stamp \`${g.stamp}\` (UTC)  \n`);
-  md.appendMarkdown(`${esc(humanBytes(g.diskSize))} on disk, ${esc(humanBytes(g.end - g.start))} of Data.fs (bytes ${g.start}–${g.end}), ${plural(g.transactions, 'transaction')}  \n`);
+  md.appendMarkdown(
+    `${esc(humanBytes(g.diskSize))} on disk, ${esc(humanBytes(g.end - g.start))} of Data.fs (bytes ${g.start}–${g.end}), ${plural(g.transactions, 'transaction')}  \n`,
+  );
   if (g.lastTime) md.appendMarkdown(`Last transaction: ${esc(formatLocal(new Date(g.lastTime)))} ${esc(lastTxn(g))}  \n`);
   const b = g.blob;
   let blob = `$(${generationIcon(g).id}) ${BLOB_STATUS_TEXT[b.status]}`;
@@ -196,7 +212,17 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
 
   private ofDeployment(entry: Entry): Node[] {
     if (entry.error) {
-      return [{ type: 'message', entry, label: entry.error.message, tooltip: entry.error.userMessage, icon: 'error', color: 'list.errorForeground', command: { command: Command.openSettings, title: 'Open Settings' } }];
+      return [
+        {
+          type: 'message',
+          entry,
+          label: entry.error.message,
+          tooltip: entry.error.userMessage,
+          icon: 'error',
+          color: 'list.errorForeground',
+          command: { command: Command.openSettings, title: 'Open Settings' },
+        },
+      ];
     }
     const views = entry.views ?? [];
     // What restores kept beside the live files, last: seen, so it does not pile up unseen.
@@ -210,7 +236,16 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
   private ofStorage(entry: Entry, view: StorageView): Node[] {
     const groups = view.groups.filter((g) => g.chains.length > 0);
     if (groups.length === 0) {
-      return [{ type: 'message', entry, label: 'No backup yet', tooltip: 'Back up now', icon: 'info', command: { command: Command.backup, title: 'Back Up Now', arguments: [{ folder: entry.root }] } }];
+      return [
+        {
+          type: 'message',
+          entry,
+          label: 'No backup yet',
+          tooltip: 'Back up now',
+          icon: 'info',
+          command: { command: Command.backup, title: 'Back Up Now', arguments: [{ folder: entry.root }] },
+        },
+      ];
     }
     return groups.map((group) => ({ type: 'group', entry, view, group }));
   }
@@ -246,7 +281,17 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
   }
 
   private generation(entry: Entry, view: StorageView, group: GroupView, gen: GenerationView, incrementals: GenerationView[], newestChain: boolean): GenerationNode {
-    return { type: 'generation', entry, view, group, gen, incrementals, newestChain, newestComplete: newestComplete(group)?.stamp === gen.stamp, deletable: isDeletable(group, gen) };
+    return {
+      type: 'generation',
+      entry,
+      view,
+      group,
+      gen,
+      incrementals,
+      newestChain,
+      newestComplete: newestComplete(group)?.stamp === gen.stamp,
+      deletable: isDeletable(group, gen),
+    };
   }
 
   getTreeItem(node: Node): vscode.TreeItem {
@@ -305,7 +350,9 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         item.iconPath = generationIcon(g);
         // Delete is offered only where it can succeed (not for what the newest complete generation needs).
         item.contextValue = node.deletable ? 'generation' : 'generation-kept';
-        item.accessibilityInformation = { label: `${g.full ? 'Full' : 'Incremental'} ${KINDS[node.group.kind].noun} ${localTime(g.stamp)}, ${age(g.stamp)}, ${BLOB_STATUS_TEXT[g.blob.status]}` };
+        item.accessibilityInformation = {
+          label: `${g.full ? 'Full' : 'Incremental'} ${KINDS[node.group.kind].noun} ${localTime(g.stamp)}, ${age(g.stamp)}, ${BLOB_STATUS_TEXT[g.blob.status]}`,
+        };
         return item;
       }
       case 'kept': {
@@ -313,7 +360,8 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         const item = new vscode.TreeItem('Kept copies', vscode.TreeItemCollapsibleState.Collapsed);
         item.id = `k|${node.entry.root}`;
         item.description = `${states.length} · ${humanBytes(states.reduce((n, k) => n + k.bytes, 0))}`;
-        item.tooltip = 'The states that restores replaced, kept beside the live files (*.before-restore-*). Undo Last Restore puts the newest back; delete them when they are no longer needed. Kept blob trees are mostly hard links that share the live files.';
+        item.tooltip =
+          'The states that restores replaced, kept beside the live files (*.before-restore-*). Undo Last Restore puts the newest back; delete them when they are no longer needed. Kept blob trees are mostly hard links that share the live files.';
         item.iconPath = new vscode.ThemeIcon('archive');
         item.contextValue = 'kept-all';
         return item;

@@ -38,21 +38,18 @@ export class Ui {
     const started = Date.now();
     try {
       if (ac.signal.aborted) return this.cancelled(title);
-      const value = await vscode.window.withProgress(
-        { location: vscode.ProgressLocation.Notification, title, cancellable: true },
-        async (progress, token) => {
-          disposables.push(token.onCancellationRequested(() => cancel('Cancel was clicked')));
-          let last = 0;
-          const onProgress = (p: Progress) => {
-            const now = Date.now();
-            if (now - last < 100) return;
-            last = now;
-            const pct = p.total ? ` ${Math.min(100, Math.floor((p.done / p.total) * 100))}%` : '';
-            progress.report({ message: `${p.phase}${pct}` });
-          };
-          return fn(ac.signal, onProgress);
-        },
-      );
+      const value = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, token) => {
+        disposables.push(token.onCancellationRequested(() => cancel('Cancel was clicked')));
+        let last = 0;
+        const onProgress = (p: Progress) => {
+          const now = Date.now();
+          if (now - last < 100) return;
+          last = now;
+          const pct = p.total ? ` ${Math.min(100, Math.floor((p.done / p.total) * 100))}%` : '';
+          progress.report({ message: `${p.phase}${pct}` });
+        };
+        return fn(ac.signal, onProgress);
+      });
       this.output.info(`${title}: done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       return { status: 'done', value };
     } catch (e) {

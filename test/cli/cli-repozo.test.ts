@@ -156,7 +156,10 @@ describe('the built CLI', () => {
       const dat = files.find((n) => n.endsWith('.dat'))!;
       const lines = parseDat(fs.readFileSync(path.join(dir, repo, dat), 'latin1'));
       // The .dat names pieces as repozo does: the -r argument joined with the name.
-      assert.ok(lines.every((l) => l.path.startsWith(`${repo}/`)), JSON.stringify(lines));
+      assert.ok(
+        lines.every((l) => l.path.startsWith(`${repo}/`)),
+        JSON.stringify(lines),
+      );
       assert.deepEqual(
         lines.map((l) => [l.start, l.end]),
         [

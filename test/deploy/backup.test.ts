@@ -123,9 +123,16 @@ describe('deployment backup', () => {
     const main = await makeSite(t, root, { files: 1 });
     const cat = await makeSite(t, root, { name: 'catalog', files: 2 });
     const dep = await discoverDeployment(root);
-    assert.deepEqual(dep.storages.map((x) => x.name), ['main', 'catalog']);
+    assert.deepEqual(
+      dep.storages.map((x) => x.name),
+      ['main', 'catalog'],
+    );
     const res = await backupDeployment(dep, 'backup', { now: fakeClock().now });
-    assert.deepEqual(res.map((r) => r.storage), ['catalog', 'main'], 'additional storages first, as the recipe does');
+    assert.deepEqual(
+      res.map((r) => r.storage),
+      ['catalog', 'main'],
+      'additional storages first, as the recipe does',
+    );
     const v = main.varDir;
     for (const [r, site, sfx] of [
       [res[1], main, ''],
@@ -150,7 +157,10 @@ describe('deployment backup', () => {
     const refs = await referencedBlobs(path.join(v, 'filestorage', 'Data.fs'), 'lawn');
     assert.ok(refs.length >= 4);
     assert.deepEqual(await generationBlobFiles(r.blobGeneration!), refs);
-    assert.ok(refs.every((x) => /^0x[0-9a-f]+\/0x[0-9a-f]+\.blob$/.test(x)), 'lawn paths');
+    assert.ok(
+      refs.every((x) => /^0x[0-9a-f]+\/0x[0-9a-f]+\.blob$/.test(x)),
+      'lawn paths',
+    );
     const [d] = await drillDeployment(dep);
     assert.ok(d.ok, d.problems.join('; '));
     assert.equal(d.blobFiles, refs.length);

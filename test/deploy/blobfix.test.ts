@@ -47,7 +47,22 @@ describe('blobfix: pure parts', () => {
 
   it('sameStateGenerations: only dir generations of the live state (end and last tid), newest first, backups before snapshots', () => {
     const gen = (stamp: string, end: number, lastTid: string, blob: StorageView['groups'][number]['chains'][number]['full']['blob']) =>
-      ({ name: `${stamp}.fsz`, stamp, full: true, gzip: true, diskSize: 1, start: 4, end, registered: true, transactions: 1, lastTid, blobs: [], kind: 'backup', chain: stamp, blob }) as StorageView['groups'][number]['chains'][number]['full'];
+      ({
+        name: `${stamp}.fsz`,
+        stamp,
+        full: true,
+        gzip: true,
+        diskSize: 1,
+        start: 4,
+        end,
+        registered: true,
+        transactions: 1,
+        lastTid,
+        blobs: [],
+        kind: 'backup',
+        chain: stamp,
+        blob,
+      }) as StorageView['groups'][number]['chains'][number]['full'];
     const view: StorageView = {
       storage: 'main',
       file: '/v/filestorage/Data.fs',
@@ -57,7 +72,10 @@ describe('blobfix: pure parts', () => {
           kind: 'backup',
           repository: '/v/backups',
           chains: [
-            { full: gen('2026-03-01-10-00-00', 100, 'aa', { status: 'match', path: '/v/bb/blobstorage.2026-03-01-10-00-00' }), incrementals: [gen('2026-03-01-11-00-00', 200, 'bb', { status: 'match', path: '/v/bb/blobstorage.2026-03-01-11-00-00' })] },
+            {
+              full: gen('2026-03-01-10-00-00', 100, 'aa', { status: 'match', path: '/v/bb/blobstorage.2026-03-01-10-00-00' }),
+              incrementals: [gen('2026-03-01-11-00-00', 200, 'bb', { status: 'match', path: '/v/bb/blobstorage.2026-03-01-11-00-00' })],
+            },
             { full: gen('2026-03-01-12-00-00', 200, 'bb', { status: 'mismatch', path: '/v/bb/blobstorage.2026-03-01-12-00-00' }), incrementals: [] },
           ],
           unmatchedGenerations: [],
@@ -109,7 +127,10 @@ describe('blobfix: on a site', () => {
     const r = await restatRecentBlobs(storage, recent);
     assert.equal(r.changed, false);
     if (r.changed) return;
-    assert.deepEqual(r.missing.map((f) => f.blobFile), [victim.path]);
+    assert.deepEqual(
+      r.missing.map((f) => f.blobFile),
+      [victim.path],
+    );
     assert.equal(r.present.length, 2);
     // The same finding as the full check's.
     const full = (await checkLive(storage, { cache: newLiveScanCache() })).filter((f) => f.code === 'BLOB_MISSING');
@@ -122,7 +143,10 @@ describe('blobfix: on a site', () => {
     assert.equal(src.kind, 'backup');
     assert.deepEqual(fs.readFileSync(path.join(src.content, victim.rel)), saved);
     const plans = await planOf(dep, { kind: src.kind, date: src.stamp });
-    assert.deepEqual(plans.map((p) => p.mode), ['unchanged']);
+    assert.deepEqual(
+      plans.map((p) => p.mode),
+      ['unchanged'],
+    );
 
     // The site moves on: the recent list is stale, and no generation holds its state.
     const site = await SampleSite.open({ file: s.file, blobDir: s.blobDir });

@@ -12,7 +12,17 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backupDeployment, checkDeployment, discoverDeployment, drillDeployment, type Finding, idRepr, listDeployment, newLiveScanCache, parseBlobRelPath } from '../../src/engine/internal';
+import {
+  backupDeployment,
+  checkDeployment,
+  discoverDeployment,
+  drillDeployment,
+  type Finding,
+  idRepr,
+  listDeployment,
+  newLiveScanCache,
+  parseBlobRelPath,
+} from '../../src/engine/internal';
 import { referencedBlobs } from '../support/assert';
 import { fakeClock } from '../support/fixtures';
 import { content, copy, snapshot, tmpDir } from '../support/fs';
@@ -168,7 +178,10 @@ describe('check', () => {
     const bad = byCode('REPOSITORY_INVALID');
     assert.ok(bad.length >= 1);
     assert.ok(bad.every((f) => f.severity === 'error'));
-    assert.ok(bad.some((f) => f.file === piece1), JSON.stringify(bad));
+    assert.ok(
+      bad.some((f) => f.file === piece1),
+      JSON.stringify(bad),
+    );
 
     const r = runCli(['check', '--dir', root, '--json', '--backups-only']);
     assert.equal(r.status, 1);
@@ -180,7 +193,10 @@ describe('check', () => {
     assert.equal(v.status, 1);
     const vo = JSON.parse(v.stdout) as { ok: boolean; problems: string[] };
     assert.equal(vo.ok, false);
-    assert.ok(vo.problems.some((p) => p.includes(path.basename(b2.blobGeneration!))), vo.problems.join('\n'));
+    assert.ok(
+      vo.problems.some((p) => p.includes(path.basename(b2.blobGeneration!))),
+      vo.problems.join('\n'),
+    );
   });
 
   it('no backup at all is a warning', async (t) => {

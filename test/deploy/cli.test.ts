@@ -133,7 +133,12 @@ describe('the CLI with bad input', () => {
     // A date before any backup.
     oneLine(runCli(['restore', '2020-01-01', '--yes', '--dir', root]), 1, 'restore', /no backup of main .* from before 2020-01-01/);
     // Nothing was ever snapshotted or zipped.
-    oneLine(runCli(['snapshotrestore', '--yes', '--dir', root]), 1, 'snapshotrestore', /There is no snapshot of main: .*snapshotbackups does not exist\. Make one first with `plone-backup snapshot`/);
+    oneLine(
+      runCli(['snapshotrestore', '--yes', '--dir', root]),
+      1,
+      'snapshotrestore',
+      /There is no snapshot of main: .*snapshotbackups does not exist\. Make one first with `plone-backup snapshot`/,
+    );
     oneLine(runCli(['ziprestore', '--yes', '--dir', root]), 1, 'ziprestore', /There is no zip backup of main: .*zipbackups does not exist/);
     assert.deepEqual(snapshot(s.varDir), before);
 

@@ -70,7 +70,10 @@ describe('collective.recipe.backup layouts', () => {
       assert.equal(p.blob.files, Object.keys(steps[i].blobs).length);
     }
     const findings = await checkDeployment(dep);
-    assert.deepEqual(findings.filter((f) => f.severity !== 'info'), []);
+    assert.deepEqual(
+      findings.filter((f) => f.severity !== 'info'),
+      [],
+    );
     const drills = await drillDeployment(dep, { all: true });
     assert.equal(drills.length, 6);
     for (const d of drills) assert.ok(d.ok, `${d.stamp}: ${d.problems.join('; ')}`);
@@ -106,7 +109,10 @@ describe('collective.recipe.backup layouts', () => {
     const pieces = view.groups[0].chains.flatMap((c) => [c.full, ...c.incrementals]);
     assert.equal(pieces.length, 6);
     for (const p of pieces) assert.equal(p.blob.status, 'archived');
-    assert.deepEqual((await checkDeployment(dep)).filter((f) => f.severity !== 'info'), []);
+    assert.deepEqual(
+      (await checkDeployment(dep)).filter((f) => f.severity !== 'info'),
+      [],
+    );
     const drills = await drillDeployment(dep, { all: true });
     for (const d of drills) assert.ok(d.ok, `${d.stamp}: ${d.problems.join('; ')}`);
     await restoreEveryStep(dep);
@@ -201,7 +207,10 @@ describe('collective.recipe.backup layouts', () => {
       await assertConsistent(path.join(target, 'Data.fs'), path.join(target, 'blobstorage'), m.stamp);
       // Nothing of ours in the copied tree but the blob files and .layout.
       const names = fs.readdirSync(path.join(target, 'blobstorage'));
-      assert.deepEqual(names.filter((n) => n.startsWith('.')), ['.layout']);
+      assert.deepEqual(
+        names.filter((n) => n.startsWith('.')),
+        ['.layout'],
+      );
       for (const [rel, sum] of Object.entries(blobContents(path.join(target, 'blobstorage')))) assert.equal(m.blobs[rel], sum, rel);
     }
   });

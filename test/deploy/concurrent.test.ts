@@ -57,7 +57,9 @@ async function backupsWhileWriting(t: Parameters<typeof tmpDir>[0] & { diagnosti
     }
   }
   const stats = await writer.stop();
-  t.diagnostic(`writer: ${JSON.stringify(stats)}; backups: ${done} done (${JSON.stringify(kinds)}), ${restarted} restarted, ${failures.length} failed${failures.length ? ': ' + failures.join(' | ') : ''}`);
+  t.diagnostic(
+    `writer: ${JSON.stringify(stats)}; backups: ${done} done (${JSON.stringify(kinds)}), ${restarted} restarted, ${failures.length} failed${failures.length ? ': ' + failures.join(' | ') : ''}`,
+  );
   assert.ok(stats.commits > opts.iterations, 'the writer kept writing');
   assert.ok(stats.paused > 0, 'the writer paused between vote and finish');
   assert.ok(done >= opts.iterations * 0.8, `too many failed backups: ${failures.join(' | ')}`);

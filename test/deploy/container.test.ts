@@ -109,7 +109,8 @@ describe('plone-backend container discovery', () => {
   });
 
   it("an image configured for ZEO or RelStorage (a zope.conf with no filestorage) falls back to /data's own Data.fs, and without one finds nothing", async (t) => {
-    const zeo = '%define INSTANCE /app\n<zodb_db main>\n  <zeoclient>\n    server $(ZEO_ADDRESS)\n    blob-dir $INSTANCE/var/blobstorage\n  </zeoclient>\n  mount-point /\n</zodb_db>\n';
+    const zeo =
+      '%define INSTANCE /app\n<zodb_db main>\n  <zeoclient>\n    server $(ZEO_ADDRESS)\n    blob-dir $INSTANCE/var/blobstorage\n  </zeoclient>\n  mount-point /\n</zodb_db>\n';
     const { root, data } = await container(t, zeo);
     const dep = await discoverDeployment(root);
     assert.equal(dep.source, 'buildout');

@@ -269,10 +269,7 @@ clienthome $CLIENTHOME
         keepSnapshots: 4,
         gzip: false,
         quick: false,
-        storages: [
-          { name: 'main', file: 'data/Data.fs', blobDir: 'data/blobs', backups: '/backups/plone' },
-          { name: 'catalog' },
-        ],
+        storages: [{ name: 'main', file: 'data/Data.fs', blobDir: 'data/blobs', backups: '/backups/plone' }, { name: 'catalog' }],
       }),
     );
     const dep = await discoverDeployment(root);
@@ -411,7 +408,7 @@ clienthome $CLIENTHOME
 });
 
 describe('deployments below a folder', () => {
-  it('finds a cookieplone site in backend/instance and several sites in one repository, skipping node_modules, hidden folders and the sites\' own subfolders', async (t) => {
+  it("finds a cookieplone site in backend/instance and several sites in one repository, skipping node_modules, hidden folders and the sites' own subfolders", async (t) => {
     const root = tmpDir(t);
     const mk = (rel: string, content = '') => {
       fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });

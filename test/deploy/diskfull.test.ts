@@ -77,7 +77,11 @@ describe('a full disk', () => {
     const { s, dep, clock } = await setup(t, root);
     for (const kind of ['backup', 'fullbackup', 'snapshot', 'zipbackup'] as const) {
       const before = snapshot(s.varDir);
-      const { result, hits } = await withFullDisk(100, () => true, () => backupDeployment(dep, kind, { now: clock.now }));
+      const { result, hits } = await withFullDisk(
+        100,
+        () => true,
+        () => backupDeployment(dep, kind, { now: clock.now }),
+      );
       await assertDiskFull(result);
       assert.ok(hits > 0, kind);
       assert.deepEqual(snapshot(s.varDir), before, `${kind}: nothing changed`);
@@ -115,7 +119,11 @@ describe('a full disk', () => {
     const root = tmpDir(t);
     const { s, dep, clock } = await setup(t, root);
     const before = snapshot(s.varDir);
-    const { result, hits } = await withFullDisk(20_000, (p) => /\.tar\./.test(path.basename(p)), () => backupDeployment(dep, 'zipbackup', { now: clock.now }));
+    const { result, hits } = await withFullDisk(
+      20_000,
+      (p) => /\.tar\./.test(path.basename(p)),
+      () => backupDeployment(dep, 'zipbackup', { now: clock.now }),
+    );
     await assertDiskFull(result);
     assert.equal(hits, 1);
     assert.deepEqual(snapshot(s.varDir), before);
@@ -135,7 +143,11 @@ describe('a full disk', () => {
       ['Data.fs', 'backup', 1000],
       ['blob archive', 'zip', 40_000],
     ] as const) {
-      const { result, hits } = await withFullDisk(budget, () => true, () => restoreDeployment(dep, { kind, incremental: false }));
+      const { result, hits } = await withFullDisk(
+        budget,
+        () => true,
+        () => restoreDeployment(dep, { kind, incremental: false }),
+      );
       await assertDiskFull(result);
       assert.ok(hits > 0, what);
       assert.deepEqual(snapshot(s.varDir), before, `${what}: nothing changed`);

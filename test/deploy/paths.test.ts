@@ -20,7 +20,7 @@ function site(root: string): void {
 }
 
 describe('deployment write targets', () => {
-  it('are every storage\'s file, blobDir and backup folders', async (t) => {
+  it("are every storage's file, blobDir and backup folders", async (t) => {
     const root = tmpDir(t);
     site(root);
     fs.writeFileSync(path.join(root, 'var', 'filestorage', 'catalog.fs'), 'FS21');
@@ -41,7 +41,10 @@ describe('deployment write targets', () => {
       ],
     );
     // catalog has no blob folder: no blobDir target.
-    assert.deepEqual(targets.filter((x) => x.storage === 'catalog').map((x) => x.role), ['file', 'backups', 'blobBackups', 'snapshots', 'blobSnapshots', 'zips', 'blobZips']);
+    assert.deepEqual(
+      targets.filter((x) => x.storage === 'catalog').map((x) => x.role),
+      ['file', 'backups', 'blobBackups', 'snapshots', 'blobSnapshots', 'zips', 'blobZips'],
+    );
     assert.deepEqual(await outsideTargets(root, dep), [], 'a buildout writes only inside its folder');
   });
 
@@ -51,10 +54,7 @@ describe('deployment write targets', () => {
     const other = path.join(base, 'site-b', 'var', 'backups');
     fs.mkdirSync(root);
     site(root);
-    fs.writeFileSync(
-      path.join(root, 'plone-backup.json'),
-      JSON.stringify({ keep: 1, storages: [{ name: 'main', blobDir: '../../.ssh', backups: '../site-b/var/backups' }] }),
-    );
+    fs.writeFileSync(path.join(root, 'plone-backup.json'), JSON.stringify({ keep: 1, storages: [{ name: 'main', blobDir: '../../.ssh', backups: '../site-b/var/backups' }] }));
     const dep = await discoverDeployment(root);
     const real = await resolveReal(base);
     assert.deepEqual(await outsideTargets(root, dep), [path.join(path.dirname(real), '.ssh'), path.join(real, 'site-b', 'var', 'backups')].sort());

@@ -71,7 +71,10 @@ describe('the real collective.recipe.backup fixtures, taken over from buildout.c
       const gens = view!.groups.find((g) => g.kind === c.kind)!.chains.flatMap((ch) => [ch.full, ...ch.incrementals]);
       for (const g of gens) assert.equal(g.blob.status, 'match', `${g.stamp}: ${g.blob.status} ${g.blob.problem ?? ''} ${(g.blob.missing ?? []).join(' ')}`);
       const findings = await checkBackups(dep);
-      assert.deepEqual(findings.filter((f) => f.severity === 'error'), []);
+      assert.deepEqual(
+        findings.filter((f) => f.severity === 'error'),
+        [],
+      );
       if (c.kind === 'backup') {
         const drills = await drillDeployment(dep, { all: true });
         assert.equal(drills.length, stamps.length);

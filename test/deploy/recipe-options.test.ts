@@ -180,13 +180,13 @@ describe('recipe options', () => {
     assert.equal(r.stdout, '');
   });
 
-  it('plone-backup scripts writes bin/backup, bin/restore, ... that a crontab runs unchanged; the recipe\'s own are replaced only with --force', async (t) => {
+  it("plone-backup scripts writes bin/backup, bin/restore, ... that a crontab runs unchanged; the recipe's own are replaced only with --force", async (t) => {
     const root = tmpDir(t);
     const s = await makeSite(t, root);
     await s.site.close();
     const bin = path.join(root, 'bin');
     fs.mkdirSync(bin);
-    fs.writeFileSync(path.join(bin, 'backup'), '#!/usr/bin/python3\n# the recipe\'s\n', { mode: 0o755 });
+    fs.writeFileSync(path.join(bin, 'backup'), "#!/usr/bin/python3\n# the recipe's\n", { mode: 0o755 });
     let r = runCli(['scripts', '--dir', root]);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /bin\/backup exists and was not written by plone-backup; nothing was written/);
@@ -213,7 +213,10 @@ describe('recipe options', () => {
     it(`incremental_blobs${compress ? ' + compress_blob' : ''}: a full archive with its .snar, then deltas; every stamp restores, by us and by GNU tar as the recipe extracts`, async (t) => {
       const root = tmpDir(t);
       const s = await makeSite(t, root, { files: 2 });
-      fs.writeFileSync(path.join(root, 'buildout.cfg'), `[buildout]\nparts = instance backup\n\n[instance]\nrecipe = plone.recipe.zope2instance\n\n[backup]\nrecipe = collective.recipe.backup\narchive_blob = true\nincremental_blobs = true\ncompress_blob = ${compress}\nkeep = 2\n`);
+      fs.writeFileSync(
+        path.join(root, 'buildout.cfg'),
+        `[buildout]\nparts = instance backup\n\n[instance]\nrecipe = plone.recipe.zope2instance\n\n[backup]\nrecipe = collective.recipe.backup\narchive_blob = true\nincremental_blobs = true\ncompress_blob = ${compress}\nkeep = 2\n`,
+      );
       const dep = await discoverDeployment(root);
       assert.equal(dep.source, 'recipe');
       assert.equal(dep.settings.blobFormat, compress ? 'incremental.gz' : 'incremental');
@@ -233,7 +236,15 @@ describe('recipe options', () => {
       await step('incremental');
       const ext = compress ? '.tar.gz' : '.tar';
       const names = fs.readdirSync(path.join(root, 'var', 'blobstoragebackups')).sort();
-      assert.deepEqual(names, [`blobstorage.${states[0]!.stamp}${ext}`, `blobstorage.${states[0]!.stamp}.snar`, `blobstorage.${states[1]!.stamp}.delta${ext}`, `blobstorage.${states[2]!.stamp}.delta${ext}`].sort());
+      assert.deepEqual(
+        names,
+        [
+          `blobstorage.${states[0]!.stamp}${ext}`,
+          `blobstorage.${states[0]!.stamp}.snar`,
+          `blobstorage.${states[1]!.stamp}.delta${ext}`,
+          `blobstorage.${states[2]!.stamp}.delta${ext}`,
+        ].sort(),
+      );
       assert.equal(r2.blobGeneration, path.join(root, 'var', 'blobstoragebackups', `blobstorage.${states[1]!.stamp}.delta${ext}`));
       // A pack makes the next backup full: a new chain with its own .snar.
       await s.site.writer.pack();
@@ -243,8 +254,14 @@ describe('recipe options', () => {
         // GNU tar, as the recipe's restore: the chain's full archive, then each delta up to the stamp, --incremental.
         const out = path.join(tmpDir(t), 'blobstorage');
         fs.mkdirSync(out);
-        const chain = fs.readdirSync(path.join(root, 'var', 'blobstoragebackups')).filter((n) => /\.tar(\.gz)?$/.test(n)).sort();
-        const fullIdx = chain.map((n, i) => [n, i] as const).filter(([n]) => !n.includes('.delta.') && n.slice(12, 31) <= st.stamp).at(-1)![1];
+        const chain = fs
+          .readdirSync(path.join(root, 'var', 'blobstoragebackups'))
+          .filter((n) => /\.tar(\.gz)?$/.test(n))
+          .sort();
+        const fullIdx = chain
+          .map((n, i) => [n, i] as const)
+          .filter(([n]) => !n.includes('.delta.') && n.slice(12, 31) <= st.stamp)
+          .at(-1)![1];
         for (const n of chain.slice(fullIdx).filter((n) => n.slice(12, 31) <= st.stamp)) {
           execFileSync('tar', [compress ? 'xzf' : 'xf', path.join(root, 'var', 'blobstoragebackups', n), '--incremental', '-C', out]);
         }
@@ -257,7 +274,10 @@ describe('recipe options', () => {
   }
 
   const buildout = (root: string, opts: string) =>
-    fs.writeFileSync(path.join(root, 'buildout.cfg'), `[buildout]\nparts = instance backup\n\n[instance]\nrecipe = plone.recipe.zope2instance\n\n[backup]\nrecipe = collective.recipe.backup\n${opts}\n`);
+    fs.writeFileSync(
+      path.join(root, 'buildout.cfg'),
+      `[buildout]\nparts = instance backup\n\n[instance]\nrecipe = plone.recipe.zope2instance\n\n[backup]\nrecipe = collective.recipe.backup\n${opts}\n`,
+    );
 
   for (const format of ['', 'archive_blob = true', 'archive_blob = true\nincremental_blobs = true']) {
     it(`only_blobs${format ? ` (${format.replace('\n', ', ')})` : ''}: blob backups stamped with their time, no filestorage piece; a restore replaces only the blobstorage`, async (t) => {
@@ -309,7 +329,11 @@ describe('recipe options', () => {
     const root = tmpDir(t);
     const s = await makeSite(t, root, { files: 1 });
     await s.site.close();
-    const gens = () => fs.readdirSync(path.join(root, 'var', 'blobstoragebackups')).filter((n) => n.startsWith('blobstorage.2')).sort();
+    const gens = () =>
+      fs
+        .readdirSync(path.join(root, 'var', 'blobstoragebackups'))
+        .filter((n) => n.startsWith('blobstorage.2'))
+        .sort();
     buildout(root, 'only_blobs = true\nkeep = 2\nkeep_blob_days = 0');
     const clock = fakeClock('2026-03-01-10-00-00', 3600);
     for (let i = 0; i < 4; i++) await backupDeployment(await discoverDeployment(root), 'backup', { now: clock.now });

@@ -59,7 +59,10 @@ async function history(t: TestHooks, root: string): Promise<{ s: Site; dep: Depl
       pieceBytes: r.filestorage.end - r.filestorage.start,
     });
   }
-  assert.deepEqual(points.map((p) => p.full), [true, false, true, false, false, false]);
+  assert.deepEqual(
+    points.map((p) => p.full),
+    [true, false, true, false, false, false],
+  );
   await s.site.close();
   return { s, dep, points };
 }
@@ -76,7 +79,10 @@ describe('restore to a point in time', () => {
     const plans = await planOf(dep, { date });
     assert.equal(plans.length, 1);
     assert.equal(plans[0].stamp, points[1].stamp);
-    assert.deepEqual(plans[0].chain.map((f) => f.stamp), [points[0].stamp, points[1].stamp]);
+    assert.deepEqual(
+      plans[0].chain.map((f) => f.stamp),
+      [points[0].stamp, points[1].stamp],
+    );
     assert.equal(plans[0].generation?.name, `blobstorage.${points[1].stamp}.json`);
     assert.equal(plans[0].mode, 'full');
     assert.equal(plans[0].mismatch, undefined);
@@ -101,10 +107,7 @@ describe('restore to a point in time', () => {
     assert.equal(r.blobFilesAdded, Object.keys(points[1].blobs).length);
     assert.ok(fs.existsSync(`${s.file}.index`), 'the index is restored with it');
     await assertConsistent(s.file, s.blobDir);
-    assert.deepEqual(
-      r.keptOld.sort(),
-      [`${s.blobDir}.before-restore-${stampNow}`, `${s.file}.before-restore-${stampNow}`].sort(),
-    );
+    assert.deepEqual(r.keptOld.sort(), [`${s.blobDir}.before-restore-${stampNow}`, `${s.file}.before-restore-${stampNow}`].sort());
     assert.equal(md5File(`${s.file}.before-restore-${stampNow}`), liveMd5);
     assert.deepEqual(blobContents(`${s.blobDir}.before-restore-${stampNow}`), liveBlobs);
     assert.deepEqual(tempLeftovers(s.varDir), []);
@@ -116,7 +119,10 @@ describe('restore to a point in time', () => {
     assert.equal(md5File(s.file), points[2].md5);
     assert.deepEqual(blobContents(s.blobDir), points[2].blobs);
     const left = fs.readdirSync(path.dirname(s.file)).concat(fs.readdirSync(s.varDir));
-    assert.deepEqual(left.filter((n) => n.includes('before-restore-2026-07-01-00-00-01')), []);
+    assert.deepEqual(
+      left.filter((n) => n.includes('before-restore-2026-07-01-00-00-01')),
+      [],
+    );
     // The first restore's kept state is still there (a second restore does not eat it).
     assert.ok(fs.existsSync(`${s.file}.before-restore-${stampNow}`));
 
@@ -235,7 +241,10 @@ describe('restore to a point in time', () => {
     assert.ok(!fs.existsSync(path.join(s.blobDir, shared[0])));
     // ... and `check` is what finds such a file; a full restore puts it back.
     const findings = await checkDeployment(dep, { liveOnly: true });
-    assert.ok(findings.some((f) => f.code === 'BLOB_MISSING' && f.message.includes(path.basename(shared[0]))), JSON.stringify(findings));
+    assert.ok(
+      findings.some((f) => f.code === 'BLOB_MISSING' && f.message.includes(path.basename(shared[0]))),
+      JSON.stringify(findings),
+    );
     await restoreDeployment(dep, { incremental: false, keepOld: false });
     assert.deepEqual(blobContents(s.blobDir), points[5].blobs);
   });
@@ -340,7 +349,10 @@ describe('restore to a point in time', () => {
     await main.site.close();
     await cat.site.close();
     // Each storage takes its own stamp (the catalog first); the date covers both.
-    const date = res.map((r) => r.filestorage.stamp!).sort().at(-1)!;
+    const date = res
+      .map((r) => r.filestorage.stamp!)
+      .sort()
+      .at(-1)!;
     const out = await restoreDeployment(dep, { date });
     assert.deepEqual(out.map((r) => r.storage).sort(), ['catalog', 'main']);
     assert.equal(md5File(main.file), want.main);
@@ -376,7 +388,11 @@ function runCliTty(args: string[], answer: string): { status: number | null; out
     'sys.stdout.buffer.write(out)',
     'sys.exit(os.waitstatus_to_exitcode(status))',
   ].join('\n');
-  const r = spawnSync('python3', ['-c', py, process.execPath, CLI, ...args], { encoding: 'utf8', env: { ...process.env, ANSWER: answer, PLONE_BACKUP_DEBUG: '' }, timeout: 60_000 });
+  const r = spawnSync('python3', ['-c', py, process.execPath, CLI, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ANSWER: answer, PLONE_BACKUP_DEBUG: '' },
+    timeout: 60_000,
+  });
   return { status: r.status, output: r.stdout + r.stderr };
 }
 
@@ -438,7 +454,7 @@ describe('a restore session: locks, the running check and the plan first, then e
     assert.deepEqual(snapshot(s.varDir), withLock, 'nothing changed');
   });
 
-  it('one keep-aside scheme for recover and restore, on the operation\'s clock', async (t) => {
+  it("one keep-aside scheme for recover and restore, on the operation's clock", async (t) => {
     const root = tmpDir(t);
     const { s, dep, points } = await history(t, root);
     fs.writeFileSync(`${s.file}.index`, 'old index');

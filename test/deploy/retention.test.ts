@@ -77,7 +77,10 @@ describe('retention of generations', () => {
       assert.ok(!fs.existsSync(path.join(blobs, `blobstorage.${st}`)), `generation ${st} is removed`);
     }
     for (const st of kept) {
-      assert.ok(names.some((x) => x === `${st}.fsz` || x === `${st}.deltafsz`), `${st} is kept`);
+      assert.ok(
+        names.some((x) => x === `${st}.fsz` || x === `${st}.deltafsz`),
+        `${st} is kept`,
+      );
       assert.ok(names.includes(`${st}.index`));
       assert.ok(fs.existsSync(path.join(blobs, `blobstorage.${st}`, 'blobstorage')), `generation ${st} is kept`);
     }
@@ -110,7 +113,10 @@ describe('retention of generations', () => {
     fs.writeFileSync(path.join(blobs, `blobstorage.${stamps[0]}.tar`), 'archived');
     const me = { file: path.join(root, 'Data.fs'), first };
     const removed = await applyRetention(repo, blobs, 'blobstorage', 2, me);
-    assert.deepEqual(fs.readdirSync(repo).sort(), stamps.slice(1).flatMap((st) => [`${st}.dat`, `${st}.fs`, `${st}.index`]));
+    assert.deepEqual(
+      fs.readdirSync(repo).sort(),
+      stamps.slice(1).flatMap((st) => [`${st}.dat`, `${st}.fs`, `${st}.index`]),
+    );
     assert.deepEqual(
       (await listGenerations(blobs, 'blobstorage')).map((g) => g.name),
       stamps.slice(1).map((st) => `blobstorage.${st}`),
@@ -134,7 +140,10 @@ describe('retention of generations', () => {
       made.push(r.filestorage.stamp!);
     }
     const snaps = path.join(s.varDir, 'snapshotbackups');
-    assert.deepEqual(fs.readdirSync(snaps).filter((n) => /\.fsz?$/.test(n)), [`${made[2]}.fsz`]);
+    assert.deepEqual(
+      fs.readdirSync(snaps).filter((n) => /\.fsz?$/.test(n)),
+      [`${made[2]}.fsz`],
+    );
     assert.deepEqual(
       (await listGenerations(path.join(s.varDir, 'blobstoragesnapshots'), 'blobstorage')).map((g) => g.stamp),
       [made[2]],

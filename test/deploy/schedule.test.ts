@@ -138,7 +138,9 @@ const sorted = (s: Set<number>) => [...s].sort((a, b) => a - b);
 
 describe('schedule: when the jobs run', () => {
   const specs: ScheduleSpec[] = [];
-  for (const every of SCHEDULE_EVERY) for (const full of [undefined, 'sun', 'wed'] as (Weekday | undefined)[]) for (const drill of [false, true]) specs.push({ every, ...(full ? { full } : {}), ...(drill ? { drill } : {}) });
+  for (const every of SCHEDULE_EVERY)
+    for (const full of [undefined, 'sun', 'wed'] as (Weekday | undefined)[])
+      for (const drill of [false, true]) specs.push({ every, ...(full ? { full } : {}), ...(drill ? { drill } : {}) });
 
   for (const spec of specs) {
     it(`${JSON.stringify(spec)}: systemd's calendar, the crontab fields and the spec give the same minutes`, () => {
@@ -209,7 +211,10 @@ describe('schedule: systemd units in a temporary root', () => {
     assert.deepEqual(res.written.map((f) => path.basename(f)).sort(), [...names].sort());
     assert.deepEqual(fs.readdirSync(unitDir).sort(), [...names, 'timers.target.wants'].sort(), 'nothing but our units (no temp file left)');
     for (const n of names) assert.equal(fs.statSync(path.join(unitDir, n)).mode & 0o777, 0o644 & ~process.umask());
-    assert.ok(res.notes.some((n) => /not running here/.test(n)), res.notes.join('\n'));
+    assert.ok(
+      res.notes.some((n) => /not running here/.test(n)),
+      res.notes.join('\n'),
+    );
 
     const v = run(['systemd-analyze', 'verify', ...names.map((n) => path.join(unitDir, n))]);
     assert.equal(v.status, 0, v.stderr);
@@ -255,7 +260,11 @@ describe('schedule: systemd units in a temporary root', () => {
     await installSchedule({ every: '1h', full: 'sat', drill: true }, { root, invocation: INVOCATION }, 'systemd', { env });
     await installSchedule({ every: '1h', full: 'sat', drill: true }, { root, invocation: INVOCATION }, 'systemd', { env });
     const id = scheduleId(fs.realpathSync(root));
-    const ours = () => fs.readdirSync(unitDir).filter((n) => n.includes(id)).sort();
+    const ours = () =>
+      fs
+        .readdirSync(unitDir)
+        .filter((n) => n.includes(id))
+        .sort();
     assert.equal(ours().length, 6);
     assert.equal(fs.readdirSync(path.join(unitDir, 'timers.target.wants')).filter((n) => n.includes(id)).length, 3);
 
@@ -286,7 +295,10 @@ describe('schedule: systemd units in a temporary root', () => {
     const res = await installSchedule({ every: 'daily', drill: true }, { root, invocation: INVOCATION }, 'systemd-user', { env });
     assert.ok(res.written.every((f) => f.startsWith(env.userUnitDir + path.sep)));
     assert.ok(!fs.existsSync(env.systemUnitDir), 'no system unit');
-    assert.ok(res.notes.some((n) => n.includes('loginctl enable-linger tester')), res.notes.join('\n'));
+    assert.ok(
+      res.notes.some((n) => n.includes('loginctl enable-linger tester')),
+      res.notes.join('\n'),
+    );
     const runtime = path.join(dir, 'runtime');
     fs.mkdirSync(runtime, { mode: 0o700 });
     const v = run(['systemd-analyze', '--user', 'verify', ...res.written], { env: { XDG_RUNTIME_DIR: runtime } });
@@ -342,11 +354,7 @@ describe('schedule: systemd units in a temporary root', () => {
     const target = path.join(dir, 'elsewhere');
     fs.writeFileSync(target, 'precious\n');
     const at = (ext: string) => path.join(env.systemUnitDir, `${unitBase(id, 'backup')}.${ext}`);
-    for (const make of [
-      () => fs.writeFileSync(at('timer'), '[Timer]\nOnCalendar=daily\n'),
-      () => fs.symlinkSync(target, at('service')),
-      () => run(['mkfifo', at('service')]),
-    ]) {
+    for (const make of [() => fs.writeFileSync(at('timer'), '[Timer]\nOnCalendar=daily\n'), () => fs.symlinkSync(target, at('service')), () => run(['mkfifo', at('service')])]) {
       make();
       await noHang('install over a foreign unit', () => rejectsWith(installSchedule({ every: 'daily' }, { root, invocation: INVOCATION }, 'systemd', { env }), 'WOULD_OVERWRITE'));
       assert.deepEqual(await showSchedule(root, { env }), [], 'not ours, not shown');
@@ -445,7 +453,7 @@ describe('schedule: the crontab, through the real crontab command', () => {
     assert.equal(s!.jobs[0]!.program, process.execPath);
 
     await removeSchedule(root, { env });
-    assert.equal(crontabNow(), mine, 'exactly the user\'s crontab again');
+    assert.equal(crontabNow(), mine, "exactly the user's crontab again");
   });
 
   it('leaves no crontab where there was none', async (t) => {
@@ -467,7 +475,10 @@ describe('schedule: the crontab, through the real crontab command', () => {
     setCrontab('MAILTO=root\n');
     await installSchedule({ every: 'daily' }, { root, invocation: INVOCATION }, 'cron', { env });
     const res = await installSchedule({ every: 'daily' }, { root, invocation: INVOCATION }, 'systemd', { env });
-    assert.ok(res.notes.some((n) => /Removed the earlier schedule from the crontab/.test(n)), res.notes.join('\n'));
+    assert.ok(
+      res.notes.some((n) => /Removed the earlier schedule from the crontab/.test(n)),
+      res.notes.join('\n'),
+    );
     assert.equal(crontabNow(), 'MAILTO=root\n');
     const back = await installSchedule({ every: 'daily' }, { root, invocation: INVOCATION }, 'cron', { env });
     assert.ok(back.notes.some((n) => /from the systemd timer/.test(n)));
@@ -485,7 +496,9 @@ describe('schedule: the crontab, through the real crontab command', () => {
     const env = await tempEnv(dir, { crontab: CRONTAB });
     setCrontab(undefined);
     await installSchedule({ every: 'daily' }, { root, invocation: INVOCATION }, 'cron', { env });
-    const line = crontabNow()!.split('\n').find((l) => l.endsWith(':backup'))!;
+    const line = crontabNow()!
+      .split('\n')
+      .find((l) => l.endsWith(':backup'))!;
     await removeSchedule(root, { env });
     // cron: the sixth field on is the command; \% is a %, an unescaped % would end it.
     const command = line.split(' ').slice(5).join(' ');
@@ -493,7 +506,10 @@ describe('schedule: the crontab, through the real crontab command', () => {
     const r = run(['/bin/sh', '-c', command.replace(/\\%/g, '%')], { env: { PATH: '/usr/bin:/bin', HOME: dir } });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, '', '-q: nothing printed on success');
-    assert.ok(fs.readdirSync(path.join(root, 'var', 'backups')).some((n) => n.endsWith('.fsz')), 'a backup was made');
+    assert.ok(
+      fs.readdirSync(path.join(root, 'var', 'backups')).some((n) => n.endsWith('.fsz')),
+      'a backup was made',
+    );
   });
 });
 
@@ -553,7 +569,10 @@ describe('schedule: what is read back is never trusted', () => {
   it('huge and long-lined crontabs are read in one pass', async (t) => {
     const root = bareRoot(t);
     const id = scheduleId(fs.realpathSync(root));
-    const big = Array.from({ length: 10_000 }, (_, i) => `${i % 60} * * * * echo ${i} ${SCHEDULE_MARK}:${id}x:backup`).join('\n') + '\n' + `#${' '.repeat(200_000)}${SCHEDULE_MARK}:${id}:backup\n`;
+    const big =
+      Array.from({ length: 10_000 }, (_, i) => `${i % 60} * * * * echo ${i} ${SCHEDULE_MARK}:${id}x:backup`).join('\n') +
+      '\n' +
+      `#${' '.repeat(200_000)}${SCHEDULE_MARK}:${id}:backup\n`;
     assert.ok(big.length < 1 << 20);
     const out = await noHang('edit a big crontab', () => editCrontab(big, id, ['# new']));
     assert.equal(out, big + '# new\n', 'other ids and over-long lines are not ours');
@@ -594,11 +613,26 @@ describe('schedule: the CLI', () => {
     const unitDir = path.join(dir, 'system');
     const fail = path.join(dir, 'systemctl');
     fs.writeFileSync(fail, '#!/bin/sh\necho "Failed to connect to bus" >&2\nexit 1\n', { mode: 0o755 });
-    process.env.PLONE_BACKUP_SCHEDULE_ENV = JSON.stringify({ systemUnitDir: unitDir, userUnitDir: path.join(dir, 'user'), crontab: [path.join(dir, 'none')], systemctl: [fail], systemdRunning: false, userManagerRunning: false });
+    process.env.PLONE_BACKUP_SCHEDULE_ENV = JSON.stringify({
+      systemUnitDir: unitDir,
+      userUnitDir: path.join(dir, 'user'),
+      crontab: [path.join(dir, 'none')],
+      systemctl: [fail],
+      systemdRunning: false,
+      userManagerRunning: false,
+    });
 
     assert.equal(runCli(['schedule', '--help']).status, 0);
     assert.match(runCli(['help']).stdout, /schedule install\|show\|remove/);
-    for (const bad of [['schedule'], ['schedule', 'later'], ['schedule', 'install', '--every', '5m'], ['schedule', 'install', '--full', 'someday'], ['schedule', 'install', '--drill', 'daily'], ['schedule', 'install', '--cron', '--user'], ['schedule', 'show', '--every', '1h']]) {
+    for (const bad of [
+      ['schedule'],
+      ['schedule', 'later'],
+      ['schedule', 'install', '--every', '5m'],
+      ['schedule', 'install', '--full', 'someday'],
+      ['schedule', 'install', '--drill', 'daily'],
+      ['schedule', 'install', '--cron', '--user'],
+      ['schedule', 'show', '--every', '1h'],
+    ]) {
       const r = runCli([...bad, '--dir', root]);
       assert.equal(r.status, 2, `${bad.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /^plone-backup schedule: .+\n$/);
@@ -625,7 +659,10 @@ describe('schedule: the CLI', () => {
     const rm = runCli(['schedule', 'remove', '--dir', root]);
     assert.equal(rm.status, 0, rm.stderr);
     assert.match(rm.stdout, /^Removed the systemd timer schedule of /);
-    assert.deepEqual(fs.readdirSync(unitDir).filter((n) => n.endsWith('.timer') || n.endsWith('.service')), []);
+    assert.deepEqual(
+      fs.readdirSync(unitDir).filter((n) => n.endsWith('.timer') || n.endsWith('.service')),
+      [],
+    );
     assert.match(runCli(['schedule', 'show', '--dir', root]).stdout, /^Nothing is scheduled for /);
     assert.match(runCli(['schedule', 'remove', '--dir', root]).stdout, /nothing was changed/);
 

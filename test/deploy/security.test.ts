@@ -112,7 +112,10 @@ describe('security: manifests and links in blob generations', () => {
     const gen = view!.groups[0]!.chains[0]!.full;
     assert.equal(gen.blob.status, 'unsafe');
     const findings = await checkDeployment(dep);
-    assert.ok(findings.some((f) => f.code === 'GENERATION_UNSAFE' && f.severity === 'error'), JSON.stringify(findings.map((f) => f.code)));
+    assert.ok(
+      findings.some((f) => f.code === 'GENERATION_UNSAFE' && f.severity === 'error'),
+      JSON.stringify(findings.map((f) => f.code)),
+    );
   });
 
   it('a manifest that is no JSON object of ours, or a link, is refused whole', async (t) => {
@@ -316,10 +319,15 @@ describe('security: the live blobstorage', () => {
     const clock = fakeClock();
     for (const kind of ['fullbackup', 'zipbackup'] as const) await rejectsWith(backupDeployment(dep, kind, { now: clock.now }), 'UNSAFE');
     const leaked = (dir: string): boolean =>
-      fs.existsSync(dir) && fs.readdirSync(dir, { recursive: true, withFileTypes: true }).some((e) => e.isFile() && fs.readFileSync(path.join(e.parentPath, e.name)).includes('SECRET-CONTENT'));
-    for (const folder of ['backups', 'blobstoragebackups', 'zipbackups', 'blobstoragezips']) assert.ok(!leaked(path.join(s.varDir, folder)), `${folder} holds no copy of the secret`);
+      fs.existsSync(dir) &&
+      fs.readdirSync(dir, { recursive: true, withFileTypes: true }).some((e) => e.isFile() && fs.readFileSync(path.join(e.parentPath, e.name)).includes('SECRET-CONTENT'));
+    for (const folder of ['backups', 'blobstoragebackups', 'zipbackups', 'blobstoragezips'])
+      assert.ok(!leaked(path.join(s.varDir, folder)), `${folder} holds no copy of the secret`);
     const findings = await checkDeployment(dep);
-    assert.ok(findings.some((f) => f.code === 'BLOB_LINK' && f.file === path.join(s.blobDir, victim)), JSON.stringify(findings.map((f) => f.code)));
+    assert.ok(
+      findings.some((f) => f.code === 'BLOB_LINK' && f.file === path.join(s.blobDir, victim)),
+      JSON.stringify(findings.map((f) => f.code)),
+    );
   });
 
   it('a site whose var/blobstorage is gone gets its blobs back from a restore', async (t) => {

@@ -119,7 +119,7 @@ describe('running site across PID namespaces', () => {
     const { dir, s } = await siteWithBackup(t);
     await startHolder(t, ['/usr/bin/python3', '-c', OPEN_ZODB, s.file], { ns: true, ready: /open/, env: zodbEnv() });
     const r = refusedFromOtherNamespace(dir, s.file);
-    assert.ok(r.running?.pid, 'the pid ZODB wrote (its own namespace\'s)');
+    assert.ok(r.running?.pid, "the pid ZODB wrote (its own namespace's)");
   });
 });
 

@@ -60,7 +60,11 @@ describe('snapshots, zip backups and altrestore', () => {
     assert.match(z.filestorage.piece!, /\.fsz$/);
     const zips = path.join(s.varDir, 'zipbackups');
     const blobZips = path.join(s.varDir, 'blobstoragezips');
-    assert.deepEqual(fs.readdirSync(zips).filter((n) => /\.fsz$/.test(n)), [z.filestorage.piece], 'keepZips=1: the older zip is gone');
+    assert.deepEqual(
+      fs.readdirSync(zips).filter((n) => /\.fsz$/.test(n)),
+      [z.filestorage.piece],
+      'keepZips=1: the older zip is gone',
+    );
     assert.deepEqual(fs.readdirSync(blobZips), [`blobstorage.${z.filestorage.stamp}.tar`]);
     assert.ok(!fs.existsSync(z1.blobGeneration!));
     // The archive is the recipe's (`tar -C blobstorage .`): exactly the referenced files and

@@ -201,14 +201,8 @@ describe('backup: better than repozo', () => {
     const b = await backup({ file: data, repository: repo, now });
     fs.copyFileSync(statePath(3), data);
     const c = await backup({ file: data, repository: repo, now, full: true });
-    assert.deepEqual(
-      [a.stamp, b.stamp, c.stamp],
-      ['2026-03-01-12-00-00', '2026-03-01-12-00-01', '2026-03-01-12-00-02'],
-    );
-    assert.deepEqual(
-      [a.action, b.action, c.action],
-      ['full', 'incremental', 'full'],
-    );
+    assert.deepEqual([a.stamp, b.stamp, c.stamp], ['2026-03-01-12-00-00', '2026-03-01-12-00-01', '2026-03-01-12-00-02']);
+    assert.deepEqual([a.action, b.action, c.action], ['full', 'incremental', 'full']);
     const out = path.join(dir, 'out.fs');
     for (const [date, n] of [
       ['2026-03-01-12-00-00', 1],
@@ -318,8 +312,15 @@ describe('backup: better than repozo', () => {
     const r = await backup({ file: data, repository: repo, now: at('2026-01-04-10-00-00'), datPrefix: 'repository' });
     assert.equal(r.action, 'incremental');
     assert.equal(r.stamp, '2026-01-04-10-00-00');
-    assertSameRepositoryPart(repo, FIXTURE_REPO, names(FIXTURE_REPO).filter((n) => n < '2026-01-05'));
-    assert.deepEqual(names(repo), names(FIXTURE_REPO).filter((n) => n < '2026-01-05'));
+    assertSameRepositoryPart(
+      repo,
+      FIXTURE_REPO,
+      names(FIXTURE_REPO).filter((n) => n < '2026-01-05'),
+    );
+    assert.deepEqual(
+      names(repo),
+      names(FIXTURE_REPO).filter((n) => n < '2026-01-05'),
+    );
   });
 
   it('a full disk fails with IO and leaves the repository as it was', async (t) => {

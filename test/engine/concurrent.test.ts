@@ -41,7 +41,12 @@ describe('backups of a Data.fs being written', () => {
       t.after(() => w.close());
       await w.commit({ records: [{ oid: 0, data: Buffer.alloc(100, 1) }] });
       const committed = w.end;
-      await w.vote({ records: [{ oid: 0, data: Buffer.alloc(first, 2) }, { oid: 1, data: Buffer.alloc(first, 3) }] });
+      await w.vote({
+        records: [
+          { oid: 0, data: Buffer.alloc(first, 2) },
+          { oid: 1, data: Buffer.alloc(first, 3) },
+        ],
+      });
       // The backup measures the file now, with the voted transaction in it...
       const st = await openFileStorage(data);
       try {

@@ -127,7 +127,12 @@ describe('index: bad bytes are INDEX_BAD', () => {
     ['a bucket of the wrong size', Buffer.concat([dumpPickle(100), dumpPickle([Buffer.alloc(6), Buffer.alloc(7)]), dumpPickle(null)])],
     [
       'prefixes out of order',
-      Buffer.concat([dumpPickle(100), dumpPickle([Buffer.from('000000000001', 'hex'), Buffer.alloc(8)]), dumpPickle([Buffer.from('000000000000', 'hex'), Buffer.alloc(8)]), dumpPickle(null)]),
+      Buffer.concat([
+        dumpPickle(100),
+        dumpPickle([Buffer.from('000000000001', 'hex'), Buffer.alloc(8)]),
+        dumpPickle([Buffer.from('000000000000', 'hex'), Buffer.alloc(8)]),
+        dumpPickle(null),
+      ]),
     ],
     ['oids out of order in a bucket', Buffer.concat([dumpPickle(100), dumpPickle([Buffer.alloc(6), Buffer.from('00020001' + '0'.repeat(24), 'hex')]), dumpPickle(null)])],
     ['an unknown opcode', Buffer.from('8003ff2e', 'hex')],

@@ -90,7 +90,7 @@ describe('gzip: the writer', () => {
     const target = path.join(dir, 'x.fsz');
     const w = await HashingFileWriter.create(target, { gzip: true });
     // Chunks of odd sizes: blocks are cut at GZIP_BLOCK whatever the chunks are.
-    for (let off = 0; off < data.length; ) {
+    for (let off = 0; off < data.length;) {
       const n = Math.min(data.length - off, 1 + ((off * 7919) % (3 * 1024 * 1024)));
       await w.write(data.subarray(off, off + n));
       off += n;
@@ -159,7 +159,7 @@ describe('gzip: the writer', () => {
 });
 
 describe('gzip: the reader', () => {
-  it("reads repozo-style single-member pieces, ours, and ours followed by another member (streamed from there)", async (t) => {
+  it('reads repozo-style single-member pieces, ours, and ours followed by another member (streamed from there)', async (t) => {
     const dir = tmpDir(t);
     const a = textBytes(2 * GZIP_BLOCK + 77, 11);
     const b = textBytes(1000, 12);
@@ -271,7 +271,16 @@ describe('gzip: backups', () => {
     const r = await backup({ file: data, repository: ours, gzip: true, now: at('2026-03-01-10-00-00') });
     const r9 = await backup({ file: data, repository: ours9, gzip: true, compressLevel: 9, now: at('2026-03-01-10-00-00') });
     await runRepozo(['-B', '-F', '-z', '-f', data, '-r', theirs]);
-    const datOf = (repo: string) => parseDat(fs.readFileSync(path.join(repo, names(repo).find((n) => n.endsWith('.dat'))!), 'latin1'));
+    const datOf = (repo: string) =>
+      parseDat(
+        fs.readFileSync(
+          path.join(
+            repo,
+            names(repo).find((n) => n.endsWith('.dat'))!,
+          ),
+          'latin1',
+        ),
+      );
     const [a] = datOf(ours);
     const [b] = datOf(theirs);
     assert.deepEqual([a!.start, a!.end, a!.md5], [b!.start, b!.end, b!.md5], 'the same .dat line but for the path');
@@ -279,7 +288,12 @@ describe('gzip: backups', () => {
     // Compressed size: at repozo's level, cutting into members costs well under 1 %
     // (the default level's size on realistic data is measured by the benchmark).
     const ourSize = fs.statSync(path.join(ours9, r9.piece!)).size;
-    const theirSize = fs.statSync(path.join(theirs, names(theirs).find((n) => n.endsWith('.fsz'))!)).size;
+    const theirSize = fs.statSync(
+      path.join(
+        theirs,
+        names(theirs).find((n) => n.endsWith('.fsz'))!,
+      ),
+    ).size;
     assert.ok(ourSize <= 1.01 * theirSize, `${ourSize} > 1.01 × ${theirSize}`);
 
     const out = path.join(dir, 'by-repozo.fs');

@@ -208,7 +208,11 @@ describe('lock', () => {
       }
       assert.equal(lines.length, 2 * N, `round ${round}: every process got its turn`);
       // What the takeovers used is gone (the last holder's lock stays: it died holding it).
-      assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith(`${LOCK_NAME}.`)), [], `round ${round}`);
+      assert.deepEqual(
+        fs.readdirSync(dir).filter((n) => n.startsWith(`${LOCK_NAME}.`)),
+        [],
+        `round ${round}`,
+      );
     }
   });
 

@@ -38,7 +38,15 @@ describe('pickle: blob records', () => {
   });
 
   it('other classes and garbage are not blobs', () => {
-    for (const s of ['\x80\x03cZODB.blob\nBlobFile\nq\x00.', '\x80\x03cZODB.blobx\nBlob\nq\x00.', '\x80\x03cpersistent.mapping\nPersistentMapping\n.', '', '\x80', 'garbage', '\x80\x03c']) {
+    for (const s of [
+      '\x80\x03cZODB.blob\nBlobFile\nq\x00.',
+      '\x80\x03cZODB.blobx\nBlob\nq\x00.',
+      '\x80\x03cpersistent.mapping\nPersistentMapping\n.',
+      '',
+      '\x80',
+      'garbage',
+      '\x80\x03c',
+    ]) {
       assert.equal(isBlobPickle(Buffer.from(s, 'latin1')), false, JSON.stringify(s));
     }
   });

@@ -49,7 +49,15 @@ describe('repository: names', () => {
     });
     assert.equal(parseDataFileName('2026-01-01-10-00-00.fsz')?.full, true);
     assert.equal(parseDataFileName('2026-01-01-10-00-00.deltafs')?.gzip, false);
-    for (const n of ['2026-01-01-10-00-00.dat', '2026-01-01-10-00-00.index', '2026-01-01.fs', 'x2026-01-01-10-00-00.fs', '2026-01-01-10-00-00.fs.tmp', '.plone-backup-2026-01-01-10-00-00.fs.1.a.tmp', 'tmp.tmp']) {
+    for (const n of [
+      '2026-01-01-10-00-00.dat',
+      '2026-01-01-10-00-00.index',
+      '2026-01-01.fs',
+      'x2026-01-01-10-00-00.fs',
+      '2026-01-01-10-00-00.fs.tmp',
+      '.plone-backup-2026-01-01-10-00-00.fs.1.a.tmp',
+      'tmp.tmp',
+    ]) {
       assert.equal(parseDataFileName(n), undefined, n);
     }
     assert.equal(pieceFileName('2026-01-01-10-00-00', true, false), '2026-01-01-10-00-00.fs');
@@ -164,12 +172,7 @@ describe('repository: chains', () => {
     assert.deepEqual(chainNames('2026-01-01-10-00-00'), ['2026-01-01-10-00-00.fs']);
     assert.deepEqual(chainNames('2026-01-03'), ['2026-01-01-10-00-00.fs', '2026-01-02-10-00-00.deltafs']);
     assert.deepEqual(chainNames('2026-01-04-10'), ['2026-01-01-10-00-00.fs', '2026-01-02-10-00-00.deltafs', '2026-01-03-10-00-00.deltafs']);
-    assert.deepEqual(chainNames('2026-01-04-10-00-00'), [
-      '2026-01-01-10-00-00.fs',
-      '2026-01-02-10-00-00.deltafs',
-      '2026-01-03-10-00-00.deltafs',
-      '2026-01-04-10-00-00.deltafs',
-    ]);
+    assert.deepEqual(chainNames('2026-01-04-10-00-00'), ['2026-01-01-10-00-00.fs', '2026-01-02-10-00-00.deltafs', '2026-01-03-10-00-00.deltafs', '2026-01-04-10-00-00.deltafs']);
     assert.deepEqual(chainNames('2026-01-05-12'), ['2026-01-05-10-00-00.fs']);
     assert.deepEqual(
       allChains(files).map((c) => c.length),

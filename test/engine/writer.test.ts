@@ -97,7 +97,10 @@ describe('writer: rewrites the fixtures byte for byte', () => {
     assert.equal(w.end, 7412);
     assert.equal(w.lastTransactionId?.toString('hex'), history().steps[2].last_tid);
     const last = s4txns[s4txns.length - 1];
-    assert.ok(last.records.some((r) => r.plen === 0 && (r.backpointer ?? 0) > 0), 'S4 adds an undo with a back pointer');
+    assert.ok(
+      last.records.some((r) => r.plen === 0 && (r.backpointer ?? 0) > 0),
+      'S4 adds an undo with a back pointer',
+    );
     await w.commit(toWrite(last, s4));
     await w.close();
     assert.ok(fs.readFileSync(f).equals(s4));
@@ -131,7 +134,14 @@ describe('writer: vote and finish', () => {
     t.after(() => w.close());
     await w.commit({ user: 'admin', description: 'first', records: [{ oid: w.newOid(), data: Buffer.from('first pickle') }] });
     const before = await committedEnd(f);
-    const v = await w.vote({ user: 'admin', description: 'second', records: [{ oid: 0, data: Buffer.from('second pickle') }, { oid: w.newOid(), data: Buffer.from('new') }] });
+    const v = await w.vote({
+      user: 'admin',
+      description: 'second',
+      records: [
+        { oid: 0, data: Buffer.from('second pickle') },
+        { oid: w.newOid(), data: Buffer.from('new') },
+      ],
+    });
     const b = fs.readFileSync(f);
     assert.equal(b.length, v.end, 'the whole transaction is written at vote');
     assert.equal(String.fromCharCode(b[v.pos + 16]), 'c');
@@ -153,7 +163,7 @@ describe('writer: vote and finish', () => {
     assert.equal(done.txnCount, 2);
     assert.ok(done.lastTid?.equals(v.tid));
     const txns = await readAll(f);
-    assert.equal(txns[1].records[0].prev, txns[0].records[0].pos, 'prev points to the oid\'s previous record');
+    assert.equal(txns[1].records[0].prev, txns[0].records[0].pos, "prev points to the oid's previous record");
     assert.equal(txns[1].user.toString(), 'admin');
     assert.equal(txns[1].description.toString(), 'second');
   });

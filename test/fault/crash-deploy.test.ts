@@ -145,9 +145,21 @@ async function backupCrash(t: TestHooks, name: string, kind: BackupCommand, base
         const fulls = files.filter((f) => f.full);
         assert.equal(fulls.length, keep, `${fulls.length} full backups left, keep is ${keep}`);
         const oldest = fulls[0].stamp;
-        assert.deepEqual(files.filter((f) => f.stamp < oldest).map((f) => f.name), [], 'older pieces left');
-        assert.deepEqual(fs.readdirSync(repo).filter((n) => /^\d{4}(-\d\d){5}\./.test(n) && n.slice(0, 19) < oldest), [], 'older .dat/.index left');
-        assert.deepEqual((await listGenerations(blobs, 'blobstorage')).filter((g) => g.stamp! < oldest).map((g) => g.name), [], 'older blob generations left');
+        assert.deepEqual(
+          files.filter((f) => f.stamp < oldest).map((f) => f.name),
+          [],
+          'older pieces left',
+        );
+        assert.deepEqual(
+          fs.readdirSync(repo).filter((n) => /^\d{4}(-\d\d){5}\./.test(n) && n.slice(0, 19) < oldest),
+          [],
+          'older .dat/.index left',
+        );
+        assert.deepEqual(
+          (await listGenerations(blobs, 'blobstorage')).filter((g) => g.stamp! < oldest).map((g) => g.name),
+          [],
+          'older blob generations left',
+        );
       }
       assert.deepEqual(tempLeftovers(dir), [], 'temp files left after the next run');
       assert.ok(!fs.existsSync(path.join(repo, '.plone-backup.lock')), 'the lock is still there');

@@ -59,7 +59,7 @@ if (crashAt > 0 || counting || delay > 0) {
 
   const fsp = fs.promises;
   const writeHandles = new WeakSet();
-  const isWriteFlag = (flags) => typeof flags === 'string' ? /[wa+]/.test(flags) : typeof flags === 'number' && (flags & 3) !== 0;
+  const isWriteFlag = (flags) => (typeof flags === 'string' ? /[wa+]/.test(flags) : typeof flags === 'number' && (flags & 3) !== 0);
 
   const wrap = (obj, name, describe, counts = () => true) => {
     const orig = obj[name];

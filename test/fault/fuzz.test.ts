@@ -127,7 +127,12 @@ describe('hostile shapes: typed or fine, under 300 MB and 2 s of CPU each, in a 
 });
 
 process.on('exit', () => {
-  if (shapeReports.length) recordFigures('fuzz', 'shapes', Object.fromEntries(shapeReports.map((r) => [r.shape, { outcome: r.outcome, maxRssMb: r.maxRssMb, maxBuffersMb: r.maxBuffersMb, cpuMs: r.cpuMs }])));
+  if (shapeReports.length)
+    recordFigures(
+      'fuzz',
+      'shapes',
+      Object.fromEntries(shapeReports.map((r) => [r.shape, { outcome: r.outcome, maxRssMb: r.maxRssMb, maxBuffersMb: r.maxBuffersMb, cpuMs: r.cpuMs }])),
+    );
   if (!results.length) return;
   const groups = Object.fromEntries(results.map((r) => [r.group, { inputs: r.inputs, outcomes: r.outcomes, slowestMs: Math.round(r.maxMs * 10) / 10, rssGrowthMb: r.maxRssMb }]));
   recordFigures('fuzz', 'groups', groups);

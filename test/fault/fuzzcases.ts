@@ -149,7 +149,11 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
       const b = Buffer.concat([Buffer.from(magic, 'latin1'), body]);
       const f = path.join(scratch, 'r.fs');
       fs.writeFileSync(f, b);
-      return typed(FS_CODES, () => `random ${hex(b)}`, () => scanFile(f));
+      return typed(
+        FS_CODES,
+        () => `random ${hex(b)}`,
+        () => scanFile(f),
+      );
     },
   },
   'filestorage: mutated fixtures': {
@@ -161,17 +165,25 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
       const b = rng.mutate(src, 6);
       const f = path.join(scratch, 'm.fs');
       fs.writeFileSync(f, b);
-      const out = await typed(FS_CODES, () => `mutation of a fixture ${hex(b)}`, () => scanFile(f));
+      const out = await typed(
+        FS_CODES,
+        () => `mutation of a fixture ${hex(b)}`,
+        () => scanFile(f),
+      );
       if (i % 25 === 0) {
         // The backup of it: typed, and when it works, it recovers a committed prefix.
         const repo = path.join(scratch, `repo${i}`);
         fs.mkdirSync(repo);
-        await typed([...FS_CODES, 'SOURCE_CHANGED'], () => `backup of a mutated fixture ${hex(b)}`, async () => {
-          const r = await backup({ file: f, repository: repo });
-          const o = path.join(scratch, `out${i}.fs`);
-          await recover({ repository: repo, output: o });
-          assert.ok(fs.readFileSync(o).equals(b.subarray(0, r.end)), 'the backup is not the committed prefix');
-        });
+        await typed(
+          [...FS_CODES, 'SOURCE_CHANGED'],
+          () => `backup of a mutated fixture ${hex(b)}`,
+          async () => {
+            const r = await backup({ file: f, repository: repo });
+            const o = path.join(scratch, `out${i}.fs`);
+            await recover({ repository: repo, output: o });
+            assert.ok(fs.readFileSync(o).equals(b.subarray(0, r.end)), 'the backup is not the committed prefix');
+          },
+        );
         fs.rmSync(repo, { recursive: true, force: true });
       }
       return out;
@@ -202,19 +214,26 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
         const depth = rng.int(20000);
         b = Buffer.concat([Buffer.from([0x80, 0x03]), Buffer.alloc(depth, rng.pick([0x28, 0x4e, 0x86, 0x74])), Buffer.from([0x2e])]);
       }
-      return typed(['INDEX_BAD'], () => `index ${hex(b)}`, () => {
-        const r = decodeIndex(b, 'fuzz.index');
-        assert.ok(Number.isSafeInteger(r.pos) && r.pos >= 4);
-        // and the pickle loader on its own, anywhere in the buffer
-        if (b.length) loadPickle(b, rng.int(b.length), 'fuzz');
-      });
+      return typed(
+        ['INDEX_BAD'],
+        () => `index ${hex(b)}`,
+        () => {
+          const r = decodeIndex(b, 'fuzz.index');
+          assert.ok(Number.isSafeInteger(r.pos) && r.pos >= 4);
+          // and the pickle loader on its own, anywhere in the buffer
+          if (b.length) loadPickle(b, rng.int(b.length), 'fuzz');
+        },
+      );
     },
   },
   'record class pickles (blob detection)': {
     n: 3000,
     codes: [],
     run: (rng) => {
-      const base = rng.pick([Buffer.from('\x80\x03cZODB.blob\nBlob\nq\x00.', 'latin1'), Buffer.from('\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\tZODB.blob\x94\x8c\x04Blob\x94\x93.', 'latin1')]);
+      const base = rng.pick([
+        Buffer.from('\x80\x03cZODB.blob\nBlob\nq\x00.', 'latin1'),
+        Buffer.from('\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\tZODB.blob\x94\x8c\x04Blob\x94\x93.', 'latin1'),
+      ]);
       const b = rng.int(3) ? rng.mutate(base, 4) : rng.bytes(rng.int(600));
       recordClass(b);
       isBlobPickle(b);
@@ -227,12 +246,16 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
     run: (rng, i) => {
       const good = 'repository/2026-01-01-10-00-00.fs 0 2906 4d0dda6172f6c36161b10b06a005f910\nrepository/2026-01-02-10-00-00.deltafs 2906 5502 dbcc76822efef1e73e160009533a21f6\n';
       const t = i % 3 === 0 ? rng.bytes(rng.int(200)).toString('latin1') : rng.mutate(Buffer.from(good, 'latin1'), 4).toString('latin1');
-      return typed(['DAT_BAD'], () => `dat ${JSON.stringify(t)}`, () => {
-        for (const l of parseDat(t, 'fuzz.dat')) {
-          assert.ok(Number.isSafeInteger(l.start) && Number.isSafeInteger(l.end) && l.end >= l.start);
-          assert.match(l.md5, /^[0-9a-f]{32}$/);
-        }
-      });
+      return typed(
+        ['DAT_BAD'],
+        () => `dat ${JSON.stringify(t)}`,
+        () => {
+          for (const l of parseDat(t, 'fuzz.dat')) {
+            assert.ok(Number.isSafeInteger(l.start) && Number.isSafeInteger(l.end) && l.end >= l.start);
+            assert.match(l.md5, /^[0-9a-f]{32}$/);
+          }
+        },
+      );
     },
   },
   'stamps and dates': {
@@ -247,12 +270,16 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
       assert.equal(normalizeDateArg(stamp), stamp);
       assert.equal(normalizeDateArg(d.toISOString().slice(0, 19)), stamp);
       const s = i % 2 ? rng.mutate(Buffer.from(stamp), 3).toString('latin1') : rng.bytes(rng.int(30)).toString('latin1');
-      return typed(['DATE_BAD'], () => `date ${JSON.stringify(s)}`, () => {
-        const n = normalizeDateArg(s);
-        assert.match(n, /^\d{4}-\d\d-\d\d(-\d\d){0,3}$/);
-        if (isStamp(s)) assert.equal(formatStamp(parseStamp(s)), s);
-        parseStamp(s);
-      });
+      return typed(
+        ['DATE_BAD'],
+        () => `date ${JSON.stringify(s)}`,
+        () => {
+          const n = normalizeDateArg(s);
+          assert.match(n, /^\d{4}-\d\d-\d\d(-\d\d){0,3}$/);
+          if (isStamp(s)) assert.equal(formatStamp(parseStamp(s)), s);
+          parseStamp(s);
+        },
+      );
     },
   },
   'zope.conf': {
@@ -261,10 +288,14 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
     run: (rng, i) => {
       const good = `%define CLIENTHOME /srv/var\n<zodb_db main>\n  <blobstorage>\n    blob-dir $CLIENTHOME/blobstorage\n    <filestorage>\n      path \${CLIENTHOME}/filestorage/Data.fs\n    </filestorage>\n  </blobstorage>\n  mount-point /\n</zodb_db>\n<zodb_db catalog>\n  <filestorage>\n    path $CLIENTHOME/filestorage/catalog.fs\n  </filestorage>\n</zodb_db>\n`;
       const t = i % 4 === 0 ? rng.bytes(rng.int(300)).toString('latin1') : rng.mutate(Buffer.from(good), 5).toString('latin1');
-      return typed(['USAGE'], () => `zope.conf ${JSON.stringify(t)}`, () => {
-        const r = parseZConfig(t, 'fuzz.conf');
-        for (const s of storagesOf(r)) assert.equal(typeof s.path, 'string');
-      });
+      return typed(
+        ['USAGE'],
+        () => `zope.conf ${JSON.stringify(t)}`,
+        () => {
+          const r = parseZConfig(t, 'fuzz.conf');
+          for (const s of storagesOf(r)) assert.equal(typeof s.path, 'string');
+        },
+      );
     },
   },
   'buildout.cfg': {
@@ -277,14 +308,18 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
       fs.writeFileSync(path.join(dir, 'base.cfg'), '[backup]\nkeep = 2\n');
       const text = i % 4 === 0 ? rng.bytes(rng.int(300)).toString('latin1') : rng.mutate(Buffer.from(good), 5).toString('latin1');
       fs.writeFileSync(path.join(dir, 'buildout.cfg'), text);
-      const out = await typed(['CONFIG_BAD', 'TOO_LARGE', 'USAGE', 'NOT_FOUND', 'SOURCE_MISSING'], () => `buildout.cfg ${JSON.stringify(text.slice(0, 300))}`, async () => {
-        const dep = await discoverDeployment(dir);
-        for (const st of dep.storages) {
-          assert.ok(path.isAbsolute(st.file));
-          for (const d of Object.values(st.dirs)) assert.ok(path.isAbsolute(d));
-        }
-        assert.ok(Number.isInteger(dep.settings.keep) && dep.settings.keep >= 0);
-      });
+      const out = await typed(
+        ['CONFIG_BAD', 'TOO_LARGE', 'USAGE', 'NOT_FOUND', 'SOURCE_MISSING'],
+        () => `buildout.cfg ${JSON.stringify(text.slice(0, 300))}`,
+        async () => {
+          const dep = await discoverDeployment(dir);
+          for (const st of dep.storages) {
+            assert.ok(path.isAbsolute(st.file));
+            for (const d of Object.values(st.dirs)) assert.ok(path.isAbsolute(d));
+          }
+          assert.ok(Number.isInteger(dep.settings.keep) && dep.settings.keep >= 0);
+        },
+      );
       fs.rmSync(dir, { recursive: true, force: true });
       return out;
     },
@@ -295,26 +330,57 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
     run: async (rng, i, scratch) => {
       const dir = path.join(scratch, `dep${i}`);
       fs.mkdirSync(dir);
-      const good = JSON.stringify({ var: 'var', keep: 3, gzip: false, storages: [{ name: 'main', blobDir: 'var/blobstorage' }, { name: 'catalog', file: 'var/filestorage/catalog.fs' }] });
+      const good = JSON.stringify({
+        var: 'var',
+        keep: 3,
+        gzip: false,
+        storages: [
+          { name: 'main', blobDir: 'var/blobstorage' },
+          { name: 'catalog', file: 'var/filestorage/catalog.fs' },
+        ],
+      });
       const weird = [
-        '[]', 'null', '1', '"x"', '{"keep": 0}', '{"keep": 1.5}', '{"keep": "2"}', '{"keep": 1e400}', '{"storages": {}}', '{"storages": []}', '{"storages": [1]}',
-        '{"storages": [null]}', '{"storages": [{"name": "../x"}]}', '{"storages": [{"name": ""}]}', '{"var": 5}', '{"var": null}', '{"storages": [{"file": 7}]}',
-        '{"storages": [{"blobDir": ["a"]}]}', '{"gzip": "yes"}', '{"__proto__": {"keep": 0}}', `{"var": "${'a/'.repeat(3000)}"}`, '{"storages": [{"name": "a", "backups": {}}]}',
+        '[]',
+        'null',
+        '1',
+        '"x"',
+        '{"keep": 0}',
+        '{"keep": 1.5}',
+        '{"keep": "2"}',
+        '{"keep": 1e400}',
+        '{"storages": {}}',
+        '{"storages": []}',
+        '{"storages": [1]}',
+        '{"storages": [null]}',
+        '{"storages": [{"name": "../x"}]}',
+        '{"storages": [{"name": ""}]}',
+        '{"var": 5}',
+        '{"var": null}',
+        '{"storages": [{"file": 7}]}',
+        '{"storages": [{"blobDir": ["a"]}]}',
+        '{"gzip": "yes"}',
+        '{"__proto__": {"keep": 0}}',
+        `{"var": "${'a/'.repeat(3000)}"}`,
+        '{"storages": [{"name": "a", "backups": {}}]}',
       ];
       const k = i % 3;
       const text = k === 0 ? rng.pick(weird) : k === 1 ? rng.mutate(Buffer.from(good), 4).toString('latin1') : rng.bytes(rng.int(100)).toString('latin1');
       fs.writeFileSync(path.join(dir, 'plone-backup.json'), text);
-      const out = await typed(['USAGE', 'SOURCE_MISSING', 'CONFIG_BAD'], () => `plone-backup.json ${JSON.stringify(text.slice(0, 300))}`, async () => {
-        const dep = await discoverDeployment(dir);
-        assert.ok(dep.storages.length > 0);
-        for (const s of dep.storages) {
-          assert.ok(path.isAbsolute(s.file), `a relative file ${s.file}`);
-          assert.match(s.name, /^[A-Za-z0-9_.-]+$/);
-          for (const d of Object.values(s.dirs)) assert.ok(path.isAbsolute(d));
-        }
-        // 0 keeps everything.
-        assert.ok(Number.isInteger(dep.settings.keep) && dep.settings.keep >= 0);
-      });
+      const out = await typed(
+        ['USAGE', 'SOURCE_MISSING', 'CONFIG_BAD'],
+        () => `plone-backup.json ${JSON.stringify(text.slice(0, 300))}`,
+        async () => {
+          const dep = await discoverDeployment(dir);
+          assert.ok(dep.storages.length > 0);
+          for (const s of dep.storages) {
+            assert.ok(path.isAbsolute(s.file), `a relative file ${s.file}`);
+            assert.match(s.name, /^[A-Za-z0-9_.-]+$/);
+            for (const d of Object.values(s.dirs)) assert.ok(path.isAbsolute(d));
+          }
+          // 0 keeps everything.
+          assert.ok(Number.isInteger(dep.settings.keep) && dep.settings.keep >= 0);
+        },
+      );
       fs.rmSync(dir, { recursive: true, force: true });
       return out;
     },
@@ -331,7 +397,23 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
       // A blob path parses back to its ids.
       const back = parseBlobRelPath(good, layout);
       assert.ok(back && back.oid.equals(oid) && back.tid.equals(tid), `${good} does not parse back`);
-      const s = i % 3 === 0 ? rng.pick(['../x.blob', '/etc/x.blob', '0x00/../../0x01.blob', '..\\0x01.blob', '', '.blob', '0x/0x.blob', '0x0001/0x03.blob', '0x01/0x0003.blob', '0x00/0x00/0x00/0x00/0x00/0x00/0x00/0x01/0x0003.blob', '0x01/0x00000000000000000003.blob', '0x01/0xAB.blob']) : rng.mutate(Buffer.from(good), 3).toString('latin1');
+      const s =
+        i % 3 === 0
+          ? rng.pick([
+              '../x.blob',
+              '/etc/x.blob',
+              '0x00/../../0x01.blob',
+              '..\\0x01.blob',
+              '',
+              '.blob',
+              '0x/0x.blob',
+              '0x0001/0x03.blob',
+              '0x01/0x0003.blob',
+              '0x00/0x00/0x00/0x00/0x00/0x00/0x00/0x01/0x0003.blob',
+              '0x01/0x00000000000000000003.blob',
+              '0x01/0xAB.blob',
+            ])
+          : rng.mutate(Buffer.from(good), 3).toString('latin1');
       const r = parseBlobRelPath(s, layout);
       if (r) {
         assert.ok(!s.split(/[\\/]/).includes('..') && !path.isAbsolute(s), `${JSON.stringify(s)} parsed as a blob path`);
@@ -357,7 +439,11 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
       fs.chmodSync(p, 0o644);
       fs.writeFileSync(p, rng.int(4) ? rng.mutate(fs.readFileSync(p), 3) : rng.bytes(rng.int(100)));
       const codes = GROUPS['repository pieces'].codes;
-      const out = await typed(codes, () => `repository with ${victim} damaged`, () => recover({ repository: repo, output: path.join(scratch, `o${i}.fs`), withVerify: true }));
+      const out = await typed(
+        codes,
+        () => `repository with ${victim} damaged`,
+        () => recover({ repository: repo, output: path.join(scratch, `o${i}.fs`), withVerify: true }),
+      );
       fs.rmSync(repo, { recursive: true, force: true });
       return out;
     },
@@ -444,11 +530,14 @@ function tarCases(): { name: string; data: Buffer; gzip?: boolean }[] {
     { name: 'size past the end', data: Buffer.concat([tarBlock('blobstorage/big', '0', 1 << 30), x]) },
     { name: 'oversized pax header', data: Buffer.concat([tarBlock('PaxHeader', 'x', 2n ** 62n), END]) },
     { name: 'oversized long name', data: Buffer.concat([tarBlock('././@LongLink', 'L', 1 << 28), END]) },
-    { name: 'bad checksum', data: (() => {
-      const b = Buffer.concat([entry('blobstorage/a.blob', x), END]);
-      b[0] ^= 1;
-      return b;
-    })() },
+    {
+      name: 'bad checksum',
+      data: (() => {
+        const b = Buffer.concat([entry('blobstorage/a.blob', x), END]);
+        b[0] ^= 1;
+        return b;
+      })(),
+    },
     { name: 'a header cut short', data: entry('blobstorage/a.blob', x).subarray(0, 300) },
     { name: 'a body cut short', data: entry('blobstorage/a.blob', Buffer.alloc(5000, 1)).subarray(0, 1500) },
     { name: 'an existing file twice', data: Buffer.concat([entry('blobstorage/a.blob', x), entry('blobstorage/a.blob', x), END]) },
@@ -482,7 +571,11 @@ async function extractCase(data: Buffer, gzip: boolean, scratch: string, i: numb
   const archive = path.join(box, 'a', 'archive.tar');
   fs.writeFileSync(archive, data);
   const before = filesOutside(box, dest);
-  const out = await typed(['ARCHIVE_BAD'], () => `tar ${what}`, () => extractTar(archive, dest, { gzip, prefix: 'blobstorage' }));
+  const out = await typed(
+    ['ARCHIVE_BAD'],
+    () => `tar ${what}`,
+    () => extractTar(archive, dest, { gzip, prefix: 'blobstorage' }),
+  );
   assert.deepEqual(filesOutside(box, dest), before, `tar ${what}: something was written outside the target`);
   for (const p of ['/etc/x', '/tmp/x', path.join(os.tmpdir(), 'x')]) assert.ok(!fs.existsSync(p) || fs.readFileSync(p, 'utf8') !== 'pwned\n', `tar ${what}: wrote ${p}`);
   fs.rmSync(box, { recursive: true, force: true });
@@ -638,7 +731,13 @@ export const SHAPES: Record<string, { codes: string[]; todo?: string; make: (scr
         ['plone-backup.json', (root: string) => path.join(root, 'plone-backup.json')],
         ['zope.conf', (root: string) => path.join(root, 'zope.conf')],
         ['.dat', (root: string) => path.join(shapeDeployment(root).backups, `2026-01-05-10-00-00.dat`)],
-        ['%include', (root: string) => (fs.writeFileSync(path.join(root, 'zope.conf'), '%include extra.conf\n<zodb_db main>\n<filestorage>\npath var/filestorage/Data.fs\n</filestorage>\n</zodb_db>\n'), path.join(root, 'extra.conf'))],
+        [
+          '%include',
+          (root: string) => (
+            fs.writeFileSync(path.join(root, 'zope.conf'), '%include extra.conf\n<zodb_db main>\n<filestorage>\npath var/filestorage/Data.fs\n</filestorage>\n</zodb_db>\n'),
+            path.join(root, 'extra.conf')
+          ),
+        ],
       ] as const
     ).flatMap(([what, where]) =>
       (
@@ -687,7 +786,10 @@ export const SHAPES: Record<string, { codes: string[]; todo?: string; make: (scr
     codes: DEPLOY_CODES,
     make: async (scratch) => {
       const { blobBackups, stamps } = shapeDeployment(scratch);
-      const files = Array.from({ length: 100_000 }, (_, i) => [`0x00/0x00/0x00/0x00/0x00/0x00/0x${(i >> 8).toString(16).padStart(2, '0').slice(-2)}/0x${(i & 255).toString(16).padStart(2, '0')}/0x03e5a1b2c3d4e5f6.blob`, 1 << 30]);
+      const files = Array.from({ length: 100_000 }, (_, i) => [
+        `0x00/0x00/0x00/0x00/0x00/0x00/0x${(i >> 8).toString(16).padStart(2, '0').slice(-2)}/0x${(i & 255).toString(16).padStart(2, '0')}/0x03e5a1b2c3d4e5f6.blob`,
+        1 << 30,
+      ]);
       const st = stamps[stamps.length - 1];
       fs.writeFileSync(path.join(blobBackups, `blobstorage.${st}`, '.plone-backup.json'), JSON.stringify({ version: 1, stamp: st, end: 4, layout: 'bushy', files }));
     },
@@ -698,7 +800,17 @@ export const SHAPES: Record<string, { codes: string[]; todo?: string; make: (scr
     make: async (scratch) => {
       const { blobBackups, stamps } = shapeDeployment(scratch);
       const bodies = [
-        JSON.stringify({ version: 1, stamp: stamps[0], end: 2 ** 60, layout: 'bushy', files: [['../../../etc/passwd', 2 ** 62], ['/etc/shadow', -1], [{}, []]] }),
+        JSON.stringify({
+          version: 1,
+          stamp: stamps[0],
+          end: 2 ** 60,
+          layout: 'bushy',
+          files: [
+            ['../../../etc/passwd', 2 ** 62],
+            ['/etc/shadow', -1],
+            [{}, []],
+          ],
+        }),
         '['.repeat(1 << 17),
         JSON.stringify({ version: 1, stamp: stamps[0], end: 4, layout: '../x', files: 'x'.repeat(1 << 20) }),
       ];
@@ -752,7 +864,11 @@ export async function runShape(shape: string, scratch: string): Promise<ShapeRep
   const sampler = setInterval(sample, 5);
   let outcome: string;
   try {
-    outcome = await typed(s.codes, () => shape, () => s.run(scratch));
+    outcome = await typed(
+      s.codes,
+      () => shape,
+      () => s.run(scratch),
+    );
   } catch (e) {
     outcome = `FAILED: ${String((e as Error)?.message ?? e).slice(0, 1000)}`;
   }
@@ -761,7 +877,14 @@ export async function runShape(shape: string, scratch: string): Promise<ShapeRep
   const wallMs = Math.round(performance.now() - t0);
   const cpu = process.cpuUsage(cpu0);
   // maxRSS is the high-water mark of the whole process: loading the engine included, setup excluded (made by another child).
-  return { shape, outcome, maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024), maxBuffersMb: Math.round(maxBuffers / 2 ** 20), cpuMs: Math.round((cpu.user + cpu.system) / 1000), wallMs };
+  return {
+    shape,
+    outcome,
+    maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
+    maxBuffersMb: Math.round(maxBuffers / 2 ** 20),
+    cpuMs: Math.round((cpu.user + cpu.system) / 1000),
+    wallMs,
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -797,7 +920,11 @@ export async function runGroup(group: string, seed: number, scale: number, progr
         await one(i, () => {
           const f = path.join(scratch, 'len.fs');
           fs.writeFileSync(f, c.data);
-          return typed(FS_CODES, () => c.name, () => scanFile(f));
+          return typed(
+            FS_CODES,
+            () => c.name,
+            () => scanFile(f),
+          );
         });
       }
     } else if (group === 'tar archives') {
@@ -829,7 +956,6 @@ if (parentPort && workerData?.fuzzGroup) {
     (e) => port.postMessage({ error: String((e as Error)?.stack ?? e) }),
   );
 }
-
 
 // `node fuzzcases.js --make|--shape NAME SCRATCH`: writes, or runs, one hostile shape in a fresh process (see fuzz.test.ts).
 if (require.main === module && process.argv[2] === '--make') {

@@ -75,7 +75,10 @@ describe('the encrypted objects', () => {
     const variants: [string, Buffer][] = [
       ['cut after two whole chunks', sealed.subarray(0, 28 + 2 * frame)],
       ['the last chunk dropped', Buffer.concat([sealed.subarray(0, 28 + 2 * frame), sealed.subarray(28 + 3 * frame)])],
-      ['two chunks swapped', Buffer.concat([sealed.subarray(0, 28), sealed.subarray(28 + frame, 28 + 2 * frame), sealed.subarray(28, 28 + frame), sealed.subarray(28 + 2 * frame)])],
+      [
+        'two chunks swapped',
+        Buffer.concat([sealed.subarray(0, 28), sealed.subarray(28 + frame, 28 + 2 * frame), sealed.subarray(28, 28 + frame), sealed.subarray(28 + 2 * frame)]),
+      ],
       ['a flipped byte', Buffer.from(sealed.map((b, i) => (i === 28 + frame + 5 ? b ^ 1 : b)))],
       ['a flipped byte in the header', Buffer.from(sealed.map((b, i) => (i === 10 ? b ^ 1 : b)))],
     ];
@@ -95,7 +98,11 @@ describe('the encrypted objects', () => {
     const tid = '03e5d1c2b0a09f8e';
     await target.put(`main/blobs/${oid}/${tid}.blob`, Buffer.from('x'), hashBuffer(Buffer.from('x')));
     const stored = fs.readdirSync(path.join(dir, 'main', 'blobs'), { recursive: true }).map(String);
-    assert.equal(stored.some((n) => n.includes(oid) || n.includes(tid)), false, stored.join(' '));
+    assert.equal(
+      stored.some((n) => n.includes(oid) || n.includes(tid)),
+      false,
+      stored.join(' '),
+    );
     assert.match(stored.join(' '), /^[0-9a-f]{2} [0-9a-f]{2}\/[0-9a-f]{62}$/);
     // The marker: the only object in clear, without the key.
     const marker = JSON.parse(fs.readFileSync(path.join(dir, MARKER_KEY), 'utf8'));
@@ -209,7 +216,7 @@ describe('which generations a forget keeps', () => {
 });
 
 describe('the lock between pushes and forgets (a folder as the remote)', () => {
-  it('lets pushes run together; a forget steps back from a push and a push waits for a forget; LOCKED once the wait is over; a dead run\'s lock is ignored', async (t) => {
+  it("lets pushes run together; a forget steps back from a push and a push waits for a forget; LOCKED once the wait is over; a dead run's lock is ignored", async (t) => {
     const root = tmpDir(t);
     const locks = path.join(root, 'offsite', 'locks');
     const target = await openTarget(`file://${path.join(root, 'offsite')}`);
@@ -217,7 +224,11 @@ describe('the lock between pushes and forgets (a folder as the remote)', () => {
     const other = await RemoteLock.acquire(target, 'push', { waitMs: 0 });
     await other.release();
     await assert.rejects(RemoteLock.acquire(target, 'forget', { waitMs: 0 }), refused('LOCKED', /A push is running/));
-    assert.deepEqual(fs.readdirSync(locks).filter((n) => !n.startsWith('push-')), [], 'the forget took its lock away');
+    assert.deepEqual(
+      fs.readdirSync(locks).filter((n) => !n.startsWith('push-')),
+      [],
+      'the forget took its lock away',
+    );
     // A forget waiting for the push gets the lock once the push is done.
     const waiting = RemoteLock.acquire(target, 'forget');
     await push.release();

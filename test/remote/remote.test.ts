@@ -33,7 +33,10 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     let target = await s3(url);
     const first = await pushDeployment(dep, target);
     target.close();
-    assert.deepEqual(first.storages[0]!.pushed, points.map((p) => p.stamp));
+    assert.deepEqual(
+      first.storages[0]!.pushed,
+      points.map((p) => p.stamp),
+    );
     const allBlobs = new Set(points.flatMap((p) => Object.keys(p.blobs))).size;
     // 3 pieces + 3 indexes + each blob file once.
     assert.equal(first.storages[0]!.objects, 3 + 3 + allBlobs);
@@ -64,13 +67,22 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     // four single PUTs, the big file's HEAD + create + 2 parts + complete + HEAD, the manifest.
     assert.ok(third.stats.requests <= 1 + 1 + 4 + 4 + 6 + 1, `a push after three new blobs took ${third.stats.requests} requests`);
     const gens = (await listGenerations(dep.storages[0]!.dirs.blobBackups, 'blobstorage')).map((g) => g.stamp);
-    assert.deepEqual(gens, points.map((p) => p.stamp));
+    assert.deepEqual(
+      gens,
+      points.map((p) => p.stamp),
+    );
 
     // list --from: every generation, with what it holds.
     target = await s3(url);
     const [view] = await listRemote(['main'], target);
-    assert.deepEqual(view!.generations.map((g) => g.stamp), points.map((p) => p.stamp));
-    assert.deepEqual(view!.generations.map((g) => g.full), [true, false, false, false]);
+    assert.deepEqual(
+      view!.generations.map((g) => g.stamp),
+      points.map((p) => p.stamp),
+    );
+    assert.deepEqual(
+      view!.generations.map((g) => g.full),
+      [true, false, false, false],
+    );
     assert.equal(view!.generations[3]!.blobFiles, Object.keys(points[3]!.blobs).length);
     const [verified] = await verifyRemote(['main'], target, { deep: true });
     assert.deepEqual(verified!.problems, []);
@@ -142,7 +154,14 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     assert.match((await verifyRemote(['main'], target))[0]!.problems.join('\n'), /is 3 bytes/);
 
     // A manifest naming a path outside its layout (a hostile remote) is refused, not followed.
-    const bad = { format: 'plone-backup-remote-generation', version: 1, storage: 'main', stamp: '2026-06-02-00-00-00', full: '2026-06-02-00-00-00', pieces: [{ name: '../../etc/passwd', start: 0, end: 4, md5: '0'.repeat(32), size: 4, sha256: '0'.repeat(64) }] };
+    const bad = {
+      format: 'plone-backup-remote-generation',
+      version: 1,
+      storage: 'main',
+      stamp: '2026-06-02-00-00-00',
+      full: '2026-06-02-00-00-00',
+      pieces: [{ name: '../../etc/passwd', start: 0, end: 4, md5: '0'.repeat(32), size: 4, sha256: '0'.repeat(64) }],
+    };
     await server.rawPut(url, 'sites/prod/main/generations/2026-06-02-00-00-00.json', Buffer.from(JSON.stringify(bad)));
     const [view] = await listRemote(['main'], target);
     assert.match(view!.generations.at(-1)!.problem ?? '', /cannot be trusted: piece 1 is not named as a repozo piece/);
@@ -172,7 +191,11 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     });
     await read;
     const pushed = [...ra.storages[0]!.pushed, ...rb.storages[0]!.pushed].sort();
-    assert.deepEqual(pushed, points.map((p) => p.stamp), 'each generation written by exactly one of them');
+    assert.deepEqual(
+      pushed,
+      points.map((p) => p.stamp),
+      'each generation written by exactly one of them',
+    );
     const [v] = await verifyRemote(['main'], reader, { deep: true });
     assert.deepEqual(v!.problems, []);
     assert.ok(seen.length >= 1);
@@ -187,7 +210,10 @@ describe('a file:// target goes through the same code', () => {
     const url = `file://${path.join(root, 'offsite')}`;
     let target = await openTarget(url);
     const first = await pushDeployment(dep, target);
-    assert.deepEqual(first.storages[0]!.pushed, points.map((p) => p.stamp));
+    assert.deepEqual(
+      first.storages[0]!.pushed,
+      points.map((p) => p.stamp),
+    );
     target = await openTarget(url);
     const again = await pushDeployment(dep, target);
     assert.equal(again.stats.written, 0);
@@ -235,7 +261,11 @@ describe('the CLI', () => {
     assert.equal(restore.status, 0, restore.stderr);
     assert.equal(md5File(path.join(dev, 'var', 'filestorage', 'Data.fs')), points[1]!.md5);
     // Wrong credentials: a typed failure naming what to check, the secret never shown.
-    const denied = spawnSync(process.execPath, [CLI, 'list', '--from', url, '--endpoint', server.env.S3_ENDPOINT!], { cwd: dev, encoding: 'utf8', env: { ...process.env, AWS_SECRET_ACCESS_KEY: 'not-the-secret-xyz' } });
+    const denied = spawnSync(process.execPath, [CLI, 'list', '--from', url, '--endpoint', server.env.S3_ENDPOINT!], {
+      cwd: dev,
+      encoding: 'utf8',
+      env: { ...process.env, AWS_SECRET_ACCESS_KEY: 'not-the-secret-xyz' },
+    });
     assert.equal(denied.status, 1);
     assert.match(denied.stderr, /credentials/);
     assert.doesNotMatch(denied.stderr, /not-the-secret-xyz/);

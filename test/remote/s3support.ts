@@ -118,7 +118,10 @@ export function stampClock(stamps: string[]): { now: () => Date } {
 }
 
 /** A site with a full backup and two incrementals, an hour apart. */
-export async function production(t: { after: (fn: () => unknown) => void }, root: string): Promise<{ s: Site; dep: Deployment; points: Point[]; clock: ReturnType<typeof fakeClock> }> {
+export async function production(
+  t: { after: (fn: () => unknown) => void },
+  root: string,
+): Promise<{ s: Site; dep: Deployment; points: Point[]; clock: ReturnType<typeof fakeClock> }> {
   const s = await makeSite(t, root, { docs: 2, files: 3 });
   const dep = await discoverDeployment(root);
   const clock = fakeClock('2026-06-01-10-00-00', 3600);
@@ -149,7 +152,13 @@ export function filterBlobs(b: Record<string, string>): Record<string, string> {
 /** The oid and tid (hex) of a blob path of a bushy tree. */
 export function blobIds(rel: string): { oid: string; tid: string } {
   const parts = rel.split('/');
-  return { oid: parts.slice(0, 8).map((p) => p.slice(2)).join(''), tid: parts[8]!.slice(2, 18) };
+  return {
+    oid: parts
+      .slice(0, 8)
+      .map((p) => p.slice(2))
+      .join(''),
+    tid: parts[8]!.slice(2, 18),
+  };
 }
 
 /** A folder holding nothing yet, as a deployment of one storage given by its paths. */

@@ -14,7 +14,17 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type Deployment, type KeySource, EncryptedTarget, MARKER_KEY, discoverDeployment, forgetRemote, listRemote, pushDeployment, verifyRemote } from '../../src/engine/internal';
+import {
+  type Deployment,
+  type KeySource,
+  EncryptedTarget,
+  MARKER_KEY,
+  discoverDeployment,
+  forgetRemote,
+  listRemote,
+  pushDeployment,
+  verifyRemote,
+} from '../../src/engine/internal';
 import { content, md5File, tmpDir } from '../support/fs';
 import { CLI } from '../support/paths';
 import { makeSite } from '../support/site';
@@ -43,7 +53,10 @@ describe('client-side encryption on a real S3 server', () => {
     assert.ok(target instanceof EncryptedTarget);
     const pushed = await pushDeployment(dep, target);
     target.close();
-    assert.deepEqual(pushed.storages[0]!.pushed, points.map((p) => p.stamp));
+    assert.deepEqual(
+      pushed.storages[0]!.pushed,
+      points.map((p) => p.stamp),
+    );
 
     // What the server holds.
     const keys = await server.rawKeys(url);
@@ -59,7 +72,10 @@ describe('client-side encryption on a real S3 server', () => {
     // Read back with the key: list, verify --deep, an incremental push (nothing again).
     target = await server.open(url, { key });
     const [view] = await listRemote(['main'], target);
-    assert.deepEqual(view!.generations.map((g) => g.stamp), points.map((p) => p.stamp));
+    assert.deepEqual(
+      view!.generations.map((g) => g.stamp),
+      points.map((p) => p.stamp),
+    );
     assert.deepEqual((await verifyRemote(['main'], target, { deep: true }))[0]!.problems, []);
     const again = await pushDeployment(dep, target);
     assert.equal(again.stats.written, 0);
@@ -146,7 +162,10 @@ describe('forget: remote retention on a real S3 server', () => {
     const stamps = ['2026-01-05-10-00-00', '2026-01-20-10-00-00', '2026-02-02-10-00-00', '2026-02-03-09-00-00', '2026-02-03-18-00-00', '2026-02-04-10-00-00'];
     const { dep, points, close } = await craftedSite(t, path.join(root, 'prod'), stamps);
     await close();
-    assert.deepEqual(points.map((p) => p.stamp), stamps);
+    assert.deepEqual(
+      points.map((p) => p.stamp),
+      stamps,
+    );
     const url = await server.bucket();
     const key = keyFile(root);
     const target = (await server.open(url, { key, create: true })) as EncryptedTarget;
@@ -168,7 +187,10 @@ describe('forget: remote retention on a real S3 server', () => {
     assert.deepEqual(res.storages[0]!.forgotten, [D, C, A]);
     assert.deepEqual(res.storages[0]!.objects, dry.storages[0]!.objects);
     const [view] = await listRemote(['main'], target);
-    assert.deepEqual(view!.generations.map((g) => g.stamp), [B, E, F]);
+    assert.deepEqual(
+      view!.generations.map((g) => g.stamp),
+      [B, E, F],
+    );
     const after = await server.rawKeys(url);
     // Their pieces and indexes went, the orphan too; the kept ones' stay.
     for (const g of [A, C, D]) assert.ok(!after.some((k) => k.includes(g!)), `${g} left objects`);
@@ -219,8 +241,14 @@ describe('forget: remote retention on a real S3 server', () => {
     await s.site.close();
     // Now alone: keep 1 leaves the newest chain only (its full generation and incremental).
     const res = await forgetRemote(dep, a, { keep: 1 });
-    assert.deepEqual(res.storages[0]!.kept, points.slice(-2).map((p) => p.stamp));
-    assert.deepEqual((await listRemote(['main'], a))[0]!.generations.map((g) => g.stamp), points.slice(-2).map((p) => p.stamp));
+    assert.deepEqual(
+      res.storages[0]!.kept,
+      points.slice(-2).map((p) => p.stamp),
+    );
+    assert.deepEqual(
+      (await listRemote(['main'], a))[0]!.generations.map((g) => g.stamp),
+      points.slice(-2).map((p) => p.stamp),
+    );
     assert.deepEqual((await verifyRemote(['main'], a, { deep: true }))[0]!.problems, []);
     assert.ok(!(await server.rawKeys(url)).some((k) => k.includes('/locks/')), 'no lock left behind');
   });

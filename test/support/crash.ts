@@ -178,8 +178,16 @@ export async function crashLoop(
     }
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  const report: KillReport = { name: opts.name, total, tried: points.length, killed, byStep, seconds: (Date.now() - t0) / 1000, runSeconds: runMs / 1000, checkSeconds: checkMs / 1000 };
+  const report: KillReport = {
+    name: opts.name,
+    total,
+    tried: points.length,
+    killed,
+    byStep,
+    seconds: (Date.now() - t0) / 1000,
+    runSeconds: runMs / 1000,
+    checkSeconds: checkMs / 1000,
+  };
   t.diagnostic?.(`${opts.name}: ${total} steps, ${points.length} kill points tried, ${killed} killed (${JSON.stringify(byStep)}) in ${report.seconds.toFixed(1)} s`);
   return report;
 }
-

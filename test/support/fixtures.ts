@@ -135,7 +135,9 @@ export async function replayHistory(
   fs.mkdirSync(repo, { recursive: true });
   const data = path.join(dir, 'Data.fs');
   const results: BackupResult[] = [];
-  for (const [i, s] of historySteps().slice(0, opts.steps ?? 6).entries()) {
+  for (const [i, s] of historySteps()
+    .slice(0, opts.steps ?? 6)
+    .entries()) {
     fs.copyFileSync(statePath(i + 1), data);
     results.push(await backup({ file: data, repository: repo, now: at(s.stamp), datPrefix: prefix, gzip: opts.gzip, quick: opts.quick, lockWaitMs: 0 }));
   }

@@ -118,5 +118,3 @@ export async function committedMd5(file: string): Promise<{ end: number; md5: st
   const b = fs.readFileSync(file);
   return { end: r.end, md5: md5(b.subarray(0, r.end)), size: b.length };
 }
-
-

@@ -82,17 +82,38 @@ export function parseWriterArgs(argv: string[]): WriterArgs {
       return v;
     };
     switch (argv[i]) {
-      case '--root': a.root = value(); break;
-      case '--file': a.file = value(); break;
-      case '--blob-dir': a.blobDir = value(); break;
-      case '--seed': a.seed = Number(value()); break;
-      case '--pack-every': a.packEveryMs = Number(value()); break;
-      case '--keep-generations': a.keepGenerations = true; break;
-      case '--aborts': a.aborts = true; break;
-      case '--large-pages': a.largePages = true; break;
-      case '--min-pause': a.minPauseMs = Number(value()); break;
-      case '--max-pause': a.maxPauseMs = Number(value()); break;
-      default: throw new Error(`unknown argument ${argv[i]}`);
+      case '--root':
+        a.root = value();
+        break;
+      case '--file':
+        a.file = value();
+        break;
+      case '--blob-dir':
+        a.blobDir = value();
+        break;
+      case '--seed':
+        a.seed = Number(value());
+        break;
+      case '--pack-every':
+        a.packEveryMs = Number(value());
+        break;
+      case '--keep-generations':
+        a.keepGenerations = true;
+        break;
+      case '--aborts':
+        a.aborts = true;
+        break;
+      case '--large-pages':
+        a.largePages = true;
+        break;
+      case '--min-pause':
+        a.minPauseMs = Number(value());
+        break;
+      case '--max-pause':
+        a.maxPauseMs = Number(value());
+        break;
+      default:
+        throw new Error(`unknown argument ${argv[i]}`);
     }
   }
   if (!a.root === !a.file) throw new Error('give --root DIR or --file F');
@@ -165,7 +186,11 @@ async function main(a: WriterArgs): Promise<WriterStats> {
     } else if (r < 19) {
       // tpc_abort after a vote: the 'c' transaction is cut off the file again
       const oid = docs[rand(docs.length)];
-      await w.vote({ user: '/ editor', description: `aborted ${n}`, records: [{ oid, data: objectPickle('plone.sample', 'Document', { title: `aborted ${n}`, text: 'x'.repeat(rand(5000)) }) }] });
+      await w.vote({
+        user: '/ editor',
+        description: `aborted ${n}`,
+        records: [{ oid, data: objectPickle('plone.sample', 'Document', { title: `aborted ${n}`, text: 'x'.repeat(rand(5000)) }) }],
+      });
       await sleep(rand(5));
       await w.abort();
       s.aborted++;

@@ -52,7 +52,10 @@ function readNumber(b: Buffer, off: number, len: number): number {
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) return NaN;
     return Number(v);
   }
-  const s = b.toString('latin1', off, off + len).replace(/\0.*$/s, '').trim();
+  const s = b
+    .toString('latin1', off, off + len)
+    .replace(/\0.*$/s, '')
+    .trim();
   if (s === '') return 0;
   if (!/^[0-7]+$/.test(s)) return NaN;
   return parseInt(s, 8);

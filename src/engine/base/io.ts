@@ -152,7 +152,10 @@ export function modesOf(mode: number): Modes {
 
 /** The modes of what is made from `source` (a Data.fs); private when it cannot be stat'ed. */
 export async function modesFrom(source: string): Promise<Modes> {
-  return fsp.stat(source).then((st) => modesOf(st.mode), () => PRIVATE_MODES);
+  return fsp.stat(source).then(
+    (st) => modesOf(st.mode),
+    () => PRIVATE_MODES,
+  );
 }
 
 /** Caps for the metadata files we read whole (a config, a manifest, a .dat): far above real ones. */
@@ -191,7 +194,10 @@ export async function readFileCapped(file: string, maxBytes: number, opts: { noF
       throw new PloneBackupError('TOO_LARGE', `${what} at ${file} is not a regular file.`, { path: file, hint: 'Point it at an ordinary file.' });
     }
     if (st.size > maxBytes) {
-      throw new PloneBackupError('TOO_LARGE', `${what} at ${file} is ${st.size} bytes, more than the ${maxBytes} such a file can sensibly be.`, { path: file, hint: 'Check that it is the right file.' });
+      throw new PloneBackupError('TOO_LARGE', `${what} at ${file} is ${st.size} bytes, more than the ${maxBytes} such a file can sensibly be.`, {
+        path: file,
+        hint: 'Check that it is the right file.',
+      });
     }
     // One byte more than the cap tells a file that grew past it since the stat.
     const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(st.size + 1, 1)));
@@ -235,7 +241,13 @@ export async function linkRegularFile(src: string, dst: string): Promise<{ st: i
  * entry. Returns the source's stat (its mode, size). The copy's mode is the
  * source's within `maxMode`.
  */
-export async function copyRegularFile(src: string, dst: string, flags: number, notRegular: (file: string, what: 'link' | 'other') => Error, maxMode = 0o777): Promise<import('node:fs').Stats> {
+export async function copyRegularFile(
+  src: string,
+  dst: string,
+  flags: number,
+  notRegular: (file: string, what: 'link' | 'other') => Error,
+  maxMode = 0o777,
+): Promise<import('node:fs').Stats> {
   let fh: FileHandle;
   try {
     fh = await fsp.open(src, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
@@ -264,7 +276,10 @@ export async function copyRegularFile(src: string, dst: string, flags: number, n
 
 /** Whether `p` is a regular file itself (not a link, FIFO, device or folder). */
 export async function isRegularFile(p: string): Promise<boolean> {
-  return fsp.lstat(p).then((st) => st.isFile(), () => false);
+  return fsp.lstat(p).then(
+    (st) => st.isFile(),
+    () => false,
+  );
 }
 
 /** Opens a file to read a few bytes of it: never blocks on a FIFO, refuses anything but a regular file (ENOTREG-like EINVAL). */

@@ -79,4 +79,3 @@ export async function keepBuilt(live: string, built: string, stamp: string): Pro
 export async function dropKept(kept: string[]): Promise<void> {
   for (const k of kept) await fileLayer.rm(k, { recursive: true, force: true });
 }
-

@@ -197,10 +197,7 @@ async function removeLockDebris(dir: string, lockName: string, prefix?: string):
   }
 }
 
-export async function acquireLock(
-  dir: string,
-  opts: { what: string; waitMs?: number; signal?: AbortSignal; name?: string } = { what: 'backup' },
-): Promise<Lock> {
+export async function acquireLock(dir: string, opts: { what: string; waitMs?: number; signal?: AbortSignal; name?: string } = { what: 'backup' }): Promise<Lock> {
   const name = opts.name ?? LOCK_NAME;
   const lockPath = path.join(dir, name);
   const deadline = Date.now() + (opts.waitMs ?? 10_000);

@@ -73,6 +73,7 @@ export function compactTime(stamp: string, now: Date = new Date()): string {
   const zone = zoneName(d);
   const day = (x: Date) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
   const days = Math.round((day(now) - day(d)) / 86_400_000);
-  const text = days === 0 ? format(d, 'HH:mm:ss') : days === 1 ? `Yesterday ${format(d, 'HH:mm:ss')}` : days > 1 && days < 7 ? format(d, 'EEE HH:mm:ss') : format(d, 'yyyy-MM-dd HH:mm');
+  const text =
+    days === 0 ? format(d, 'HH:mm:ss') : days === 1 ? `Yesterday ${format(d, 'HH:mm:ss')}` : days > 1 && days < 7 ? format(d, 'EEE HH:mm:ss') : format(d, 'yyyy-MM-dd HH:mm');
   return zone ? `${text} ${zone}` : text;
 }

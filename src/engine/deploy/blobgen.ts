@@ -27,7 +27,20 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PloneBackupError } from '../base/errors';
 import { type BlobLayout, LAYOUT_FILE, eachAtMost, isBlobRelPath, notABlobFile } from '../zodb/blobdir';
-import { PRIVATE_MODES, READ_CAPS, copyRegularFile, exists, fileLayer, fsyncDir, isTempName, linkRegularFile, readFileCapped, tempPath, writeNewFile, type Modes } from '../base/io';
+import {
+  PRIVATE_MODES,
+  READ_CAPS,
+  copyRegularFile,
+  exists,
+  fileLayer,
+  fsyncDir,
+  isTempName,
+  linkRegularFile,
+  readFileCapped,
+  tempPath,
+  writeNewFile,
+  type Modes,
+} from '../base/io';
 import { isStamp } from '../zodb/tid';
 
 export const MANIFEST = '.plone-backup.json';
@@ -171,10 +184,11 @@ export function checkHead(m: unknown, file: string, gen: Generation): asserts m 
   const version = gen.kind === 'pool' ? 2 : 1;
   if (o.version !== version) throw manifestBad(file, `its version is ${JSON.stringify(o.version)}, not ${version}`);
   if (gen.kind === 'pool') {
-    if (o.parent !== undefined && (typeof o.parent !== 'string' || !isStamp(o.parent) || typeof o.stamp !== 'string' || o.parent >= o.stamp)) throw manifestBad(file, 'its parent is not an older stamp');
+    if (o.parent !== undefined && (typeof o.parent !== 'string' || !isStamp(o.parent) || typeof o.stamp !== 'string' || o.parent >= o.stamp))
+      throw manifestBad(file, 'its parent is not an older stamp');
     for (const k of ['count', 'bytes'] as const) if (typeof o[k] !== 'number' || !Number.isSafeInteger(o[k]) || o[k] < 0) throw manifestBad(file, `its ${k} is not a count`);
   }
-  if (typeof o.stamp !== 'string' || !isStamp(o.stamp) || (gen.stamp !== undefined && o.stamp !== gen.stamp)) throw manifestBad(file, 'its stamp is not the generation\'s');
+  if (typeof o.stamp !== 'string' || !isStamp(o.stamp) || (gen.stamp !== undefined && o.stamp !== gen.stamp)) throw manifestBad(file, "its stamp is not the generation's");
   if (typeof o.end !== 'number' || !Number.isSafeInteger(o.end) || o.end < 0) throw manifestBad(file, 'its end is not a position');
   if (o.lastTid !== undefined && (typeof o.lastTid !== 'string' || !/^[0-9a-f]{16}$/.test(o.lastTid))) throw manifestBad(file, 'its lastTid is not a tid');
   if (o.layout !== 'bushy' && o.layout !== 'lawn') throw manifestBad(file, 'its layout is neither bushy nor lawn');
@@ -292,9 +306,14 @@ export async function makeDirs(root: string, rels: string[], mode = 0o700): Prom
     else byDepth.set(depth, [d]);
   }
   for (const depth of [...byDepth.keys()].sort((a, b) => a - b)) {
-    await eachAtMost(byDepth.get(depth)!, 16, (d) => fileLayer.mkdir(path.join(root, d), { mode }).then(() => undefined, (e) => {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }));
+    await eachAtMost(byDepth.get(depth)!, 16, (d) =>
+      fileLayer.mkdir(path.join(root, d), { mode }).then(
+        () => undefined,
+        (e) => {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        },
+      ),
+    );
   }
 }
 

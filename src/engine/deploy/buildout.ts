@@ -486,7 +486,12 @@ async function readConfigFile(file: string, st: LoadState, from?: { file: string
   }
   // A NUL cannot be in a file name: the name is garbage (an OS call would throw a TypeError).
   if (file.includes('\0')) {
-    throw bad(`extends ${JSON.stringify(from?.ref ?? file)}${from ? ` in ${where(from.file, from.line)}` : ''} is not a file name (it holds a NUL byte).`, from?.file ?? file, from?.line, 'Fix the extends line.');
+    throw bad(
+      `extends ${JSON.stringify(from?.ref ?? file)}${from ? ` in ${where(from.file, from.line)}` : ''} is not a file name (it holds a NUL byte).`,
+      from?.file ?? file,
+      from?.line,
+      'Fix the extends line.',
+    );
   }
   let buf: Buffer;
   try {
@@ -1160,4 +1165,3 @@ function checkDistinct(pr: PartReader, locations: RecipeLocations): void {
     seen.set(p, key);
   }
 }
-

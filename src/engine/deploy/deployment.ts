@@ -181,7 +181,14 @@ export function defaultDirs(base: string, name: string, part = 'backup'): Backup
   const n =
     part === 'backup'
       ? { backups: 'backup', blobBackups: 'blobstoragebackup', snapshots: 'snapshotbackup', blobSnapshots: 'blobstoragesnapshot', zips: 'zipbackup', blobZips: 'blobstoragezip' }
-      : { backups: part, blobBackups: `${part}-blobstorage`, snapshots: `${part}-snapshot`, blobSnapshots: `${part}-blobstoragesnapshot`, zips: `${part}-zip`, blobZips: `${part}-blobstoragezip` };
+      : {
+          backups: part,
+          blobBackups: `${part}-blobstorage`,
+          snapshots: `${part}-snapshot`,
+          blobSnapshots: `${part}-blobstoragesnapshot`,
+          zips: `${part}-zip`,
+          blobZips: `${part}-blobstoragezip`,
+        };
   return {
     backups: path.join(base, `${n.backups}s${sfx}`),
     blobBackups: path.join(base, `${n.blobBackups}s${sfx}`),
@@ -193,10 +200,16 @@ export function defaultDirs(base: string, name: string, part = 'backup'): Backup
 }
 
 async function isFile(p: string): Promise<boolean> {
-  return fsp.stat(p).then((s) => s.isFile(), () => false);
+  return fsp.stat(p).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 }
 async function isDir(p: string): Promise<boolean> {
-  return fsp.stat(p).then((s) => s.isDirectory(), () => false);
+  return fsp.stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 }
 
 /** The var folder of a Data.fs: the parent of `filestorage/`, else its own folder. */
@@ -251,7 +264,14 @@ export async function discoverDeployment(dir: string, o: DiscoverOverrides = {})
   // 2. plone-backup.json. One that is there but cannot be read (a folder, a
   // dangling link) is an error, never silently passed over.
   const configFile = o.config ? path.resolve(root, expandPath(o.config, env)) : path.join(root, CONFIG_FILE);
-  if (o.config || (await fsp.lstat(configFile).then(() => true, () => false))) dep = await fromConfigFile(root, configFile, dep, env);
+  if (
+    o.config ||
+    (await fsp.lstat(configFile).then(
+      () => true,
+      () => false,
+    ))
+  )
+    dep = await fromConfigFile(root, configFile, dep, env);
   if (!dep) {
     throw new PloneBackupError('SOURCE_MISSING', `No Plone deployment found in ${root}.`, {
       path: root,
@@ -286,10 +306,16 @@ export function validateDeployment(dep: Deployment): void {
     }
   }
   if (!isCompressLevel(st.compressLevel)) {
-    throw new PloneBackupError('CONFIG_BAD', `compressLevel must be a whole number from ${MIN_COMPRESS_LEVEL} to ${MAX_COMPRESS_LEVEL}, not ${st.compressLevel}.`, { path: dep.configFile, hint: 'Fix the setting.' });
+    throw new PloneBackupError('CONFIG_BAD', `compressLevel must be a whole number from ${MIN_COMPRESS_LEVEL} to ${MAX_COMPRESS_LEVEL}, not ${st.compressLevel}.`, {
+      path: dep.configFile,
+      hint: 'Fix the setting.',
+    });
   }
   if (!st.backupBlobs && st.onlyBlobs) {
-    throw new PloneBackupError('CONFIG_BAD', 'backup_blobs is false and only_blobs true: there would be nothing to back up.', { path: dep.configFile, hint: 'Set one of them differently.' });
+    throw new PloneBackupError('CONFIG_BAD', 'backup_blobs is false and only_blobs true: there would be nothing to back up.', {
+      path: dep.configFile,
+      hint: 'Set one of them differently.',
+    });
   }
   const LABEL: Record<keyof BackupDirs, string> = {
     backups: 'location (backups)',
@@ -309,7 +335,11 @@ export function validateDeployment(dep: Deployment): void {
   for (const s of dep.storages) {
     // A NUL byte is in no file name: a garbled configuration, refused before an OS call throws on it.
     for (const p of [s.file, s.blobDir ?? '', ...Object.values(s.dirs)]) {
-      if (p.includes('\0')) throw new PloneBackupError('CONFIG_BAD', `The configuration of ${dep.configFile ?? dep.root} names a path with a NUL byte (${JSON.stringify(p.slice(0, 200))}).`, { path: dep.configFile, hint: 'Fix the path.' });
+      if (p.includes('\0'))
+        throw new PloneBackupError('CONFIG_BAD', `The configuration of ${dep.configFile ?? dep.root} names a path with a NUL byte (${JSON.stringify(p.slice(0, 200))}).`, {
+          path: dep.configFile,
+          hint: 'Fix the path.',
+        });
     }
     const keys = (Object.keys(LABEL) as (keyof BackupDirs)[]).filter((k) => s.blobDir || !k.startsWith('blob'));
     for (const k of keys) {
@@ -554,7 +584,15 @@ async function fromConfigFile(root: string, file: string, base: Deployment | und
   } catch (e) {
     if (PloneBackupError.is(e)) throw e;
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') bad((await fsp.lstat(file).then(() => true, () => false)) ? 'it cannot be read (a link to nothing)' : 'it does not exist');
+    if (code === 'ENOENT')
+      bad(
+        (await fsp.lstat(file).then(
+          () => true,
+          () => false,
+        ))
+          ? 'it cannot be read (a link to nothing)'
+          : 'it does not exist',
+      );
     if (code === 'EACCES' || code === 'EPERM') bad('it cannot be read (permission denied)');
     if (code === 'EISDIR') bad('it cannot be read (it is a folder)');
     bad(`it cannot be read (${code ?? (e as Error).message})`);
@@ -590,7 +628,8 @@ async function fromConfigFile(root: string, file: string, base: Deployment | und
     if (type === 'bool' && typeof v !== 'boolean') bad(`"${k}" must be true or false`);
     if (type === 'string' && typeof v !== 'string') bad(`"${k}" must be a string`);
     if (type === 'level' && !isCompressLevel(v)) bad(`"${k}" must be a whole number from ${MIN_COMPRESS_LEVEL} (fastest) to ${MAX_COMPRESS_LEVEL} (smallest)`);
-    if (type === 'format' && !['pool', 'dir', 'tar', 'tar.gz', 'incremental', 'incremental.gz'].includes(v as string)) bad(`"${k}" must be one of pool, dir, tar, tar.gz, incremental, incremental.gz`);
+    if (type === 'format' && !['pool', 'dir', 'tar', 'tar.gz', 'incremental', 'incremental.gz'].includes(v as string))
+      bad(`"${k}" must be one of pool, dir, tar, tar.gz, incremental, incremental.gz`);
     if (type === 'bool') flags[k] = v as boolean;
   }
   const n = (k: string) => cfg[k] as number | undefined;
@@ -671,10 +710,27 @@ async function fromConfigFile(root: string, file: string, base: Deployment | und
   if (cfg.alternative_restore_source !== undefined) {
     const a = cfg.alternative_restore_source;
     if (typeof a !== 'string') bad('"alternative_restore_source" must be a string: "1 FILESTORAGE_BACKUPS [BLOB_BACKUPS]", as in the recipe');
-    altSource = parseAltSource(a as string, (v) => resolve(v), (why) => bad(`"alternative_restore_source" ${why}`));
+    altSource = parseAltSource(
+      a as string,
+      (v) => resolve(v),
+      (why) => bad(`"alternative_restore_source" ${why}`),
+    );
   }
   const remote = cfg.remote === undefined ? undefined : parseRemote(cfg.remote, bad, resolve);
-  return { root, varDir, source: 'config', configFile: file, storages, settings, part: base?.part, altSource, remote, warnings, notes: base?.notes, debug: (cfg.debug as boolean | undefined) ?? base?.debug };
+  return {
+    root,
+    varDir,
+    source: 'config',
+    configFile: file,
+    storages,
+    settings,
+    part: base?.part,
+    altSource,
+    remote,
+    warnings,
+    notes: base?.notes,
+    debug: (cfg.debug as boolean | undefined) ?? base?.debug,
+  };
 }
 
 /**
@@ -687,25 +743,38 @@ async function fromRecipe(root: string, part: string | undefined, env: NodeJS.Pr
   const read = await readBuildout(root, { env, home: env.HOME ?? os.homedir() });
   if (!read || read.parts.length === 0) {
     if (part !== undefined) {
-      throw new PloneBackupError('USAGE', `--part ${part}: ${read ? `${path.join(root, 'buildout.cfg')} has no collective.recipe.backup part` : `there is no buildout.cfg in ${root}`}.`, {
-        path: root,
-        hint: 'Leave out --part, or run it in the buildout folder.',
-      });
+      throw new PloneBackupError(
+        'USAGE',
+        `--part ${part}: ${read ? `${path.join(root, 'buildout.cfg')} has no collective.recipe.backup part` : `there is no buildout.cfg in ${root}`}.`,
+        {
+          path: root,
+          hint: 'Leave out --part, or run it in the buildout folder.',
+        },
+      );
     }
     return undefined;
   }
   const names = read.parts.map((p) => p.name);
   const p: RecipePart | undefined = part === undefined ? read.parts[0] : read.parts.find((x) => x.name === part);
   if (!p) {
-    throw new PloneBackupError('USAGE', `buildout.cfg has no collective.recipe.backup part named ${part}; it has ${names.join(', ')}.`, { path: read.parts[0]!.configFile, hint: `Pass --part ${names[0]}.` });
+    throw new PloneBackupError('USAGE', `buildout.cfg has no collective.recipe.backup part named ${part}; it has ${names.join(', ')}.`, {
+      path: read.parts[0]!.configFile,
+      hint: `Pass --part ${names[0]}.`,
+    });
   }
   const warnings = [...read.warnings, ...p.warnings].map((w) => `${w.file ? `${w.file}${w.line ? `:${w.line}` : ''}: ` : ''}${w.message}`);
-  if (part === undefined && names.length > 1) warnings.push(`buildout.cfg has ${names.length} collective.recipe.backup parts (${names.join(', ')}); using [${p.name}]. Pass --part to choose.`);
+  if (part === undefined && names.length > 1)
+    warnings.push(`buildout.cfg has ${names.length} collective.recipe.backup parts (${names.join(', ')}); using [${p.name}]. Pass --part to choose.`);
   const o = p.options;
-  if (!o.blobTimestamps) warnings.push(`[${p.name}] blob_timestamps = false: plone-backup writes timestamped blob backups all the same (their stamps tie them to the filestorage backups); it reads the numbered ones the recipe wrote.`);
+  if (!o.blobTimestamps)
+    warnings.push(
+      `[${p.name}] blob_timestamps = false: plone-backup writes timestamped blob backups all the same (their stamps tie them to the filestorage backups); it reads the numbered ones the recipe wrote.`,
+    );
   const notes: string[] = [];
   if (!o.useRsync || o.rsyncOptions) {
-    notes.push(`[${p.name}] use_rsync = ${o.useRsync}${o.rsyncOptions ? `, rsync_options = ${o.rsyncOptions}` : ''}: plone-backup copies blob files itself (hard links to the previous generation, as rsync --link-dest; a reflink or a copy for new files), so these options change nothing.`);
+    notes.push(
+      `[${p.name}] use_rsync = ${o.useRsync}${o.rsyncOptions ? `, rsync_options = ${o.rsyncOptions}` : ''}: plone-backup copies blob files itself (hard links to the previous generation, as rsync --link-dest; a reflink or a copy for new files), so these options change nothing.`,
+    );
   }
   const altSource = o.alternativeRestoreSource ? { repo: o.alternativeRestoreSource.datafs, blobs: o.alternativeRestoreSource.blobStorage } : undefined;
   return {
@@ -772,7 +841,8 @@ export function parseRemote(v: unknown, bad: (why: string) => never, resolve: (p
   if (typeof v !== 'object' || v === null || Array.isArray(v)) bad('"remote" must be an object: {"url": "s3://BUCKET/PREFIX", "endpoint": "https://…"}');
   const o = v as Record<string, unknown>;
   for (const k of Object.keys(o)) {
-    if (/pass(word|phrase)$/i.test(k)) bad(`"remote.${k.slice(0, 40)}": a passphrase never goes in plone-backup.json; set "passphraseEnv" to the name of the environment variable that holds it`);
+    if (/pass(word|phrase)$/i.test(k))
+      bad(`"remote.${k.slice(0, 40)}": a passphrase never goes in plone-backup.json; set "passphraseEnv" to the name of the environment variable that holds it`);
     if (!REMOTE_KEYS.includes(k)) bad(`"remote" takes ${REMOTE_KEYS.map((x) => `"${x}"`).join(', ')}, not "${k.slice(0, 40)}"`);
   }
   if (typeof o.url !== 'string' || o.url.length > 2048 || !/^(s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^\0\\]*)?|file:\/\/\/[^\0]*)$/.test(o.url)) {
@@ -793,7 +863,8 @@ export function parseRemote(v: unknown, bad: (why: string) => never, resolve: (p
     out.keyFile = resolve(o.keyFile as string);
   }
   if (o.passphraseEnv !== undefined) {
-    if (typeof o.passphraseEnv !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(o.passphraseEnv)) bad('"remote.passphraseEnv" must be the name of an environment variable (the passphrase itself never goes in the file)');
+    if (typeof o.passphraseEnv !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(o.passphraseEnv))
+      bad('"remote.passphraseEnv" must be the name of an environment variable (the passphrase itself never goes in the file)');
     out.passphraseEnv = o.passphraseEnv as string;
   }
   if (out.keyFile !== undefined && out.passphraseEnv !== undefined) bad('"remote" sets both "keyFile" and "passphraseEnv"; a remote has one key');
@@ -806,7 +877,10 @@ export function parseRemote(v: unknown, bad: (why: string) => never, resolve: (p
 }
 
 export function parseAltSource(text: string, resolve: (p: string) => string, bad: (why: string) => never): { repo: string; blobs?: string } | undefined {
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   if (lines.length === 0) return undefined;
   if (lines.length > 1) bad('holds more than one line; only one alternative source (the main storage) is supported, as in the recipe');
   const parts = lines[0]!.split(/\s+/);
@@ -816,7 +890,26 @@ export function parseAltSource(text: string, resolve: (p: string) => string, bad
 }
 
 /** Folders never looked into when searching a workspace for deployments. */
-const SKIP_DIRS = new Set(['node_modules', 'bower_components', '__pycache__', 'venv', 'env', 'eggs', 'develop-eggs', 'parts', 'dist', 'build', 'out', 'lib', 'lib64', 'include', 'share', 'site-packages', 'blobstorage', 'filestorage']);
+const SKIP_DIRS = new Set([
+  'node_modules',
+  'bower_components',
+  '__pycache__',
+  'venv',
+  'env',
+  'eggs',
+  'develop-eggs',
+  'parts',
+  'dist',
+  'build',
+  'out',
+  'lib',
+  'lib64',
+  'include',
+  'share',
+  'site-packages',
+  'blobstorage',
+  'filestorage',
+]);
 
 /** What makes a folder a deployment: a file discoverDeployment starts from. */
 const MARKERS = ['buildout.cfg', CONFIG_FILE, path.join('var', 'filestorage', 'Data.fs'), path.join('filestorage', 'Data.fs'), 'zope.conf', path.join('etc', 'zope.conf')];
@@ -843,7 +936,14 @@ export async function findDeployments(root: string, opts: { depth?: number; maxD
         if (--budget <= 0) break;
         const sub = path.join(dir, e.name);
         let marked = false;
-        for (const m of MARKERS) if (await fsp.lstat(path.join(sub, m)).then((st) => st.isFile(), () => false)) marked = true;
+        for (const m of MARKERS)
+          if (
+            await fsp.lstat(path.join(sub, m)).then(
+              (st) => st.isFile(),
+              () => false,
+            )
+          )
+            marked = true;
         // A deployment's own subfolders (var/, etc/) are part of it, not deployments of their own.
         if (marked) found.push(sub);
         else next.push(sub);

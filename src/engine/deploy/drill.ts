@@ -52,7 +52,13 @@ export async function drillDeployment(dep: Deployment, opts: DrillOptions = {}):
       let stamps: string[];
       try {
         const { files } = await listRepository(repo);
-        stamps = opts.all ? allChains(files).flat().map((f) => f.stamp) : files.length ? [files[files.length - 1]!.stamp] : [];
+        stamps = opts.all
+          ? allChains(files)
+              .flat()
+              .map((f) => f.stamp)
+          : files.length
+            ? [files[files.length - 1]!.stamp]
+            : [];
       } catch (e) {
         if (PloneBackupError.is(e, 'REPO_MISSING')) stamps = [];
         else throw e;
@@ -165,4 +171,3 @@ async function drillOne(dep: Deployment, storage: string, stamp: string, work: s
   res.ok = res.problems.length === 0;
   return res;
 }
-

@@ -152,10 +152,14 @@ export async function undoRestore(dep: Deployment, opts: OperationOptions & { fo
   for (const s of dep.storages) {
     const k = last.storages.find((x) => x.storage === s.name);
     if (!k?.file || (s.blobDir && !k.blobDir)) {
-      throw new PloneBackupError('NOT_FOUND', `The restore of ${last.stamp} did not keep ${s.name}'s ${!k?.file ? path.basename(s.file) : path.basename(s.blobDir!)}; it cannot be undone.`, {
-        path: path.dirname(s.file),
-        hint: 'Restore a backup instead.',
-      });
+      throw new PloneBackupError(
+        'NOT_FOUND',
+        `The restore of ${last.stamp} did not keep ${s.name}'s ${!k?.file ? path.basename(s.file) : path.basename(s.blobDir!)}; it cannot be undone.`,
+        {
+          path: path.dirname(s.file),
+          hint: 'Restore a backup instead.',
+        },
+      );
     }
   }
   const session = await openRestore(dep, {

@@ -137,7 +137,13 @@ export async function chainIsOurs(repo: string, full: RepoFile, owners: Map<stri
   if (rec) {
     if (rec.file === me.file) return true;
     if (!me.first || rec.first !== me.first) return false;
-    return atHome || !(await fsp.lstat(rec.file).then(() => true, () => false));
+    return (
+      atHome ||
+      !(await fsp.lstat(rec.file).then(
+        () => true,
+        () => false,
+      ))
+    );
   }
   if (!me.first) return false;
   return (await firstTid(path.join(repo, full.name), full.gzip).catch(() => undefined)) === me.first;

@@ -58,7 +58,6 @@ export interface DeleteOptions extends OperationOptions {
   lockWaitMs?: number;
 }
 
-
 /** Whether a generation can be restored as it is: readable, and with the blob generation made with it. */
 export function isComplete(g: GenerationView): boolean {
   return !g.problem && (g.blob.status === 'match' || g.blob.status === 'archived' || g.blob.status === 'none');

@@ -260,9 +260,13 @@ export function unitBase(id: string, job: ScheduleJob): string {
 function checkWord(s: string, what: string): void {
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f\\]/.test(s) || s.length > 4096) {
-    throw new PloneBackupError('USAGE', `${what} ${JSON.stringify(s.slice(0, 200))} holds a backslash, a control character or is too long, so it cannot be written into a crontab line or a systemd unit safely.`, {
-      hint: 'Rename or move it (or put the option into plone-backup.json), then schedule again.',
-    });
+    throw new PloneBackupError(
+      'USAGE',
+      `${what} ${JSON.stringify(s.slice(0, 200))} holds a backslash, a control character or is too long, so it cannot be written into a crontab line or a systemd unit safely.`,
+      {
+        hint: 'Rename or move it (or put the option into plone-backup.json), then schedule again.',
+      },
+    );
   }
 }
 
@@ -334,7 +338,9 @@ export function planSchedule(spec: ScheduleSpec, input: ScheduleInput, target: S
   }
   for (const w of input.invocation) checkWord(w, 'The path of plone-backup');
   if (target !== 'cron' && /["']/.test(input.invocation[0]!)) {
-    throw new PloneBackupError('USAGE', `systemd cannot run a program whose path holds a quote: ${input.invocation[0]}.`, { hint: 'Move or link it to a plain path, or use --cron.' })
+    throw new PloneBackupError('USAGE', `systemd cannot run a program whose path holds a quote: ${input.invocation[0]}.`, {
+      hint: 'Move or link it to a plain path, or use --cron.',
+    });
   }
   const flags = overrideFlags(path.resolve(input.base ?? root), input.overrides);
   for (const w of flags) checkWord(w, 'The option');
@@ -375,7 +381,19 @@ export function planSchedule(spec: ScheduleSpec, input: ScheduleInput, target: S
       });
       files.push({
         name: `${base}.timer`,
-        text: [...head, '[Unit]', `Description=${what} (${j.job === 'backup' ? EVERY_WORDS[spec.every] : 'weekly'})`, '', '[Timer]', ...j.when.map((w) => `OnCalendar=${w}`), 'Persistent=true', '', '[Install]', 'WantedBy=timers.target', ''].join('\n'),
+        text: [
+          ...head,
+          '[Unit]',
+          `Description=${what} (${j.job === 'backup' ? EVERY_WORDS[spec.every] : 'weekly'})`,
+          '',
+          '[Timer]',
+          ...j.when.map((w) => `OnCalendar=${w}`),
+          'Persistent=true',
+          '',
+          '[Install]',
+          'WantedBy=timers.target',
+          '',
+        ].join('\n'),
       });
     }
   }
@@ -406,7 +424,11 @@ export interface ScheduleEnv {
 /** The variable that sets ScheduleEnv's fields (JSON) for the CLI and the extension's test host: for tests only. */
 export const SCHEDULE_ENV_VAR = 'PLONE_BACKUP_SCHEDULE_ENV';
 
-const isDir = (p: string) => fsp.stat(p).then((s) => s.isDirectory(), () => false);
+const isDir = (p: string) =>
+  fsp.stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 
 /** The real environment, with `over` (a test's) in place of any field. */
 export async function scheduleEnv(over: Partial<ScheduleEnv> = {}, env: NodeJS.ProcessEnv = process.env): Promise<ScheduleEnv> {
@@ -429,7 +451,8 @@ export async function scheduleEnv(over: Partial<ScheduleEnv> = {}, env: NodeJS.P
 export function scheduleEnvOverrides(env: NodeJS.ProcessEnv = process.env): Partial<ScheduleEnv> {
   const raw = env[SCHEDULE_ENV_VAR];
   if (!raw) return {};
-  const bad = () => new PloneBackupError('USAGE', `${SCHEDULE_ENV_VAR} is not a JSON object of ScheduleEnv's fields.`, { hint: `Unset ${SCHEDULE_ENV_VAR}: it is for the project's tests.` });
+  const bad = () =>
+    new PloneBackupError('USAGE', `${SCHEDULE_ENV_VAR} is not a JSON object of ScheduleEnv's fields.`, { hint: `Unset ${SCHEDULE_ENV_VAR}: it is for the project's tests.` });
   let v: unknown;
   try {
     v = JSON.parse(raw);
@@ -461,7 +484,9 @@ export function scheduleEnvOverrides(env: NodeJS.ProcessEnv = process.env): Part
 /** systemd where it runs, else cron; or what was asked. */
 export function chooseTarget(asked: { systemd?: boolean; user?: boolean; cron?: boolean }, env: ScheduleEnv): ScheduleTarget {
   if (asked.cron && (asked.systemd || asked.user)) {
-    throw new PloneBackupError('USAGE', '--cron cannot be combined with --systemd or --user.', { hint: 'Pass one of them, or none to use systemd where it runs and cron elsewhere.' });
+    throw new PloneBackupError('USAGE', '--cron cannot be combined with --systemd or --user.', {
+      hint: 'Pass one of them, or none to use systemd where it runs and cron elsewhere.',
+    });
   }
   if (asked.user) return 'systemd-user';
   if (asked.systemd) return 'systemd';
@@ -508,7 +533,11 @@ async function runTool(argv: readonly string[], o: { input?: string; cap?: numbe
     child.on('close', (code) => {
       clearTimeout(timer);
       if (tooLarge) {
-        reject(new PloneBackupError('TOO_LARGE', `${argv.join(' ')} printed more than ${cap} bytes, more than a crontab can sensibly be.`, { hint: 'Look at it with crontab -l; nothing was changed.' }));
+        reject(
+          new PloneBackupError('TOO_LARGE', `${argv.join(' ')} printed more than ${cap} bytes, more than a crontab can sensibly be.`, {
+            hint: 'Look at it with crontab -l; nothing was changed.',
+          }),
+        );
       } else resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8').trim() });
     });
   }).catch((e: unknown) => {
@@ -661,14 +690,23 @@ async function showSystemd(target: 'systemd' | 'systemd-user', root: string, env
       spec ??= lines.map((l) => parseMarker(l, id)).find((s) => s !== undefined);
     }
     const command = Array.isArray(service) ? (valuesOf(service, 'ExecStart')[0] ?? '') : '';
-    const enabled = await fsp.lstat(path.join(dir, 'timers.target.wants', `${base}.timer`)).then((s) => s.isSymbolicLink(), () => false);
+    const enabled = await fsp.lstat(path.join(dir, 'timers.target.wants', `${base}.timer`)).then(
+      (s) => s.isSymbolicLink(),
+      () => false,
+    );
     jobs.push({ job, when: Array.isArray(timer) ? valuesOf(timer, 'OnCalendar') : [], command, program: execProgram(command), enabled });
   }
   if (!marked) return undefined;
   const s: InstalledSchedule = { target, id, spec, jobs, files, edited: false, problems: [] };
   s.edited = isEdited(s, calendarEvent);
   for (const j of jobs) if (!j.enabled) s.problems.push(`the ${j.job} timer is not enabled`);
-  if (target === 'systemd-user' && !(await fsp.lstat(path.join(env.lingerDir, env.user)).then(() => true, () => false))) {
+  if (
+    target === 'systemd-user' &&
+    !(await fsp.lstat(path.join(env.lingerDir, env.user)).then(
+      () => true,
+      () => false,
+    ))
+  ) {
     s.problems.push(`user timers run only while ${env.user} is logged in (loginctl enable-linger ${env.user} lets them run always)`);
   }
   return s;
@@ -803,7 +841,13 @@ export interface ScheduleChange {
 async function systemctl(env: ScheduleEnv, target: ScheduleTarget, args: string[], what: string, signal?: AbortSignal): Promise<void> {
   const argv = [...env.systemctl, ...(target === 'systemd-user' ? ['--user'] : []), ...args];
   const r = await runTool(argv, { signal });
-  if (r.code !== 0) throw toolFailed(argv, r, what, target === 'systemd-user' ? 'Run it in your own login session (systemctl --user must reach your manager), or use --cron.' : 'Run it as root, or use --user or --cron.');
+  if (r.code !== 0)
+    throw toolFailed(
+      argv,
+      r,
+      what,
+      target === 'systemd-user' ? 'Run it in your own login session (systemctl --user must reach your manager), or use --cron.' : 'Run it as root, or use --user or --cron.',
+    );
 }
 
 function managerRuns(target: ScheduleTarget, env: ScheduleEnv): boolean {
@@ -813,11 +857,15 @@ function managerRuns(target: ScheduleTarget, env: ScheduleEnv): boolean {
 function writeDenied(e: unknown, dir: string, target: ScheduleTarget): never {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
-    throw new PloneBackupError('SCHEDULE_FAILED', `${dir} cannot be written (${code}): ${target === 'systemd' ? 'system timers need root' : 'the folder is not yours'}; nothing was scheduled.`, {
-      path: dir,
-      hint: 'Run it as root (sudo), or pass --user for your own timers or --cron for your crontab.',
-      cause: e,
-    });
+    throw new PloneBackupError(
+      'SCHEDULE_FAILED',
+      `${dir} cannot be written (${code}): ${target === 'systemd' ? 'system timers need root' : 'the folder is not yours'}; nothing was scheduled.`,
+      {
+        path: dir,
+        hint: 'Run it as root (sudo), or pass --user for your own timers or --cron for your crontab.',
+        cause: e,
+      },
+    );
   }
   throw toPloneBackupError(e, dir);
 }
@@ -874,7 +922,13 @@ async function installSystemd(plan: SchedulePlan, env: ScheduleEnv, signal?: Abo
     await fsyncDir(wants);
     change.notes.push(`${target === 'systemd-user' ? 'Your systemd user manager' : 'systemd'} is not running here: the timers are enabled and start when it does.`);
   }
-  if (target === 'systemd-user' && !(await fsp.lstat(path.join(env.lingerDir, env.user)).then(() => true, () => false))) {
+  if (
+    target === 'systemd-user' &&
+    !(await fsp.lstat(path.join(env.lingerDir, env.user)).then(
+      () => true,
+      () => false,
+    ))
+  ) {
     change.notes.push(`User timers run only while ${env.user} is logged in; loginctl enable-linger ${env.user} lets them run always.`);
   }
   return change;
@@ -885,7 +939,13 @@ async function removeUnitFiles(dir: string, id: string, job: ScheduleJob): Promi
   const removed: string[] = [];
   const base = unitBase(id, job);
   const link = path.join(dir, 'timers.target.wants', `${base}.timer`);
-  if (await fsp.lstat(link).then((s) => s.isSymbolicLink(), () => false)) await fileLayer.rm(link, { force: true });
+  if (
+    await fsp.lstat(link).then(
+      (s) => s.isSymbolicLink(),
+      () => false,
+    )
+  )
+    await fileLayer.rm(link, { force: true });
   for (const ext of ['timer', 'service']) {
     const file = path.join(dir, `${base}.${ext}`);
     if (Array.isArray(await readUnit(file, id))) {
@@ -950,7 +1010,14 @@ async function installCron(plan: SchedulePlan, env: ScheduleEnv, signal?: AbortS
 
 /** Whether a cron daemon runs (its pid file, as Debian's cron and cronie write it); a hint only. */
 async function cronRuns(): Promise<boolean> {
-  for (const f of ['/run/crond.pid', '/var/run/crond.pid', '/run/cron.pid']) if (await fsp.lstat(f).then(() => true, () => false)) return true;
+  for (const f of ['/run/crond.pid', '/var/run/crond.pid', '/run/cron.pid'])
+    if (
+      await fsp.lstat(f).then(
+        () => true,
+        () => false,
+      )
+    )
+      return true;
   return false;
 }
 
@@ -972,7 +1039,12 @@ async function removeFrom(target: ScheduleTarget, root: string, env: ScheduleEnv
  * ours), starts them, and removes ours from the other targets (best effort:
  * what cannot be removed there is said in the notes).
  */
-export async function installSchedule(spec: ScheduleSpec, input: ScheduleInput, target: ScheduleTarget, o: { env?: ScheduleEnv; signal?: AbortSignal } = {}): Promise<ScheduleChange & { plan: SchedulePlan }> {
+export async function installSchedule(
+  spec: ScheduleSpec,
+  input: ScheduleInput,
+  target: ScheduleTarget,
+  o: { env?: ScheduleEnv; signal?: AbortSignal } = {},
+): Promise<ScheduleChange & { plan: SchedulePlan }> {
   const env = o.env ?? (await scheduleEnv());
   const root = await resolvedRoot(input.root);
   const plan = planSchedule(spec, { ...input, root, base: input.base ?? path.resolve(input.root) }, target);

@@ -38,7 +38,15 @@ export function recipeScripts(dep: Deployment): ScriptSpec[] {
   const part = dep.part?.name ?? 'backup';
   const name = (cmd: ScriptSpec['command']): string => {
     if (part === 'backup') return cmd;
-    const suffix = { backup: '', snapshotbackup: '-snapshot', zipbackup: '-zip', restore: '-restore', snapshotrestore: '-snapshotrestore', ziprestore: '-ziprestore', altrestore: '-altrestore' }[cmd];
+    const suffix = {
+      backup: '',
+      snapshotbackup: '-snapshot',
+      zipbackup: '-zip',
+      restore: '-restore',
+      snapshotrestore: '-snapshotrestore',
+      ziprestore: '-ziprestore',
+      altrestore: '-altrestore',
+    }[cmd];
     return part + suffix;
   };
   const cmds: ScriptSpec['command'][] = ['backup', 'snapshotbackup', 'restore'];
@@ -80,14 +88,23 @@ export async function writeScripts(dep: Deployment, invocation: readonly string[
     const file = path.join(bin, s.name);
     const st = await fsp.lstat(file).catch(() => undefined);
     if (!st) continue;
-    const ours = st.isFile() && (await readFileCapped(file, READ_CAPS.config, { noFollow: true }).then((b) => b.includes(SCRIPT_MARK), () => false));
+    const ours =
+      st.isFile() &&
+      (await readFileCapped(file, READ_CAPS.config, { noFollow: true }).then(
+        (b) => b.includes(SCRIPT_MARK),
+        () => false,
+      ));
     if (!ours) foreign.push(file);
   }
   if (foreign.length && !o.force) {
-    throw new PloneBackupError('WOULD_OVERWRITE', `${foreign.join(', ')} ${foreign.length > 1 ? 'exist and were' : 'exists and was'} not written by plone-backup; nothing was written.`, {
-      path: foreign[0],
-      hint: 'Pass --force to replace them (each is kept as NAME.before-plone-backup), or --bin-dir to write elsewhere.',
-    });
+    throw new PloneBackupError(
+      'WOULD_OVERWRITE',
+      `${foreign.join(', ')} ${foreign.length > 1 ? 'exist and were' : 'exists and was'} not written by plone-backup; nothing was written.`,
+      {
+        path: foreign[0],
+        hint: 'Pass --force to replace them (each is kept as NAME.before-plone-backup), or --bin-dir to write elsewhere.',
+      },
+    );
   }
   await fsp.mkdir(bin, { recursive: true, mode: 0o755 });
   const out: WrittenScripts = { written: [], keptAside: [] };

@@ -48,7 +48,11 @@ export interface RunningSite {
    * not seen); `pid alive` when neither the lock could be tried nor
    * /proc/locks read.
    */
-  evidence: 'lock held' | 'lock listed in /proc/locks' | 'lock listed in /proc/locks (no flock or python3 to try the lock)' | 'pid alive (no flock, python3 or /proc/locks to check the lock)';
+  evidence:
+    | 'lock held'
+    | 'lock listed in /proc/locks'
+    | 'lock listed in /proc/locks (no flock or python3 to try the lock)'
+    | 'pid alive (no flock, python3 or /proc/locks to check the lock)';
 }
 
 export interface SiteLock {
@@ -66,10 +70,7 @@ const BUSY = 75;
 
 const TOOLS: [string, string[]][] = [
   ['flock', ['-n', '-E', String(BUSY), '3']],
-  [
-    'python3',
-    ['-c', `import fcntl, sys\ntry:\n  fcntl.flock(3, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n  sys.exit(${BUSY})`],
-  ],
+  ['python3', ['-c', `import fcntl, sys\ntry:\n  fcntl.flock(3, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n  sys.exit(${BUSY})`]],
 ];
 
 /** Takes an exclusive flock on the open file `fh` (held until it is closed): taken, busy, or no tool could. */
@@ -99,7 +100,10 @@ async function listedInProcLocks(dev: bigint, ino: bigint): Promise<boolean | un
   const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
   const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn & 0xffffffffn);
   for (const line of locks.split('\n')) {
-    const where = line.trim().split(/\s+/).find((x) => /^[0-9a-f]+:[0-9a-f]+:\d+$/.test(x));
+    const where = line
+      .trim()
+      .split(/\s+/)
+      .find((x) => /^[0-9a-f]+:[0-9a-f]+:\d+$/.test(x));
     if (!where) continue;
     const [ma, mi, i] = where.split(':');
     if (BigInt(i!) === ino && BigInt(`0x${ma}`) === major && BigInt(`0x${mi}`) === minor) return true;

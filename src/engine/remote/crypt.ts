@@ -85,11 +85,18 @@ export class TargetKeys {
     const salt = Buffer.from(marker.kdf.salt, 'base64');
     let master: Buffer;
     if (marker.kdf.name === 'scrypt') {
-      if (src.passphrase === undefined) throw keyError(`The remote is encrypted with a passphrase, and ${src.via} is a key file.`, 'Give the passphrase in PLONE_BACKUP_PASSPHRASE (or the variable remote.passphraseEnv names) instead.');
+      if (src.passphrase === undefined)
+        throw keyError(
+          `The remote is encrypted with a passphrase, and ${src.via} is a key file.`,
+          'Give the passphrase in PLONE_BACKUP_PASSPHRASE (or the variable remote.passphraseEnv names) instead.',
+        );
       const { N, r, p } = marker.kdf;
-      master = await new Promise<Buffer>((res, rej) => scryptCb(src.passphrase!.normalize('NFC'), salt, 32, { N, r, p, maxmem: 256 * N * r + (1 << 20) } as ScryptOptions, (e, k) => (e ? rej(e) : res(k))));
+      master = await new Promise<Buffer>((res, rej) =>
+        scryptCb(src.passphrase!.normalize('NFC'), salt, 32, { N, r, p, maxmem: 256 * N * r + (1 << 20) } as ScryptOptions, (e, k) => (e ? rej(e) : res(k))),
+      );
     } else {
-      if (src.keyFile === undefined) throw keyError(`The remote is encrypted with a key file, and ${src.via} is a passphrase.`, 'Give the key file with --key-file FILE or remote.keyFile.');
+      if (src.keyFile === undefined)
+        throw keyError(`The remote is encrypted with a key file, and ${src.via} is a passphrase.`, 'Give the key file with --key-file FILE or remote.keyFile.');
       master = Buffer.from(hkdfSync('sha256', await readKeyFile(src.keyFile), salt, 'plone-backup key file v1', 32));
     }
     const sub = (info: string) => Buffer.from(hkdfSync('sha256', master, salt, info, 32));
@@ -146,7 +153,8 @@ export class TargetKeys {
         buf = buf.subarray(this.chunk);
       }
     }
-    if (expect && (size !== expect.size || expect.check() !== expect.sha256)) throw new PloneBackupError('SOURCE_CHANGED', `${key} changed while it was pushed.`, { hint: 'Push again.' });
+    if (expect && (size !== expect.size || expect.check() !== expect.sha256))
+      throw new PloneBackupError('SOURCE_CHANGED', `${key} changed while it was pushed.`, { hint: 'Push again.' });
     yield sealChunk(k, aad, i, true, buf);
   }
 
@@ -184,7 +192,7 @@ export class TargetKeys {
         if (buf.length < HEADER) continue;
         const header = buf.subarray(0, HEADER);
         if (!header.subarray(0, MAGIC.length).equals(MAGIC)) throw fail('it is not an encrypted object');
-        if (header.readUInt32BE(MAGIC.length + 16) !== this.chunk) throw fail('its chunk size is not the target\'s');
+        if (header.readUInt32BE(MAGIC.length + 16) !== this.chunk) throw fail("its chunk size is not the target's");
         k = this.objectKey(Buffer.from(header.subarray(MAGIC.length, MAGIC.length + 16)));
         aad = Buffer.concat([header, Buffer.from(key, 'utf8')]);
         buf = buf.subarray(HEADER);
@@ -194,14 +202,21 @@ export class TargetKeys {
         buf = buf.subarray(frame);
       }
     }
-    if (!k) throw fail('it is shorter than an encrypted object\'s header');
+    if (!k) throw fail("it is shorter than an encrypted object's header");
     if (buf.length < TAG) throw fail('it is cut off');
     yield openChunk(k, aad!, i, true, buf, fail);
   }
 
   async openBuffer(key: string, body: Buffer, fail: (why: string) => Error): Promise<Buffer> {
     const out: Buffer[] = [];
-    for await (const c of this.open(key, (async function* () { yield body; })(), fail)) out.push(c);
+    for await (const c of this.open(
+      key,
+      (async function* () {
+        yield body;
+      })(),
+      fail,
+    ))
+      out.push(c);
     return Buffer.concat(out);
   }
 }
@@ -238,12 +253,20 @@ async function readKeyFile(file: string): Promise<Buffer> {
   try {
     b = await readFileCapped(file, 64 << 10, { what: 'The key file' });
   } catch (e) {
-    throw new PloneBackupError('REMOTE_KEY', `The key file ${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}).`, { path: file, hint: 'Give a readable file of at least 32 random bytes, e.g. made with head -c 32 /dev/urandom > FILE (chmod 600).', cause: e });
+    throw new PloneBackupError('REMOTE_KEY', `The key file ${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}).`, {
+      path: file,
+      hint: 'Give a readable file of at least 32 random bytes, e.g. made with head -c 32 /dev/urandom > FILE (chmod 600).',
+      cause: e,
+    });
   }
   // A trailing newline (an editor's, or `openssl rand -base64 32 > FILE`) is no part of the key.
   let end = b.length;
   while (end > 0 && (b[end - 1] === 0x0a || b[end - 1] === 0x0d)) end--;
-  if (end < 32) throw new PloneBackupError('REMOTE_KEY', `The key file ${file} holds ${end} bytes; a key needs at least 32.`, { path: file, hint: 'Make one with head -c 32 /dev/urandom > FILE (or openssl rand -base64 32 > FILE), chmod 600, and keep a copy away from the backups.' });
+  if (end < 32)
+    throw new PloneBackupError('REMOTE_KEY', `The key file ${file} holds ${end} bytes; a key needs at least 32.`, {
+      path: file,
+      hint: 'Make one with head -c 32 /dev/urandom > FILE (or openssl rand -base64 32 > FILE), chmod 600, and keep a copy away from the backups.',
+    });
   return b.subarray(0, end);
 }
 
@@ -252,7 +275,10 @@ export async function readMarker(t: RemoteTarget, signal?: AbortSignal): Promise
   const body = await t.get(MARKER_KEY, 4096, signal);
   if (!body) return undefined;
   const fail = (why: string) =>
-    new PloneBackupError('REMOTE_BAD', `The encryption marker ${MARKER_KEY} in ${t.url} cannot be used: ${why}.`, { path: MARKER_KEY, hint: 'It was not written by plone-backup as it is; without it the encrypted objects cannot be read. Restore it from a copy, or push to a new prefix.' });
+    new PloneBackupError('REMOTE_BAD', `The encryption marker ${MARKER_KEY} in ${t.url} cannot be used: ${why}.`, {
+      path: MARKER_KEY,
+      hint: 'It was not written by plone-backup as it is; without it the encrypted objects cannot be read. Restore it from a copy, or push to a new prefix.',
+    });
   let m: Record<string, unknown>;
   try {
     m = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
@@ -266,7 +292,8 @@ export async function readMarker(t: RemoteTarget, signal?: AbortSignal): Promise
   if (typeof k !== 'object' || k === null || typeof k.salt !== 'string' || !/^[A-Za-z0-9+/]{22,88}={0,2}$/.test(k.salt)) throw fail('its key derivation has no salt');
   if (k.name === 'scrypt') {
     const pow2 = (n: unknown) => typeof n === 'number' && Number.isInteger(n) && n >= 1 << 14 && n <= 1 << 20 && (n & (n - 1)) === 0;
-    if (!pow2(k.N) || k.r !== 8 || typeof k.p !== 'number' || !Number.isInteger(k.p) || k.p < 1 || k.p > 4) throw fail('its scrypt parameters are outside what plone-backup writes');
+    if (!pow2(k.N) || k.r !== 8 || typeof k.p !== 'number' || !Number.isInteger(k.p) || k.p < 1 || k.p > 4)
+      throw fail('its scrypt parameters are outside what plone-backup writes');
   } else if (k.name !== 'keyfile') throw fail('its key derivation is neither scrypt nor a key file');
   return m as unknown as Marker;
 }
@@ -283,9 +310,16 @@ export async function bindKey(t: RemoteTarget, key: KeySource | undefined, opts:
     return t;
   }
   if (!marker) {
-    if (!opts.create) throw keyError(`${t.url} is not encrypted, and a key was given (${key.via}).`, 'An encrypted and a plain remote never mix: drop the key for this remote (--key-file, remote.keyFile, PLONE_BACKUP_PASSPHRASE), or push encrypted to a prefix of its own.');
+    if (!opts.create)
+      throw keyError(
+        `${t.url} is not encrypted, and a key was given (${key.via}).`,
+        'An encrypted and a plain remote never mix: drop the key for this remote (--key-file, remote.keyFile, PLONE_BACKUP_PASSPHRASE), or push encrypted to a prefix of its own.',
+      );
     if ((await t.list('', opts.signal, { recursive: true, limit: 1 })).length) {
-      throw keyError(`${t.url} already holds unencrypted objects; an encrypted push does not mix with them.`, 'Push encrypted to a new prefix (s3://BUCKET/OTHER), or drop the key.');
+      throw keyError(
+        `${t.url} already holds unencrypted objects; an encrypted push does not mix with them.`,
+        'Push encrypted to a new prefix (s3://BUCKET/OTHER), or drop the key.',
+      );
     }
     const salt = randomBytes(16).toString('base64');
     const draft: Marker = {
@@ -301,7 +335,11 @@ export async function bindKey(t: RemoteTarget, key: KeySource | undefined, opts:
     // Two first pushes at once: one marker wins, the other is checked against it below.
     await t.put(MARKER_KEY, body, hashBuffer(body), opts.signal);
     marker = await readMarker(t, opts.signal);
-    if (!marker) throw new PloneBackupError('REMOTE_FAILED', `The encryption marker written to ${t.url} cannot be read back.`, { path: MARKER_KEY, hint: 'Check the remote, then push again.' });
+    if (!marker)
+      throw new PloneBackupError('REMOTE_FAILED', `The encryption marker written to ${t.url} cannot be read back.`, {
+        path: MARKER_KEY,
+        hint: 'Check the remote, then push again.',
+      });
   }
   const { keys, check } = await TargetKeys.derive(key, marker);
   if (!timingSafeEqual(Buffer.from(check, 'hex'), Buffer.from(marker.check, 'hex'))) {
@@ -381,7 +419,10 @@ export class EncryptedTarget implements RemoteTarget {
   }
 
   delete(keys: string[], signal?: AbortSignal): Promise<void> {
-    return this.inner.delete(keys.map((k) => this.keys.physical(k)), signal);
+    return this.inner.delete(
+      keys.map((k) => this.keys.physical(k)),
+      signal,
+    );
   }
 
   close(): void {
@@ -406,7 +447,11 @@ export function keySourceFrom(o: { keyFile?: string; configKeyFile?: string; pas
   if (o.configKeyFile !== undefined) return { keyFile: o.configKeyFile, via: `remote.keyFile ${o.configKeyFile}` };
   if (o.passphraseEnv !== undefined) {
     const v = env[o.passphraseEnv];
-    if (!v) throw keyError(`remote.passphraseEnv names ${o.passphraseEnv}, which is not set (or empty).`, `Set ${o.passphraseEnv} to the passphrase in the environment of the run (never in plone-backup.json).`);
+    if (!v)
+      throw keyError(
+        `remote.passphraseEnv names ${o.passphraseEnv}, which is not set (or empty).`,
+        `Set ${o.passphraseEnv} to the passphrase in the environment of the run (never in plone-backup.json).`,
+      );
     return { passphrase: v, via: o.passphraseEnv };
   }
   const v = env.PLONE_BACKUP_PASSPHRASE;

@@ -129,7 +129,10 @@ function ours(rel: string): boolean {
 
 /** Applies the policy to every storage of the deployment on the target (see the header). */
 export async function forgetRemote(dep: Deployment, t: RemoteTarget, policy: ForgetPolicy, opts: ForgetOptions = {}): Promise<ForgetResult> {
-  if (policyIsEmpty(policy)) throw new PloneBackupError('USAGE', 'forget needs a rule: --keep N, --keep-daily N, --keep-weekly N or --keep-monthly N (or remote.keep… in plone-backup.json).', { hint: 'Run plone-backup help for the options.' });
+  if (policyIsEmpty(policy))
+    throw new PloneBackupError('USAGE', 'forget needs a rule: --keep N, --keep-daily N, --keep-weekly N or --keep-monthly N (or remote.keep… in plone-backup.json).', {
+      hint: 'Run plone-backup help for the options.',
+    });
   const lock = opts.dryRun ? undefined : await RemoteLock.acquire(t, 'forget', { signal: opts.signal, waitMs: opts.lockWaitMs, log: opts.log });
   try {
     const storages: StorageForgetResult[] = [];
@@ -175,7 +178,10 @@ async function forgetStorage(storage: string, t: RemoteTarget, policy: ForgetPol
     }
   }
   res.kept = [...kept, ...unreadable].sort();
-  res.forgotten = [...manifests.keys()].filter((s) => !kept.has(s)).sort().reverse();
+  res.forgotten = [...manifests.keys()]
+    .filter((s) => !kept.has(s))
+    .sort()
+    .reverse();
   const logical = new Set<string>();
   for (const s of kept) for (const k of objectsOf(storage, manifests.get(s)!)) logical.add(k);
   const named = new Set([...logical].map((k) => physicalKey(t, k)));
@@ -185,7 +191,9 @@ async function forgetStorage(storage: string, t: RemoteTarget, policy: ForgetPol
     if (!opts.dryRun) await raw.delete([manifestKey(storage, stamp)], opts.signal);
   }
   if (unreadable.length) {
-    res.problems.push(`${storage}: no object was deleted, as ${unreadable.length} manifest${unreadable.length > 1 ? 's' : ''} cannot be read (${unreadable.join(', ')}): remove or repair ${unreadable.length > 1 ? 'them' : 'it'} first`);
+    res.problems.push(
+      `${storage}: no object was deleted, as ${unreadable.length} manifest${unreadable.length > 1 ? 's' : ''} cannot be read (${unreadable.join(', ')}): remove or repair ${unreadable.length > 1 ? 'them' : 'it'} first`,
+    );
     return { res };
   }
   const base = storagePrefix(storage);

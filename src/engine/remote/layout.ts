@@ -130,7 +130,7 @@ export function checkRemoteManifest(m: unknown, fail: (why: string) => Error, st
   const o = m as Record<string, unknown>;
   if (o.format !== MANIFEST_FORMAT || o.version !== 1) throw fail('it is not a version 1 plone-backup generation');
   if (o.storage !== storage) throw fail(`it names the storage ${JSON.stringify(o.storage)}, not ${storage}`);
-  if (o.stamp !== stamp) throw fail('its stamp is not its name\'s');
+  if (o.stamp !== stamp) throw fail("its stamp is not its name's");
   if (typeof o.full !== 'string' || !isStamp(o.full) || o.full > stamp) throw fail('its full stamp is not a stamp at or before its own');
   if (!Array.isArray(o.pieces) || o.pieces.length === 0 || o.pieces.length > REMOTE_CAPS.pieces) throw fail('its pieces are not a list');
   const pieces = o.pieces as unknown[];
@@ -157,7 +157,8 @@ export function checkRemoteManifest(m: unknown, fail: (why: string) => Error, st
   if (o.info !== undefined && (typeof o.info !== 'object' || o.info === null || Array.isArray(o.info))) throw fail('its info is not an object');
   if (o.info !== undefined) {
     const info = o.info as Record<string, unknown>;
-    for (const k of ['lastTime', 'lastUser', 'lastDescription']) if (info[k] !== undefined && (typeof info[k] !== 'string' || (info[k] as string).length > 4096)) throw fail(`its info.${k} is not a short string`);
+    for (const k of ['lastTime', 'lastUser', 'lastDescription'])
+      if (info[k] !== undefined && (typeof info[k] !== 'string' || (info[k] as string).length > 4096)) throw fail(`its info.${k} is not a short string`);
     if (info.lastTid !== undefined && (typeof info.lastTid !== 'string' || !HEX16.test(info.lastTid))) throw fail('its info.lastTid is not a tid');
     if (info.transactions !== undefined && !count(info.transactions)) throw fail('its info.transactions is not a count');
   }
@@ -165,11 +166,22 @@ export function checkRemoteManifest(m: unknown, fail: (why: string) => Error, st
     const b = o.blobs as Record<string, unknown> | null;
     if (typeof b !== 'object' || b === null) throw fail('its blobs are not an object');
     if (b.layout !== 'bushy' && b.layout !== 'lawn') throw fail('its blob layout is neither bushy nor lawn');
-    if (b.parent !== undefined && (typeof b.parent !== 'string' || !isStamp(b.parent) || b.parent >= stamp || b.parent < (o.full as string))) throw fail('its parent is not an older generation of its chain');
+    if (b.parent !== undefined && (typeof b.parent !== 'string' || !isStamp(b.parent) || b.parent >= stamp || b.parent < (o.full as string)))
+      throw fail('its parent is not an older generation of its chain');
     if (!count(b.count) || !count(b.bytes)) throw fail('its blob totals are not counts');
     if (!Array.isArray(b.files) || b.files.length > REMOTE_CAPS.files) throw fail('its blob files are not a list');
     for (const e of b.files as unknown[]) {
-      if (!Array.isArray(e) || e.length !== 4 || typeof e[0] !== 'string' || !HEX16.test(e[0]) || typeof e[1] !== 'string' || !HEX16.test(e[1]) || !count(e[2]) || typeof e[3] !== 'string' || !HEX64.test(e[3])) {
+      if (
+        !Array.isArray(e) ||
+        e.length !== 4 ||
+        typeof e[0] !== 'string' ||
+        !HEX16.test(e[0]) ||
+        typeof e[1] !== 'string' ||
+        !HEX16.test(e[1]) ||
+        !count(e[2]) ||
+        typeof e[3] !== 'string' ||
+        !HEX64.test(e[3])
+      ) {
         throw fail(`a blob entry is not [oid, tid, size, sha256]: ${JSON.stringify(e).slice(0, 80)}`);
       }
     }
@@ -229,14 +241,20 @@ export class RemoteResolver {
         bytes = 0;
         continue;
       }
-      if (layout !== undefined && m.blobs.layout !== layout && m.blobs.parent !== undefined) throw bad(this.t, manifestKey(this.storage, m.stamp), 'its layout is not its parent\'s');
+      if (layout !== undefined && m.blobs.layout !== layout && m.blobs.parent !== undefined)
+        throw bad(this.t, manifestKey(this.storage, m.stamp), "its layout is not its parent's");
       layout = m.blobs.layout;
       for (const e of m.blobs.files) {
         const id = blobId(e[0], e[1]);
         bytes += e[2] - (files.get(id)?.[2] ?? 0);
         files.set(id, e);
       }
-      if (files.size !== m.blobs.count || bytes !== m.blobs.bytes) throw bad(this.t, manifestKey(this.storage, m.stamp), `it counts ${m.blobs.count} files and ${m.blobs.bytes} bytes, but with its parents it names ${files.size} and ${bytes}`);
+      if (files.size !== m.blobs.count || bytes !== m.blobs.bytes)
+        throw bad(
+          this.t,
+          manifestKey(this.storage, m.stamp),
+          `it counts ${m.blobs.count} files and ${m.blobs.bytes} bytes, but with its parents it names ${files.size} and ${bytes}`,
+        );
       this.resolved.set(m.stamp, files);
       files = new Map(files);
     }

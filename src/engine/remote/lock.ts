@@ -79,9 +79,10 @@ export class RemoteLock {
     let said = false;
     for (;;) {
       const now = Date.now();
-      const blockers = (await t.list(LOCKS_PREFIX, opts.signal))
-        .map((n) => parseLock(n))
-        .filter((l) => l && l.kind === other && now - l.time < LOCK_STALE_MS) as { kind: LockKind; time: number }[];
+      const blockers = (await t.list(LOCKS_PREFIX, opts.signal)).map((n) => parseLock(n)).filter((l) => l && l.kind === other && now - l.time < LOCK_STALE_MS) as {
+        kind: LockKind;
+        time: number;
+      }[];
       if (!blockers.length) {
         if (name === undefined) {
           // A forget that stepped back puts a new lock and looks again.
@@ -102,9 +103,13 @@ export class RemoteLock {
       if (Date.now() > deadline || opts.signal?.aborted) {
         if (name !== undefined) await t.delete([LOCKS_PREFIX + name]).catch(() => undefined);
         checkAbort(opts.signal);
-        throw new PloneBackupError('LOCKED', `A ${other} is running on ${t.url} (since ${new Date(Math.min(...blockers.map((b) => b.time))).toISOString()}); ${kind === 'push' ? 'a push does not write while a forget deletes' : 'a forget does not delete while a push writes'}.`, {
-          hint: `Run it again later. A run that died leaves its lock in ${LOCKS_PREFIX} of the remote; it is ignored 30 minutes after it was put.`,
-        });
+        throw new PloneBackupError(
+          'LOCKED',
+          `A ${other} is running on ${t.url} (since ${new Date(Math.min(...blockers.map((b) => b.time))).toISOString()}); ${kind === 'push' ? 'a push does not write while a forget deletes' : 'a forget does not delete while a push writes'}.`,
+          {
+            hint: `Run it again later. A run that died leaves its lock in ${LOCKS_PREFIX} of the remote; it is ignored 30 minutes after it was put.`,
+          },
+        );
       }
       await sleep(300 + Math.floor(Math.random() * 400), opts.signal);
     }

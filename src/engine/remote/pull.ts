@@ -131,7 +131,8 @@ export async function verifyRemote(storages: string[], t: RemoteTarget, opts: Re
     const want = (key: string, o: { size: number; sha256: string; md5?: string; gzip?: boolean }, by: string) => {
       const had = objects.get(key);
       if (!had) objects.set(key, o);
-      else if (had.size !== o.size || had.sha256 !== o.sha256) res.problems.push(`${manifestKey(storage, by)} names ${key} with another size or SHA-256 than another generation does`);
+      else if (had.size !== o.size || had.sha256 !== o.sha256)
+        res.problems.push(`${manifestKey(storage, by)} names ${key} with another size or SHA-256 than another generation does`);
     };
     for (const stamp of await remoteStamps(t, storage, opts.signal)) {
       res.generations++;
@@ -348,7 +349,11 @@ async function buildCacheGeneration(dir: string, base: string, store: string, m:
       rels.push([rel, size]);
       if (fetched.has(id)) links.push([path.join(store, oid, `${tid}.blob`), rel]);
     }
-    await makeDirs(tree, links.map(([, rel]) => rel), 0o700);
+    await makeDirs(
+      tree,
+      links.map(([, rel]) => rel),
+      0o700,
+    );
     await eachAtMost(links, 16, async ([src, rel]) => fileLayer.link(src, path.join(tree, rel)));
     const last = m.pieces.at(-1)!;
     const manifest = { version: 1, stamp: m.stamp, end: last.end, ...(m.info?.lastTid ? { lastTid: m.info.lastTid } : {}), layout, files: rels };
@@ -376,7 +381,12 @@ export async function openRemoteRestore(dep: Deployment, t: RemoteTarget, opts: 
     openRestore(dep, {
       ...opts,
       kind: 'backup',
-      date: opts.date ?? fetched.map((f) => f.stamp).sort().at(-1),
+      date:
+        opts.date ??
+        fetched
+          .map((f) => f.stamp)
+          .sort()
+          .at(-1),
       source: (s) => {
         const f = fetched.find((x) => x.storage === s.name)!;
         return { type: 'repository', repo: f.repo, blobs: f.blobs };

@@ -221,7 +221,8 @@ async function localGenerations(s: StorageConfig, skipped: StoragePushResult['sk
 }
 
 async function pushStorage(s: StorageConfig, t: RemoteTarget, opts: PushOptions, lock: () => Promise<boolean>): Promise<StoragePushResult> {
-  if (!isStorageName(s.name)) throw new PloneBackupError('CONFIG_BAD', `The storage name ${JSON.stringify(s.name)} cannot name remote objects.`, { hint: 'Name storages with letters, digits, _ . -' });
+  if (!isStorageName(s.name))
+    throw new PloneBackupError('CONFIG_BAD', `The storage name ${JSON.stringify(s.name)} cannot name remote objects.`, { hint: 'Name storages with letters, digits, _ . -' });
   const res: StoragePushResult = { storage: s.name, pushed: [], present: 0, skipped: [], objects: 0, bytes: 0 };
   const local = await localGenerations(s, res.skipped, opts.signal);
   if (!local.length) return res;
@@ -313,7 +314,16 @@ function sameNameDiffers(t: RemoteTarget, key: string, file: string): PloneBacku
   });
 }
 
-async function pushGeneration(s: StorageConfig, t: RemoteTarget, g: LocalGen, ix: PushIndex, ctx: PushContext, unsure: boolean, opts: PushOptions, res: StoragePushResult): Promise<boolean> {
+async function pushGeneration(
+  s: StorageConfig,
+  t: RemoteTarget,
+  g: LocalGen,
+  ix: PushIndex,
+  ctx: PushContext,
+  unsure: boolean,
+  opts: PushOptions,
+  res: StoragePushResult,
+): Promise<boolean> {
   const resolver = ctx.resolver;
   const repo = s.dirs.backups;
   const signal = opts.signal;
@@ -341,7 +351,16 @@ async function pushGeneration(s: StorageConfig, t: RemoteTarget, g: LocalGen, ix
   return wrote;
 }
 
-async function pushBlobs(s: StorageConfig, t: RemoteTarget, g: LocalGen, ix: PushIndex, ctx: PushContext, unsure: boolean, res: StoragePushResult, signal?: AbortSignal): Promise<RemoteManifest['blobs']> {
+async function pushBlobs(
+  s: StorageConfig,
+  t: RemoteTarget,
+  g: LocalGen,
+  ix: PushIndex,
+  ctx: PushContext,
+  unsure: boolean,
+  res: StoragePushResult,
+  signal?: AbortSignal,
+): Promise<RemoteManifest['blobs']> {
   const gen = g.blob!;
   const head = await readManifestHead(gen).catch(() => undefined);
   const layout: BlobLayout = head?.layout ?? (await readLayout(gen.content!)).layout;

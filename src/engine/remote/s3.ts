@@ -6,19 +6,22 @@
  * `stats.requests`, so a test (or a user with --verbose) sees what a push cost.
  */
 
-import {
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import { PloneBackupError } from '../base/errors';
-import { DEFAULT_MULTIPART, MIN_PART, type RemoteListOptions, type ObjectChecksums, type RemoteTarget, type TargetOptions, hashBuffer, newStats, openNoFollow, resolveEndpoint } from './target';
+import {
+  DEFAULT_MULTIPART,
+  MIN_PART,
+  type RemoteListOptions,
+  type ObjectChecksums,
+  type RemoteTarget,
+  type TargetOptions,
+  hashBuffer,
+  newStats,
+  openNoFollow,
+  resolveEndpoint,
+} from './target';
 
 interface SdkError {
   name?: string;
@@ -80,7 +83,13 @@ export class S3Target implements RemoteTarget {
     do {
       const r = await this.send('list', prefix, () =>
         this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, Delimiter: opts.recursive ? undefined : '/', ContinuationToken: token, MaxKeys: Number.isFinite(limit) ? Math.min(1000, limit) : undefined }),
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: full,
+            Delimiter: opts.recursive ? undefined : '/',
+            ContinuationToken: token,
+            MaxKeys: Number.isFinite(limit) ? Math.min(1000, limit) : undefined,
+          }),
           { abortSignal: signal },
         ),
       );
@@ -110,13 +119,20 @@ export class S3Target implements RemoteTarget {
     }
     if ((r.ContentLength ?? 0) > maxBytes) {
       (r.Body as { destroy?: () => void } | undefined)?.destroy?.();
-      throw new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${this.url} is ${r.ContentLength} bytes, more than the ${maxBytes} it can sensibly be.`, { path: key, hint: 'Remove it from the remote, then push again.' });
+      throw new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${this.url} is ${r.ContentLength} bytes, more than the ${maxBytes} it can sensibly be.`, {
+        path: key,
+        hint: 'Remove it from the remote, then push again.',
+      });
     }
     const chunks: Buffer[] = [];
     let n = 0;
     for await (const c of r.Body as AsyncIterable<Uint8Array>) {
       n += c.byteLength;
-      if (n > maxBytes) throw new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${this.url} grew past ${maxBytes} bytes while it was read.`, { path: key, hint: 'Remove it from the remote, then push again.' });
+      if (n > maxBytes)
+        throw new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${this.url} grew past ${maxBytes} bytes while it was read.`, {
+          path: key,
+          hint: 'Remove it from the remote, then push again.',
+        });
       chunks.push(Buffer.from(c));
     }
     this.stats.downloaded += n;
@@ -190,7 +206,11 @@ export class S3Target implements RemoteTarget {
     }
     // Some servers (Ceph RGW) answer the completion with no ETag: the size at least is checked here, the SHA-256 on every download.
     const h = await this.head(key, signal);
-    if (h?.size !== sums.size) throw new PloneBackupError('REMOTE_FAILED', `The multipart upload of ${key} to ${this.url} left ${h ? `${h.size} bytes` : 'nothing'}, not ${sums.size}.`, { path: key, hint: 'Push again.' });
+    if (h?.size !== sums.size)
+      throw new PloneBackupError('REMOTE_FAILED', `The multipart upload of ${key} to ${this.url} left ${h ? `${h.size} bytes` : 'nothing'}, not ${sums.size}.`, {
+        path: key,
+        hint: 'Push again.',
+      });
     this.stats.written++;
     this.stats.uploaded += sums.size;
     return 'written';
@@ -231,7 +251,11 @@ export class S3Target implements RemoteTarget {
       signal?.removeEventListener('abort', onAbort);
     }
     const h = await this.head(key, signal);
-    if (h?.size !== size) throw new PloneBackupError('REMOTE_FAILED', `The multipart upload of ${key} to ${this.url} left ${h ? `${h.size} bytes` : 'nothing'}, not ${size}.`, { path: key, hint: 'Push again.' });
+    if (h?.size !== size)
+      throw new PloneBackupError('REMOTE_FAILED', `The multipart upload of ${key} to ${this.url} left ${h ? `${h.size} bytes` : 'nothing'}, not ${size}.`, {
+        path: key,
+        hint: 'Push again.',
+      });
     this.stats.written++;
     this.stats.uploaded += size;
     return 'written';
@@ -244,7 +268,11 @@ export class S3Target implements RemoteTarget {
         this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((k) => ({ Key: this.key(k) })), Quiet: true } }), { abortSignal: signal }),
       );
       const err = r.Errors?.find((e) => e.Code !== 'NoSuchKey');
-      if (err) throw new PloneBackupError('REMOTE_FAILED', `The delete of ${err.Key ?? 'an object'} in ${this.url} failed: ${err.Code ?? 'error'}.`, { path: err.Key, hint: 'Check that the credentials may delete in this bucket, then run it again.' });
+      if (err)
+        throw new PloneBackupError('REMOTE_FAILED', `The delete of ${err.Key ?? 'an object'} in ${this.url} failed: ${err.Code ?? 'error'}.`, {
+          path: err.Key,
+          hint: 'Check that the credentials may delete in this bucket, then run it again.',
+        });
     }
   }
 
@@ -268,8 +296,9 @@ export class S3Target implements RemoteTarget {
     if (/InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|CredentialsProviderError|ExpiredToken/.test(code) || status === 403) {
       hint = 'Check the credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile in AWS_PROFILE (~/.aws/credentials), and that they may use this bucket.';
     } else if (code === 'NoSuchBucket') hint = 'Create the bucket first (the push never creates one).';
-    else if (/Region/i.test(err?.message ?? '')) hint = 'Set AWS_REGION (or the profile\'s region), or give the server with --endpoint / remote.endpoint.';
-    else if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT/.test(`${err?.code ?? ''} ${err?.message ?? ''}`)) hint = 'The server cannot be reached: check --endpoint / remote.endpoint / AWS_ENDPOINT_URL_S3.';
+    else if (/Region/i.test(err?.message ?? '')) hint = "Set AWS_REGION (or the profile's region), or give the server with --endpoint / remote.endpoint.";
+    else if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT/.test(`${err?.code ?? ''} ${err?.message ?? ''}`))
+      hint = 'The server cannot be reached: check --endpoint / remote.endpoint / AWS_ENDPOINT_URL_S3.';
     return new PloneBackupError('REMOTE_FAILED', `The ${op} of ${key} in ${this.url}${where} failed: ${code}${status ? ` (HTTP ${status})` : ''}.`, { path: key, hint, cause: e });
   }
 

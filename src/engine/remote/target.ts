@@ -117,8 +117,13 @@ export function parseRemoteUrl(url: string): { scheme: 's3'; bucket: string; pre
   const m = /^s3:\/\/([^/]*)(?:\/(.*))?$/.exec(url);
   if (!m) throw remoteBad(`The remote URL ${url.replace(/\/\/[^@/]*@/, '//…@')} is neither s3:// nor file://.`, 'Give s3://BUCKET/PREFIX or file:///FOLDER.');
   const bucket = m[1]!;
-  if (bucket.includes('@') || bucket.includes(':')) throw remoteBad('The remote URL carries credentials; they are never taken from a URL.', 'Remove them from the URL: credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an AWS profile (AWS_PROFILE, ~/.aws).');
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw remoteBad(`The bucket name "${bucket}" is not a valid S3 bucket name.`, 'Bucket names are 3 to 63 lowercase letters, digits, dots and hyphens.');
+  if (bucket.includes('@') || bucket.includes(':'))
+    throw remoteBad(
+      'The remote URL carries credentials; they are never taken from a URL.',
+      'Remove them from the URL: credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an AWS profile (AWS_PROFILE, ~/.aws).',
+    );
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
+    throw remoteBad(`The bucket name "${bucket}" is not a valid S3 bucket name.`, 'Bucket names are 3 to 63 lowercase letters, digits, dots and hyphens.');
   const prefix = (m[2] ?? '').replace(/\/+$/, '');
   if (prefix.split('/').some((p) => p === '..' || p === '.' || (p === '' && prefix !== '')) || /[\0\\]/.test(prefix)) {
     throw remoteBad(`The prefix of ${url} is not a plain path.`, 'Use a prefix of names separated by single slashes, without . or ..');
@@ -138,7 +143,8 @@ export function resolveEndpoint(opts: TargetOptions): string | undefined {
     throw remoteBad('The S3 endpoint is not a URL.', 'Give it as http(s)://HOST[:PORT] (--endpoint, remote.endpoint, AWS_ENDPOINT_URL_S3).');
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw remoteBad('The S3 endpoint is not an http(s) URL.', 'Give it as http(s)://HOST[:PORT].');
-  if (u.username || u.password) throw remoteBad('The S3 endpoint carries credentials; they are never taken from a URL.', 'Remove them: credentials come from the AWS environment variables or profile.');
+  if (u.username || u.password)
+    throw remoteBad('The S3 endpoint carries credentials; they are never taken from a URL.', 'Remove them: credentials come from the AWS environment variables or profile.');
   return e;
 }
 
@@ -223,10 +229,14 @@ export async function downloadVerified(t: RemoteTarget, key: string, dest: strin
     t.stats.downloaded += size;
     const got = sha.digest('hex');
     if (size !== expect.size || got !== expect.sha256) {
-      throw new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${t.url} is not what its manifest says (${size > expect.size ? 'longer' : size !== expect.size ? `${size} bytes, not ${expect.size}` : 'its SHA-256 differs'}); it was not used.`, {
-        path: key,
-        hint: 'The copy on the remote is damaged: push again from a site that still has that backup, or restore another date.',
-      });
+      throw new PloneBackupError(
+        'REMOTE_BAD',
+        `The remote object ${key} in ${t.url} is not what its manifest says (${size > expect.size ? 'longer' : size !== expect.size ? `${size} bytes, not ${expect.size}` : 'its SHA-256 differs'}); it was not used.`,
+        {
+          path: key,
+          hint: 'The copy on the remote is damaged: push again from a site that still has that backup, or restore another date.',
+        },
+      );
     }
     await fh.sync();
     await fh.close();
@@ -294,7 +304,12 @@ export class FileTarget implements RemoteTarget {
       return b;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      if (PloneBackupError.is(e)) throw new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${this.url} is not a regular file of a sane size.`, { path: key, hint: 'Remove it from the remote, then push again.', cause: e });
+      if (PloneBackupError.is(e))
+        throw new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${this.url} is not a regular file of a sane size.`, {
+          path: key,
+          hint: 'Remove it from the remote, then push again.',
+          cause: e,
+        });
       throw this.failed('get', key, e);
     }
   }
@@ -307,7 +322,10 @@ export class FileTarget implements RemoteTarget {
     });
     if (!(await fh.stat()).isFile()) {
       await fh.close();
-      throw new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${this.url} is not a regular file.`, { path: key, hint: 'Remove it from the remote, then push again.' });
+      throw new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${this.url} is not a regular file.`, {
+        path: key,
+        hint: 'Remove it from the remote, then push again.',
+      });
     }
     return fh.createReadStream({ highWaterMark: 1 << 20 }) as Readable;
   }
@@ -360,7 +378,12 @@ export class FileTarget implements RemoteTarget {
     const dest = this.file(key);
     try {
       await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
-      if (await fsp.lstat(dest).then(() => true, () => false)) {
+      if (
+        await fsp.lstat(dest).then(
+          () => true,
+          () => false,
+        )
+      ) {
         this.stats.existed++;
         return 'exists';
       }
@@ -396,7 +419,11 @@ export class FileTarget implements RemoteTarget {
   private failed(op: string, key: string, e: unknown): PloneBackupError {
     if (PloneBackupError.is(e)) return e;
     const code = (e as NodeJS.ErrnoException).code ?? String(e);
-    return new PloneBackupError('REMOTE_FAILED', `The ${op} of ${key} in ${this.url} failed (${code}).`, { path: key, hint: 'Check that the folder is mounted and writable.', cause: e });
+    return new PloneBackupError('REMOTE_FAILED', `The ${op} of ${key} in ${this.url} failed (${code}).`, {
+      path: key,
+      hint: 'Check that the folder is mounted and writable.',
+      cause: e,
+    });
   }
 
   close(): void {}

@@ -18,13 +18,7 @@ import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { PloneBackupError, checkAbort, toPloneBackupError } from '../base/errors';
-import {
-  openFileStorage,
-  scanRange,
-  txnEndingAt,
-  type OpenedStorage,
-  type TxnInfo,
-} from '../zodb/filestorage';
+import { openFileStorage, scanRange, txnEndingAt, type OpenedStorage, type TxnInfo } from '../zodb/filestorage';
 import { BlobCollector, type BlobRef } from '../zodb/blobrefs';
 import { type OidKey, FsIndex, encodeIndex, readIndexFile } from '../zodb/fsindex';
 import { HashingFileWriter, fsyncDir, isTempName, modesOf, writeFileAtomic } from '../base/io';
@@ -132,7 +126,6 @@ async function backupUnlocked(opts: BackupOptions): Promise<BackupResult> {
   }
 }
 
-
 /**
  * A backup written to temp files but not yet registered in the repository.
  * `commit()` renames the piece and index into place and rewrites the .dat;
@@ -232,13 +225,7 @@ interface Check {
   reason: string;
 }
 
-async function quickCheck(
-  opts: BackupOptions,
-  st: OpenedStorage,
-  chain: RepoFile[],
-  lines: DatLine[] | undefined,
-  datFile: string,
-): Promise<Check> {
+async function quickCheck(opts: BackupOptions, st: OpenedStorage, chain: RepoFile[], lines: DatLine[] | undefined, datFile: string): Promise<Check> {
   if (!lines || lines.length === 0) return { ok: false, reason: `${path.basename(datFile)} is missing or empty` };
   const last = lines[lines.length - 1]!;
   if (st.size < last.end) return { ok: false, reason: 'Data.fs shrank, probably packed' };
@@ -323,14 +310,7 @@ interface Copied {
 }
 
 /** One pass from `start`: walk transactions, hash and write the committed bytes. */
-async function copyCommitted(
-  opts: PrepareOptions,
-  st: OpenedStorage,
-  start: number,
-  target: string,
-  index: FsIndex | undefined,
-  prefix?: Buffer,
-): Promise<Copied> {
+async function copyCommitted(opts: PrepareOptions, st: OpenedStorage, start: number, target: string, index: FsIndex | undefined, prefix?: Buffer): Promise<Copied> {
   let writer: HashingFileWriter | undefined;
   const sink = async (chunk: Buffer) => {
     writer ??= await HashingFileWriter.create(target, { gzip: opts.gzip, level: opts.compressLevel, mode: modesOf(st.mode).file });
@@ -453,14 +433,7 @@ async function fullBackup(opts: PrepareOptions, st: OpenedStorage, stamp: string
   return preparedFrom(opts, st, result, copied, encodeIndex(index, copied.end), path.join(repo, datName(stamp)), async () => formatDatLine(line), log);
 }
 
-async function incrementalBackup(
-  opts: PrepareOptions,
-  st: OpenedStorage,
-  stamp: string,
-  chain: RepoFile[],
-  from: number,
-  log: (m: string) => void,
-): Promise<PreparedBackup> {
+async function incrementalBackup(opts: PrepareOptions, st: OpenedStorage, stamp: string, chain: RepoFile[], from: number, log: (m: string) => void): Promise<PreparedBackup> {
   const repo = opts.repository;
   const piece = pieceFileName(stamp, false, !!opts.gzip);
   const target = path.join(repo, piece);
@@ -581,7 +554,12 @@ export async function cleanLeftovers(repo: string, log: (m: string) => void = ()
   }
   // An .index whose piece is gone (killed between the two renames).
   const after = await fsp.readdir(repo);
-  const stamps = new Set(after.map(parseDataFileName).filter(Boolean).map((f) => f!.stamp));
+  const stamps = new Set(
+    after
+      .map(parseDataFileName)
+      .filter(Boolean)
+      .map((f) => f!.stamp),
+  );
   for (const n of after) {
     const m = /^(\d{4}(?:-\d\d){5})\.index$/.exec(n);
     if (m && !stamps.has(m[1]!) && m[1]! > (newest?.stamp ?? '')) {
@@ -592,5 +570,3 @@ export async function cleanLeftovers(repo: string, log: (m: string) => void = ()
   if (removed.length) await fsyncDir(repo);
   return removed;
 }
-
-

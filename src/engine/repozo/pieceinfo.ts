@@ -290,13 +290,7 @@ export async function walkPiece(
  * Scans one piece. `blobPositions` carries the positions of blob records of
  * earlier pieces of the chain, so an undo record pointing back at one counts.
  */
-export async function describePiece(
-  repo: string,
-  f: RepoFile,
-  line: DatLine | undefined,
-  blobPositions: Set<number>,
-  signal?: AbortSignal,
-): Promise<PieceInfo> {
+export async function describePiece(repo: string, f: RepoFile, line: DatLine | undefined, blobPositions: Set<number>, signal?: AbortSignal): Promise<PieceInfo> {
   const file = path.join(repo, f.name);
   const st = await fsp.stat(file);
   const info: PieceInfo = {

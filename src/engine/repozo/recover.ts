@@ -83,11 +83,10 @@ async function recoverInner(opts: RecoverOptions): Promise<RecoverResult> {
   const when = opts.date ?? (opts.now ? formatStamp(opts.now()) : undefined);
   const chain = findChain(files, when);
   if (chain.length === 0) {
-    throw new PloneBackupError(
-      'NO_BACKUPS',
-      opts.date ? `There is no backup in ${repo} from before ${opts.date}.` : `There is no backup in ${repo}.`,
-      { path: repo, hint: opts.date ? 'Pick a later date; `list` shows the backups there are.' : 'Make one first (-B).' },
-    );
+    throw new PloneBackupError('NO_BACKUPS', opts.date ? `There is no backup in ${repo} from before ${opts.date}.` : `There is no backup in ${repo}.`, {
+      path: repo,
+      hint: opts.date ? 'Pick a later date; `list` shows the backups there are.' : 'Make one first (-B).',
+    });
   }
   log(`files needed to recover state as of ${when ?? 'the newest backup'}: ${chain.map((f) => f.name).join(', ')}`);
   const datFile = path.join(repo, datName(chain[0]!.stamp));
@@ -139,7 +138,16 @@ async function recoverInner(opts: RecoverOptions): Promise<RecoverResult> {
   }
   // What a recover to the same output killed before us left (its pid is gone).
   await removeDeadTemps(outDir, path.basename(out));
-  const mode = opts.mode ?? (await fsp.stat(out).then((st) => st.mode, () => fsp.stat(path.join(repo, last.name)).then((st) => st.mode, () => PRIVATE_MODES.file)));
+  const mode =
+    opts.mode ??
+    (await fsp.stat(out).then(
+      (st) => st.mode,
+      () =>
+        fsp.stat(path.join(repo, last.name)).then(
+          (st) => st.mode,
+          () => PRIVATE_MODES.file,
+        ),
+    ));
   const writer = await HashingFileWriter.create(out, { md5: false, mode: modesOf(mode).file }); // copyChain hashes every byte already
   let indexTemp: string | undefined;
   try {
@@ -295,4 +303,3 @@ async function swapIn(out: string, temp: string, indexTemp: string | undefined, 
   await fsyncDir(path.dirname(path.resolve(out)));
   return kept;
 }
-

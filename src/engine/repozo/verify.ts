@@ -124,4 +124,3 @@ export async function verifyChain(repo: string, chain: RepoFile[], opts: Operati
   const unregistered = chain.filter((f) => !listed.has(f.name)).map((f) => f.name);
   return { ok: pieces.every((p) => !p.problem) && unregistered.length === 0, dat, pieces, unregistered };
 }
-

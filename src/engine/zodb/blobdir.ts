@@ -199,17 +199,27 @@ export async function statBlobFiles(root: string, rels: Iterable<string>, signal
   };
   for (const level of byDepth) {
     if (!level) continue;
-    await eachAtMost(level, 16, async (d) => {
-      if ((await look(d, true)) === undefined) absent.add(d);
-    }, signal);
+    await eachAtMost(
+      level,
+      16,
+      async (d) => {
+        if ((await look(d, true)) === undefined) absent.add(d);
+      },
+      signal,
+    );
   }
   const missing: string[] = [];
   const sizes = new Map<string, number>();
-  await eachAtMost(files, 16, async (r) => {
-    const size = await look(r, false);
-    if (size === undefined) missing.push(r);
-    else sizes.set(r, size);
-  }, signal);
+  await eachAtMost(
+    files,
+    16,
+    async (r) => {
+      const size = await look(r, false);
+      if (size === undefined) missing.push(r);
+      else sizes.set(r, size);
+    },
+    signal,
+  );
   missing.sort();
   return { missing, sizes };
 }

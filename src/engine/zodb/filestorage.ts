@@ -144,11 +144,11 @@ export async function openFileStorage(path: string): Promise<OpenedStorage> {
     const { bytesRead } = await fh.read(head, 0, 4, 0);
     const magic = head.toString('latin1', 0, bytesRead);
     if (bytesRead < 4 || (magic !== MAGIC_FS30 && magic !== MAGIC_FS21)) {
-      throw new PloneBackupError(
-        'NOT_FILESTORAGE',
-        size === 0 ? `${path} is empty, not a ZODB FileStorage.` : `${path} is not a ZODB FileStorage (no FS30/FS21 magic).`,
-        { path, position: 0, hint: 'Point to the Data.fs of the site.' },
-      );
+      throw new PloneBackupError('NOT_FILESTORAGE', size === 0 ? `${path} is empty, not a ZODB FileStorage.` : `${path} is not a ZODB FileStorage (no FS30/FS21 magic).`, {
+        path,
+        position: 0,
+        hint: 'Point to the Data.fs of the site.',
+      });
     }
     return { fh, path, magic, size, mode: fst.mode };
   } catch (e) {

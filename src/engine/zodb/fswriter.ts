@@ -15,16 +15,7 @@
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import {
-  DATA_HDR_LEN,
-  MAGIC_FS30,
-  TRANS_HDR_LEN,
-  encodeDataHeader,
-  encodeTxnHeader,
-  writeU64,
-  openFileStorage,
-  scanRange,
-} from './filestorage';
+import { DATA_HDR_LEN, MAGIC_FS30, TRANS_HDR_LEN, encodeDataHeader, encodeTxnHeader, writeU64, openFileStorage, scanRange } from './filestorage';
 import { FsIndex, encodeIndex, oidFromKey } from './fsindex';
 import { BlobLayout, LAYOUT_FILE, BLOB_TMP_DIR, blobRelPath, oidDir } from './blobdir';
 import { newTid } from './tid';
@@ -66,8 +57,7 @@ export function oidBuffer(oid: Buffer | number): Buffer {
   return oidFromKey(oid);
 }
 
-const asBuf = (v: string | Buffer | undefined): Buffer =>
-  v === undefined ? Buffer.alloc(0) : Buffer.isBuffer(v) ? v : Buffer.from(v, 'utf8');
+const asBuf = (v: string | Buffer | undefined): Buffer => (v === undefined ? Buffer.alloc(0) : Buffer.isBuffer(v) ? v : Buffer.from(v, 'utf8'));
 
 export interface Voted {
   tid: Buffer;
@@ -258,7 +248,13 @@ export class FileStorageWriter {
     const packPath = `${this.path}.pack`;
     const src = await openFileStorage(this.path);
     const keep = new Map<string, { oid: Buffer; pos: number }>();
-    const txns: { tid: Buffer; user: Buffer; description: Buffer; extension: Buffer; records: { oid: Buffer; pos: number; plen: number; backpointer?: number; blob: boolean }[] }[] = [];
+    const txns: {
+      tid: Buffer;
+      user: Buffer;
+      description: Buffer;
+      extension: Buffer;
+      records: { oid: Buffer; pos: number; plen: number; backpointer?: number; blob: boolean }[];
+    }[] = [];
     const blobFiles: { oid: Buffer; tid: Buffer }[] = [];
     await scanRange({ fh: src.fh, path: this.path }, 4, this.pos, {}, (t) => {
       txns.push({ tid: t.tid, user: t.user, description: t.description, extension: t.extension, records: t.records });

@@ -43,7 +43,10 @@ export interface SampleOptions extends WriterOptions {
 /** A running sample site: each method commits one transaction. */
 export class SampleSite {
   private docs = 0;
-  private constructor(readonly writer: FileStorageWriter, private readonly folderOid: Buffer) {}
+  private constructor(
+    readonly writer: FileStorageWriter,
+    private readonly folderOid: Buffer,
+  ) {}
 
   static async create(opts: SampleOptions): Promise<SampleSite> {
     await fsp.mkdir(path.dirname(opts.file), { recursive: true });
@@ -122,10 +125,7 @@ export interface WriteStats {
  * 'c' transaction whose blob file is already in place). Deterministic for a
  * given seed, apart from the timing.
  */
-export async function writeContinuously(
-  site: SampleSite,
-  opts: { signal: AbortSignal; seed?: number; minPauseMs?: number; maxPauseMs?: number },
-): Promise<WriteStats> {
+export async function writeContinuously(site: SampleSite, opts: { signal: AbortSignal; seed?: number; minPauseMs?: number; maxPauseMs?: number }): Promise<WriteStats> {
   let seed = (opts.seed ?? 1) >>> 0;
   const rand = (n: number) => {
     seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;

@@ -28,11 +28,7 @@ export function tidToDate(tid: Buffer): Date {
 
 /** The tid for a UTC time, as ZODB's TimeStamp(y, m, d, h, mi, s) makes it. */
 export function dateToTid(date: Date): Buffer {
-  const hi =
-    ((((date.getUTCFullYear() - 1900) * 12 + date.getUTCMonth()) * 31 + date.getUTCDate() - 1) * 24 +
-      date.getUTCHours()) *
-      60 +
-    date.getUTCMinutes();
+  const hi = ((((date.getUTCFullYear() - 1900) * 12 + date.getUTCMonth()) * 31 + date.getUTCDate() - 1) * 24 + date.getUTCHours()) * 60 + date.getUTCMinutes();
   const seconds = date.getUTCSeconds() + date.getUTCMilliseconds() / 1000;
   const lo = Math.min(0xffffffff, Math.floor(seconds / SECONDS_SCALE));
   const tid = Buffer.alloc(8);
@@ -80,10 +76,7 @@ const STAMP_RE = /^(\d{4})-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$/;
 
 export function formatStamp(date: Date): string {
   const p = (n: number, w = 2) => String(n).padStart(w, '0');
-  return (
-    `${p(date.getUTCFullYear(), 4)}-${p(date.getUTCMonth() + 1)}-${p(date.getUTCDate())}-` +
-    `${p(date.getUTCHours())}-${p(date.getUTCMinutes())}-${p(date.getUTCSeconds())}`
-  );
+  return `${p(date.getUTCFullYear(), 4)}-${p(date.getUTCMonth() + 1)}-${p(date.getUTCDate())}-` + `${p(date.getUTCHours())}-${p(date.getUTCMinutes())}-${p(date.getUTCSeconds())}`;
 }
 
 export function isStamp(s: string): boolean {
@@ -123,14 +116,7 @@ export function normalizeDateArg(arg: string): string {
   }
   const [y, mo, d, h, mi, sec] = m.slice(1, 7).map((v) => (v === undefined ? 0 : Number(v))) as [number, number, number, number, number, number];
   const dt = new Date(Date.UTC(y, mo - 1, d, h, mi, sec));
-  if (
-    dt.getUTCFullYear() !== y ||
-    dt.getUTCMonth() !== mo - 1 ||
-    dt.getUTCDate() !== d ||
-    h > 23 ||
-    mi > 59 ||
-    sec > 59
-  ) {
+  if (dt.getUTCFullYear() !== y || dt.getUTCMonth() !== mo - 1 || dt.getUTCDate() !== d || h > 23 || mi > 59 || sec > 59) {
     throw new PloneBackupError('DATE_BAD', `"${arg}" is not a valid date.`, {
       hint: 'Use yyyy-mm-dd[-hh[-mm[-ss]]] in UTC, for example 2026-01-03-10-00.',
     });

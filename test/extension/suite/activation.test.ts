@@ -6,7 +6,6 @@ import * as vscode from 'vscode';
 import { Command, VIEW_ID } from '../../../src/extension/commands';
 import { EXTENSION_ID } from './host';
 
-
 suite('Extension activation', () => {
   test('is present, activates and registers its commands', async () => {
     const ext = vscode.extensions.getExtension(EXTENSION_ID);
@@ -37,17 +36,34 @@ suite('Extension activation', () => {
     const trust = pkg.capabilities?.untrustedWorkspaces;
     assert.equal(trust?.supported, 'limited');
     assert.ok(typeof trust.description === 'string' && trust.description.length > 0);
-    for (const key of ['varDir', 'file', 'blobDir', 'backupDir', 'keep', 'part']) assert.ok(trust.restrictedConfigurations.includes(`ploneBackup.${key}`), `ploneBackup.${key} is not restricted`);
+    for (const key of ['varDir', 'file', 'blobDir', 'backupDir', 'keep', 'part'])
+      assert.ok(trust.restrictedConfigurations.includes(`ploneBackup.${key}`), `ploneBackup.${key} is not restricted`);
     assert.equal(pkg.capabilities.virtualWorkspaces, false);
     // Menus and the palette offer nothing that writes in an untrusted workspace.
-    const writes = [Command.backup, Command.fullBackup, Command.snapshot, Command.zipBackup, Command.restore, Command.restoreGeneration, Command.deleteGeneration, Command.deleteOlderChains, Command.undoRestore, Command.deleteKept, Command.schedule] as string[];
+    const writes = [
+      Command.backup,
+      Command.fullBackup,
+      Command.snapshot,
+      Command.zipBackup,
+      Command.restore,
+      Command.restoreGeneration,
+      Command.deleteGeneration,
+      Command.deleteOlderChains,
+      Command.undoRestore,
+      Command.deleteKept,
+      Command.schedule,
+    ] as string[];
     const menus = pkg.contributes.menus as Record<string, { command: string; when?: string }[]>;
     for (const [where, items] of Object.entries(menus)) {
       for (const m of items) {
         if (writes.includes(m.command)) assert.ok(m.when === 'false' || /\bisWorkspaceTrusted\b/.test(m.when ?? ''), `${where}: ${m.command} shows when untrusted (${m.when})`);
       }
     }
-    for (const c of writes) assert.ok(menus.commandPalette.some((m) => m.command === c), `${c} is not in the commandPalette menu`);
+    for (const c of writes)
+      assert.ok(
+        menus.commandPalette.some((m) => m.command === c),
+        `${c} is not in the commandPalette menu`,
+      );
     // Nor do the welcome views link to one.
     for (const w of pkg.contributes.viewsWelcome as { contents: string; when?: string }[]) {
       for (const c of writes) if (w.contents.includes(`command:${c})`)) assert.match(w.when ?? '', /(^|[^!])\bisWorkspaceTrusted\b/, `the welcome view offers ${c} when untrusted`);

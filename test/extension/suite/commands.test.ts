@@ -243,7 +243,11 @@ suite('Plone Backup commands on a sample deployment', function () {
 
     assert.deepEqual(roots().map(label), ['Backups', 'Snapshots', 'Zip backups', 'Last runs']);
     const backups = children(roots()[0]) as GenerationNode[];
-    assert.deepEqual(backups.map((g) => g.gen.stamp), [secondFull, firstFull], 'newest full first');
+    assert.deepEqual(
+      backups.map((g) => g.gen.stamp),
+      [secondFull, firstFull],
+      'newest full first',
+    );
     const zipItem = api.tree.getTreeItem(children(roots()[2])[0]);
     assert.equal((zipItem.iconPath as vscode.ThemeIcon).id, 'file-zip');
   });
@@ -251,15 +255,24 @@ suite('Plone Backup commands on a sample deployment', function () {
   test('verify backups, a restore drill and check consistency find nothing wrong', async () => {
     await history();
     const verified = done(await exec<{ severity: string }[]>(Command.verify), 'verify');
-    assert.deepEqual(verified.filter((f) => f.severity !== 'info'), []);
+    assert.deepEqual(
+      verified.filter((f) => f.severity !== 'info'),
+      [],
+    );
     const drills = done(await exec<{ ok: boolean; problems: string[]; transactions: number }[]>(Command.drill), 'drill');
     assert.equal(drills.length, 1);
     assert.ok(drills[0].ok, drills[0].problems.join('; '));
     assert.ok(drills[0].transactions >= 8);
     const findings = done(await exec<{ severity: string; message: string }[]>(Command.check), 'check');
-    assert.deepEqual(findings.filter((f) => f.severity === 'error').map((f) => f.message), []);
+    assert.deepEqual(
+      findings.filter((f) => f.severity === 'error').map((f) => f.message),
+      [],
+    );
     const diags = vscode.languages.getDiagnostics(problemsOf(dataFs));
-    assert.deepEqual(diags.filter((d) => d.severity === vscode.DiagnosticSeverity.Error).map((d) => d.message), []);
+    assert.deepEqual(
+      diags.filter((d) => d.severity === vscode.DiagnosticSeverity.Error).map((d) => d.message),
+      [],
+    );
   });
 
   test('the tree refreshes by itself when a backup appears on disk', async () => {
@@ -292,7 +305,10 @@ suite('Plone Backup commands on a sample deployment', function () {
     const want = gen(firstFull)!.gen.end;
     assert.ok(want < before);
     // The tree item's command, with arguments instead of the item (so no confirmation).
-    const res = done(await exec<{ mode: string; stamp: string; keptOld: string[] }[]>(Command.restoreGeneration, { folder: ws, kind: 'backup', stamp: firstFull, yes: true }), 'restore');
+    const res = done(
+      await exec<{ mode: string; stamp: string; keptOld: string[] }[]>(Command.restoreGeneration, { folder: ws, kind: 'backup', stamp: firstFull, yes: true }),
+      'restore',
+    );
     assert.equal(res[0].mode, 'full');
     assert.equal(res[0].stamp, firstFull);
     assert.equal(fs.statSync(dataFs).size, want, 'Data.fs now holds the state of the first full backup');
@@ -325,8 +341,14 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.equal(children(roots().find((n) => n.type === 'kept')!).length, 1, 'the undone restore is kept, so the undo can be undone');
     const removed = done(await exec<string[]>(Command.deleteKept, { folder: ws, yes: true }), 'delete kept');
     assert.ok(removed.length >= 2);
-    assert.equal(roots().find((n) => n.type === 'kept'), undefined);
-    assert.deepEqual(ls(path.dirname(dataFs)).filter((n) => n.includes('before-restore')), []);
+    assert.equal(
+      roots().find((n) => n.type === 'kept'),
+      undefined,
+    );
+    assert.deepEqual(
+      ls(path.dirname(dataFs)).filter((n) => n.includes('before-restore')),
+      [],
+    );
     assert.equal(md5(fs.readFileSync(dataFs)), before);
   });
 
@@ -375,7 +397,10 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.ok(left.includes(`${secondFull}.fsz`));
     const stale = gen(firstFull);
     assert.equal(stale, undefined, `still in the tree: ${stale?.group.kind} ${stale?.gen.name} ${JSON.stringify(ls(dir('backups')))}`);
-    assert.deepEqual((children(roots()[0]) as GenerationNode[]).map((g) => g.gen.stamp), [secondFull]);
+    assert.deepEqual(
+      (children(roots()[0]) as GenerationNode[]).map((g) => g.gen.stamp),
+      [secondFull],
+    );
     assert.equal(temps(dir('backups')).length, 0);
   });
 
@@ -412,7 +437,10 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.equal(api.tree.getTreeItem(gen(incremental)!).contextValue, 'generation');
     assert.equal(api.tree.getTreeItem(gen(secondFull)!).contextValue, 'generation-kept');
     const res = done(await exec<{ stamps: string[] }[]>(Command.deleteOlderChains, { folder: ws, storage: 'main', kind: 'backup', yes: true }), 'delete older chains');
-    assert.deepEqual(res.flatMap((r) => r.stamps), [firstFull, incremental]);
+    assert.deepEqual(
+      res.flatMap((r) => r.stamps),
+      [firstFull, incremental],
+    );
     const left = ls(dir('backups'));
     assert.ok(!left.some((n) => n.startsWith(firstFull) || n.startsWith(incremental)), left.join(' '));
     assert.ok(left.includes(`${secondFull}.fsz`));
@@ -443,11 +471,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     // Put it back and write a transaction: the storage watcher re-checks by itself.
     fs.writeFileSync(victim, saved);
     await commit((s) => s.addDocument('Repaired'));
-    await waitFor(
-      () => !vscode.languages.getDiagnostics(problemsOf(dataFs)).some((x) => x.code === 'BLOB_MISSING'),
-      'the automatic check to clear the diagnostic',
-      15_000,
-    );
+    await waitFor(() => !vscode.languages.getDiagnostics(problemsOf(dataFs)).some((x) => x.code === 'BLOB_MISSING'), 'the automatic check to clear the diagnostic', 15_000);
   });
 
   test('a backup cancelled before it starts changes nothing', async () => {
@@ -487,7 +511,11 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.equal(r.status, 'cancelled');
     assert.deepEqual(temps(repo), [], 'temp files left in the repository');
     assert.deepEqual(temps(blobs), [], 'temp generations left');
-    assert.deepEqual(ls(repo).filter((n) => n !== '.plone-backup-cache.json'), before.b, 'the repository changed');
+    assert.deepEqual(
+      ls(repo).filter((n) => n !== '.plone-backup-cache.json'),
+      before.b,
+      'the repository changed',
+    );
     assert.deepEqual(ls(blobs), before.g, 'the blob backups changed');
     assert.ok(!fs.existsSync(path.join(repo, '.plone-backup.lock')), 'the lock was not released');
     // And the next backup works.
@@ -566,12 +594,31 @@ suite('Plone Backup commands on a sample deployment', function () {
     await catalog.uploadFile('index.bin', randomBytes(500));
     await catalog.close();
     done(await exec(Command.refresh), 'refresh');
-    assert.deepEqual(api.model.deployments[0].dep!.storages.map((s) => s.name), ['main', 'catalog']);
-    assert.deepEqual(roots().map((n) => [n.type, label(n)]), [['storage', 'main'], ['storage', 'catalog'], ['runs', 'Last runs']]);
-    assert.deepEqual(children(roots()[1]).map((n) => [n.type, label(n)]), [['message', 'No backup yet']]);
+    assert.deepEqual(
+      api.model.deployments[0].dep!.storages.map((s) => s.name),
+      ['main', 'catalog'],
+    );
+    assert.deepEqual(
+      roots().map((n) => [n.type, label(n)]),
+      [
+        ['storage', 'main'],
+        ['storage', 'catalog'],
+        ['runs', 'Last runs'],
+      ],
+    );
+    assert.deepEqual(
+      children(roots()[1]).map((n) => [n.type, label(n)]),
+      [['message', 'No backup yet']],
+    );
     const res = done(await exec<{ storage: string; filestorage: { action: string } }[]>(Command.backup), 'backup');
     // Additional storages first, as collective.recipe.backup does; main has nothing new.
-    assert.deepEqual(res.map((r) => [r.storage, r.filestorage.action]), [['catalog', 'full'], ['main', 'none']]);
+    assert.deepEqual(
+      res.map((r) => [r.storage, r.filestorage.action]),
+      [
+        ['catalog', 'full'],
+        ['main', 'none'],
+      ],
+    );
     assert.ok(ls(dir('backups_catalog')).some((n) => n.endsWith('.fsz')));
     assert.ok(ls(dir('blobstoragebackups_catalog')).some((n) => n.startsWith('blobstorage_catalog.')));
     const [group] = children(roots()[1]);

@@ -165,7 +165,8 @@ suite('Plone Backup run log and history', function () {
     assert.match(policy, new RegExp(`style-src ${panel.webview.cspSource.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')};`));
     const nonce = /script-src (?:&#39;|')nonce-([A-Za-z0-9+/=]+)/.exec(policy)![1];
     assert.ok(html.includes(`<script nonce="${nonce}" src="`) && /history\.js"><\/script>/.test(html), 'the one script carries the nonce');
-    for (const g of gens) assert.match(html, new RegExp(`<g class="pt backup (full|incremental)[^"]*" data-root="[^"]*" data-storage="main" data-kind="backup" data-stamp="${g.gen.stamp}"`));
+    for (const g of gens)
+      assert.match(html, new RegExp(`<g class="pt backup (full|incremental)[^"]*" data-root="[^"]*" data-storage="main" data-kind="backup" data-stamp="${g.gen.stamp}"`));
     assert.equal((html.match(/<g class="pt [^"]*" data-root=/g) ?? []).length, 2, 'one point per generation (the legend has its own marks)');
 
     // The page's "reveal" (a click on the older point): the full backup is selected in the Backups view.

@@ -51,10 +51,14 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
   /** The Quick Fixes VS Code offers on the entry (on its report, opened as the Problems panel opens it). */
   const codeActions = async (d: vscode.Diagnostic) => {
     // The report is updated (asynchronously, as VS Code asks the content provider again) with the findings.
-    await waitFor(async () => {
-      const doc = await vscode.workspace.openTextDocument(report());
-      return d.range.start.line < doc.lineCount && doc.lineAt(d.range.start.line).text.includes(d.message);
-    }, 'the report to show the entry', 5_000);
+    await waitFor(
+      async () => {
+        const doc = await vscode.workspace.openTextDocument(report());
+        return d.range.start.line < doc.lineCount && doc.lineAt(d.range.start.line).text.includes(d.message);
+      },
+      'the report to show the entry',
+      5_000,
+    );
     return (await vscode.commands.executeCommand<vscode.CodeAction[]>('vscode.executeCodeActionProvider', report(), d.range)) ?? [];
   };
   const run = <T>(a: vscode.CodeAction) => exec<T>(a.command!.command, a.command!.arguments?.[0]);
@@ -170,7 +174,10 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
     // Yes (the real confirmation, answered through the hook): exactly the missing file comes back.
     answer = true;
     const res = done(await run<{ mode: string; blobFilesAdded: number; keptOld: string[] }[]>(restore), 'restore the missing blob file');
-    assert.deepEqual(asked.map((q) => q.kind), ['restore', 'restore']);
+    assert.deepEqual(
+      asked.map((q) => q.kind),
+      ['restore', 'restore'],
+    );
     assert.match(asked[0].message, /missing blob files/);
     assert.ok(asked[0].detail.includes(path.relative(ws, victim)), asked[0].detail);
     assert.equal(res[0].mode, 'unchanged');
@@ -214,7 +221,10 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
     const d = diagnostic('BLOB_MISSING')!;
     const titles = (await codeActions(d)).map((a) => a.title);
     assert.ok(!titles.some((t) => t.startsWith('Restore the missing blob file')), JSON.stringify(titles));
-    assert.ok(titles.some((t) => t.startsWith('Restore…')), JSON.stringify(titles));
+    assert.ok(
+      titles.some((t) => t.startsWith('Restore…')),
+      JSON.stringify(titles),
+    );
     // A whole site for the suites after this one.
     fs.writeFileSync(victim, saved);
     done(await exec(Command.check), 'check');

@@ -74,7 +74,10 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     }
     await cfg().update('varDir', 'var', vscode.ConfigurationTarget.Global);
     await setBackupDir(undefined);
-    assert.deepEqual(api.model.deployments[0].dep!.storages.map((s) => s.name), ['main']);
+    assert.deepEqual(
+      api.model.deployments[0].dep!.storages.map((s) => s.name),
+      ['main'],
+    );
     api.hooks.confirm = (q) => {
       asked.push(q);
       return answer;
@@ -156,7 +159,10 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     answer = true;
     const r = done(await exec<{ filestorage: { action: string } }[]>(Command.backup), 'backup');
     assert.equal(r[0].filestorage.action, 'full');
-    assert.ok(ls(path.join(a, 'backups')).some((n) => n.endsWith('.fsz')), 'the backup is not in the allowed folder');
+    assert.ok(
+      ls(path.join(a, 'backups')).some((n) => n.endsWith('.fsz')),
+      'the backup is not in the allowed folder',
+    );
     assert.equal(outsideAsked().length, 1);
     answer = false;
     await commit('Outside A again');
@@ -171,7 +177,10 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     answer = true;
     done(await exec(Command.backup), 'backup');
     const a = path.join(outside, 'a', 'backups');
-    assert.ok(ls(a).some((n) => n.endsWith('.fsz')), 'the backup is in the outside folder');
+    assert.ok(
+      ls(a).some((n) => n.endsWith('.fsz')),
+      'the backup is in the outside folder',
+    );
     fs.rmSync(path.join(a, '.plone-backup-cache.json'), { force: true });
     done(await exec(Command.refresh), 'refresh');
     const views = api.model.deployments[0].views!;
@@ -220,7 +229,10 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     done(await exec(Command.verify), 'verify');
     done(await exec(Command.check), 'check');
     const drills = done(await exec<{ ok: boolean; problems: string[] }[]>(Command.drill), 'drill');
-    assert.ok(drills.every((d) => d.ok), JSON.stringify(drills));
+    assert.ok(
+      drills.every((d) => d.ok),
+      JSON.stringify(drills),
+    );
     assert.deepEqual(asked, []);
   });
 
@@ -233,10 +245,16 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     const before = fs.statSync(dataFs);
     const r = await exec(Command.restore, { stamp: gen.gen.stamp, yes: true });
     assert.equal(r.status, 'declined');
-    assert.deepEqual(asked.map((q) => q.kind), ['outside']);
+    assert.deepEqual(
+      asked.map((q) => q.kind),
+      ['outside'],
+    );
     const d = await exec(Command.deleteGeneration, { storage: 'main', kind: 'backup', stamp: gen.gen.stamp, yes: true });
     assert.equal(d.status, 'declined');
-    assert.deepEqual(asked.map((q) => q.kind), ['outside', 'outside']);
+    assert.deepEqual(
+      asked.map((q) => q.kind),
+      ['outside', 'outside'],
+    );
     assert.equal(fs.statSync(dataFs).ino, before.ino);
     assert.ok(ls(path.join(outside, 'd', 'backups')).some((n) => n.startsWith(gen.gen.stamp)));
   });
@@ -253,7 +271,10 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     const before = fs.statSync(dataFs);
     const args = { folder: ws, kind: 'backup', stamp: newest.gen.stamp, yes: true, keepOld: false };
     assert.equal((await exec(Command.restore, args)).status, 'declined');
-    assert.deepEqual(asked.map((q) => q.kind), ['restore']);
+    assert.deepEqual(
+      asked.map((q) => q.kind),
+      ['restore'],
+    );
     assert.match(asked[0].message, /^Restore /);
     assert.match(asked[0].detail, /kept beside them/, 'keepOld: false was honoured in the plan shown');
     assert.equal(fs.statSync(dataFs).ino, before.ino);
@@ -263,7 +284,10 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     answer = true;
     const res = done(await exec<{ mode: string; keptOld: string[] }[]>(Command.restore, args), 'restore');
     assert.equal(res[0].mode, 'full');
-    assert.ok(res[0].keptOld.some((k) => path.basename(k).startsWith('Data.fs.before-restore-')), `the old state was not kept: ${res[0].keptOld}`);
+    assert.ok(
+      res[0].keptOld.some((k) => path.basename(k).startsWith('Data.fs.before-restore-')),
+      `the old state was not kept: ${res[0].keptOld}`,
+    );
     assert.equal(asked.length, 2);
 
     // force: true does not restore over a running site.
@@ -294,7 +318,10 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     assert.ok(!oldest.newestComplete);
     const del = await exec(Command.deleteGeneration, { storage: 'main', kind: 'backup', stamp: oldest.gen.stamp, yes: true });
     assert.equal(del.status, 'declined');
-    assert.deepEqual(asked.map((q) => q.kind), ['delete']);
+    assert.deepEqual(
+      asked.map((q) => q.kind),
+      ['delete'],
+    );
     assert.ok(ls(path.join(ws, 'var', 'backups')).some((n) => n.startsWith(oldest.gen.stamp)));
   });
 
@@ -303,7 +330,10 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     done(await exec(Command.fullBackup), 'full backup');
     await commit('Before the second full backup');
     done(await exec(Command.fullBackup), 'another full backup');
-    const oldest = api.tree.allGenerations().filter((g) => g.group.kind === 'backup' && g.gen.full).sort((x, y) => x.gen.stamp.localeCompare(y.gen.stamp))[0];
+    const oldest = api.tree
+      .allGenerations()
+      .filter((g) => g.group.kind === 'backup' && g.gen.full)
+      .sort((x, y) => x.gen.stamp.localeCompare(y.gen.stamp))[0];
     done(await exec(Command.deleteGeneration, { storage: 'main', kind: 'backup', stamp: oldest.gen.stamp, yes: true }), 'delete');
     assert.deepEqual(asked, []);
   });

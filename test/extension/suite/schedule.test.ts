@@ -113,7 +113,10 @@ suite('Schedule Backups…', function () {
     assert.match(schedules[0].message, /every 15 min, a full backup on Sundays at 03:00, a restore drill on Saturdays at 04:40, from a systemd timer\?$/);
     assert.ok(schedules[0].detail.includes(cli), schedules[0].detail);
     const id = scheduleId(fs.realpathSync(api.model.deployments[0].root));
-    assert.deepEqual(ours(), ['backup', 'drill', 'fullbackup'].flatMap((j) => [`${unitBase(id, j as 'backup')}.service`, `${unitBase(id, j as 'backup')}.timer`]));
+    assert.deepEqual(
+      ours(),
+      ['backup', 'drill', 'fullbackup'].flatMap((j) => [`${unitBase(id, j as 'backup')}.service`, `${unitBase(id, j as 'backup')}.timer`]),
+    );
     assert.equal(ls(path.join(systemDir(), 'timers.target.wants')).length, 3);
     const service = fs.readFileSync(path.join(systemDir(), `${unitBase(id, 'backup')}.service`), 'utf8');
     assert.ok(service.includes(`ExecStart="${fs.realpathSync(process.execPath)}" "${fs.realpathSync(cli)}" "backup" "-q"`), service);
@@ -150,7 +153,10 @@ suite('Schedule Backups…', function () {
     assert.ok(tab.startsWith('MAILTO=me@example.org\n0 1 * * * echo mine\n'), tab);
     const lines = tab.trimEnd().split('\n').slice(2);
     assert.equal(lines.filter((l) => !l.startsWith('#')).length, 3, tab);
-    assert.ok(lines.every((l) => l.includes('# plone-backup-schedule:')), tab);
+    assert.ok(
+      lines.every((l) => l.includes('# plone-backup-schedule:')),
+      tab,
+    );
     assert.equal(api.view.description, 'scheduled hourly (crontab)');
 
     picked = [];

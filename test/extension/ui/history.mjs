@@ -18,26 +18,7 @@ import { engine, seen, step, until } from './lib/ui.mjs';
 const HOUR = 3600_000;
 
 /** Backups at these hours before now (f: a full backup), each after a change; the 13 hours from -35 to -22 are the night without backups. */
-const PLAN = [
-  [40, 'f'],
-  [39],
-  [38],
-  [37],
-  [36],
-  [35],
-  [22],
-  [21],
-  [20, 'f'],
-  [14],
-  [13],
-  [12],
-  [11],
-  [10],
-  [4],
-  [3],
-  [2],
-  [1],
-];
+const PLAN = [[40, 'f'], [39], [38], [37], [36], [35], [22], [21], [20, 'f'], [14], [13], [12], [11], [10], [4], [3], [2], [1]];
 
 async function makeHistory(workspace) {
   const file = path.join(workspace, 'var/filestorage/Data.fs');
@@ -54,13 +35,19 @@ async function makeHistory(workspace) {
   let i = 0;
   for (const [h, full] of PLAN) {
     const s = await engine.SampleSite.open({ file, blobDir });
-    for (let k = 0; k <= (i % 3); k++) await s.addDocument(`News ${i}.${k}`, 'Lorem ipsum dolor sit amet. '.repeat(20 + 10 * i));
+    for (let k = 0; k <= i % 3; k++) await s.addDocument(`News ${i}.${k}`, 'Lorem ipsum dolor sit amet. '.repeat(20 + 10 * i));
     if (i % 5 === 0) await s.uploadFile(`photo-${i}.jpg`, Buffer.alloc(20_000 + i * 1000, i));
     await s.close();
     const [r] = await engine.backupDeployment(dep, full ? 'fullbackup' : 'backup', { now: () => new Date(Date.now() - h * HOUR) });
     const f = r.filestorage;
     stamps.push(f.stamp);
-    runs.push(rec(h - 0.01, { command: full ? 'fullbackup' : 'backup', outcome: 'ok', storages: [{ name: 'main', stamp: f.stamp, action: f.action, bytes: f.end - f.start, transactions: f.transactions }] }));
+    runs.push(
+      rec(h - 0.01, {
+        command: full ? 'fullbackup' : 'backup',
+        outcome: 'ok',
+        storages: [{ name: 'main', stamp: f.stamp, action: f.action, bytes: f.end - f.start, transactions: f.transactions }],
+      }),
+    );
     i++;
   }
   // The run log, as cron's runs would have left it: every backup above, a failed one in the night
@@ -75,7 +62,14 @@ async function makeHistory(workspace) {
 async function historyFrame(page) {
   return until(
     async () => {
-      for (const f of page.frames()) if ((await f.locator('svg.history').count().catch(() => 0)) > 0) return f;
+      for (const f of page.frames())
+        if (
+          (await f
+            .locator('svg.history')
+            .count()
+            .catch(() => 0)) > 0
+        )
+          return f;
       return undefined;
     },
     'no frame shows the history chart 20 s after the command',
@@ -94,7 +88,10 @@ export default async function run(driver) {
 
   await step(page, 'the Backups view lists the backups', async () => {
     await driver.openActivity('Plone Backup');
-    await rows.filter({ hasText: engine.compactTime(stamps.at(-1)) }).first().waitFor({ timeout: 20_000 });
+    await rows
+      .filter({ hasText: engine.compactTime(stamps.at(-1)) })
+      .first()
+      .waitFor({ timeout: 20_000 });
   });
 
   const frame = await step(page, 'Plone Backup: Show Backup History opens the chart', async () => {
@@ -120,7 +117,10 @@ export default async function run(driver) {
   });
 
   await step(page, 'the status bar: the last run was fine (the failure was cleared by the next backup)', async () => {
-    const item = page.locator('.statusbar-item').filter({ hasText: /Backup .*ago/ }).first();
+    const item = page
+      .locator('.statusbar-item')
+      .filter({ hasText: /Backup .*ago/ })
+      .first();
     await item.waitFor({ timeout: 10_000 });
     if (/failed/.test(await item.innerText())) throw new Error(`the status bar says "${await item.innerText()}"`);
   });

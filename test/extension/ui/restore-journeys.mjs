@@ -103,7 +103,10 @@ export default async function run(driver) {
     await driver.openActivity('Plone Backup');
     // Rows are compact: a backup older than a week reads "2025-06-10 10:30 CEST" (the minute and the zone).
     const rowLabel = (label) => `${label.slice(0, 16)} ${label.split(' ').at(-1)}`;
-    await rows.filter({ hasText: rowLabel(b4.label) }).first().waitFor({ timeout: 20_000 });
+    await rows
+      .filter({ hasText: rowLabel(b4.label) })
+      .first()
+      .waitFor({ timeout: 20_000 });
     const texts = (await driver.listRows('.part.sidebar')).map(oneLine);
     for (const st of states) {
       if (!texts.some((t) => t.startsWith(rowLabel(st.label)))) throw new Error(`no row reads "${rowLabel(st.label)}" (the backup of ${st.at})`);

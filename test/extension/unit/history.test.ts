@@ -125,7 +125,15 @@ describe('history model', () => {
   });
 
   it('a section: gaps against the median of the main storage, failed runs and every drill from the run log', () => {
-    const v = view([[[T0, 100, 1], [T0 + H, 200, 1], [T0 + 2 * H, 300, 1], [T0 + 3 * H, 400, 1], [T0 + 9 * H, 500, 1]]]);
+    const v = view([
+      [
+        [T0, 100, 1],
+        [T0 + H, 200, 1],
+        [T0 + 2 * H, 300, 1],
+        [T0 + 3 * H, 400, 1],
+        [T0 + 9 * H, 500, 1],
+      ],
+    ]);
     const runs = [
       run('backup', T0 + H),
       run('backup', T0 + 5 * H, { outcome: 'failed', storages: [], error: { code: 'BLOB_MISSING', message: 'a blob is missing' } }),
@@ -161,7 +169,10 @@ describe('history model', () => {
   });
 
   it('the time axis spans the oldest point or run to now', () => {
-    const d = historyData([{ root: '/site', name: 'site', views: [view([[[T0, 1, 1]]])], runs: [run('backup', T0 - H, { outcome: 'failed', error: { code: 'IO', message: 'x' } })] }], new Date(T0 + 10 * H));
+    const d = historyData(
+      [{ root: '/site', name: 'site', views: [view([[[T0, 1, 1]]])], runs: [run('backup', T0 - H, { outcome: 'failed', error: { code: 'IO', message: 'x' } })] }],
+      new Date(T0 + 10 * H),
+    );
     assert.ok(d.from < T0 - H && d.from > T0 - 2 * H, `from ${d.from - T0}`);
     assert.equal(d.to, T0 + 10 * H);
     assert.equal(pointCount(d), 1);
@@ -177,8 +188,24 @@ describe('history chart', () => {
         {
           root: '/site',
           name: 'site',
-          views: [view([[[T0, 1000, 10], [T0 + H, 1200, 2], [T0 + 2 * H, 1300, 1], [T0 + 3 * H, 1400, 1], [T0 + 12 * H, 1500, 1]]], 'main <b>&')],
-          runs: [run('backup', T0 + 6 * H, { outcome: 'failed', storages: [], error: { code: 'IO', message: '<script>alert(1)</script> "disk" full' } }), run('drill', T0 + 7 * H, { outcome: 'failed', error: { code: 'DRILL_FAILED', message: 'blob missing' } })],
+          views: [
+            view(
+              [
+                [
+                  [T0, 1000, 10],
+                  [T0 + H, 1200, 2],
+                  [T0 + 2 * H, 1300, 1],
+                  [T0 + 3 * H, 1400, 1],
+                  [T0 + 12 * H, 1500, 1],
+                ],
+              ],
+              'main <b>&',
+            ),
+          ],
+          runs: [
+            run('backup', T0 + 6 * H, { outcome: 'failed', storages: [], error: { code: 'IO', message: '<script>alert(1)</script> "disk" full' } }),
+            run('drill', T0 + 7 * H, { outcome: 'failed', error: { code: 'DRILL_FAILED', message: 'blob missing' } }),
+          ],
         },
       ],
       new Date(T0 + 13 * H),
@@ -208,7 +235,13 @@ describe('history chart', () => {
   });
 
   it('the page: a strict CSP (nothing but the stylesheet and the nonce script), Restore only when offered', () => {
-    const page = historyPage(d(), { cspSource: 'vscode-webview://abc', nonce: 'N0nce', scriptUri: 'vscode-webview://abc/media/history.js', styleUri: 'vscode-webview://abc/media/history.css', restore: true });
+    const page = historyPage(d(), {
+      cspSource: 'vscode-webview://abc',
+      nonce: 'N0nce',
+      scriptUri: 'vscode-webview://abc/media/history.js',
+      styleUri: 'vscode-webview://abc/media/history.css',
+      restore: true,
+    });
     const policy = /<meta http-equiv="Content-Security-Policy" content="([^"]*)">/.exec(page)?.[1];
     assert.equal(policy, csp('vscode-webview://abc', 'N0nce'));
     assert.match(policy!, /^default-src 'none';/);
@@ -237,10 +270,13 @@ describe('runs as the status bar and the view say them', () => {
   it('the newest run of every deployment; failing commands newest first', () => {
     const failed = run('backup', T0 + 3 * H, { outcome: 'failed', error: { code: 'BLOB_MISSING', message: 'gone' } });
     const verifyFailed = run('verify', T0 + 2 * H, { outcome: 'failed', error: { code: 'PIECE_MISMATCH', message: 'bad' } });
-    const a = info([run('backup', T0), verifyFailed, failed], [
-      { command: 'backup', lastFailure: failed, failing: true },
-      { command: 'verify', lastFailure: verifyFailed, failing: true },
-    ]);
+    const a = info(
+      [run('backup', T0), verifyFailed, failed],
+      [
+        { command: 'backup', lastFailure: failed, failing: true },
+        { command: 'verify', lastFailure: verifyFailed, failing: true },
+      ],
+    );
     const b = info([run('check', T0 + 4 * H)]);
     const sum = summarizeRuns([
       { name: 'a', runs: a },
@@ -272,7 +308,12 @@ describe('runs as the status bar and the view say them', () => {
     const r = run('backup', T0, { via: 'extension', host: 'laptop' });
     assert.equal(runSizes(r), 'incremental, 3 transactions, 2.0 KB');
     assert.equal(runLine(r, new Date(T0 + 5 * 60_000)), 'backup ok · extension on laptop · 5m ago · incremental, 3 transactions, 2.0 KB');
-    const two = run('drill', T0, { storages: [{ name: 'main', bytes: 1024 }, { name: 'catalog', errors: 1 }] });
+    const two = run('drill', T0, {
+      storages: [
+        { name: 'main', bytes: 1024 },
+        { name: 'catalog', errors: 1 },
+      ],
+    });
     assert.equal(runSizes(two), 'main: 1.0 KB; catalog: 1 error');
   });
 });
@@ -323,13 +364,27 @@ describe("loadRuns: a deployment's run log as the extension reads it", () => {
 });
 
 describe('history: gaps against the installed schedule', () => {
-  it("takes the interval of the first schedule we wrote; none (or one edited beyond reading) gives none", () => {
-    const sched = (every: '15m' | '1h' | 'daily' | undefined) => ({ target: 'cron' as const, id: 'x', spec: every ? { every } : undefined, jobs: [], files: [], edited: false, problems: [] });
+  it('takes the interval of the first schedule we wrote; none (or one edited beyond reading) gives none', () => {
+    const sched = (every: '15m' | '1h' | 'daily' | undefined) => ({
+      target: 'cron' as const,
+      id: 'x',
+      spec: every ? { every } : undefined,
+      jobs: [],
+      files: [],
+      edited: false,
+      problems: [],
+    });
     assert.equal(scheduleSeconds([sched('15m')]), 900);
     assert.equal(scheduleSeconds([sched(undefined), sched('daily')]), 86_400);
     assert.equal(scheduleSeconds([sched(undefined)]), undefined);
     assert.equal(scheduleSeconds(undefined), undefined);
     // An hourly schedule: a 2-hour hole is a gap, though the backups before it came every 15 minutes.
-    assert.equal(expectedInterval([0, 900, 1800].map((s) => s * 1000), scheduleSeconds([sched('1h')])).from, 'schedule');
+    assert.equal(
+      expectedInterval(
+        [0, 900, 1800].map((s) => s * 1000),
+        scheduleSeconds([sched('1h')]),
+      ).from,
+      'schedule',
+    );
   });
 });

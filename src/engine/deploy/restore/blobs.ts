@@ -131,7 +131,16 @@ export async function appendedBlobs(p: StoragePlan, signal?: AbortSignal): Promi
   }
 }
 
-export async function fillFromTree(src: string, dest: string, modes: Modes, mode: 'link' | 'copy', onlyMissing: boolean, signal?: AbortSignal, gen?: Generation, only?: string[]): Promise<number> {
+export async function fillFromTree(
+  src: string,
+  dest: string,
+  modes: Modes,
+  mode: 'link' | 'copy',
+  onlyMissing: boolean,
+  signal?: AbortSignal,
+  gen?: Generation,
+  only?: string[],
+): Promise<number> {
   const { layout } = await readLayout(src);
   // From a manifest (checked: blob paths of its layout only, so inside `src`
   // and `dest`), or from a walk that takes no link for a file.
@@ -142,10 +151,14 @@ export async function fillFromTree(src: string, dest: string, modes: Modes, mode
   const inSource = await statBlobFiles(src, files, signal);
   if (inSource.missing.length) {
     const rel = inSource.missing[0]!;
-    throw new PloneBackupError('BLOB_MISSING', `The blob backup ${gen?.path ?? src} lacks ${rel}${inSource.missing.length > 1 ? ` and ${inSource.missing.length - 1} more` : ''}, which the restored state needs; nothing was restored.`, {
-      path: path.join(src, rel),
-      hint: 'Restore another date (`plone-backup list` shows which generations are whole), or run `plone-backup check`.',
-    });
+    throw new PloneBackupError(
+      'BLOB_MISSING',
+      `The blob backup ${gen?.path ?? src} lacks ${rel}${inSource.missing.length > 1 ? ` and ${inSource.missing.length - 1} more` : ''}, which the restored state needs; nothing was restored.`,
+      {
+        path: path.join(src, rel),
+        hint: 'Restore another date (`plone-backup list` shows which generations are whole), or run `plone-backup check`.',
+      },
+    );
   }
   if (onlyMissing) {
     // Existing files are left as they are: only the missing ones (and their folders) are made.
@@ -179,7 +192,13 @@ export async function missingBlobs(file: string, blobDir: string, signal?: Abort
   } finally {
     await st.fh.close();
   }
-  return (await statBlobFiles(blobDir, refs.map((r) => blobRelPath(r.oid, r.tid, layout)), signal)).missing;
+  return (
+    await statBlobFiles(
+      blobDir,
+      refs.map((r) => blobRelPath(r.oid, r.tid, layout)),
+      signal,
+    )
+  ).missing;
 }
 
 /** Every file under `root` (relative, '/' separators) with its size. */

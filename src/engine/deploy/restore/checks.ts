@@ -65,10 +65,14 @@ export async function assertBlobTarget(dir: string): Promise<void> {
   }
   const foreign = names.filter((n) => n !== BLOB_TMP_DIR && !/^0x[0-9a-f]{2,16}$/.test(n));
   if (foreign.length === 0) return;
-  throw new PloneBackupError('UNSAFE', `${dir} does not look like a blobstorage (no ${LAYOUT_FILE}, and it holds ${foreign[0]}), so a restore will not write into it; nothing was restored.`, {
-    path: dir,
-    hint: 'Check the blob folder in plone-backup.json, zope.conf or --blob-dir.',
-  });
+  throw new PloneBackupError(
+    'UNSAFE',
+    `${dir} does not look like a blobstorage (no ${LAYOUT_FILE}, and it holds ${foreign[0]}), so a restore will not write into it; nothing was restored.`,
+    {
+      path: dir,
+      hint: 'Check the blob folder in plone-backup.json, zope.conf or --blob-dir.',
+    },
+  );
 }
 
 /** The committed end an index file describes (its first pickle), or undefined. */

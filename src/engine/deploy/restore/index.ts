@@ -121,14 +121,23 @@ async function lockStorage(s: StorageConfig, source: RestoreSource, opts: Settle
   const site = await lockSite(file);
   locks.sites.push(site);
   if (site.note) opts.log?.(site.note);
-  if (site.running && !opts.force) throw siteRunningError(site.running, 'The site is running', 'Stop Zope (or the ZEO server) first, or pass --force if you are sure it is not running.');
+  if (site.running && !opts.force)
+    throw siteRunningError(site.running, 'The site is running', 'Stop Zope (or the ZEO server) first, or pass --force if you are sure it is not running.');
   // Another site's live files: while that site runs they change under the copy.
   const other = source.type === 'copy' && !opts.force ? await siteRunning(source.file) : undefined;
-  if (other) throw siteRunningError(other, 'The site being restored from is running', 'Restore from its backups (point altrestore at a folder with backups/), stop that site, or pass --force.');
+  if (other)
+    throw siteRunningError(
+      other,
+      'The site being restored from is running',
+      'Restore from its backups (point altrestore at a folder with backups/), stop that site, or pass --force.',
+    );
 }
 
 function siteRunningError(running: RunningSite, what: string, hint: string): PloneBackupError {
-  return new PloneBackupError('SITE_RUNNING', `${what}: ${running.lockFile} is held${running.pid ? ` by process ${running.pid}` : ''}; nothing was restored.`, { path: running.lockFile, hint });
+  return new PloneBackupError('SITE_RUNNING', `${what}: ${running.lockFile} is held${running.pid ? ` by process ${running.pid}` : ''}; nothing was restored.`, {
+    path: running.lockFile,
+    hint,
+  });
 }
 
 function session(dep: Deployment, plans: StoragePlan[], opts: Settled, locks: Locks): RestoreSession {

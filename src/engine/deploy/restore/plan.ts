@@ -57,9 +57,7 @@ export function settle(opts: RestoreOptions): Settled {
   };
 }
 
-export type RestoreSource =
-  | { type: 'repository'; repo: string; blobs?: string }
-  | { type: 'copy'; file: string; blobDir?: string };
+export type RestoreSource = { type: 'repository'; repo: string; blobs?: string } | { type: 'copy'; file: string; blobDir?: string };
 
 export interface StoragePlan {
   storage: StorageConfig;
@@ -105,7 +103,8 @@ export async function planStorage(s: StorageConfig, source: RestoreSource, opts:
 
 /** only_blobs: the newest blob backup at the date (a generation, an archive, a chain's delta), nothing else. */
 async function planBlobsOnly(s: StorageConfig, source: Extract<RestoreSource, { type: 'repository' }>, opts: Settled): Promise<StoragePlan> {
-  if (!s.blobDir || !source.blobs) throw new PloneBackupError('CONFIG_BAD', `only_blobs is set but ${s.name} has no blobstorage.`, { hint: 'Set blob_storage, or unset only_blobs.' });
+  if (!s.blobDir || !source.blobs)
+    throw new PloneBackupError('CONFIG_BAD', `only_blobs is set but ${s.name} has no blobstorage.`, { hint: 'Set blob_storage, or unset only_blobs.' });
   const gens = (await listGenerations(source.blobs, path.basename(s.blobDir))).filter((g) => g.stamp && (opts.date === undefined || g.stamp <= opts.date));
   const g = gens.at(-1);
   if (!g) {
@@ -122,7 +121,8 @@ async function planCopy(s: StorageConfig, source: Extract<RestoreSource, { type:
   if (!(await exists(source.file))) {
     throw new PloneBackupError('NOT_FOUND', `There is no ${path.basename(source.file)} in ${path.dirname(source.file)} to restore from.`, { path: source.file });
   }
-  const generation: Generation | undefined = source.blobDir && (await exists(source.blobDir)) ? { name: path.basename(source.blobDir), path: source.blobDir, kind: 'dir', content: source.blobDir } : undefined;
+  const generation: Generation | undefined =
+    source.blobDir && (await exists(source.blobDir)) ? { name: path.basename(source.blobDir), path: source.blobDir, kind: 'dir', content: source.blobDir } : undefined;
   if (s.blobDir && !generation) {
     throw new PloneBackupError('NOT_FOUND', `There is no blobstorage beside ${source.file} to restore ${s.name}'s blobs from.`, { path: path.dirname(source.file) });
   }
@@ -130,7 +130,11 @@ async function planCopy(s: StorageConfig, source: Extract<RestoreSource, { type:
 }
 
 /** The chain as of the date, and its .dat lines. */
-async function planChain(s: StorageConfig, source: Extract<RestoreSource, { type: 'repository' }>, opts: Settled): Promise<{ chain: RepoFile[]; lines: (DatLine | undefined)[]; stamp: string }> {
+async function planChain(
+  s: StorageConfig,
+  source: Extract<RestoreSource, { type: 'repository' }>,
+  opts: Settled,
+): Promise<{ chain: RepoFile[]; lines: (DatLine | undefined)[]; stamp: string }> {
   const what = KINDS[opts.kind].noun;
   const make = KINDS[opts.kind].makeCommand;
   let files: RepoFile[];
@@ -144,10 +148,14 @@ async function planChain(s: StorageConfig, source: Extract<RestoreSource, { type
   // (backups in the same second take the next free stamp).
   const chain = findChain(files, opts.date);
   if (chain.length === 0) {
-    throw new PloneBackupError('NO_BACKUPS', opts.date ? `There is no ${what} of ${s.name} in ${source.repo} from before ${opts.date}.` : `There is no ${what} of ${s.name} in ${source.repo}.`, {
-      path: source.repo,
-      hint: opts.date ? 'Pick a later date; `plone-backup list` shows the backups there are.' : `Make one first with \`plone-backup ${make}\`.`,
-    });
+    throw new PloneBackupError(
+      'NO_BACKUPS',
+      opts.date ? `There is no ${what} of ${s.name} in ${source.repo} from before ${opts.date}.` : `There is no ${what} of ${s.name} in ${source.repo}.`,
+      {
+        path: source.repo,
+        hint: opts.date ? 'Pick a later date; `plone-backup list` shows the backups there are.' : `Make one first with \`plone-backup ${make}\`.`,
+      },
+    );
   }
   const dat = await readDat(path.join(source.repo, datName(chain[0]!.stamp)));
   const lines = dat ? datLinesFor(chain, dat) : chain.map(() => undefined);

@@ -99,18 +99,38 @@ async function stageFull(p: StoragePlan, opts: Settled): Promise<Staged> {
 async function liveOrSourceMode(p: StoragePlan): Promise<number> {
   const last = p.chain.at(-1);
   const source = p.source.type === 'repository' ? (last ? path.join(p.source.repo, last.name) : (p.generation?.path ?? p.source.repo)) : p.source.file;
-  return fsp.stat(p.storage.file).then((st) => st.mode, () => fsp.stat(source).then((st) => st.mode, () => 0o600));
+  return fsp.stat(p.storage.file).then(
+    (st) => st.mode,
+    () =>
+      fsp.stat(source).then(
+        (st) => st.mode,
+        () => 0o600,
+      ),
+  );
 }
 
 /** The new Data.fs (and its index) at `newFile`: recovered from the chain, or copied from another site. Returns its size. */
 async function buildDataFs(p: StoragePlan, newFile: string, fileMode: number, modes: Modes, opts: Settled): Promise<number> {
   if (p.source.type === 'repository') {
     // The planned state exactly: the chain ending at the plan's last piece, the one its blob generation belongs to.
-    const r = await recover({ repository: p.source.repo, output: newFile, date: p.stamp, keepOld: false, mode: fileMode, signal: opts.signal, onProgress: opts.onProgress, now: opts.now });
+    const r = await recover({
+      repository: p.source.repo,
+      output: newFile,
+      date: p.stamp,
+      keepOld: false,
+      mode: fileMode,
+      signal: opts.signal,
+      onProgress: opts.onProgress,
+      now: opts.now,
+    });
     return r.bytes;
   }
   // Another site's Data.fs: a regular file only (a FIFO would block the copy), no more readable than ours.
-  const notDb = (f: string) => new PloneBackupError('NOT_FILESTORAGE', `${f} is not a regular file, so not a ZODB FileStorage to restore from.`, { path: f, hint: 'Point altrestore at a folder holding the Data.fs itself.' });
+  const notDb = (f: string) =>
+    new PloneBackupError('NOT_FILESTORAGE', `${f} is not a regular file, so not a ZODB FileStorage to restore from.`, {
+      path: f,
+      hint: 'Point altrestore at a folder holding the Data.fs itself.',
+    });
   await copyRegularFile(p.source.file, newFile, fsc.COPYFILE_EXCL, notDb);
   await fileLayer.chmod(newFile, modes.file);
   if (await isRegularFile(`${p.source.file}.index`)) {

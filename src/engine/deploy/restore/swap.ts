@@ -89,7 +89,13 @@ async function removeOldBlobFiles(blobDir: string, merge: BlobMerge): Promise<vo
     if (merge.next.has(rel)) continue;
     await fileLayer.rm(path.join(blobDir, rel), { force: true });
     for (let d = path.dirname(rel); d !== '.' && d !== BLOB_TMP_DIR; d = path.dirname(d)) {
-      if (!(await fileLayer.rmdir(path.join(blobDir, d)).then(() => true, () => false))) break;
+      if (
+        !(await fileLayer.rmdir(path.join(blobDir, d)).then(
+          () => true,
+          () => false,
+        ))
+      )
+        break;
     }
   }
 }
