@@ -157,10 +157,14 @@ export default async function run(driver) {
       15_000,
     );
     // The one kept state: the restore that was undone.
+    // Expanded (again, if a refresh of the view, e.g. the Last runs row after the run log
+    // changed, re-rendered it collapsed right after the click).
     const row = keptRow.first();
-    if ((await row.getAttribute('aria-expanded')) !== 'true') await row.click();
     await until(
-      async () => (await rowTexts()).filter((t) => t.startsWith('before the restore of ')).length === 1,
+      async () => {
+        if ((await row.getAttribute('aria-expanded')) === 'false') await row.click();
+        return (await rowTexts()).filter((t) => t.startsWith('before the restore of ')).length === 1;
+      },
       async () => `expected one "before the restore of …" row under Kept copies:\n    ${(await rowTexts()).join('\n    ')}`,
       10_000,
     );
