@@ -89,6 +89,8 @@ const FLAG_OPTS = new Set([
   'help',
   'quiet',
   'no-prompt',
+  // Hidden: the runs `schedule install` sets up, recorded in the run log as the schedule's.
+  'scheduled',
   'remote',
   'deep',
   'dry-run',
@@ -321,7 +323,7 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
   const out = (data: unknown) => io.stdout.write(JSON.stringify(data, null, 2) + '\n');
   const common = { signal: io.signal, log, onProgress: progress?.update, lockWaitMs: lockWait(p) };
   // The run log and on_failure: their problems are said even under cron (the run itself is not failed for them).
-  const runOpts: RunLogOptions = { log, warn: (m) => io.stderr.write(`warning: ${m}\n`), via: 'cli' };
+  const runOpts: RunLogOptions = { log, warn: (m) => io.stderr.write(`warning: ${m}\n`), via: p.flags.has('scheduled') ? 'schedule' : 'cli' };
   const runCommand = (cmd === 'snapshotbackup' ? 'snapshot' : cmd) as RunCommand;
   const asRun = { command: runCommand, opts: runOpts };
   try {

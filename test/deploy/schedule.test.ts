@@ -226,7 +226,7 @@ describe('schedule: systemd units in a temporary root', () => {
     const service = fs.readFileSync(path.join(unitDir, `${unitBase(id, 'backup')}.service`), 'utf8');
     assert.match(service, /^Type=oneshot$/m);
     assert.ok(service.includes(`WorkingDirectory=${fs.realpathSync(root).replace(/%/g, '%%')}\n`));
-    assert.match(service, /^ExecStart=".*" "backup" "-q"$/m);
+    assert.match(service, /^ExecStart=".*" "backup" "-q" "--scheduled"$/m);
 
     const [shown, ...more] = await showSchedule(root, { env });
     assert.equal(more.length, 0);
@@ -420,7 +420,7 @@ describe('schedule: the crontab, through the real crontab command', () => {
       '# my own backup of /etc',
       '0 1 * * *  tar czf /var/backups/etc.tgz /etc',
       `${SCHEDULE_MARK}:${otherId} {"v":1,"root":"/srv/another-site","every":"daily"}`,
-      `0 3 * * * cd '/srv/another-site' && exec '/usr/bin/plone-backup' 'backup' '-q' ${SCHEDULE_MARK}:${otherId}:backup`,
+      `0 3 * * * cd '/srv/another-site' && exec '/usr/bin/plone-backup' 'backup' '-q' '--scheduled' ${SCHEDULE_MARK}:${otherId}:backup`,
       '',
       '30 2 * * 0  echo weekly   # a comment of mine',
       '',
@@ -443,7 +443,7 @@ describe('schedule: the crontab, through the real crontab command', () => {
     const now = crontabNow()!.split('\n');
     assert.deepEqual(now.slice(0, 2), lines.slice(0, 2));
     assert.match(now[2]!, new RegExp(`^${SCHEDULE_MARK}:${scheduleId(fs.realpathSync(root))} \\{`));
-    assert.match(now[4]!, /^0,15,30,45 \* \* \* \* cd '.*' && exec '.*' 'backup' '-q' # plone-backup-schedule:[a-z0-9-]+:backup$/);
+    assert.match(now[4]!, /^0,15,30,45 \* \* \* \* cd '.*' && exec '.*' 'backup' '-q' '--scheduled' # plone-backup-schedule:[a-z0-9-]+:backup$/);
     assert.equal(now[5], lines[2]);
 
     const [s] = await showSchedule(root, { env });
@@ -510,6 +510,9 @@ describe('schedule: the crontab, through the real crontab command', () => {
       fs.readdirSync(path.join(root, 'var', 'backups')).some((n) => n.endsWith('.fsz')),
       'a backup was made',
     );
+    // The run log says it was the schedule's run (what the status bar and Last runs show).
+    const runs = fs.readFileSync(path.join(root, 'var', 'backups', '.plone-backup.runs.jsonl'), 'utf8').trim().split('\n');
+    assert.equal((JSON.parse(runs.at(-1)!) as { via?: string }).via, 'schedule');
   });
 });
 
@@ -644,7 +647,7 @@ describe('schedule: the CLI', () => {
     const id = scheduleId(fs.realpathSync(root));
     const service = fs.readFileSync(path.join(unitDir, `${unitBase(id, 'fullbackup')}.service`), 'utf8');
     // The CLI itself, resolved, and the flags given, in the deployment's folder.
-    assert.ok(service.includes(`ExecStart="${process.execPath}" "${fs.realpathSync(CLI)}" "fullbackup" "-q" "--keep" "3"\n`), service);
+    assert.ok(service.includes(`ExecStart="${process.execPath}" "${fs.realpathSync(CLI)}" "fullbackup" "-q" "--scheduled" "--keep" "3"\n`), service);
     assert.ok(service.includes(`WorkingDirectory=${fs.realpathSync(root)}\n`));
 
     const show = runCli(['schedule', 'show', '--json', '--dir', root]);

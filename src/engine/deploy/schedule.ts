@@ -349,7 +349,8 @@ export function planSchedule(spec: ScheduleSpec, input: ScheduleInput, target: S
   const jobs: PlannedJob[] = scheduleSlots(spec).map(({ job, slots }) => ({
     job,
     slots,
-    argv: [...input.invocation, job, '-q', ...flags],
+    // --scheduled: the run log says the run was the schedule's (cron or a timer), not a person's.
+    argv: [...input.invocation, job, '-q', '--scheduled', ...flags],
     when: slots.map(target === 'cron' ? cronFields : calendarEvent),
   }));
   const files: SchedulePlan['files'] = [];
