@@ -511,7 +511,10 @@ describe('schedule: the crontab, through the real crontab command', () => {
       'a backup was made',
     );
     // The run log says it was the schedule's run (what the status bar and Last runs show).
-    const runs = fs.readFileSync(path.join(root, 'var', 'backups', '.plone-backup.runs.jsonl'), 'utf8').trim().split('\n');
+    const runs = fs
+      .readFileSync(path.join(root, 'var', 'backups', '.plone-backup.runs.jsonl'), 'utf8')
+      .trim()
+      .split('\n');
     assert.equal((JSON.parse(runs.at(-1)!) as { via?: string }).via, 'schedule');
   });
 });
