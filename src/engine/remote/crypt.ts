@@ -130,15 +130,20 @@ export class TargetKeys {
     return Buffer.from(hkdfSync('sha256', this.enc, salt, 'plone-backup object v1', 32));
   }
 
-  /** Encrypts a stream; `expect` (size, SHA-256) is checked before the final chunk, so a source that changed never completes an object. */
-  async *seal(key: string, src: AsyncIterable<Uint8Array>, expect?: { size: number; check: () => string; update: (b: Buffer) => void; sha256: string }): AsyncGenerator<Buffer> {
+  /** A new object's header (a fresh salt), its key and the data every chunk authenticates (the header and the object's name). */
+  private newObject(key: string): { header: Buffer; k: Buffer; aad: Buffer } {
     const salt = randomBytes(16);
     const header = Buffer.alloc(HEADER);
     MAGIC.copy(header);
     salt.copy(header, MAGIC.length);
     header.writeUInt32BE(this.chunk, MAGIC.length + 16);
     const k = this.objectKey(salt);
-    const aad = Buffer.concat([header, Buffer.from(key, 'utf8')]);
+    return { header, k, aad: Buffer.concat([header, Buffer.from(key, 'utf8')]) };
+  }
+
+  /** Encrypts a stream; `expect` (size, SHA-256) is checked before the final chunk, so a source that changed never completes an object. */
+  async *seal(key: string, src: AsyncIterable<Uint8Array>, expect?: { size: number; check: () => string; update: (b: Buffer) => void; sha256: string }): AsyncGenerator<Buffer> {
+    const { header, k, aad } = this.newObject(key);
     yield header;
     let buf: Buffer = Buffer.alloc(0);
     let i = 0;
@@ -160,13 +165,7 @@ export class TargetKeys {
 
   sealBuffer(key: string, body: Buffer): Buffer {
     const parts: Buffer[] = [];
-    const salt = randomBytes(16);
-    const header = Buffer.alloc(HEADER);
-    MAGIC.copy(header);
-    salt.copy(header, MAGIC.length);
-    header.writeUInt32BE(this.chunk, MAGIC.length + 16);
-    const k = this.objectKey(salt);
-    const aad = Buffer.concat([header, Buffer.from(key, 'utf8')]);
+    const { header, k, aad } = this.newObject(key);
     parts.push(header);
     let i = 0;
     let at = 0;

@@ -183,37 +183,7 @@ export class S3Target implements RemoteTarget {
       if (body.length !== sums.size) throw new PloneBackupError('SOURCE_CHANGED', `${file} changed while it was pushed.`, { path: file, hint: 'Push again.' });
       return this.put(key, body, sums, signal);
     }
-    // Multipart (no conditional complete on every server): look first; objects are never replaced.
-    if (await this.head(key, signal)) {
-      this.stats.existed++;
-      return 'exists';
-    }
-    const up = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: this.key(key), Body: (await openNoFollow(file)).createReadStream() },
-      partSize: Math.max(MIN_PART, Math.min(this.threshold, 64 << 20)),
-      queueSize: 4,
-      leavePartsOnError: false,
-    });
-    const onAbort = () => void up.abort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      await up.done();
-    } catch (e) {
-      throw this.failed('multipart upload', key, e);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
-    // Some servers (Ceph RGW) answer the completion with no ETag: the size at least is checked here, the SHA-256 on every download.
-    const h = await this.head(key, signal);
-    if (h?.size !== sums.size)
-      throw new PloneBackupError('REMOTE_FAILED', `The multipart upload of ${key} to ${this.url} left ${h ? `${h.size} bytes` : 'nothing'}, not ${sums.size}.`, {
-        path: key,
-        hint: 'Push again.',
-      });
-    this.stats.written++;
-    this.stats.uploaded += sums.size;
-    return 'written';
+    return this.multipart(key, async () => (await openNoFollow(file)).createReadStream(), sums.size, signal);
   }
 
   async uploadStream(key: string, size: number, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<'written' | 'exists'> {
@@ -230,13 +200,24 @@ export class S3Target implements RemoteTarget {
       const b = Buffer.concat(chunks);
       return this.put(key, b, hashBuffer(b), signal);
     }
+    return this.multipart(key, async () => Readable.from(body), size, signal);
+  }
+
+  /**
+   * A multipart upload of `size` bytes (no conditional complete on every
+   * server): looked for first, as objects are never replaced; the size
+   * checked after, as some servers (Ceph RGW) answer the completion with no
+   * ETag (the SHA-256 is checked on every download). The body is opened
+   * only when the object is not there yet.
+   */
+  private async multipart(key: string, open: () => Promise<Readable>, size: number, signal?: AbortSignal): Promise<'written' | 'exists'> {
     if (await this.head(key, signal)) {
       this.stats.existed++;
       return 'exists';
     }
     const up = new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key: this.key(key), Body: Readable.from(body) },
+      params: { Bucket: this.bucket, Key: this.key(key), Body: await open() },
       partSize: Math.max(MIN_PART, Math.min(this.threshold, 64 << 20)),
       queueSize: 4,
       leavePartsOnError: false,
