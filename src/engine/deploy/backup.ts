@@ -30,7 +30,7 @@ import { isInside, resolveReal } from './paths';
 import { exists, fileLayer, isTempName, modesFrom, modesOf, tempPath, fsyncDir, type Modes } from '../base/io';
 import type { OperationOptions } from '../base/progress';
 import { writeIncrementalDelta, writeIncrementalFull } from '../archive/incremental';
-import { buildPoolGeneration, cleanPoolTemps, poolHead, sweepPool } from './blobpool';
+import { buildPoolGeneration, cleanPoolTemps, poolHead, removeGenerations } from './blobpool';
 import { BlobVanished, buildGeneration, listGenerations, snarPath, readManifest, readManifestHead, type Generation, type Manifest, LATEST, setLatest } from './blobgen';
 import { writeTar, type TarEntry } from '../archive/tar';
 import type { BlobFormat, Deployment, StorageConfig } from './deployment';
@@ -651,21 +651,23 @@ async function retainBlobsOnly(blobs: string, base: string, keep: number, days: 
   // With keep_blob_days the recipe keeps at least the newest and goes by age.
   const keepN = days ? 1 : keep;
   const cutoff = nowMs - days * 86_400_000;
-  const removed: string[] = [];
+  const doomed: Generation[] = [];
+  const heads: Generation[] = [];
   for (const b of backups.slice(0, Math.max(0, backups.length - keepN))) {
     if (days && parseStamp(b[0]!.stamp!).getTime() >= cutoff) continue;
     if ((b[0]!.kind === 'dir' || b[0]!.kind === 'pool') && !(await isOurGeneration(b[0]!))) continue;
-    for (const g of b) {
-      await fileLayer.rm(g.path, { recursive: true, force: true });
-      removed.push(g.path);
-    }
-    const snar = snarPath(blobs, base, b[0]!.stamp!);
+    doomed.push(...b);
+    heads.push(b[0]!);
+  }
+  const removed = await removeGenerations(blobs, base, doomed);
+  // An incremental_blobs chain's .snar goes with its full archive (once the archives are gone).
+  for (const g of heads) {
+    const snar = snarPath(blobs, base, g.stamp!);
     if (await exists(snar)) {
       await fileLayer.rm(snar, { force: true });
       removed.push(snar);
     }
   }
-  if (removed.some((r) => r.endsWith('.json'))) removed.push(...(await sweepPool(blobs, base)));
   return removed;
 }
 
@@ -810,18 +812,11 @@ export async function applyRetention(
     }
   }
   if (base) {
-    let pooled = false;
-    // Newest first: a pool generation goes before the one it adds to, so a run
-    // killed in between never leaves a generation whose parent is gone.
-    for (const g of (await listGenerations(blobs, base)).reverse()) {
-      if (g.stamp && g.stamp < oldestKept && !foreignStamps.has(g.stamp) && (trimming || (await isOurGeneration(g)))) {
-        await fileLayer.rm(g.path, { recursive: true, force: true });
-        removed.push(g.path);
-        pooled ||= g.kind === 'pool';
-      }
+    const doomed: Generation[] = [];
+    for (const g of await listGenerations(blobs, base)) {
+      if (g.stamp && g.stamp < oldestKept && !foreignStamps.has(g.stamp) && (trimming || (await isOurGeneration(g)))) doomed.push(g);
     }
-    // The pool files that only the removed generations named.
-    if (pooled) removed.push(...(await sweepPool(blobs, base)));
+    removed.push(...(await removeGenerations(blobs, base, doomed)));
     // The .snar of an incremental_blobs chain goes with the chain's full archive.
     for (const n of await fsp.readdir(blobs).catch(() => [] as string[])) {
       const stamp = n.startsWith(`${base}.`) && n.endsWith('.snar') ? n.slice(base.length + 1, -5) : undefined;
@@ -867,19 +862,14 @@ async function cleanBlobLeftovers(blobs: string, base: string, repo?: string): P
   if (repo === undefined) return;
   const { files } = await listRepository(repo);
   const newestPiece = files.at(-1)?.stamp ?? '';
-  const gens: Generation[] = await listGenerations(blobs, base);
-  let removed = false;
-  let pooled = false;
-  for (const g of gens) {
+  const doomed: Generation[] = [];
+  for (const g of await listGenerations(blobs, base)) {
     // Ours (a manifest, or an archive: nothing else writes one newer than every piece).
-    if (g.stamp && g.stamp > newestPiece && ((g.kind !== 'dir' && g.kind !== 'pool') || (await isOurGeneration(g)))) {
-      await fileLayer.rm(g.path, { recursive: true, force: true });
-      removed = true;
-      pooled ||= g.kind === 'pool';
-    }
+    if (g.stamp && g.stamp > newestPiece && ((g.kind !== 'dir' && g.kind !== 'pool') || (await isOurGeneration(g)))) doomed.push(g);
   }
-  if (removed) await resetLatest(blobs, base);
-  if (pooled) await sweepPool(blobs, base);
+  if (doomed.length === 0) return;
+  await removeGenerations(blobs, base, doomed);
+  await resetLatest(blobs, base);
 }
 
 /** Points `latest` at the newest dir generation left (or removes it when there is none). */

@@ -368,6 +368,23 @@ export async function buildPoolGeneration(opts: PoolBuildOptions): Promise<Build
   };
 }
 
+/**
+ * Removes blob generations (tree folders, archives, pool manifests) given
+ * oldest first, as listGenerations lists them: newest first, so that a pool
+ * generation goes before the one it adds to and a run killed in between never
+ * leaves one whose parent is gone; then, when pool generations were among
+ * them, the pool files no remaining manifest names. Returns what it removed.
+ */
+export async function removeGenerations(backupDir: string, base: string, gens: readonly Generation[], signal?: AbortSignal): Promise<string[]> {
+  const removed: string[] = [];
+  for (const g of [...gens].reverse()) {
+    await fileLayer.rm(g.path, { recursive: true, force: true });
+    removed.push(g.path);
+  }
+  if (gens.some((g) => g.kind === 'pool')) removed.push(...(await sweepPool(backupDir, base, signal)));
+  return removed;
+}
+
 /** Removes what killed runs left in the pool: temp files (of dead processes only) in it and in its tmp/. */
 export async function cleanPoolTemps(backupDir: string, base: string): Promise<void> {
   const pool = poolDir(backupDir, base);

@@ -24,7 +24,7 @@ import { datName, formatDatLine, indexName, readDat } from '../repozo/repository
 import { fsyncDir, writeFileAtomic } from '../base/io';
 import type { OperationOptions } from '../base/progress';
 import { LATEST, listGenerations, setLatest } from './blobgen';
-import { sweepPool } from './blobpool';
+import { removeGenerations } from './blobpool';
 import { KINDS, foldersFor, type Kind } from './kinds';
 import { listDeployment, type GenerationView, type GroupView } from './list';
 import type { Deployment, StorageConfig } from './deployment';
@@ -169,12 +169,19 @@ export async function deleteGeneration(dep: Deployment, storage: string, kind: K
     }
     for (const g of plan.generations) await unlinkIfThere(path.join(repo, indexName(g.stamp)), removed);
     await fsyncDir(repo);
-    for (const g of plan.blobGenerations) {
-      await fsp.rm(g, { recursive: true, force: true });
-      removed.push(g);
+    if (s.blobDir && plan.blobGenerations.length) {
+      // The planned generations as listed (oldest first), with the pool files only they named.
+      const base = path.basename(s.blobDir);
+      const doomed = new Set(plan.blobGenerations);
+      removed.push(
+        ...(await removeGenerations(
+          blobs,
+          base,
+          (await listGenerations(blobs, base)).filter((g) => doomed.has(g.path)),
+          opts.signal,
+        )),
+      );
     }
-    // The pool files only the deleted generations named.
-    if (s.blobDir && plan.blobGenerations.some((g) => g.endsWith('.json'))) removed.push(...(await sweepPool(blobs, path.basename(s.blobDir), opts.signal)));
     if (s.blobDir && plan.blobGenerations.length) {
       const link = path.join(blobs, LATEST);
       const target = await fsp.readlink(link).catch(() => undefined);
