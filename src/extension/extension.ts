@@ -114,7 +114,11 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
       void vscode.commands.executeCommand('setContext', ContextKey.ready, true);
       void vscode.commands.executeCommand('setContext', ContextKey.hasDeployment, model.deployments.length > 0 || model.entries.some((e) => e.error));
       void vscode.commands.executeCommand('setContext', ContextKey.hasBackups, model.hasBackups());
-      void vscode.commands.executeCommand('setContext', ContextKey.hasRemote, model.deployments.some((e) => remoteOf(e, remoteTrust.trusted())));
+      void vscode.commands.executeCommand(
+        'setContext',
+        ContextKey.hasRemote,
+        model.deployments.some((e) => remoteOf(e, remoteTrust.trusted())),
+      );
       // The schedule of the one deployment in the view's title bar (several: on each deployment's row).
       const shown = model.entries.filter((e) => e.dep || e.error);
       view.description = shown.length === 1 ? scheduleDescription(shown[0]!) : undefined;

@@ -127,7 +127,12 @@ export function credentialsWord(c: StoredCredentials | undefined): string {
  * configuration's key file for its own remote, else the stored passphrase,
  * else the variable remote.passphraseEnv names or PLONE_BACKUP_PASSPHRASE.
  */
-export async function openRemote(entry: Entry, r: RemoteConfigured, stored: StoredCredentials | undefined, o: { create?: boolean; signal?: AbortSignal } = {}): Promise<RemoteTarget> {
+export async function openRemote(
+  entry: Entry,
+  r: RemoteConfigured,
+  stored: StoredCredentials | undefined,
+  o: { create?: boolean; signal?: AbortSignal } = {},
+): Promise<RemoteTarget> {
   const own = entry.dep?.remote && entry.dep.remote.url === r.url ? entry.dep.remote : undefined;
   let key: KeySource | undefined;
   if (own?.keyFile) key = keySourceFrom({ configKeyFile: own.keyFile });
@@ -147,7 +152,8 @@ export function whatToDo(err: PloneBackupError): { label: string; command?: stri
   if (/cannot be reached|ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT/.test(text))
     return { label: 'The server cannot be reached: check ploneBackup.remote.endpoint', command: 'ploneBackup.openSettings' };
   if (/NoSuchBucket/.test(text)) return { label: 'The bucket does not exist: create it, or check ploneBackup.remote.url', command: 'ploneBackup.openSettings' };
-  if (err.code === 'REMOTE_BAD' && /URL|bucket name|prefix|endpoint/.test(err.message)) return { label: `${err.message} Fix ploneBackup.remote.url`, command: 'ploneBackup.openSettings' };
+  if (err.code === 'REMOTE_BAD' && /URL|bucket name|prefix|endpoint/.test(err.message))
+    return { label: `${err.message} Fix ploneBackup.remote.url`, command: 'ploneBackup.openSettings' };
   return { label: err.userMessage };
 }
 

@@ -163,9 +163,12 @@ export class RemoteActions {
     const items: RemotePick[] = [
       ...gens.map(({ gen: g }) => ({
         label: `$(cloud) ${localTime(g.stamp)}`,
-        description: [age(g.stamp), g.full ? 'full' : 'incremental', humanBytes(g.end - g.start), ...(g.transactions !== undefined ? [plural(g.transactions, 'transaction')] : [])].join(
-          ' · ',
-        ),
+        description: [
+          age(g.stamp),
+          g.full ? 'full' : 'incremental',
+          humanBytes(g.end - g.start),
+          ...(g.transactions !== undefined ? [plural(g.transactions, 'transaction')] : []),
+        ].join(' · '),
         detail: [
           g.lastDescription || g.lastUser ? `${g.lastDescription ? `"${g.lastDescription}"` : '(no description)'}${g.lastUser ? ` by ${g.lastUser.trim()}` : ''}` : '',
           g.blobFiles !== undefined ? plural(g.blobFiles, 'blob file') : '',
@@ -305,7 +308,7 @@ export class RemoteActions {
     if (given && this.shell.hooks?.bypassArgs) {
       c = { accessKeyId: a.accessKeyId || undefined, secretAccessKey: a.secretAccessKey || undefined, passphrase: a.passphrase || undefined };
     } else {
-      if (given) this.ui.output.warn('Set Remote Credentials: ignored the values in the command\'s arguments; they are asked for.');
+      if (given) this.ui.output.warn("Set Remote Credentials: ignored the values in the command's arguments; they are asked for.");
       const title = `Credentials for ${remote.url}${remote.endpoint ? ` at ${remote.endpoint}` : ''}`;
       const now = await this.secrets.get(remote);
       const id = await vscode.window.showInputBox({

@@ -300,7 +300,15 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
     }
     const gens = remoteGenerations(listing.views);
     if (gens.length === 0) {
-      return [{ type: 'message', entry, label: 'Nothing pushed yet: Push Now', icon: 'info', command: { command: Command.pushNow, title: 'Push Now', arguments: [{ folder: entry.root }] } }];
+      return [
+        {
+          type: 'message',
+          entry,
+          label: 'Nothing pushed yet: Push Now',
+          icon: 'info',
+          command: { command: Command.pushNow, title: 'Push Now', arguments: [{ folder: entry.root }] },
+        },
+      ];
     }
     const several = listing.views.length > 1;
     const nodes: Node[] = gens.slice(0, REMOTE_SHOWN).map(({ storage, gen }) => ({ type: 'remoteGeneration', entry, remote, storage, gen, several }));

@@ -279,7 +279,10 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
     assert.deepEqual(first.storages[0]!.pushed, [a.stamp, b.stamp].sort());
     assert.deepEqual(stamps(await expand()), [b.stamp, a.stamp], 'newest first');
     const keys = await remoteKeys(url);
-    assert.ok(keys.some((k) => k.endsWith(`main/generations/${b.stamp}.json`)), `no manifest of ${b.stamp} in ${keys.join(', ')}`);
+    assert.ok(
+      keys.some((k) => k.endsWith(`main/generations/${b.stamp}.json`)),
+      `no manifest of ${b.stamp} in ${keys.join(', ')}`,
+    );
     await commit((s) => s.uploadFile('logo.png', randomBytes(2000)));
     const c = await backUp();
     const second = done(await exec<PushResult>(Command.pushNow), 'push again');
