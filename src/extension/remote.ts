@@ -146,6 +146,8 @@ export async function openRemote(
 /** What a failure to reach or read the remote asks of the user: one short line, and the command that helps. */
 export function whatToDo(err: PloneBackupError): { label: string; command?: string } {
   const text = `${err.message} ${err.hint ?? ''}`;
+  if (err.code === 'REMOTE_KEY' && /is not encrypted|unencrypted/.test(err.message))
+    return { label: 'The remote is not encrypted, and a key is set for it: remove the passphrase (Set Remote Credentials…)', command: 'ploneBackup.setRemoteCredentials' };
   if (err.code === 'REMOTE_KEY') return { label: 'The remote is encrypted and the key is missing or wrong: Set Remote Credentials…', command: 'ploneBackup.setRemoteCredentials' };
   if (/Check the credentials|CredentialsProviderError|Could not load credentials|InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|HTTP 403/.test(text))
     return { label: 'No access with these credentials: Set Remote Credentials…', command: 'ploneBackup.setRemoteCredentials' };

@@ -296,6 +296,42 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
     assert.deepEqual(third.storages[0]!.pushed, []);
   });
 
+  test('an encrypted remote: the stored passphrase encrypts the push; without it or with a wrong one the row asks for it; with it the restore works', async () => {
+    await emptySite();
+    await freshRemote();
+    const creds = (passphrase?: string) =>
+      exec(Command.setRemoteCredentials, { folder: ws, accessKeyId: s3.env.accessKey, secretAccessKey: s3.env.secretKey, ...(passphrase ? { passphrase } : {}) });
+    done(await creds('correct horse battery'), 'credentials with a passphrase');
+    await commit(async (s) => {
+      await s.addDocument('Front page');
+      await s.uploadFile('salaries.pdf', randomBytes(4000));
+    });
+    const a = await backUp(Command.fullBackup);
+    assert.deepEqual(done(await exec<PushResult>(Command.pushNow), 'encrypted push').storages[0]!.pushed, [a.stamp]);
+    const keys = await remoteKeys(url);
+    assert.ok(
+      keys.some((k) => k.endsWith('/plone-backup-encryption.json')),
+      `no encryption marker in ${keys.join(', ')}`,
+    );
+    assert.ok(!keys.some((k) => k.endsWith('.blob')), `blob names are not hidden: ${keys.join(', ')}`);
+    assert.deepEqual(stamps(await expand()), [a.stamp]);
+    // Without the passphrase, then with a wrong one: one row asking for the key; a restore refused before anything is fetched.
+    for (const pass of [undefined, 'wrong horse']) {
+      done(await creds(pass), `credentials with ${pass ?? 'no'} passphrase`);
+      const rows = await expand();
+      assert.equal(rows.length, 1);
+      assert.match(label(rows[0]!), /encrypted and the key is missing or wrong: Set Remote Credentials…/);
+      const r = await exec(Command.restoreFromRemote, { folder: ws, stamp: a.stamp, yes: true });
+      assert.equal(r.status, 'failed');
+      assert.equal((r as { code: string }).code, 'REMOTE_KEY');
+    }
+    done(await creds('correct horse battery'), 'the right passphrase');
+    await emptySite();
+    done(await exec(Command.restoreFromRemote, { folder: ws, stamp: a.stamp, yes: true }), 'restore from the encrypted remote');
+    assert.equal(md5(dataFs), a.dataFs);
+    assert.deepEqual(blobs(blobDir), a.blobs);
+  });
+
   test('Restore from Remote… into an empty site: the pushed Data.fs bytes and blob files', async () => {
     const points = await pushedHistory();
     const newest = points.at(-1)!;
