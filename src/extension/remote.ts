@@ -149,7 +149,9 @@ export function whatToDo(err: PloneBackupError): { label: string; command?: stri
   if (err.code === 'REMOTE_KEY' && /is not encrypted|unencrypted/.test(err.message))
     return { label: 'The remote is not encrypted, and a key is set for it: remove the passphrase (Set Remote Credentials…)', command: 'ploneBackup.setRemoteCredentials' };
   if (err.code === 'REMOTE_KEY') return { label: 'The remote is encrypted and the key is missing or wrong: Set Remote Credentials…', command: 'ploneBackup.setRemoteCredentials' };
-  if (/Check the credentials|CredentialsProviderError|Could not load credentials|InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|HTTP 403/.test(text))
+  if (/CredentialsProviderError|Could not load credentials/.test(text))
+    return { label: 'No credentials for this remote (none stored, none in the AWS profile or environment): Set Remote Credentials…', command: 'ploneBackup.setRemoteCredentials' };
+  if (/Check the credentials|InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|HTTP 403/.test(text))
     return { label: 'No access with these credentials: Set Remote Credentials…', command: 'ploneBackup.setRemoteCredentials' };
   if (/cannot be reached|ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT/.test(text))
     return { label: 'The server cannot be reached: check ploneBackup.remote.endpoint', command: 'ploneBackup.openSettings' };

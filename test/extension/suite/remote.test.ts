@@ -237,7 +237,7 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
     assert.equal(api.remote.listings.peek(entry(), shownRemote()), undefined, 'listed before it was expanded');
     let rows = await expand();
     assert.equal(rows.length, 1, 'one row');
-    assert.match(label(rows[0]!), /credentials: Set Remote Credentials…/);
+    assert.match(label(rows[0]!), /^No credentials for this remote .*: Set Remote Credentials…$/);
     assert.equal(api.tree.getTreeItem(rows[0]!).command?.command, Command.setRemoteCredentials);
     // Stored in SecretStorage, never in the settings.
     await storeCredentials();
@@ -265,6 +265,46 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
       delete process.env.AWS_ACCESS_KEY_ID;
       delete process.env.AWS_SECRET_ACCESS_KEY;
     }
+  });
+
+  test('an unreachable server is one row saying to check the endpoint; Push Now fails with the same advice', async () => {
+    await emptySite();
+    await commit((s) => s.addDocument('Front page'));
+    await backUp();
+    await freshRemote();
+    await storeCredentials();
+    // Nothing listens on port 9 of this host. (Credentials are stored per URL and endpoint: these are for that endpoint.)
+    await set('remote.endpoint', 'http://127.0.0.1:9');
+    try {
+      await refresh();
+      await storeCredentials();
+      const rows = await expand();
+      assert.equal(rows.length, 1);
+      assert.match(label(rows[0]!), /cannot be reached: check ploneBackup\.remote\.endpoint/);
+      const r = await exec(Command.pushNow);
+      assert.equal(r.status, 'failed');
+      assert.equal((r as { code: string }).code, 'REMOTE_FAILED');
+    } finally {
+      await exec(Command.forgetRemoteCredentials, { folder: ws });
+      await set('remote.endpoint', s3.env.endpoint);
+      await refresh();
+    }
+  });
+
+  test('Push Now and Restore from Remote… cancelled by their signal do nothing', async () => {
+    await emptySite();
+    await freshRemote();
+    await storeCredentials();
+    await commit((s) => s.addDocument('Front page'));
+    const a = await backUp();
+    const push = await exec(Command.pushNow, { signal: AbortSignal.abort() });
+    assert.equal(push.status, 'cancelled');
+    assert.deepEqual(await remoteKeys(url), [], 'a cancelled push sent something');
+    done(await exec<PushResult>(Command.pushNow), 'push');
+    await emptySite();
+    const restore = await exec(Command.restoreFromRemote, { folder: ws, stamp: a.stamp, yes: true, signal: AbortSignal.abort() });
+    assert.equal(restore.status, 'cancelled');
+    assert.ok(!fs.existsSync(dataFs), 'a cancelled restore made a Data.fs');
   });
 
   test('Push Now sends every generation; the section lists them; again after a backup, only the new one', async () => {
