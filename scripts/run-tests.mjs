@@ -41,7 +41,8 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
   //      a restore undone from its notification, the kept copies deleted, Undo Last Restore with
   //      nothing kept; quick-fix.mjs, a deleted blob file in the Problems panel, put back by its
   //      Quick Fix; history.mjs, the Backup History webview, a click on a point revealing its
-  //      generation.
+  //      generation; remote.mjs, a dev site filled from production's remote (a real S3 server):
+  //      the credentials typed in, Remote expanded, Restore from Remote… twice (the second incremental).
   // Only step 2 runs with the test hooks (PLONE_BACKUP_TEST_HOOKS=1, set by run-offline.mjs):
   // the .vsix and the UI see the extension as users do.
   // The compiled tests (out/) are rebuilt first when a source is newer than them.
@@ -75,7 +76,9 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
   try {
     const vsix = join(tmp, 'plone-backup.vsix');
     const packaged = step('package (esbuild + vsce)', 'npm', ['run', '--silent', 'package', '--', '--out', vsix]);
-    step('in-host suite', process.execPath, ['scripts/vscode/run-offline.mjs']);
+    // The whole suite in one budget: the remote suite starts a real S3 server (test/support/s3.ts) and
+    // pushes and restores through it, which takes the suite past run-offline's default of 180 s.
+    step('in-host suite', process.execPath, ['scripts/vscode/run-offline.mjs'], { PLONE_BACKUP_TEST_TIMEOUT: process.env.PLONE_BACKUP_TEST_TIMEOUT || '600' });
     if (packaged) step('the .vsix installed and activated', process.execPath, ['scripts/vscode/run-offline.mjs', '--vsix', vsix]);
     step('UI: Back Up Now from the palette', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/backup-now.mjs'], {
       PLONE_BACKUP_UI_SCREENSHOT: join(tmp, 'screenshot-backups.png'),
@@ -104,6 +107,11 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
         PLONE_BACKUP_UI_SCREENSHOT_DIR: tmp,
       },
     );
+    step('UI: Set Remote Credentials…, the Remote section, Restore from Remote… (real S3 server)', process.execPath, [
+      'scripts/vscode/run-offline.mjs',
+      '--ui',
+      'test/extension/ui/remote.mjs',
+    ]);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

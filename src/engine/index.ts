@@ -117,7 +117,7 @@ export type {
 export { deploymentStatus, parseDuration, shortAge, prometheusText, writeStatusMetrics, STATUS_LABELS, DEFAULT_WARN_AGE, DEFAULT_CRIT_AGE } from './deploy/status';
 export type { DeploymentStatus, StorageStatus, CommandStatus, StatusLevel, StatusOptions } from './deploy/status';
 export { openTarget, parseRemoteUrl, DEFAULT_MULTIPART } from './remote/target';
-export type { RemoteTarget, RemoteStats, TargetOptions } from './remote/target';
+export type { RemoteTarget, RemoteStats, TargetOptions, RemoteCredentials } from './remote/target';
 export { pushDeployment, pushIndexPath } from './remote/push';
 export type { PushOptions, PushResult, StoragePushResult } from './remote/push';
 export { keySourceFrom, MARKER_KEY } from './remote/crypt';

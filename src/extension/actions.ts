@@ -58,6 +58,7 @@ import type { Diagnostics } from './diagnostics';
 import { generationsOf, type Entry, type LocatedGeneration, type Model } from './model';
 import { BLOB_STATUS_TEXT, generationArgs, isGenerationNode, lastTxn, type Node } from './tree';
 import { confirm, type OutsideConsent, type TestHooks } from './safety';
+import type { ActionShell } from './remoteActions';
 import type { Ui } from './ui';
 
 const BACKUP_TITLES: Record<BackupCommand, string> = {
@@ -832,6 +833,23 @@ export class Actions {
     if (out.status === 'done') this.ui.info(`Deleted ${plural(doomed.length, 'kept state')} of ${entry.name}.`);
     await this.afterChange();
     return out;
+  }
+
+  // ------------------------------------------------------------------ remote
+
+  /** What Push Now and Restore from Remote… (remoteActions.ts) share with the local commands: the same checks and confirmation. */
+  shell(): ActionShell {
+    return {
+      ui: this.ui,
+      hooks: this.hooks,
+      entryFor: (a, t) => this.entryFor(a, t),
+      mayWrite: (e, t) => this.mayWrite(e, t),
+      bypass: (a, t) => this.bypass(a, t),
+      confirmRestore: (e, s, a, l, y) => this.confirmRestore(e, s, a, l, y),
+      afterChange: () => this.afterChange(),
+      undoRestore: (a) => this.undoRestore(a),
+      runLog: (f) => this.runLog(f),
+    };
   }
 
   // ------------------------------------------------------------------ misc

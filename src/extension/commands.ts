@@ -41,6 +41,11 @@ export const Command = {
   openSettings: 'ploneBackup.openSettings',
   showOutput: 'ploneBackup.showOutput',
   showHistory: 'ploneBackup.showHistory',
+  pushNow: 'ploneBackup.pushNow',
+  restoreFromRemote: 'ploneBackup.restoreFromRemote',
+  setRemoteCredentials: 'ploneBackup.setRemoteCredentials',
+  forgetRemoteCredentials: 'ploneBackup.forgetRemoteCredentials',
+  refreshRemote: 'ploneBackup.refreshRemote',
 } as const;
 
 export type CommandId = (typeof Command)[keyof typeof Command];
@@ -53,6 +58,8 @@ export const ContextKey = {
   ready: 'ploneBackup.ready',
   hasDeployment: 'ploneBackup.hasDeployment',
   hasBackups: 'ploneBackup.hasBackups',
+  /** A deployment has a remote (ploneBackup.remote.url or plone-backup.json's remote). */
+  hasRemote: 'ploneBackup.hasRemote',
 } as const;
 
 /** Which deployment a command acts on: the workspace folder (or deployment root) path. */
@@ -125,6 +132,32 @@ export interface ScheduleArgs extends TargetArgs {
   target?: ScheduleTarget;
   /** Skip the confirmation (test hooks only). */
   yes?: boolean;
+}
+
+/**
+ * Restore from Remote…: the remote generation (a stamp) or a date; without
+ * either, a pick. The confirmation and the safety checks are the local
+ * restore's (`yes`, `force`, `keepOld: false` only under the test hooks).
+ */
+export interface RemoteRestoreArgs extends RunArgs {
+  stamp?: string;
+  date?: string;
+  yes?: boolean;
+  force?: boolean;
+  keepOld?: boolean;
+  /** Fetch and restore everything, not only what the live state lacks (the CLI's --full-restore). */
+  fullRestore?: boolean;
+}
+
+/**
+ * Set Remote Credentials…: the values are asked for in input boxes; given
+ * here they count only under the test hooks (another extension must not
+ * replace the user's keys).
+ */
+export interface RemoteCredentialsArgs extends TargetArgs {
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  passphrase?: string;
 }
 
 /** What Show Backup History resolves to: the generations and runs it draws. */

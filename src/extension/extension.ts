@@ -6,7 +6,9 @@
  * status bar shows the newest backup's age and the run log's last run or
  * failure; Show Backup History draws the history (history.ts); Quick Fixes
  * act on the Problems entries (quickfix.ts), and the recent blob files are
- * watched for deletion (blobWatch.ts).
+ * watched for deletion (blobWatch.ts). A remote (S3, file://), when one is
+ * configured, has its section in the view and its commands: Push Now, Restore
+ * from Remote…, the credentials in SecretStorage (remote.ts, remoteActions.ts).
  *
  * On open it reads: the workspace folders' plone-backup.json, zope.conf /
  * zeo.conf (with their %include files) and var/filestorage, the backup folders'
@@ -40,6 +42,8 @@ import { BackupStatus } from './statusBar';
 import { BackupsTree } from './tree';
 import { Ui } from './ui';
 import { extensionScheduleEnv, scheduleDescription } from './schedule';
+import { RemoteListings, RemoteSecrets, remoteOf } from './remote';
+import { RemoteActions, RemoteTrust } from './remoteActions';
 
 export interface PloneBackupApi {
   model: Model;
@@ -53,6 +57,7 @@ export interface PloneBackupApi {
   consent: OutsideConsent;
   hooks: TestHooks;
   history: HistoryPanel;
+  remote: RemoteActions;
 }
 
 /** How long file events settle before the view is refreshed (a backup writes many files). */
@@ -64,7 +69,10 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   const hooks = testHooksFromEnv();
   const output = vscode.window.createOutputChannel('Plone Backup', { log: true });
   const model = new Model(output, () => extensionScheduleEnv(hooks));
-  const tree = new BackupsTree(model);
+  const remoteTrust = new RemoteTrust();
+  const secrets = new RemoteSecrets(context.secrets);
+  const listings = new RemoteListings(secrets, output);
+  const tree = new BackupsTree(model, { listings, trusted: () => remoteTrust.trusted() });
   const view = vscode.window.createTreeView(VIEW_ID, { treeDataProvider: tree, showCollapseAll: true });
   const diagnostics = new Diagnostics(() => model.entries, output);
   const status = new BackupStatus(model);
@@ -84,10 +92,13 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
     return true;
   };
   const actions = new Actions(model, diagnostics, ui, context.extension.id, consent, hooks, () => view.visible, reveal);
+  const remote = new RemoteActions(actions.shell(), listings, secrets, remoteTrust);
   const blobWatch = new RecentBlobWatch(diagnostics, () => model.entries, output);
   const history = new HistoryPanel(model, context.extensionUri, output);
   if (hooks) output.warn(`Test hooks are on (${TEST_HOOKS_ENV}=1): command arguments may skip confirmations.`);
-  context.subscriptions.push(output, model, tree, view, diagnostics, blobWatch, status, history);
+  context.subscriptions.push(output, model, tree, view, diagnostics, blobWatch, status, history, listings);
+  // Credentials stored or forgotten (also in another window): the remotes are listed again with them.
+  context.subscriptions.push(secrets.onDidChange(() => listings.refresh()));
   // Quick Fixes on the reports of binary files (diagnostics.ts) and on the text files that carry entries themselves.
   context.subscriptions.push(
     vscode.languages.registerCodeActionsProvider([{ scheme: PROBLEMS_SCHEME }, { scheme: 'file' }], new QuickFixes(diagnostics, model), QuickFixes.metadata),
@@ -103,6 +114,11 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
       void vscode.commands.executeCommand('setContext', ContextKey.ready, true);
       void vscode.commands.executeCommand('setContext', ContextKey.hasDeployment, model.deployments.length > 0 || model.entries.some((e) => e.error));
       void vscode.commands.executeCommand('setContext', ContextKey.hasBackups, model.hasBackups());
+      void vscode.commands.executeCommand(
+        'setContext',
+        ContextKey.hasRemote,
+        model.deployments.some((e) => remoteOf(e, remoteTrust.trusted())),
+      );
       // The schedule of the one deployment in the view's title bar (several: on each deployment's row).
       const shown = model.entries.filter((e) => e.dep || e.error);
       view.description = shown.length === 1 ? scheduleDescription(shown[0]!) : undefined;
@@ -183,7 +199,16 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   });
   // Schedule Backups…: systemd timers or crontab lines that run plone-backup (schedule.ts).
   register(Command.schedule, (a) => actions.schedule(a));
-  register(Command.refresh, () => actions.refresh());
+  register(Command.refresh, () => {
+    listings.refresh();
+    return actions.refresh();
+  });
+  // The remote (remoteActions.ts): off in an untrusted workspace.
+  register(Command.pushNow, (a) => remote.push(a));
+  register(Command.restoreFromRemote, (a) => remote.restore(a));
+  register(Command.setRemoteCredentials, (a) => remote.setCredentials(a));
+  register(Command.forgetRemoteCredentials, (a) => remote.forgetCredentials(a));
+  register(Command.refreshRemote, (a) => remote.refresh(a));
   register(Command.openSettings, () => actions.openSettings());
   register(Command.showOutput, () => actions.showOutput());
   register(Command.showHistory, () => history.show());
@@ -197,7 +222,7 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
   );
 
   if (!hooks) return undefined;
-  return { model, tree, view: view as vscode.TreeView<unknown>, diagnostics, blobWatch, status, actions, output, consent, hooks, history };
+  return { model, tree, view: view as vscode.TreeView<unknown>, diagnostics, blobWatch, status, actions, output, consent, hooks, history, remote };
 }
 
 export function deactivate(): void {}

@@ -1,8 +1,10 @@
 /**
  * The Backups view: deployment (when the workspace has several) > storage (when
  * the deployment has several) > Backups / Snapshots / Zip backups > full
- * backups, newest first > their incrementals. Everything shown comes from the
- * engine's listing (listDeployment); nothing is computed here but the wording.
+ * backups, newest first > their incrementals; and, when a remote is
+ * configured, a Remote section listing its generations (remote.ts: fetched
+ * only when expanded, then cached). Everything shown comes from the engine's
+ * listings (listDeployment, listRemote); nothing is computed here but the wording.
  */
 
 import * as path from 'node:path';
@@ -29,6 +31,8 @@ import type { Entry, Model } from './model';
 import { scheduleDescription } from './schedule';
 import type { RunRecord } from '../engine';
 import { newestRuns, runBy, runCommandLine, runLine, runSizes, runAgo, LAST_RUNS } from './runs';
+import { credentialsWord, remoteGenerations, remoteOf, whatToDo, type RemoteConfigured, type RemoteListings } from './remote';
+import type { RemoteGenerationView } from '../engine';
 
 export type Node =
   | { type: 'deployment'; entry: Entry }
@@ -53,7 +57,15 @@ export type Node =
   | { type: 'message'; entry?: Entry; label: string; tooltip?: string; icon: string; color?: string; command?: vscode.Command }
   /** The run log's newest runs (runs.ts), and one of them. */
   | { type: 'runs'; entry: Entry }
-  | { type: 'run'; entry: Entry; run: RunRecord };
+  | { type: 'run'; entry: Entry; run: RunRecord }
+  /** The remote's generations (remote.ts), and one of them. */
+  | { type: 'remote'; entry: Entry; remote: RemoteConfigured }
+  | { type: 'remoteGeneration'; entry: Entry; remote: RemoteConfigured; storage: string; gen: RemoteGenerationView; several: boolean };
+
+export type RemoteGenerationNode = Extract<Node, { type: 'remoteGeneration' }>;
+
+/** Remote generations the section lists before one row for the rest. */
+export const REMOTE_SHOWN = 50;
 
 export type GenerationNode = Extract<Node, { type: 'generation' }>;
 
@@ -64,6 +76,10 @@ const GROUP_ICONS: Record<Kind, string> = { backup: 'history', snapshot: 'device
 
 export function isGenerationNode(x: unknown): x is GenerationNode {
   return typeof x === 'object' && x !== null && (x as Node).type === 'generation';
+}
+
+export function isRemoteGenerationNode(x: unknown): x is RemoteGenerationNode {
+  return typeof x === 'object' && x !== null && (x as Node).type === 'remoteGeneration';
 }
 
 export function generationArgs(n: GenerationNode): GenerationArgs {
@@ -164,17 +180,60 @@ function runItem(entry: Entry, r: RunRecord): vscode.TreeItem {
   return item;
 }
 
+function remoteGenerationItem(node: RemoteGenerationNode): vscode.TreeItem {
+  const g = node.gen;
+  const item = new vscode.TreeItem(compactTime(g.stamp), vscode.TreeItemCollapsibleState.None);
+  item.id = `rg|${node.entry.root}|${node.storage}|${g.stamp}`;
+  const esc = (s: string) => s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, '\\$&');
+  const last = g.lastDescription || g.lastUser ? `${g.lastDescription ? `"${g.lastDescription}"` : '(no description)'}${g.lastUser ? ` by ${g.lastUser.trim()}` : ''}` : '';
+  if (g.problem) {
+    item.description = `${node.several ? `${node.storage} · ` : ''}cannot be used`;
+    item.tooltip = g.problem;
+    item.iconPath = new vscode.ThemeIcon('error', new vscode.ThemeColor('list.errorForeground'));
+    item.contextValue = 'remoteGeneration-bad';
+    return item;
+  }
+  const parts = [
+    ...(node.several ? [node.storage] : []),
+    g.full ? 'full' : 'incremental',
+    ...(g.transactions !== undefined ? [plural(g.transactions, 'transaction')] : []),
+    humanBytes(g.end - g.start),
+    age(g.stamp),
+    ...(last ? [last] : []),
+  ];
+  item.description = parts.join(' · ');
+  const md = new vscode.MarkdownString(undefined, true);
+  md.appendMarkdown(`**${esc(localTime(g.stamp))}** (${esc(age(g.stamp))})  \n`);
+  md.appendMarkdown(`${g.full ? 'Full' : 'Incremental'} backup of ${esc(node.storage)} on ${esc(node.remote.url)}, stamp \`${g.stamp}\` (UTC)  \n`);
+  md.appendMarkdown(`${esc(humanBytes(g.size))} stored, ${esc(humanBytes(g.end - g.start))} of Data.fs (bytes ${g.start}–${g.end})`);
+  if (g.transactions !== undefined) md.appendMarkdown(`, ${plural(g.transactions, 'transaction')}`);
+  md.appendMarkdown('  \n');
+  if (g.lastTime) md.appendMarkdown(`Last transaction: ${esc(formatLocal(new Date(g.lastTime)))} ${esc(last)}  \n`);
+  if (g.blobFiles !== undefined) md.appendMarkdown(`${plural(g.blobFiles, 'blob file')}, ${esc(humanBytes(g.blobBytes ?? 0))}  \n`);
+  md.appendMarkdown('Restore from Remote… fetches what the site lacks of it, then restores as from a local backup.');
+  item.tooltip = md;
+  item.iconPath = new vscode.ThemeIcon(g.full ? 'cloud' : 'cloud-download');
+  item.contextValue = 'remoteGeneration';
+  item.accessibilityInformation = { label: `${g.full ? 'Full' : 'Incremental'} remote backup ${localTime(g.stamp)}, ${age(g.stamp)}` };
+  return item;
+}
+
 export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Disposable {
   private readonly emitter = new vscode.EventEmitter<Node | undefined>();
   readonly onDidChangeTreeData = this.emitter.event;
   private readonly subscriptions: vscode.Disposable[] = [];
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly model: Model) {
+  constructor(
+    private readonly model: Model,
+    /** The remote listings and whether the workspace is trusted (remote.ts); without them no Remote section. */
+    private readonly remote?: { listings: RemoteListings; trusted: () => boolean },
+  ) {
     this.subscriptions.push(
       model.onDidChange(() => this.emitter.fire(undefined)),
       model.onDidChangeRuns(() => this.emitter.fire(undefined)),
     );
+    if (remote) this.subscriptions.push(remote.listings.onDidChange(() => this.emitter.fire(undefined)));
     // Ages ("3 hours ago") move on.
     this.timer = setInterval(() => this.emitter.fire(undefined), 60_000);
   }
@@ -196,16 +255,79 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
       }
       case 'runs':
         return newestRuns(node.entry.runs).map((run) => ({ type: 'run', entry: node.entry, run }));
+      case 'remote':
+        return this.ofRemote(node.entry, node.remote);
       default:
         return [];
     }
   }
 
+  /** The deployment's remote, when one is configured. */
+  private remoteOf(entry: Entry): RemoteConfigured | undefined {
+    return this.remote ? remoteOf(entry, this.remote.trusted()) : undefined;
+  }
+
+  /** The Remote section's rows: the generations (fetched now if not cached: "Loading…" until then), or one row saying what to do. */
+  private ofRemote(entry: Entry, remote: RemoteConfigured): Node[] {
+    if (!this.remote) return [];
+    if (!this.remote.trusted()) {
+      return [
+        {
+          type: 'message',
+          entry,
+          label: 'Off in Restricted Mode: trust this workspace to list, push to and restore from its remote',
+          tooltip: `The workspace names the remote ${remote.url}. Sending your backups there, restoring from there, or even listing it with your credentials is off until you trust the workspace.`,
+          icon: 'shield',
+          command: { command: 'workbench.trust.manage', title: 'Manage Workspace Trust' },
+        },
+      ];
+    }
+    const listing = this.remote.listings.get(entry, remote);
+    if (listing.state === 'loading') return [{ type: 'message', entry, label: 'Loading…', icon: 'loading~spin' }];
+    if (listing.state === 'error') {
+      const todo = whatToDo(listing.error);
+      return [
+        {
+          type: 'message',
+          entry,
+          label: todo.label,
+          tooltip: `${listing.error.userMessage}\nCredentials: ${credentialsWord(listing.credentials)}.`,
+          icon: 'error',
+          color: 'list.errorForeground',
+          command: todo.command ? { command: todo.command, title: todo.label, arguments: [{ folder: entry.root }] } : undefined,
+        },
+      ];
+    }
+    const gens = remoteGenerations(listing.views);
+    if (gens.length === 0) {
+      return [
+        {
+          type: 'message',
+          entry,
+          label: 'Nothing pushed yet: Push Now',
+          icon: 'info',
+          command: { command: Command.pushNow, title: 'Push Now', arguments: [{ folder: entry.root }] },
+        },
+      ];
+    }
+    const several = listing.views.length > 1;
+    const nodes: Node[] = gens.slice(0, REMOTE_SHOWN).map(({ storage, gen }) => ({ type: 'remoteGeneration', entry, remote, storage, gen, several }));
+    if (gens.length > REMOTE_SHOWN)
+      nodes.push({
+        type: 'message',
+        entry,
+        label: `… and ${plural(gens.length - REMOTE_SHOWN, 'older generation')}`,
+        tooltip: `plone-backup list --from ${remote.url} lists every one; Restore from Remote… takes a date.`,
+        icon: 'ellipsis',
+      });
+    return nodes;
+  }
+
   private roots(): Node[] {
     const shown = this.model.entries.filter((e) => e.dep || e.error);
-    // Nothing found, or nothing backed up yet: the welcome views speak.
+    // Nothing found, or nothing backed up yet: the welcome views speak (unless a remote can fill an empty site).
     if (shown.length === 0) return [];
-    if (!shown.some((e) => e.error) && !this.model.hasBackups()) return [];
+    if (!shown.some((e) => e.error) && !this.model.hasBackups() && !shown.some((e) => this.remoteOf(e))) return [];
     if (shown.length === 1) return this.ofDeployment(shown[0]!);
     return shown.map((entry) => ({ type: 'deployment', entry }));
   }
@@ -227,7 +349,9 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
     const views = entry.views ?? [];
     // What restores kept beside the live files, last: seen, so it does not pile up unseen.
     const kept: Node[] = entry.kept?.length ? [{ type: 'kept', entry }] : [];
-    // The newest runs of the run log (cron's too), last.
+    // The remote's generations, then the newest runs of the run log (cron's too), last.
+    const remote = this.remoteOf(entry);
+    if (remote) kept.unshift({ type: 'remote', entry, remote });
     if (entry.runs?.records.length) kept.push({ type: 'runs', entry });
     if (views.length === 1) return [...this.ofStorage(entry, views[0]!), ...kept];
     return [...views.map((view): Node => ({ type: 'storage', entry, view })), ...kept];
@@ -381,6 +505,10 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         return runsItem(node.entry);
       case 'run':
         return runItem(node.entry, node.run);
+      case 'remote':
+        return this.remoteItem(node);
+      case 'remoteGeneration':
+        return remoteGenerationItem(node);
       default: {
         const item = new vscode.TreeItem(node.label, vscode.TreeItemCollapsibleState.None);
         item.tooltip = node.tooltip;
@@ -404,6 +532,11 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
       for (const c of this.getChildren(parent)) {
         if (this.getTreeItem(c).id === id) return parent;
         if (c.type === 'message') continue;
+        // The remote's rows are fetched only when a person expands the section.
+        if (c.type === 'remote') {
+          if (node.type === 'remoteGeneration' && node.entry.root === c.entry.root) return c;
+          continue;
+        }
         const found = walk(c);
         if (found !== null) return found;
       }
@@ -423,11 +556,44 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
     const walk = (nodes: Node[]) => {
       for (const n of nodes) {
         if (n.type === 'generation') out.push(n);
-        walk(this.getChildren(n));
+        if (n.type !== 'remote') walk(this.getChildren(n));
       }
     };
     walk(this.getChildren());
     return out;
+  }
+
+  /** The Remote section's row of a deployment, when it has a remote. */
+  findRemote(root: string): Extract<Node, { type: 'remote' }> | undefined {
+    const walk = (nodes: Node[]): Extract<Node, { type: 'remote' }> | undefined => {
+      for (const n of nodes) {
+        if (n.type === 'remote' && n.entry.root === root) return n;
+        if (n.type === 'deployment' || n.type === 'storage') {
+          const found = walk(this.getChildren(n));
+          if (found) return found;
+        }
+      }
+      return undefined;
+    };
+    return walk(this.getChildren());
+  }
+
+  private remoteItem(node: Extract<Node, { type: 'remote' }>): vscode.TreeItem {
+    const item = new vscode.TreeItem('Remote', vscode.TreeItemCollapsibleState.Collapsed);
+    item.id = `rm|${node.entry.root}`;
+    const listing = this.remote?.trusted() ? this.remote.listings.peek(node.entry, node.remote) : undefined;
+    const n = listing?.state === 'done' ? remoteGenerations(listing.views).length : undefined;
+    item.description = [node.remote.url, ...(n !== undefined ? [plural(n, 'generation')] : [])].join(' · ');
+    const creds = listing && listing.state !== 'loading' ? credentialsWord(listing.credentials) : undefined;
+    item.tooltip = [
+      `${node.remote.url}${node.remote.endpoint ? ` at ${node.remote.endpoint}` : ''}`,
+      `From ${node.remote.from === 'setting' ? 'the setting ploneBackup.remote.url' : 'plone-backup.json'}.`,
+      ...(creds ? [`Credentials: ${creds}.`] : []),
+      'Listed when expanded, then kept until Refresh.',
+    ].join('\n');
+    item.iconPath = new vscode.ThemeIcon('cloud');
+    item.contextValue = 'remote';
+    return item;
   }
 
   dispose(): void {

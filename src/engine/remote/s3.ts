@@ -54,6 +54,7 @@ export class S3Target implements RemoteTarget {
     };
     const region = env.AWS_REGION || env.AWS_DEFAULT_REGION || (this.endpoint ? 'us-east-1' : undefined);
     if (region) config.region = region;
+    if (opts.credentials) config.credentials = { ...opts.credentials };
     if (this.endpoint) {
       config.endpoint = this.endpoint;
       config.forcePathStyle = true;

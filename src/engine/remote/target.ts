@@ -97,6 +97,14 @@ export interface TargetOptions {
   /** A push: the marker of an encrypted target that holds nothing yet may be written. */
   create?: boolean;
   signal?: AbortSignal;
+  /** S3 credentials given explicitly (the extension's SecretStorage), over the SDK's default chain; never printed. */
+  credentials?: RemoteCredentials;
+}
+
+export interface RemoteCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
 }
 
 export const DEFAULT_MULTIPART = 64 << 20;
