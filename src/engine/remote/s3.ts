@@ -290,7 +290,12 @@ export class S3Target implements RemoteTarget {
    * The upload to continue: of the key's open uploads, the one whose parts
    * (all but the last of one size, fit for `size` bytes) hold the most bytes.
    */
-  private async resumable(full: string, key: string, size: number, signal?: AbortSignal): Promise<{ all: string[]; best?: { id: string; partSize: number; parts: Map<number, { size: number; md5: string }> } }> {
+  private async resumable(
+    full: string,
+    key: string,
+    size: number,
+    signal?: AbortSignal,
+  ): Promise<{ all: string[]; best?: { id: string; partSize: number; parts: Map<number, { size: number; md5: string }> } }> {
     const uploads = await this.openUploads(full, key, signal);
     let best: { id: string; partSize: number; parts: Map<number, { size: number; md5: string }>; bytes: number } | undefined;
     for (const u of uploads) {
@@ -313,7 +318,12 @@ export class S3Target implements RemoteTarget {
    * completion with no ETag (the SHA-256 is checked on every download). The
    * body is opened only when the object is not there yet.
    */
-  private async multipart(key: string, open: (use: (body: AsyncIterable<Uint8Array>) => Promise<void>) => Promise<void>, size: number, signal?: AbortSignal): Promise<'written' | 'exists'> {
+  private async multipart(
+    key: string,
+    open: (use: (body: AsyncIterable<Uint8Array>) => Promise<void>) => Promise<void>,
+    size: number,
+    signal?: AbortSignal,
+  ): Promise<'written' | 'exists'> {
     if (await this.head(key, signal)) {
       this.stats.existed++;
       return 'exists';
@@ -329,6 +339,46 @@ export class S3Target implements RemoteTarget {
       id = r.UploadId;
     }
     const uploadId = id;
+    const { etags, total } = await this.sendParts(key, uploadId, open, partSize, had, size, signal);
+    checkAbort(signal);
+    if (total !== size) throw new PloneBackupError('SOURCE_CHANGED', `${key}: ${total > size ? 'more than' : total} bytes came, not ${size}.`, { path: key, hint: 'Push again.' });
+    try {
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, MultipartUpload: { Parts: etags } }), {
+        abortSignal: signal,
+      });
+    } catch (e) {
+      // Completed meanwhile by a push running at the same time (the same bytes): the object is there.
+      if (!noSuchUpload(e)) throw this.failed('completion of the multipart upload', key, e);
+    }
+    const h = await this.head(key, signal);
+    if (h?.size !== size)
+      throw new PloneBackupError('REMOTE_FAILED', `The multipart upload of ${key} to ${this.url} left ${h ? `${h.size} bytes` : 'nothing'}, not ${size}.`, {
+        path: key,
+        hint: 'Push again.',
+      });
+    // The object is there: the key's other open uploads (a dead push's) can never be of use.
+    for (const other of all)
+      if (other !== uploadId)
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: full, UploadId: other }), { abortSignal: signal }).catch(() => undefined);
+    this.stats.written++;
+    return 'written';
+  }
+
+  /**
+   * Reads the body part by part (PART_QUEUE parts in flight) and sends each
+   * part the upload does not hold with that size and MD5; the parts' ETags
+   * in order, and the bytes read (at most `size` and one more chunk).
+   */
+  private async sendParts(
+    key: string,
+    uploadId: string,
+    open: (use: (body: AsyncIterable<Uint8Array>) => Promise<void>) => Promise<void>,
+    partSize: number,
+    had: Map<number, { size: number; md5: string }>,
+    size: number,
+    signal?: AbortSignal,
+  ): Promise<{ etags: { PartNumber: number; ETag: string }[]; total: number }> {
+    const full = this.key(key);
     const etags: { PartNumber: number; ETag: string }[] = [];
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
@@ -341,9 +391,12 @@ export class S3Target implements RemoteTarget {
         return;
       }
       const r = await this.send('upload of a part', key, () =>
-        this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, PartNumber: n, Body: part, ContentLength: part.length, ContentMD5: b64(md5) }), {
-          abortSignal: signal,
-        }),
+        this.client.send(
+          new UploadPartCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, PartNumber: n, Body: part, ContentLength: part.length, ContentMD5: b64(md5) }),
+          {
+            abortSignal: signal,
+          },
+        ),
       );
       this.stats.parts++;
       this.stats.uploaded += part.length;
@@ -389,27 +442,7 @@ export class S3Target implements RemoteTarget {
       // The upload stays: the next push continues it (see the header).
       throw PloneBackupError.is(e) ? e : this.failed('multipart upload', key, e);
     }
-    checkAbort(signal);
-    if (total !== size) throw new PloneBackupError('SOURCE_CHANGED', `${key}: ${total > size ? 'more than' : total} bytes came, not ${size}.`, { path: key, hint: 'Push again.' });
-    etags.sort((a, b) => a.PartNumber - b.PartNumber);
-    try {
-      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, MultipartUpload: { Parts: etags } }), { abortSignal: signal });
-    } catch (e) {
-      // Completed meanwhile by a push running at the same time (the same bytes): the object is there.
-      if (!noSuchUpload(e)) throw this.failed('completion of the multipart upload', key, e);
-    }
-    const h = await this.head(key, signal);
-    if (h?.size !== size)
-      throw new PloneBackupError('REMOTE_FAILED', `The multipart upload of ${key} to ${this.url} left ${h ? `${h.size} bytes` : 'nothing'}, not ${size}.`, {
-        path: key,
-        hint: 'Push again.',
-      });
-    // The object is there: the key's other open uploads (a dead push's) can never be of use.
-    for (const other of all)
-      if (other !== uploadId)
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: full, UploadId: other }), { abortSignal: signal }).catch(() => undefined);
-    this.stats.written++;
-    return 'written';
+    return { etags: etags.sort((a, b) => a.PartNumber - b.PartNumber), total };
   }
 
   async delete(keys: string[], signal?: AbortSignal): Promise<void> {
