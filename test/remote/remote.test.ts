@@ -6,15 +6,16 @@
  * parts), a restore from the remote into an empty folder and into an older
  * dev site (only what is missing travels), a damaged object found by verify
  * and refused by a restore, a garbled manifest refused, two pushes at once
- * (a reader never sees half a generation), and the CLI with credentials
- * from the environment (never printed).
+ * (a reader never sees half a generation), the cache trimmed after a
+ * restore, and the CLI with credentials from the environment (never
+ * printed), drill --from, push in the run log and on_failure.
  */
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { blobKey, listRemote, listGenerations, openTarget, pushDeployment, verifyRemote } from '../../src/engine/internal';
+import { blobKey, listRemote, listGenerations, openTarget, pushDeployment, readRuns, remoteCacheDir, runLogPath, verifyRemote } from '../../src/engine/internal';
 import { content, md5File, tmpDir } from '../support/fs';
 import { CLI } from '../support/paths';
 import { backupPoint, blobIds, blobsOf, emptySite, filterBlobs, production, restoreFrom, useS3 } from './s3support';
@@ -64,8 +65,8 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     // The new piece, its index, the three blob files: nothing else.
     assert.equal(third.storages[0]!.objects, 5);
     // The marker's GET, one listing, the lock (PUT, listing, the generations listed again, DELETE),
-    // four single PUTs, the big file's HEAD + create + 2 parts + complete + HEAD, the manifest.
-    assert.ok(third.stats.requests <= 1 + 1 + 4 + 4 + 6 + 1, `a push after three new blobs took ${third.stats.requests} requests`);
+    // four single PUTs, the big file's HEAD + its open uploads listed + create + 2 parts + complete + HEAD, the manifest.
+    assert.ok(third.stats.requests <= 1 + 1 + 4 + 4 + 7 + 1, `a push after three new blobs took ${third.stats.requests} requests`);
     const gens = (await listGenerations(dep.storages[0]!.dirs.blobBackups, 'blobstorage')).map((g) => g.stamp);
     assert.deepEqual(
       gens,
@@ -98,6 +99,10 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     assert.deepEqual(blobsOf(dev.storages[0]!.blobDir!), filterBlobs(points[1]!.blobs));
     const piecesAt1 = 2;
     assert.equal(r1.fetched[0]!.fetched, piecesAt1 + 1 + Object.keys(points[1]!.blobs).filter((k) => k.endsWith('.blob')).length);
+    // The cache after the restore: the restored chain's pieces and its .dat, nothing else (no blob file, no index).
+    const cache = remoteCacheDir(dev.storages[0]!, url);
+    assert.deepEqual(fs.readdirSync(cache), ['backups']);
+    assert.deepEqual(fs.readdirSync(path.join(cache, 'backups')).sort(), [...r1.fetched[0]!.pieces, `${points[0]!.stamp}.dat`].sort());
 
     // 5. The dev site refreshed to the newest: only the pieces and blob files it lacks travel, appended incrementally.
     target = await s3(url);
@@ -274,5 +279,68 @@ describe('the CLI', () => {
     const hostile = run(dev, 'list', '--remote');
     assert.equal(hostile.status, 2);
     assert.doesNotMatch(hostile.stderr, /secret@/);
+  });
+
+  it('drill --from proves the remote; push and drill are runs in the run log; a failed push runs on_failure and makes status CRITICAL', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points } = await production(t, path.join(root, 'prod'));
+    await s.site.close();
+    const url = await bucket();
+    const prod = path.join(root, 'prod');
+    const run = (...args: string[]) =>
+      spawnSync(process.execPath, [CLI, ...args], { cwd: prod, encoding: 'utf8', env: { ...process.env, AWS_ENDPOINT_URL_S3: server.env.S3_ENDPOINT } });
+    const lastRun = async () => (await readRuns(runLogPath(dep))).records.at(-1)!;
+
+    const push = run('push', '--to', url);
+    assert.equal(push.status, 0, push.stderr);
+    let rec = await lastRun();
+    assert.equal(rec.command, 'push');
+    assert.equal(rec.outcome, 'ok');
+    assert.equal(rec.remote, url);
+    assert.equal(rec.storages[0]!.generations, 3);
+    assert.equal(rec.storages[0]!.stamp, points[2]!.stamp);
+    assert.ok(rec.storages[0]!.objects! > 0 && rec.storages[0]!.bytes! > 0);
+
+    // drill --from: the newest generation on the remote, fetched with every blob file, restored aside and read back.
+    const drill = run('drill', '--from', url, '--json');
+    assert.equal(drill.status, 0, drill.stderr);
+    const d = JSON.parse(drill.stdout) as { ok: boolean; drills: { stamp: string; ok: boolean; blobFiles: number; transactions: number }[] };
+    assert.equal(d.ok, true);
+    assert.equal(d.drills[0]!.stamp, points[2]!.stamp);
+    assert.equal(d.drills[0]!.blobFiles, Object.keys(filterBlobs(points[2]!.blobs)).length);
+    assert.ok(d.drills[0]!.transactions > 0);
+    const all = JSON.parse(run('drill', '--from', url, '--all', '--json').stdout) as { drills: { stamp: string; ok: boolean }[] };
+    assert.deepEqual(
+      all.drills.map((x) => [x.stamp, x.ok]),
+      points.map((p) => [p.stamp, true]),
+    );
+    rec = await lastRun();
+    assert.equal(rec.command, 'drill');
+    assert.equal(rec.outcome, 'ok');
+    // The drill left no blob file in the cache.
+    const cache = remoteCacheDir(dep.storages[0]!, url);
+    assert.deepEqual(fs.readdirSync(cache), ['backups']);
+    // A blob object damaged on the server: the drill fails, as a run.
+    const rel = Object.keys(filterBlobs(points[2]!.blobs))[0]!;
+    const { oid, tid } = blobIds(rel);
+    await server.rawPut(url, `sites/prod/${blobKey('main', oid, tid)}`, Buffer.alloc(fs.statSync(path.join(s.blobDir, rel)).size, 1));
+    const bad = run('drill', '--from', url);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /is not what its manifest says/);
+    rec = await lastRun();
+    assert.equal(rec.command, 'drill');
+    assert.equal(rec.error?.code, 'REMOTE_BAD');
+
+    // A push that fails: recorded, on_failure run with the error, status CRITICAL.
+    const marker = path.join(root, 'on-failure.txt');
+    const failed = run('push', '--to', 's3://pb-no-such-bucket/x', '--on-failure', `echo "$PLONE_BACKUP_COMMAND $PLONE_BACKUP_ERROR_CODE" > ${marker}`);
+    assert.equal(failed.status, 1);
+    assert.match(failed.stderr, /NoSuchBucket/);
+    assert.equal(fs.readFileSync(marker, 'utf8').trim(), 'push REMOTE_FAILED');
+    rec = await lastRun();
+    assert.deepEqual([rec.command, rec.outcome, rec.error?.code], ['push', 'failed', 'REMOTE_FAILED']);
+    const status = run('status');
+    assert.equal(status.status, 2, status.stdout);
+    assert.match(status.stdout, /CRITICAL.*push failed/);
   });
 });

@@ -25,6 +25,21 @@
  * generation holds: the incremental restore adds only the new ones. The
  * chain's earlier pieces are still fetched once into the cache (the restore
  * reads the piece the live state ends with, to prove it).
+ *
+ * The cache does not pile up: once a restore from it succeeded (or a drill
+ * of the remote ended), `trimRemoteCache` keeps only the pieces and the .dat
+ * of the chain just restored (what the next refresh of a dev site would
+ * otherwise fetch again: the full piece is the size of the database) and
+ * removes every blob file, blob generation, index and other chain: the
+ * restored site holds its blob files itself, and the next refresh does not
+ * fetch those (see above). A restore that failed or was cancelled leaves
+ * what it fetched, so the next try fetches only the rest. It runs under the
+ * lock of the cache's repository (base/lock.ts), which every restore from
+ * the cache holds while it reads it, so never while it is in use.
+ *
+ * `drill --from` (`drillRemote`) fetches a generation as a full restore
+ * would (every blob file), drills it as a local drill does (deploy/drill.ts),
+ * then trims the cache the same way.
  */
 
 import { createHash } from 'node:crypto';
@@ -40,6 +55,8 @@ import { txnEndingAt } from '../zodb/filestorage';
 import { MANIFEST, makeDirs } from '../deploy/blobgen';
 import type { Deployment, StorageConfig } from '../deploy/deployment';
 import { openRestore, type RestoreOptions, type RestoreSession } from '../deploy/restore';
+import { drillDeployment, type DrillOptions, type DrillResult } from '../deploy/drill';
+import { acquireLock } from '../base/lock';
 import { RemoteResolver, blobKey, indexKey, manifestKey, pieceKey, remoteStamps, type RemoteBlob, type RemoteManifest } from './layout';
 import { downloadVerified, type RemoteTarget } from './target';
 
@@ -239,6 +256,9 @@ export interface FetchResult {
   liveBlobs: number;
   repo: string;
   blobs?: string;
+  /** The chain fetched: its full backup's stamp and its pieces' names, up to `stamp`. */
+  full: string;
+  pieces: string[];
 }
 
 export interface FetchOptions extends OperationOptions {
@@ -255,7 +275,19 @@ export async function fetchForRestore(dep: Deployment, t: RemoteTarget, opts: Fe
   return out;
 }
 
+/** Fetches what restoring one storage at `opts.date` (default: its newest generation) needs into the cache, under the cache's lock. */
 async function fetchStorage(s: StorageConfig, t: RemoteTarget, opts: FetchOptions): Promise<FetchResult> {
+  const repo = path.join(remoteCacheDir(s, t.url), 'backups');
+  await fsp.mkdir(repo, { recursive: true, mode: 0o700 });
+  const lock = await acquireLock(repo, { what: 'fetch from a remote', signal: opts.signal });
+  try {
+    return await fetchStorageLocked(s, t, opts);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function fetchStorageLocked(s: StorageConfig, t: RemoteTarget, opts: FetchOptions): Promise<FetchResult> {
   const stamps = (await remoteStamps(t, s.name, opts.signal)).filter((x) => opts.date === undefined || x <= opts.date);
   const stamp = stamps.at(-1);
   if (!stamp) {
@@ -268,7 +300,7 @@ async function fetchStorage(s: StorageConfig, t: RemoteTarget, opts: FetchOption
   const cache = remoteCacheDir(s, t.url);
   const repo = path.join(cache, 'backups');
   await fsp.mkdir(repo, { recursive: true, mode: 0o700 });
-  const res: FetchResult = { storage: s.name, stamp, fetched: 0, bytes: 0, liveBlobs: 0, repo };
+  const res: FetchResult = { storage: s.name, stamp, fetched: 0, bytes: 0, liveBlobs: 0, repo, full: m.full, pieces: m.pieces.map((p) => p.name) };
   const fetch = async (key: string, dest: string, o: { size: number; sha256: string }) => {
     const st = await fsp.lstat(dest).catch(() => undefined);
     if (st?.isFile() && st.size === o.size) return; // fetched (and checked) before
@@ -399,5 +431,71 @@ export async function openRemoteRestore(dep: Deployment, t: RemoteTarget, opts: 
     fetched = await fetchForRestore(dep, t, { ...fetchOpts, incremental: false });
     session = await open();
   }
-  return { session, fetched };
+  const inner = session;
+  // Once the restore succeeded, still under the session's lock of each cache: the cache trimmed (see the header).
+  const trimmed: RestoreSession = {
+    plans: inner.plans,
+    keepOld: inner.keepOld,
+    async run(more) {
+      const results = await inner.run(more);
+      for (const f of fetched) await trimRemoteCache(f).catch((e: unknown) => opts.log?.(`The cache ${path.dirname(f.repo)} could not be trimmed: ${(e as Error).message}`));
+      return results;
+    },
+    close: () => inner.close(),
+  };
+  return { session: trimmed, fetched };
+}
+
+/**
+ * What the cache of a storage keeps after a restore of `f` (see the header):
+ * the chain's pieces and its .dat; the blob files, blob generations, indexes
+ * and other chains' pieces go. The caller holds the cache's lock.
+ */
+export async function trimRemoteCache(f: FetchResult): Promise<void> {
+  const cache = path.dirname(f.repo);
+  for (const dir of ['blobstore', 'blobstoragebackups']) await fileLayer.rm(path.join(cache, dir), { recursive: true, force: true });
+  const keep = new Set([...f.pieces, datName(f.full)]);
+  for (const e of await fsp.readdir(f.repo, { withFileTypes: true })) {
+    // Only what a fetch writes there: repozo's names (pieces, .dat, .index), never the lock.
+    if (keep.has(e.name) || !e.isFile() || !(parseDataFileName(e.name) || /^\d{4}(-\d\d){5}\.(dat|index)$/.test(e.name))) continue;
+    await fileLayer.rm(path.join(f.repo, e.name), { force: true });
+  }
+}
+
+export interface RemoteDrillOptions extends DrillOptions {
+  /** Every generation on the remote, not only the newest. */
+  all?: boolean;
+}
+
+/**
+ * `drill --from`: for every storage, its newest generation on the remote
+ * (`all`: every one, oldest first) fetched into the cache with every blob
+ * file, restored into a temporary folder and proved as a local drill does;
+ * the cache is trimmed afterwards (see the header).
+ */
+export async function drillRemote(dep: Deployment, t: RemoteTarget, opts: RemoteDrillOptions = {}): Promise<DrillResult[]> {
+  const results: DrillResult[] = [];
+  for (const s of dep.storages) {
+    const all = await remoteStamps(t, s.name, opts.signal);
+    const stamps = opts.all ? all : all.slice(-1);
+    if (!stamps.length) {
+      // The local drill's own "nothing to drill" result.
+      results.push(...(await drillDeployment({ ...dep, storages: [s] }, { ...opts, from: () => ({ repo: t.url, stamps: [] }) })));
+      continue;
+    }
+    let last: FetchResult | undefined;
+    for (const stamp of stamps) {
+      checkAbort(opts.signal);
+      last = await fetchStorage(s, t, { signal: opts.signal, onProgress: opts.onProgress, log: opts.log, date: stamp, incremental: false });
+      const f = last;
+      results.push(...(await drillDeployment({ ...dep, storages: [s] }, { ...opts, all: false, from: () => ({ repo: f.repo, blobs: f.blobs, stamps: [stamp] }) })));
+    }
+    const lock = await acquireLock(last!.repo, { what: 'trim the cache of a remote', signal: opts.signal });
+    try {
+      await trimRemoteCache(last!);
+    } finally {
+      await lock.release();
+    }
+  }
+  return results;
 }
