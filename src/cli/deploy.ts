@@ -296,7 +296,7 @@ async function confirmRestore(io: CliIo, plans: StoragePlan[]): Promise<boolean>
 
 /** restore --from URL / --remote: what the restore needs fetched into the cache, then the local restore's session over it. */
 async function openFromRemote(p: Parsed, dep: Deployment, opts: RestoreOptions) {
-  if (opts.kind !== 'backup') throw usage('--from and --remote restore regular backups only (restore, not snapshotrestore, ziprestore or altrestore)');
+  if (opts.source) throw usage('altrestore restores from a folder; --from and --remote go with restore, snapshotrestore and ziprestore');
   const t = await targetFor(p, dep, 'from');
   try {
     return (await openRemoteRestore(dep, t, opts)).session;

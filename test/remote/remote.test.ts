@@ -15,8 +15,21 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { blobKey, listRemote, listGenerations, openTarget, pushDeployment, readRuns, remoteCacheDir, runLogPath, verifyRemote } from '../../src/engine/internal';
-import { content, md5File, tmpDir } from '../support/fs';
+import {
+  backupDeployment,
+  blobKey,
+  forgetRemote,
+  listRemote,
+  listGenerations,
+  openRemoteRestore,
+  openTarget,
+  pushDeployment,
+  readRuns,
+  remoteCacheDir,
+  runLogPath,
+  verifyRemote,
+} from '../../src/engine/internal';
+import { blobContents, content, md5File, tmpDir } from '../support/fs';
 import { CLI } from '../support/paths';
 import { backupPoint, blobIds, blobsOf, emptySite, filterBlobs, production, restoreFrom, useS3 } from './s3support';
 
@@ -204,6 +217,95 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     const [v] = await verifyRemote(['main'], reader, { deep: true });
     assert.deepEqual(v!.problems, []);
     assert.ok(seen.length >= 1);
+  });
+});
+
+describe('snapshots and zip backups go to the remote too (real S3 server)', () => {
+  it('pushes them into their spaces, lists and verifies them, restores each from the remote (snapshotrestore, ziprestore --from), forgets each on its own', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points, clock } = await production(t, path.join(root, 'prod'));
+    await s.site.uploadFile('snap.pdf', content('snap', 4100));
+    const [snap] = await backupDeployment(dep, 'snapshot', { now: clock.now });
+    const snapPoint = { stamp: snap!.filestorage.stamp!, md5: md5File(s.file), blobs: filterBlobs(blobContents(s.blobDir)) };
+    await s.site.uploadFile('zip.pdf', content('zip', 4200));
+    const [zip] = await backupDeployment(dep, 'zipbackup', { now: clock.now });
+    const zipPoint = { stamp: zip!.filestorage.stamp!, md5: md5File(s.file), blobs: filterBlobs(blobContents(s.blobDir)) };
+    await s.site.close();
+    const url = await bucket();
+    const target = await s3(url);
+    t.after(() => target.close());
+
+    const res = await pushDeployment(dep, target);
+    assert.deepEqual(
+      res.storages.map((x) => [x.storage, x.kind, x.pushed]),
+      [
+        ['main', 'backup', points.map((p) => p.stamp)],
+        ['main/snapshot', 'snapshot', [snapPoint.stamp]],
+        ['main/zip', 'zip', [zipPoint.stamp]],
+      ],
+    );
+    const keys = await server.rawKeys(url);
+    assert.ok(keys.includes(`sites/prod/main/zip/archives/${zipPoint.stamp}.tar`), "the zip backup's blob archive, as it is");
+    assert.ok(keys.some((k) => k.startsWith('sites/prod/main/snapshot/blobs/')));
+    const again = await pushDeployment(dep, target);
+    assert.deepEqual(
+      again.storages.map((x) => x.pushed.length),
+      [0, 0, 0],
+    );
+    const views = await listRemote(['main'], target);
+    assert.deepEqual(
+      views.map((v) => [v.storage, v.generations.map((g) => g.stamp)]),
+      [
+        ['main', points.map((p) => p.stamp)],
+        ['main/snapshot', [snapPoint.stamp]],
+        ['main/zip', [zipPoint.stamp]],
+      ],
+    );
+    const verified = await verifyRemote(['main'], target, { deep: true });
+    assert.deepEqual(
+      verified.map((v) => [v.storage, v.problems]),
+      [
+        ['main', []],
+        ['main/snapshot', []],
+        ['main/zip', []],
+      ],
+    );
+
+    // Each restored from the remote into a folder holding nothing: the state it was made of, byte for byte.
+    for (const [kind, point] of [
+      ['snapshot', snapPoint],
+      ['zip', zipPoint],
+    ] as const) {
+      const dev = await emptySite(path.join(root, `dev-${kind}`));
+      const { session } = await openRemoteRestore(dev, target, { kind, keepOld: false });
+      try {
+        const [r] = await session.run();
+        assert.equal(r!.stamp, point.stamp);
+      } finally {
+        await session.close();
+      }
+      assert.equal(md5File(dev.storages[0]!.file), point.md5);
+      assert.deepEqual(blobsOf(dev.storages[0]!.blobDir!), point.blobs);
+    }
+    // A damaged archive is found by verify --deep.
+    await server.rawPut(
+      url,
+      `sites/prod/main/zip/archives/${zipPoint.stamp}.tar`,
+      Buffer.alloc((await server.rawGet(url, `sites/prod/main/zip/archives/${zipPoint.stamp}.tar`)).length, 3),
+    );
+    assert.match((await verifyRemote(['main'], target, { deep: true }))[2]!.problems.join('\n'), /archives\/.*SHA-256/);
+
+    // forget --keep 1: the newest chain of the backups; each space keeps its own newest.
+    const forgot = await forgetRemote(dep, target, { keep: 1 });
+    assert.deepEqual(
+      forgot.storages.map((x) => [x.storage, x.kept, x.forgotten]),
+      [
+        ['main', points.map((p) => p.stamp), []],
+        ['main/snapshot', [snapPoint.stamp], []],
+        ['main/zip', [zipPoint.stamp], []],
+      ],
+    );
+    assert.ok((await server.rawKeys(url)).includes(`sites/prod/main/snapshot/generations/${snapPoint.stamp}.json`));
   });
 });
 

@@ -117,7 +117,8 @@ export class TargetKeys {
 
   /** The name a logical key has on the remote: blob files by HMAC, everything else as it is. */
   physical(key: string): string {
-    const m = /^([^/]+)\/blobs\/([0-9a-f]{16})\/([0-9a-f]{16})\.blob$/.exec(key);
+    // `<storage>/blobs/…`, or in a kind's space `<storage>/snapshot/blobs/…` (layout.ts).
+    const m = /^([^/]+(?:\/[a-z]+)?)\/blobs\/([0-9a-f]{16})\/([0-9a-f]{16})\.blob$/.exec(key);
     if (!m) return key;
     const h = createHmac('sha256', this.names).update(`${m[1]}\0${m[2]}\0${m[3]}`).digest('hex');
     return `${m[1]}/blobs/${h.slice(0, 2)}/${h.slice(2)}`;

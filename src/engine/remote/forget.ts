@@ -12,6 +12,12 @@
  * and every generation a kept one names as its blob parent (its files are
  * the kept one's too).
  *
+ * Snapshots and zip backups (their spaces, layout.ts) are kept by the same
+ * rules among their own generations, each space on its own: a space's
+ * objects are named only by its manifests, and the backups' sweep of
+ * `<storage>/` never takes what lies in `<storage>/snapshot/` or
+ * `<storage>/zip/` (not of its shapes).
+ *
  * What goes: the manifests of the other generations first, newest first (a
  * manifest never loses its parent while it is there), then the objects no
  * remaining manifest names: pieces, indexes, blob files (and what an
@@ -27,8 +33,22 @@
 import { PloneBackupError } from '../base/errors';
 import type { OperationOptions } from '../base/progress';
 import { parseDataFileName } from '../repozo/repository';
-import type { Deployment } from '../deploy/deployment';
-import { type RemoteManifest, RemoteResolver, blobKey, indexKey, isStorageName, manifestKey, pieceKey, remoteStamps, storagePrefix } from './layout';
+import type { Deployment, StorageConfig } from '../deploy/deployment';
+import { KIND_ORDER, type Kind } from '../deploy/kinds';
+import {
+  ARCHIVE_NAME,
+  type RemoteManifest,
+  RemoteResolver,
+  archiveKey,
+  blobKey,
+  indexKey,
+  isStorageName,
+  manifestKey,
+  pieceKey,
+  remoteStamps,
+  spaceOf,
+  storagePrefix,
+} from './layout';
 import { EncryptedTarget, physicalKey } from './crypt';
 import { RemoteLock } from './lock';
 import { pruneIndex, pushIndexPath } from './push';
@@ -113,6 +133,7 @@ export function selectKept(gens: Map<string, string>, p: ForgetPolicy): Set<stri
 function objectsOf(storage: string, m: RemoteManifest): string[] {
   const out = m.pieces.map((p) => pieceKey(storage, p.name));
   if (m.index) out.push(indexKey(storage, m.stamp));
+  if (m.archive) out.push(archiveKey(storage, m.archive.name));
   for (const [oid, tid] of m.blobs?.files ?? []) out.push(blobKey(storage, oid, tid));
   return out;
 }
@@ -123,6 +144,7 @@ function ours(rel: string): boolean {
   if (rest.length) return false;
   if (dir === 'pieces') return b === undefined && a !== undefined && parseDataFileName(a) !== undefined;
   if (dir === 'indexes') return b === undefined && /^\d{4}(-\d\d){5}\.index$/.test(a ?? '');
+  if (dir === 'archives') return b === undefined && ARCHIVE_NAME.test(a ?? '');
   if (dir === 'blobs') return (/^[0-9a-f]{16}$/.test(a ?? '') && /^[0-9a-f]{16}\.blob$/.test(b ?? '')) || (/^[0-9a-f]{2}$/.test(a ?? '') && /^[0-9a-f]{62}$/.test(b ?? ''));
   return false;
 }
@@ -137,13 +159,17 @@ export async function forgetRemote(dep: Deployment, t: RemoteTarget, policy: For
   try {
     const storages: StorageForgetResult[] = [];
     // Every manifest of every storage read first: one that cannot be read stops the run before any delete.
-    const read: { storage: string; manifests: Map<string, RemoteManifest> }[] = [];
+    // Every kind in its space (layout.ts), each kept by the same rules on its own generations.
+    const read: { s: StorageConfig; kind: Kind; space: string; manifests: Map<string, RemoteManifest> }[] = [];
     const unreadable: string[] = [];
     for (const s of dep.storages) {
       if (!isStorageName(s.name)) continue;
-      const r = await readManifests(s.name, t, opts.signal);
-      read.push({ storage: s.name, manifests: r.manifests });
-      unreadable.push(...r.unreadable);
+      for (const kind of KIND_ORDER) {
+        const space = spaceOf(s.name, kind);
+        const r = await readManifests(space, t, opts.signal);
+        read.push({ s, kind, space, manifests: r.manifests });
+        unreadable.push(...r.unreadable);
+      }
     }
     if (unreadable.length) {
       throw new PloneBackupError(
@@ -157,12 +183,12 @@ export async function forgetRemote(dep: Deployment, t: RemoteTarget, policy: For
         },
       );
     }
-    for (const s of dep.storages) {
-      if (!isStorageName(s.name)) continue;
-      const { res, named } = await forgetStorage(s.name, read.find((r) => r.storage === s.name)!.manifests, t, policy, opts);
+    for (const { s, kind, space, manifests } of read) {
+      if (kind !== 'backup' && !manifests.size) continue;
+      const { res, named } = await forgetStorage(space, manifests, t, policy, opts);
       storages.push(res);
       // The local index of what the remote holds (push.ts) forgets it too, so the next push need not ask.
-      if (!opts.dryRun && (res.forgotten.length || res.objects.length)) await pruneIndex(pushIndexPath(s, t.url), res.forgotten, named);
+      if (!opts.dryRun && (res.forgotten.length || res.objects.length)) await pruneIndex(pushIndexPath(s, t.url, kind), res.forgotten, named);
     }
     return { url: t.url, dryRun: opts.dryRun === true, storages, stats: { ...t.stats } };
   } finally {
