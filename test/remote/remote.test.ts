@@ -287,6 +287,16 @@ describe('snapshots and zip backups go to the remote too (real S3 server)', () =
       assert.equal(md5File(dev.storages[0]!.file), point.md5);
       assert.deepEqual(blobsOf(dev.storages[0]!.blobDir!), point.blobs);
     }
+    // The CLI: ziprestore --from into a folder holding nothing.
+    const cliDev = path.join(root, 'dev-cli');
+    fs.mkdirSync(cliDev);
+    const dataFs = path.join(cliDev, 'var', 'filestorage', 'Data.fs');
+    const r = spawnSync(process.execPath, [CLI, 'ziprestore', '--from', url, '--yes', '--dir', cliDev, '--file', dataFs, '--blob-dir', path.join(cliDev, 'var', 'blobstorage')], {
+      encoding: 'utf8',
+      env: { ...process.env, AWS_ENDPOINT_URL_S3: server.env.S3_ENDPOINT },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(md5File(dataFs), zipPoint.md5);
     // A damaged archive is found by verify --deep.
     await server.rawPut(
       url,
