@@ -38,7 +38,7 @@ import {
   type StoragePlan,
 } from '../engine';
 import { type CliIo, parseCompressLevel, progressPrinter, selfInvocation } from './io';
-import { forgetMain, pushMain, readsRemote, remoteListMain, remoteVerifyMain, targetFor } from './remote';
+import { drillFromRemote, forgetMain, pushMain, readsRemote, remoteListMain, remoteVerifyMain, targetFor } from './remote';
 
 export interface Parsed {
   flags: Set<string>;
@@ -149,7 +149,8 @@ export const DEPLOY_HELP = `Deployment commands (run in the folder of a Plone si
   list                every generation, with what it holds (--json)
   verify              every backup piece against its .dat, every blob generation against its state
   check               consistency of the live site and of the backups (--json)
-  drill               restore the newest (--all: every) backup into a temp folder and prove it
+  drill               restore the newest (--all: every) backup into a temp folder and prove it;
+                      --from URL / --remote: the remote's generations (fetched first)
   push                copy every complete generation the remote lacks to it (--to URL, or
                       "remote" in plone-backup.json): blob files once, each generation's
                       manifest last; --forget: then apply the remote's retention
@@ -188,11 +189,12 @@ Options:
                       environment (instead of on_failure in plone-backup.json)
   --verbose           say what is being done
   --to URL, --from URL
-                      the remote for push, and for list, verify and restore: s3://BUCKET/PREFIX
+                      the remote for push, and for list, verify, drill and restore: s3://BUCKET/PREFIX
                       or file:///FOLDER; --remote: the one in plone-backup.json ("remote":
                       {"url", "endpoint"}). Credentials come from the AWS environment or
-                      profile (AWS_ACCESS_KEY_ID, AWS_PROFILE, ~/.aws); restore fetches what
-                      it needs into var/remotecache first
+                      profile (AWS_ACCESS_KEY_ID, AWS_PROFILE, ~/.aws); restore and drill
+                      fetch what they need into var/remotecache first (after a restore it
+                      keeps only the restored chain's pieces)
   --endpoint URL      the S3 server (over remote.endpoint, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL);
                       path-style addressing
   --deep              verify --from: read every object back (SHA-256, and the .dat md5 of pieces)
@@ -200,7 +202,7 @@ Options:
                       PLONE_BACKUP_PASSPHRASE (or the variable remote.passphraseEnv names);
                       a push with a key to a new remote encrypts it (AES-256-GCM)
 
-Every backup, restore, verify, check and drill is recorded as one line in
+Every backup, restore, verify, check, drill, push and forget is recorded as one line in
 .plone-backup.runs.jsonl in the main storage's backups folder; plone-backup status
 reads it (see plone-backup status --help).
 `;
@@ -294,7 +296,7 @@ async function confirmRestore(io: CliIo, plans: StoragePlan[]): Promise<boolean>
 
 /** restore --from URL / --remote: what the restore needs fetched into the cache, then the local restore's session over it. */
 async function openFromRemote(p: Parsed, dep: Deployment, opts: RestoreOptions) {
-  if (opts.kind !== 'backup') throw usage('--from and --remote restore regular backups only (restore, not snapshotrestore, ziprestore or altrestore)');
+  if (opts.source) throw usage('altrestore restores from a folder; --from and --remote go with restore, snapshotrestore and ziprestore');
   const t = await targetFor(p, dep, 'from');
   try {
     return (await openRemoteRestore(dep, t, opts)).session;
@@ -416,12 +418,12 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
         return 0;
       }
       case 'push': {
-        const dep = await deploymentSaying(p, io);
-        return await pushMain(p, dep, io, common, say);
+        const dep = await deploymentSaying(p, io, asRun);
+        return await pushMain(p, dep, io, common, say, runOpts);
       }
       case 'forget': {
-        const dep = await deploymentSaying(p, io);
-        return await forgetMain(p, dep, io, common, say);
+        const dep = await deploymentSaying(p, io, asRun);
+        return await forgetMain(p, dep, io, common, say, runOpts);
       }
       case 'list': {
         const dep = await deploymentSaying(p, io);
@@ -504,7 +506,8 @@ export async function deployMain(cmd: string, argv: string[], io: CliIo): Promis
       }
       case 'drill': {
         const dep = await deploymentSaying(p, io, asRun);
-        const res = await recordRun(dep, 'drill', () => drillDeployment(dep, { ...common, all: p.flags.has('all') }), runOpts);
+        const drillOpts = { ...common, all: p.flags.has('all') };
+        const res = await recordRun(dep, 'drill', () => (readsRemote(p) ? drillFromRemote(p, dep, drillOpts) : drillDeployment(dep, drillOpts)), runOpts);
         progress?.done();
         const ok = res.every((r) => r.ok);
         if (json) out({ ok, drills: res });

@@ -1,6 +1,6 @@
 /**
- * The remote side of the deployment commands: `push [--to URL]`, and
- * `--from URL` / `--remote` on list and verify (restore goes through
+ * The remote side of the deployment commands: `push [--to URL]`, `forget`,
+ * and `--from URL` / `--remote` on list, verify and drill (restore goes through
  * deploy.ts's own flow with the remote's session). Thin: which URL and
  * endpoint, then the engine, then printing. Credentials are never asked for
  * nor printed: the AWS environment and profile hold them.
@@ -8,6 +8,7 @@
 
 import {
   PloneBackupError,
+  drillRemote,
   forgetRemote,
   humanBytes,
   keySourceFrom,
@@ -15,11 +16,16 @@ import {
   openTarget,
   policyIsEmpty,
   pushDeployment,
+  recordRun,
   verifyRemote,
   type Deployment,
+  type DrillResult,
   type ForgetPolicy,
   type ForgetResult,
+  type PushResult,
+  type RemoteDrillOptions,
   type RemoteTarget,
+  type RunLogOptions,
 } from '../engine';
 import type { CliIo } from './io';
 import type { Parsed } from './deploy';
@@ -85,7 +91,6 @@ function sayForget(res: ForgetResult, io: CliIo, say: (s: string) => void): void
       for (const g of [...s.forgotten].reverse()) io.stdout.write(`  generation ${g}\n`);
       for (const k of s.objects) io.stdout.write(`  object ${k}\n`);
     }
-    for (const x of s.problems) io.stderr.write(`warning: ${x}\n`);
   }
 }
 
@@ -95,19 +100,28 @@ export async function forgetMain(
   io: CliIo,
   common: { signal?: AbortSignal; log: (m: string) => void; lockWaitMs?: number },
   say: (s: string) => void,
+  runOpts: RunLogOptions,
 ): Promise<number> {
   if (p.positional.length) throw usage('forget takes no arguments');
   if (p.values.has('from')) throw usage('forget names its remote with --remote URL (or --to URL), or takes the configured one');
   const policy = forgetPolicy(p, dep);
-  const t = await targetFor(p, dep, 'to', common.signal, false);
-  try {
-    const res = await forgetRemote(dep, t, policy, { ...common, dryRun: p.flags.has('dry-run') });
-    if (p.flags.has('json')) io.stdout.write(JSON.stringify(res, null, 2) + '\n');
-    else sayForget(res, io, p.flags.has('dry-run') ? (x) => io.stdout.write(x + '\n') : say);
-    return 0;
-  } finally {
-    t.close();
-  }
+  // Recorded in the run log (a dry run too); a failed forget runs on_failure.
+  const res = await recordRun(
+    dep,
+    'forget',
+    async () => {
+      const t = await targetFor(p, dep, 'to', common.signal, false);
+      try {
+        return await forgetRemote(dep, t, policy, { ...common, dryRun: p.flags.has('dry-run') });
+      } finally {
+        t.close();
+      }
+    },
+    runOpts,
+  );
+  if (p.flags.has('json')) io.stdout.write(JSON.stringify(res, null, 2) + '\n');
+  else sayForget(res, io, p.flags.has('dry-run') ? (x) => io.stdout.write(x + '\n') : say);
+  return 0;
 }
 
 export async function pushMain(
@@ -116,27 +130,54 @@ export async function pushMain(
   io: CliIo,
   common: { signal?: AbortSignal; log: (m: string) => void; lockWaitMs?: number },
   say: (s: string) => void,
+  runOpts: RunLogOptions,
 ): Promise<number> {
   if (p.positional.length) throw usage('push takes no arguments');
   if (p.flags.has('dry-run')) throw usage('--dry-run is for forget (push --forget always pushes first)');
   // The retention is checked before anything is sent; it runs only after every new manifest is written.
   const policy = p.flags.has('forget') ? forgetPolicy(p, dep) : undefined;
-  const t = await targetFor(p, dep, 'to', common.signal);
-  try {
-    const res = await pushDeployment(dep, t, common);
-    const forgot = policy ? await forgetRemote(dep, t, policy, common) : undefined;
-    if (p.flags.has('json')) io.stdout.write(JSON.stringify(forgot ? { ...res, forget: forgot } : res, null, 2) + '\n');
-    else {
-      for (const s of res.storages) {
-        say(
-          `${s.storage}: ${s.pushed.length ? `pushed ${s.pushed.length} generation${s.pushed.length > 1 ? 's' : ''} (${s.objects} objects, ${humanBytes(s.bytes)})` : 'nothing new to push'}${s.present ? `; ${s.present} already on the remote` : ''}`,
-        );
-        for (const k of s.skipped) io.stderr.write(`warning: ${s.storage} ${k.stamp} not pushed: ${k.why}\n`);
+  let url = '';
+  let requests = 0;
+  // Recorded in the run log; a failed push (or its forget) runs on_failure, as a failed backup does.
+  const res = await recordRun(
+    dep,
+    'push',
+    async (): Promise<PushResult & { forget?: ForgetResult }> => {
+      const t = await targetFor(p, dep, 'to', common.signal);
+      try {
+        url = t.url;
+        const pushed = await pushDeployment(dep, t, common);
+        const forgot = policy ? await forgetRemote(dep, t, policy, common) : undefined;
+        requests = t.stats.requests;
+        return forgot ? { ...pushed, forget: forgot } : pushed;
+      } finally {
+        t.close();
       }
-      if (forgot) sayForget(forgot, io, say);
-      common.log(`${res.stats.requests} requests, ${humanBytes(res.stats.uploaded)} sent to ${t.url}`);
-    }
+    },
+    runOpts,
+  );
+  if (p.flags.has('json')) {
+    io.stdout.write(JSON.stringify(res, null, 2) + '\n');
     return 0;
+  }
+  for (const s of res.storages) {
+    say(
+      `${s.storage}: ${s.pushed.length ? `pushed ${s.pushed.length} generation${s.pushed.length > 1 ? 's' : ''} (${s.objects} objects, ${humanBytes(s.bytes)})` : 'nothing new to push'}${s.present ? `; ${s.present} already on the remote` : ''}`,
+    );
+    for (const k of s.skipped) io.stderr.write(`warning: ${s.storage} ${k.stamp} not pushed: ${k.why}\n`);
+  }
+  if (res.forget) sayForget(res.forget, io, say);
+  common.log(
+    `${requests} requests, ${humanBytes(res.stats.uploaded)} sent to ${url}${res.stats.resumed ? ` (${humanBytes(res.stats.resumed)} of interrupted uploads continued)` : ''}`,
+  );
+  return 0;
+}
+
+/** drill --from URL / --remote: the remote's newest (--all: every) generation fetched, restored into a temp folder and proved. */
+export async function drillFromRemote(p: Parsed, dep: Deployment, opts: RemoteDrillOptions): Promise<DrillResult[]> {
+  const t = await targetFor(p, dep, 'from', opts.signal);
+  try {
+    return await drillRemote(dep, t, opts);
   } finally {
     t.close();
   }

@@ -124,5 +124,5 @@ export { keySourceFrom, MARKER_KEY } from './remote/crypt';
 export type { KeySource } from './remote/crypt';
 export { forgetRemote, policyIsEmpty, selectKept } from './remote/forget';
 export type { ForgetPolicy, ForgetOptions, ForgetResult, StorageForgetResult } from './remote/forget';
-export { listRemote, verifyRemote, fetchForRestore, openRemoteRestore, remoteCacheDir } from './remote/pull';
-export type { RemoteGenerationView, RemoteStorageView, RemoteVerifyOptions, RemoteVerifyResult, FetchOptions, FetchResult } from './remote/pull';
+export { listRemote, verifyRemote, fetchForRestore, openRemoteRestore, remoteCacheDir, drillRemote, trimRemoteCache } from './remote/pull';
+export type { RemoteGenerationView, RemoteStorageView, RemoteVerifyOptions, RemoteVerifyResult, FetchOptions, FetchResult, RemoteDrillOptions } from './remote/pull';

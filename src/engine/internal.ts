@@ -51,6 +51,7 @@ export * from './zodb/pickle';
 export * from './zodb/sample';
 export * from './zodb/tid';
 export * from './remote/target';
+export * from './remote/s3';
 export * from './remote/layout';
 export * from './remote/push';
 export * from './remote/pull';

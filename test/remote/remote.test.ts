@@ -6,16 +6,30 @@
  * parts), a restore from the remote into an empty folder and into an older
  * dev site (only what is missing travels), a damaged object found by verify
  * and refused by a restore, a garbled manifest refused, two pushes at once
- * (a reader never sees half a generation), and the CLI with credentials
- * from the environment (never printed).
+ * (a reader never sees half a generation), the cache trimmed after a
+ * restore, and the CLI with credentials from the environment (never
+ * printed), drill --from, push in the run log and on_failure.
  */
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { blobKey, listRemote, listGenerations, openTarget, pushDeployment, verifyRemote } from '../../src/engine/internal';
-import { content, md5File, tmpDir } from '../support/fs';
+import {
+  backupDeployment,
+  blobKey,
+  forgetRemote,
+  listRemote,
+  listGenerations,
+  openRemoteRestore,
+  openTarget,
+  pushDeployment,
+  readRuns,
+  remoteCacheDir,
+  runLogPath,
+  verifyRemote,
+} from '../../src/engine/internal';
+import { blobContents, content, md5File, tmpDir } from '../support/fs';
 import { CLI } from '../support/paths';
 import { backupPoint, blobIds, blobsOf, emptySite, filterBlobs, production, restoreFrom, useS3 } from './s3support';
 
@@ -64,8 +78,8 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     // The new piece, its index, the three blob files: nothing else.
     assert.equal(third.storages[0]!.objects, 5);
     // The marker's GET, one listing, the lock (PUT, listing, the generations listed again, DELETE),
-    // four single PUTs, the big file's HEAD + create + 2 parts + complete + HEAD, the manifest.
-    assert.ok(third.stats.requests <= 1 + 1 + 4 + 4 + 6 + 1, `a push after three new blobs took ${third.stats.requests} requests`);
+    // four single PUTs, the big file's HEAD + its open uploads listed + create + 2 parts + complete + HEAD, the manifest.
+    assert.ok(third.stats.requests <= 1 + 1 + 4 + 4 + 7 + 1, `a push after three new blobs took ${third.stats.requests} requests`);
     const gens = (await listGenerations(dep.storages[0]!.dirs.blobBackups, 'blobstorage')).map((g) => g.stamp);
     assert.deepEqual(
       gens,
@@ -98,6 +112,10 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     assert.deepEqual(blobsOf(dev.storages[0]!.blobDir!), filterBlobs(points[1]!.blobs));
     const piecesAt1 = 2;
     assert.equal(r1.fetched[0]!.fetched, piecesAt1 + 1 + Object.keys(points[1]!.blobs).filter((k) => k.endsWith('.blob')).length);
+    // The cache after the restore: the restored chain's pieces and its .dat, nothing else (no blob file, no index).
+    const cache = remoteCacheDir(dev.storages[0]!, url);
+    assert.deepEqual(fs.readdirSync(cache), ['backups']);
+    assert.deepEqual(fs.readdirSync(path.join(cache, 'backups')).sort(), [...r1.fetched[0]!.pieces, `${points[0]!.stamp}.dat`].sort());
 
     // 5. The dev site refreshed to the newest: only the pieces and blob files it lacks travel, appended incrementally.
     target = await s3(url);
@@ -202,6 +220,105 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
   });
 });
 
+describe('snapshots and zip backups go to the remote too (real S3 server)', () => {
+  it('pushes them into their spaces, lists and verifies them, restores each from the remote (snapshotrestore, ziprestore --from), forgets each on its own', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points, clock } = await production(t, path.join(root, 'prod'));
+    await s.site.uploadFile('snap.pdf', content('snap', 4100));
+    const [snap] = await backupDeployment(dep, 'snapshot', { now: clock.now });
+    const snapPoint = { stamp: snap!.filestorage.stamp!, md5: md5File(s.file), blobs: filterBlobs(blobContents(s.blobDir)) };
+    await s.site.uploadFile('zip.pdf', content('zip', 4200));
+    const [zip] = await backupDeployment(dep, 'zipbackup', { now: clock.now });
+    const zipPoint = { stamp: zip!.filestorage.stamp!, md5: md5File(s.file), blobs: filterBlobs(blobContents(s.blobDir)) };
+    await s.site.close();
+    const url = await bucket();
+    const target = await s3(url);
+    t.after(() => target.close());
+
+    const res = await pushDeployment(dep, target);
+    assert.deepEqual(
+      res.storages.map((x) => [x.storage, x.kind, x.pushed]),
+      [
+        ['main', 'backup', points.map((p) => p.stamp)],
+        ['main/snapshot', 'snapshot', [snapPoint.stamp]],
+        ['main/zip', 'zip', [zipPoint.stamp]],
+      ],
+    );
+    const keys = await server.rawKeys(url);
+    assert.ok(keys.includes(`sites/prod/main/zip/archives/${zipPoint.stamp}.tar`), "the zip backup's blob archive, as it is");
+    assert.ok(keys.some((k) => k.startsWith('sites/prod/main/snapshot/blobs/')));
+    const again = await pushDeployment(dep, target);
+    assert.deepEqual(
+      again.storages.map((x) => x.pushed.length),
+      [0, 0, 0],
+    );
+    const views = await listRemote(['main'], target);
+    assert.deepEqual(
+      views.map((v) => [v.storage, v.generations.map((g) => g.stamp)]),
+      [
+        ['main', points.map((p) => p.stamp)],
+        ['main/snapshot', [snapPoint.stamp]],
+        ['main/zip', [zipPoint.stamp]],
+      ],
+    );
+    const verified = await verifyRemote(['main'], target, { deep: true });
+    assert.deepEqual(
+      verified.map((v) => [v.storage, v.problems]),
+      [
+        ['main', []],
+        ['main/snapshot', []],
+        ['main/zip', []],
+      ],
+    );
+
+    // Each restored from the remote into a folder holding nothing: the state it was made of, byte for byte.
+    for (const [kind, point] of [
+      ['snapshot', snapPoint],
+      ['zip', zipPoint],
+    ] as const) {
+      const dev = await emptySite(path.join(root, `dev-${kind}`));
+      const { session } = await openRemoteRestore(dev, target, { kind, keepOld: false });
+      try {
+        const [r] = await session.run();
+        assert.equal(r!.stamp, point.stamp);
+      } finally {
+        await session.close();
+      }
+      assert.equal(md5File(dev.storages[0]!.file), point.md5);
+      assert.deepEqual(blobsOf(dev.storages[0]!.blobDir!), point.blobs);
+    }
+    // The CLI: ziprestore --from into a folder holding nothing.
+    const cliDev = path.join(root, 'dev-cli');
+    fs.mkdirSync(cliDev);
+    const dataFs = path.join(cliDev, 'var', 'filestorage', 'Data.fs');
+    const r = spawnSync(process.execPath, [CLI, 'ziprestore', '--from', url, '--yes', '--dir', cliDev, '--file', dataFs, '--blob-dir', path.join(cliDev, 'var', 'blobstorage')], {
+      encoding: 'utf8',
+      env: { ...process.env, AWS_ENDPOINT_URL_S3: server.env.S3_ENDPOINT },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(md5File(dataFs), zipPoint.md5);
+    // A damaged archive is found by verify --deep.
+    await server.rawPut(
+      url,
+      `sites/prod/main/zip/archives/${zipPoint.stamp}.tar`,
+      Buffer.alloc((await server.rawGet(url, `sites/prod/main/zip/archives/${zipPoint.stamp}.tar`)).length, 3),
+    );
+    assert.match((await verifyRemote(['main'], target, { deep: true }))[2]!.problems.join('\n'), /archives\/.*SHA-256/);
+
+    // forget --keep 1: the newest chain of the backups; each space keeps its own newest.
+    const forgot = await forgetRemote(dep, target, { keep: 1 });
+    assert.deepEqual(
+      forgot.storages.map((x) => [x.storage, x.kept, x.forgotten]),
+      [
+        ['main', points.map((p) => p.stamp), []],
+        ['main/snapshot', [snapPoint.stamp], []],
+        ['main/zip', [zipPoint.stamp], []],
+      ],
+    );
+    assert.ok((await server.rawKeys(url)).includes(`sites/prod/main/snapshot/generations/${snapPoint.stamp}.json`));
+  });
+});
+
 describe('a file:// target goes through the same code', () => {
   it('pushes, pushes nothing again, verifies and restores from a folder', async (t) => {
     const root = tmpDir(t);
@@ -274,5 +391,68 @@ describe('the CLI', () => {
     const hostile = run(dev, 'list', '--remote');
     assert.equal(hostile.status, 2);
     assert.doesNotMatch(hostile.stderr, /secret@/);
+  });
+
+  it('drill --from proves the remote; push and drill are runs in the run log; a failed push runs on_failure and makes status CRITICAL', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points } = await production(t, path.join(root, 'prod'));
+    await s.site.close();
+    const url = await bucket();
+    const prod = path.join(root, 'prod');
+    const run = (...args: string[]) =>
+      spawnSync(process.execPath, [CLI, ...args], { cwd: prod, encoding: 'utf8', env: { ...process.env, AWS_ENDPOINT_URL_S3: server.env.S3_ENDPOINT } });
+    const lastRun = async () => (await readRuns(runLogPath(dep))).records.at(-1)!;
+
+    const push = run('push', '--to', url);
+    assert.equal(push.status, 0, push.stderr);
+    let rec = await lastRun();
+    assert.equal(rec.command, 'push');
+    assert.equal(rec.outcome, 'ok');
+    assert.equal(rec.remote, url);
+    assert.equal(rec.storages[0]!.generations, 3);
+    assert.equal(rec.storages[0]!.stamp, points[2]!.stamp);
+    assert.ok(rec.storages[0]!.objects! > 0 && rec.storages[0]!.bytes! > 0);
+
+    // drill --from: the newest generation on the remote, fetched with every blob file, restored aside and read back.
+    const drill = run('drill', '--from', url, '--json');
+    assert.equal(drill.status, 0, drill.stderr);
+    const d = JSON.parse(drill.stdout) as { ok: boolean; drills: { stamp: string; ok: boolean; blobFiles: number; transactions: number }[] };
+    assert.equal(d.ok, true);
+    assert.equal(d.drills[0]!.stamp, points[2]!.stamp);
+    assert.equal(d.drills[0]!.blobFiles, Object.keys(filterBlobs(points[2]!.blobs)).length);
+    assert.ok(d.drills[0]!.transactions > 0);
+    const all = JSON.parse(run('drill', '--from', url, '--all', '--json').stdout) as { drills: { stamp: string; ok: boolean }[] };
+    assert.deepEqual(
+      all.drills.map((x) => [x.stamp, x.ok]),
+      points.map((p) => [p.stamp, true]),
+    );
+    rec = await lastRun();
+    assert.equal(rec.command, 'drill');
+    assert.equal(rec.outcome, 'ok');
+    // The drill left no blob file in the cache.
+    const cache = remoteCacheDir(dep.storages[0]!, url);
+    assert.deepEqual(fs.readdirSync(cache), ['backups']);
+    // A blob object damaged on the server: the drill fails, as a run.
+    const rel = Object.keys(filterBlobs(points[2]!.blobs))[0]!;
+    const { oid, tid } = blobIds(rel);
+    await server.rawPut(url, `sites/prod/${blobKey('main', oid, tid)}`, Buffer.alloc(fs.statSync(path.join(s.blobDir, rel)).size, 1));
+    const bad = run('drill', '--from', url);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /is not what its manifest says/);
+    rec = await lastRun();
+    assert.equal(rec.command, 'drill');
+    assert.equal(rec.error?.code, 'REMOTE_BAD');
+
+    // A push that fails: recorded, on_failure run with the error, status CRITICAL.
+    const marker = path.join(root, 'on-failure.txt');
+    const failed = run('push', '--to', 's3://pb-no-such-bucket/x', '--on-failure', `echo "$PLONE_BACKUP_COMMAND $PLONE_BACKUP_ERROR_CODE" > ${marker}`);
+    assert.equal(failed.status, 1);
+    assert.match(failed.stderr, /NoSuchBucket/);
+    assert.equal(fs.readFileSync(marker, 'utf8').trim(), 'push REMOTE_FAILED');
+    rec = await lastRun();
+    assert.deepEqual([rec.command, rec.outcome, rec.error?.code], ['push', 'failed', 'REMOTE_FAILED']);
+    const status = run('status');
+    assert.equal(status.status, 2, status.stdout);
+    assert.match(status.stdout, /CRITICAL.*push failed/);
   });
 });

@@ -6,12 +6,14 @@
  * written locally, a flipped byte found, encrypted and plain never mixed;
  * forget by chains and by day/week/month on crafted stamps, a blob shared with
  * a kept generation kept, a dry run changing nothing, forgets racing pushes,
+ * nothing deleted while a manifest cannot be read,
  * and the CLI (push --forget, forget --dry-run, a passphrase never printed).
  */
 import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
@@ -207,6 +209,43 @@ describe('forget: remote retention on a real S3 server', () => {
     // The push index forgot them too: the next push asks nothing of the forgotten ones.
     const again = await pushDeployment(dep, target);
     assert.deepEqual(again.storages[0]!.pushed, [A, C, D], 'the local generations the remote no longer has go up again');
+  });
+
+  it('deletes nothing while a manifest cannot be read (garbled, or not decrypting), with a typed error naming it; the CLI exits 1', async (t) => {
+    const root = tmpDir(t);
+    const stamps = ['2026-03-01-10-00-00', '2026-03-02-10-00-00', '2026-03-03-10-00-00', '2026-03-04-10-00-00'];
+    const { dep, close } = await craftedSite(t, path.join(root, 'prod'), stamps);
+    await close();
+    for (const key of [undefined, keyFile(root)]) {
+      const url = await server.bucket();
+      const target = await server.open(url, { key, create: true });
+      t.after(() => target.close());
+      await pushDeployment(dep, target);
+      // The second generation's manifest: garbage on a plain remote; on an encrypted one, a plain JSON that does not decrypt.
+      const garbled = `sites/prod/main/generations/${stamps[1]}.json`;
+      const good = await server.rawGet(url, garbled);
+      await server.rawPut(url, garbled, key ? Buffer.from(JSON.stringify({ format: 'plone-backup-remote-generation' })) : good.subarray(0, good.length - 7));
+      const before = await server.rawKeys(url);
+      const refused = (e: Error & { code?: string; path?: string }) =>
+        e.code === 'REMOTE_BAD' && e.message.startsWith(`Nothing was forgotten on ${url}`) && e.message.includes(`main/generations/${stamps[1]}.json`);
+      await assert.rejects(forgetRemote(dep, target, { keep: 1 }), refused);
+      await assert.rejects(forgetRemote(dep, target, { keepDaily: 1 }, { dryRun: true }), refused);
+      assert.deepEqual(await server.rawKeys(url), before, 'not a manifest, not an object deleted');
+      // The CLI: one sentence, exit 1, still nothing deleted.
+      const env: Record<string, string> = { ...(process.env as Record<string, string>), AWS_ENDPOINT_URL_S3: server.env.S3_ENDPOINT! };
+      const r = spawnSync(process.execPath, [CLI, 'forget', '--remote', url, '--keep', '1', ...(key ? ['--key-file', key.keyFile!] : [])], {
+        cwd: path.join(root, 'prod'),
+        encoding: 'utf8',
+        env,
+      });
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /Nothing was forgotten on .*cannot be read/);
+      assert.deepEqual(await server.rawKeys(url), before);
+      // Once the damaged manifest is gone, the forget runs.
+      await server.admin.send(new DeleteObjectCommand({ Bucket: url.slice(5).split('/')[0]!, Key: garbled }));
+      const res = await forgetRemote(dep, target, { keep: 1 });
+      assert.deepEqual(res.storages[0]!.kept, [stamps[3]]);
+    }
   });
 
   it('keeps the newest chains (--keep N); a forget racing pushes never removes what a new manifest names', async (t) => {

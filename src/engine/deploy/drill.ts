@@ -18,7 +18,7 @@ import { allChains, listRepository } from '../repozo/repository';
 import type { OperationOptions } from '../base/progress';
 import { foldersFor } from './kinds';
 import { openRestore } from './restore';
-import type { Deployment } from './deployment';
+import type { Deployment, StorageConfig } from './deployment';
 
 export interface DrillResult {
   storage: string;
@@ -41,6 +41,12 @@ export interface DrillOptions extends OperationOptions {
   all?: boolean;
   /** Where to restore (default: a temp folder, removed afterwards). */
   workDir?: string;
+  /**
+   * Where a storage's backups are, and which stamps to drill (default: its
+   * regular backups, the newest or, with `all`, every one). A drill of a
+   * remote (remote/pull.ts, drillRemote) gives what it fetched into the cache.
+   */
+  from?: (s: StorageConfig) => { repo: string; blobs?: string; stamps: string[] };
 }
 
 export async function drillDeployment(dep: Deployment, opts: DrillOptions = {}): Promise<DrillResult[]> {
@@ -48,21 +54,23 @@ export async function drillDeployment(dep: Deployment, opts: DrillOptions = {}):
   const work = opts.workDir ?? (await fsp.mkdtemp(path.join(os.tmpdir(), 'plone-backup-drill-')));
   try {
     for (const s of dep.storages) {
-      const { repo } = foldersFor(s, 'backup');
-      let stamps: string[];
-      try {
-        const { files } = await listRepository(repo);
-        stamps = opts.all
-          ? allChains(files)
-              .flat()
-              .map((f) => f.stamp)
-          : files.length
-            ? [files[files.length - 1]!.stamp]
-            : [];
-      } catch (e) {
-        if (PloneBackupError.is(e, 'REPO_MISSING')) stamps = [];
-        else throw e;
-      }
+      const from = opts.from?.(s);
+      const repo = from?.repo ?? foldersFor(s, 'backup').repo;
+      let stamps: string[] = from?.stamps ?? [];
+      if (!from)
+        try {
+          const { files } = await listRepository(repo);
+          stamps = opts.all
+            ? allChains(files)
+                .flat()
+                .map((f) => f.stamp)
+            : files.length
+              ? [files[files.length - 1]!.stamp]
+              : [];
+        } catch (e) {
+          if (PloneBackupError.is(e, 'REPO_MISSING')) stamps = [];
+          else throw e;
+        }
       if (stamps.length === 0) {
         results.push(emptyResult(s.name, `no backup in ${repo}`));
         continue;
@@ -104,7 +112,7 @@ async function drillOne(dep: Deployment, storage: string, stamp: string, work: s
     ...dep,
     storages: [{ ...s, file: path.join(dir, 'filestorage', path.basename(s.file)), blobDir: s.blobDir ? path.join(dir, path.basename(s.blobDir)) : undefined }],
   };
-  const { repo, blobs } = foldersFor(s, 'backup');
+  const { repo, blobs } = opts.from?.(s) ?? foldersFor(s, 'backup');
   const source = () => ({ type: 'repository' as const, repo, blobs: s.blobDir ? blobs : undefined });
   const res = emptyResult(storage, '');
   res.problems = [];

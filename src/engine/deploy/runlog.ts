@@ -30,6 +30,10 @@
  * No folder is made for it: before the first backup made the backups folder
  * (or while its disk is not mounted) runs are not recorded.
  *
+ * A push and a forget (remote/) are runs too: a push that fails (or whose
+ * `--forget` fails) runs on_failure as a failed backup does, and its record
+ * names the remote (`remote`) and what went up per storage.
+ *
  * Reading (`readRuns`): as hostile input, like every file of ours: capped
  * (readFileCapped), no link followed, only a regular file; a line that is not
  * a record we write (garbage, a truncated tail) is skipped and counted.
@@ -65,7 +69,9 @@ export const ON_FAILURE_TIMEOUT_MS = 5 * 60_000;
 
 export const BACKUP_COMMANDS = ['backup', 'fullbackup', 'snapshot', 'zipbackup'] as const;
 export const RESTORE_COMMANDS = ['restore', 'snapshotrestore', 'ziprestore', 'altrestore', 'undorestore'] as const;
-export const RUN_COMMANDS = [...BACKUP_COMMANDS, ...RESTORE_COMMANDS, 'verify', 'check', 'drill'] as const;
+/** The off-site commands (remote/): a push, and the remote's retention. */
+export const REMOTE_COMMANDS = ['push', 'forget'] as const;
+export const RUN_COMMANDS = [...BACKUP_COMMANDS, ...RESTORE_COMMANDS, 'verify', 'check', 'drill', ...REMOTE_COMMANDS] as const;
 export type RunCommand = (typeof RUN_COMMANDS)[number];
 
 /** What a run of each command returns: what its record is made from. */
@@ -82,6 +88,22 @@ export interface RunResults {
   verify: Finding[];
   check: Finding[];
   drill: DrillResult[];
+  push: PushRun;
+  forget: ForgetRun;
+}
+
+/** What a push returns (remote/push.ts's PushResult, and the forget of `push --forget`), as far as its record needs. */
+export interface PushRun {
+  url: string;
+  storages: { storage: string; pushed: string[]; skipped: unknown[]; objects: number; bytes: number }[];
+  forget?: ForgetRun;
+}
+
+/** What a forget returns (remote/forget.ts's ForgetResult), as far as its record needs. */
+export interface ForgetRun {
+  url: string;
+  dryRun: boolean;
+  storages: { storage: string; forgotten: string[]; objects: string[] }[];
 }
 
 /** What a run did to one storage (the fields that apply to its command). */
@@ -97,6 +119,9 @@ export interface RunStorage {
   blobFiles?: number;
   /** Drill: whether this storage's restore proved good. */
   ok?: boolean;
+  /** push, forget: generations pushed or forgotten, and objects sent or deleted. */
+  generations?: number;
+  objects?: number;
   errors?: number;
   warnings?: number;
 }
@@ -114,6 +139,8 @@ export interface RunRecord {
   /** Who ran it: cli, extension. */
   via?: string;
   storages: RunStorage[];
+  /** push, forget: the remote's URL (never with credentials: those are refused in a URL). */
+  remote?: string;
   error?: { code: string; message: string };
 }
 
@@ -160,7 +187,7 @@ export function startRun<C extends RunCommand>(dep: Deployment, command: C, o: R
   const now = o.now ?? (() => new Date());
   const started = now();
   let done = false;
-  const finish = async (outcome: Omit<RunRecord, 'v' | 'command' | 'start' | 'end' | 'seconds' | 'host' | 'pid' | 'via'>) => {
+  const finish = async (outcome: Pick<RunRecord, 'outcome' | 'storages' | 'remote' | 'error'>) => {
     if (done) return;
     done = true;
     const end = now();
@@ -175,6 +202,7 @@ export function startRun<C extends RunCommand>(dep: Deployment, command: C, o: R
       pid: process.pid,
       ...(o.via ? { via: o.via } : {}),
       storages: outcome.storages,
+      ...(outcome.remote ? { remote: outcome.remote } : {}),
       ...(outcome.error ? { error: outcome.error } : {}),
     };
     await appendRun(dep, rec, o);
@@ -212,7 +240,32 @@ export function verifyFailures(findings: Finding[]): Finding[] {
 }
 
 /** A run's record from what it returned: what it did per storage, and whether it failed. */
-async function summarize<C extends RunCommand>(dep: Deployment, command: C, res: RunResults[C]): Promise<Pick<RunRecord, 'outcome' | 'storages' | 'error'>> {
+async function summarize<C extends RunCommand>(dep: Deployment, command: C, res: RunResults[C]): Promise<Pick<RunRecord, 'outcome' | 'storages' | 'remote' | 'error'>> {
+  if (command === 'push') {
+    const r = res as PushRun;
+    const storages = r.storages.map((x) =>
+      clean({
+        name: x.storage,
+        stamp: x.pushed.at(-1),
+        action: x.pushed.length ? 'pushed' : 'none',
+        generations: x.pushed.length,
+        objects: x.objects,
+        bytes: x.bytes,
+        warnings: x.skipped.length,
+      }),
+    );
+    return { outcome: 'ok', storages, remote: r.url };
+  }
+  if (command === 'forget') {
+    const r = res as ForgetRun;
+    const storages = r.storages.map((x) => ({
+      name: x.storage,
+      action: r.dryRun ? 'dry-run' : x.forgotten.length ? 'forgot' : 'none',
+      generations: x.forgotten.length,
+      objects: x.objects.length,
+    }));
+    return { outcome: 'ok', storages, remote: r.url };
+  }
   if ((BACKUP_COMMANDS as readonly string[]).includes(command)) {
     const kind = commandKind(command as BackupCommand);
     const storages: RunStorage[] = [];
@@ -494,7 +547,7 @@ export function parseRunLine(line: string): RunRecord | undefined {
     const st: RunStorage = { name: s.name };
     if (str(s.stamp, 40)) st.stamp = s.stamp;
     if (str(s.action, 40)) st.action = s.action;
-    for (const k of ['bytes', 'transactions', 'blobFiles', 'errors', 'warnings'] as const) if (num(s[k])) st[k] = s[k];
+    for (const k of ['bytes', 'transactions', 'blobFiles', 'errors', 'warnings', 'generations', 'objects'] as const) if (num(s[k])) st[k] = s[k];
     if (typeof s.ok === 'boolean') st.ok = s.ok;
     storages.push(st);
   }
@@ -510,6 +563,7 @@ export function parseRunLine(line: string): RunRecord | undefined {
     storages,
   };
   if (str(r.via, 40)) rec.via = r.via;
+  if (str(r.remote, 2100)) rec.remote = r.remote;
   if (r.error !== undefined) {
     const e = r.error as Record<string, unknown> | null;
     if (typeof e !== 'object' || e === null || !str(e.code, 64) || !str(e.message, MAX_LINE)) return undefined;

@@ -105,7 +105,7 @@ export function shortAge(seconds: number): string {
   return `${Math.floor(s / 86400)}d${s % 86400 >= 3600 ? ` ${Math.floor((s % 86400) / 3600)}h` : ''}`;
 }
 
-const CRITICAL_WHEN_FAILING = new Set<RunCommand>([...BACKUP_COMMANDS, 'verify', 'drill']);
+const CRITICAL_WHEN_FAILING = new Set<RunCommand>([...BACKUP_COMMANDS, 'verify', 'drill', 'push']);
 
 /** One line, not too long, for the plugin's output. */
 function oneLine(s: string, max = 300): string {

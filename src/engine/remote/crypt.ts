@@ -27,6 +27,14 @@
  * replayed from another object or cut off at the end fails authentication,
  * and so does an object put under another object's name.
  *
+ * A file pushed (a piece, an index, a blob file) takes as its 16 bytes an
+ * HMAC, under a key derived for it, of its name, size and plaintext SHA-256
+ * instead of random ones: the same file under the same name is sealed into
+ * the same bytes every time, so a multipart upload that was interrupted is
+ * continued with parts that match the ones already sent (s3.ts). A key and
+ * nonce are so used again only for the very same plaintext, which reveals
+ * nothing beyond what the name already says (objects are never replaced).
+ *
  * Names: a blob file's key (`blobs/<oid>/<tid>.blob`) would say which
  * objects changed when; it becomes `blobs/<hh>/<62 hex>`, the HMAC of the
  * storage, oid and tid under the names key. Generation stamps stay visible
@@ -75,11 +83,14 @@ const HOW = 'Give the key it was pushed with: --key-file FILE (remote.keyFile), 
 
 /** The keys of one target, derived once. */
 export class TargetKeys {
+  private readonly salts: Buffer;
   private constructor(
     private readonly enc: Buffer,
     private readonly names: Buffer,
     readonly chunk: number,
-  ) {}
+  ) {
+    this.salts = Buffer.from(hkdfSync('sha256', enc, Buffer.alloc(0), 'plone-backup object salt v1', 32));
+  }
 
   static async derive(src: KeySource, marker: Marker): Promise<{ keys: TargetKeys; check: string }> {
     const salt = Buffer.from(marker.kdf.salt, 'base64');
@@ -106,7 +117,8 @@ export class TargetKeys {
 
   /** The name a logical key has on the remote: blob files by HMAC, everything else as it is. */
   physical(key: string): string {
-    const m = /^([^/]+)\/blobs\/([0-9a-f]{16})\/([0-9a-f]{16})\.blob$/.exec(key);
+    // `<storage>/blobs/…`, or in a kind's space `<storage>/snapshot/blobs/…` (layout.ts).
+    const m = /^([^/]+(?:\/[a-z]+)?)\/blobs\/([0-9a-f]{16})\/([0-9a-f]{16})\.blob$/.exec(key);
     if (!m) return key;
     const h = createHmac('sha256', this.names).update(`${m[1]}\0${m[2]}\0${m[3]}`).digest('hex');
     return `${m[1]}/blobs/${h.slice(0, 2)}/${h.slice(2)}`;
@@ -130,9 +142,14 @@ export class TargetKeys {
     return Buffer.from(hkdfSync('sha256', this.enc, salt, 'plone-backup object v1', 32));
   }
 
-  /** A new object's header (a fresh salt), its key and the data every chunk authenticates (the header and the object's name). */
-  private newObject(key: string): { header: Buffer; k: Buffer; aad: Buffer } {
-    const salt = randomBytes(16);
+  /**
+   * A new object's header, its key and the data every chunk authenticates
+   * (the header and the object's name). The salt: `of` a file (its size and
+   * SHA-256) gives the same one for the same content under the same name
+   * (see the header); else fresh random bytes.
+   */
+  private newObject(key: string, of?: { size: number; sha256: string }): { header: Buffer; k: Buffer; aad: Buffer } {
+    const salt = of ? createHmac('sha256', this.salts).update(`${key}\0${of.size}\0${of.sha256}`).digest().subarray(0, 16) : randomBytes(16);
     const header = Buffer.alloc(HEADER);
     MAGIC.copy(header);
     salt.copy(header, MAGIC.length);
@@ -143,7 +160,7 @@ export class TargetKeys {
 
   /** Encrypts a stream; `expect` (size, SHA-256) is checked before the final chunk, so a source that changed never completes an object. */
   async *seal(key: string, src: AsyncIterable<Uint8Array>, expect?: { size: number; check: () => string; update: (b: Buffer) => void; sha256: string }): AsyncGenerator<Buffer> {
-    const { header, k, aad } = this.newObject(key);
+    const { header, k, aad } = this.newObject(key, expect);
     yield header;
     let buf: Buffer = Buffer.alloc(0);
     let i = 0;

@@ -12,12 +12,20 @@
  * and every generation a kept one names as its blob parent (its files are
  * the kept one's too).
  *
+ * Snapshots and zip backups (their spaces, layout.ts) are kept by the same
+ * rules among their own generations, each space on its own: a space's
+ * objects are named only by its manifests, and the backups' sweep of
+ * `<storage>/` never takes what lies in `<storage>/snapshot/` or
+ * `<storage>/zip/` (not of its shapes).
+ *
  * What goes: the manifests of the other generations first, newest first (a
  * manifest never loses its parent while it is there), then the objects no
  * remaining manifest names: pieces, indexes, blob files (and what an
  * interrupted push left). Only objects of our layout's shapes are deleted.
- * While a manifest cannot be read, no object is deleted (it may name them),
- * and that manifest is never deleted. The whole run holds the remote's
+ * While any manifest of the remote cannot be read (garbled, not ours, not
+ * decrypting with the key), nothing at all is deleted, neither manifests nor
+ * objects: it may name them, and it may be the parent a kept generation
+ * needs; the run fails with REMOTE_BAD naming it. The whole run holds the remote's
  * forget lock (lock.ts), so no push writes meanwhile; `dryRun` reads only,
  * takes no lock and deletes nothing.
  */
@@ -25,8 +33,22 @@
 import { PloneBackupError } from '../base/errors';
 import type { OperationOptions } from '../base/progress';
 import { parseDataFileName } from '../repozo/repository';
-import type { Deployment } from '../deploy/deployment';
-import { type RemoteManifest, RemoteResolver, blobKey, indexKey, isStorageName, manifestKey, pieceKey, remoteStamps, storagePrefix } from './layout';
+import type { Deployment, StorageConfig } from '../deploy/deployment';
+import { KIND_ORDER, type Kind } from '../deploy/kinds';
+import {
+  ARCHIVE_NAME,
+  type RemoteManifest,
+  RemoteResolver,
+  archiveKey,
+  blobKey,
+  indexKey,
+  isStorageName,
+  manifestKey,
+  pieceKey,
+  remoteStamps,
+  spaceOf,
+  storagePrefix,
+} from './layout';
 import { EncryptedTarget, physicalKey } from './crypt';
 import { RemoteLock } from './lock';
 import { pruneIndex, pushIndexPath } from './push';
@@ -52,8 +74,6 @@ export interface StorageForgetResult {
   forgotten: string[];
   /** Object keys (as on the remote) deleted (would be). */
   objects: string[];
-  /** Why objects were left alone (an unreadable manifest). */
-  problems: string[];
 }
 
 export interface ForgetResult {
@@ -113,6 +133,7 @@ export function selectKept(gens: Map<string, string>, p: ForgetPolicy): Set<stri
 function objectsOf(storage: string, m: RemoteManifest): string[] {
   const out = m.pieces.map((p) => pieceKey(storage, p.name));
   if (m.index) out.push(indexKey(storage, m.stamp));
+  if (m.archive) out.push(archiveKey(storage, m.archive.name));
   for (const [oid, tid] of m.blobs?.files ?? []) out.push(blobKey(storage, oid, tid));
   return out;
 }
@@ -123,6 +144,7 @@ function ours(rel: string): boolean {
   if (rest.length) return false;
   if (dir === 'pieces') return b === undefined && a !== undefined && parseDataFileName(a) !== undefined;
   if (dir === 'indexes') return b === undefined && /^\d{4}(-\d\d){5}\.index$/.test(a ?? '');
+  if (dir === 'archives') return b === undefined && ARCHIVE_NAME.test(a ?? '');
   if (dir === 'blobs') return (/^[0-9a-f]{16}$/.test(a ?? '') && /^[0-9a-f]{16}\.blob$/.test(b ?? '')) || (/^[0-9a-f]{2}$/.test(a ?? '') && /^[0-9a-f]{62}$/.test(b ?? ''));
   return false;
 }
@@ -136,12 +158,37 @@ export async function forgetRemote(dep: Deployment, t: RemoteTarget, policy: For
   const lock = opts.dryRun ? undefined : await RemoteLock.acquire(t, 'forget', { signal: opts.signal, waitMs: opts.lockWaitMs, log: opts.log });
   try {
     const storages: StorageForgetResult[] = [];
+    // Every manifest of every storage read first: one that cannot be read stops the run before any delete.
+    // Every kind in its space (layout.ts), each kept by the same rules on its own generations.
+    const read: { s: StorageConfig; kind: Kind; space: string; manifests: Map<string, RemoteManifest> }[] = [];
+    const unreadable: string[] = [];
     for (const s of dep.storages) {
       if (!isStorageName(s.name)) continue;
-      const { res, named } = await forgetStorage(s.name, t, policy, opts);
+      for (const kind of KIND_ORDER) {
+        const space = spaceOf(s.name, kind);
+        const r = await readManifests(space, t, opts.signal);
+        read.push({ s, kind, space, manifests: r.manifests });
+        unreadable.push(...r.unreadable);
+      }
+    }
+    if (unreadable.length) {
+      throw new PloneBackupError(
+        'REMOTE_BAD',
+        `Nothing was forgotten on ${t.url}: ${unreadable.length === 1 ? 'a generation manifest cannot be read' : `${unreadable.length} generation manifests cannot be read`} (${unreadable
+          .slice(0, 5)
+          .join('; ')}${unreadable.length > 5 ? '; …' : ''}), and ${unreadable.length === 1 ? 'it' : 'they'} may name objects or parents that kept generations need.`,
+        {
+          path: unreadable[0],
+          hint: 'Run plone-backup verify --from URL to see what is wrong; remove the damaged manifest from the remote (or push it again from a site that still has that backup), then forget again.',
+        },
+      );
+    }
+    for (const { s, kind, space, manifests } of read) {
+      if (kind !== 'backup' && !manifests.size) continue;
+      const { res, named } = await forgetStorage(space, manifests, t, policy, opts);
       storages.push(res);
       // The local index of what the remote holds (push.ts) forgets it too, so the next push need not ask.
-      if (!opts.dryRun && (res.forgotten.length || res.objects.length)) await pruneIndex(pushIndexPath(s, t.url), res.forgotten, named);
+      if (!opts.dryRun && (res.forgotten.length || res.objects.length)) await pruneIndex(pushIndexPath(s, t.url, kind), res.forgotten, named);
     }
     return { url: t.url, dryRun: opts.dryRun === true, storages, stats: { ...t.stats } };
   } finally {
@@ -149,25 +196,32 @@ export async function forgetRemote(dep: Deployment, t: RemoteTarget, policy: For
   }
 }
 
-async function forgetStorage(storage: string, t: RemoteTarget, policy: ForgetPolicy, opts: ForgetOptions): Promise<{ res: StorageForgetResult; named?: Set<string> }> {
-  const res: StorageForgetResult = { storage, kept: [], forgotten: [], objects: [], problems: [] };
-  const resolver = new RemoteResolver(t, storage, opts.signal);
+/** Every manifest of a storage on the remote, and the keys of those that cannot be read (REMOTE_BAD), with why. */
+async function readManifests(storage: string, t: RemoteTarget, signal?: AbortSignal): Promise<{ manifests: Map<string, RemoteManifest>; unreadable: string[] }> {
+  const resolver = new RemoteResolver(t, storage, signal);
   const manifests = new Map<string, RemoteManifest>();
   const unreadable: string[] = [];
-  for (const stamp of await remoteStamps(t, storage, opts.signal)) {
+  for (const stamp of await remoteStamps(t, storage, signal)) {
     try {
       const m = await resolver.manifest(stamp);
       if (m) manifests.set(stamp, m);
     } catch (e) {
       if (!PloneBackupError.is(e, 'REMOTE_BAD')) throw e;
-      unreadable.push(stamp);
-      res.problems.push(e.message);
+      unreadable.push(`${manifestKey(storage, stamp)}: ${e.message.replace(/\.$/, '')}`);
     }
   }
-  if (!manifests.size) {
-    res.kept = unreadable;
-    return { res };
-  }
+  return { manifests, unreadable };
+}
+
+async function forgetStorage(
+  storage: string,
+  manifests: Map<string, RemoteManifest>,
+  t: RemoteTarget,
+  policy: ForgetPolicy,
+  opts: ForgetOptions,
+): Promise<{ res: StorageForgetResult; named?: Set<string> }> {
+  const res: StorageForgetResult = { storage, kept: [], forgotten: [], objects: [] };
+  if (!manifests.size) return { res };
   const kept = selectKept(new Map([...manifests].map(([s, m]) => [s, m.full])), policy);
   // A kept generation's blob parents stay with it.
   for (const s of [...kept]) {
@@ -177,7 +231,7 @@ async function forgetStorage(storage: string, t: RemoteTarget, policy: ForgetPol
       at = manifests.get(at)!.blobs?.parent;
     }
   }
-  res.kept = [...kept, ...unreadable].sort();
+  res.kept = [...kept].sort();
   res.forgotten = [...manifests.keys()]
     .filter((s) => !kept.has(s))
     .sort()
@@ -189,12 +243,6 @@ async function forgetStorage(storage: string, t: RemoteTarget, policy: ForgetPol
   for (const stamp of res.forgotten) {
     opts.log?.(`${opts.dryRun ? 'would forget' : 'forgetting'} ${storage} ${stamp}`);
     if (!opts.dryRun) await raw.delete([manifestKey(storage, stamp)], opts.signal);
-  }
-  if (unreadable.length) {
-    res.problems.push(
-      `${storage}: no object was deleted, as ${unreadable.length} manifest${unreadable.length > 1 ? 's' : ''} cannot be read (${unreadable.join(', ')}): remove or repair ${unreadable.length > 1 ? 'them' : 'it'} first`,
-    );
-    return { res };
   }
   const base = storagePrefix(storage);
   for (const rel of await raw.list(base, opts.signal, { recursive: true })) {

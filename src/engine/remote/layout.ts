@@ -22,6 +22,14 @@
  * added since, as the local blob pool does; a generation's files are its own
  * and its parents' (`count` checks the sum).
  *
+ * Snapshots and zip backups (deploy/kinds.ts) have the same layout in a
+ * space of their own, `<storage>/snapshot/` and `<storage>/zip/` (a storage
+ * name never holds a `/`, so no storage's space is another's): pieces,
+ * indexes, blob files, generations, and `archives/<stamp>.tar[.gz]`, a blob
+ * generation kept as one archive (zip backups, the `tar` and `tar.gz` blob
+ * formats), pushed as it is and named by the manifest's `archive`. Every
+ * function here taking a `storage` takes such a space (`spaceOf`).
+ *
  * What a remote holds is hostile input: a manifest is read capped, checked
  * whole (stamps, names that parse as repozo pieces, hex ids, sizes, digests,
  * parents strictly older, the totals), and turned into local paths only
@@ -33,6 +41,7 @@ import { READ_CAPS } from '../base/io';
 import { parseDataFileName } from '../repozo/repository';
 import { isStamp } from '../zodb/tid';
 import type { BlobLayout } from '../zodb/blobdir';
+import type { Kind } from '../deploy/kinds';
 import type { RemoteTarget } from './target';
 
 export const MANIFEST_FORMAT = 'plone-backup-remote-generation';
@@ -64,6 +73,8 @@ export interface RemoteManifest {
   index?: { size: number; sha256: string };
   /** What the last transaction was (from the piece cache), for listings. */
   info?: { transactions?: number; lastTid?: string; lastTime?: string; lastUser?: string; lastDescription?: string };
+  /** A blob generation kept as one archive (`<stamp>.tar` or `<stamp>.tar.gz`, under `archives/`), instead of `blobs`. */
+  archive?: { name: string; size: number; sha256: string };
   blobs?: {
     layout: BlobLayout;
     /** An older generation of the same chain whose files this one adds to. */
@@ -75,7 +86,12 @@ export interface RemoteManifest {
   };
 }
 
+/** Where a kind of backups of a storage lives on the remote (see the header). */
+export const spaceOf = (storage: string, kind: Kind) => (kind === 'backup' ? storage : `${storage}/${kind}`);
 export const storagePrefix = (storage: string) => `${storage}/`;
+export const archiveKey = (storage: string, name: string) => `${storage}/archives/${name}`;
+/** The name of an archived blob generation on the remote: its stamp and its suffix. */
+export const ARCHIVE_NAME = /^\d{4}(-\d\d){5}\.tar(\.gz)?$/;
 export const generationsPrefix = (storage: string) => `${storage}/generations/`;
 export const manifestKey = (storage: string, stamp: string) => `${storage}/generations/${stamp}.json`;
 export const pieceKey = (storage: string, name: string) => `${storage}/pieces/${name}`;
@@ -150,6 +166,21 @@ export function checkRemoteManifest(m: unknown, fail: (why: string) => Error, st
     if (typeof q.md5 !== 'string' || !HEX32.test(q.md5)) throw fail(`piece ${f.name} has no md5`);
     if (typeof q.sha256 !== 'string' || !HEX64.test(q.sha256)) throw fail(`piece ${f.name} has no SHA-256`);
   });
+  if (o.archive !== undefined) {
+    const a = o.archive as Record<string, unknown> | null;
+    if (
+      typeof a !== 'object' ||
+      a === null ||
+      typeof a.name !== 'string' ||
+      !ARCHIVE_NAME.test(a.name) ||
+      !a.name.startsWith(stamp) ||
+      !count(a.size) ||
+      typeof a.sha256 !== 'string' ||
+      !HEX64.test(a.sha256)
+    )
+      throw fail('its archive is not a name, a size and a SHA-256');
+    if (o.blobs !== undefined) throw fail('it has both an archive and blob files');
+  }
   if (o.index !== undefined) {
     const x = o.index as Record<string, unknown> | null;
     if (typeof x !== 'object' || x === null || !count(x.size) || typeof x.sha256 !== 'string' || !HEX64.test(x.sha256)) throw fail('its index is not a size and a SHA-256');

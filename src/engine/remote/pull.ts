@@ -25,6 +25,21 @@
  * generation holds: the incremental restore adds only the new ones. The
  * chain's earlier pieces are still fetched once into the cache (the restore
  * reads the piece the live state ends with, to prove it).
+ *
+ * The cache does not pile up: once a restore from it succeeded (or a drill
+ * of the remote ended), `trimRemoteCache` keeps only the pieces and the .dat
+ * of the chain just restored (what the next refresh of a dev site would
+ * otherwise fetch again: the full piece is the size of the database) and
+ * removes every blob file, blob generation, index and other chain: the
+ * restored site holds its blob files itself, and the next refresh does not
+ * fetch those (see above). A restore that failed or was cancelled leaves
+ * what it fetched, so the next try fetches only the rest. It runs under the
+ * lock of the cache's repository (base/lock.ts), which every restore from
+ * the cache holds while it reads it, so never while it is in use.
+ *
+ * `drill --from` (`drillRemote`) fetches a generation as a full restore
+ * would (every blob file), drills it as a local drill does (deploy/drill.ts),
+ * then trims the cache the same way.
  */
 
 import { createHash } from 'node:crypto';
@@ -40,7 +55,10 @@ import { txnEndingAt } from '../zodb/filestorage';
 import { MANIFEST, makeDirs } from '../deploy/blobgen';
 import type { Deployment, StorageConfig } from '../deploy/deployment';
 import { openRestore, type RestoreOptions, type RestoreSession } from '../deploy/restore';
-import { RemoteResolver, blobKey, indexKey, manifestKey, pieceKey, remoteStamps, type RemoteBlob, type RemoteManifest } from './layout';
+import { drillDeployment, type DrillOptions, type DrillResult } from '../deploy/drill';
+import { acquireLock } from '../base/lock';
+import { RemoteResolver, archiveKey, blobKey, indexKey, manifestKey, pieceKey, remoteStamps, spaceOf, type RemoteBlob, type RemoteManifest } from './layout';
+import { KIND_ORDER, type Kind } from '../deploy/kinds';
 import { downloadVerified, type RemoteTarget } from './target';
 
 // ---------------------------------------------------------------------------
@@ -66,14 +84,25 @@ export interface RemoteGenerationView {
 }
 
 export interface RemoteStorageView {
+  /** The storage, or for snapshots and zip backups its space (`main/snapshot`, layout.ts). */
   storage: string;
+  kind: Kind;
   generations: RemoteGenerationView[];
 }
 
-/** The generations on the remote, storage by storage, oldest first: one listing and one manifest read each. */
+/** Every kind of every storage as spaces on the remote (layout.ts): the storage's own, then its snapshots' and zip backups'. */
+function spacesOf(storages: string[]): { storage: string; kind: Kind; space: string }[] {
+  return storages.flatMap((storage) => KIND_ORDER.map((kind) => ({ storage, kind, space: spaceOf(storage, kind) })));
+}
+
+/**
+ * The generations on the remote, storage by storage, oldest first: one
+ * listing and one manifest read each; snapshots and zip backups after their
+ * storage's backups, when there are some.
+ */
 export async function listRemote(storages: string[], t: RemoteTarget, opts: OperationOptions = {}): Promise<RemoteStorageView[]> {
   const out: RemoteStorageView[] = [];
-  for (const storage of storages) {
+  for (const { kind, space: storage } of spacesOf(storages)) {
     const r = new RemoteResolver(t, storage, opts.signal);
     const generations: RemoteGenerationView[] = [];
     for (const stamp of await remoteStamps(t, storage, opts.signal)) {
@@ -100,7 +129,7 @@ export async function listRemote(storages: string[], t: RemoteTarget, opts: Oper
         generations.push({ stamp, full: false, chain: '', start: 0, end: 0, size: 0, problem: e.message });
       }
     }
-    out.push({ storage, generations });
+    if (kind === 'backup' || generations.length) out.push({ storage, kind, generations });
   }
   return out;
 }
@@ -123,7 +152,7 @@ export interface RemoteVerifyResult {
 /** Every generation's manifest checked whole, every object it names present with its size (`deep`: its bytes). */
 export async function verifyRemote(storages: string[], t: RemoteTarget, opts: RemoteVerifyOptions = {}): Promise<RemoteVerifyResult[]> {
   const out: RemoteVerifyResult[] = [];
-  for (const storage of storages) {
+  for (const { kind, space: storage } of spacesOf(storages)) {
     const res: RemoteVerifyResult = { storage, generations: 0, objects: 0, problems: [] };
     const r = new RemoteResolver(t, storage, opts.signal);
     // key → what it must be (the first manifest naming it wins; another naming it otherwise is a problem).
@@ -141,6 +170,7 @@ export async function verifyRemote(storages: string[], t: RemoteTarget, opts: Re
         if (!m) continue;
         for (const p of m.pieces) want(pieceKey(storage, p.name), { size: p.size, sha256: p.sha256, md5: p.md5, gzip: parseDataFileName(p.name)!.gzip }, stamp);
         if (m.index) want(indexKey(storage, stamp), m.index, stamp);
+        if (m.archive) want(archiveKey(storage, m.archive.name), m.archive, stamp);
         for (const [oid, tid, size, sha256] of (await r.blobs(stamp)).values()) want(blobKey(storage, oid, tid), { size, sha256 }, stamp);
       } catch (e) {
         if (!PloneBackupError.is(e, 'REMOTE_BAD')) throw e;
@@ -162,7 +192,7 @@ export async function verifyRemote(storages: string[], t: RemoteTarget, opts: Re
       opts.signal,
     );
     res.problems.sort();
-    out.push(res);
+    if (kind === 'backup' || res.generations) out.push(res);
   }
   return out;
 }
@@ -224,9 +254,9 @@ async function readBack(t: RemoteTarget, key: string, o: { size: number; sha256:
 // ---------------------------------------------------------------------------
 // fetch and restore
 
-/** The local cache of a remote for a storage (see the header). */
-export function remoteCacheDir(s: StorageConfig, url: string): string {
-  return path.join(path.dirname(s.dirs.backups), 'remotecache', createHash('sha256').update(url).digest('hex').slice(0, 12), s.name);
+/** The local cache of a remote for a storage (of a kind: `<storage>~snapshot`, `~` being no storage name's) (see the header). */
+export function remoteCacheDir(s: StorageConfig, url: string, kind: Kind = 'backup'): string {
+  return path.join(path.dirname(s.dirs.backups), 'remotecache', createHash('sha256').update(url).digest('hex').slice(0, 12), kind === 'backup' ? s.name : `${s.name}~${kind}`);
 }
 
 export interface FetchResult {
@@ -239,6 +269,9 @@ export interface FetchResult {
   liveBlobs: number;
   repo: string;
   blobs?: string;
+  /** The chain fetched: its full backup's stamp and its pieces' names, up to `stamp`. */
+  full: string;
+  pieces: string[];
 }
 
 export interface FetchOptions extends OperationOptions {
@@ -246,6 +279,8 @@ export interface FetchOptions extends OperationOptions {
   date?: string;
   /** Leave out the blob files the live state's generation holds (default true; false for a full restore). */
   incremental?: boolean;
+  /** Which kind of backups (default: regular backups). */
+  kind?: Kind;
 }
 
 /** Picks, for every storage, the newest remote generation at the date and fetches what restoring it needs into the cache. */
@@ -255,30 +290,50 @@ export async function fetchForRestore(dep: Deployment, t: RemoteTarget, opts: Fe
   return out;
 }
 
+/** Fetches what restoring one storage at `opts.date` (default: its newest generation) needs into the cache, under the cache's lock. */
 async function fetchStorage(s: StorageConfig, t: RemoteTarget, opts: FetchOptions): Promise<FetchResult> {
-  const stamps = (await remoteStamps(t, s.name, opts.signal)).filter((x) => opts.date === undefined || x <= opts.date);
+  const repo = path.join(remoteCacheDir(s, t.url, opts.kind), 'backups');
+  await fsp.mkdir(repo, { recursive: true, mode: 0o700 });
+  const lock = await acquireLock(repo, { what: 'fetch from a remote', signal: opts.signal });
+  try {
+    return await fetchStorageLocked(s, t, opts);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function fetchStorageLocked(s: StorageConfig, t: RemoteTarget, opts: FetchOptions): Promise<FetchResult> {
+  const kind = opts.kind ?? 'backup';
+  const space = spaceOf(s.name, kind);
+  const stamps = (await remoteStamps(t, space, opts.signal)).filter((x) => opts.date === undefined || x <= opts.date);
   const stamp = stamps.at(-1);
   if (!stamp) {
-    throw new PloneBackupError('NO_BACKUPS', `There is no generation of ${s.name} on ${t.url}${opts.date ? ` from before ${opts.date}` : ''}.`, {
+    throw new PloneBackupError('NO_BACKUPS', `There is no ${kind === 'backup' ? 'generation' : kind} of ${s.name} on ${t.url}${opts.date ? ` from before ${opts.date}` : ''}.`, {
       hint: opts.date ? 'Pick a later date; `plone-backup list --from URL` shows what is there.' : 'Push one first with `plone-backup push`.',
     });
   }
-  const r = new RemoteResolver(t, s.name, opts.signal);
+  const r = new RemoteResolver(t, space, opts.signal);
   const m = (await r.manifest(stamp))!;
-  const cache = remoteCacheDir(s, t.url);
+  const cache = remoteCacheDir(s, t.url, kind);
   const repo = path.join(cache, 'backups');
   await fsp.mkdir(repo, { recursive: true, mode: 0o700 });
-  const res: FetchResult = { storage: s.name, stamp, fetched: 0, bytes: 0, liveBlobs: 0, repo };
+  const res: FetchResult = { storage: s.name, stamp, fetched: 0, bytes: 0, liveBlobs: 0, repo, full: m.full, pieces: m.pieces.map((p) => p.name) };
   const fetch = async (key: string, dest: string, o: { size: number; sha256: string }) => {
     const st = await fsp.lstat(dest).catch(() => undefined);
     if (st?.isFile() && st.size === o.size) return; // fetched (and checked) before
     if (st) await fsp.rm(dest, { force: true });
     res.bytes += await downloadVerified(t, key, dest, o, 0o600, opts.signal);
     res.fetched++;
-    opts.onProgress?.({ phase: `fetching ${s.name} ${stamp}`, done: res.bytes });
+    opts.onProgress?.({ phase: `fetching ${space} ${stamp}`, done: res.bytes });
   };
-  for (const p of m.pieces) await fetch(pieceKey(s.name, p.name), path.join(repo, p.name), p);
-  if (m.index) await fetch(indexKey(s.name, stamp), path.join(repo, indexName(stamp)), m.index);
+  for (const p of m.pieces) await fetch(pieceKey(space, p.name), path.join(repo, p.name), p);
+  if (m.index) await fetch(indexKey(space, stamp), path.join(repo, indexName(stamp)), m.index);
+  if (s.blobDir && m.archive) {
+    // An archived blob generation: under the name the local restore looks for (<blob folder>.<stamp>.tar[.gz]).
+    res.blobs = path.join(cache, 'blobstoragebackups');
+    await fsp.mkdir(res.blobs, { recursive: true, mode: 0o700 });
+    await fetch(archiveKey(space, m.archive.name), path.join(res.blobs, `${path.basename(s.blobDir)}.${m.archive.name}`), m.archive);
+  }
   // The .dat of the chain, as repozo writes it: rewritten whole (the chain may have grown since the last fetch).
   await writeFileAtomic(path.join(repo, datName(m.full)), m.pieces.map((p) => formatDatLine({ path: path.join(repo, p.name), start: p.start, end: p.end, md5: p.md5 })).join(''));
   if (s.blobDir && m.blobs) {
@@ -292,7 +347,7 @@ async function fetchStorage(s: StorageConfig, t: RemoteTarget, opts: FetchOption
       8,
       async ([oid, tid, size, sha256]) => {
         await fsp.mkdir(path.join(store, oid), { recursive: true, mode: 0o700 });
-        await fetch(blobKey(s.name, oid, tid), path.join(store, oid, `${tid}.blob`), { size, sha256 });
+        await fetch(blobKey(space, oid, tid), path.join(store, oid, `${tid}.blob`), { size, sha256 });
       },
       opts.signal,
     );
@@ -374,13 +429,15 @@ async function buildCacheGeneration(dir: string, base: string, store: string, m:
  * after all, the rest of its files are fetched and the plan made again.
  */
 export async function openRemoteRestore(dep: Deployment, t: RemoteTarget, opts: RestoreOptions = {}): Promise<{ session: RestoreSession; fetched: FetchResult[] }> {
-  const fetchOpts = { signal: opts.signal, onProgress: opts.onProgress, log: opts.log, date: opts.date };
+  // Regular backups, snapshots or zip backups (snapshotrestore, ziprestore --from), each from its space.
+  const kind = opts.kind ?? 'backup';
+  const fetchOpts = { signal: opts.signal, onProgress: opts.onProgress, log: opts.log, date: opts.date, kind };
   let fetched = await fetchForRestore(dep, t, { ...fetchOpts, incremental: opts.incremental });
   // The date: the one asked for, else the newest fetched (the cache may hold newer pieces the remote no longer has).
   const open = () =>
     openRestore(dep, {
       ...opts,
-      kind: 'backup',
+      kind,
       date:
         opts.date ??
         fetched
@@ -399,5 +456,71 @@ export async function openRemoteRestore(dep: Deployment, t: RemoteTarget, opts: 
     fetched = await fetchForRestore(dep, t, { ...fetchOpts, incremental: false });
     session = await open();
   }
-  return { session, fetched };
+  const inner = session;
+  // Once the restore succeeded, still under the session's lock of each cache: the cache trimmed (see the header).
+  const trimmed: RestoreSession = {
+    plans: inner.plans,
+    keepOld: inner.keepOld,
+    async run(more) {
+      const results = await inner.run(more);
+      for (const f of fetched) await trimRemoteCache(f).catch((e: unknown) => opts.log?.(`The cache ${path.dirname(f.repo)} could not be trimmed: ${(e as Error).message}`));
+      return results;
+    },
+    close: () => inner.close(),
+  };
+  return { session: trimmed, fetched };
+}
+
+/**
+ * What the cache of a storage keeps after a restore of `f` (see the header):
+ * the chain's pieces and its .dat; the blob files, blob generations, indexes
+ * and other chains' pieces go. The caller holds the cache's lock.
+ */
+export async function trimRemoteCache(f: FetchResult): Promise<void> {
+  const cache = path.dirname(f.repo);
+  for (const dir of ['blobstore', 'blobstoragebackups']) await fileLayer.rm(path.join(cache, dir), { recursive: true, force: true });
+  const keep = new Set([...f.pieces, datName(f.full)]);
+  for (const e of await fsp.readdir(f.repo, { withFileTypes: true })) {
+    // Only what a fetch writes there: repozo's names (pieces, .dat, .index), never the lock.
+    if (keep.has(e.name) || !e.isFile() || !(parseDataFileName(e.name) || /^\d{4}(-\d\d){5}\.(dat|index)$/.test(e.name))) continue;
+    await fileLayer.rm(path.join(f.repo, e.name), { force: true });
+  }
+}
+
+export interface RemoteDrillOptions extends DrillOptions {
+  /** Every generation on the remote, not only the newest. */
+  all?: boolean;
+}
+
+/**
+ * `drill --from`: for every storage, its newest generation on the remote
+ * (`all`: every one, oldest first) fetched into the cache with every blob
+ * file, restored into a temporary folder and proved as a local drill does;
+ * the cache is trimmed afterwards (see the header).
+ */
+export async function drillRemote(dep: Deployment, t: RemoteTarget, opts: RemoteDrillOptions = {}): Promise<DrillResult[]> {
+  const results: DrillResult[] = [];
+  for (const s of dep.storages) {
+    const all = await remoteStamps(t, s.name, opts.signal);
+    const stamps = opts.all ? all : all.slice(-1);
+    if (!stamps.length) {
+      // The local drill's own "nothing to drill" result.
+      results.push(...(await drillDeployment({ ...dep, storages: [s] }, { ...opts, from: () => ({ repo: t.url, stamps: [] }) })));
+      continue;
+    }
+    let last: FetchResult | undefined;
+    for (const stamp of stamps) {
+      checkAbort(opts.signal);
+      last = await fetchStorage(s, t, { signal: opts.signal, onProgress: opts.onProgress, log: opts.log, date: stamp, incremental: false });
+      const f = last;
+      results.push(...(await drillDeployment({ ...dep, storages: [s] }, { ...opts, all: false, from: () => ({ repo: f.repo, blobs: f.blobs, stamps: [stamp] }) })));
+    }
+    const lock = await acquireLock(last!.repo, { what: 'trim the cache of a remote', signal: opts.signal });
+    try {
+      await trimRemoteCache(last!);
+    } finally {
+      await lock.release();
+    }
+  }
+  return results;
 }

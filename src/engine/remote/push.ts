@@ -26,9 +26,13 @@
  * so nothing its manifests name (sent now, or known to be there) goes away
  * under it. A push with nothing new takes no lock.
  *
- * Blob generations are pushed from dir trees (the recipe's layout) through
- * blobpool's generationFiles; archives (tar, tar.gz, incremental) are not yet
- * (they are reported as skipped).
+ * Every kind a deployment keeps (deploy/kinds.ts: backups, snapshots, zip
+ * backups), each into its space on the remote (layout.ts) with its own local
+ * index (beside its repository). Blob generations are pushed from dir trees
+ * (the recipe's layout) and pool generations through blobpool's
+ * generationFiles, a single archive (tar, tar.gz: zip backups, archive_blob)
+ * as it is; incremental_blobs archive chains are not yet (they are reported
+ * as skipped).
  */
 
 import { createHash } from 'node:crypto';
@@ -43,9 +47,12 @@ import { eachAtMost, parseBlobRelPath, readLayout, type BlobLayout } from '../zo
 import { listGenerations, readManifestHead, type Generation } from '../deploy/blobgen';
 import { generationFiles } from '../deploy/blobpool';
 import type { Deployment, StorageConfig } from '../deploy/deployment';
+import { KIND_ORDER, foldersFor, type Kind } from '../deploy/kinds';
 import {
   MANIFEST_FORMAT,
   RemoteResolver,
+  archiveKey,
+  spaceOf,
   blobId,
   blobKey,
   indexKey,
@@ -68,7 +75,9 @@ export interface PushOptions extends OperationOptions {
 }
 
 export interface StoragePushResult {
+  /** The storage's name, or for snapshots and zip backups its space on the remote (`main/snapshot`, layout.ts). */
   storage: string;
+  kind: Kind;
   /** Stamps of the generations written to the remote by this push. */
   pushed: string[];
   /** Stamps already on the remote (or written by a push running at the same time). */
@@ -95,9 +104,9 @@ interface PushIndex {
   objects: Record<string, [number, string]>;
 }
 
-/** The local index of what the remote holds, beside the storage's backups. */
-export function pushIndexPath(s: StorageConfig, url: string): string {
-  return path.join(s.dirs.backups, `.plone-backup.remote-${createHash('sha256').update(url).digest('hex').slice(0, 16)}.json`);
+/** The local index of what the remote holds, beside the storage's backups (of that kind). */
+export function pushIndexPath(s: StorageConfig, url: string, kind: Kind = 'backup'): string {
+  return path.join(foldersFor(s, kind).repo, `.plone-backup.remote-${createHash('sha256').update(url).digest('hex').slice(0, 16)}.json`);
 }
 
 async function loadIndex(file: string, url: string): Promise<PushIndex> {
@@ -146,6 +155,8 @@ interface LocalGen {
   full: string;
   chain: { name: string; line: DatLine }[];
   blob?: Generation;
+  /** A blob generation kept as one archive (tar, tar.gz), pushed as it is. */
+  archive?: Generation;
   info?: PieceInfo;
 }
 
@@ -167,15 +178,20 @@ export async function pushDeployment(dep: Deployment, t: RemoteTarget, opts: Pus
     return true;
   };
   try {
-    for (const s of dep.storages) storages.push(await pushStorage(s, t, opts, lock));
+    for (const s of dep.storages)
+      for (const kind of KIND_ORDER) {
+        const r = await pushStorage(s, kind, t, opts, lock);
+        // Snapshots and zip backups only where there are some.
+        if (kind === 'backup' || r.pushed.length || r.present || r.skipped.length) storages.push(r);
+      }
   } finally {
     await held.lock?.release();
   }
   return { url: t.url, storages, stats: { ...t.stats } };
 }
 
-async function localGenerations(s: StorageConfig, skipped: StoragePushResult['skipped'], signal?: AbortSignal): Promise<LocalGen[]> {
-  const repo = s.dirs.backups;
+async function localGenerations(s: StorageConfig, kind: Kind, skipped: StoragePushResult['skipped'], signal?: AbortSignal): Promise<LocalGen[]> {
+  const { repo, blobs: blobFolder } = foldersFor(s, kind);
   let files;
   try {
     ({ files } = await listRepository(repo));
@@ -183,7 +199,7 @@ async function localGenerations(s: StorageConfig, skipped: StoragePushResult['sk
     if (PloneBackupError.is(e, 'REPO_MISSING')) return [];
     throw e;
   }
-  const gens = s.blobDir ? await listGenerations(s.dirs.blobBackups, path.basename(s.blobDir)) : [];
+  const gens = s.blobDir ? await listGenerations(blobFolder, path.basename(s.blobDir)) : [];
   const byStamp = new Map(gens.filter((g) => g.stamp).map((g) => [g.stamp!, g]));
   const infos = new Map<string, PieceInfo>();
   for (const c of await describeRepository(repo, signal).catch(() => [])) for (const p of c.pieces) infos.set(p.name, p);
@@ -207,12 +223,14 @@ async function localGenerations(s: StorageConfig, skipped: StoragePushResult['sk
           skipped.push({ stamp: f.stamp, why: 'it has no blob generation' });
           continue;
         }
-        // Trees and pool generations: generationFiles reads both.
-        if ((b.kind as string) !== 'dir' && (b.kind as string) !== 'pool') {
-          skipped.push({ stamp: f.stamp, why: `its blob generation is a ${b.kind} archive, which push does not send yet` });
+        // Trees and pool generations: generationFiles reads both. A single archive goes as it is;
+        // incremental_blobs chains (a .snar, deltas) are not sent yet.
+        if (b.kind === 'dir' || b.kind === 'pool') g.blob = b;
+        else if (!b.delta && b.archives === undefined) g.archive = b;
+        else {
+          skipped.push({ stamp: f.stamp, why: 'its blob generation is part of an incremental_blobs archive chain, which push does not send yet' });
           continue;
         }
-        g.blob = b;
       }
       out.push(g);
     }
@@ -220,24 +238,25 @@ async function localGenerations(s: StorageConfig, skipped: StoragePushResult['sk
   return out.sort((a, b) => (a.stamp < b.stamp ? -1 : 1));
 }
 
-async function pushStorage(s: StorageConfig, t: RemoteTarget, opts: PushOptions, lock: () => Promise<boolean>): Promise<StoragePushResult> {
+async function pushStorage(s: StorageConfig, kind: Kind, t: RemoteTarget, opts: PushOptions, lock: () => Promise<boolean>): Promise<StoragePushResult> {
   if (!isStorageName(s.name))
     throw new PloneBackupError('CONFIG_BAD', `The storage name ${JSON.stringify(s.name)} cannot name remote objects.`, { hint: 'Name storages with letters, digits, _ . -' });
-  const res: StoragePushResult = { storage: s.name, pushed: [], present: 0, skipped: [], objects: 0, bytes: 0 };
-  const local = await localGenerations(s, res.skipped, opts.signal);
+  const space = spaceOf(s.name, kind);
+  const res: StoragePushResult = { storage: space, kind, pushed: [], present: 0, skipped: [], objects: 0, bytes: 0 };
+  const local = await localGenerations(s, kind, res.skipped, opts.signal);
   if (!local.length) return res;
-  const ixFile = pushIndexPath(s, t.url);
+  const ixFile = pushIndexPath(s, t.url, kind);
   const survey = async () => {
     let ix = await loadIndex(ixFile, t.url);
-    const remote = new Set(await remoteStamps(t, s.name, opts.signal));
+    const remote = new Set(await remoteStamps(t, space, opts.signal));
     // The remote lost a generation we pushed: what we knew of it is no longer sure.
     if (ix.gens.some((g) => !remote.has(g))) ix = { version: 1, url: t.url, dirty: true, gens: [], objects: {} };
-    const resolver = new RemoteResolver(t, s.name, opts.signal);
+    const resolver = new RemoteResolver(t, space, opts.signal);
     for (const stamp of [...remote].sort()) {
       if (ix.gens.includes(stamp)) continue;
       // Pushed from elsewhere, or an index lost: learn its objects from its manifest.
       const m = await resolver.manifest(stamp);
-      if (m) learn(ix, s.name, m, await resolver.blobs(stamp));
+      if (m) learn(ix, space, m, await resolver.blobs(stamp));
       ix.gens.push(stamp);
     }
     return { ix, remote, resolver, todo: local.filter((g) => !remote.has(g.stamp)) };
@@ -258,7 +277,7 @@ async function pushStorage(s: StorageConfig, t: RemoteTarget, opts: PushOptions,
   const ctx: PushContext = { resolver, local: new Map(local.map((g) => [g.stamp, g])), onRemote: remote };
   for (const g of todo) {
     checkAbort(opts.signal);
-    const wrote = await pushGeneration(s, t, g, ix, ctx, unsure, opts, res);
+    const wrote = await pushGeneration(s, kind, t, g, ix, ctx, unsure, opts, res);
     remote.add(g.stamp);
     if (wrote) res.pushed.push(g.stamp);
     else res.present++;
@@ -279,6 +298,7 @@ async function saveIndexIfChanged(file: string, ix: PushIndex, remote: Set<strin
 function learn(ix: PushIndex, storage: string, m: RemoteManifest, blobs: Map<string, RemoteBlob>): void {
   for (const p of m.pieces) ix.objects[pieceKey(storage, p.name)] = [p.size, p.sha256];
   if (m.index) ix.objects[indexKey(storage, m.stamp)] = [m.index.size, m.index.sha256];
+  if (m.archive) ix.objects[archiveKey(storage, m.archive.name)] = [m.archive.size, m.archive.sha256];
   for (const [oid, tid, size, sha] of blobs.values()) ix.objects[blobKey(storage, oid, tid)] = [size, sha];
 }
 
@@ -316,6 +336,7 @@ function sameNameDiffers(t: RemoteTarget, key: string, file: string): PloneBacku
 
 async function pushGeneration(
   s: StorageConfig,
+  kind: Kind,
   t: RemoteTarget,
   g: LocalGen,
   ix: PushIndex,
@@ -325,34 +346,41 @@ async function pushGeneration(
   res: StoragePushResult,
 ): Promise<boolean> {
   const resolver = ctx.resolver;
-  const repo = s.dirs.backups;
+  const repo = foldersFor(s, kind).repo;
+  const space = spaceOf(s.name, kind);
   const signal = opts.signal;
-  opts.onProgress?.({ phase: `pushing ${s.name} ${g.stamp}`, done: res.bytes });
+  opts.onProgress?.({ phase: `pushing ${space} ${g.stamp}`, done: res.bytes });
   const pieces: RemotePiece[] = [];
   for (const { name, line } of g.chain) {
     const file = path.join(repo, name);
     const st = await fsp.lstat(file);
-    const sha256 = await sendFile(t, pieceKey(s.name, name), file, st.size, ix, unsure, res, signal);
+    const sha256 = await sendFile(t, pieceKey(space, name), file, st.size, ix, unsure, res, signal);
     pieces.push({ name, start: line.start, end: line.end, md5: line.md5, size: st.size, sha256 });
   }
-  const m: RemoteManifest = { format: MANIFEST_FORMAT, version: 1, storage: s.name, stamp: g.stamp, full: g.full, pieces };
+  const m: RemoteManifest = { format: MANIFEST_FORMAT, version: 1, storage: space, stamp: g.stamp, full: g.full, pieces };
   const idx = path.join(repo, indexName(g.stamp));
   const ist = await fsp.lstat(idx).catch(() => undefined);
-  if (ist?.isFile()) m.index = { size: ist.size, sha256: await sendFile(t, indexKey(s.name, g.stamp), idx, ist.size, ix, unsure, res, signal) };
+  if (ist?.isFile()) m.index = { size: ist.size, sha256: await sendFile(t, indexKey(space, g.stamp), idx, ist.size, ix, unsure, res, signal) };
   if (g.info) {
     const { transactions, lastTid, lastTime, lastUser, lastDescription } = g.info;
     m.info = { transactions, lastTid, lastTime, lastUser: lastUser?.slice(0, 4096), lastDescription: lastDescription?.slice(0, 4096) };
   }
-  if (g.blob) m.blobs = await pushBlobs(s, t, g, ix, ctx, unsure, res, signal);
+  if (g.blob) m.blobs = await pushBlobs(space, t, g, ix, ctx, unsure, res, signal);
+  if (g.archive) {
+    const a = g.archive;
+    const name = `${g.stamp}${a.kind === 'tar.gz' ? '.tar.gz' : '.tar'}`;
+    const st = await fsp.lstat(a.path);
+    m.archive = { name, size: st.size, sha256: await sendFile(t, archiveKey(space, name), a.path, st.size, ix, unsure, res, signal) };
+  }
   const body = Buffer.from(JSON.stringify(m));
-  const wrote = (await t.put(manifestKey(s.name, g.stamp), body, hashBuffer(body), signal)) === 'written';
+  const wrote = (await t.put(manifestKey(space, g.stamp), body, hashBuffer(body), signal)) === 'written';
   if (!wrote) await resolver.manifest(g.stamp); // another push wrote it first: it must at least be sound
-  opts.log?.(`${s.name} ${g.stamp}: ${wrote ? 'pushed' : 'already pushed by another run'}`);
+  opts.log?.(`${space} ${g.stamp}: ${wrote ? 'pushed' : 'already pushed by another run'}`);
   return wrote;
 }
 
 async function pushBlobs(
-  s: StorageConfig,
+  space: string,
   t: RemoteTarget,
   g: LocalGen,
   ix: PushIndex,
@@ -383,7 +411,7 @@ async function pushBlobs(
     added,
     8,
     async (f) => {
-      const sha = await sendFile(t, blobKey(s.name, f.oid, f.tid), path.join(gen.content!, f.rel), f.size, ix, unsure, res, signal);
+      const sha = await sendFile(t, blobKey(space, f.oid, f.tid), path.join(gen.content!, f.rel), f.size, ix, unsure, res, signal);
       entries.push([f.oid, f.tid, f.size, sha]);
     },
     signal,

@@ -4,12 +4,37 @@
  * is given, and our own checksums (no SDK streaming-trailer checksums, which
  * Ceph RGW 16 refuses with 411). Every attempt the SDK sends is counted in
  * `stats.requests`, so a test (or a user with --verbose) sees what a push cost.
+ *
+ * Large objects go up as multipart uploads of our own (not lib-storage's
+ * Upload, which cannot continue one): an upload that was interrupted (a
+ * cancelled push, a killed process, a network that went away) is left on the
+ * server, and the next push of that key continues it. It lists the key's
+ * open uploads (ListMultipartUploads, ListParts), takes the one holding the
+ * most bytes in parts of one size, reads the source again part by part and
+ * sends only the parts the server does not hold with that size and that MD5
+ * (a part's ETag is its MD5; a part that differs is sent again, replacing
+ * it), then completes it; the key's other open uploads are aborted once the
+ * object is there. Each part carries its Content-MD5. An encrypted object is
+ * sealed the same way every time (crypt.ts), so its parts match too.
  */
 
-import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
-import { Readable } from 'node:stream';
-import { PloneBackupError } from '../base/errors';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  ListPartsCommand,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
+import { PloneBackupError, checkAbort } from '../base/errors';
 import {
   DEFAULT_MULTIPART,
   MIN_PART,
@@ -32,10 +57,15 @@ interface SdkError {
 }
 
 const b64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
+const unquote = (etag: string) => etag.replace(/^"|"$/g, '').toLowerCase();
+/** S3's most parts in an upload, and the parts sent at once. */
+const MAX_PARTS = 10_000;
+const PART_QUEUE = 4;
 
 export class S3Target implements RemoteTarget {
   readonly stats = newStats();
-  private readonly client: S3Client;
+  /** The SDK's client (a test instruments it with a middleware: what was sent, and when to stop). */
+  readonly client: S3Client;
   private readonly threshold: number;
   private readonly endpoint?: string;
 
@@ -184,7 +214,19 @@ export class S3Target implements RemoteTarget {
       if (body.length !== sums.size) throw new PloneBackupError('SOURCE_CHANGED', `${file} changed while it was pushed.`, { path: file, hint: 'Push again.' });
       return this.put(key, body, sums, signal);
     }
-    return this.multipart(key, async () => (await openNoFollow(file)).createReadStream(), sums.size, signal);
+    return this.multipart(
+      key,
+      async (use) => {
+        const fh = await openNoFollow(file);
+        try {
+          await use(fh.createReadStream({ highWaterMark: 1 << 20, autoClose: false, signal }));
+        } finally {
+          await fh.close();
+        }
+      },
+      sums.size,
+      signal,
+    );
   }
 
   async uploadStream(key: string, size: number, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<'written' | 'exists'> {
@@ -201,36 +243,113 @@ export class S3Target implements RemoteTarget {
       const b = Buffer.concat(chunks);
       return this.put(key, b, hashBuffer(b), signal);
     }
-    return this.multipart(key, async () => Readable.from(body), size, signal);
+    return this.multipart(key, async (use) => use(body), size, signal);
+  }
+
+  /** The part size of a new upload of `size` bytes: at least S3's minimum, at most 10,000 parts. */
+  private partSizeFor(size: number): number {
+    return Math.max(MIN_PART, Math.min(this.threshold, 16 << 20), Math.ceil(size / MAX_PARTS));
+  }
+
+  /** The open multipart uploads of a key (full key), oldest first. */
+  private async openUploads(full: string, key: string, signal?: AbortSignal): Promise<{ id: string; initiated: number }[]> {
+    const out: { id: string; initiated: number }[] = [];
+    let keyMarker: string | undefined;
+    let idMarker: string | undefined;
+    for (let page = 0; page < 100; page++) {
+      const r = await this.send('list of uploads', key, () =>
+        this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: full, KeyMarker: keyMarker, UploadIdMarker: idMarker }), { abortSignal: signal }),
+      );
+      for (const u of r.Uploads ?? []) if (u.Key === full && u.UploadId) out.push({ id: u.UploadId, initiated: u.Initiated?.getTime() ?? 0 });
+      if (!r.IsTruncated) break;
+      keyMarker = r.NextKeyMarker;
+      idMarker = r.NextUploadIdMarker;
+    }
+    return out.sort((a, b) => a.initiated - b.initiated);
+  }
+
+  /** The parts of an open upload: number → size and MD5 (hex); undefined when the upload is gone. */
+  private async partsOf(full: string, key: string, id: string, signal?: AbortSignal): Promise<Map<number, { size: number; md5: string }> | undefined> {
+    const parts = new Map<number, { size: number; md5: string }>();
+    let marker: string | undefined;
+    for (let page = 0; page < 20; page++) {
+      let r;
+      try {
+        r = await this.client.send(new ListPartsCommand({ Bucket: this.bucket, Key: full, UploadId: id, PartNumberMarker: marker }), { abortSignal: signal });
+      } catch (e) {
+        if (noSuchUpload(e)) return undefined;
+        throw this.failed('list of parts', key, e);
+      }
+      for (const p of r.Parts ?? []) if (p.PartNumber && p.Size !== undefined && p.ETag) parts.set(p.PartNumber, { size: p.Size, md5: unquote(p.ETag) });
+      if (!r.IsTruncated || !r.NextPartNumberMarker) break;
+      marker = r.NextPartNumberMarker;
+    }
+    return parts;
   }
 
   /**
-   * A multipart upload of `size` bytes (no conditional complete on every
-   * server): looked for first, as objects are never replaced; the size
-   * checked after, as some servers (Ceph RGW) answer the completion with no
-   * ETag (the SHA-256 is checked on every download). The body is opened
-   * only when the object is not there yet.
+   * The upload to continue: of the key's open uploads, the one whose parts
+   * (all but the last of one size, fit for `size` bytes) hold the most bytes.
    */
-  private async multipart(key: string, open: () => Promise<Readable>, size: number, signal?: AbortSignal): Promise<'written' | 'exists'> {
+  private async resumable(
+    full: string,
+    key: string,
+    size: number,
+    signal?: AbortSignal,
+  ): Promise<{ all: string[]; best?: { id: string; partSize: number; parts: Map<number, { size: number; md5: string }> } }> {
+    const uploads = await this.openUploads(full, key, signal);
+    let best: { id: string; partSize: number; parts: Map<number, { size: number; md5: string }>; bytes: number } | undefined;
+    for (const u of uploads) {
+      const parts = await this.partsOf(full, key, u.id, signal);
+      if (!parts) continue;
+      const partSize = parts.get(1)?.size ?? 0;
+      if (partSize < MIN_PART || Math.ceil(size / partSize) > MAX_PARTS) continue;
+      const count = Math.ceil(size / partSize);
+      let bytes = 0;
+      for (const [n, p] of parts) if (n <= count && p.size === (n < count ? partSize : size - partSize * (count - 1))) bytes += p.size;
+      if (!best || bytes >= best.bytes) best = { id: u.id, partSize, parts, bytes };
+    }
+    return { all: uploads.map((u) => u.id), best };
+  }
+
+  /**
+   * A multipart upload of `size` bytes (see the header): looked for first,
+   * as objects are never replaced; an interrupted upload of the key
+   * continued; the size checked after, as some servers (Ceph RGW) answer the
+   * completion with no ETag (the SHA-256 is checked on every download). The
+   * body is opened only when the object is not there yet.
+   */
+  private async multipart(
+    key: string,
+    open: (use: (body: AsyncIterable<Uint8Array>) => Promise<void>) => Promise<void>,
+    size: number,
+    signal?: AbortSignal,
+  ): Promise<'written' | 'exists'> {
     if (await this.head(key, signal)) {
       this.stats.existed++;
       return 'exists';
     }
-    const up = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: this.key(key), Body: await open() },
-      partSize: Math.max(MIN_PART, Math.min(this.threshold, 64 << 20)),
-      queueSize: 4,
-      leavePartsOnError: false,
-    });
-    const onAbort = () => void up.abort();
-    signal?.addEventListener('abort', onAbort, { once: true });
+    const full = this.key(key);
+    const { all, best } = await this.resumable(full, key, size, signal);
+    const partSize = best?.partSize ?? this.partSizeFor(size);
+    const had = best?.parts ?? new Map<number, { size: number; md5: string }>();
+    let id = best?.id;
+    if (id === undefined) {
+      const r = await this.send('multipart upload', key, () => this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: full }), { abortSignal: signal }));
+      if (!r.UploadId) throw new PloneBackupError('REMOTE_FAILED', `The server started no multipart upload of ${key} in ${this.url}.`, { path: key, hint: 'Push again.' });
+      id = r.UploadId;
+    }
+    const uploadId = id;
+    const { etags, total } = await this.sendParts(key, uploadId, open, partSize, had, size, signal);
+    checkAbort(signal);
+    if (total !== size) throw new PloneBackupError('SOURCE_CHANGED', `${key}: ${total > size ? 'more than' : total} bytes came, not ${size}.`, { path: key, hint: 'Push again.' });
     try {
-      await up.done();
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, MultipartUpload: { Parts: etags } }), {
+        abortSignal: signal,
+      });
     } catch (e) {
-      throw this.failed('multipart upload', key, e);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
+      // Completed meanwhile by a push running at the same time (the same bytes): the object is there.
+      if (!noSuchUpload(e)) throw this.failed('completion of the multipart upload', key, e);
     }
     const h = await this.head(key, signal);
     if (h?.size !== size)
@@ -238,9 +357,93 @@ export class S3Target implements RemoteTarget {
         path: key,
         hint: 'Push again.',
       });
+    // The object is there: the key's other open uploads (a dead push's) can never be of use.
+    for (const other of all)
+      if (other !== uploadId)
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: full, UploadId: other }), { abortSignal: signal }).catch(() => undefined);
     this.stats.written++;
-    this.stats.uploaded += size;
     return 'written';
+  }
+
+  /**
+   * Reads the body part by part (PART_QUEUE parts in flight) and sends each
+   * part the upload does not hold with that size and MD5; the parts' ETags
+   * in order, and the bytes read (at most `size` and one more chunk).
+   */
+  private async sendParts(
+    key: string,
+    uploadId: string,
+    open: (use: (body: AsyncIterable<Uint8Array>) => Promise<void>) => Promise<void>,
+    partSize: number,
+    had: Map<number, { size: number; md5: string }>,
+    size: number,
+    signal?: AbortSignal,
+  ): Promise<{ etags: { PartNumber: number; ETag: string }[]; total: number }> {
+    const full = this.key(key);
+    const etags: { PartNumber: number; ETag: string }[] = [];
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+    const sendPart = async (n: number, part: Buffer) => {
+      const md5 = createHash('md5').update(part).digest('hex');
+      const there = had.get(n);
+      if (there && there.size === part.length && there.md5 === md5) {
+        this.stats.resumed += part.length;
+        etags.push({ PartNumber: n, ETag: `"${md5}"` });
+        return;
+      }
+      const r = await this.send('upload of a part', key, () =>
+        this.client.send(
+          new UploadPartCommand({ Bucket: this.bucket, Key: full, UploadId: uploadId, PartNumber: n, Body: part, ContentLength: part.length, ContentMD5: b64(md5) }),
+          {
+            abortSignal: signal,
+          },
+        ),
+      );
+      this.stats.parts++;
+      this.stats.uploaded += part.length;
+      etags.push({ PartNumber: n, ETag: r.ETag ?? `"${md5}"` });
+    };
+    const queue = async (n: number, part: Buffer) => {
+      while (inFlight.size >= PART_QUEUE) await Promise.race(inFlight);
+      if (failure !== undefined) throw failure;
+      const p: Promise<void> = sendPart(n, part)
+        .catch((e: unknown) => void (failure ??= e))
+        .finally(() => inFlight.delete(p));
+      inFlight.add(p);
+    };
+    let total = 0;
+    try {
+      await open(async (body) => {
+        let n = 1;
+        let buf = Buffer.allocUnsafe(partSize);
+        let at = 0;
+        for await (const c of body) {
+          checkAbort(signal);
+          let b = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+          total += b.length;
+          if (total > size) break;
+          while (b.length) {
+            const k = Math.min(b.length, partSize - at);
+            b.copy(buf, at, 0, k);
+            at += k;
+            b = b.subarray(k);
+            if (at === partSize) {
+              await queue(n++, buf);
+              buf = Buffer.allocUnsafe(partSize);
+              at = 0;
+            }
+          }
+        }
+        if (total === size && (at > 0 || n === 1)) await queue(n, buf.subarray(0, at));
+      });
+      await Promise.all(inFlight);
+      if (failure !== undefined) throw failure;
+    } catch (e) {
+      await Promise.allSettled(inFlight);
+      // The upload stays: the next push continues it (see the header).
+      throw PloneBackupError.is(e) ? e : this.failed('multipart upload', key, e);
+    }
+    return { etags: etags.sort((a, b) => a.PartNumber - b.PartNumber), total };
   }
 
   async delete(keys: string[], signal?: AbortSignal): Promise<void> {
@@ -292,6 +495,11 @@ export class S3Target implements RemoteTarget {
 function notFound(e: unknown): boolean {
   const err = e as SdkError;
   return err?.name === 'NotFound' || err?.name === 'NoSuchKey' || err?.$metadata?.httpStatusCode === 404;
+}
+
+function noSuchUpload(e: unknown): boolean {
+  const err = e as SdkError;
+  return err?.name === 'NoSuchUpload' || err?.Code === 'NoSuchUpload';
 }
 
 function preconditionFailed(e: unknown): boolean {

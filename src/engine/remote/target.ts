@@ -21,7 +21,8 @@
  * (checked by every S3 server) and x-amz-checksum-sha256 (checked where the
  * server supports it; RGW 16 ignores it), and our SHA-256 of every object is
  * in the generation's manifest, checked on every download. Large objects go
- * up in parts (@aws-sdk/lib-storage); their size is checked afterwards.
+ * up in parts (s3.ts), an interrupted upload continued by the next push;
+ * their size is checked afterwards.
  *
  * Nothing here prints credentials: a URL carrying any is refused without
  * being repeated, and errors name the operation, the key and the server's
@@ -45,6 +46,9 @@ export interface RemoteStats {
   /** Objects written (put or uploaded), and keys that were already there. */
   written: number;
   existed: number;
+  /** Parts of multipart uploads sent, and bytes of parts an interrupted upload already held (not sent again). */
+  parts: number;
+  resumed: number;
 }
 
 export interface ObjectChecksums {
@@ -179,7 +183,7 @@ export async function openTarget(url: string, opts: TargetOptions = {}): Promise
 }
 
 export function newStats(): RemoteStats {
-  return { requests: 0, uploaded: 0, downloaded: 0, written: 0, existed: 0 };
+  return { requests: 0, uploaded: 0, downloaded: 0, written: 0, existed: 0, parts: 0, resumed: 0 };
 }
 
 /** The hex SHA-256 and MD5 of a file, read once. */
