@@ -21,6 +21,7 @@ import { openFileStorage, txnEndingAt } from '../zodb/filestorage';
 import { PloneBackupError } from '../base/errors';
 import { allChains, listRepository } from '../repozo/repository';
 import { verifyChain } from '../repozo/verify';
+import type { PieceMeasure } from '../repozo/pieceinfo';
 import type { OperationOptions } from '../base/progress';
 import { idRepr } from '../zodb/tid';
 import { listDeployment } from './list';
@@ -226,7 +227,10 @@ export function blobMissing(s: StorageConfig, oid: Buffer, tid: Buffer, rel: str
 export async function checkBackups(dep: Deployment, opts: CheckOptions = {}): Promise<Finding[]> {
   const out: Finding[] = [];
   // What the generations really hold on disk, not what their manifests say.
-  const views = await listDeployment(dep, { ...opts, verifyFiles: true, writeCache: opts.writeCache });
+  // A piece the listing walks is measured in the same read, so the
+  // verification below does not read it again.
+  const measured = new Map<string, PieceMeasure>();
+  const views = await listDeployment(dep, { ...opts, verifyFiles: true, writeCache: opts.writeCache, measure: { into: measured, quick: opts.quick } });
   for (const v of views) {
     const s = dep.storages.find((x) => x.name === v.storage)!;
     const anyBackup = v.groups.some((g) => g.chains.length > 0);
@@ -285,7 +289,7 @@ export async function checkBackups(dep: Deployment, opts: CheckOptions = {}): Pr
       const { files } = await listRepository(g.repository).catch(() => ({ files: [] as never[] }));
       for (const chain of allChains(files)) {
         try {
-          const r = await verifyChain(g.repository, chain, { quick: opts.quick, signal: opts.signal });
+          const r = await verifyChain(g.repository, chain, { quick: opts.quick, signal: opts.signal, measured });
           for (const p of r.pieces.filter((x) => x.problem)) {
             out.push({
               severity: 'error',
