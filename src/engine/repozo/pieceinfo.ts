@@ -434,6 +434,14 @@ export async function describeRepository(repo: string, signal?: AbortSignal, opt
   let changed = false;
   const seen = new Set<string>();
   const chains: ChainInfo[] = [];
+  // Every piece's stat at once, not one await after another: with the cache,
+  // the stats are most of what listing 500 pieces costs.
+  const stats = new Map<string, Promise<import('node:fs').Stats>>();
+  for (const f of files) {
+    const p = fsp.stat(path.join(repo, f.name));
+    p.catch(() => undefined); // surfaced where it is awaited
+    stats.set(f.name, p);
+  }
   for (const chain of allChains(files)) {
     let lines: DatLine[] | undefined;
     try {
@@ -447,7 +455,7 @@ export async function describeRepository(repo: string, signal?: AbortSignal, opt
     for (let i = 0; i < chain.length; i++) {
       const f = chain[i]!;
       seen.add(f.name);
-      const st = await fsp.stat(path.join(repo, f.name));
+      const st = await (stats.get(f.name) ?? fsp.stat(path.join(repo, f.name)));
       const hit = cache.pieces[f.name];
       let info: PieceInfo;
       // A cached entry can't tell the positions of blob records, needed only by
