@@ -30,4 +30,12 @@ if (existsSync('src/extension/extension.ts')) {
     // names the sources but does not carry them.
     sourcesContent: false,
   });
+  // The extension's live scan runs in a worker thread from this file
+  // (src/engine/zodb/scanworker.ts: it looks for scanworker.js beside the bundle).
+  await build({
+    ...common,
+    entryPoints: ['src/engine/zodb/scanworker.ts'],
+    outfile: 'dist/scanworker.js',
+    sourcesContent: false,
+  });
 }

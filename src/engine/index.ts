@@ -64,7 +64,8 @@ export type { RestoreOptions, RestoreSession, RestoreSource, StoragePlan, Storag
 export { listDeployment } from './deploy/list';
 export type { BlobStatus, GenerationView, GroupView, ListOptions, StorageView } from './deploy/list';
 export { checkDeployment, checkBackups, checkLive, newLiveScanCache } from './deploy/check';
-export type { CheckOptions, Finding, LiveScanCache, Severity } from './deploy/check';
+export type { CheckOptions, Finding, LiveScanCache, LiveScanReport, Severity } from './deploy/check';
+export { LIVE_SCAN_FILE } from './deploy/livescan';
 export { recentBlobs, restatRecentBlobs, blobFolders, liveStateOf, sameStateGenerations, findBlobSource } from './deploy/blobfix';
 export type { RecentBlobs, RecentBlob, Restat, BlobSource, LiveState } from './deploy/blobfix';
 export { drillDeployment } from './deploy/drill';

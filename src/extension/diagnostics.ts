@@ -2,7 +2,9 @@
  * The engine's consistency findings (checkLive / checkBackups, what
  * `plone-backup check` prints) in the Problems panel. The live part reuses one
  * LiveScanCache, so a check after a few new transactions reads only those, not
- * the whole Data.fs again.
+ * the whole Data.fs again; a new window continues from the scan cache beside
+ * the backups (written only inside the workspace folder). The scan runs in a
+ * worker thread: the extension host only verifies where it continues from.
  *
  * Checks run one at a time. Automatic ones (on open, after changes on disk,
  * debounced) compare backup pieces by size only; the commands verify md5s.
@@ -34,7 +36,7 @@
 
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { checkBackups, checkLive, isInside, newLiveScanCache, type Finding, type LiveScanCache, type ProgressFn } from '../engine';
+import { checkBackups, checkLive, isInside, newLiveScanCache, type Finding, type LiveScanCache, type LiveScanReport, type ProgressFn } from '../engine';
 import type { Entry } from './model';
 
 export const SOURCE = 'Plone Backup';
@@ -135,6 +137,8 @@ function report(file: string, findings: Finding[]): { text: string; lines: numbe
 export class Diagnostics implements vscode.Disposable, vscode.TextDocumentContentProvider {
   readonly collection = vscode.languages.createDiagnosticCollection('ploneBackup');
   readonly cache: LiveScanCache = newLiveScanCache();
+  /** The latest live scans (at most 32, oldest first): where each continued from, what it read, on which thread. */
+  readonly scans: (LiveScanReport & { root: string })[] = [];
   private readonly live = new Map<string, Finding[]>();
   private readonly backups = new Map<string, Finding[]>();
   /** Per deployment and storage: the last re-stat of the recent blob files, newer than the last live check. */
@@ -171,7 +175,17 @@ export class Diagnostics implements vscode.Disposable, vscode.TextDocumentConten
         if (!dep) continue;
         if (req.live) {
           const live: Finding[] = [];
-          for (const s of dep.storages) live.push(...(await checkLive(s, { cache: this.cache, signal, onProgress: req.onProgress })));
+          // Off the extension host's thread (a worker), continuing from the scan
+          // cache beside the backups, which is written only inside the workspace folder.
+          const writeCache = (repo: string) => isInside(e.folder.uri.fsPath, repo);
+          const onScan = (r: LiveScanReport) => {
+            this.scans.push({ ...r, root: e.root });
+            if (this.scans.length > 32) this.scans.shift();
+            this.log.info(
+              `live scan of ${r.storage}: ${r.scanned} bytes from byte ${r.start} (${r.from === 'start' ? 'from the start' : `continued, cache in ${r.from}`})${r.offThread ? ', in a worker thread' : ''}`,
+            );
+          };
+          for (const s of dep.storages) live.push(...(await checkLive(s, { cache: this.cache, signal, onProgress: req.onProgress, offThread: true, writeCache, onScan })));
           this.live.set(e.root, live);
           this.recent.delete(e.root);
           all.push(...live);

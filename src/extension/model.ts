@@ -14,6 +14,7 @@ import {
   isTempName,
   isInside,
   CACHE_FILE,
+  LIVE_SCAN_FILE,
   LOCK_NAME,
   RUN_LOG,
   discoverDeployment,
@@ -272,7 +273,7 @@ export class Model implements vscode.Disposable {
     const p = uri.fsPath;
     const name = path.basename(p);
     // Our own bookkeeping and the engine's temp files (a rename into place follows).
-    if (name === CACHE_FILE || name === LOCK_NAME || isTempName(name) || name.endsWith('.lock')) return;
+    if (name === CACHE_FILE || name === LIVE_SCAN_FILE || name === LOCK_NAME || isTempName(name) || name.endsWith('.lock')) return;
     // The run log (and its rotation) beside the backups: a run ended; the backups themselves change by their own files.
     if (name.startsWith(RUN_LOG)) {
       clearTimeout(this.runsTimer);

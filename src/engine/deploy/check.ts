@@ -8,23 +8,23 @@
  * Backups: a piece without its blob generation, a generation lacking a file
  * its filestorage state references, a repository that fails verification.
  *
- * A `LiveScanCache` lets a caller (the extension) check again without
- * rescanning a large Data.fs from the start: the scan continues from where
- * it ended when the transaction there is still the same.
+ * The live scan continues where the last one ended, when the transaction
+ * there is still the same: from a `LiveScanCache` in memory (the extension),
+ * else from the cache file beside the backups (livescan.ts), so a large
+ * Data.fs is scanned whole once, then only what was appended.
  */
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { blobRelPath, listBlobFiles, readLayout, LAYOUT_FILE, BLOB_TMP_DIR, parseBlobRelPath } from '../zodb/blobdir';
-import { scanBlobRefs } from '../zodb/blobrefs';
-import { openFileStorage, txnEndingAt } from '../zodb/filestorage';
 import { PloneBackupError } from '../base/errors';
 import { allChains, listRepository } from '../repozo/repository';
 import { verifyChain } from '../repozo/verify';
-import type { OperationOptions } from '../base/progress';
+import type { PieceMeasure } from '../repozo/pieceinfo';
 import { idRepr } from '../zodb/tid';
 import { listDeployment } from './list';
 import { foldersFor, type Kind } from './kinds';
+import { liveRefs, type LiveScanOptions } from './livescan';
 import type { Deployment, StorageConfig } from './deployment';
 
 export type Severity = 'error' | 'warning' | 'info';
@@ -59,25 +59,20 @@ export interface Finding {
   stamp?: string;
 }
 
-export interface LiveScanCache {
-  /** Per Data.fs path: where the last scan ended and the blob refs it found. */
-  /** By path: the file (inode), where the scan stopped, the tid of the transaction ending there, and the refs so far. */
-  files: Map<string, { ino: number; end: number; size?: number; lastTid?: string; refs: { oid: Buffer; tid: Buffer }[] }>;
-}
+export { newLiveScanCache, type LiveScanCache, type LiveScanReport } from './livescan';
 
-export function newLiveScanCache(): LiveScanCache {
-  return { files: new Map() };
-}
-
-export interface CheckOptions extends OperationOptions {
+export interface CheckOptions extends LiveScanOptions {
   /** Skip the backups (only the live storages). */
   liveOnly?: boolean;
   /** Skip the live storages. */
   backupsOnly?: boolean;
   /** Check piece sizes only, not md5s. */
   quick?: boolean;
-  cache?: LiveScanCache;
-  /** Whether the listing may write its cache in a repository (see ListOptions.writeCache); default yes. */
+  /**
+   * Whether the listing may write its cache (.plone-backup-cache.json), and
+   * the live scan its own (.plone-backup.livescan), in a repository (see
+   * ListOptions.writeCache); default yes.
+   */
   writeCache?: (repo: string) => boolean;
 }
 
@@ -88,33 +83,6 @@ export async function checkDeployment(dep: Deployment, opts: CheckOptions = {}):
   }
   if (!opts.liveOnly) findings.push(...(await checkBackups(dep, opts)));
   return findings;
-}
-
-async function liveRefs(s: StorageConfig, opts: CheckOptions): Promise<{ oid: Buffer; tid: Buffer }[]> {
-  const st = await openFileStorage(s.file);
-  try {
-    const ino = (await st.fh.stat()).ino;
-    const prev = opts.cache?.files.get(s.file);
-    let start = 4;
-    let refs: { oid: Buffer; tid: Buffer }[] = [];
-    // The same file as scanned before: same inode (a deleted and recreated Data.fs
-    // may get the old inode number back), and the same transaction ending where
-    // the scan stopped.
-    if (prev && prev.ino === ino && prev.end <= st.size) {
-      const ending = prev.end === 4 ? undefined : await txnEndingAt(st.fh, prev.end, st.size);
-      if (prev.end === 4 ? st.size >= 4 : ending && ending.tid.toString('hex') === prev.lastTid) {
-        start = prev.end;
-        refs = prev.refs;
-      }
-    }
-    const r = await scanBlobRefs(st, start, st.size, opts.signal);
-    const all = start === 4 ? r.refs : refs.concat(r.refs);
-    const lastTid = r.lastTid?.toString('hex') ?? (start === 4 ? undefined : prev?.lastTid);
-    opts.cache?.files.set(s.file, { ino, end: r.end, size: st.size, lastTid, refs: all });
-    return all;
-  } finally {
-    await st.fh.close();
-  }
 }
 
 export async function checkLive(s: StorageConfig, opts: CheckOptions = {}): Promise<Finding[]> {
@@ -226,7 +194,10 @@ export function blobMissing(s: StorageConfig, oid: Buffer, tid: Buffer, rel: str
 export async function checkBackups(dep: Deployment, opts: CheckOptions = {}): Promise<Finding[]> {
   const out: Finding[] = [];
   // What the generations really hold on disk, not what their manifests say.
-  const views = await listDeployment(dep, { ...opts, verifyFiles: true, writeCache: opts.writeCache });
+  // A piece the listing walks is measured in the same read, so the
+  // verification below does not read it again.
+  const measured = new Map<string, PieceMeasure>();
+  const views = await listDeployment(dep, { ...opts, verifyFiles: true, writeCache: opts.writeCache, measure: { into: measured, quick: opts.quick } });
   for (const v of views) {
     const s = dep.storages.find((x) => x.name === v.storage)!;
     const anyBackup = v.groups.some((g) => g.chains.length > 0);
@@ -285,7 +256,7 @@ export async function checkBackups(dep: Deployment, opts: CheckOptions = {}): Pr
       const { files } = await listRepository(g.repository).catch(() => ({ files: [] as never[] }));
       for (const chain of allChains(files)) {
         try {
-          const r = await verifyChain(g.repository, chain, { quick: opts.quick, signal: opts.signal });
+          const r = await verifyChain(g.repository, chain, { quick: opts.quick, signal: opts.signal, measured });
           for (const p of r.pieces.filter((x) => x.problem)) {
             out.push({
               severity: 'error',

@@ -8,7 +8,7 @@
 import * as path from 'node:path';
 import { blobRelPath, listBlobFiles, notABlobFile, readLayout, type BlobLayout } from '../zodb/blobdir';
 import { PloneBackupError } from '../base/errors';
-import { describeRepository, type PieceInfo } from '../repozo/pieceinfo';
+import { describeRepository, type MeasureRequest, type PieceInfo } from '../repozo/pieceinfo';
 import type { OperationOptions } from '../base/progress';
 import { listGenerations, type Generation } from './blobgen';
 import { PoolResolver, generationFiles } from './blobpool';
@@ -66,6 +66,8 @@ export interface ListOptions extends OperationOptions {
    * consented to writes outside the workspace.
    */
   writeCache?: (repo: string) => boolean;
+  /** Pieces walked (not cached) are also measured into this (check: one read per piece). */
+  measure?: MeasureRequest;
 }
 
 export async function listDeployment(dep: Deployment, opts: ListOptions = {}): Promise<StorageView[]> {
@@ -83,7 +85,7 @@ async function listGroup(s: StorageConfig, kind: Kind, opts: ListOptions): Promi
   const view: GroupView = { kind, repository: repo, blobBackups: s.blobDir ? blobs : undefined, chains: [], unmatchedGenerations: [] };
   let chains;
   try {
-    chains = await describeRepository(repo, opts.signal, { writeCache: opts.writeCache?.(repo) ?? true });
+    chains = await describeRepository(repo, opts.signal, { writeCache: opts.writeCache?.(repo) ?? true, measure: opts.measure });
   } catch (e) {
     if ((e as { code?: string }).code === 'REPO_MISSING') return view;
     throw e;

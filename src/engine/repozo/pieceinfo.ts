@@ -11,6 +11,7 @@
  * nor collective.recipe.backup looks at that file.
  */
 
+import { createHash, type Hash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PloneBackupError, checkAbort } from '../base/errors';
@@ -52,6 +53,49 @@ export interface PieceInfo {
 export interface ChainInfo {
   full: PieceInfo;
   pieces: PieceInfo[];
+}
+
+/**
+ * What reading a piece whole measured: its size (uncompressed) and md5, so
+ * `check` verifies a piece from the same read that described it (see
+ * verifyChain's `measured`). By the piece's path.
+ */
+export interface PieceMeasure {
+  size: number;
+  md5?: string;
+  /** The piece could not be read whole (PIECE_BAD: a damaged gzip stream); size and md5 are then partial. */
+  error?: PloneBackupError;
+}
+
+export interface MeasureRequest {
+  /** Filled with what each piece walked (not a cached one) measured. */
+  into: Map<string, PieceMeasure>;
+  /** Sizes only: no md5 (verify -Q). */
+  quick?: boolean;
+}
+
+/**
+ * Passes the chunks of `it` on, counting (and hashing) each; `failed` is set
+ * when reading itself failed (then the measure is incomplete).
+ */
+async function* tee(it: AsyncIterator<Buffer>, m: { size: number; hash?: Hash; failed: boolean; error?: PloneBackupError }): AsyncGenerator<Buffer> {
+  try {
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      m.hash?.update(r.value);
+      m.size += r.value.length;
+      yield r.value;
+    }
+  } catch (e) {
+    // A damaged piece is reported from this read; any other failure (a
+    // vanished file, an I/O error) leaves the piece to verify's own read.
+    if (PloneBackupError.is(e, 'PIECE_BAD')) m.error = e;
+    else m.failed = true;
+    throw e;
+  } finally {
+    await it.return?.(undefined);
+  }
 }
 
 interface CacheFile {
@@ -290,7 +334,14 @@ export async function walkPiece(
  * Scans one piece. `blobPositions` carries the positions of blob records of
  * earlier pieces of the chain, so an undo record pointing back at one counts.
  */
-export async function describePiece(repo: string, f: RepoFile, line: DatLine | undefined, blobPositions: Set<number>, signal?: AbortSignal): Promise<PieceInfo> {
+export async function describePiece(
+  repo: string,
+  f: RepoFile,
+  line: DatLine | undefined,
+  blobPositions: Set<number>,
+  signal?: AbortSignal,
+  measure?: MeasureRequest,
+): Promise<PieceInfo> {
   const file = path.join(repo, f.name);
   const st = await fsp.stat(file);
   const info: PieceInfo = {
@@ -310,7 +361,11 @@ export async function describePiece(repo: string, f: RepoFile, line: DatLine | u
   const first = f.full ? 4 : start;
   // Both kinds are streamed (gzip pieces inflated chunk by chunk): what a
   // piece costs in memory never depends on what its bytes claim.
-  const it = readPiece(file, f.gzip, signal);
+  // With `measure`, the bytes walked are also counted and hashed, and what the
+  // walk left (it stops at a damaged transaction) is read to the end: the one
+  // read of the piece `check` does.
+  const m: { size: number; hash?: Hash; failed: boolean; error?: PloneBackupError } = { size: 0, hash: measure && !measure.quick ? createHash('md5') : undefined, failed: false };
+  const it = measure ? tee(readPiece(file, f.gzip, signal), m) : readPiece(file, f.gzip, signal);
   try {
     let last: { tid: Buffer; user: Buffer; description: Buffer } | undefined;
     const backpointers: [string, string, number][] = [];
@@ -348,6 +403,16 @@ export async function describePiece(repo: string, f: RepoFile, line: DatLine | u
     if (r.end !== info.end) info.problem = `its transactions end at byte ${r.end}, not at ${info.end}`;
   } catch (e) {
     info.problem = PloneBackupError.is(e) ? e.message : String((e as Error).message ?? e);
+  }
+  try {
+    if (measure && !m.failed) {
+      if (!m.error) while (!(await it.next()).done);
+      measure.into.set(file, { size: m.size, md5: m.hash?.digest('hex'), error: m.error });
+    }
+  } catch (e) {
+    if (m.error && measure) measure.into.set(file, { size: m.size, error: m.error });
+    else if (PloneBackupError.is(e, 'PIECE_BAD') && measure) measure.into.set(file, { size: m.size, error: e });
+    // Reading failed: no measure, verify reads the piece itself and says why.
   } finally {
     await it.return(undefined);
   }
@@ -355,7 +420,7 @@ export async function describePiece(repo: string, f: RepoFile, line: DatLine | u
 }
 
 /** Every chain of a repository with what each piece holds (cached). */
-export async function describeRepository(repo: string, signal?: AbortSignal, opts: { writeCache?: boolean } = {}): Promise<ChainInfo[]> {
+export async function describeRepository(repo: string, signal?: AbortSignal, opts: { writeCache?: boolean; measure?: MeasureRequest } = {}): Promise<ChainInfo[]> {
   const { files } = await listRepository(repo);
   const cachePath = path.join(repo, CACHE_FILE);
   let cache: CacheFile = { version: 1, pieces: {} };
@@ -369,6 +434,14 @@ export async function describeRepository(repo: string, signal?: AbortSignal, opt
   let changed = false;
   const seen = new Set<string>();
   const chains: ChainInfo[] = [];
+  // Every piece's stat at once, not one await after another: with the cache,
+  // the stats are most of what listing 500 pieces costs.
+  const stats = new Map<string, Promise<import('node:fs').Stats>>();
+  for (const f of files) {
+    const p = fsp.stat(path.join(repo, f.name));
+    p.catch(() => undefined); // surfaced where it is awaited
+    stats.set(f.name, p);
+  }
   for (const chain of allChains(files)) {
     let lines: DatLine[] | undefined;
     try {
@@ -382,14 +455,14 @@ export async function describeRepository(repo: string, signal?: AbortSignal, opt
     for (let i = 0; i < chain.length; i++) {
       const f = chain[i]!;
       seen.add(f.name);
-      const st = await fsp.stat(path.join(repo, f.name));
+      const st = await (stats.get(f.name) ?? fsp.stat(path.join(repo, f.name)));
       const hit = cache.pieces[f.name];
       let info: PieceInfo;
       // A cached entry can't tell the positions of blob records, needed only by
       // undo records of later pieces; those are rare enough to rescan for.
       if (hit && hit.diskSize === st.size && hit.mtimeMs === st.mtimeMs && hit.info.registered === !!regs[i]) info = hit.info;
       else {
-        info = await describePiece(repo, f, regs[i], blobPositions, signal);
+        info = await describePiece(repo, f, regs[i], blobPositions, signal, opts.measure);
         if (!info.problem) {
           cache.pieces[f.name] = { diskSize: st.size, mtimeMs: st.mtimeMs, info };
           changed = true;

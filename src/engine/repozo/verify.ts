@@ -13,6 +13,7 @@ import type { OperationOptions } from '../base/progress';
 import { type RepoFile, datName, findChain, listRepository, readDat } from './repository';
 import { readPiece } from '../base/streams';
 import { formatStamp } from '../zodb/tid';
+import type { PieceMeasure } from './pieceinfo';
 
 export interface VerifyOptions extends OperationOptions {
   repository: string;
@@ -63,7 +64,17 @@ async function verifyInner(opts: VerifyOptions): Promise<VerifyResult> {
   return verifyChain(repo, chain, opts);
 }
 
-export async function verifyChain(repo: string, chain: RepoFile[], opts: OperationOptions & { quick?: boolean } = {}): Promise<VerifyResult> {
+export interface VerifyChainOptions extends OperationOptions {
+  quick?: boolean;
+  /**
+   * What a read of the same pieces just measured (describeRepository's
+   * `measure`, by path): such a piece is not read again (check reads each
+   * piece once). A measure without md5 serves only a quick verify.
+   */
+  measured?: ReadonlyMap<string, PieceMeasure>;
+}
+
+export async function verifyChain(repo: string, chain: RepoFile[], opts: VerifyChainOptions = {}): Promise<VerifyResult> {
   const dat = path.join(repo, datName(chain[0]!.stamp));
   const lines = await readDat(dat);
   if (!lines) {
@@ -82,8 +93,14 @@ export async function verifyChain(repo: string, chain: RepoFile[], opts: Operati
     const expectedSize = l.end - l.start;
     const p: VerifiedPiece = { name, expectedSize, expectedMd5: l.md5 };
     pieces.push(p);
+    const known = opts.measured?.get(file);
     try {
-      if (!gzip && opts.quick) {
+      if (known?.error) throw known.error;
+      if (known && (opts.quick || known.md5)) {
+        p.size = known.size;
+        if (!opts.quick) p.md5 = known.md5;
+        opts.onProgress?.({ phase: `verifying ${name}`, done: done + known.size, total });
+      } else if (!gzip && opts.quick) {
         p.size = (await fsp.stat(file)).size;
       } else {
         const h = createHash('md5');

@@ -60,8 +60,9 @@ export async function scanBlobRefs(
   start: number,
   end: number,
   signal?: AbortSignal,
+  onProgress?: (pos: number) => void,
 ): Promise<{ refs: BlobRef[]; end: number; txnCount: number; lastTid?: Buffer }> {
   const c = new BlobCollector();
-  const r = await scanRange(st, start, end, { fileSize: st.size, signal }, (t) => t.records.forEach((x) => c.add(x)));
+  const r = await scanRange(st, start, end, { fileSize: st.size, signal, onProgress }, (t) => t.records.forEach((x) => c.add(x)));
   return { refs: await c.finish(st, start), ...r };
 }
