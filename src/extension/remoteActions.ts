@@ -21,6 +21,7 @@ import {
   openRemoteRestore,
   plural,
   pushDeployment,
+  recordRun,
   startRun,
   toPloneBackupError,
   type FetchResult,
@@ -114,14 +115,22 @@ export class RemoteActions {
     if (stop) return stop;
     const stored = await this.secrets.get(remote);
     const runArgs = isNode(arg) ? undefined : (arg as RemoteRestoreArgs | undefined);
-    const out = await this.ui.run(title, runArgs, async (signal, onProgress) => {
-      const target = await this.open(entry, remote, stored, { create: true, signal });
-      try {
-        return await pushDeployment(dep, target, { signal, onProgress, log: (m) => this.ui.output.info(m) });
-      } finally {
-        target.close();
-      }
-    });
+    // A push is a run, as the CLI's is: in the run log (the status bar and Last runs show it), on_failure on failure.
+    const out = await this.ui.run(title, runArgs, (signal, onProgress) =>
+      recordRun(
+        dep,
+        'push',
+        async () => {
+          const target = await this.open(entry, remote, stored, { create: true, signal });
+          try {
+            return await pushDeployment(dep, target, { signal, onProgress, log: (m) => this.ui.output.info(m) });
+          } finally {
+            target.close();
+          }
+        },
+        this.shell.runLog(true),
+      ),
+    );
     if (out.status === 'done') {
       const r = out.value;
       for (const s of r.storages) {

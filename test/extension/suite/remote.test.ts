@@ -19,7 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { SampleSite, siteRunning, type PushResult, type StorageRestoreResult } from '../../../src/engine/internal';
+import { SampleSite, discoverDeployment, readRuns, runLogPath, siteRunning, type PushResult, type StorageRestoreResult } from '../../../src/engine/internal';
 import { Command } from '../../../src/extension/commands';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { Node } from '../../../src/extension/tree';
@@ -317,6 +317,13 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
     const b = await backUp();
     const first = done(await exec<PushResult>(Command.pushNow), 'push');
     assert.deepEqual(first.storages[0]!.pushed, [a.stamp, b.stamp].sort());
+    // A push from the editor is a run, as the CLI's: in the run log, with its remote.
+    const runs = await readRuns(runLogPath(await discoverDeployment(ws)));
+    const run = runs.records.filter((r) => r.command === 'push').at(-1);
+    assert.ok(run, `no push in the run log: ${runs.records.map((r) => r.command).join(', ')}`);
+    assert.equal(run.outcome, 'ok');
+    assert.equal(run.via, 'extension');
+    assert.equal(run.remote, first.url);
     assert.deepEqual(stamps(await expand()), [b.stamp, a.stamp], 'newest first');
     const keys = await remoteKeys(url);
     assert.ok(
