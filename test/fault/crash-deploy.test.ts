@@ -182,6 +182,8 @@ async function backupCrash(t: TestHooks, name: string, kind: BackupCommand, base
     },
   });
   assert.equal(nextRuns, report.tried);
+  // The repository locks (filestorage and blob folders) are killed at too.
+  assert.ok(report.lockSteps >= 3, `${name}: ${report.lockSteps} lock steps`);
   reports.push(report);
   recordFigures(FIG, name, report);
 }
@@ -238,6 +240,13 @@ describe('a deployment command killed at any step loses nothing', () => {
       max: 100,
       afterCount: async (dir, run) => {
         assert.equal(JSON.parse(run.stdout)[0].mode, incremental ? 'incremental' : 'full');
+        // The repository lock and ZODB's Data.fs.lock (created, as the site has none, and removed) are steps.
+        const locks = (run.ops ?? []).filter((l) => /\.plone-backup\.lock|Data\.fs\.lock/.test(l));
+        assert.ok(locks.some((l) => / open .*\/Data\.fs\.lock$/.test(l)) && locks.some((l) => / rm .*\/Data\.fs\.lock$/.test(l)), `Data.fs.lock: ${locks.join('; ')}`);
+        assert.ok(
+          locks.some((l) => / link .*\.plone-backup\.lock$/.test(l)),
+          `the repository lock: ${locks.join('; ')}`,
+        );
         newState = liveState(path.join(dir, rel(s0.file)), path.join(dir, rel(s0.blobDir!)));
         assert.notEqual(newState.data, oldState.data);
         await assertConsistent(path.join(dir, rel(s0.file)), path.join(dir, rel(s0.blobDir!)));

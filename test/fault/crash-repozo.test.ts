@@ -76,6 +76,8 @@ async function backupCrash(t: TestHooks, name: string, backups: number, flags: s
     },
   });
   assert.equal(nextRuns, report.tried);
+  // The repository lock (its owner file, the link that takes it, its removal) is killed at too.
+  assert.ok(report.lockSteps >= 3, `${name}: ${report.lockSteps} lock steps`);
   reports.push(report);
   recordFigures(FIG, name, report);
 }

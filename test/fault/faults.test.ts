@@ -59,6 +59,8 @@ interface Budget {
   hits: number;
   /** The files whose writes failed. */
   hitPaths?: string[];
+  /** Only files whose path matches fail (all when not given). */
+  only?: RegExp;
 }
 
 /** A handle whose writes fail with `code` once `budget.left` bytes are used up (a short write first). */
@@ -90,8 +92,9 @@ async function withWriteFault<R>(budget: Budget, fn: () => Promise<R>): Promise<
   const realCopy = fileLayer.copyFile;
   // Every file the engine writes is opened through fileLayer (the incremental
   // restore's append to Data.fs in place too); copies go through its copyFile.
-  fileLayer.open = async (p, flags, mode) => faulty(await real(p, flags, mode), budget, p);
+  fileLayer.open = async (p, flags, mode) => (budget.only && !budget.only.test(p) ? real(p, flags, mode) : faulty(await real(p, flags, mode), budget, p));
   fileLayer.copyFile = async (src, dst, flags) => {
+    if (budget.only && !budget.only.test(dst)) return realCopy(src, dst, flags);
     const size = (await fs.promises.stat(src)).size;
     if (size <= budget.left) {
       budget.left -= size;
@@ -271,6 +274,43 @@ describe('a write that fails part way (ENOSPC, EIO) loses nothing', () => {
         await restoreDeployment(dep, { date: stamps[0], keepOld: false, incremental: false });
       },
     );
+  });
+});
+
+describe('a lock that cannot be written (ENOSPC, EIO)', () => {
+  // The repository lock's owner file (base/lock.ts) and ZODB's Data.fs.lock,
+  // which a restore creates when the site has none (deploy/site.ts), are
+  // written through fileLayer like everything else.
+  it('the repository lock and Data.fs.lock: a typed error, no lock or owner file left, then it works', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root, { docs: 2, files: 1 });
+    await s.site.close();
+    const dep = await discoverDeployment(root);
+    const clock = fakeClock();
+    // Their folders exist (a backup creates them before it takes the lock).
+    for (const kind of ['backup', 'zipbackup'] as const) await backupDeployment(dep, kind, { now: clock.now });
+    const restore = () => restoreDeployment(dep, { keepOld: false, incremental: false });
+    const cases: [string, RegExp, () => Promise<unknown>][] = [
+      ['backup, the repository lock', /\.plone-backup\.lock\./, () => backupDeployment(dep, 'backup', { now: clock.now })],
+      ['zipbackup, the repository lock', /\.plone-backup\.lock\./, () => backupDeployment(dep, 'zipbackup', { now: clock.now })],
+      ['restore, the repository lock', /\.plone-backup\.lock\./, restore],
+      ['restore, Data.fs.lock', /Data\.fs\.lock$/, restore],
+    ];
+    for (const [what, only, op] of cases) {
+      for (const code of ['ENOSPC', 'EIO']) {
+        for (const left of [0, 3]) {
+          const before = snapshot(root, { skip: bookkeeping });
+          const budget: Budget = { left, code, hits: 0, hitPaths: [], only };
+          const err = await withWriteFault(budget, op).catch((e: unknown) => e);
+          assert.ok(budget.hits > 0, `${what}: the fault was never hit`);
+          assertIoError(err, code, `${what} (${code} after ${left} bytes)`);
+          assert.deepEqual(snapshot(root, { skip: bookkeeping }), before, `${what} (${code}): something changed`);
+          assert.deepEqual(tempLeftovers(root), [], `${what}: temp files left`);
+          count('injected write faults (locks)');
+        }
+      }
+      await op();
+    }
   });
 });
 
