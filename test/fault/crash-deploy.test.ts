@@ -40,6 +40,7 @@ import { fakeClock } from '../support/fixtures';
 import { blobContents, content, md5File, snapshot, tempLeftovers, tmpDir, type TestHooks } from '../support/fs';
 import { committedMd5, liveState, recoverMd5, registeredStamps, repoStates, verifyAfterKill, verifyClean } from '../support/repo';
 import { generationBlobFiles, generationFile, makeSite } from '../support/site';
+import { nth } from '../support/must';
 
 const FIG = 'crash-deploy';
 const reports: KillReport[] = [];
@@ -93,7 +94,7 @@ async function backupCrash(t: TestHooks, name: string, kind: BackupCommand, base
   const base = tmpDir(t);
   await baseSite(t, base, baseKinds);
   const dep0 = await discoverDeployment(base);
-  const s0 = dep0.storages[0];
+  const s0 = nth(dep0.storages, 0);
   const { repo: repo0, blobs: blobs0 } = foldersFor(s0, commandKind(kind));
   const rel = (p: string) => path.relative(base, p);
   const live = liveState(s0.file, s0.blobDir);
@@ -109,7 +110,7 @@ async function backupCrash(t: TestHooks, name: string, kind: BackupCommand, base
     args: (dir) => [...args, '--dir', dir],
     check: async (dir, run) => {
       const dep = await discoverDeployment(dir, keep !== undefined ? { keep } : {});
-      const s = dep.storages[0];
+      const s = nth(dep.storages, 0);
       const repo = path.join(dir, rel(repo0));
       const blobs = path.join(dir, rel(blobs0));
       // The live site is never touched.
@@ -144,7 +145,7 @@ async function backupCrash(t: TestHooks, name: string, kind: BackupCommand, base
         const { files } = await listRepository(repo);
         const fulls = files.filter((f) => f.full);
         assert.equal(fulls.length, keep, `${fulls.length} full backups left, keep is ${keep}`);
-        const oldest = fulls[0].stamp;
+        const oldest = nth(fulls, 0).stamp;
         assert.deepEqual(
           files.filter((f) => f.stamp < oldest).map((f) => f.name),
           [],
@@ -217,7 +218,7 @@ describe('a deployment command killed at any step loses nothing', () => {
     const base = tmpDir(t);
     await baseSite(t, base, ['backup', 'backup', 'backup']);
     let dep0 = await discoverDeployment(base);
-    const s0 = dep0.storages[0];
+    const s0 = nth(dep0.storages, 0);
     const repo0 = foldersFor(s0, 'backup').repo;
     const stamps = await registeredStamps(repo0);
     assert.equal(stamps.length, 3);

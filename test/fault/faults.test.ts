@@ -45,6 +45,7 @@ import { blobContents, blobFiles, content, md5File, snapshot, tempLeftovers, tmp
 import { CLI } from '../support/paths';
 import { recoverMd5, registeredStamps, verifyClean } from '../support/repo';
 import { makeSite, type Site, sampleSite, generationBlobFiles } from '../support/site';
+import { nth } from '../support/must';
 
 const FIG = 'faults';
 const counts: Record<string, number> = {};
@@ -266,7 +267,7 @@ describe('a write that fails part way (ENOSPC, EIO) loses nothing', () => {
     await faultLoop(
       'restore (incremental, appending in place)',
       async () => {
-        const [r] = await restoreDeployment(dep, { keepOld: false });
+        const r = nth(await restoreDeployment(dep, { keepOld: false }), 0);
         assert.equal(r.mode, 'incremental');
       },
       liveDirs.slice(0, 1),
@@ -366,7 +367,7 @@ describe('a real full disk', () => {
       assert.deepEqual(tempLeftovers(mnt), [], `${kb} KiB: temp files left on the full disk`);
       // Whatever was registered restores; the rest is not there.
       for (const kind of ['backup', 'zip', 'snapshot'] as const) {
-        const repo = foldersFor(dep.storages[0], kind).repo;
+        const repo = foldersFor(nth(dep.storages, 0), kind).repo;
         if ((await registeredStamps(repo)).length) {
           await verifyClean(repo);
           assert.equal(await recoverMd5(repo), md5File(s.file));
@@ -379,7 +380,7 @@ describe('a real full disk', () => {
     // Room enough: it works.
     unmount = mountTmpfs(backups, '16m');
     for (const kind of ['backup', 'zipbackup', 'snapshot'] as const) await backupDeployment(dep, kind, { now: clock.now });
-    await verifyClean(foldersFor(dep.storages[0], 'backup').repo);
+    await verifyClean(foldersFor(nth(dep.storages, 0), 'backup').repo);
     unmount();
     count('real full disks (tmpfs)', n);
   });
@@ -484,16 +485,16 @@ describe('backups on another filesystem (no hard links across)', () => {
       const dep = await discoverDeployment(root, { backupRoot: other });
       dep.settings.blobFormat = format;
       const clock = fakeClock();
-      const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
+      const r1 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
       await s.site.uploadFile('x.pdf', content('x'));
-      const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+      const r2 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
       if (format === 'dir') assert.equal(r2.linked, r1.blobFiles, 'links inside the backup filesystem still work');
       else assert.deepEqual([r2.copied, r2.linked], [1, 0], 'only the new file goes into the pool');
       await s.site.close();
       const want = blobContents(s.blobDir);
       const data = md5File(s.file);
       await restoreDeployment(dep, { date: r1.filestorage.stamp, keepOld: false });
-      const [res] = await restoreDeployment(dep, { keepOld: false });
+      const res = nth(await restoreDeployment(dep, { keepOld: false }), 0);
       assert.equal(md5File(s.file), data);
       assert.deepEqual(blobContents(s.blobDir), want);
       for (const rel of blobFiles(s.blobDir)) assert.equal(fs.statSync(path.join(s.blobDir, rel)).dev, fs.statSync(s.file).dev, 'a blob file is not on the live filesystem');
@@ -586,7 +587,7 @@ describe('the live site changes under a backup', () => {
     assert.deepEqual([snapshot(path.join(v, 'backups')), snapshot(path.join(v, 'blobstoragebackups'))], before);
     assert.deepEqual(tempLeftovers(v), []);
     fs.renameSync(`${gone}.away`, gone);
-    const [r] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     assert.equal(r.filestorage.action, 'incremental');
     await s.site.close();
     count('blob vanishes mid-copy');
@@ -596,18 +597,21 @@ describe('the live site changes under a backup', () => {
     const { s, dep, clock } = await siteWithBackup(t);
     // Every blob copy of the first attempt waits for the pack, which removes old revisions.
     let packing: Promise<unknown> | undefined;
-    const [r] = await onBlobCopy(
-      async () => {
-        packing ??= s.site.writer.pack();
-        await packing;
-      },
-      () => backupDeployment(dep, 'backup', { now: clock.now }),
+    const r = nth(
+      await onBlobCopy(
+        async () => {
+          packing ??= s.site.writer.pack();
+          await packing;
+        },
+        () => backupDeployment(dep, 'backup', { now: clock.now }),
+      ),
+      0,
     );
     assert.equal(r.attempts, 2);
     assert.equal(r.filestorage.action, 'full');
     await s.site.close();
     assert.deepEqual(await generationBlobFiles(r.blobGeneration!), await referencedBlobs(s.file));
-    assert.equal(await recoverMd5(foldersFor(dep.storages[0], 'backup').repo), md5File(s.file));
+    assert.equal(await recoverMd5(foldersFor(nth(dep.storages, 0), 'backup').repo), md5File(s.file));
     assert.deepEqual(tempLeftovers(s.varDir), []);
     count('pack removes a blob mid-copy');
   });
