@@ -15,6 +15,7 @@ import { throwsWith } from '../support/assert';
 import { statePath } from '../support/fixtures';
 import { copy, flipByte, names, tmpDir } from '../support/fs';
 import { FIXTURE_REPO, FIXTURE_REPO_GZ, ROOT } from '../support/paths';
+import { nth } from '../support/must';
 
 const CLI = path.join(ROOT, 'dist', 'cli.js');
 
@@ -58,7 +59,7 @@ describe('repozo options', () => {
     assert.equal(o.output, undefined);
     assert.equal(o.withVerify, false);
     assert.equal(o.notes.length, 3);
-    assert.match(o.notes[0], /--date option is ignored in backup mode/);
+    assert.match(nth(o.notes, 0), /--date option is ignored in backup mode/);
     const v = parseRepozoArgs(['-V', '-r', 'b', '-F', '-z', '-f', 'x']);
     assert.deepEqual([v.full, v.gzip, v.file], [false, false, undefined]);
   });
@@ -113,8 +114,8 @@ function assertFails(r: Run, msg: RegExp): void {
   assert.equal(r.stdout.length, 0);
   const lines = r.stderr.trimEnd().split('\n');
   assert.equal(lines.length, 1, `one line on stderr, got: ${r.stderr}`);
-  assert.match(lines[0], /^plone-backup repozo: /);
-  assert.match(lines[0], msg);
+  assert.match(nth(lines, 0), /^plone-backup repozo: /);
+  assert.match(nth(lines, 0), msg);
 }
 
 function assertOk(r: Run): void {
@@ -148,7 +149,7 @@ describe('the built CLI', () => {
     for (const [repo, full, delta] of [
       ['repository', '.fs', '.deltafs'],
       ['repository-gzip', '.fsz', '.deltafsz'],
-    ]) {
+    ] as const) {
       const files = names(path.join(dir, repo));
       assert.equal(files.filter((n) => n.endsWith(full)).length, 1, files.join());
       assert.equal(files.filter((n) => n.endsWith(delta)).length, 1, files.join());
@@ -204,7 +205,7 @@ describe('the built CLI', () => {
     assert.ok(fs.readFileSync(out).equals(fs.readFileSync(statePath(1))));
     const kept = names(dir).filter((n) => n.startsWith('Data.fs.before-restore-') && !n.endsWith('.index'));
     assert.equal(kept.length, 1);
-    assert.ok(fs.readFileSync(path.join(dir, kept[0])).equals(fs.readFileSync(statePath(2))));
+    assert.ok(fs.readFileSync(path.join(dir, nth(kept, 0))).equals(fs.readFileSync(statePath(2))));
   });
 
   it('-v logs what it does on stderr', (t) => {

@@ -16,10 +16,10 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { SampleSite } from '../../src/engine/internal';
 import { containerRoot } from '../support/container';
 import { blobContents, tmpDir, type TestHooks } from '../support/fs';
 import { CLI, ROOT } from '../support/paths';
+import { sampleSite } from '../support/site';
 
 const EXE = path.join(ROOT, 'dist', `plone-backup-linux-${process.arch}`);
 /** Past the size whose md5 is computed in a worker thread (8 MiB), and several 4 MB gzip members. */
@@ -52,7 +52,7 @@ function standalone(bin: string, args: string[], cwd: string): Run {
 /** A plone-backend container's site: /data/filestorage/Data.fs of DATA_FS_BYTES and more, blob files, not running. */
 async function containerSite(t: TestHooks) {
   const c = containerRoot(t);
-  const site = await SampleSite.create({ file: c.file, blobDir: c.blobDir });
+  const site = await sampleSite(t, { file: c.file, blobDir: c.blobDir });
   try {
     // Random text does not compress: the gzip pieces stay several members long.
     for (let i = 0; fs.statSync(c.file).size < DATA_FS_BYTES; i++) await site.addDocument(`document ${i}`, randomBytes(384 << 10).toString('base64'));
@@ -88,7 +88,7 @@ describe('the standalone executable (npm run dist)', () => {
     const first = standalone(bin, ['backup', '-q', '--dir', c.root], os.tmpdir());
     assert.deepEqual([first.status, first.stderr, first.stdout], [0, '', ''], 'a quiet backup prints nothing');
     // More commits, then an incremental backup from the volume itself (a sidecar's view of it).
-    const site = await SampleSite.open({ file: c.file, blobDir: c.blobDir });
+    const site = await sampleSite(t, { file: c.file, blobDir: c.blobDir, open: true });
     await site.addDocument('after the full backup', randomBytes(1 << 20).toString('base64'));
     await site.uploadFile('later.pdf', randomBytes(7000));
     await site.close();
@@ -119,7 +119,7 @@ describe('the standalone executable (npm run dist)', () => {
     assert.match(demo.stdout, /^Done in /m);
 
     const c = containerRoot(t);
-    const site = await SampleSite.create({ file: c.file, blobDir: c.blobDir });
+    const site = await sampleSite(t, { file: c.file, blobDir: c.blobDir });
     await site.addDocument('one');
     await site.close();
     const scripts = standalone(bin, ['scripts', '--dir', c.data], c.data);

@@ -18,6 +18,7 @@ import { fakeClock } from '../support/fixtures';
 import { blobFiles, content, copy, snapshot, tempLeftovers, tmpDir } from '../support/fs';
 import { FIXTURES } from '../support/paths';
 import { makeSite, generationBlobFiles, generationFile } from '../support/site';
+import { nth } from '../support/must';
 
 describe('deployment backup', () => {
   it('writes a generation with the piece stamp, exactly the referenced blobs, hard links and latest', async (t) => {
@@ -36,7 +37,7 @@ describe('deployment backup', () => {
     const uncommitted = blobFiles(s.blobDir).filter((r) => r.endsWith(`/${idRepr(voted.tid)}.blob`));
     assert.equal(uncommitted.length, 1, 'the voted blob is in place, as ZODB puts it at vote');
 
-    const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r1 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     assert.equal(r1.filestorage.action, 'full');
     assert.equal(r1.attempts, 1);
     const stamp1 = r1.filestorage.stamp!;
@@ -46,7 +47,7 @@ describe('deployment backup', () => {
     assert.equal(committedRefs.length, 3);
     assert.deepEqual(blobFiles(gen1), committedRefs, 'exactly the committed blobs');
     assert.ok(!fs.existsSync(path.join(gen1, 'tmp')));
-    assert.ok(!fs.existsSync(path.join(gen1, uncommitted[0])));
+    assert.ok(!fs.existsSync(path.join(gen1, nth(uncommitted, 0))));
     assert.equal(fs.readFileSync(path.join(gen1, '.layout'), 'utf8').trim(), 'bushy');
     for (const rel of committedRefs) assert.deepEqual(fs.readFileSync(path.join(gen1, rel)), fs.readFileSync(path.join(s.blobDir, rel)));
     assert.equal(fs.readlinkSync(path.join(blobBackups, 'latest')), `blobstorage.${stamp1}`);
@@ -70,7 +71,7 @@ describe('deployment backup', () => {
     await s.site.writer.finish();
     const newOid = await s.site.uploadFile('new.pdf', content('new'));
     await s.site.addDocument('after');
-    const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r2 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     assert.equal(r2.filestorage.action, 'incremental');
     const stamp2 = r2.filestorage.stamp!;
     assert.ok(stamp2 > stamp1);
@@ -90,7 +91,7 @@ describe('deployment backup', () => {
     assert.ok(newOid);
 
     // Nothing new: no piece, no generation.
-    const [r3] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r3 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     assert.equal(r3.filestorage.action, 'none');
     assert.equal(r3.blobGeneration, undefined);
     assert.deepEqual(
@@ -98,7 +99,7 @@ describe('deployment backup', () => {
       [stamp1, stamp2],
     );
     // A full backup into the same folders gets its own complete generation.
-    const [r4] = await backupDeployment(dep, 'fullbackup', { now: clock.now });
+    const r4 = nth(await backupDeployment(dep, 'fullbackup', { now: clock.now }), 0);
     assert.equal(r4.filestorage.action, 'full');
     assert.deepEqual(await generationBlobFiles(r4.blobGeneration!), refs2);
     assert.equal(r4.linked, 5);
@@ -110,9 +111,9 @@ describe('deployment backup', () => {
     const s = await makeSite(t, root);
     const clock = fakeClock();
     const dep = await discoverDeployment(root);
-    const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r1 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     fs.rmSync(r1.blobGeneration!, { recursive: true });
-    const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r2 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     assert.equal(r2.filestorage.action, 'none');
     assert.equal(r2.blobGeneration, r1.blobGeneration);
     assert.deepEqual(await generationBlobFiles(r2.blobGeneration!), await referencedBlobs(s.file));
@@ -135,8 +136,8 @@ describe('deployment backup', () => {
     );
     const v = main.varDir;
     for (const [r, site, sfx] of [
-      [res[1], main, ''],
-      [res[0], cat, '_catalog'],
+      [nth(res, 1), main, ''],
+      [nth(res, 0), cat, '_catalog'],
     ] as const) {
       assert.ok(fs.existsSync(path.join(v, `backups${sfx}`, r.filestorage.piece!)));
       assert.equal(path.dirname(r.blobGeneration!), path.join(v, `blobstoragebackups${sfx}`));
@@ -152,7 +153,7 @@ describe('deployment backup', () => {
     fs.mkdirSync(path.join(v, 'filestorage'));
     for (const n of ['Data.fs', 'Data.fs.index']) fs.copyFileSync(path.join(FIXTURES, 'lawn', n), path.join(v, 'filestorage', n));
     const dep = await discoverDeployment(root);
-    const [r] = await backupDeployment(dep, 'backup', { now: fakeClock().now });
+    const r = nth(await backupDeployment(dep, 'backup', { now: fakeClock().now }), 0);
     assert.equal(fs.readFileSync(generationFile(r.blobGeneration!, '.layout'), 'utf8').trim(), 'lawn');
     const refs = await referencedBlobs(path.join(v, 'filestorage', 'Data.fs'), 'lawn');
     assert.ok(refs.length >= 4);
@@ -161,7 +162,7 @@ describe('deployment backup', () => {
       refs.every((x) => /^0x[0-9a-f]+\/0x[0-9a-f]+\.blob$/.test(x)),
       'lawn paths',
     );
-    const [d] = await drillDeployment(dep);
+    const d = nth(await drillDeployment(dep), 0);
     assert.ok(d.ok, d.problems.join('; '));
     assert.equal(d.blobFiles, refs.length);
   });
@@ -174,9 +175,9 @@ describe('deployment backup', () => {
     await backupDeployment(dep, 'backup', { now: clock.now });
     await s.site.uploadFile('later.pdf', content('later'));
     const refs = await referencedBlobs(s.file);
-    const victim = refs[refs.length - 1];
+    const victim = nth(refs, refs.length - 1);
     fs.rmSync(path.join(s.blobDir, victim));
-    fs.rmSync(path.join(s.blobDir, refs[0]));
+    fs.rmSync(path.join(s.blobDir, nth(refs, 0)));
     const backups = snapshot(path.join(s.varDir, 'backups'));
     const gens = snapshot(path.join(s.varDir, 'blobstoragebackups'));
     for (const kind of ['backup', 'fullbackup', 'snapshot', 'zipbackup'] as const) {
@@ -184,7 +185,7 @@ describe('deployment backup', () => {
       // Every kind names them all, also a snapshot (a first generation, which finds them by copying);
       // an incremental into the pool looks only at the new piece's file, as the pool holds the other.
       assert.match(e.message, kind === 'backup' ? /^1 blob file / : /^2 blob files /, kind);
-      assert.ok(e.message.includes(kind === 'backup' ? victim : refs[0]), `${kind}: the message names the first file`);
+      assert.ok(e.message.includes(kind === 'backup' ? victim : nth(refs, 0)), `${kind}: the message names the first file`);
       assert.match(e.message, /not made/);
       assert.deepEqual(snapshot(path.join(s.varDir, 'backups')), backups, `${kind}: repository unchanged`);
       assert.deepEqual(snapshot(path.join(s.varDir, 'blobstoragebackups')), gens, `${kind}: blob backups unchanged`);
@@ -217,7 +218,7 @@ describe('deployment backup', () => {
     };
     let res;
     try {
-      [res] = await backupDeployment(dep, 'backup', { now: clock.now });
+      res = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     } finally {
       fileLayer.open = realOpen;
     }

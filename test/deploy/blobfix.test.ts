@@ -23,11 +23,10 @@ import {
   recentBlobs,
   restatRecentBlobs,
   sameStateGenerations,
-  SampleSite,
   type RecentBlob,
   type StorageView,
 } from '../../src/engine/internal';
-import { planOf, makeSite } from '../support/site';
+import { planOf, makeSite, sampleSite } from '../support/site';
 import { fakeClock } from '../support/fixtures';
 import { tmpDir } from '../support/fs';
 
@@ -149,7 +148,7 @@ describe('blobfix: on a site', () => {
     );
 
     // The site moves on: the recent list is stale, and no generation holds its state.
-    const site = await SampleSite.open({ file: s.file, blobDir: s.blobDir });
+    const site = await sampleSite(t, { file: s.file, blobDir: s.blobDir, open: true });
     await site.addDocument('Later');
     await site.close();
     assert.deepEqual(await restatRecentBlobs(storage, recent), { changed: true });

@@ -33,6 +33,7 @@ import { referencedBlobs, rejectsWith } from '../support/assert';
 import { fakeClock } from '../support/fixtures';
 import { blobContents, blobFiles, content, md5File, tempLeftovers, type TestHooks, tmpDir } from '../support/fs';
 import { makeSite, type Site } from '../support/site';
+import { nth } from '../support/must';
 
 const BASE = 'blobstorage';
 
@@ -52,7 +53,7 @@ describe('blob pool: backups in O(new blobs)', () => {
   it('a full backup lists all; an incremental names its parent and copies only the new files; restores give exactly each state', async (t) => {
     const { s, dep, blobs, pool } = await site(t);
     const clock = fakeClock('2026-06-01-10-00-00', 3600);
-    const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r1 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     const stamp1 = r1.filestorage.stamp!;
     assert.equal(r1.blobGeneration, path.join(blobs, `${BASE}.${stamp1}.json`));
     const refs1 = await referencedBlobs(s.file);
@@ -75,7 +76,7 @@ describe('blob pool: backups in O(new blobs)', () => {
       oid = await s.site.uploadFile(`new-${i}.pdf`, content(`new ${i}`, 5000 + i), oid);
       await s.site.uploadFile(`other-${i}.pdf`, content(`other ${i}`));
       const before = new Set(blobFiles(pool));
-      const [r] = await backupDeployment(dep, 'backup', { now: clock.now });
+      const r = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
       assert.equal(r.filestorage.action, 'incremental');
       const m = manifestOf(r.blobGeneration!);
       assert.equal(m.parent, states.at(-1)!.stamp, 'it adds to the generation of the piece it continues');
@@ -130,7 +131,7 @@ describe('blob pool: backups in O(new blobs)', () => {
     const [victim] = await referencedBlobs(s.file);
     fs.rmSync(path.join(s.blobDir, victim!));
     await s.site.addDocument('more');
-    const [r] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     assert.equal(r.filestorage.action, 'incremental');
     assert.ok(fs.existsSync(path.join(pool, victim!)));
     await s.site.close();
@@ -144,11 +145,11 @@ describe('blob pool: backups in O(new blobs)', () => {
     const { s, dep, blobs, pool } = await site(t);
     dep.settings.keep = 1;
     const clock = fakeClock();
-    const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r1 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     const old = await referencedBlobs(s.file);
     // Replace every file: after a pack only the new revisions are referenced.
     for (const [i, rel] of old.entries()) await s.site.uploadFile(`n${i}.pdf`, content(`n${i}`), parseBlobRelPath(rel, 'bushy')!.oid);
-    const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r2 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     assert.equal(manifestOf(r2.blobGeneration!).parent, r1.filestorage.stamp);
     // A stray temp file and an orphan (a run killed after copying) are swept too.
     fs.writeFileSync(path.join(path.dirname(path.join(pool, old[0]!)), '.plone-backup-x.blob.1.abcd.blob'), 'partial');
@@ -162,7 +163,7 @@ describe('blob pool: backups in O(new blobs)', () => {
       after.every((r) => !old.includes(r)),
       'the pack dropped the first revisions',
     );
-    const [r3] = await backupDeployment(dep, 'fullbackup', { now: clock.now });
+    const r3 = nth(await backupDeployment(dep, 'fullbackup', { now: clock.now }), 0);
     assert.equal(manifestOf(r3.blobGeneration!).parent, undefined);
     // keep = 1: the first chain (two generations) is gone, and with it what only it named.
     assert.deepEqual(
@@ -175,7 +176,7 @@ describe('blob pool: backups in O(new blobs)', () => {
 
     // Deleting a chain sweeps as well: a file only its incremental named goes with it.
     const late = await s.site.uploadFile('late.pdf', content('late'));
-    const [r4] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r4 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     const added = manifestOf(r4.blobGeneration!).files.map(([x]) => x);
     assert.equal(added.length, 1);
     await s.site.uploadFile('late.pdf', content('later'), late);
@@ -192,11 +193,11 @@ describe('blob pool: backups in O(new blobs)', () => {
     const { s, dep, blobs, pool } = await site(t);
     const clock = fakeClock();
     dep.settings.blobFormat = 'dir';
-    const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r1 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     assert.ok(fs.statSync(r1.blobGeneration!).isDirectory());
     dep.settings.blobFormat = 'pool';
     await s.site.uploadFile('x.pdf', content('x'));
-    const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r2 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     const m = manifestOf(r2.blobGeneration!);
     assert.equal(m.parent, undefined, 'the continued piece has no pool generation: all files are listed');
     assert.equal(m.count, 4);
@@ -221,10 +222,10 @@ describe('blob pool: backups in O(new blobs)', () => {
     const { s, dep, pool } = await site(t);
     dep.settings.onlyBlobs = true;
     const clock = fakeClock();
-    const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r1 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     assert.equal(r1.copied, 3);
     await s.site.uploadFile('y.pdf', content('y'));
-    const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r2 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     assert.equal(r2.copied, 1);
     assert.equal(manifestOf(r2.blobGeneration!).count, 4);
     assert.deepEqual(blobFiles(pool), await referencedBlobs(s.file));
@@ -236,9 +237,9 @@ describe('blob pool: manifests that are not what we write', () => {
   async function chain(t: TestHooks) {
     const x = await site(t);
     const clock = fakeClock();
-    const [r1] = await backupDeployment(x.dep, 'backup', { now: clock.now });
+    const r1 = nth(await backupDeployment(x.dep, 'backup', { now: clock.now }), 0);
     await x.s.site.uploadFile('a.pdf', content('a'));
-    const [r2] = await backupDeployment(x.dep, 'backup', { now: clock.now });
+    const r2 = nth(await backupDeployment(x.dep, 'backup', { now: clock.now }), 0);
     await x.s.site.close();
     return { ...x, first: r1.blobGeneration!, second: r2.blobGeneration!, stamp2: r2.filestorage.stamp! };
   }

@@ -30,6 +30,7 @@ import { content, copy, snapshot, tmpDir } from '../support/fs';
 import { FIXTURES } from '../support/paths';
 import { runCli } from '../support/processes';
 import { generationFile, makeSite } from '../support/site';
+import { nth, xorByte } from '../support/must';
 
 const codes = (fs_: Finding[]) => fs_.map((f) => `${f.severity}:${f.code}`).sort();
 
@@ -55,7 +56,7 @@ describe('check', () => {
     await s.site.close();
     const refs = await referencedBlobs(s.file);
     // A referenced blob goes missing.
-    const missing = refs[1];
+    const missing = nth(refs, 1);
     fs.rmSync(path.join(s.blobDir, missing));
     // A blob file no record references.
     const strayOid = Buffer.from('00000000000000ff', 'hex');
@@ -151,12 +152,12 @@ describe('check', () => {
     await backupDeployment(dep, 'backup', { now: clock.now });
     const refs1 = await referencedBlobs(s.file);
     await s.site.uploadFile('two.pdf', content('two'));
-    const [b2] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const b2 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     const lost = (await referencedBlobs(s.file)).find((r) => !refs1.includes(r))!;
     await s.site.uploadFile('three.pdf', content('three'));
-    const [b3] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const b3 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     await s.site.addDocument('four');
-    const [b4] = await backupDeployment(dep, 'fullbackup', { now: clock.now });
+    const b4 = nth(await backupDeployment(dep, 'fullbackup', { now: clock.now }), 0);
     await s.site.close();
     assert.deepEqual(await checkDeployment(dep), []);
 
@@ -165,19 +166,19 @@ describe('check', () => {
     fs.rmSync(path.join(b2.blobGeneration!, 'blobstorage', lost));
     const piece1 = path.join(s.varDir, 'backups', b4.filestorage.piece!);
     const bytes = fs.readFileSync(piece1);
-    bytes[bytes.length - 12] ^= 0xff; // inside the gzip data
+    xorByte(bytes, bytes.length - 12, 0xff); // inside the gzip data
     fs.writeFileSync(piece1, bytes);
 
     const findings = await checkDeployment(dep, { backupsOnly: true });
     const byCode = (c: string) => findings.filter((f) => f.code === c);
     assert.equal(byCode('PIECE_WITHOUT_BLOBS').length, 1);
-    assert.equal(byCode('PIECE_WITHOUT_BLOBS')[0].file, path.join(s.varDir, 'backups', b3.filestorage.piece!));
-    assert.equal(byCode('PIECE_WITHOUT_BLOBS')[0].severity, 'warning');
+    assert.equal(nth(byCode('PIECE_WITHOUT_BLOBS'), 0).file, path.join(s.varDir, 'backups', b3.filestorage.piece!));
+    assert.equal(nth(byCode('PIECE_WITHOUT_BLOBS'), 0).severity, 'warning');
     const inc = byCode('GENERATION_INCOMPLETE');
     assert.equal(inc.length, 1, JSON.stringify(findings, null, 1));
-    assert.equal(inc[0].severity, 'error');
-    assert.equal(inc[0].file, b2.blobGeneration);
-    assert.ok(inc[0].message.includes(lost));
+    assert.equal(nth(inc, 0).severity, 'error');
+    assert.equal(nth(inc, 0).file, b2.blobGeneration);
+    assert.ok(nth(inc, 0).message.includes(lost));
     const bad = byCode('REPOSITORY_INVALID');
     assert.ok(bad.length >= 1);
     assert.ok(bad.every((f) => f.severity === 'error'));
@@ -217,30 +218,30 @@ describe('list', () => {
     const s = await makeSite(t, root, { docs: 2, files: 1 });
     const dep = await discoverDeployment(root);
     const clock = fakeClock();
-    const [b1] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const b1 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     await s.site.addDocument('News item', 'text', '/ jane');
     await s.site.uploadFile('photo.jpg', content('photo'), undefined, '/ joe');
-    const [b2] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const b2 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     await s.site.addDocument('Front page');
-    const [b3] = await backupDeployment(dep, 'snapshot', { now: clock.now });
+    const b3 = nth(await backupDeployment(dep, 'snapshot', { now: clock.now }), 0);
     await s.site.close();
     fs.rmSync(b2.blobGeneration!, { recursive: true });
 
     const views = await listDeployment(dep);
     assert.equal(views.length, 1);
-    const v = views[0];
+    const v = nth(views, 0);
     assert.equal(v.storage, 'main');
     assert.equal(v.file, s.file);
     const backups = v.groups.find((g) => g.kind === 'backup')!;
     assert.equal(backups.chains.length, 1);
-    const { full, incrementals } = backups.chains[0];
+    const { full, incrementals } = nth(backups.chains, 0);
     assert.equal(full.stamp, b1.filestorage.stamp);
     assert.equal(full.full, true);
     assert.equal(full.transactions, b1.filestorage.transactions);
     assert.equal(full.blob.status, 'match');
     assert.equal(full.blob.files, 1);
     assert.equal(incrementals.length, 1);
-    const inc = incrementals[0];
+    const inc = nth(incrementals, 0);
     assert.equal(inc.stamp, b2.filestorage.stamp);
     assert.equal(inc.full, false);
     assert.equal(inc.transactions, 2);
@@ -250,10 +251,10 @@ describe('list', () => {
     assert.equal(inc.start, b1.filestorage.end);
     assert.equal(inc.end, b2.filestorage.end);
     const snap = v.groups.find((g) => g.kind === 'snapshot')!;
-    assert.equal(snap.chains[0].full.stamp, b3.filestorage.stamp);
-    assert.equal(snap.chains[0].full.lastDescription, 'Added Front page');
-    assert.equal(snap.chains[0].full.blob.status, 'match');
-    assert.equal(snap.chains[0].full.blob.files, 2);
+    assert.equal(nth(snap.chains, 0).full.stamp, b3.filestorage.stamp);
+    assert.equal(nth(snap.chains, 0).full.lastDescription, 'Added Front page');
+    assert.equal(nth(snap.chains, 0).full.blob.status, 'match');
+    assert.equal(nth(snap.chains, 0).full.blob.files, 2);
     assert.deepEqual(v.groups.find((g) => g.kind === 'zip')!.chains, []);
 
     const r = runCli(['list', '--dir', root]);
@@ -275,10 +276,10 @@ describe('drill', () => {
     const clock = fakeClock();
     await backupDeployment(dep, 'backup', { now: clock.now });
     await s.site.uploadFile('more.pdf', content('more'));
-    const [b2] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const b2 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     await s.site.close();
     const before = snapshot(root);
-    const [ok] = await drillDeployment(dep);
+    const ok = nth(await drillDeployment(dep), 0);
     assert.ok(ok.ok, ok.problems.join('; '));
     assert.equal(ok.stamp, b2.filestorage.stamp);
     assert.equal(ok.blobFiles, 4);
@@ -293,7 +294,7 @@ describe('drill', () => {
     // The newest generation lacks a blob file: the drill fails and says which.
     const lost = (await referencedBlobs(s.file))[2]!;
     fs.rmSync(generationFile(b2.blobGeneration!, lost));
-    const [bad] = await drillDeployment(dep);
+    const bad = nth(await drillDeployment(dep), 0);
     assert.equal(bad.ok, false);
     assert.ok(bad.problems.join(' ').includes(lost), bad.problems.join('; '));
     const r = runCli(['drill', '--dir', root, '--json']);

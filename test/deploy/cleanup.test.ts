@@ -14,6 +14,7 @@ import { backupDeployment, discoverDeployment, foldersFor } from '../../src/engi
 import { fakeClock } from '../support/fixtures';
 import { snapshot, tmpDir } from '../support/fs';
 import { makeSite } from '../support/site';
+import { nth } from '../support/must';
 
 const root = process.getuid?.() === 0;
 const OTHER_UID = 4321;
@@ -33,7 +34,7 @@ describe('cleanup in a shared backup folder', () => {
     const elsewhere = path.join(dir, 'elsewhere');
     fs.mkdirSync(elsewhere);
     fs.writeFileSync(path.join(elsewhere, 'precious'), 'keep me');
-    const { repo, blobs } = foldersFor(dep.storages[0], 'backup');
+    const { repo, blobs } = foldersFor(nth(dep.storages, 0), 'backup');
     const planted: string[] = [];
     for (const folder of [repo, blobs]) {
       fs.chmodSync(folder, 0o1777);
@@ -50,7 +51,7 @@ describe('cleanup in a shared backup folder', () => {
     const outside = snapshot(elsewhere);
     await s.site.addDocument('later');
     await s.site.close();
-    const [r] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     assert.equal(r.filestorage.action, 'incremental');
     for (const p of planted) assert.ok(fs.lstatSync(p, { throwIfNoEntry: false }), `${p} was removed`);
     assert.deepEqual(snapshot(elsewhere), outside);

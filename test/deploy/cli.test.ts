@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { md5File, snapshot, type TestHooks, tmpDir } from '../support/fs';
 import { type CliRun, holdSiteLock, runCli } from '../support/processes';
 import { generationBlobFiles, generationFile, makeSite, sampleSite } from '../support/site';
+import { nth } from '../support/must';
 
 const COMMANDS: string[][] = [
   ['backup'],
@@ -36,8 +37,8 @@ function oneLine(r: CliRun, status: number, cmd: string, re: RegExp): void {
   assert.equal(r.stdout, '', `${cmd}: stdout`);
   const lines = r.stderr.split('\n').filter(Boolean);
   assert.equal(lines.length, 1, `${cmd}: one line, got ${r.stderr}`);
-  assert.ok(lines[0].startsWith(`plone-backup ${cmd}: `), lines[0]);
-  assert.match(lines[0], re, cmd);
+  assert.ok(nth(lines, 0).startsWith(`plone-backup ${cmd}: `), lines[0]);
+  assert.match(nth(lines, 0), re, cmd);
 }
 
 /** A site with two backups, closed (not running). */
@@ -63,7 +64,7 @@ describe('the CLI with bad input', () => {
     const empty = tmpDir(t);
     for (const args of COMMANDS) {
       const r = runCli([...args, '--dir', empty]);
-      oneLine(r, 1, args[0], /No Plone deployment found in .*--dir/);
+      oneLine(r, 1, nth(args, 0), /No Plone deployment found in .*--dir/);
     }
     assert.deepEqual(fs.readdirSync(empty), [], 'nothing was created');
     // Run from inside a folder without a site, without --dir.
@@ -78,12 +79,12 @@ describe('the CLI with bad input', () => {
     const cfg = path.join(root, 'plone-backup.json');
     fs.mkdirSync(cfg); // unreadable as a file (root reads any file, so a folder stands in for permissions)
     for (const args of COMMANDS) {
-      oneLine(runCli([...args, '--dir', root]), 2, args[0], /plone-backup\.json cannot be used: it cannot be read/);
+      oneLine(runCli([...args, '--dir', root]), 2, nth(args, 0), /plone-backup\.json cannot be used: it cannot be read/);
     }
     fs.rmdirSync(cfg);
     fs.writeFileSync(cfg, '{"keep": "two"}');
     for (const args of COMMANDS) {
-      oneLine(runCli([...args, '--dir', root]), 2, args[0], /"keep" must be a whole number/);
+      oneLine(runCli([...args, '--dir', root]), 2, nth(args, 0), /"keep" must be a whole number/);
     }
     fs.rmSync(cfg);
     assert.deepEqual(snapshot(root), before);
@@ -109,7 +110,7 @@ describe('the CLI with bad input', () => {
       [['backup', '--part', 'backup'], /--part backup: there is no buildout.cfg/],
       [['list', '--json=yes'], /--json takes no value/],
     ];
-    for (const [args, re] of cases) oneLine(runCli(args.includes('--dir') ? args : [...args, '--dir', root]), 2, args[0], re);
+    for (const [args, re] of cases) oneLine(runCli(args.includes('--dir') ? args : [...args, '--dir', root]), 2, nth(args, 0), re);
     const unknown = runCli(['frobnicate']);
     assert.equal(unknown.status, 2);
     assert.match(unknown.stderr, /unknown command "frobnicate"/);

@@ -21,6 +21,7 @@ import { blobContents, content, copy, md5File, snapshot, tmpDir } from '../suppo
 import { HISTORY } from '../support/paths';
 import { runCli } from '../support/processes';
 import { makeSite, planOf } from '../support/site';
+import { nth } from '../support/must';
 
 /** A buildout deployment with the fixture's final Data.fs and blobstorage, and the recipe's gzip repository. */
 function recipeDeployment(root: string): { varDir: string; blobBackups: string } {
@@ -35,9 +36,9 @@ function recipeDeployment(root: string): { varDir: string; blobBackups: string }
 
 /** Restores every step by date and checks Data.fs and the blob files against history.json. */
 async function restoreEveryStep(dep: Deployment): Promise<void> {
-  const s = dep.storages[0];
+  const s = nth(dep.storages, 0);
   for (const [i, step] of historySteps().entries()) {
-    const [r] = await restoreDeployment(dep, { date: step.stamp, keepOld: false });
+    const r = nth(await restoreDeployment(dep, { date: step.stamp, keepOld: false }), 0);
     assert.equal(r.stamp, step.stamp, `step ${i + 1}`);
     assert.deepEqual(r.warnings, [], `step ${i + 1}`);
     assert.equal(md5File(s.file), step.md5, `step ${i + 1}: Data.fs`);
@@ -52,10 +53,10 @@ describe('collective.recipe.backup layouts', () => {
     const { blobBackups } = recipeDeployment(root);
     const steps = historySteps();
     for (const [i, step] of steps.entries()) fixtureBlobTree(i, path.join(blobBackups, `blobstorage.${step.stamp}`, 'blobstorage'));
-    fs.symlinkSync(`blobstorage.${steps[5].stamp}`, path.join(blobBackups, 'latest'));
+    fs.symlinkSync(`blobstorage.${nth(steps, 5).stamp}`, path.join(blobBackups, 'latest'));
     const dep = await discoverDeployment(root);
 
-    const [view] = await listDeployment(dep);
+    const view = nth(await listDeployment(dep), 0);
     const chains = view.groups.find((g) => g.kind === 'backup')!.chains;
     assert.deepEqual(
       chains.map((c) => [c.full.stamp, ...c.incrementals.map((x) => x.stamp)]),
@@ -63,11 +64,11 @@ describe('collective.recipe.backup layouts', () => {
     );
     const pieces = chains.flatMap((c) => [c.full, ...c.incrementals]);
     for (const [i, p] of pieces.entries()) {
-      assert.equal(p.end, steps[i].size, `${p.stamp} ends where step ${i + 1} does`);
-      assert.equal(p.lastTid, steps[i].last_tid);
+      assert.equal(p.end, nth(steps, i).size, `${p.stamp} ends where step ${i + 1} does`);
+      assert.equal(p.lastTid, nth(steps, i).last_tid);
       assert.equal(p.gzip, true);
       assert.equal(p.blob.status, 'match', `${p.stamp}: ${JSON.stringify(p.blob)}`);
-      assert.equal(p.blob.files, Object.keys(steps[i].blobs).length);
+      assert.equal(p.blob.files, Object.keys(nth(steps, i).blobs).length);
     }
     const findings = await checkDeployment(dep);
     assert.deepEqual(
@@ -80,14 +81,14 @@ describe('collective.recipe.backup layouts', () => {
 
     await restoreEveryStep(dep);
     // An incremental restore within the first chain: step 2 -> step 4 appends two gzip pieces.
-    await restoreDeployment(dep, { date: steps[1].stamp, keepOld: false });
-    const [plan] = await planOf(dep, { date: steps[3].stamp });
+    await restoreDeployment(dep, { date: nth(steps, 1).stamp, keepOld: false });
+    const plan = nth(await planOf(dep, { date: nth(steps, 3).stamp }), 0);
     assert.equal(plan.mode, 'incremental');
-    const [r] = await restoreDeployment(dep, { date: steps[3].stamp });
+    const r = nth(await restoreDeployment(dep, { date: nth(steps, 3).stamp }), 0);
     assert.equal(r.mode, 'incremental');
-    assert.equal(r.bytesWritten, steps[3].size - steps[1].size);
-    assert.equal(md5File(dep.storages[0].file), steps[3].md5);
-    assert.deepEqual(blobContents(dep.storages[0].blobDir!), steps[3].blobs);
+    assert.equal(r.bytesWritten, nth(steps, 3).size - nth(steps, 1).size);
+    assert.equal(md5File(nth(dep.storages, 0).file), nth(steps, 3).md5);
+    assert.deepEqual(blobContents(nth(dep.storages, 0).blobDir!), nth(steps, 3).blobs);
   });
 
   it('tar and tar.gz archives made by the system tar: listed, checked, restored to every step', async (t) => {
@@ -105,8 +106,8 @@ describe('collective.recipe.backup layouts', () => {
       else execFileSync('tar', [gz ? '-czf' : '-cf', out, '-C', tree, 'blobstorage']);
     }
     const dep = await discoverDeployment(root);
-    const [view] = await listDeployment(dep);
-    const pieces = view.groups[0].chains.flatMap((c) => [c.full, ...c.incrementals]);
+    const view = nth(await listDeployment(dep), 0);
+    const pieces = nth(view.groups, 0).chains.flatMap((c) => [c.full, ...c.incrementals]);
     assert.equal(pieces.length, 6);
     for (const p of pieces) assert.equal(p.blob.status, 'archived');
     assert.deepEqual(
@@ -117,11 +118,11 @@ describe('collective.recipe.backup layouts', () => {
     for (const d of drills) assert.ok(d.ok, `${d.stamp}: ${d.problems.join('; ')}`);
     await restoreEveryStep(dep);
     // A damaged archive is refused before anything changes.
-    const last = path.join(blobBackups, `blobstorage.${historySteps()[5].stamp}.tar.gz`);
+    const last = path.join(blobBackups, `blobstorage.${nth(historySteps(), 5).stamp}.tar.gz`);
     fs.writeFileSync(last, fs.readFileSync(last).subarray(0, 60));
-    const before = md5File(dep.storages[0].file);
+    const before = md5File(nth(dep.storages, 0).file);
     await rejectsWith(restoreDeployment(dep, { incremental: false }), 'ARCHIVE_BAD');
-    assert.equal(md5File(dep.storages[0].file), before);
+    assert.equal(md5File(nth(dep.storages, 0).file), before);
   });
 
   it('numbered blobstorage.0 (newest) is used for the newest restore, with a warning', async (t) => {
@@ -131,20 +132,20 @@ describe('collective.recipe.backup layouts', () => {
     fixtureBlobTree(5, path.join(blobBackups, 'blobstorage.0', 'blobstorage'));
     fixtureBlobTree(4, path.join(blobBackups, 'blobstorage.1', 'blobstorage'));
     const dep = await discoverDeployment(root);
-    const [view] = await listDeployment(dep);
+    const view = nth(await listDeployment(dep), 0);
     // The listing shows blobstorage.0 with the newest piece (what a restore without a date takes); .1 belongs to no piece it can tell.
-    assert.deepEqual(view.groups[0].unmatchedGenerations, [path.join(blobBackups, 'blobstorage.1')]);
-    const newest = view.groups[0].chains.at(-1)!;
+    assert.deepEqual(nth(view.groups, 0).unmatchedGenerations, [path.join(blobBackups, 'blobstorage.1')]);
+    const newest = nth(view.groups, 0).chains.at(-1)!;
     assert.equal((newest.incrementals.at(-1) ?? newest.full).blob.path, path.join(blobBackups, 'blobstorage.0'));
-    const [r] = await restoreDeployment(dep, { keepOld: false, incremental: false });
-    assert.equal(r.stamp, steps[5].stamp);
+    const r = nth(await restoreDeployment(dep, { keepOld: false, incremental: false }), 0);
+    assert.equal(r.stamp, nth(steps, 5).stamp);
     assert.equal(r.generation, path.join(blobBackups, 'blobstorage.0'));
     assert.equal(r.warnings.length, 1);
-    assert.match(r.warnings[0], /was not made with the filestorage backup/);
-    assert.equal(md5File(dep.storages[0].file), steps[5].md5);
-    assert.deepEqual(blobContents(dep.storages[0].blobDir!), steps[5].blobs);
+    assert.match(nth(r.warnings, 0), /was not made with the filestorage backup/);
+    assert.equal(md5File(nth(dep.storages, 0).file), nth(steps, 5).md5);
+    assert.deepEqual(blobContents(nth(dep.storages, 0).blobDir!), nth(steps, 5).blobs);
     // A dated restore cannot tell which numbered folder belongs to it.
-    await rejectsWith(restoreDeployment(dep, { date: steps[2].stamp }), 'NOT_FOUND');
+    await rejectsWith(restoreDeployment(dep, { date: nth(steps, 2).stamp }), 'NOT_FOUND');
   });
 
   it('a numbered generation lacking files the restored Data.fs needs is refused, or restored with --allow-missing-blobs', async (t) => {
@@ -153,10 +154,10 @@ describe('collective.recipe.backup layouts', () => {
     const steps = historySteps();
     // blobstorage.0 holds the blobs of step 1, but the newest filestorage backup is step 5.
     fixtureBlobTree(1, path.join(blobBackups, 'blobstorage.0', 'blobstorage'));
-    const lacking = Object.keys(steps[5].blobs).filter((r) => !(r in steps[1].blobs));
+    const lacking = Object.keys(nth(steps, 5).blobs).filter((r) => !(r in nth(steps, 1).blobs));
     assert.equal(lacking.length, 3);
     const dep = await discoverDeployment(root);
-    const s = dep.storages[0];
+    const s = nth(dep.storages, 0);
     const before = snapshot(path.dirname(s.file));
     const liveBlobs = blobContents(s.blobDir!);
     const e = await rejectsWith(restoreDeployment(dep, { incremental: false }), 'BLOB_MISSING');
@@ -172,10 +173,10 @@ describe('collective.recipe.backup layouts', () => {
     assert.match(cli.stderr, /lacks 3 blob files .*--allow-missing-blobs/);
     assert.deepEqual(snapshot(path.dirname(s.file)), before, 'nothing changed');
     // --allow-missing-blobs restores what there is, and says what is missing.
-    const [r] = await restoreDeployment(dep, { incremental: false, keepOld: false, allowMissingBlobs: true });
-    assert.equal(md5File(s.file), steps[5].md5);
+    const r = nth(await restoreDeployment(dep, { incremental: false, keepOld: false, allowMissingBlobs: true }), 0);
+    assert.equal(md5File(s.file), nth(steps, 5).md5);
     assert.equal(r.warnings.length, 2);
-    assert.match(r.warnings[1], /3 blob files the restored Data\.fs needs are missing/);
+    assert.match(nth(r.warnings, 1), /3 blob files the restored Data\.fs needs are missing/);
   });
 
   it("our backups restore with the recipe's bin/restore logic: repozo -R, then a copy of blobstorage.<STAMP>/blobstorage/", async (t) => {
@@ -191,7 +192,7 @@ describe('collective.recipe.backup layouts', () => {
       oid = await s.site.uploadFile(`doc-${i}.pdf`, content(`recipe ${i}`, 5000), i % 2 ? oid : undefined);
       await s.site.addDocument(`page ${i}`);
       if (i === 3) await s.site.writer.pack();
-      const [r] = await backupDeployment(dep, 'backup', { now: clock.now });
+      const r = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
       made.push({ stamp: r.filestorage.stamp!, md5: md5File(s.file), blobs: blobContents(s.blobDir) });
       // The recipe's `latest` naming: a link to blobstorage.<STAMP>.
       assert.equal(fs.readlinkSync(path.join(s.varDir, 'blobstoragebackups', 'latest')), `blobstorage.${r.filestorage.stamp}`);

@@ -16,6 +16,7 @@ import { backupDeployment, checkDeployment, discoverDeployment, drillDeployment,
 import { fakeClock } from '../support/fixtures';
 import { tmpDir } from '../support/fs';
 import { startWriter } from '../support/processes';
+import { nth } from '../support/must';
 
 async function backupsWhileWriting(t: Parameters<typeof tmpDir>[0] & { diagnostic: (m: string) => void }, opts: { pack: boolean; iterations: number; seed: number }) {
   const root = tmpDir(t);
@@ -33,7 +34,7 @@ async function backupsWhileWriting(t: Parameters<typeof tmpDir>[0] & { diagnosti
     if (opts.pack && i % 3 === 1) writer.pack();
     let res: StorageBackupResult;
     try {
-      [res] = await backupDeployment(dep, i % 10 === 9 ? 'fullbackup' : 'backup', { now: clock.now, retries: 3 });
+      res = nth(await backupDeployment(dep, i % 10 === 9 ? 'fullbackup' : 'backup', { now: clock.now, retries: 3 }), 0);
     } catch (e) {
       // Only a pack racing the backup may make it fail, and then with a typed, clear error.
       assert.ok(PloneBackupError.is(e), `an untyped failure: ${(e as Error).stack}`);
@@ -46,7 +47,7 @@ async function backupsWhileWriting(t: Parameters<typeof tmpDir>[0] & { diagnosti
     if (res.attempts > 1) restarted++;
     done++;
     // Restore what the backup registered and prove it.
-    const [drill] = await drillDeployment(dep);
+    const drill = nth(await drillDeployment(dep), 0);
     assert.ok(drill.ok, `iteration ${i}: the drill of ${drill.stamp} failed: ${drill.problems.join('; ')}`);
     assert.deepEqual(drill.missingBlobs, []);
     assert.ok(drill.indexOk);
@@ -69,7 +70,7 @@ async function backupsWhileWriting(t: Parameters<typeof tmpDir>[0] & { diagnosti
   // A last backup of the final, quiet state.
   await backupDeployment(dep, 'backup', { now: clock.now });
   const views = await listDeployment(dep);
-  for (const c of views[0].groups[0].chains) {
+  for (const c of nth(nth(views, 0).groups, 0).chains) {
     for (const p of [c.full, ...c.incrementals]) assert.equal(p.blob.status, 'match', `${p.stamp}: blob generation ${p.blob.status}`);
   }
   if (opts.pack) {

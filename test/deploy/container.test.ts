@@ -14,6 +14,7 @@ import { discoverDeployment, findDeployments, FileStorageWriter } from '../../sr
 import { noHang, rejectsWith } from '../support/assert';
 import { IMAGE_ZOPE_CONF, containerRoot } from '../support/container';
 import { snapshot, type TestHooks } from '../support/fs';
+import { nth } from '../support/must';
 
 async function emptyStorage(file: string): Promise<void> {
   fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -42,8 +43,8 @@ describe('plone-backend container discovery', () => {
     );
     // --backup-dir (another volume) moves the backups, the storages stay.
     const moved = await discoverDeployment(root, { backupRoot: path.join(root, 'backups') });
-    assert.equal(moved.storages[0].dirs.backups, path.join(root, 'backups', 'backups'));
-    assert.equal(moved.storages[0].file, path.join(data, 'filestorage', 'Data.fs'));
+    assert.equal(nth(moved.storages, 0).dirs.backups, path.join(root, 'backups', 'backups'));
+    assert.equal(nth(moved.storages, 0).file, path.join(data, 'filestorage', 'Data.fs'));
     assert.deepEqual(snapshot(root), before);
   });
 
@@ -92,7 +93,7 @@ describe('plone-backend container discovery', () => {
     fs.mkdirSync(path.join(data, 'backups'));
     fs.mkdirSync(path.join(data, 'blobstoragebackups'));
     let dep = await discoverDeployment(data);
-    assert.deepEqual([dep.storages[0].file, dep.storages[0].blobDir], [path.join(data, 'filestorage', 'Data.fs'), path.join(data, 'blobstorage')]);
+    assert.deepEqual([nth(dep.storages, 0).file, nth(dep.storages, 0).blobDir], [path.join(data, 'filestorage', 'Data.fs'), path.join(data, 'blobstorage')]);
     // The backups on a volume of their own.
     const other = path.join(root, 'backup-volume');
     fs.renameSync(path.join(data, 'backups'), path.join(root, 'moved'));
@@ -102,7 +103,7 @@ describe('plone-backend container discovery', () => {
     fs.renameSync(path.join(root, 'moved'), path.join(other, 'backups'));
     fs.renameSync(path.join(root, 'moved-blobs'), path.join(other, 'blobstoragebackups'));
     dep = await discoverDeployment(data, { backupRoot: other });
-    assert.deepEqual([dep.storages[0].blobDir, dep.storages[0].dirs.backups], [path.join(data, 'blobstorage'), path.join(other, 'backups')]);
+    assert.deepEqual([nth(dep.storages, 0).blobDir, nth(dep.storages, 0).dirs.backups], [path.join(data, 'blobstorage'), path.join(other, 'backups')]);
     // A folder that merely has a backups/ folder (a home folder) is no site.
     fs.rmSync(path.join(data, 'filestorage'), { recursive: true });
     await rejectsWith(discoverDeployment(data, { backupRoot: other }), 'SOURCE_MISSING');
@@ -114,7 +115,7 @@ describe('plone-backend container discovery', () => {
     const { root, data } = await container(t, zeo);
     const dep = await discoverDeployment(root);
     assert.equal(dep.source, 'buildout');
-    assert.equal(dep.storages[0].file, path.join(data, 'filestorage', 'Data.fs'));
+    assert.equal(nth(dep.storages, 0).file, path.join(data, 'filestorage', 'Data.fs'));
     fs.rmSync(path.join(data, 'filestorage'), { recursive: true });
     const e = await rejectsWith(discoverDeployment(root), 'SOURCE_MISSING');
     assert.match(e.hint ?? '', /filestorage\/Data\.fs/);
@@ -123,11 +124,11 @@ describe('plone-backend container discovery', () => {
   it('links are followed inside the root only: .. stops at the root, and a link loop is given up on, never followed forever', async (t) => {
     // /app/var -> ../../../../../data: from inside the container that is /data.
     const up = await container(t, IMAGE_ZOPE_CONF, '../../../../../../data');
-    assert.equal((await discoverDeployment(up.root)).storages[0].file, path.join(up.data, 'filestorage', 'Data.fs'));
+    assert.equal(nth((await discoverDeployment(up.root)).storages, 0).file, path.join(up.data, 'filestorage', 'Data.fs'));
     // /app/var -> /app/var: no storage there; discovery ends (taking the path as written) and says so.
     const loop = await container(t, IMAGE_ZOPE_CONF, '/app/var');
     const dep = await noHang('discovery through a link loop', () => discoverDeployment(loop.root));
-    assert.ok(dep.storages[0].file.startsWith(loop.root + path.sep), dep.storages[0].file);
-    assert.notEqual(dep.storages[0].file, path.join(loop.data, 'filestorage', 'Data.fs'));
+    assert.ok(nth(dep.storages, 0).file.startsWith(loop.root + path.sep), nth(dep.storages, 0).file);
+    assert.notEqual(nth(dep.storages, 0).file, path.join(loop.data, 'filestorage', 'Data.fs'));
   });
 });

@@ -14,6 +14,7 @@ import { DEFAULT_SETTINGS, discoverDeployment, findDeployments, FileStorageWrite
 import { rejectsWith } from '../support/assert';
 import { snapshot, tmpDir } from '../support/fs';
 import { execFileSync } from 'node:child_process';
+import { nth, take } from '../support/must';
 
 async function emptyStorage(file: string): Promise<void> {
   fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -40,7 +41,7 @@ describe('deployment discovery', () => {
         ['catalog', path.join(v, 'filestorage', 'catalog.fs'), path.join(v, 'blobstorage_catalog')],
       ],
     );
-    assert.deepEqual(dep.storages[0].dirs, {
+    assert.deepEqual(nth(dep.storages, 0).dirs, {
       backups: path.join(v, 'backups'),
       blobBackups: path.join(v, 'blobstoragebackups'),
       snapshots: path.join(v, 'snapshotbackups'),
@@ -48,7 +49,7 @@ describe('deployment discovery', () => {
       zips: path.join(v, 'zipbackups'),
       blobZips: path.join(v, 'blobstoragezips'),
     });
-    assert.deepEqual(dep.storages[1].dirs, {
+    assert.deepEqual(nth(dep.storages, 1).dirs, {
       backups: path.join(v, 'backups_catalog'),
       blobBackups: path.join(v, 'blobstoragebackups_catalog'),
       snapshots: path.join(v, 'snapshotbackups_catalog'),
@@ -63,11 +64,11 @@ describe('deployment discovery', () => {
     );
     // --backup-dir moves every backup folder; --keep overrides the setting.
     const moved = await discoverDeployment(root, { backupRoot: 'elsewhere', keep: 5 });
-    assert.equal(moved.storages[1].dirs.backups, path.join(root, 'elsewhere', 'backups_catalog'));
+    assert.equal(nth(moved.storages, 1).dirs.backups, path.join(root, 'elsewhere', 'backups_catalog'));
     assert.equal(moved.settings.keep, 5);
     // A storage without a blob dir has none.
     fs.rmSync(path.join(v, 'blobstorage_catalog'), { recursive: true });
-    assert.equal((await discoverDeployment(root)).storages[1].blobDir, undefined);
+    assert.equal(nth((await discoverDeployment(root)).storages, 1).blobDir, undefined);
   });
 
   it('reads zope.conf: %define, several <zodb_db> mounts, <blobstorage> around <filestorage>, blob-dir on a filestorage', async (t) => {
@@ -175,7 +176,7 @@ debug-mode off
         ['catalog', `${root}/var/filestorage/catalog.fs`, undefined],
       ],
     );
-    assert.equal(dep.storages[1].dirs.backups, `${root}/var/backups_catalog`);
+    assert.equal(nth(dep.storages, 1).dirs.backups, `${root}/var/backups_catalog`);
   });
 
   it('follows %include: a cookiecutter-zope-instance zope.conf whose included file mounts a catalog database', async (t) => {
@@ -276,7 +277,7 @@ clienthome $CLIENTHOME
     assert.equal(dep.source, 'config');
     assert.equal(dep.configFile, path.join(root, 'plone-backup.json'));
     assert.deepEqual(dep.settings, { ...DEFAULT_SETTINGS, keep: 3, keepSnapshots: 4, keepZips: 1, gzip: false, quick: false });
-    const [main, cat] = dep.storages;
+    const [main, cat] = take(dep.storages, 2);
     assert.equal(main.file, path.join(root, 'data', 'Data.fs'));
     assert.equal(main.blobDir, path.join(root, 'data', 'blobs'));
     assert.equal(main.dirs.backups, '/backups/plone');

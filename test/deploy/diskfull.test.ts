@@ -17,6 +17,7 @@ import { rejectsWith } from '../support/assert';
 import { fakeClock } from '../support/fixtures';
 import { content, md5File, snapshot, tempLeftovers, type TestHooks, tmpDir } from '../support/fs';
 import { makeSite, type Site } from '../support/site';
+import { nth } from '../support/must';
 
 function enospc(): NodeJS.ErrnoException {
   return Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
@@ -88,7 +89,7 @@ describe('a full disk', () => {
       assert.deepEqual(tempLeftovers(s.varDir), [], `${kind}: nothing left behind`);
     }
     // With space again, the same backup succeeds.
-    const [r] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     assert.equal(r.filestorage.action, 'incremental');
   });
 

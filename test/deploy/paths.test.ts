@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { discoverDeployment, isInside, outsideOf, outsideTargets, resolveReal, writeTargets } from '../../src/engine/internal';
 import { tmpDir } from '../support/fs';
+import { nth } from '../support/must';
 
 function site(root: string): void {
   fs.mkdirSync(path.join(root, 'var', 'filestorage'), { recursive: true });
@@ -84,7 +85,7 @@ describe('deployment write targets', () => {
     fs.renameSync(path.join(root, 'var'), path.join(elsewhere, 'var'));
     fs.symlinkSync(path.join(elsewhere, 'var'), path.join(root, 'var'));
     const dep = await discoverDeployment(root);
-    assert.equal(dep.storages[0].dirs.backups, path.join(root, 'var', 'backups'), 'discovery names it inside');
+    assert.equal(nth(dep.storages, 0).dirs.backups, path.join(root, 'var', 'backups'), 'discovery names it inside');
     const out = await outsideTargets(root, dep);
     const realElse = await resolveReal(elsewhere);
     assert.ok(out.includes(path.join(realElse, 'var', 'backups')), out.join('\n'));

@@ -15,6 +15,7 @@ import { referencedBlobs, rejectsWith } from '../support/assert';
 import { fakeClock } from '../support/fixtures';
 import { content, snapshot, tmpDir } from '../support/fs';
 import { makeSite } from '../support/site';
+import { nth } from '../support/must';
 
 /** Sets every file and folder under `dir` to the same time (a misleading mtime for the order). */
 function touchAll(dir: string, when: Date): void {
@@ -34,7 +35,7 @@ describe('retention of generations', () => {
     let n = 0;
     const step = async (kind: 'backup' | 'fullbackup') => {
       await s.site.uploadFile(`f${n}`, content(`f${n++}`));
-      const [r] = await backupDeployment(dep, kind, { now: clock.now });
+      const r = nth(await backupDeployment(dep, kind, { now: clock.now }), 0);
       stamps.push({ stamp: r.filestorage.stamp!, full: r.filestorage.action === 'full' });
       return r;
     };
@@ -45,7 +46,7 @@ describe('retention of generations', () => {
     await step('fullbackup');
     // Make chain A look newest by mtime and chain B oldest: retention must not care.
     touchAll(repo, new Date('2020-01-01T00:00:00Z'));
-    fs.utimesSync(path.join(repo, `${stamps[0].stamp}.fsz`), new Date('2030-01-01T00:00:00Z'), new Date('2030-01-01T00:00:00Z'));
+    fs.utimesSync(path.join(repo, `${nth(stamps, 0).stamp}.fsz`), new Date('2030-01-01T00:00:00Z'), new Date('2030-01-01T00:00:00Z'));
     await step('backup');
     assert.equal(stamps.filter((x) => x.full).length, 2);
     const allA = stamps.slice(0, 3).map((x) => x.stamp);
@@ -58,7 +59,7 @@ describe('retention of generations', () => {
     // The third full backup fails (a blob is missing): nothing may be removed.
     await s.site.uploadFile('doomed', content('doomed'));
     const refs = await referencedBlobs(s.file);
-    const victim = refs.find((r) => !fs.existsSync(path.join(blobs, `blobstorage.${stamps[4].stamp}`, 'blobstorage', r)))!;
+    const victim = refs.find((r) => !fs.existsSync(path.join(blobs, `blobstorage.${nth(stamps, 4).stamp}`, 'blobstorage', r)))!;
     const saved = fs.readFileSync(path.join(s.blobDir, victim));
     fs.rmSync(path.join(s.blobDir, victim));
     const before = { repo: snapshot(repo), blobs: snapshot(blobs) };
@@ -68,7 +69,7 @@ describe('retention of generations', () => {
 
     // Now it succeeds: chain A goes, B and C stay.
     const r = await backupDeployment(dep, 'fullbackup', { now: clock.now });
-    stamps.push({ stamp: r[0].filestorage.stamp!, full: true });
+    stamps.push({ stamp: nth(r, 0).filestorage.stamp!, full: true });
     await step('backup');
     const kept = stamps.slice(3).map((x) => x.stamp);
     const names = fs.readdirSync(repo).sort();
@@ -84,7 +85,7 @@ describe('retention of generations', () => {
       assert.ok(names.includes(`${st}.index`));
       assert.ok(fs.existsSync(path.join(blobs, `blobstorage.${st}`, 'blobstorage')), `generation ${st} is kept`);
     }
-    assert.ok(names.includes(`${stamps[3].stamp}.dat`) && names.includes(`${stamps[5].stamp}.dat`));
+    assert.ok(names.includes(`${nth(stamps, 3).stamp}.dat`) && names.includes(`${nth(stamps, 5).stamp}.dat`));
     assert.ok(names.includes('README.txt'));
     assert.ok(fs.existsSync(path.join(blobs, 'blobstorage.0')));
     assert.equal(fs.readlinkSync(path.join(blobs, 'latest')), `blobstorage.${kept[kept.length - 1]}`);
@@ -135,7 +136,7 @@ describe('retention of generations', () => {
     const made: string[] = [];
     for (let i = 0; i < 3; i++) {
       await s.site.addDocument(`d${i}`);
-      const [r] = await backupDeployment(dep, 'snapshot', { now: clock.now });
+      const r = nth(await backupDeployment(dep, 'snapshot', { now: clock.now }), 0);
       assert.equal(r.filestorage.action, 'full');
       made.push(r.filestorage.stamp!);
     }

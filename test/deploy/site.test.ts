@@ -26,6 +26,7 @@ import { md5File, tmpDir } from '../support/fs';
 import { ENGINE } from '../support/paths';
 import { oracleEnv, oracleSkip } from '../support/oracles';
 import { makeSite } from '../support/site';
+import { nth } from '../support/must';
 
 const root = process.getuid?.() === 0;
 const canUnshare = root && spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true']).status === 0;
@@ -39,7 +40,7 @@ const OPEN_ZODB = 'import sys, time\nfrom ZODB.FileStorage import FileStorage\ns
 /** Starts `cmd` (optionally in a PID namespace of its own) and resolves once it printed `ready` (or, for flock, once it holds). */
 async function startHolder(t: { after: (fn: () => void) => void }, cmd: string[], opts: { ns: boolean; ready: RegExp; env?: NodeJS.ProcessEnv }): Promise<ChildProcess> {
   const argv = opts.ns ? ['unshare', '--pid', '--fork', '--mount-proc', '--kill-child', ...cmd] : cmd;
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  const child = spawn(nth(argv, 0), argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
   t.after(() => {
     child.kill('SIGKILL');
   });

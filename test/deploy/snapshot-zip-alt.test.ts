@@ -18,6 +18,7 @@ import { fakeClock } from '../support/fixtures';
 import { blobContents, content, md5File, snapshot, tempLeftovers, tmpDir } from '../support/fs';
 import { holdSiteLock } from '../support/processes';
 import { makeSite, generationBlobFiles } from '../support/site';
+import { nth } from '../support/must';
 
 describe('snapshots, zip backups and altrestore', () => {
   it('snapshot and snapshotrestore', async (t) => {
@@ -27,7 +28,7 @@ describe('snapshots, zip backups and altrestore', () => {
     const clock = fakeClock();
     await backupDeployment(dep, 'backup', { now: clock.now });
     await s.site.addDocument('between');
-    const [snap] = await backupDeployment(dep, 'snapshot', { now: clock.now });
+    const snap = nth(await backupDeployment(dep, 'snapshot', { now: clock.now }), 0);
     assert.equal(snap.filestorage.action, 'full', 'a snapshot is always full');
     assert.equal(path.dirname(snap.blobGeneration!), path.join(s.varDir, 'blobstoragesnapshots'));
     assert.ok(fs.existsSync(path.join(s.varDir, 'snapshotbackups', snap.filestorage.piece!)));
@@ -36,11 +37,11 @@ describe('snapshots, zip backups and altrestore', () => {
     assert.ok(!fs.existsSync(path.join(s.varDir, 'blobstoragesnapshots', 'latest')));
     const want = { fs: md5File(s.file), blobs: blobContents(s.blobDir) };
     // A second snapshot with nothing new is still a full one.
-    const [snap2] = await backupDeployment(dep, 'snapshot', { now: clock.now });
+    const snap2 = nth(await backupDeployment(dep, 'snapshot', { now: clock.now }), 0);
     assert.equal(snap2.filestorage.action, 'full');
     await s.site.uploadFile('after.pdf', content('after'));
     await s.site.close();
-    const [r] = await restoreDeployment(dep, { kind: 'snapshot', date: snap.filestorage.stamp });
+    const r = nth(await restoreDeployment(dep, { kind: 'snapshot', date: snap.filestorage.stamp }), 0);
     assert.equal(r.stamp, snap.filestorage.stamp);
     assert.equal(md5File(s.file), want.fs);
     assert.deepEqual(blobContents(s.blobDir), want.blobs);
@@ -53,9 +54,9 @@ describe('snapshots, zip backups and altrestore', () => {
     const dep = await discoverDeployment(root);
     const clock = fakeClock();
     fs.writeFileSync(path.join(s.blobDir, 'tmp', 'partial-upload'), 'x');
-    const [z1] = await backupDeployment(dep, 'zipbackup', { now: clock.now });
+    const z1 = nth(await backupDeployment(dep, 'zipbackup', { now: clock.now }), 0);
     await s.site.uploadFile('second.pdf', content('second'));
-    const [z] = await backupDeployment(dep, 'zipbackup', { now: clock.now });
+    const z = nth(await backupDeployment(dep, 'zipbackup', { now: clock.now }), 0);
     assert.equal(z.filestorage.action, 'full');
     assert.match(z.filestorage.piece!, /\.fsz$/);
     const zips = path.join(s.varDir, 'zipbackups');
@@ -79,7 +80,7 @@ describe('snapshots, zip backups and altrestore', () => {
     const want = { fs: md5File(s.file), blobs: blobContents(s.blobDir) };
     await s.site.uploadFile('third.pdf', content('third'));
     await s.site.close();
-    const [r] = await restoreDeployment(dep, { kind: 'zip' });
+    const r = nth(await restoreDeployment(dep, { kind: 'zip' }), 0);
     assert.equal(r.stamp, z.filestorage.stamp);
     assert.equal(md5File(s.file), want.fs);
     assert.deepEqual(blobContents(s.blobDir), want.blobs);
@@ -100,10 +101,10 @@ describe('snapshots, zip backups and altrestore', () => {
     const s = await makeSite(t, root, { files: 1 });
     await s.site.close();
     const dep = await discoverDeployment(root);
-    const source = await altSource(carried, dep.storages[0]);
+    const source = await altSource(carried, nth(dep.storages, 0));
     assert.deepEqual(source, { type: 'copy', file: path.join(carried, 'Data.fs'), blobDir: path.join(carried, 'blobstorage') });
     const before = md5File(s.file);
-    const [r] = await restoreDeployment(dep, { source: (x) => altSource(carried, x), now: fakeClock('2026-08-01-00-00-00').now });
+    const r = nth(await restoreDeployment(dep, { source: (x) => altSource(carried, x), now: fakeClock('2026-08-01-00-00-00').now }), 0);
     assert.equal(r.mode, 'full');
     assert.equal(md5File(s.file), md5File(other.file));
     assert.deepEqual(blobContents(s.blobDir), blobContents(other.blobDir));
@@ -117,7 +118,7 @@ describe('snapshots, zip backups and altrestore', () => {
     const src = tmpDir(t);
     const other = await makeSite(t, src, { docs: 3, files: 2 });
     const dep2 = await discoverDeployment(src);
-    const [ob] = await backupDeployment(dep2, 'backup', { now: fakeClock().now });
+    const ob = nth(await backupDeployment(dep2, 'backup', { now: fakeClock().now }), 0);
     const backedUp = md5File(other.file);
     // The other site goes on after its backup: its live files are newer than its backups.
     await other.site.addDocument('after the backup');
@@ -130,16 +131,16 @@ describe('snapshots, zip backups and altrestore', () => {
     const dep = await discoverDeployment(root);
     const otherVar = path.join(src, 'var');
     // As the recipe's altrestore: the backups, consistent by construction.
-    const found = await altSource(otherVar, dep.storages[0]);
+    const found = await altSource(otherVar, nth(dep.storages, 0));
     assert.deepEqual(found, { type: 'repository', repo: path.join(otherVar, 'backups'), blobs: path.join(otherVar, 'blobstoragebackups') });
-    const [r] = await restoreDeployment(dep, { source: (x) => altSource(otherVar, x), keepOld: false });
+    const r = nth(await restoreDeployment(dep, { source: (x) => altSource(otherVar, x), keepOld: false }), 0);
     assert.equal(r.stamp, ob.filestorage.stamp);
     assert.equal(md5File(s.file), backedUp);
     await assertConsistent(s.file, s.blobDir);
 
     // Without backups, the other var/ is restored from its live files...
     fs.renameSync(path.join(otherVar, 'backups'), path.join(src, 'moved-backups'));
-    const live = await altSource(otherVar, dep.storages[0]);
+    const live = await altSource(otherVar, nth(dep.storages, 0));
     assert.deepEqual(live, { type: 'copy', file: other.file, blobDir: other.blobDir });
     await restoreDeployment(dep, { source: (x) => altSource(otherVar, x), keepOld: false });
     assert.equal(md5File(s.file), md5File(other.file));

@@ -14,6 +14,7 @@ import { rejectsWith } from '../support/assert';
 import { at, history, replayHistory, stateJson, statePath } from '../support/fixtures';
 import { copy, md5, names, snapshot, tmpDir } from '../support/fs';
 import { FIXTURE_REPO, FIXTURE_REPO_GZ, FIXTURES } from '../support/paths';
+import { nth } from '../support/must';
 
 /** Compares a repository we wrote with the fixture repository repozo wrote. */
 function assertSameRepository(ours: string, theirs: string): void {
@@ -44,11 +45,11 @@ describe('backup: reproduces the repozo repositories', () => {
         );
         const steps = history().steps;
         results.forEach((r, i) => {
-          assert.equal(r.stamp, steps[i].stamp);
-          assert.equal(r.end, steps[i].size);
-          assert.equal(r.lastTid, steps[i].last_tid);
+          assert.equal(r.stamp, nth(steps, i).stamp);
+          assert.equal(r.end, nth(steps, i).size);
+          assert.equal(r.lastTid, nth(steps, i).last_tid);
         });
-        assert.match(results[4].reason, /pack/);
+        assert.match(nth(results, 4).reason, /pack/);
         assertSameRepository(repo, gzip ? FIXTURE_REPO_GZ : FIXTURE_REPO);
         // Both kinds hold the same uncompressed pieces and the same .index files.
         if (gzip) {
@@ -368,7 +369,7 @@ describe('backup: bad sources change nothing', () => {
         // S6 (packed, so every kind of backup is a full one) with a record in a
         // middle transaction pointing to the wrong transaction.
         fs.copyFileSync(statePath(6), f);
-        const rec = stateJson(6).transactions[3].records[0];
+        const rec = nth(nth(stateJson(6).transactions, 3).records, 0);
         const b = fs.readFileSync(f);
         b.writeUInt32BE(b.readUInt32BE(rec.pos + 28) + 8, rec.pos + 28);
         fs.writeFileSync(f, b);

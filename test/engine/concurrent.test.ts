@@ -35,7 +35,7 @@ describe('backups of a Data.fs being written', () => {
       [5000, 200], // a shorter transaction is committed where the aborted one was
       [5000, 0], // nothing is committed after the abort
       [200, 5000], // a longer one is (it is past the measured size: not copied)
-    ]) {
+    ] as const) {
       fs.rmSync(data, { force: true });
       const w = await FileStorageWriter.create(data);
       t.after(() => w.close());

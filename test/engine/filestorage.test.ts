@@ -27,6 +27,7 @@ import { rejectsWith } from '../support/assert';
 import { readJson, stateJson, statePath, storageFixtures, type StorageJson } from '../support/fixtures';
 import { copy, md5, tmpDir } from '../support/fs';
 import { FIXTURES } from '../support/paths';
+import { nth, xorByte } from '../support/must';
 
 async function allTxns(file: string): Promise<TxnInfo[]> {
   const out: TxnInfo[] = [];
@@ -78,9 +79,9 @@ describe('FileStorage reader: the committed end of torn tails', () => {
       assert.equal(r.end, c.valid_end);
       // The iterator stops at the same place, without error.
       const txns = await allTxns(file);
-      assert.equal(txns[txns.length - 1].end, c.valid_end);
+      assert.equal(nth(txns, txns.length - 1).end, c.valid_end);
       assert.equal(r.txnCount, txns.length);
-      assert.equal(r.lastTid?.toString('hex'), txns[txns.length - 1].tid.toString('hex'));
+      assert.equal(r.lastTid?.toString('hex'), nth(txns, txns.length - 1).tid.toString('hex'));
     });
   }
 
@@ -103,7 +104,7 @@ describe('FileStorage reader: transactions and records match ZODB', () => {
       const txns = await allTxns(fx.fs);
       assert.equal(txns.length, j.transactions.length);
       txns.forEach((t, i) => {
-        const x = j.transactions[i];
+        const x = nth(j.transactions, i);
         const where = `${fx.name} transaction ${i} at ${x.pos}`;
         assert.equal(t.tid.toString('hex'), x.tid, where);
         assert.equal(t.pos, x.pos, where);
@@ -115,7 +116,7 @@ describe('FileStorage reader: transactions and records match ZODB', () => {
         assert.equal(t.extension.toString('hex'), x.extension_hex, where);
         assert.equal(t.records.length, x.records.length, where);
         t.records.forEach((r, k) => {
-          const y = x.records[k];
+          const y = nth(x.records, k);
           const rw = `${where}, record ${k} at ${y.pos}`;
           assert.equal(r.oid.toString('hex'), y.oid, rw);
           assert.equal(r.tid.toString('hex'), x.tid, rw);
@@ -139,7 +140,7 @@ describe('FileStorage reader: transactions and records match ZODB', () => {
         assert.equal(t.pos, p);
         p = t.end;
       }
-      for (let i = 1; i < txns.length; i++) assert.ok(Buffer.compare(txns[i - 1].tid, txns[i].tid) < 0);
+      for (let i = 1; i < txns.length; i++) assert.ok(Buffer.compare(nth(txns, i - 1).tid, nth(txns, i).tid) < 0);
       const r = await committedEnd(fx.fs);
       assert.equal(r.end, j.end);
       assert.equal(r.txnCount, j.transactions.length);
@@ -200,7 +201,7 @@ describe('FileStorage reader: headers and tids', () => {
         assert.ok(h, `boundary ${t.pos + t.length}`);
         assert.equal(h.tid.toString('hex'), t.tid);
       }
-      assert.equal(await txnEndingAt(st.fh, j.transactions[3].pos + 50, st.size), undefined);
+      assert.equal(await txnEndingAt(st.fh, nth(j.transactions, 3).pos + 50, st.size), undefined);
       assert.equal(await txnEndingAt(st.fh, st.size + 8, st.size), undefined);
     } finally {
       await st.fh.close();
@@ -214,8 +215,8 @@ describe('FileStorage reader: damaged and foreign files', () => {
     const f = path.join(dir, 'Data.fs');
     copy(statePath(3), f);
     const j = stateJson(3);
-    const txn = j.transactions[2];
-    const rec = txn.records[0];
+    const txn = nth(j.transactions, 2);
+    const rec = nth(txn.records, 0);
     const b = fs.readFileSync(f);
     b.writeUInt32BE(b.readUInt32BE(rec.pos + 28) + 1, rec.pos + 28); // tloc low word
     fs.writeFileSync(f, b);
@@ -231,10 +232,10 @@ describe('FileStorage reader: damaged and foreign files', () => {
     const dir = tmpDir(t);
     const f = path.join(dir, 'Data.fs');
     copy(statePath(3), f);
-    const txn = stateJson(3).transactions[2];
+    const txn = nth(stateJson(3).transactions, 2);
     const trailerPos = txn.pos + txn.length - 8;
     const b = fs.readFileSync(f);
-    b[trailerPos + 7] ^= 0x10;
+    xorByte(b, trailerPos + 7, 0x10);
     fs.writeFileSync(f, b);
     const e = await rejectsWith(committedEnd(f), 'FS_CORRUPT');
     assert.equal(e.path, f);
@@ -245,7 +246,7 @@ describe('FileStorage reader: damaged and foreign files', () => {
     const dir = tmpDir(t);
     const f = path.join(dir, 'Data.fs');
     copy(statePath(3), f);
-    const txn = stateJson(3).transactions[4];
+    const txn = nth(stateJson(3).transactions, 4);
     const b = fs.readFileSync(f);
     b[txn.pos + 16] = 'X'.charCodeAt(0);
     fs.writeFileSync(f, b);
@@ -258,9 +259,9 @@ describe('FileStorage reader: damaged and foreign files', () => {
     const f = path.join(dir, 'Data.fs');
     copy(statePath(3), f);
     const j = stateJson(3);
-    const last = j.transactions[j.transactions.length - 1];
+    const last = nth(j.transactions, j.transactions.length - 1);
     const b = fs.readFileSync(f);
-    b[last.pos + last.length - 1] ^= 0x10; // its trailer
+    xorByte(b, last.pos + last.length - 1, 0x10); // its trailer
     fs.writeFileSync(f, b);
     assert.equal((await committedEnd(f)).end, last.pos);
   });

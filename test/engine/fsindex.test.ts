@@ -12,6 +12,7 @@ import { history, readJson, scanIndex, statePath, type StorageJson } from '../su
 import { tmpDir } from '../support/fs';
 import { FIXTURE_REPO, FIXTURE_REPO_GZ, FIXTURES, HISTORY } from '../support/paths';
 import { execFileSync } from 'node:child_process';
+import { xorByte } from '../support/must';
 
 /** Each fixture .index with the Data.fs whose state it describes. */
 function indexFixtures(): { name: string; index: string; fs: string }[] {
@@ -150,7 +151,7 @@ describe('index: bad bytes are INDEX_BAD', () => {
     const orig = decodeIndex(good);
     for (let i = 0; i < good.length; i++) {
       const b = Buffer.from(good);
-      b[i] ^= 0xff;
+      xorByte(b, i, 0xff);
       let d;
       try {
         d = decodeIndex(b);

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import { BLOB_PICKLE, DATA_HDR_LEN, isBlobPickle, loadPickle, recordClass } from '../../src/engine/internal';
 import { throwsWith } from '../support/assert';
 import { stateJson, statePath } from '../support/fixtures';
+import { nth } from '../support/must';
 
 // pickle.dumps(X, proto) for ZODB.blob.Blob, (Blob, None) and a subclass plone.namedfile.BlobSub, from CPython.
 const CPYTHON: [string, string, boolean][] = [
@@ -32,7 +33,7 @@ describe('pickle: blob records', () => {
   }
 
   it('names the class', () => {
-    assert.deepEqual(recordClass(Buffer.from(CPYTHON[9][1], 'hex')), { module: 'plone.namedfile', name: 'BlobSub' });
+    assert.deepEqual(recordClass(Buffer.from(nth(CPYTHON, 9)[1], 'hex')), { module: 'plone.namedfile', name: 'BlobSub' });
     assert.deepEqual(recordClass(BLOB_PICKLE), { module: 'ZODB.blob', name: 'Blob' });
     assert.equal(isBlobPickle(BLOB_PICKLE), true);
   });

@@ -13,6 +13,7 @@ import { rejectsWith } from '../support/assert';
 import { history, statePath } from '../support/fixtures';
 import { copy, md5, names, snapshot, tmpDir } from '../support/fs';
 import { FIXTURE_REPO, FIXTURE_REPO_GZ } from '../support/paths';
+import { nth, take } from '../support/must';
 
 const steps = history().steps;
 
@@ -36,7 +37,7 @@ describe('recover: every stamp of the fixture repositories', () => {
           assert.equal(r.index, out + '.index');
           assert.deepEqual(r.keptOld, []);
           assert.ok(r.chain.every((p) => p.checked));
-          assert.equal(r.chain[r.chain.length - 1].name.slice(0, 19), s.stamp);
+          assert.equal(nth(r.chain, r.chain.length - 1).name.slice(0, 19), s.stamp);
           // Nothing but Data.fs and its index is left beside it.
           assert.deepEqual(names(path.dirname(out)), ['Data.fs', 'Data.fs.index']);
         }
@@ -70,11 +71,11 @@ describe('recover: every stamp of the fixture repositories', () => {
       ];
       for (const [date, n] of cases) {
         await recover({ repository: repo, output: out, date, keepOld: false });
-        assert.equal(md5(fs.readFileSync(out)), steps[n - 1].md5, date);
+        assert.equal(md5(fs.readFileSync(out)), nth(steps, n - 1).md5, date);
       }
       // No date: now.
       await recover({ repository: repo, output: out, keepOld: false, now: () => new Date(Date.UTC(2026, 0, 4, 12)) });
-      assert.equal(md5(fs.readFileSync(out)), steps[3].md5);
+      assert.equal(md5(fs.readFileSync(out)), nth(steps, 3).md5);
     });
 
     it(`${path.basename(repo)}: a date before any backup is NO_BACKUPS`, async (t) => {
@@ -101,7 +102,7 @@ describe('recover: replacing an existing Data.fs', () => {
     assert.ok(fs.readFileSync(out).equals(fs.readFileSync(statePath(2))));
     assert.ok(fs.readFileSync(out + '.index').equals(fs.readFileSync(path.join(FIXTURE_REPO, '2026-01-02-10-00-00.index'))));
     assert.equal(r.keptOld?.length, 2);
-    const [keptFs, keptIndex] = r.keptOld!;
+    const [keptFs, keptIndex] = take(r.keptOld!, 2);
     assert.equal(path.dirname(keptFs), dir);
     assert.match(path.basename(keptFs), /^Data\.fs\.before-restore-\d{4}(-\d\d){5}$/);
     assert.ok(fs.readFileSync(keptFs).equals(old), 'the kept file is the old Data.fs, unchanged');
@@ -111,7 +112,7 @@ describe('recover: replacing an existing Data.fs', () => {
     const r2 = await recover({ repository: FIXTURE_REPO, output: out, date: '2026-01-02' });
     assert.ok(fs.readFileSync(out).equals(fs.readFileSync(statePath(1))));
     assert.notEqual(r2.keptOld![0], keptFs);
-    assert.ok(fs.readFileSync(r2.keptOld![0]).equals(fs.readFileSync(statePath(2))));
+    assert.ok(fs.readFileSync(nth(r2.keptOld!, 0)).equals(fs.readFileSync(statePath(2))));
     assert.ok(fs.readFileSync(keptFs).equals(old));
     assert.equal(names(dir).length, 6);
   });

@@ -36,6 +36,7 @@ import { rejectsWith, throwsWith } from '../support/assert';
 import { history, statePath } from '../support/fixtures';
 import { md5, tmpDir } from '../support/fs';
 import { FIXTURE_REPO, FIXTURE_REPO_GZ } from '../support/paths';
+import { nth } from '../support/must';
 
 describe('repository: names', () => {
   it('parses data file names as repozo matches them', () => {
@@ -101,7 +102,7 @@ describe('repository: .dat files', () => {
   for (const [dir, ext] of [
     [FIXTURE_REPO, ''],
     [FIXTURE_REPO_GZ, 'z'],
-  ]) {
+  ] as const) {
     it(`parses and re-formats repozo's .dat files (${path.basename(dir)})`, async () => {
       for (const n of fs.readdirSync(dir).filter((n) => n.endsWith('.dat'))) {
         const text = fs.readFileSync(path.join(dir, n), 'latin1');
@@ -112,7 +113,7 @@ describe('repository: .dat files', () => {
         lines.forEach((l, i) => {
           assert.ok(l.path.startsWith(`${path.basename(dir)}/`), l.path);
           assert.ok(l.path.endsWith(i === 0 ? `.fs${ext}` : `.deltafs${ext}`));
-          if (i > 0) assert.equal(l.start, lines[i - 1].end);
+          if (i > 0) assert.equal(l.start, nth(lines, i - 1).end);
         });
       }
     });
@@ -127,7 +128,7 @@ describe('repository: .dat files', () => {
     assert.equal(lines.length, 6);
     lines.forEach((l, i) => {
       const state = fs.readFileSync(statePath(i + 1));
-      assert.equal(l.end, steps[i].size);
+      assert.equal(l.end, nth(steps, i).size);
       assert.equal(md5(state.subarray(l.start, l.end)), l.md5);
     });
   });
@@ -259,7 +260,7 @@ describe('repository: hostile pieces and metadata files', () => {
     await writeGzip(path.join(repo, `${stamp}.fsz`), [head, 1 << 20]);
     fs.writeFileSync(path.join(repo, `${stamp}.dat`), formatDatLine({ path: `${repo}/${stamp}.fsz`, start: 0, end: 4 + claimed + 8, md5: '0'.repeat(32) }));
     const { value: chains, peakMb } = await peakBuffers(() => describeRepository(repo));
-    const piece = chains[0].pieces[0];
+    const piece = nth(nth(chains, 0).pieces, 0);
     assert.match(piece.problem ?? '', /ends at byte \d+, inside the transaction at byte 4/);
     assert.equal(piece.transactions, 0);
     assert.ok(peakMb < 64, `buffers grew by ${peakMb.toFixed(0)} MB`);
@@ -275,7 +276,7 @@ describe('repository: hostile pieces and metadata files', () => {
     await writeGzip(file, [Buffer.concat([Buffer.from('FS30'), txnHead(4, tlen, plen)]), plen, trailer]);
     assert.ok(fs.statSync(file).size * 500 < plen, 'the piece is a bomb');
     const { value: chains, peakMb } = await peakBuffers(() => describeRepository(repo));
-    const piece = chains[0].pieces[0];
+    const piece = nth(nth(chains, 0).pieces, 0);
     assert.equal(piece.problem, undefined);
     assert.equal(piece.transactions, 1);
     assert.equal(piece.end, 4 + tlen + 8);
@@ -288,7 +289,7 @@ describe('repository: hostile pieces and metadata files', () => {
     const repo = tmpDir(t);
     mkfifo(path.join(repo, `${stamp}.fsz`));
     const chains = await describeRepository(repo);
-    assert.match(chains[0].pieces[0].problem ?? '', /not a regular file/);
+    assert.match(nth(nth(chains, 0).pieces, 0).problem ?? '', /not a regular file/);
   });
 
   for (const kind of ['FIFO', 'link to /dev/zero'] as const) {

@@ -12,6 +12,7 @@ import { rejectsWith } from '../support/assert';
 import { at, history, replayHistory, statePath } from '../support/fixtures';
 import { copy, flipByte, snapshot, tmpDir } from '../support/fs';
 import { FIXTURE_REPO, FIXTURE_REPO_GZ } from '../support/paths';
+import { nth } from '../support/must';
 
 const NOW = at('2026-01-07-00-00-00');
 const steps = history().steps;
@@ -37,7 +38,7 @@ describe('verify: the fixture repositories are fine', () => {
         const r1 = await verify({ repository: repo, quick, date: '2026-01-04-12' });
         assert.equal(r1.ok, true);
         assert.equal(r1.pieces.length, 4);
-        assert.equal(r1.pieces[3].expectedSize, steps[3].size - steps[2].size);
+        assert.equal(nth(r1.pieces, 3).expectedSize, nth(steps, 3).size - nth(steps, 2).size);
         assert.deepEqual(snapshot(repo), before);
       });
     }
@@ -180,8 +181,8 @@ describe('damaged repositories', () => {
               const bad = r.pieces.filter((p) => p.problem);
               if (c.verifyProblem) {
                 assert.equal(bad.length, 1);
-                assert.equal(bad[0].code, c.verifyProblem);
-                assert.ok(bad[0].problem!.length > 10);
+                assert.equal(nth(bad, 0).code, c.verifyProblem);
+                assert.ok(nth(bad, 0).problem!.length > 10);
               } else assert.equal(bad.length, 0);
               assert.deepEqual(r.unregistered, c.verifyUnregistered ?? []);
             }

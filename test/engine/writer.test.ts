@@ -23,6 +23,7 @@ import { history, readJson, scanIndex, statePath, storageFixtures, type StorageJ
 import { sampleSite } from '../support/site';
 import { copy, md5, tmpDir } from '../support/fs';
 import { FIXTURE_REPO, FIXTURES, HISTORY } from '../support/paths';
+import { nth } from '../support/must';
 
 /** The WriteTxn that reproduces a transaction read from `bytes`. */
 function toWrite(t: TxnInfo, bytes: Buffer, blobContent?: (oid: Buffer, tid: Buffer) => Buffer): WriteTxn {
@@ -62,7 +63,7 @@ describe('writer: rewrites the fixtures byte for byte', () => {
         assert.ok(v.tid.equals(txn.tid));
       }
       assert.equal(w.end, bytes.length);
-      assert.ok(w.lastTransactionId?.equals(txns[txns.length - 1].tid));
+      assert.ok(w.lastTransactionId?.equals(nth(txns, txns.length - 1).tid));
       await w.close({ writeIndex: true });
       const written = fs.readFileSync(out);
       assert.equal(written.length, bytes.length);
@@ -95,8 +96,8 @@ describe('writer: rewrites the fixtures byte for byte', () => {
     const w = await FileStorageWriter.open(f);
     t.after(() => w.close());
     assert.equal(w.end, 7412);
-    assert.equal(w.lastTransactionId?.toString('hex'), history().steps[2].last_tid);
-    const last = s4txns[s4txns.length - 1];
+    assert.equal(w.lastTransactionId?.toString('hex'), nth(history().steps, 2).last_tid);
+    const last = nth(s4txns, s4txns.length - 1);
     assert.ok(
       last.records.some((r) => r.plen === 0 && (r.backpointer ?? 0) > 0),
       'S4 adds an undo with a back pointer',
@@ -144,7 +145,7 @@ describe('writer: vote and finish', () => {
     });
     const b = fs.readFileSync(f);
     assert.equal(b.length, v.end, 'the whole transaction is written at vote');
-    assert.equal(String.fromCharCode(b[v.pos + 16]), 'c');
+    assert.equal(String.fromCharCode(nth(b, v.pos + 16)), 'c');
     const during = await committedEnd(f);
     assert.equal(during.end, v.pos);
     assert.equal(during.end, before.end);
@@ -154,7 +155,7 @@ describe('writer: vote and finish', () => {
     await assert.rejects(w.vote({ records: [] }), /already voted/);
     await w.finish();
     const after = fs.readFileSync(f);
-    assert.equal(String.fromCharCode(after[v.pos + 16]), ' ');
+    assert.equal(String.fromCharCode(nth(after, v.pos + 16)), ' ');
     // Only the status byte changed.
     assert.ok(after.subarray(0, v.pos + 16).equals(b.subarray(0, v.pos + 16)));
     assert.ok(after.subarray(v.pos + 17).equals(b.subarray(v.pos + 17)));
@@ -163,9 +164,9 @@ describe('writer: vote and finish', () => {
     assert.equal(done.txnCount, 2);
     assert.ok(done.lastTid?.equals(v.tid));
     const txns = await readAll(f);
-    assert.equal(txns[1].records[0].prev, txns[0].records[0].pos, "prev points to the oid's previous record");
-    assert.equal(txns[1].user.toString(), 'admin');
-    assert.equal(txns[1].description.toString(), 'second');
+    assert.equal(nth(nth(txns, 1).records, 0).prev, nth(nth(txns, 0).records, 0).pos, "prev points to the oid's previous record");
+    assert.equal(nth(txns, 1).user.toString(), 'admin');
+    assert.equal(nth(txns, 1).description.toString(), 'second');
   });
 
   it('abort after vote cuts the transaction off again', async (t) => {
@@ -232,7 +233,7 @@ describe('writer: blobs', () => {
       files.map((f) => f.rel),
       expected.sort(),
     );
-    assert.equal(fs.readFileSync(path.join(blobDir, expected[0]), 'utf8'), '%PDF first');
+    assert.equal(fs.readFileSync(path.join(blobDir, nth(expected, 0)), 'utf8'), '%PDF first');
     // The sample site's index is what a scan builds.
     const scanned = await scanIndex(path.join(dir, 'Data.fs'));
     assert.ok(fs.readFileSync(path.join(dir, 'Data.fs.index')).equals(encodeIndex(scanned.index, scanned.end)));
@@ -244,7 +245,7 @@ describe('writer: blobs', () => {
         const parts = rel.split('/');
         assert.equal(parts.length, 9);
         const oid = Buffer.from(parts.slice(0, 8).map((p) => parseInt(p.slice(2), 16)));
-        const tid = Buffer.from(parts[8].slice(2, -5).padStart(16, '0'), 'hex');
+        const tid = Buffer.from(nth(parts, 8).slice(2, -5).padStart(16, '0'), 'hex');
         assert.equal(blobRelPath(oid, tid, 'bushy'), rel);
       }
     }

@@ -25,6 +25,7 @@ import { fakeClock } from '../support/fixtures';
 import { blobContents, blobFiles, content, md5File, tempLeftovers, type TestHooks, tmpDir } from '../support/fs';
 import { recoverMd5, registeredStamps, verifyClean } from '../support/repo';
 import { makeSite, sampleSite } from '../support/site';
+import { nth } from '../support/must';
 
 const FIG = 'concurrent';
 let cases = 0;
@@ -57,7 +58,7 @@ async function site(t: TestHooks) {
   await backupDeployment(dep, 'backup', { now: clock.now });
   await s.site.addDocument('even later');
   await s.site.close();
-  const repo = foldersFor(dep.storages[0], 'backup').repo;
+  const repo = foldersFor(nth(dep.storages, 0), 'backup').repo;
   return { root, s, dep, repo, lock: path.join(repo, '.plone-backup.lock') };
 }
 
@@ -135,7 +136,7 @@ describe('two runs at once', () => {
     const stamps = await registeredStamps(repo);
     // Restore to the first state; a backup started meanwhile refuses, then one that waits.
     const before = md5File(s.file);
-    const r = runHooked(['restore', stamps[0], '--yes', '--dir', root], { env: SLOW });
+    const r = runHooked(['restore', nth(stamps, 0), '--yes', '--dir', root], { env: SLOW });
     await heldBy(lock, 'restore');
     locked(await runHooked(['backup', '--dir', root, '--lock-wait', '0']), 'backup during restore');
     const w = runHooked(['backup', '--dir', root]);
@@ -155,7 +156,7 @@ describe('two runs at once', () => {
     locked(await runHooked(['restore', '--yes', '--dir', root, '--lock-wait', '0', '--full-restore']), 'restore during backup');
     assert.equal(md5File(s.file), live, 'the refused restore changed Data.fs');
     assert.deepEqual(blobContents(s.blobDir), liveBlobs);
-    const w2 = runHooked(['restore', stamps[1], '--yes', '--dir', root]);
+    const w2 = runHooked(['restore', nth(stamps, 1), '--yes', '--dir', root]);
     ok(await b, 'backup');
     ok(await w2, 'waiting restore');
     await assertConsistent(s.file, s.blobDir);
@@ -172,9 +173,9 @@ describe('two runs at once', () => {
   it('two restores at once', async (t) => {
     const { root, s, repo, lock } = await site(t);
     const stamps = await registeredStamps(repo);
-    const a = runHooked(['restore', stamps[0], '--yes', '--dir', root], { env: SLOW });
+    const a = runHooked(['restore', nth(stamps, 0), '--yes', '--dir', root], { env: SLOW });
     await heldBy(lock, 'restore');
-    const b = runHooked(['restore', stamps[1], '--yes', '--dir', root], { env: SLOW });
+    const b = runHooked(['restore', nth(stamps, 1), '--yes', '--dir', root], { env: SLOW });
     ok(await a, 'first restore');
     ok(await b, 'second restore');
     assert.equal(md5File(s.file), await recoverMd5(repo, stamps[1]), 'the restore that waited came last');
@@ -187,7 +188,7 @@ describe('two runs at once', () => {
   it('a snapshot (its own lock) while a restore replaces Data.fs and the blobs under it', async (t) => {
     const { root, s, repo, lock } = await site(t);
     const stamps = await registeredStamps(repo);
-    for (const [i, date] of [stamps[0], stamps[1], stamps[0]].entries()) {
+    for (const [i, date] of [nth(stamps, 0), nth(stamps, 1), nth(stamps, 0)].entries()) {
       const r = runHooked(['restore', date, '--yes', '--dir', root, '--full-restore'], { env: { STEP_DELAY_MS: '10' } });
       await heldBy(lock, 'restore');
       const snap = await runHooked(['snapshot', '--dir', root]);
@@ -197,7 +198,7 @@ describe('two runs at once', () => {
     }
     // Every snapshot is a whole state: its Data.fs restores, with every blob it references.
     const dep = await discoverDeployment(root);
-    const { repo: snaps, blobs } = foldersFor(dep.storages[0], 'snapshot');
+    const { repo: snaps, blobs } = foldersFor(nth(dep.storages, 0), 'snapshot');
     const gens = await listGenerations(blobs, 'blobstorage');
     for (const stamp of await registeredStamps(snaps)) {
       const out = path.join(root, `check-${stamp}.fs`);

@@ -40,6 +40,7 @@ import { fakeClock } from '../support/fixtures';
 import { blobContents, content, md5File, snapshot, tempLeftovers, tmpDir, type TestHooks } from '../support/fs';
 import { committedMd5, liveState, recoverMd5, registeredStamps, repoStates, verifyAfterKill, verifyClean } from '../support/repo';
 import { generationBlobFiles, generationFile, makeSite } from '../support/site';
+import { nth } from '../support/must';
 
 const FIG = 'crash-deploy';
 const reports: KillReport[] = [];
@@ -93,7 +94,7 @@ async function backupCrash(t: TestHooks, name: string, kind: BackupCommand, base
   const base = tmpDir(t);
   await baseSite(t, base, baseKinds);
   const dep0 = await discoverDeployment(base);
-  const s0 = dep0.storages[0];
+  const s0 = nth(dep0.storages, 0);
   const { repo: repo0, blobs: blobs0 } = foldersFor(s0, commandKind(kind));
   const rel = (p: string) => path.relative(base, p);
   const live = liveState(s0.file, s0.blobDir);
@@ -109,7 +110,7 @@ async function backupCrash(t: TestHooks, name: string, kind: BackupCommand, base
     args: (dir) => [...args, '--dir', dir],
     check: async (dir, run) => {
       const dep = await discoverDeployment(dir, keep !== undefined ? { keep } : {});
-      const s = dep.storages[0];
+      const s = nth(dep.storages, 0);
       const repo = path.join(dir, rel(repo0));
       const blobs = path.join(dir, rel(blobs0));
       // The live site is never touched.
@@ -144,7 +145,7 @@ async function backupCrash(t: TestHooks, name: string, kind: BackupCommand, base
         const { files } = await listRepository(repo);
         const fulls = files.filter((f) => f.full);
         assert.equal(fulls.length, keep, `${fulls.length} full backups left, keep is ${keep}`);
-        const oldest = fulls[0].stamp;
+        const oldest = nth(fulls, 0).stamp;
         assert.deepEqual(
           files.filter((f) => f.stamp < oldest).map((f) => f.name),
           [],
@@ -182,6 +183,8 @@ async function backupCrash(t: TestHooks, name: string, kind: BackupCommand, base
     },
   });
   assert.equal(nextRuns, report.tried);
+  // The repository locks (filestorage and blob folders) are killed at too.
+  assert.ok(report.lockSteps >= 3, `${name}: ${report.lockSteps} lock steps`);
   reports.push(report);
   recordFigures(FIG, name, report);
 }
@@ -215,7 +218,7 @@ describe('a deployment command killed at any step loses nothing', () => {
     const base = tmpDir(t);
     await baseSite(t, base, ['backup', 'backup', 'backup']);
     let dep0 = await discoverDeployment(base);
-    const s0 = dep0.storages[0];
+    const s0 = nth(dep0.storages, 0);
     const repo0 = foldersFor(s0, 'backup').repo;
     const stamps = await registeredStamps(repo0);
     assert.equal(stamps.length, 3);
@@ -238,6 +241,13 @@ describe('a deployment command killed at any step loses nothing', () => {
       max: 100,
       afterCount: async (dir, run) => {
         assert.equal(JSON.parse(run.stdout)[0].mode, incremental ? 'incremental' : 'full');
+        // The repository lock and ZODB's Data.fs.lock (created, as the site has none, and removed) are steps.
+        const locks = (run.ops ?? []).filter((l) => /\.plone-backup\.lock|Data\.fs\.lock/.test(l));
+        assert.ok(locks.some((l) => / open .*\/Data\.fs\.lock$/.test(l)) && locks.some((l) => / rm .*\/Data\.fs\.lock$/.test(l)), `Data.fs.lock: ${locks.join('; ')}`);
+        assert.ok(
+          locks.some((l) => / link .*\.plone-backup\.lock$/.test(l)),
+          `the repository lock: ${locks.join('; ')}`,
+        );
         newState = liveState(path.join(dir, rel(s0.file)), path.join(dir, rel(s0.blobDir!)));
         assert.notEqual(newState.data, oldState.data);
         await assertConsistent(path.join(dir, rel(s0.file)), path.join(dir, rel(s0.blobDir!)));

@@ -16,22 +16,23 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backup, recover, SampleSite } from '../../src/engine/internal';
+import { backup, recover } from '../../src/engine/internal';
 import { assertIndexFits } from '../support/assert';
 import { crashLoop, type KillReport, recordFigures } from '../support/crash';
 import { fakeClock } from '../support/fixtures';
 import { md5File, tempLeftovers, type TestHooks, tmpDir } from '../support/fs';
+import { sampleSite } from '../support/site';
 import { recoverMd5, registeredStamps, repoStates, verifyAfterKill, verifyClean } from '../support/repo';
 
 const FIG = 'crash-repozo';
 const reports: KillReport[] = [];
 
 /** A Data.fs with `backups` backups in `repo` (gzip, quick), and more commits after each. */
-async function base(dir: string, backups: number): Promise<void> {
+async function base(t: TestHooks, dir: string, backups: number): Promise<void> {
   const file = path.join(dir, 'Data.fs');
   const repo = path.join(dir, 'repo');
   fs.mkdirSync(repo);
-  const site = await SampleSite.create({ file });
+  const site = await sampleSite(t, { file });
   for (let i = 0; i < 3; i++) await site.addDocument(`doc ${i}`);
   const clock = fakeClock('2026-03-01-10-00-00', 60);
   for (let i = 0; i < backups; i++) {
@@ -43,7 +44,7 @@ async function base(dir: string, backups: number): Promise<void> {
 
 async function backupCrash(t: TestHooks, name: string, backups: number, flags: string[], killOld = false): Promise<void> {
   const dir0 = tmpDir(t);
-  await base(dir0, backups);
+  await base(t, dir0, backups);
   const live = md5File(path.join(dir0, 'Data.fs'));
   const states = await repoStates(path.join(dir0, 'repo'));
   const known = Object.keys(states);
@@ -76,6 +77,8 @@ async function backupCrash(t: TestHooks, name: string, backups: number, flags: s
     },
   });
   assert.equal(nextRuns, report.tried);
+  // The repository lock (its owner file, the link that takes it, its removal) is killed at too.
+  assert.ok(report.lockSteps >= 3, `${name}: ${report.lockSteps} lock steps`);
   reports.push(report);
   recordFigures(FIG, name, report);
 }
@@ -95,7 +98,7 @@ describe('repozo killed at any step loses nothing', () => {
 
   it('-R -o: recover over an existing Data.fs', async (t) => {
     const dir0 = tmpDir(t);
-    await base(dir0, 3);
+    await base(t, dir0, 3);
     const repo0 = path.join(dir0, 'repo');
     const stamps = await registeredStamps(repo0);
     const out0 = path.join(dir0, 'restored', 'Data.fs');

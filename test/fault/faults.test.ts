@@ -45,6 +45,7 @@ import { blobContents, blobFiles, content, md5File, snapshot, tempLeftovers, tmp
 import { CLI } from '../support/paths';
 import { recoverMd5, registeredStamps, verifyClean } from '../support/repo';
 import { makeSite, type Site, sampleSite, generationBlobFiles } from '../support/site';
+import { nth } from '../support/must';
 
 const FIG = 'faults';
 const counts: Record<string, number> = {};
@@ -59,6 +60,8 @@ interface Budget {
   hits: number;
   /** The files whose writes failed. */
   hitPaths?: string[];
+  /** Only files whose path matches fail (all when not given). */
+  only?: RegExp;
 }
 
 /** A handle whose writes fail with `code` once `budget.left` bytes are used up (a short write first). */
@@ -90,8 +93,9 @@ async function withWriteFault<R>(budget: Budget, fn: () => Promise<R>): Promise<
   const realCopy = fileLayer.copyFile;
   // Every file the engine writes is opened through fileLayer (the incremental
   // restore's append to Data.fs in place too); copies go through its copyFile.
-  fileLayer.open = async (p, flags, mode) => faulty(await real(p, flags, mode), budget, p);
+  fileLayer.open = async (p, flags, mode) => (budget.only && !budget.only.test(p) ? real(p, flags, mode) : faulty(await real(p, flags, mode), budget, p));
   fileLayer.copyFile = async (src, dst, flags) => {
+    if (budget.only && !budget.only.test(dst)) return realCopy(src, dst, flags);
     const size = (await fs.promises.stat(src)).size;
     if (size <= budget.left) {
       budget.left -= size;
@@ -263,7 +267,7 @@ describe('a write that fails part way (ENOSPC, EIO) loses nothing', () => {
     await faultLoop(
       'restore (incremental, appending in place)',
       async () => {
-        const [r] = await restoreDeployment(dep, { keepOld: false });
+        const r = nth(await restoreDeployment(dep, { keepOld: false }), 0);
         assert.equal(r.mode, 'incremental');
       },
       liveDirs.slice(0, 1),
@@ -271,6 +275,43 @@ describe('a write that fails part way (ENOSPC, EIO) loses nothing', () => {
         await restoreDeployment(dep, { date: stamps[0], keepOld: false, incremental: false });
       },
     );
+  });
+});
+
+describe('a lock that cannot be written (ENOSPC, EIO)', () => {
+  // The repository lock's owner file (base/lock.ts) and ZODB's Data.fs.lock,
+  // which a restore creates when the site has none (deploy/site.ts), are
+  // written through fileLayer like everything else.
+  it('the repository lock and Data.fs.lock: a typed error, no lock or owner file left, then it works', async (t) => {
+    const root = tmpDir(t);
+    const s = await makeSite(t, root, { docs: 2, files: 1 });
+    await s.site.close();
+    const dep = await discoverDeployment(root);
+    const clock = fakeClock();
+    // Their folders exist (a backup creates them before it takes the lock).
+    for (const kind of ['backup', 'zipbackup'] as const) await backupDeployment(dep, kind, { now: clock.now });
+    const restore = () => restoreDeployment(dep, { keepOld: false, incremental: false });
+    const cases: [string, RegExp, () => Promise<unknown>][] = [
+      ['backup, the repository lock', /\.plone-backup\.lock\./, () => backupDeployment(dep, 'backup', { now: clock.now })],
+      ['zipbackup, the repository lock', /\.plone-backup\.lock\./, () => backupDeployment(dep, 'zipbackup', { now: clock.now })],
+      ['restore, the repository lock', /\.plone-backup\.lock\./, restore],
+      ['restore, Data.fs.lock', /Data\.fs\.lock$/, restore],
+    ];
+    for (const [what, only, op] of cases) {
+      for (const code of ['ENOSPC', 'EIO']) {
+        for (const left of [0, 3]) {
+          const before = snapshot(root, { skip: bookkeeping });
+          const budget: Budget = { left, code, hits: 0, hitPaths: [], only };
+          const err = await withWriteFault(budget, op).catch((e: unknown) => e);
+          assert.ok(budget.hits > 0, `${what}: the fault was never hit`);
+          assertIoError(err, code, `${what} (${code} after ${left} bytes)`);
+          assert.deepEqual(snapshot(root, { skip: bookkeeping }), before, `${what} (${code}): something changed`);
+          assert.deepEqual(tempLeftovers(root), [], `${what}: temp files left`);
+          count('injected write faults (locks)');
+        }
+      }
+      await op();
+    }
   });
 });
 
@@ -326,7 +367,7 @@ describe('a real full disk', () => {
       assert.deepEqual(tempLeftovers(mnt), [], `${kb} KiB: temp files left on the full disk`);
       // Whatever was registered restores; the rest is not there.
       for (const kind of ['backup', 'zip', 'snapshot'] as const) {
-        const repo = foldersFor(dep.storages[0], kind).repo;
+        const repo = foldersFor(nth(dep.storages, 0), kind).repo;
         if ((await registeredStamps(repo)).length) {
           await verifyClean(repo);
           assert.equal(await recoverMd5(repo), md5File(s.file));
@@ -339,7 +380,7 @@ describe('a real full disk', () => {
     // Room enough: it works.
     unmount = mountTmpfs(backups, '16m');
     for (const kind of ['backup', 'zipbackup', 'snapshot'] as const) await backupDeployment(dep, kind, { now: clock.now });
-    await verifyClean(foldersFor(dep.storages[0], 'backup').repo);
+    await verifyClean(foldersFor(nth(dep.storages, 0), 'backup').repo);
     unmount();
     count('real full disks (tmpfs)', n);
   });
@@ -444,16 +485,16 @@ describe('backups on another filesystem (no hard links across)', () => {
       const dep = await discoverDeployment(root, { backupRoot: other });
       dep.settings.blobFormat = format;
       const clock = fakeClock();
-      const [r1] = await backupDeployment(dep, 'backup', { now: clock.now });
+      const r1 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
       await s.site.uploadFile('x.pdf', content('x'));
-      const [r2] = await backupDeployment(dep, 'backup', { now: clock.now });
+      const r2 = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
       if (format === 'dir') assert.equal(r2.linked, r1.blobFiles, 'links inside the backup filesystem still work');
       else assert.deepEqual([r2.copied, r2.linked], [1, 0], 'only the new file goes into the pool');
       await s.site.close();
       const want = blobContents(s.blobDir);
       const data = md5File(s.file);
       await restoreDeployment(dep, { date: r1.filestorage.stamp, keepOld: false });
-      const [res] = await restoreDeployment(dep, { keepOld: false });
+      const res = nth(await restoreDeployment(dep, { keepOld: false }), 0);
       assert.equal(md5File(s.file), data);
       assert.deepEqual(blobContents(s.blobDir), want);
       for (const rel of blobFiles(s.blobDir)) assert.equal(fs.statSync(path.join(s.blobDir, rel)).dev, fs.statSync(s.file).dev, 'a blob file is not on the live filesystem');
@@ -546,7 +587,7 @@ describe('the live site changes under a backup', () => {
     assert.deepEqual([snapshot(path.join(v, 'backups')), snapshot(path.join(v, 'blobstoragebackups'))], before);
     assert.deepEqual(tempLeftovers(v), []);
     fs.renameSync(`${gone}.away`, gone);
-    const [r] = await backupDeployment(dep, 'backup', { now: clock.now });
+    const r = nth(await backupDeployment(dep, 'backup', { now: clock.now }), 0);
     assert.equal(r.filestorage.action, 'incremental');
     await s.site.close();
     count('blob vanishes mid-copy');
@@ -556,18 +597,21 @@ describe('the live site changes under a backup', () => {
     const { s, dep, clock } = await siteWithBackup(t);
     // Every blob copy of the first attempt waits for the pack, which removes old revisions.
     let packing: Promise<unknown> | undefined;
-    const [r] = await onBlobCopy(
-      async () => {
-        packing ??= s.site.writer.pack();
-        await packing;
-      },
-      () => backupDeployment(dep, 'backup', { now: clock.now }),
+    const r = nth(
+      await onBlobCopy(
+        async () => {
+          packing ??= s.site.writer.pack();
+          await packing;
+        },
+        () => backupDeployment(dep, 'backup', { now: clock.now }),
+      ),
+      0,
     );
     assert.equal(r.attempts, 2);
     assert.equal(r.filestorage.action, 'full');
     await s.site.close();
     assert.deepEqual(await generationBlobFiles(r.blobGeneration!), await referencedBlobs(s.file));
-    assert.equal(await recoverMd5(foldersFor(dep.storages[0], 'backup').repo), md5File(s.file));
+    assert.equal(await recoverMd5(foldersFor(nth(dep.storages, 0), 'backup').repo), md5File(s.file));
     assert.deepEqual(tempLeftovers(s.varDir), []);
     count('pack removes a blob mid-copy');
   });

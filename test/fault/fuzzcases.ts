@@ -48,6 +48,7 @@ import {
   storagesOf,
 } from '../../src/engine/internal';
 import { Rng } from '../support/rng';
+import { must, nth, xorByte } from '../support/must';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const FIX = path.join(ROOT, 'test', 'fixtures', 'zodb');
@@ -438,7 +439,7 @@ export const GROUPS: Record<string, { n: number; codes: string[]; run: Case }> =
       const p = path.join(repo, victim);
       fs.chmodSync(p, 0o644);
       fs.writeFileSync(p, rng.int(4) ? rng.mutate(fs.readFileSync(p), 3) : rng.bytes(rng.int(100)));
-      const codes = GROUPS['repository pieces'].codes;
+      const codes = must(GROUPS['repository pieces'], "GROUPS['repository pieces']").codes;
       const out = await typed(
         codes,
         () => `repository with ${victim} damaged`,
@@ -491,7 +492,7 @@ function tarBlock(name: string, type: string, size: number | bigint, opts: { pre
   } else b.write(size.toString(8).padStart(11, '0'), 124, 11, 'latin1');
   b.fill(0x20, 148, 156);
   let sum = 0;
-  for (let i = 0; i < 512; i++) sum += b[i];
+  for (let i = 0; i < 512; i++) sum += nth(b, i);
   b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
   return b;
 }
@@ -534,7 +535,7 @@ function tarCases(): { name: string; data: Buffer; gzip?: boolean }[] {
       name: 'bad checksum',
       data: (() => {
         const b = Buffer.concat([entry('blobstorage/a.blob', x), END]);
-        b[0] ^= 1;
+        xorByte(b, 0, 1);
         return b;
       })(),
     },
@@ -649,7 +650,7 @@ function shapeDeployment(root: string, opts: { repo?: boolean } = {}): { backups
       fs.copyFileSync(src + '/' + n, path.join(backups, n));
       fs.chmodSync(path.join(backups, n), 0o644);
       const m = /^(\d{4}(?:-\d\d){5})\.(fsz|deltafsz)$/.exec(n);
-      if (m) stamps.push(m[1]);
+      if (m) stamps.push(nth(m, 1));
     }
   }
   for (const st of stamps) fs.mkdirSync(path.join(blobBackups, `blobstorage.${st}`, 'blobstorage'), { recursive: true });
@@ -814,7 +815,7 @@ export const SHAPES: Record<string, { codes: string[]; todo?: string; make: (scr
         '['.repeat(1 << 17),
         JSON.stringify({ version: 1, stamp: stamps[0], end: 4, layout: '../x', files: 'x'.repeat(1 << 20) }),
       ];
-      stamps.forEach((st, i) => fs.writeFileSync(path.join(blobBackups, `blobstorage.${st}`, '.plone-backup.json'), bodies[i % bodies.length]));
+      stamps.forEach((st, i) => fs.writeFileSync(path.join(blobBackups, `blobstorage.${st}`, '.plone-backup.json'), nth(bodies, i % bodies.length)));
     },
     run: openFolder,
   },
@@ -938,7 +939,7 @@ export async function runGroup(group: string, seed: number, scale: number, progr
         await one(cases.length + i, () => extractCase(b, false, scratch, cases.length + i, `mutation ${hex(b)}`));
       }
     } else {
-      const g = GROUPS[group];
+      const g = must(GROUPS[group], 'GROUPS[group]');
       const n = Math.max(1, Math.round(g.n * scale));
       for (let i = 0; i < n; i++) await one(i, () => g.run(rng, i, scratch));
     }
@@ -959,7 +960,7 @@ if (parentPort && workerData?.fuzzGroup) {
 
 // `node fuzzcases.js --make|--shape NAME SCRATCH`: writes, or runs, one hostile shape in a fresh process (see fuzz.test.ts).
 if (require.main === module && process.argv[2] === '--make') {
-  Promise.resolve(SHAPES[process.argv[3]].make(process.argv[4])).then(
+  Promise.resolve(must(SHAPES[nth(process.argv, 3)], 'SHAPES[nth(process.argv, 3)]').make(nth(process.argv, 4))).then(
     () => process.exit(0),
     (e) => {
       process.stderr.write(String((e as Error)?.stack ?? e));
@@ -968,7 +969,7 @@ if (require.main === module && process.argv[2] === '--make') {
   );
 }
 if (require.main === module && process.argv[2] === '--shape') {
-  runShape(process.argv[3], process.argv[4]).then(
+  runShape(nth(process.argv, 3), nth(process.argv, 4)).then(
     (r) => {
       process.stdout.write(`${JSON.stringify(r)}\n`);
       process.exit(0);

@@ -99,12 +99,30 @@ export function runHooked(
   });
 }
 
-/** Every step 1..total, or `max` points spread evenly over them (first and last included). */
-export function killPoints(total: number, max = 60): number[] {
+/**
+ * Every step 1..total, or `max` points spread evenly over them (first and last
+ * included), and the steps in `always` whatever `max` says.
+ */
+export function killPoints(total: number, max = 60, always: number[] = []): number[] {
   if (total <= max) return Array.from({ length: total }, (_, i) => i + 1);
-  const out = new Set<number>();
+  const out = new Set<number>(always.filter((n) => n >= 1 && n <= total));
   for (let i = 0; i < max; i++) out.add(1 + Math.round((i * (total - 1)) / (max - 1)));
   return [...out].sort((a, b) => a - b);
+}
+
+/** The files of the locks: the repository's (base/lock.ts: the lock, its owner files and claims) and ZODB's Data.fs.lock (deploy/site.ts). */
+const LOCK_FILE = /\/\.plone-backup\.lock(\.|$| )|\.fs\.lock$/;
+
+/** The steps (numbers) of a counted run's log that change a lock file. */
+export function lockSteps(ops: string[]): number[] {
+  return ops
+    .filter((l) =>
+      l
+        .split(' ')
+        .slice(2)
+        .some((p) => LOCK_FILE.test(p)),
+    )
+    .map((l) => Number(l.split(' ')[0]));
 }
 
 export interface KillReport {
@@ -113,6 +131,8 @@ export interface KillReport {
   total: number;
   /** Kill points tried. */
   tried: number;
+  /** Steps that change a lock file (each one a kill point). */
+  lockSteps: number;
   /** Runs that were really killed (a point past the end lets the run finish). */
   killed: number;
   /** How many of the kill points came right after each kind of step. */
@@ -149,7 +169,9 @@ export async function crashLoop(
   assert.ok(counted.count && counted.count > 0, `${opts.name}: no steps counted`);
   const total = counted.count!;
   await opts.afterCount?.(countDir, counted);
-  const points = killPoints(total, opts.max ?? 60);
+  // The locks' steps are few and come first and last: each is a kill point, whatever `max`.
+  const locks = lockSteps(counted.ops ?? []);
+  const points = killPoints(total, opts.max ?? 60, locks);
   const byStep: Record<string, number> = {};
   let killed = 0;
   let i = 0;
@@ -182,6 +204,7 @@ export async function crashLoop(
     name: opts.name,
     total,
     tried: points.length,
+    lockSteps: locks.length,
     killed,
     byStep,
     seconds: (Date.now() - t0) / 1000,

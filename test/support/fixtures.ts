@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { FsIndex, backup, iterateTransactions, parseStamp, type BackupResult } from '../../src/engine/internal';
 import { md5File } from './fs';
 import { FIXTURES, HISTORY, STATES } from './paths';
+import { nth } from './must';
 
 export interface RecordJson {
   oid: string;
@@ -96,7 +97,7 @@ export function fakeClock(start = '2026-03-01-10-00-00', step = 60): { now: () =
  * blobstorage.old (where the pack moved the others), checked by md5.
  */
 export function fixtureBlobTree(n: number, dest: string): string {
-  const step = historySteps()[n];
+  const step = nth(historySteps(), n);
   fs.mkdirSync(dest, { recursive: true });
   fs.writeFileSync(path.join(dest, '.layout'), 'bushy\n');
   for (const [rel, sum] of Object.entries(step.blobs)) {

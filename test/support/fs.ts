@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { nth, xorByte } from './must';
 
 /** What a test context offers the helpers: node:test's TestContext (or a suite's). */
 export interface TestHooks {
@@ -79,7 +80,7 @@ export const names = (dir: string): string[] => fs.readdirSync(dir).sort();
 /** Flips one bit of a byte of a file in place. */
 export function flipByte(file: string, pos: number, mask = 0x01): void {
   const b = fs.readFileSync(file);
-  b[pos] ^= mask;
+  xorByte(b, pos, mask);
   fs.writeFileSync(file, b);
 }
 
@@ -87,7 +88,7 @@ export function flipByte(file: string, pos: number, mask = 0x01): void {
 export function content(tag: string, size = 2000): Buffer {
   const b = Buffer.alloc(size);
   const seed = Buffer.from(md5(tag), 'hex');
-  for (let i = 0; i < size; i++) b[i] = seed[i % 16] ^ (i & 0xff);
+  for (let i = 0; i < size; i++) b[i] = nth(seed, i % 16) ^ (i & 0xff);
   return b;
 }
 

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { PloneBackupError, allChains, committedEnd, datName, listRepository, readDat, recover, verifyChain } from '../../src/engine/internal';
 import { blobContents, md5, md5File } from './fs';
+import { nth } from './must';
 
 /** md5 of what `recover` writes for the chain as of `date` (the newest when undefined), or the error code. */
 export async function recoverMd5(repo: string, date?: string): Promise<string> {
@@ -40,7 +41,7 @@ export async function registeredStamps(repo: string): Promise<string[]> {
   }
   const out: string[] = [];
   for (const chain of allChains(files)) {
-    const lines = await readDat(path.join(repo, datName(chain[0].stamp))).catch(() => undefined);
+    const lines = await readDat(path.join(repo, datName(nth(chain, 0).stamp))).catch(() => undefined);
     if (!lines) continue;
     const listed = new Set(lines.map((l) => path.basename(l.path)));
     for (const f of chain) if (listed.has(f.name)) out.push(f.stamp);
@@ -74,7 +75,7 @@ export async function verifyAfterKill(repo: string, known: string[]): Promise<vo
     try {
       r = await verifyChain(repo, chain);
     } catch (e) {
-      if (PloneBackupError.is(e, 'DAT_BAD') && /missing/.test(e.message) && chain.length === 1 && chain[0].stamp > newest) continue;
+      if (PloneBackupError.is(e, 'DAT_BAD') && /missing/.test(e.message) && chain.length === 1 && nth(chain, 0).stamp > newest) continue;
       throw e;
     }
     for (const p of r.pieces) assert.equal(p.problem, undefined, `${repo}: ${p.problem}`);
@@ -90,7 +91,7 @@ export async function chainProblems(repo: string): Promise<{ chains: number; pro
   for (const chain of allChains(files)) {
     const r = await verifyChain(repo, chain);
     chains++;
-    if (!r.ok) problems.push(`${repo}: chain ${chain[0].name} does not verify: ${JSON.stringify(r.pieces.filter((p) => p.problem))} unregistered ${r.unregistered}`);
+    if (!r.ok) problems.push(`${repo}: chain ${nth(chain, 0).name} does not verify: ${JSON.stringify(r.pieces.filter((p) => p.problem))} unregistered ${r.unregistered}`);
   }
   return { chains, problems };
 }

@@ -1,4 +1,6 @@
 /** A small seeded PRNG for the fuzz tests, and mutations of bytes. */
+import { nth, xorByte } from './must';
+
 /** A small seeded PRNG (mulberry32). */
 export class Rng {
   constructor(private s: number) {}
@@ -13,7 +15,7 @@ export class Rng {
     return Math.floor(this.next() * n);
   }
   pick<X>(a: readonly X[]): X {
-    return a[this.int(a.length)];
+    return nth(a, this.int(a.length));
   }
   bytes(n: number): Buffer {
     const b = Buffer.alloc(n);
@@ -28,7 +30,7 @@ export class Rng {
       const pos = b.length ? this.int(b.length) : 0;
       switch (this.int(7)) {
         case 0:
-          if (b.length) b[pos] ^= 1 << this.int(8);
+          if (b.length) xorByte(b, pos, 1 << this.int(8));
           break;
         case 1:
           if (b.length) b[pos] = this.int(256);

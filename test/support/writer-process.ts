@@ -2,13 +2,15 @@
  * The one "busy editor" of the tests, the soak and the benchmarks, run as a
  * process of its own: `node out/test/support/writer-process.js ARGS`.
  *
- * It commits to a SampleSite (from the engine's barrel) as ZODB does: new
- * documents and edits, file uploads and new revisions of files (the blob
+ * It runs the engine's writeContinuously (zodb/sample.ts) on a SampleSite:
+ * new documents and edits, file uploads and new revisions of files (the blob
  * file in place before the record), and now and then a slow commit that
  * pauses between vote and finish (the transaction is 'c' meanwhile, its blob
  * already in place; finish flips it to ' '). With --aborts it also votes
  * transactions and aborts them (tpc_abort truncates them away again), and
- * commits undo-style records (a back pointer instead of data).
+ * commits undo-style records (a back pointer instead of data). What this
+ * file adds is the process around it: arguments, the stdin/stdout protocol
+ * and packs.
  *
  * Protocol: "ready" on stdout once the site holds a few files; a line "pack"
  * on stdin packs the database after the next commit (Data.fs renamed to
@@ -27,17 +29,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BLOB_PICKLE, SampleSite, objectPickle } from '../../src/engine/internal';
+import { SampleSite, writeContinuously, type WriteStats } from '../../src/engine/internal';
 
-export interface WriterStats {
-  commits: number;
-  documents: number;
-  /** Blob files written (uploads and new revisions). */
-  blobs: number;
-  /** Commits that waited between vote and finish. */
-  paused: number;
-  aborted: number;
-  undone: number;
+/** What the writer did: writeContinuously's figures, its packs, and where Data.fs ended. */
+export interface WriterStats extends WriteStats {
   packs: number;
   removedBlobs: number;
   /** The end of Data.fs once the writer closed it. */
@@ -120,25 +115,11 @@ export function parseWriterArgs(argv: string[]): WriterArgs {
   return a;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
+/** The site of `a`, kept busy by writeContinuously until stdin closes; packs when asked (or every `packEveryMs`). */
 async function main(a: WriterArgs): Promise<WriterStats> {
   const file = a.file ?? path.join(a.root!, 'var', 'filestorage', 'Data.fs');
   const blobDir = a.blobDir ?? (a.root ? path.join(a.root, 'var', 'blobstorage') : path.join(path.dirname(file), 'blobstorage'));
-  let seed = (a.seed ?? 1) >>> 0;
-  const rand = (n: number) => {
-    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-    return (seed >>> 8) % n;
-  };
-  const blob = (n: number, size: number) => {
-    const b = Buffer.alloc(size);
-    for (let i = 0; i < size; i++) b[i] = (i * 31 + n * 7) & 0xff;
-    return b;
-  };
-  const min = a.minPauseMs ?? 3;
-  const span = Math.max(1, (a.maxPauseMs ?? 10) - min);
-
-  let stop = false;
+  const stop = new AbortController();
   let packRequests = 0;
   let input = '';
   process.stdin.on('data', (d) => {
@@ -147,75 +128,35 @@ async function main(a: WriterArgs): Promise<WriterStats> {
     input = lines.pop()!;
     for (const l of lines) if (l.trim() === 'pack') packRequests++;
   });
-  process.stdin.on('end', () => (stop = true));
+  process.stdin.on('end', () => stop.abort());
 
   const site = await SampleSite.create({ file, blobDir });
-  const w = site.writer;
-  const s: WriterStats = { commits: 0, documents: 0, blobs: 0, paused: 0, aborted: 0, undone: 0, packs: 0, removedBlobs: 0, end: 0 };
-  const files: Buffer[] = [];
-  const docs: Buffer[] = [];
-  for (let i = 0; i < 3; i++) {
-    files.push(await site.uploadFile(`f${i}`, blob(i, 1500)));
-    s.commits++;
-    s.blobs++;
-  }
-  process.stdout.write('ready\n');
+  let packs = 0;
+  let removedBlobs = 0;
   let lastPack = Date.now();
-  for (let n = 1; !stop; n++) {
-    const r = rand(20);
-    if (r < 7 || (r >= 15 && docs.length === 0)) {
-      const body = a.largePages && rand(30) === 0 ? 'text '.repeat(10_000 + rand(50_000)) : 'text '.repeat(20 + rand(100));
-      docs.push(await site.addDocument(`doc ${n}`, body));
-      s.documents++;
-    } else if (r < 9) {
-      files.push(await site.uploadFile(`new ${n}`, blob(n, 500 + rand(6000))));
-      s.blobs++;
-    } else if (r < 13) {
-      await site.uploadFile(`again ${n}`, blob(n, 500 + rand(6000)), files[rand(files.length)]);
-      s.blobs++;
-    } else if (r < 15) {
-      // vote (status 'c', the blob already in place), a pause, then finish (status ' ')
-      const oid = files[rand(files.length)];
-      await w.vote({ user: '/ slow', description: `slow upload ${n}`, records: [{ oid, data: BLOB_PICKLE, blob: blob(n, 2000) }] });
-      await sleep(1 + rand(10));
-      await w.finish();
-      s.paused++;
-      s.blobs++;
-    } else if (r < 17 || !a.aborts) {
-      await site.editDocument(docs[rand(docs.length)], `doc ${n}`, 'edited '.repeat(20 + rand(200)));
-    } else if (r < 19) {
-      // tpc_abort after a vote: the 'c' transaction is cut off the file again
-      const oid = docs[rand(docs.length)];
-      await w.vote({
-        user: '/ editor',
-        description: `aborted ${n}`,
-        records: [{ oid, data: objectPickle('plone.sample', 'Document', { title: `aborted ${n}`, text: 'x'.repeat(rand(5000)) }) }],
-      });
-      await sleep(rand(5));
-      await w.abort();
-      s.aborted++;
-      continue;
-    } else {
-      // an undo-style record: a back pointer to the document's current data
-      const oid = docs[rand(docs.length)];
-      await w.commit({ user: '/ editor', description: `undo ${n}`, records: [{ oid, backpointer: w.index.get(oid)! }] });
-      s.undone++;
-    }
-    s.commits++;
-    if (packRequests > 0 || (a.packEveryMs && Date.now() - lastPack >= a.packEveryMs)) {
-      if (packRequests > 0) packRequests--;
-      lastPack = Date.now();
-      const p = await w.pack();
-      if (a.keepGenerations) fs.renameSync(`${file}.old`, `${file}.gen${s.packs}`);
-      s.packs++;
-      s.removedBlobs += p.removedBlobs;
-      process.stdout.write(`packed ${s.packs}\n`);
-    }
-    await sleep(min + rand(span));
-  }
+  const afterCommit = async () => {
+    if (packRequests === 0 && !(a.packEveryMs && Date.now() - lastPack >= a.packEveryMs)) return;
+    if (packRequests > 0) packRequests--;
+    lastPack = Date.now();
+    const p = await site.writer.pack();
+    if (a.keepGenerations) fs.renameSync(`${file}.old`, `${file}.gen${packs}`);
+    packs++;
+    removedBlobs += p.removedBlobs;
+    process.stdout.write(`packed ${packs}\n`);
+  };
+  const stats = await writeContinuously(site, {
+    signal: stop.signal,
+    seed: a.seed,
+    minPauseMs: a.minPauseMs ?? 3,
+    maxPauseMs: a.maxPauseMs ?? 10,
+    uploadsFirst: 3,
+    onReady: () => process.stdout.write('ready\n'),
+    aborts: a.aborts,
+    largePages: a.largePages,
+    afterCommit,
+  });
   await site.close();
-  s.end = w.end;
-  return s;
+  return { ...stats, packs, removedBlobs, end: site.writer.end };
 }
 
 if (require.main === module) {

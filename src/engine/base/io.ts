@@ -47,7 +47,7 @@ export async function writeNewFile(file: string, data: Buffer | string, mode: nu
     await fh.sync();
   } catch (e) {
     await fh.close().catch(() => undefined);
-    await fsp.rm(file, { force: true });
+    await fileLayer.rm(file, { force: true });
     throw e;
   }
   await fh.close();
@@ -71,7 +71,7 @@ export async function copyToTemp(src: string, dst: string, mode: number): Promis
     }
     return tmp;
   } catch (e) {
-    await fsp.rm(tmp, { force: true });
+    await fileLayer.rm(tmp, { force: true });
     throw e;
   }
 }
@@ -110,7 +110,7 @@ export async function writeFileAtomic(target: string, data: Buffer | string, mod
   try {
     await fileLayer.rename(tmp, target);
   } catch (e) {
-    await fsp.rm(tmp, { force: true });
+    await fileLayer.rm(tmp, { force: true });
     throw e;
   }
   await fsyncDir(path.dirname(target));
@@ -559,6 +559,6 @@ export class HashingFileWriter {
     await Promise.allSettled([...this.inFlight, this.writeback]);
     await this.fh?.close().catch(() => undefined);
     this.fh = undefined;
-    await fsp.rm(this.temp, { force: true });
+    await fileLayer.rm(this.temp, { force: true });
   }
 }

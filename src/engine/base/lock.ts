@@ -27,6 +27,10 @@
  * the owner. A lock of another host is never judged stale (its pid cannot be
  * checked).
  *
+ * Every change to the disk here (the owner file, its links and renames, the
+ * removals) goes through `fileLayer`, so the fault suite can fail them and the
+ * crash suite kill a run between them.
+ *
  * Cleaning up temp files (`removeDeadTemps`, and the backups' leftovers)
  * happens only in a private folder: one owned by us that nobody else may
  * write. In a shared folder such as /tmp anyone can plant a `.plone-backup-*`
@@ -39,7 +43,7 @@ import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PloneBackupError, checkAbort } from './errors';
-import { isTempName } from './io';
+import { fileLayer, isTempName, writeAll } from './io';
 
 export const LOCK_NAME = '.plone-backup.lock';
 
@@ -125,26 +129,38 @@ function dead(s: Seen): boolean {
 
 const NO_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV']);
 
+/**
+ * Creates `target` (EEXIST if it exists) holding `content`, through
+ * fileLayer; a write that fails (a full disk) removes it again, so no half
+ * owner is left behind.
+ */
+async function createWhole(target: string, content: string): Promise<void> {
+  const fh = await fileLayer.open(target, 'wx');
+  try {
+    await writeAll(fh, Buffer.from(content), 0, target);
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    await unlinkQuiet(target);
+    throw e;
+  }
+  await fh.close();
+}
+
 /** Puts a copy of our owner file at `target` only if nothing is there (EEXIST otherwise): a hard link, or O_EXCL. */
 async function placeExclusive(mine: string, content: string, target: string): Promise<void> {
   try {
-    await fsp.link(mine, target);
+    await fileLayer.link(mine, target);
     return;
   } catch (e) {
     if (!NO_LINKS.has((e as NodeJS.ErrnoException).code ?? '')) throw e;
   }
   // No hard links here (some network and FUSE filesystems): a reader may see
   // it empty for a moment, which `dead` tolerates for GARBLED_STALE_MS.
-  const fh = await fsp.open(target, 'wx');
-  try {
-    await fh.writeFile(content);
-  } finally {
-    await fh.close();
-  }
+  await createWhole(target, content);
 }
 
 async function unlinkQuiet(p: string): Promise<void> {
-  await fsp.unlink(p).catch(() => undefined);
+  await fileLayer.rm(p, { force: true }).catch(() => undefined);
 }
 
 /**
@@ -170,7 +186,7 @@ async function takeOver(lockPath: string, seen: Seen, mine: string, content: str
   try {
     const now = await look(lockPath);
     if (now?.id !== seen.id) return false;
-    await fsp.rename(mine, lockPath);
+    await fileLayer.rename(mine, lockPath);
   } finally {
     await unlinkQuiet(claim);
   }
@@ -207,7 +223,7 @@ export async function acquireLock(dir: string, opts: { what: string; waitMs?: nu
   // Our owner file, written whole before it is ever linked to a lock or claim name.
   const mine = path.join(dir, `${name}.${process.pid}.${randomBytes(4).toString('hex')}.new`);
   try {
-    await fsp.writeFile(mine, content, { flag: 'wx' });
+    await createWhole(mine, content);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new PloneBackupError('REPO_MISSING', `The folder ${dir} does not exist.`, { path: dir, hint: 'Create it first.' });
@@ -250,7 +266,7 @@ export async function acquireLock(dir: string, opts: { what: string; waitMs?: nu
           if (released) return;
           released = true;
           const owner = await readLockOwner(lockPath);
-          if (owner && owner.pid === me.pid && owner.started === me.started && owner.nonce === me.nonce) await fsp.rm(lockPath, { force: true });
+          if (owner && owner.pid === me.pid && owner.started === me.started && owner.nonce === me.nonce) await fileLayer.rm(lockPath, { force: true });
         },
       };
     }
@@ -291,7 +307,7 @@ export async function removeOwnEntry(dir: string, name: string): Promise<boolean
   const st = await fsp.lstat(p).catch(() => undefined);
   if (!st) return false;
   if (typeof process.getuid === 'function' && st.uid !== process.getuid()) return false;
-  if (st.isDirectory()) await fsp.rm(p, { recursive: true, force: true });
+  if (st.isDirectory()) await fileLayer.rm(p, { recursive: true, force: true });
   else await unlinkQuiet(p);
   return true;
 }

@@ -31,7 +31,7 @@ import { exists, fileLayer, isTempName, modesFrom, modesOf, tempPath, fsyncDir, 
 import type { OperationOptions } from '../base/progress';
 import { writeIncrementalDelta, writeIncrementalFull } from '../archive/incremental';
 import { buildPoolGeneration, cleanPoolTemps, poolHead, removeGenerations } from './blobpool';
-import { BlobVanished, buildGeneration, listGenerations, snarPath, readManifest, readManifestHead, type Generation, type Manifest, LATEST, setLatest } from './blobgen';
+import { BlobVanished, archivePath, buildGeneration, linkableTree, listGenerations, snarPath, soundManifest, type Generation, LATEST, setLatest } from './blobgen';
 import { writeTar, type TarEntry } from '../archive/tar';
 import type { BlobFormat, Deployment, StorageConfig } from './deployment';
 import { KINDS, commandKind, foldersFor, type BackupCommand } from './kinds';
@@ -142,270 +142,346 @@ export async function backupStorage(dep: Deployment, s: StorageConfig, kind: Bac
   }
 }
 
+/** What one attempt at a storage's backup works with. */
+interface Attempt {
+  dep: Deployment;
+  s: StorageConfig;
+  kind: BackupCommand;
+  repo: string;
+  blobs: string;
+  /** Data.fs, opened once: the piece and the blob scan read this descriptor. */
+  st: OpenedStorage;
+  opts: DeployBackupOptions;
+}
+
+/**
+ * One attempt: the piece written to temp files, the blob generation of its
+ * stamp, both registered (blobs first), then the chain's owner and retention.
+ */
 async function attemptBackup(dep: Deployment, s: StorageConfig, kind: BackupCommand, repo: string, blobs: string, opts: DeployBackupOptions): Promise<StorageBackupResult> {
   const st = await openFileStorage(s.file);
   try {
+    const a: Attempt = { dep, s, kind, repo, blobs, st, opts };
     // Which storage this is, for the owners record and retention (owners.ts).
     const me = await identify(s.file);
-    const full = kind !== 'backup' || dep.settings.full;
-    const prepared = await prepareBackup(
-      {
-        file: s.file,
-        repository: repo,
-        full,
-        quick: dep.settings.quick,
-        gzip: kind === 'zipbackup' ? true : dep.settings.gzip,
-        compressLevel: dep.settings.compressLevel,
-        collectBlobs: !!s.blobDir,
-        now: opts.now,
-        signal: opts.signal,
-        onProgress: opts.onProgress,
-        log: opts.log,
-      },
-      st,
-    );
-    const res = prepared.result;
-    const result: StorageBackupResult = { storage: s.name, filestorage: res, removed: [], attempts: 1 };
+    const prepared = await preparePiece(a);
+    const result: StorageBackupResult = { storage: s.name, filestorage: prepared.result, removed: [], attempts: 1 };
+    await registerPiece(a, prepared, result);
+    await recordChainOwner(a, prepared.result, me);
     // Retention runs on every successful run, also one with nothing new: a run
     // killed after registering its backup may not have got to it.
-    const retain = async () => {
-      const keep = dep.settings[KINDS[commandKind(kind)].keepSetting];
-      // keep = 0 keeps everything (as in the recipe).
-      if (keep === 0) return;
-      result.removed = await applyRetention(repo, blobs, s.blobDir ? path.basename(s.blobDir) : undefined, keep, me, opts.log, dep.root);
-    };
-    let needed: string[] | undefined;
-    try {
-      if (s.blobDir) {
-        const { layout } = await readLayout(s.blobDir);
-        const base = path.basename(s.blobDir);
-        let stamp = res.stamp;
-        let end = res.end;
-        let lastTid = res.lastTid;
-        if (res.action === 'none') {
-          // Nothing new in Data.fs: the newest piece must still have its generation.
-          const { files } = await listRepository(repo);
-          const newest = findChain(files).at(-1);
-          if (!newest) throw new PloneBackupError('NO_BACKUPS', `No backup in ${repo}.`, { path: repo });
-          const gens = await listGenerations(blobs, base);
-          if (gens.some((g) => g.stamp === newest.stamp)) {
-            await retain();
-            return result;
-          }
-          stamp = newest.stamp;
-          end = res.end;
-          lastTid = undefined;
-        }
-        // The piece this incremental continues: the newest registered one (the new piece is still a temp file).
-        const continues = res.action === 'incremental' ? findChain((await listRepository(repo)).files).at(-1)?.stamp : undefined;
-        const gens = await listGenerations(blobs, base);
-        const format = blobFormatFor(dep, kind);
-        const modes = modesOf(st.mode);
-        if (format === 'pool') {
-          needed = await backupIntoPool({
-            dep,
-            s: { ...s, blobDir: s.blobDir },
-            st,
-            res,
-            prepared,
-            continues,
-            gens,
-            blobs,
-            base,
-            layout,
-            stamp: stamp!,
-            end,
-            lastTid,
-            modes,
-            result,
-            opts,
-          });
-        } else {
-          needed = await neededBlobs(st, res, continues, prepared.blobs, blobs, base, layout, opts.signal);
-          // Files are linked from the newest dir generation, unless its manifest is not sound.
-          let previous = [...gens].reverse().find((g) => g.kind === 'dir');
-          if (previous && (await readManifestHead(previous).catch(() => null)) === null) previous = undefined;
-          // Every needed file is looked up first, without following a link (a blob
-          // replaced by a link to a private file must not land in a backup): a
-          // missing one fails here, before anything is written, all of them named.
-          const sizes = await checkBlobsExist(s.blobDir, needed, st, opts.signal);
-          const chained =
-            format === 'incremental' || format === 'incremental.gz' ? await incrementalTarget(repo, blobs, base, stamp!, res.action === 'full', modes.dir) : undefined;
-          if (chained) {
-            // incremental_blobs: a full archive with its .snar, or a delta on top of the chain.
-            const files = await withLayoutFile(s.blobDir, needed);
-            const w = {
-              tar: chained.tar + (format === 'incremental.gz' ? '.gz' : ''),
-              snar: chained.snar,
-              root: s.blobDir,
-              files,
-              gzip: format === 'incremental.gz',
-              signal: opts.signal,
-              mode: modes.file,
-            };
-            const pending = await (chained.delta ? writeIncrementalDelta(w) : writeIncrementalFull(w)).catch((e: unknown) => {
-              throw (e as NodeJS.ErrnoException).code === 'ENOENT' ? new BlobVanished((e as NodeJS.ErrnoException).path ?? s.blobDir!) : e;
-            });
-            try {
-              // The archive, then the piece, then the .snar: a crash before the last
-              // leaves the previous .snar, so the next delta takes these files again
-              // (a duplicate), never a .snar naming files no registered archive holds.
-              await pending.commitArchive();
-              await prepared.commit();
-            } catch (e) {
-              await pending.discard();
-              await fileLayer.rm(w.tar, { force: true });
-              throw e;
-            }
-            await pending.commitSnapshot();
-            result.blobGeneration = w.tar;
-            result.blobFiles = needed.length;
-          } else if (format !== 'dir') {
-            // An archive: zipbackup's, or archive_blob's (.tar, .tar.gz) as the recipe names them.
-            const archive = await writeBlobArchive(s.blobDir, blobs, base, stamp!, needed, sizes, modes, { gzip: format.endsWith('.gz'), signal: opts.signal });
-            try {
-              // The archive first, as a generation: a crash between the two leaves an
-              // archive without a piece (the next run removes it), never a piece without blobs.
-              await fileLayer.rename(archive.temp, archive.final);
-              await fsyncDir(blobs);
-              await prepared.commit();
-            } catch (e) {
-              await fileLayer.rm(archive.temp, { force: true });
-              await fileLayer.rm(archive.final, { force: true });
-              throw e;
-            }
-            // The recipe points `latest` at the newest timestamped archive too (not in an incremental chain).
-            if (kind !== 'zipbackup' && format !== 'incremental' && format !== 'incremental.gz') await setLatest(blobs, path.basename(archive.final)).catch(() => undefined);
-            result.blobGeneration = archive.final;
-            result.blobFiles = needed.length;
-          } else {
-            const gen = await buildGeneration({
-              blobDir: s.blobDir,
-              layout,
-              backupDir: blobs,
-              stamp: stamp!,
-              end,
-              lastTid,
-              needed,
-              previous,
-              linkFromLive: dep.settings.hardLinkFirstCopy,
-              modes,
-              signal: opts.signal,
-              onProgress: (done, total) => opts.onProgress?.({ phase: `blobs of ${s.name}`, done, total }),
-            });
-            try {
-              // Generation first: a crash between the two renames leaves a generation
-              // without a piece, which the next run removes, never a piece without blobs.
-              await gen.commit();
-              await prepared.commit();
-            } catch (e) {
-              await gen.discard();
-              await fileLayer.rm(gen.final, { recursive: true, force: true }).catch(() => undefined);
-              // `latest` pointed at the generation just removed: back to the newest one left.
-              await resetLatest(blobs, base).catch(() => undefined);
-              throw e;
-            }
-            result.blobGeneration = gen.final;
-            result.blobFiles = needed.length;
-            result.linked = gen.linked;
-            result.copied = gen.copied;
-          }
-        }
-      } else {
-        await prepared.commit();
-      }
-    } catch (e) {
-      await prepared.discard();
-      if (e instanceof BlobVanished && !(await replaced(st))) {
-        // Data.fs was not packed: the blob is really missing from the live site (all of them named).
-        if (needed && s.blobDir) await checkBlobsExist(s.blobDir, needed, st, opts.signal);
-        throw new PloneBackupError('BLOB_MISSING', `${e.path} is referenced by Data.fs but missing; the backup was not made.`, {
-          path: e.path,
-          hint: 'Run `plone-backup check` to list the missing blobs; restore them or repair the site first.',
-        });
-      }
-      throw e;
-    }
-    if (res.action === 'full' && res.stamp) {
-      // Which storage wrote this chain: retention deletes only its own (owners.ts).
-      // The backup is registered and whole by now: a record that cannot be
-      // written (a full disk) leaves the chain to be known by its first transaction.
-      try {
-        const present = new Set((await listRepository(repo)).files.filter((f) => f.full).map((f) => f.stamp));
-        await recordOwner(repo, res.stamp, me, present, modesOf(st.mode).file);
-      } catch (e) {
-        opts.log?.(`${s.name}: could not record which storage wrote ${res.stamp} (${(e as Error).message})`);
-      }
-    }
-    await retain();
+    result.removed = await retain(a, me);
     return result;
   } finally {
     await st.fh.close();
   }
 }
 
+/** The filestorage piece and its index, written to temp files (repozo's backup), not yet registered. */
+function preparePiece({ dep, s, kind, repo, st, opts }: Attempt): Promise<PreparedBackup> {
+  return prepareBackup(
+    {
+      file: s.file,
+      repository: repo,
+      full: kind !== 'backup' || dep.settings.full,
+      quick: dep.settings.quick,
+      gzip: kind === 'zipbackup' ? true : dep.settings.gzip,
+      compressLevel: dep.settings.compressLevel,
+      collectBlobs: !!s.blobDir,
+      now: opts.now,
+      signal: opts.signal,
+      onProgress: opts.onProgress,
+      log: opts.log,
+    },
+    st,
+  );
+}
+
 /**
- * The blob part of a backup in the pool (blobpool.ts): only the new piece's
- * files when the piece it continues has a sound pool generation, else all of
- * the state's; the generation committed first, then the piece. Returns the
- * files the generation lists.
+ * Registers the piece, with the blob generation of its stamp when the storage
+ * has blobs. On any failure the piece's temp files go; a blob file missing
+ * from a site that was not packed is BLOB_MISSING (a pack starts over).
  */
-async function backupIntoPool(a: {
+async function registerPiece(a: Attempt, prepared: PreparedBackup, result: StorageBackupResult): Promise<void> {
+  let job: BlobJob | undefined;
+  try {
+    if (!a.s.blobDir) {
+      await prepared.commit();
+      return;
+    }
+    job = await planBlobs(a, { ...a.s, blobDir: a.s.blobDir }, prepared);
+    if (job) await register(await writeBlobs(job), prepared, result);
+  } catch (e) {
+    await prepared.discard();
+    throw await unlessPacked(e, a.st, job);
+  }
+}
+
+/** A blob file vanished: a pack (SOURCE_CHANGED, the caller starts over) unless Data.fs is the same file, then BLOB_MISSING. */
+async function unlessPacked(e: unknown, st: OpenedStorage, job: BlobJob | undefined): Promise<unknown> {
+  if (!(e instanceof BlobVanished) || (await replaced(st))) return e;
+  // Data.fs was not packed: the blob is really missing from the live site (all of them named).
+  if (job) await checkBlobsExist(job.s.blobDir, job.needed, st, job.opts.signal);
+  return new PloneBackupError('BLOB_MISSING', `${e.path} is referenced by Data.fs but missing; the backup was not made.`, {
+    path: e.path,
+    hint: 'Run `plone-backup check` to list the missing blobs; restore them or repair the site first.',
+  });
+}
+
+/**
+ * Which storage wrote a new chain: retention deletes only its own (owners.ts).
+ * The backup is registered and whole by now: a record that cannot be written
+ * (a full disk) leaves the chain to be known by its first transaction.
+ */
+async function recordChainOwner({ s, repo, st, opts }: Attempt, res: BackupResult, me: StorageIdentity): Promise<void> {
+  if (res.action !== 'full' || !res.stamp) return;
+  try {
+    const present = new Set((await listRepository(repo)).files.filter((f) => f.full).map((f) => f.stamp));
+    await recordOwner(repo, res.stamp, me, present, modesOf(st.mode).file);
+  } catch (e) {
+    opts.log?.(`${s.name}: could not record which storage wrote ${res.stamp} (${(e as Error).message})`);
+  }
+}
+
+/** Retention of the kind's `keep` setting (0 keeps everything, as in the recipe); what it removed. */
+async function retain({ dep, s, kind, repo, blobs, opts }: Attempt, me: StorageIdentity): Promise<string[]> {
+  const keep = dep.settings[KINDS[commandKind(kind)].keepSetting];
+  if (keep === 0) return [];
+  return applyRetention(repo, blobs, s.blobDir ? path.basename(s.blobDir) : undefined, keep, me, opts.log, dep.root);
+}
+
+/** A blob generation to write: the state it belongs to, the files it lists, and how it is kept. */
+interface BlobJob {
   dep: Deployment;
+  kind: BackupCommand;
   s: StorageConfig & { blobDir: string };
-  st: OpenedStorage;
-  res: BackupResult;
-  prepared: PreparedBackup;
-  continues: string | undefined;
-  gens: Generation[];
   blobs: string;
+  /** The blob folder's name (blobstorage), the first part of every generation's name. */
   base: string;
   layout: BlobLayout;
+  format: BlobFormat;
+  /** The generations there before this one, oldest first. */
+  gens: Generation[];
+  modes: Modes;
   stamp: string;
   end: number;
   lastTid: string | undefined;
-  modes: Modes;
-  result: StorageBackupResult;
+  /** The files the generation lists: all of its state's, or (with `parent`) those it adds to that pool generation's. */
+  needed: string[];
+  /** Their sizes, looked up (without following a link) before anything was written. */
+  sizes: Map<string, number>;
+  parent?: PoolParent;
+  /** incremental_blobs: the chain's .snar and whether this is a delta (none: a plain archive, see incrementalTarget). */
+  chained?: { snar: string; delta: boolean };
   opts: DeployBackupOptions;
-}): Promise<string[]> {
-  const { dep, s, st, res, prepared, continues, gens, blobs, base, layout, stamp, end, lastTid, modes, result, opts } = a;
-  const parent = await poolParent(res, continues, gens, layout);
+}
+
+/**
+ * The blob generation a piece needs: of its stamp, listing exactly the files
+ * of its state (for the pool, those added to the generation of the piece it
+ * continues). Undefined when there is nothing to do: nothing new in Data.fs
+ * and the newest piece has its generation.
+ */
+async function planBlobs(a: Attempt, s: StorageConfig & { blobDir: string }, prepared: PreparedBackup): Promise<BlobJob | undefined> {
+  const res = prepared.result;
+  const { layout } = await readLayout(s.blobDir);
+  const base = path.basename(s.blobDir);
+  const gens = await listGenerations(a.blobs, base);
+  // The newest registered piece (the new one is still a temp file).
+  const newest = findChain((await listRepository(a.repo)).files).at(-1)?.stamp;
+  let stamp = res.stamp!;
+  let lastTid = res.lastTid;
+  if (res.action === 'none') {
+    // Nothing new in Data.fs: the newest piece must still have its generation.
+    if (!newest) throw new PloneBackupError('NO_BACKUPS', `No backup in ${a.repo}.`, { path: a.repo });
+    if (gens.some((g) => g.stamp === newest)) return undefined;
+    stamp = newest;
+    lastTid = undefined;
+  }
+  // The piece this incremental continues.
+  const continues = res.action === 'incremental' ? newest : undefined;
+  const format = blobFormatFor(a.dep, a.kind);
+  const parent = format === 'pool' ? await poolParent(res, continues, gens, layout) : undefined;
   const needed = parent
     ? [...new Set(prepared.blobs.map((r) => blobRelPath(r.oid, r.tid, layout)))].sort()
-    : await neededBlobs(st, res, continues, prepared.blobs, blobs, base, layout, opts.signal);
-  await checkBlobsExist(s.blobDir, needed, st, opts.signal);
-  // Switching from dir generations: their files are linked, not copied again.
-  const newestDir = parent ? undefined : [...gens].reverse().find((g) => g.kind === 'dir');
-  const linkFrom = newestDir && (await soundManifest(newestDir)) ? newestDir.content : undefined;
-  const gen = await buildPoolGeneration({
-    blobDir: s.blobDir,
-    layout,
-    backupDir: blobs,
-    stamp,
-    end,
-    lastTid,
-    files: needed,
-    parent,
-    linkFrom,
-    linkFromLive: dep.settings.hardLinkFirstCopy,
-    modes,
-    signal: opts.signal,
-    onProgress: (done, total) => opts.onProgress?.({ phase: `blobs of ${s.name}`, done, total }),
-  });
+    : await neededBlobs(a.st, res, continues, prepared.blobs, gens, layout, a.opts.signal);
+  // Every needed file is looked up first, without following a link (a blob
+  // replaced by a link to a private file must not land in a backup): a
+  // missing one fails here, before anything is written, all of them named.
+  const sizes = await checkBlobsExist(s.blobDir, needed, a.st, a.opts.signal);
+  const modes = modesOf(a.st.mode);
+  const chained = isIncremental(format) ? await incrementalTarget(a.repo, a.blobs, base, stamp, res.action === 'full', modes.dir) : undefined;
+  return { dep: a.dep, kind: a.kind, s, blobs: a.blobs, base, layout, format, gens, modes, stamp, end: res.end, lastTid, needed, sizes, parent, chained, opts: a.opts };
+}
+
+function isIncremental(format: BlobFormat): boolean {
+  return format === 'incremental' || format === 'incremental.gz';
+}
+
+/**
+ * A blob generation (or archive) written under a temp name: `commit` puts it
+ * in place, `discard` takes it back (also once committed: its piece could not
+ * be registered), `finish` does what follows the piece's registration.
+ */
+interface PendingBlobs {
+  final: string;
+  /** The files of its state. */
+  files: number;
+  linked?: number;
+  copied?: number;
+  commit(): Promise<void>;
+  discard(): Promise<void>;
+  finish?(): Promise<void>;
+}
+
+/** Writes the generation of `j` in its format: the pool, an incremental_blobs archive, a tree or a plain archive. */
+async function writeBlobs(j: BlobJob): Promise<PendingBlobs> {
+  if (j.format === 'pool') return poolGeneration(j);
+  if (j.chained) return incrementalArchive(j, j.chained);
+  if (j.format === 'dir') return treeGeneration(j);
+  return plainArchive(j);
+}
+
+/**
+ * Registers a blob generation and (unless only_blobs) its piece: the
+ * generation first, so a crash between the two leaves a generation without a
+ * piece (the next run removes it), never a piece without its blobs. A failure
+ * takes the generation back.
+ */
+async function register(pending: PendingBlobs, piece: PreparedBackup | undefined, result: StorageBackupResult): Promise<void> {
   try {
-    // Generation first: a crash between the two renames leaves a generation
-    // without a piece, which the next run removes, never a piece without blobs.
-    await gen.commit();
-    await prepared.commit();
+    await pending.commit();
+    await piece?.commit();
   } catch (e) {
-    await gen.discard();
+    await pending.discard();
     throw e;
   }
-  result.blobGeneration = gen.final;
-  result.blobFiles = gen.manifest.count;
-  result.linked = gen.linked;
-  result.copied = gen.copied;
-  return needed;
+  await pending.finish?.();
+  result.blobGeneration = pending.final;
+  result.blobFiles = pending.files;
+  if (pending.linked !== undefined) {
+    result.linked = pending.linked;
+    result.copied = pending.copied;
+  }
+}
+
+const blobProgress =
+  (j: BlobJob) =>
+  (done: number, total: number): void =>
+    j.opts.onProgress?.({ phase: `blobs of ${j.s.name}`, done, total });
+
+/**
+ * The pool (blobpool.ts): only the files the pool lacks are copied, linked
+ * from the newest tree generation when switching from trees.
+ */
+async function poolGeneration(j: BlobJob): Promise<PendingBlobs> {
+  const linkFrom = j.parent ? undefined : (await linkableTree(j.gens))?.content;
+  const gen = await buildPoolGeneration({
+    blobDir: j.s.blobDir,
+    layout: j.layout,
+    backupDir: j.blobs,
+    stamp: j.stamp,
+    end: j.end,
+    lastTid: j.lastTid,
+    files: j.needed,
+    parent: j.parent,
+    linkFrom,
+    linkFromLive: j.dep.settings.hardLinkFirstCopy,
+    modes: j.modes,
+    signal: j.opts.signal,
+    onProgress: blobProgress(j),
+  });
+  return {
+    final: gen.final,
+    files: gen.manifest.count ?? j.needed.length,
+    linked: gen.linked,
+    copied: gen.copied,
+    commit: () => gen.commit(),
+    discard: () => gen.discard(),
+  };
+}
+
+/** The recipe's tree (blobgen.ts): files the newest tree has are hard links to it, new ones copies. */
+async function treeGeneration(j: BlobJob): Promise<PendingBlobs> {
+  const gen = await buildGeneration({
+    blobDir: j.s.blobDir,
+    layout: j.layout,
+    backupDir: j.blobs,
+    stamp: j.stamp,
+    end: j.end,
+    lastTid: j.lastTid,
+    needed: j.needed,
+    previous: await linkableTree(j.gens),
+    linkFromLive: j.dep.settings.hardLinkFirstCopy,
+    modes: j.modes,
+    signal: j.opts.signal,
+    onProgress: blobProgress(j),
+  });
+  return {
+    final: gen.final,
+    files: j.needed.length,
+    linked: gen.linked,
+    copied: gen.copied,
+    commit: () => gen.commit(),
+    async discard() {
+      await gen.discard();
+      // Committed already (its name was free before: buildGeneration checked).
+      await fileLayer.rm(gen.final, { recursive: true, force: true }).catch(() => undefined);
+      // `latest` pointed at the generation just removed: back to the newest one left.
+      await resetLatest(j.blobs, j.base).catch(() => undefined);
+    },
+  };
+}
+
+/** An archive: zipbackup's, or archive_blob's (.tar, .tar.gz) as the recipe names them. */
+async function plainArchive(j: BlobJob): Promise<PendingBlobs> {
+  const archive = await writeBlobArchive(j.s.blobDir, j.blobs, j.base, j.stamp, j.needed, j.sizes, j.modes, { gzip: j.format.endsWith('.gz'), signal: j.opts.signal });
+  return {
+    final: archive.final,
+    files: j.needed.length,
+    async commit() {
+      await fileLayer.rename(archive.temp, archive.final);
+      await fsyncDir(j.blobs);
+    },
+    async discard() {
+      await fileLayer.rm(archive.temp, { force: true });
+      await fileLayer.rm(archive.final, { force: true });
+    },
+    async finish() {
+      // The recipe points `latest` at the newest timestamped archive too (not in an incremental chain).
+      if (j.kind !== 'zipbackup' && !isIncremental(j.format)) await setLatest(j.blobs, path.basename(archive.final)).catch(() => undefined);
+    },
+  };
+}
+
+/** incremental_blobs: a full archive with its .snar, or a delta on top of the chain. */
+async function incrementalArchive(j: BlobJob, chained: { snar: string; delta: boolean }): Promise<PendingBlobs> {
+  const gzip = j.format === 'incremental.gz';
+  const w = {
+    tar: archivePath(j.blobs, j.base, j.stamp, { delta: chained.delta, gzip }),
+    snar: chained.snar,
+    root: j.s.blobDir,
+    files: await withLayoutFile(j.s.blobDir, j.needed),
+    gzip,
+    signal: j.opts.signal,
+    mode: j.modes.file,
+  };
+  const pending = await (chained.delta ? writeIncrementalDelta(w) : writeIncrementalFull(w)).catch((e: unknown) => {
+    throw (e as NodeJS.ErrnoException).code === 'ENOENT' ? new BlobVanished((e as NodeJS.ErrnoException).path ?? j.s.blobDir) : e;
+  });
+  // The archive, then the piece, then the .snar: a crash before the last
+  // leaves the previous .snar, so the next delta takes these files again
+  // (a duplicate), never a .snar naming files no registered archive holds.
+  return {
+    final: w.tar,
+    files: j.needed.length,
+    commit: () => pending.commitArchive(),
+    async discard() {
+      await pending.discard();
+      await fileLayer.rm(w.tar, { force: true });
+    },
+    finish: () => pending.commitSnapshot(),
+  };
 }
 
 /**
@@ -429,12 +505,13 @@ export function blobSummary(r: StorageBackupResult): string {
  * only: small reads, as many as the chain is long, none per blob file).
  * Undefined otherwise: the new generation then lists all of its files.
  */
-async function poolParent(
-  res: BackupResult,
-  continues: string | undefined,
-  gens: Generation[],
-  layout: BlobLayout,
-): Promise<{ stamp: string; count: number; bytes: number } | undefined> {
+interface PoolParent {
+  stamp: string;
+  count: number;
+  bytes: number;
+}
+
+async function poolParent(res: BackupResult, continues: string | undefined, gens: Generation[], layout: BlobLayout): Promise<PoolParent | undefined> {
   if (res.action !== 'incremental' || !continues) return undefined;
   const byStamp = new Map(gens.filter((g) => g.kind === 'pool' && g.stamp).map((g) => [g.stamp!, g]));
   const g = byStamp.get(continues);
@@ -460,8 +537,7 @@ async function neededBlobs(
   res: BackupResult,
   continues: string | undefined,
   pieceBlobs: { oid: Buffer; tid: Buffer }[],
-  blobBackups: string,
-  base: string,
+  gens: Generation[],
   layout: BlobLayout,
   signal?: AbortSignal,
 ): Promise<string[]> {
@@ -470,7 +546,7 @@ async function neededBlobs(
   if (res.action === 'incremental' && continues) {
     // Only the generation of the very piece continued describes the state at res.start
     // (an older chain's generation may end at the same byte by chance).
-    const g = (await listGenerations(blobBackups, base)).find((x) => x.stamp === continues);
+    const g = gens.find((x) => x.stamp === continues);
     // A manifest that is not sound describes nothing: the state is scanned instead.
     const m = g && (await soundManifest(g));
     if (m && m.stamp === continues && m.end === res.start && m.layout === layout) {
@@ -521,108 +597,35 @@ async function backupBlobsOnly(dep: Deployment, s: StorageConfig, kind: BackupCo
   const { blobs } = foldersFor(s, commandKind(kind));
   if (!s.blobDir)
     throw new PloneBackupError('CONFIG_BAD', `only_blobs is set but ${s.name} has no blobstorage.`, { path: dep.configFile, hint: 'Set blob_storage, or unset only_blobs.' });
-  const blobDir = s.blobDir;
-  const modes = await modesFrom(s.file);
-  await fileLayer.mkdir(blobs, { recursive: true, mode: modes.dir });
+  const withBlobs = { ...s, blobDir: s.blobDir };
+  await fileLayer.mkdir(blobs, { recursive: true, mode: (await modesFrom(s.file)).dir });
   const lock = await acquireLock(blobs, { what: kind, waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
-    const base = path.basename(blobDir);
-    await cleanBlobLeftovers(blobs, base);
-    const gens = await listGenerations(blobs, base);
-    const newest = gens.filter((g) => g.stamp).at(-1)?.stamp;
-    let stamp = formatStamp((opts.now ?? (() => new Date()))());
-    if (newest && stamp <= newest) stamp = nextStamp(newest);
+    await cleanBlobLeftovers(blobs, path.basename(s.blobDir));
     const st = await openFileStorage(s.file);
-    let needed: string[];
-    let end: number;
-    let lastTid: string | undefined;
     try {
-      const { layout } = await readLayout(blobDir);
-      const scan = await scanBlobRefs(st, 4, st.size, opts.signal);
-      needed = [...new Set(scan.refs.map((r) => blobRelPath(r.oid, r.tid, layout)))].sort();
-      end = scan.end;
-      lastTid = scan.lastTid?.toString('hex');
-      await checkBlobsExist(blobDir, needed, st, opts.signal);
+      const job = await planBlobsOnly(dep, withBlobs, kind, blobs, st, opts);
       const filestorage: BackupResult = {
         action: 'none',
         reason: 'only_blobs: the filestorage is not backed up here',
-        stamp,
+        stamp: job.stamp,
         written: [],
         removed: [],
-        start: end,
-        end,
+        start: job.end,
+        end: job.end,
         transactions: 0,
-        lastTid,
+        lastTid: job.lastTid,
       };
       const result: StorageBackupResult = { storage: s.name, filestorage, removed: [], attempts: 1 };
-      const format = blobFormatFor(dep, kind);
+      await register(await writeBlobs(job), undefined, result);
       const full = kind !== 'backup' || dep.settings.full;
-      if (format === 'incremental' || format === 'incremental.gz') {
-        const gzip = format === 'incremental.gz';
-        // The newest chain's full archive (listGenerations gives it `archives` only when its .snar is there).
-        const chain = full ? undefined : gens.filter((g) => !g.delta && g.archives?.length === 1).at(-1);
-        const snar = snarPath(blobs, base, chain?.stamp ?? stamp);
-        const files = await withLayoutFile(blobDir, needed);
-        const w = {
-          tar: path.join(blobs, `${base}.${stamp}${chain ? '.delta' : ''}.tar${gzip ? '.gz' : ''}`),
-          snar,
-          root: blobDir,
-          files,
-          gzip,
-          signal: opts.signal,
-          mode: modes.file,
-        };
-        const pending = await (chain ? writeIncrementalDelta(w) : writeIncrementalFull(w));
-        await pending.commit();
-        result.blobGeneration = w.tar;
-      } else if (format === 'pool') {
-        // Each a full list of the state (only_blobs reads the whole Data.fs anyway); only new files are copied.
-        const gen = await buildPoolGeneration({
-          blobDir,
-          layout,
-          backupDir: blobs,
-          stamp,
-          end,
-          lastTid,
-          files: needed,
-          linkFromLive: dep.settings.hardLinkFirstCopy,
-          modes: modesOf(st.mode),
-          signal: opts.signal,
-        });
-        await gen.commit();
-        result.blobGeneration = gen.final;
-        result.linked = gen.linked;
-        result.copied = gen.copied;
-      } else if (format !== 'dir') {
-        const sizes = (await statBlobFiles(blobDir, needed, opts.signal)).sizes;
-        const archive = await writeBlobArchive(blobDir, blobs, base, stamp, needed, sizes, modesOf(st.mode), { gzip: format === 'tar.gz', signal: opts.signal });
-        await fileLayer.rename(archive.temp, archive.final);
-        await fsyncDir(blobs);
-        if (kind !== 'zipbackup') await setLatest(blobs, path.basename(archive.final)).catch(() => undefined);
-        result.blobGeneration = archive.final;
-      } else {
-        let previous = [...gens].reverse().find((g) => g.kind === 'dir');
-        if (previous && (await readManifestHead(previous).catch(() => null)) === null) previous = undefined;
-        const gen = await buildGeneration({
-          blobDir,
-          layout,
-          backupDir: blobs,
-          stamp,
-          end,
-          lastTid,
-          needed,
-          previous,
-          linkFromLive: dep.settings.hardLinkFirstCopy,
-          modes: modesOf(st.mode),
-          signal: opts.signal,
-        });
-        await gen.commit();
-        result.blobGeneration = gen.final;
-        result.linked = gen.linked;
-        result.copied = gen.copied;
-      }
-      result.blobFiles = needed.length;
-      result.removed = await retainBlobsOnly(blobs, base, dep.settings[KINDS[commandKind(kind)].keepSetting], full ? 0 : dep.settings.keepBlobDays, parseStamp(stamp).getTime());
+      result.removed = await retainBlobsOnly(
+        blobs,
+        job.base,
+        dep.settings[KINDS[commandKind(kind)].keepSetting],
+        full ? 0 : dep.settings.keepBlobDays,
+        parseStamp(job.stamp).getTime(),
+      );
       return result;
     } finally {
       await st.fh.close();
@@ -630,6 +633,35 @@ async function backupBlobsOnly(dep: Deployment, s: StorageConfig, kind: BackupCo
   } finally {
     await lock.release();
   }
+}
+
+/** only_blobs' generation: stamped now (after the newest one), every file Data.fs references, no parent. */
+async function planBlobsOnly(
+  dep: Deployment,
+  s: StorageConfig & { blobDir: string },
+  kind: BackupCommand,
+  blobs: string,
+  st: OpenedStorage,
+  opts: DeployBackupOptions,
+): Promise<BlobJob> {
+  const base = path.basename(s.blobDir);
+  const gens = await listGenerations(blobs, base);
+  const newest = gens.filter((g) => g.stamp).at(-1)?.stamp;
+  let stamp = formatStamp((opts.now ?? (() => new Date()))());
+  if (newest && stamp <= newest) stamp = nextStamp(newest);
+  const { layout } = await readLayout(s.blobDir);
+  const scan = await scanBlobRefs(st, 4, st.size, opts.signal);
+  const needed = [...new Set(scan.refs.map((r) => blobRelPath(r.oid, r.tid, layout)))].sort();
+  const sizes = await checkBlobsExist(s.blobDir, needed, st, opts.signal);
+  const format = blobFormatFor(dep, kind);
+  let chained: BlobJob['chained'];
+  if (isIncremental(format)) {
+    // The newest chain's full archive (listGenerations gives it `archives` only when its .snar is there).
+    const chain = kind !== 'backup' || dep.settings.full ? undefined : gens.filter((g) => !g.delta && g.archives?.length === 1).at(-1);
+    chained = { snar: snarPath(blobs, base, chain?.stamp ?? stamp), delta: chain !== undefined };
+  }
+  const modes = modesOf(st.mode);
+  return { dep, kind, s, blobs, base, layout, format, gens, modes, stamp, end: scan.end, lastTid: scan.lastTid?.toString('hex'), needed, sizes, chained, opts };
 }
 
 /**
@@ -679,18 +711,11 @@ async function retainBlobsOnly(blobs: string, base: string, keep: number, days: 
  * (incremental_blobs enabled in the middle of a chain): then a plain archive,
  * and incrementals start with the next full backup.
  */
-async function incrementalTarget(
-  repo: string,
-  blobs: string,
-  base: string,
-  stamp: string,
-  full: boolean,
-  dirMode: number,
-): Promise<{ tar: string; snar: string; delta: boolean } | undefined> {
+async function incrementalTarget(repo: string, blobs: string, base: string, stamp: string, full: boolean, dirMode: number): Promise<{ snar: string; delta: boolean } | undefined> {
   await fileLayer.mkdir(blobs, { recursive: true, mode: dirMode });
-  if (full) return { tar: path.join(blobs, `${base}.${stamp}.tar`), snar: snarPath(blobs, base, stamp), delta: false };
+  if (full) return { snar: snarPath(blobs, base, stamp), delta: false };
   const chainFull = findChain((await listRepository(repo)).files)[0]?.stamp;
-  if (!chainFull || chainFull === stamp) return { tar: path.join(blobs, `${base}.${stamp}.tar`), snar: snarPath(blobs, base, stamp), delta: false };
+  if (!chainFull || chainFull === stamp) return { snar: snarPath(blobs, base, stamp), delta: false };
   const snar = snarPath(blobs, base, chainFull);
   if (
     !(await fsp.lstat(snar).then(
@@ -699,7 +724,7 @@ async function incrementalTarget(
     ))
   )
     return undefined;
-  return { tar: path.join(blobs, `${base}.${stamp}.delta.tar`), snar, delta: true };
+  return { snar, delta: true };
 }
 
 /**
@@ -726,7 +751,7 @@ async function writeBlobArchive(
 ) {
   const signal = o.signal;
   await fileLayer.mkdir(dest, { recursive: true, mode: modes.dir });
-  const final = path.join(dest, `${base}.${stamp}.tar${o.gzip ? '.gz' : ''}`);
+  const final = archivePath(dest, base, stamp, { gzip: o.gzip });
   const temp = tempPath(final, 'tar');
   const entries: TarEntry[] = [];
   const dirs = new Set<string>();
@@ -828,16 +853,6 @@ export async function applyRetention(
   }
   if (removed.length) log?.(`removed ${removed.length} files and folders of backups older than ${oldestKept}`);
   return removed;
-}
-
-/** A generation's manifest when it has a sound one; one that is not sound counts as none. */
-async function soundManifest(g: Generation): Promise<Manifest | undefined> {
-  try {
-    return await readManifest(g);
-  } catch (e) {
-    if (PloneBackupError.is(e, 'MANIFEST_BAD')) return undefined;
-    throw e;
-  }
 }
 
 /** A generation we wrote: a dir or pool generation with a sound manifest (one that is not sound is never ours to delete). */

@@ -155,6 +155,14 @@ export async function listGenerations(backupDir: string, baseName: string): Prom
   return gens;
 }
 
+/**
+ * The name of a blob archive, as listGenerations reads it back:
+ * `<base>.<stamp>[.delta].tar[.gz]` (a delta of an incremental_blobs chain).
+ */
+export function archivePath(backupDir: string, baseName: string, stamp: string, o: { delta?: boolean; gzip?: boolean } = {}): string {
+  return path.join(backupDir, `${baseName}.${stamp}${o.delta ? '.delta' : ''}.tar${o.gzip ? '.gz' : ''}`);
+}
+
 /** The `.snar` of an incremental_blobs chain whose full archive has `stamp`. */
 export function snarPath(backupDir: string, baseName: string, stamp: string): string {
   return path.join(backupDir, `${baseName}.${stamp}.snar`);
@@ -283,6 +291,40 @@ export async function readManifestHead(gen: Generation): Promise<Omit<Manifest, 
   return rest;
 }
 
+/** `read`'s manifest, or undefined when it cannot be trusted (MANIFEST_BAD): such a generation describes nothing. */
+async function unlessBad<T>(read: Promise<T>): Promise<T | undefined> {
+  try {
+    return await read;
+  } catch (e) {
+    if (PloneBackupError.is(e, 'MANIFEST_BAD')) return undefined;
+    throw e;
+  }
+}
+
+/** A generation's whole manifest when it has one that can be trusted (readManifest); none otherwise. */
+export function soundManifest(gen: Generation): Promise<Manifest | undefined> {
+  return unlessBad(readManifest(gen));
+}
+
+/** What a generation's manifest describes, without its file list, when it can be trusted (readManifestHead); none otherwise. */
+export function soundHead(gen: Generation): Promise<Omit<Manifest, 'files'> | undefined> {
+  return unlessBad(readManifestHead(gen));
+}
+
+/**
+ * The newest tree generation of `gens` that a new generation may hard-link
+ * its unchanged files from: one without a manifest (the recipe's) or with a
+ * sound one, never one whose manifest cannot be trusted.
+ */
+export async function linkableTree(gens: readonly Generation[]): Promise<Generation | undefined> {
+  const g = [...gens].reverse().find((x) => x.kind === 'dir');
+  if (!g) return undefined;
+  return readManifestHead(g).then(
+    () => g,
+    () => undefined,
+  );
+}
+
 /**
  * Creates the parent folders of many relative paths once each, parents first,
  * each level in parallel, with `mode` (as ZODB's own 0700 blob folders, or
@@ -390,36 +432,11 @@ export async function buildGeneration(opts: {
       needed,
       16,
       async (rel) => {
-        const dst = path.join(content, rel);
-        if (prev && !opts.noLinks) {
-          try {
-            // Anything but a plain file from the previous generation: the live file is copied instead.
-            const r = await linkRegularFile(path.join(prev, rel), dst);
-            if ('st' in r) {
-              files.push([rel, r.st.size]);
-              linked++;
-              bytes += r.st.size;
-              opts.onProgress?.(++done, needed.length);
-              return;
-            }
-          } catch (e) {
-            const code = (e as NodeJS.ErrnoException).code;
-            if (code !== 'ENOENT' && code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw e;
-          }
-        }
-        const src = path.join(opts.blobDir, rel);
-        try {
-          // Never through a link: a blob swapped for a link to a private file
-          // must not put that file into a backup.
-          await copyRegularFile(src, dst, fsc.COPYFILE_FICLONE | fsc.COPYFILE_EXCL, notABlobFile, modes.file);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobVanished(src);
-          throw e;
-        }
-        const st = await fsp.lstat(dst);
-        files.push([rel, st.size]);
-        copied++;
-        bytes += st.size;
+        const { size, how } = await placeBlobFile(rel, opts.noLinks ? undefined : prev, opts.blobDir, content, modes.file);
+        files.push([rel, size]);
+        if (how === 'linked') linked++;
+        else copied++;
+        bytes += size;
         opts.onProgress?.(++done, needed.length);
       },
       opts.signal,
@@ -453,6 +470,34 @@ export async function buildGeneration(opts: {
       await fileLayer.rm(temp, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Puts the blob file `rel` into the tree `content`: a hard link to it in
+ * `prev` (the previous generation, or the live folder) when that is a plain
+ * file there, else a copy of the live one, never through a link (a blob
+ * swapped for a link to a private file must not put that file into a backup).
+ */
+async function placeBlobFile(rel: string, prev: string | undefined, blobDir: string, content: string, fileMode: number): Promise<{ size: number; how: 'linked' | 'copied' }> {
+  const dst = path.join(content, rel);
+  if (prev) {
+    try {
+      // Anything but a plain file from the previous generation: the live file is copied instead.
+      const r = await linkRegularFile(path.join(prev, rel), dst);
+      if ('st' in r) return { size: r.st.size, how: 'linked' };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw e;
+    }
+  }
+  const src = path.join(blobDir, rel);
+  try {
+    await copyRegularFile(src, dst, fsc.COPYFILE_FICLONE | fsc.COPYFILE_EXCL, notABlobFile, fileMode);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobVanished(src);
+    throw e;
+  }
+  return { size: (await fsp.lstat(dst)).size, how: 'copied' };
 }
 
 /** Points `latest` at `name`, replacing the link atomically (symlink to a temp name, rename). */

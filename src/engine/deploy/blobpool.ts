@@ -39,7 +39,7 @@ import { PloneBackupError } from '../base/errors';
 import { type BlobLayout, BLOB_TMP_DIR, LAYOUT_FILE, eachAtMost, listBlobFiles, notABlobFile, readLayout, statBlobFiles } from '../zodb/blobdir';
 import { type Modes, PRIVATE_MODES, copyRegularFile, exists, fileLayer, fsyncDir, isTempName, linkRegularFile, tempPath, writeNewFile } from '../base/io';
 import { removeDeadTemps } from '../base/lock';
-import { BlobVanished, type BuildResult, type Generation, type Manifest, listGenerations, makeDirs, manifestBad, readManifest, readManifestHead } from './blobgen';
+import { BlobVanished, type BuildResult, type Generation, type Manifest, listGenerations, makeDirs, manifestBad, readManifest, soundHead } from './blobgen';
 
 /** The pool folder of the blob folder named `base` in the backup folder `backupDir`. */
 export function poolDir(backupDir: string, base: string): string {
@@ -146,13 +146,7 @@ export async function generationFiles(gen: Generation, layout: BlobLayout): Prom
 
 /** The head of a pool generation (what it describes, its parent and totals), undefined when it is not sound. */
 export async function poolHead(gen: Generation): Promise<Omit<Manifest, 'files'> | undefined> {
-  if (gen.kind !== 'pool') return undefined;
-  try {
-    return await readManifestHead(gen);
-  } catch (e) {
-    if (PloneBackupError.is(e, 'MANIFEST_BAD')) return undefined;
-    throw e;
-  }
+  return gen.kind === 'pool' ? soundHead(gen) : undefined;
 }
 
 export interface PoolBuildOptions {

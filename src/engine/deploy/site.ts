@@ -21,7 +21,8 @@
  * so a Zope started meanwhile refuses to open the storage (LockError) instead
  * of opening a half-restored one. Where the site has no Data.fs.lock, we
  * create it (as ZODB would, with our pid) and remove it again on release, so
- * no stray file is left. `siteRunning` only asks (never creates the file);
+ * no stray file is left (created, written and removed through `fileLayer`,
+ * so the fault and crash suites reach it). `siteRunning` only asks (never creates the file);
  * asking takes the lock for the few milliseconds the child runs, so a Zope
  * starting in exactly that moment refuses to start, as with any second opener.
  *
@@ -35,6 +36,7 @@
 import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import { fileLayer, writeAll } from '../base/io';
 import { pidAlive } from '../base/lock';
 
 export interface RunningSite {
@@ -111,6 +113,23 @@ async function listedInProcLocks(dev: bigint, ino: bigint): Promise<boolean | un
   return false;
 }
 
+/**
+ * Creates the missing Data.fs.lock holding what zc.lockfile writes (so a Zope
+ * that finds it held names us). A failed write (a full disk) removes it again:
+ * no lock file of ours is left behind.
+ */
+async function createLockFile(lockFile: string): Promise<FileHandle> {
+  const fh = await fileLayer.open(lockFile, 'wx');
+  try {
+    await writeAll(fh, Buffer.from(` ${process.pid}\n`), null, lockFile);
+    return fh;
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    await fileLayer.rm(lockFile, { force: true }).catch(() => undefined);
+    throw e;
+  }
+}
+
 async function examine(file: string, hold: boolean): Promise<SiteLock> {
   const lockFile = `${file}.lock`;
   const free = (note?: string): SiteLock => ({ lockFile, held: false, note, release: async () => undefined });
@@ -124,10 +143,8 @@ async function examine(file: string, hold: boolean): Promise<SiteLock> {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       if (!hold) return free();
       try {
-        fh = await fsp.open(lockFile, 'wx');
+        fh = await createLockFile(lockFile);
         created = true;
-        // What zc.lockfile writes, so a Zope that finds it held names us.
-        await fh.write(` ${process.pid}\n`);
       } catch (e2) {
         const code = (e2 as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') return free(`${lockFile} cannot be created: its folder does not exist.`);
@@ -162,7 +179,7 @@ async function examine(file: string, hold: boolean): Promise<SiteLock> {
   }
   if (result === 'no tool' || listed) {
     // Nothing of ours to keep: not held (no tool), or the site is running.
-    if (created) await fsp.unlink(lockFile).catch(() => undefined);
+    if (created) await fileLayer.rm(lockFile, { force: true }).catch(() => undefined);
     await close();
     if (listed) return running(result === 'no tool' ? 'lock listed in /proc/locks (no flock or python3 to try the lock)' : 'lock listed in /proc/locks');
     if (listed === undefined && pid !== undefined && pid !== process.pid && pidAlive(pid)) return running('pid alive (no flock, python3 or /proc/locks to check the lock)');
@@ -179,7 +196,7 @@ async function examine(file: string, hold: boolean): Promise<SiteLock> {
       // can have it open and locked when it goes.
       if (created) {
         const now = await fsp.stat(lockFile, { bigint: true }).catch(() => undefined);
-        if (now && now.ino === st.ino && now.dev === st.dev) await fsp.unlink(lockFile).catch(() => undefined);
+        if (now && now.ino === st.ino && now.dev === st.dev) await fileLayer.rm(lockFile, { force: true }).catch(() => undefined);
       }
       await close();
     },

@@ -116,53 +116,109 @@ export interface WriteStats {
   paused: number;
   /** Blob files written (one per upload or replacement). */
   blobFiles: number;
+  /** Transactions voted and then aborted (tpc_abort), with `aborts`. */
+  aborted: number;
+  /** Undo-style records committed (a back pointer instead of data), with `aborts`. */
+  undone: number;
+}
+
+export interface WriteOptions {
+  signal: AbortSignal;
+  /** The PRNG's seed (default 1). */
+  seed?: number;
+  /** The pause between two commits: min..max ms (default 5..15). */
+  minPauseMs?: number;
+  maxPauseMs?: number;
+  /** Uploads this many files first (counted), then calls `onReady`. */
+  uploadsFirst?: number;
+  onReady?: () => void;
+  /** Also votes transactions and aborts them again, and commits undo-style records. */
+  aborts?: boolean;
+  /** Now and then a page of 50 to 300 KB (a record larger than one read). */
+  largePages?: boolean;
+  /** Called after every commit (the tests' writer process packs there). */
+  afterCommit?: () => Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The bytes of blob file `n`: a pattern, so a torn or mixed-up copy shows. */
+function blobBytes(n: number, size: number): Buffer {
+  const b = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) b[i] = (i * 31 + n * 7) & 0xff;
+  return b;
 }
 
 /**
  * Keeps a sample site busy until `signal` fires, as editors would: new
- * documents, file uploads, new revisions of uploaded files, and now and then
- * a slow commit that pauses between vote and finish (a reader then sees a
- * 'c' transaction whose blob file is already in place). Deterministic for a
- * given seed, apart from the timing.
+ * documents and edits, file uploads, new revisions of uploaded files, and now
+ * and then a slow commit that pauses between vote and finish (a reader then
+ * sees a 'c' transaction whose blob file is already in place). With `aborts`
+ * also transactions voted and aborted (tpc_abort cuts them off the file
+ * again) and undo-style records. Deterministic for a given seed, apart from
+ * the timing. The one "busy editor" of the demo, the tests, the soak and the
+ * benchmarks (test/support/writer-process.ts runs it as a process).
  */
-export async function writeContinuously(site: SampleSite, opts: { signal: AbortSignal; seed?: number; minPauseMs?: number; maxPauseMs?: number }): Promise<WriteStats> {
+export async function writeContinuously(site: SampleSite, opts: WriteOptions): Promise<WriteStats> {
   let seed = (opts.seed ?? 1) >>> 0;
   const rand = (n: number) => {
     seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
     return (seed >>> 8) % n;
   };
-  const bytes = (n: number, size: number) => {
-    const b = Buffer.alloc(size);
-    for (let i = 0; i < size; i++) b[i] = (i * 31 + n * 7) & 0xff;
-    return b;
-  };
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const w = site.writer;
   const min = opts.minPauseMs ?? 5;
   const span = Math.max(1, (opts.maxPauseMs ?? 15) - min);
-  const stats: WriteStats = { commits: 0, documents: 0, uploads: 0, replaced: 0, paused: 0, blobFiles: 0 };
+  const stats: WriteStats = { commits: 0, documents: 0, uploads: 0, replaced: 0, paused: 0, blobFiles: 0, aborted: 0, undone: 0 };
   const files: Buffer[] = [];
+  const docs: Buffer[] = [];
+  for (let i = 0; i < (opts.uploadsFirst ?? 0); i++) {
+    files.push(await site.uploadFile(`file-${i}.pdf`, blobBytes(i, 1500)));
+    stats.commits++;
+    stats.uploads++;
+    stats.blobFiles++;
+  }
+  opts.onReady?.();
   for (let n = 1; !opts.signal.aborted; n++) {
-    const r = rand(10);
-    if (r < 4 || (r >= 6 && files.length === 0)) {
-      await site.addDocument(`Page ${n}`, `Text of page ${n}. `.repeat(5 + rand(20)));
+    const r = rand(20);
+    if (r < 7 || (r >= 9 && r < 15 && files.length === 0) || (r >= 15 && docs.length === 0)) {
+      const body = opts.largePages && rand(30) === 0 ? 'text '.repeat(10_000 + rand(50_000)) : `Text of page ${n}. `.repeat(5 + rand(20));
+      docs.push(await site.addDocument(`Page ${n}`, body));
       stats.documents++;
-    } else if (r < 6) {
-      files.push(await site.uploadFile(`file-${n}.pdf`, bytes(n, 1000 + rand(8000))));
+    } else if (r < 9) {
+      files.push(await site.uploadFile(`file-${n}.pdf`, blobBytes(n, 1000 + rand(8000))));
       stats.uploads++;
       stats.blobFiles++;
-    } else if (r < 9) {
-      await site.uploadFile(`file-${n}.pdf`, bytes(n, 1000 + rand(8000)), files[rand(files.length)]);
+    } else if (r < 13) {
+      await site.uploadFile(`file-${n}.pdf`, blobBytes(n, 1000 + rand(8000)), files[rand(files.length)]);
       stats.replaced++;
       stats.blobFiles++;
-    } else {
+    } else if (r < 15) {
+      // vote (status 'c', the blob already in place), a pause, then finish (status ' ')
       const oid = files[rand(files.length)]!;
-      await site.writer.vote({ user: '/ admin', description: `Replaced file (slow upload ${n})`, records: [{ oid, data: BLOB_PICKLE, blob: bytes(n, 4000) }] });
+      await w.vote({ user: '/ admin', description: `Replaced file (slow upload ${n})`, records: [{ oid, data: BLOB_PICKLE, blob: blobBytes(n, 4000) }] });
       await sleep(1 + rand(10));
-      await site.writer.finish();
+      await w.finish();
       stats.paused++;
       stats.blobFiles++;
+    } else if (r < 17 || !opts.aborts) {
+      await site.editDocument(docs[rand(docs.length)]!, `Page ${n}`, 'edited '.repeat(20 + rand(200)));
+    } else if (r < 19) {
+      // tpc_abort after a vote: the 'c' transaction is cut off the file again
+      const oid = docs[rand(docs.length)]!;
+      const records = [{ oid, data: objectPickle('plone.sample', 'Document', { title: `aborted ${n}`, text: 'x'.repeat(rand(5000)) }) }];
+      await w.vote({ user: '/ editor', description: `aborted ${n}`, records });
+      await sleep(rand(5));
+      await w.abort();
+      stats.aborted++;
+      continue;
+    } else {
+      // an undo-style record: a back pointer to the document's current data
+      const oid = docs[rand(docs.length)]!;
+      await w.commit({ user: '/ editor', description: `undo ${n}`, records: [{ oid, backpointer: w.index.get(oid)! }] });
+      stats.undone++;
     }
     stats.commits++;
+    await opts.afterCommit?.();
     await sleep(min + rand(span));
   }
   return stats;

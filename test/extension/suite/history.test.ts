@@ -10,7 +10,6 @@
 import * as assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as vscode from 'vscode';
@@ -18,7 +17,15 @@ import { SampleSite } from '../../../src/engine/internal';
 import { Command } from '../../../src/extension/commands';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { Node } from '../../../src/extension/tree';
-import { done, exec, EXTENSION_ID, waitFor } from './host';
+import { done, exec, EXTENSION_ID, testWorkspace, waitFor, type TestWorkspace } from './host';
+import { nth } from '../../support/must';
+
+/** This suite's sample site: 2 documents and a file. */
+async function sampleContent(site: SampleSite): Promise<void> {
+  await site.addDocument('Front page');
+  await site.uploadFile('report.pdf', Buffer.alloc(3000, 7));
+  await site.addDocument('News');
+}
 
 suite('Plone Backup run log and history', function () {
   this.timeout(90_000);
@@ -28,40 +35,23 @@ suite('Plone Backup run log and history', function () {
   let dataFs: string;
   let blobDir: string;
   let cli: string;
-  let attic: string;
-  let atticCount = 0;
+  let w: TestWorkspace;
 
   suiteSetup(async () => {
-    ws = process.env.PLONE_BACKUP_TEST_WORKSPACE!;
-    assert.ok(ws, 'PLONE_BACKUP_TEST_WORKSPACE is not set');
-    var_ = path.join(ws, 'var');
-    dataFs = path.join(var_, 'filestorage', 'Data.fs');
-    blobDir = path.join(var_, 'blobstorage');
-    attic = fs.mkdtempSync(path.join(os.tmpdir(), 'plone-backup-history-attic-'));
-    const ext = vscode.extensions.getExtension<PloneBackupApi>(EXTENSION_ID)!;
-    cli = path.join(ext.extensionPath, 'dist', 'cli.js');
+    w = await testWorkspace('history', { site: sampleContent });
+    ({ ws, dataFs, blobDir, api } = w);
+    var_ = w.varDir;
+    cli = path.join(vscode.extensions.getExtension(EXTENSION_ID)!.extensionPath, 'dist', 'cli.js');
     assert.ok(fs.existsSync(cli), `${cli} is not built (npm run build)`);
-    api = await ext.activate();
-    assert.ok(api?.history, 'activate() does not return the history panel');
+    assert.ok(api.history, 'activate() does not return the history panel');
   });
   suiteTeardown(() => {
     api?.history.panel?.dispose();
-    if (attic) fs.rmSync(attic, { recursive: true, force: true });
+    w?.dispose();
   });
 
-  /** A fresh sample site (2 documents, 2 files), var/ of the test before moved aside (see commands.test.ts). */
-  async function fresh(): Promise<void> {
-    if (fs.existsSync(var_)) fs.renameSync(var_, path.join(attic, `var-${atticCount++}`));
-    const site = await SampleSite.create({ file: dataFs, blobDir });
-    try {
-      await site.addDocument('Front page');
-      await site.uploadFile('report.pdf', Buffer.alloc(3000, 7));
-      await site.addDocument('News');
-    } finally {
-      await site.close();
-    }
-    done(await exec(Command.refresh), 'refresh');
-  }
+  /** A fresh sample site of this suite's content (see sampleContent). */
+  const fresh = (): Promise<void> => w.fresh({ site: sampleContent });
 
   /** `plone-backup ARGS` in a child process, as cron runs it; its exit code and output. */
   async function runCli(...args: string[]): Promise<{ code: number; out: string }> {
@@ -90,7 +80,8 @@ suite('Plone Backup run log and history', function () {
     assert.equal(first.code, 0, first.out);
     await waitFor(() => api.model.deployments[0]?.runs?.records.length === 1 && api.model.hasBackups(), 'the first run and backup to be seen', 15_000);
     assert.equal(api.status.failing, false);
-    assert.match(api.status.item.text, /Backup .*ago/);
+    // The status bar follows the view's generations, which the model may list a moment later.
+    await waitFor(() => /Backup .*ago/.test(api.status.item.text), 'the status bar to show the backup', 15_000);
     assert.match(tooltip(), /Last run: backup ok · cli on /);
 
     // A new file whose blob goes missing before the next backup: the CLI fails with BLOB_MISSING.
@@ -123,10 +114,10 @@ suite('Plone Backup run log and history', function () {
     assert.match(desc(runs), /^backup failed .*ago · failing: backup$/);
     const rows = api.tree.getChildren(runs);
     assert.equal(rows.length, 2);
-    assert.equal(String(api.tree.getTreeItem(rows[0]).label), 'backup failed');
-    assert.match(desc(rows[0]), /^cli on .* · .*ago/);
-    assert.equal(String(api.tree.getTreeItem(rows[1]).label), 'backup ok');
-    assert.match(desc(rows[1]), /full, \d+ transactions, [\d.]+ (B|KB)/);
+    assert.equal(String(api.tree.getTreeItem(nth(rows, 0)).label), 'backup failed');
+    assert.match(desc(nth(rows, 0)), /^cli on .* · .*ago/);
+    assert.equal(String(api.tree.getTreeItem(nth(rows, 1)).label), 'backup ok');
+    assert.match(desc(nth(rows, 1)), /full, \d+ transactions, [\d.]+ (B|KB)/);
 
     // Put back, backed up again: the failure is cleared by the success.
     fs.writeFileSync(victim, saved);
@@ -171,7 +162,7 @@ suite('Plone Backup run log and history', function () {
 
     // The page's "reveal" (a click on the older point): the full backup is selected in the Backups view.
     const full = gens.find((g) => g.gen.full)!;
-    const root = api.model.deployments[0].root;
+    const root = nth(api.model.deployments, 0).root;
     const shown = await api.history.receive({ type: 'reveal', root, storage: 'main', kind: 'backup', stamp: full.gen.stamp });
     assert.equal(shown?.status, 'done', JSON.stringify(shown));
     await waitFor(() => api.view.selection.length === 1, 'a selection in the Backups view', 10_000);
@@ -196,7 +187,7 @@ suite('Plone Backup run log and history', function () {
       api.hooks.confirm = undefined;
     }
     assert.equal(asked.length, 1);
-    assert.match(asked[0], /^Restore .* to the backup of /);
+    assert.match(nth(asked, 0), /^Restore .* to the backup of /);
     assert.ok(before.equals(fs.readFileSync(dataFs)), 'Data.fs is unchanged');
 
     // A failed run recorded later is drawn without reopening the panel.

@@ -12,15 +12,15 @@
 import * as assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { SampleSite } from '../../../src/engine/internal';
 import { Command } from '../../../src/extension/commands';
-import { done, exec, EXTENSION_ID, ls, waitFor } from './host';
+import { done, exec, ls, testWorkspace, waitFor, type TestWorkspace } from './host';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { Confirmation } from '../../../src/extension/safety';
 import type { GenerationNode } from '../../../src/extension/tree';
+import { nth } from '../../support/must';
 
 function findFiles(dir: string, suffix: string): string[] {
   const out: string[] = [];
@@ -41,8 +41,7 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
   let var_: string;
   let dataFs: string;
   let blobDir: string;
-  let attic: string;
-  let atticCount = 0;
+  let w: TestWorkspace;
   let asked: Confirmation[] = [];
   let answer = true;
 
@@ -63,34 +62,12 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
   };
   const run = <T>(a: vscode.CodeAction) => exec<T>(a.command!.command, a.command!.arguments?.[0]);
 
-  async function fresh(): Promise<void> {
-    try {
-      if (fs.existsSync(var_)) fs.renameSync(var_, path.join(attic, `var-${atticCount++}`));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-      fs.rmSync(var_, { recursive: true, force: true });
-    }
-    done(await exec(Command.refresh), 'refresh');
-    const site = await SampleSite.create({ file: dataFs, blobDir });
-    try {
-      await site.addDocument('Front page');
-      await site.uploadFile('report.pdf', crypto.randomBytes(3000));
-      await site.uploadFile('logo.png', crypto.randomBytes(2000));
-      await site.addDocument('News');
-    } finally {
-      await site.close();
-    }
-    done(await exec(Command.refresh), 'refresh');
-  }
+  const fresh = (): Promise<void> => w.fresh();
 
   suiteSetup(async () => {
-    ws = process.env.PLONE_BACKUP_TEST_WORKSPACE!;
-    assert.ok(ws, 'PLONE_BACKUP_TEST_WORKSPACE is not set');
-    var_ = path.join(ws, 'var');
-    dataFs = path.join(var_, 'filestorage', 'Data.fs');
-    blobDir = path.join(var_, 'blobstorage');
-    attic = fs.mkdtempSync(path.join(os.tmpdir(), 'plone-backup-attic-'));
-    api = (await vscode.extensions.getExtension<PloneBackupApi>(EXTENSION_ID)!.activate())!;
+    w = await testWorkspace('quickfix');
+    ({ ws, dataFs, blobDir, api } = w);
+    var_ = w.varDir;
     assert.ok(api?.hooks, 'the test hooks are not there (PLONE_BACKUP_TEST_HOOKS=1 in the extension host?)');
     api.hooks.confirm = (q) => {
       asked.push(q);
@@ -105,7 +82,7 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
 
   suiteTeardown(() => {
     if (api?.hooks) api.hooks.confirm = undefined;
-    if (attic) fs.rmSync(attic, { recursive: true, force: true });
+    w?.dispose();
   });
 
   test('no backup yet: the entry offers Back Up Now, which backs up', async () => {
@@ -120,14 +97,14 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
     assert.ok(backUp, `no Back Up Now among ${JSON.stringify(actions.map((a) => a.title))}`);
     assert.equal(backUp.kind?.value, vscode.CodeActionKind.QuickFix.value);
     const r = done(await run<{ filestorage: { action: string } }[]>(backUp), 'Back Up Now');
-    assert.equal(r[0].filestorage.action, 'full');
+    assert.equal(nth(r, 0).filestorage.action, 'full');
     assert.ok(ls(path.join(var_, 'backups')).some((n) => n.endsWith('.fsz')));
     await waitFor(() => !diagnostic('NO_BACKUP'), 'the NO_BACKUP entry to go', 15_000);
   });
 
   test('a deleted blob file shows within seconds without a Data.fs write; its Quick Fix restores exactly it, Data.fs unchanged; Show in Backups View reveals the backup', async () => {
     await fresh();
-    const stamp = done(await exec<{ filestorage: { stamp: string } }[]>(Command.backup), 'backup')[0].filestorage.stamp;
+    const stamp = nth(done(await exec<{ filestorage: { stamp: string } }[]>(Command.backup), 'backup'), 0).filestorage.stamp;
     done(await exec(Command.check), 'check');
     assert.equal(diagnostic('BLOB_MISSING'), undefined);
     // The live check's scan names the recent blob files; their folders are watched.
@@ -135,7 +112,7 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
     assert.equal(blobs.length, 2);
     await waitFor(() => JSON.stringify([...api.blobWatch.watchedFiles].sort()) === JSON.stringify(blobs), "the site's two blob files to be watched");
     assert.equal(api.blobWatch.watchedFolders.length, 2);
-    const victim = blobs[1];
+    const victim = nth(blobs, 1);
     const saved = fs.readFileSync(victim);
     const before = { stat: fs.statSync(dataFs), sha: sha(dataFs), others: blobs.filter((b) => b !== victim).map(sha) };
 
@@ -178,11 +155,11 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
       asked.map((q) => q.kind),
       ['restore', 'restore'],
     );
-    assert.match(asked[0].message, /missing blob files/);
-    assert.ok(asked[0].detail.includes(path.relative(ws, victim)), asked[0].detail);
-    assert.equal(res[0].mode, 'unchanged');
-    assert.equal(res[0].blobFilesAdded, 1);
-    assert.deepEqual(res[0].keptOld, []);
+    assert.match(nth(asked, 0).message, /missing blob files/);
+    assert.ok(nth(asked, 0).detail.includes(path.relative(ws, victim)), nth(asked, 0).detail);
+    assert.equal(nth(res, 0).mode, 'unchanged');
+    assert.equal(nth(res, 0).blobFilesAdded, 1);
+    assert.deepEqual(nth(res, 0).keptOld, []);
     assert.deepEqual(fs.readFileSync(victim), saved, 'the blob file is byte-identical');
     const after = fs.statSync(dataFs);
     assert.equal(after.ino, before.stat.ino);
@@ -198,7 +175,7 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
     await fresh();
     done(await exec<{ filestorage: { stamp: string } }[]>(Command.backup), 'backup');
     done(await exec(Command.check), 'check');
-    const victim = findFiles(blobDir, '.blob')[0];
+    const victim = nth(findFiles(blobDir, '.blob'), 0);
     await waitFor(() => api.blobWatch.watchedFiles.includes(victim), 'the blob files to be watched');
     const saved = fs.readFileSync(victim);
     fs.rmSync(victim);

@@ -19,9 +19,10 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { SampleSite, siteRunning } from '../../../src/engine/internal';
 import { Command } from '../../../src/extension/commands';
-import { done, exec, EXTENSION_ID, ls, waitFor } from './host';
+import { done, exec, ls, testWorkspace, waitFor, type TestWorkspace } from './host';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { Confirmation } from '../../../src/extension/safety';
+import { nth } from '../../support/must';
 
 suite('Safety: consent for outside paths, arguments that skip confirmations', function () {
   this.timeout(60_000);
@@ -30,6 +31,7 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
   let dataFs: string;
   let blobDir: string;
   let outside: string;
+  let w: TestWorkspace;
   /** Every question asked, and how the next ones are answered. */
   let asked: Confirmation[] = [];
   let answer = false;
@@ -61,21 +63,14 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
   }
 
   suiteSetup(async () => {
-    ws = process.env.PLONE_BACKUP_TEST_WORKSPACE!;
-    dataFs = path.join(ws, 'var', 'filestorage', 'Data.fs');
-    blobDir = path.join(ws, 'var', 'blobstorage');
-    api = (await vscode.extensions.getExtension<PloneBackupApi>(EXTENSION_ID)!.activate())!;
-    assert.ok(api?.hooks, 'the test hooks are not there (PLONE_BACKUP_TEST_HOOKS=1 in the extension host?)');
-    if (!fs.existsSync(dataFs)) {
-      const s = await SampleSite.create({ file: dataFs, blobDir });
-      await s.addDocument('Front page');
-      await s.uploadFile('report.pdf', Buffer.alloc(3000, 7));
-      await s.close();
-    }
+    // A sample site of its own, whatever suite ran before.
+    w = await testWorkspace('safety');
+    ({ ws, dataFs, blobDir, api } = w);
+    assert.ok(api.hooks, 'the test hooks are not there (PLONE_BACKUP_TEST_HOOKS=1 in the extension host?)');
     await cfg().update('varDir', 'var', vscode.ConfigurationTarget.Global);
     await setBackupDir(undefined);
     assert.deepEqual(
-      api.model.deployments[0].dep!.storages.map((s) => s.name),
+      nth(api.model.deployments, 0).dep!.storages.map((s) => s.name),
       ['main'],
     );
     api.hooks.confirm = (q) => {
@@ -106,12 +101,13 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     await cfg().update('backupDir', undefined, vscode.ConfigurationTarget.Global);
     await api?.consent.forget();
     await exec(Command.refresh);
+    w?.dispose();
   });
 
   test('everything inside the workspace folder: Back Up Now asks nothing', async () => {
     await commit('Inside');
     const r = done(await exec<{ filestorage: { action: string } }[]>(Command.backup), 'backup');
-    assert.notEqual(r[0].filestorage.action, 'none');
+    assert.notEqual(nth(r, 0).filestorage.action, 'none');
     assert.deepEqual(asked, []);
   });
 
@@ -125,7 +121,7 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
       const r = await exec(Command.backup);
       assert.equal(r.status, 'declined');
       assert.equal(outsideAsked().length, 1, JSON.stringify(asked));
-      const q = outsideAsked()[0];
+      const q = nth(outsideAsked(), 0);
       assert.match(q.message, /runs shell commands/);
       assert.ok(q.detail.includes(`touch ${marker}`), q.detail);
       assert.ok(!fs.existsSync(marker), 'the command ran after Cancel');
@@ -145,7 +141,7 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     const r = await exec(Command.backup);
     assert.equal(r.status, 'declined');
     assert.equal(outsideAsked().length, 1, JSON.stringify(asked));
-    const q = outsideAsked()[0];
+    const q = nth(outsideAsked(), 0);
     assert.equal(q.action, 'Allow');
     assert.match(q.message, /writes and deletes outside the folder/);
     for (const d of ['backups', 'blobstoragebackups', 'snapshotbackups', 'zipbackups']) assert.ok(q.detail.includes(path.join(a, d)), `${d} not named in:\n${q.detail}`);
@@ -158,7 +154,7 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     await setBackupDir(a);
     answer = true;
     const r = done(await exec<{ filestorage: { action: string } }[]>(Command.backup), 'backup');
-    assert.equal(r[0].filestorage.action, 'full');
+    assert.equal(nth(r, 0).filestorage.action, 'full');
     assert.ok(
       ls(path.join(a, 'backups')).some((n) => n.endsWith('.fsz')),
       'the backup is not in the allowed folder',
@@ -183,8 +179,8 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     );
     fs.rmSync(path.join(a, '.plone-backup-cache.json'), { force: true });
     done(await exec(Command.refresh), 'refresh');
-    const views = api.model.deployments[0].views!;
-    assert.ok(views[0].groups[0].chains.length > 0, 'the backups outside are listed');
+    const views = nth(api.model.deployments, 0).views!;
+    assert.ok(nth(nth(views, 0).groups, 0).chains.length > 0, 'the backups outside are listed');
     assert.ok(!ls(a).includes('.plone-backup-cache.json'), 'the listing cache was written outside the workspace');
   });
 
@@ -194,7 +190,7 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     answer = true;
     done(await exec(Command.fullBackup), 'full backup to b');
     assert.equal(outsideAsked().length, 1);
-    assert.ok(outsideAsked()[0].detail.includes(path.join(outside, 'b', 'backups')));
+    assert.ok(nth(outsideAsked(), 0).detail.includes(path.join(outside, 'b', 'backups')));
     assert.ok(ls(path.join(outside, 'b', 'backups')).length > 0);
     await setBackupDir(path.join(outside, 'a'));
     answer = false;
@@ -211,11 +207,11 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     fs.symlinkSync(target, link);
     try {
       await setBackupDir('linked-backups');
-      assert.equal(api.model.deployments[0].dep!.storages[0].dirs.backups, path.join(link, 'backups'));
+      assert.equal(nth(nth(api.model.deployments, 0).dep!.storages, 0).dirs.backups, path.join(link, 'backups'));
       const r = await exec(Command.fullBackup);
       assert.equal(r.status, 'declined');
       assert.equal(outsideAsked().length, 1);
-      assert.ok(outsideAsked()[0].detail.includes(path.join(target, 'backups')), outsideAsked()[0].detail);
+      assert.ok(nth(outsideAsked(), 0).detail.includes(path.join(target, 'backups')), nth(outsideAsked(), 0).detail);
       assert.deepEqual(ls(target), []);
     } finally {
       fs.rmSync(link, { force: true });
@@ -263,7 +259,10 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     await setBackupDir(undefined);
     done(await exec(Command.fullBackup), 'full backup');
     const fulls = () => api.tree.allGenerations().filter((g) => g.group.kind === 'backup' && g.gen.full);
-    const newest = fulls().sort((x, y) => y.gen.stamp.localeCompare(x.gen.stamp))[0];
+    const newest = nth(
+      fulls().sort((x, y) => y.gen.stamp.localeCompare(x.gen.stamp)),
+      0,
+    );
     await commit('After the full backup');
     api.hooks.bypassArgs = false;
 
@@ -275,18 +274,18 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
       asked.map((q) => q.kind),
       ['restore'],
     );
-    assert.match(asked[0].message, /^Restore /);
-    assert.match(asked[0].detail, /kept beside them/, 'keepOld: false was honoured in the plan shown');
+    assert.match(nth(asked, 0).message, /^Restore /);
+    assert.match(nth(asked, 0).detail, /kept beside them/, 'keepOld: false was honoured in the plan shown');
     assert.equal(fs.statSync(dataFs).ino, before.ino);
     assert.equal(fs.statSync(dataFs).size, before.size);
 
     // Yes: restored, and keepOld: false was ignored (the old state is kept).
     answer = true;
     const res = done(await exec<{ mode: string; keptOld: string[] }[]>(Command.restore, args), 'restore');
-    assert.equal(res[0].mode, 'full');
+    assert.equal(nth(res, 0).mode, 'full');
     assert.ok(
-      res[0].keptOld.some((k) => path.basename(k).startsWith('Data.fs.before-restore-')),
-      `the old state was not kept: ${res[0].keptOld}`,
+      nth(res, 0).keptOld.some((k) => path.basename(k).startsWith('Data.fs.before-restore-')),
+      `the old state was not kept: ${nth(res, 0).keptOld}`,
     );
     assert.equal(asked.length, 2);
 
@@ -314,7 +313,10 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     api.hooks.bypassArgs = false;
     answer = false;
     asked = [];
-    const oldest = fulls().sort((x, y) => x.gen.stamp.localeCompare(y.gen.stamp))[0];
+    const oldest = nth(
+      fulls().sort((x, y) => x.gen.stamp.localeCompare(y.gen.stamp)),
+      0,
+    );
     assert.ok(!oldest.newestComplete);
     const del = await exec(Command.deleteGeneration, { storage: 'main', kind: 'backup', stamp: oldest.gen.stamp, yes: true });
     assert.equal(del.status, 'declined');
@@ -330,10 +332,13 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     done(await exec(Command.fullBackup), 'full backup');
     await commit('Before the second full backup');
     done(await exec(Command.fullBackup), 'another full backup');
-    const oldest = api.tree
-      .allGenerations()
-      .filter((g) => g.group.kind === 'backup' && g.gen.full)
-      .sort((x, y) => x.gen.stamp.localeCompare(y.gen.stamp))[0];
+    const oldest = nth(
+      api.tree
+        .allGenerations()
+        .filter((g) => g.group.kind === 'backup' && g.gen.full)
+        .sort((x, y) => x.gen.stamp.localeCompare(y.gen.stamp)),
+      0,
+    );
     done(await exec(Command.deleteGeneration, { storage: 'main', kind: 'backup', stamp: oldest.gen.stamp, yes: true }), 'delete');
     assert.deepEqual(asked, []);
   });

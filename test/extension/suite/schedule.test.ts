@@ -16,17 +16,19 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { SampleSite, scheduleId, unitBase, type InstalledSchedule, type ScheduleChange } from '../../../src/engine/internal';
+import { scheduleId, unitBase, type InstalledSchedule, type ScheduleChange } from '../../../src/engine/internal';
 import { Command } from '../../../src/extension/commands';
-import { done, exec, EXTENSION_ID, ls } from './host';
+import { done, exec, EXTENSION_ID, ls, testWorkspace, type TestWorkspace } from './host';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { Confirmation } from '../../../src/extension/safety';
+import { nth } from '../../support/must';
 
 suite('Schedule Backups…', function () {
   this.timeout(60_000);
   let api: PloneBackupApi;
   let ws: string;
   let tmp: string;
+  let w: TestWorkspace;
   let crontabFile: string;
   let cli: string;
   const saved = { env: process.env.PLONE_BACKUP_SCHEDULE_ENV, path: process.env.PATH };
@@ -38,16 +40,11 @@ suite('Schedule Backups…', function () {
   const ours = () => ls(systemDir()).filter((n) => n.startsWith('plone-backup-'));
 
   suiteSetup(async () => {
-    ws = process.env.PLONE_BACKUP_TEST_WORKSPACE!;
+    // A sample site of its own, whatever suite ran before.
+    w = await testWorkspace('schedule');
+    ({ ws, api } = w);
     const ext = vscode.extensions.getExtension<PloneBackupApi>(EXTENSION_ID)!;
-    api = (await ext.activate())!;
-    assert.ok(api?.hooks, 'the test hooks are not there (PLONE_BACKUP_TEST_HOOKS=1 in the extension host?)');
-    const dataFs = path.join(ws, 'var', 'filestorage', 'Data.fs');
-    if (!fs.existsSync(dataFs)) {
-      const s = await SampleSite.create({ file: dataFs, blobDir: path.join(ws, 'var', 'blobstorage') });
-      await s.addDocument('Front page');
-      await s.close();
-    }
+    assert.ok(api.hooks, 'the test hooks are not there (PLONE_BACKUP_TEST_HOOKS=1 in the extension host?)');
     tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'plone-backup-schedule-')));
     crontabFile = path.join(tmp, 'crontab.txt');
     const crontab = path.join(tmp, 'crontab');
@@ -103,6 +100,7 @@ suite('Schedule Backups…', function () {
     process.env.PATH = saved.path;
     await exec(Command.refresh);
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    w?.dispose();
   });
 
   test('install from arguments: systemd units in the test root, the view says so, Show finds it, Remove takes it away', async () => {
@@ -110,9 +108,9 @@ suite('Schedule Backups…', function () {
     assert.equal(res.target, 'systemd');
     const schedules = asked.filter((q) => q.kind === 'schedule');
     assert.equal(schedules.length, 1, JSON.stringify(asked));
-    assert.match(schedules[0].message, /every 15 min, a full backup on Sundays at 03:00, a restore drill on Saturdays at 04:40, from a systemd timer\?$/);
-    assert.ok(schedules[0].detail.includes(cli), schedules[0].detail);
-    const id = scheduleId(fs.realpathSync(api.model.deployments[0].root));
+    assert.match(nth(schedules, 0).message, /every 15 min, a full backup on Sundays at 03:00, a restore drill on Saturdays at 04:40, from a systemd timer\?$/);
+    assert.ok(nth(schedules, 0).detail.includes(cli), nth(schedules, 0).detail);
+    const id = scheduleId(fs.realpathSync(nth(api.model.deployments, 0).root));
     assert.deepEqual(
       ours(),
       ['backup', 'drill', 'fullbackup'].flatMap((j) => [`${unitBase(id, j as 'backup')}.service`, `${unitBase(id, j as 'backup')}.timer`]),
@@ -162,7 +160,7 @@ suite('Schedule Backups…', function () {
     picked = [];
     answers = ['Remove the schedule'];
     done(await exec(Command.schedule, { folder: ws }), 'remove');
-    assert.deepEqual(picked[0].items, ['Change the schedule…', 'Show the schedule', 'Remove the schedule']);
+    assert.deepEqual(nth(picked, 0).items, ['Change the schedule…', 'Show the schedule', 'Remove the schedule']);
     assert.equal(fs.readFileSync(crontabFile, 'utf8'), 'MAILTO=me@example.org\n0 1 * * * echo mine\n');
     assert.equal(api.view.description, undefined);
   });

@@ -9,13 +9,7 @@
 // PLONE_BACKUP_UI_SCREENSHOT=FILE saves the screenshot elsewhere (the test run
 // does, so that running the tests does not rewrite the committed picture).
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const require = createRequire(import.meta.url);
-// The engine as the tests compile it (npx tsc -p tsconfig.test.json).
-const engine = require(path.join(repo, 'out/src/engine/internal.js'));
+import { engine, oneLine, repo, widenSidebar, workbench } from './lib/ui.mjs';
 
 const HOUR = 3600_000;
 const ago = (ms) => () => new Date(Date.now() - ms);
@@ -55,8 +49,7 @@ export default async function run(driver) {
 
   // The view: opening it activates the extension, which finds the deployment.
   await driver.openActivity('Plone Backup');
-  const sidebar = page.locator('.part.sidebar');
-  const rows = sidebar.locator('.monaco-list-row');
+  const { rows, toasts } = workbench(page);
   await rows.filter({ hasText: 'Snapshots' }).first().waitFor({ timeout: 20_000 });
   const before = await driver.listRows('.part.sidebar');
   // Generation rows say how old they are; so does the Last runs row, which is no generation.
@@ -64,23 +57,16 @@ export default async function run(driver) {
   if (generations(before).length !== 4) throw new Error(`expected 4 generations before, saw:\n${before.join('\n')}`);
 
   // Wider side bar, so that the descriptions show.
-  const box = await sidebar.boundingBox();
-  if (box) {
-    await page.mouse.move(box.x + box.width - 1, box.y + box.height / 2);
-    await page.mouse.down();
-    await page.mouse.move(box.x + box.width + 420, box.y + box.height / 2, { steps: 8 });
-    await page.mouse.up();
-  }
+  await widenSidebar(page);
 
   await driver.runCommand('Plone Backup: Back Up Now');
   const fresh = rows.filter({ hasText: 'less than a minute ago' });
   await fresh.first().waitFor({ timeout: 30_000 });
   const after = await driver.listRows('.part.sidebar');
   if (generations(after).length !== 5) throw new Error(`expected 5 generations after, saw:\n${after.join('\n')}`);
-  const text = (await fresh.first().innerText()).replace(/\s+/g, ' ');
+  const text = oneLine(await fresh.first().innerText());
   if (!/incremental/.test(text) || !/Added Contact/.test(text)) throw new Error(`the new generation reads "${text}"`);
   // The notification that says what was made.
-  const toasts = page.locator('.notifications-toasts .notification-toast');
   await toasts.filter({ hasText: 'Backed up' }).first().waitFor({ timeout: 10_000 });
   // The progress notification lingers a moment after the work is done.
   await toasts.filter({ hasText: 'Cancel' }).first().waitFor({ state: 'detached', timeout: 10_000 });

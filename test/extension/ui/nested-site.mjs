@@ -8,7 +8,7 @@
 //   node scripts/vscode/run-offline.mjs --ui test/extension/ui/nested-site.mjs
 import fs from 'node:fs';
 import path from 'node:path';
-import { engine, localIn, ls, seen, step, until } from './lib/ui.mjs';
+import { engine, localIn, ls, seen, step, until, oneLine } from './lib/ui.mjs';
 
 export default async function run(driver) {
   const { page, workspace } = driver;
@@ -18,7 +18,6 @@ export default async function run(driver) {
   const backups = path.join(instance, 'var/backups');
   const name = `${path.basename(workspace)}/backend/instance`;
   const label = (stamp) => (driver.tz ? localIn(driver.tz, engine.parseStamp(stamp)) : engine.compactTime(stamp));
-  const oneLine = (s) => s.replace(/\s+/g, ' ').trim();
 
   // The rest of a cookieplone project, around the site.
   for (const d of ['frontend', 'backend']) fs.mkdirSync(path.join(workspace, d), { recursive: true });

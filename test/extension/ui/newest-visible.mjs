@@ -13,7 +13,7 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { engine, localIn, ls, repo, seen, step, until, widenSidebar } from './lib/ui.mjs';
+import { engine, localIn, ls, pickRow, repo, seen, step, until, widenSidebar, oneLine } from './lib/ui.mjs';
 
 const HOUR = 3600_000;
 
@@ -24,7 +24,6 @@ export default async function run(driver) {
   const backups = path.join(workspace, 'var/backups');
   // The extension's clock: the runner's zone for code-server, else this process's (the same one).
   const label = (stamp) => (driver.tz ? localIn(driver.tz, engine.parseStamp(stamp)) : engine.compactTime(stamp));
-  const oneLine = (s) => s.replace(/\s+/g, ' ').trim();
 
   const site = await engine.SampleSite.create({ file, blobDir });
   await site.addDocument('Front page', undefined, '/ admin');
@@ -81,12 +80,7 @@ export default async function run(driver) {
 
   await step(page, 'Find a Backup…: typing what was done ("Uploaded annual-report") finds the full backup and selects its row', async () => {
     await driver.runCommand('Plone Backup: Find a Backup…');
-    const quick = page.locator('.quick-input-widget');
-    const input = quick.locator('.quick-input-box input');
-    await input.waitFor({ timeout: 10_000 });
-    await input.fill('Uploaded annual-report');
-    await quick.locator('.quick-input-list .monaco-list-row.focused').filter({ hasText: 'full' }).first().waitFor({ timeout: 10_000 });
-    await page.keyboard.press('Enter');
+    await pickRow(page, 'full', 'Uploaded annual-report');
     const selected = page.locator('.part.sidebar .monaco-list-row.selected');
     await until(
       async () => (await selected.count()) > 0 && oneLine(await selected.first().innerText()).startsWith(fullLabel),

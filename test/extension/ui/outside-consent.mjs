@@ -9,14 +9,7 @@
 //   node scripts/vscode/run-offline.mjs --ui test/extension/ui/outside-consent.mjs
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const require = createRequire(import.meta.url);
-const engine = require(path.join(repo, 'out/src/engine/internal.js'));
-
-const ls = (dir) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
+import { answerDialog, engine, ls, workbench } from './lib/ui.mjs';
 
 export default async function run(driver) {
   const { page, workspace } = driver;
@@ -37,17 +30,15 @@ export default async function run(driver) {
   const sidebar = page.locator('.part.sidebar');
   await sidebar.getByText('This site has no backup yet').first().waitFor({ timeout: 20_000 });
 
-  const dialog = page.locator('.monaco-dialog-box');
+  const { dialog } = workbench(page);
   const askAndAnswer = async (button) => {
     await driver.runCommand('Plone Backup: Back Up Now');
-    await dialog.first().waitFor({ timeout: 15_000 });
-    const text = (await dialog.first().innerText()).replace(/\s+/g, ' ');
-    for (const want of ['writes and deletes outside the folder', 'plone-backup.json', path.join(outside, 'backups'), path.join(outside, 'blobstoragebackups')]) {
-      if (!text.includes(want)) throw new Error(`the dialog does not say "${want}": ${text}`);
-    }
-    if (text.includes(file)) throw new Error(`the dialog names Data.fs, which is inside: ${text}`);
-    await dialog.locator('.dialog-buttons a.monaco-button', { hasText: button }).first().click();
-    await dialog.first().waitFor({ state: 'detached', timeout: 10_000 });
+    const text = await answerDialog(
+      page,
+      ['writes and deletes outside the folder', 'plone-backup.json', path.join(outside, 'backups'), path.join(outside, 'blobstoragebackups')],
+      button,
+    );
+    if (text.includes(file)) throw new Error(`the dialog named Data.fs, which is inside: ${text}`);
     return text;
   };
 

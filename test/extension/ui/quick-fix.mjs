@@ -28,7 +28,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { engine, localIn, md5, seen, step, treeDiff, treeMd5, until } from './lib/ui.mjs';
+import { answerDialog, engine, localIn, md5, oneLine, seen, step, treeDiff, treeMd5, until } from './lib/ui.mjs';
 
 export default async function run(driver) {
   const { page, workspace } = driver;
@@ -37,7 +37,6 @@ export default async function run(driver) {
   const blobDir = path.join(workspace, 'var/blobstorage');
   // The extension's clock: the runner's zone for code-server, else this process's (the same one).
   const label = (stamp) => (driver.tz ? localIn(driver.tz, engine.parseStamp(stamp)) : engine.localTime(stamp));
-  const oneLine = (s) => s.replace(/\s+/g, ' ').trim();
 
   const site = await engine.SampleSite.create({ file, blobDir });
   await site.addDocument('Front page', undefined, '/ admin');
@@ -59,7 +58,6 @@ export default async function run(driver) {
   const panel = page.locator('.part.panel');
   const markers = panel.locator('.monaco-list-row');
   const entry = markers.filter({ hasText: victim });
-  const dialog = page.locator('.monaco-dialog-box');
   const toasts = page.locator('.notifications-toasts .notification-toast');
   // The Problems panel's Quick Fix menu (a context menu), and the editor's (the action widget).
   const fixMenu = page.locator('.context-view .monaco-menu .action-item');
@@ -146,13 +144,8 @@ export default async function run(driver) {
   });
 
   await step(page, 'Restore in the modal: the blob file is back, Data.fs unchanged, the entry gone', async () => {
-    await dialog.first().waitFor({ timeout: 15_000 });
-    const asked = oneLine(await dialog.first().innerText());
-    const want = `Restore the missing blob files of the backup of ${label(stamp)} into ${name}?`;
-    if (!asked.includes(want)) throw new Error(`the dialog does not ask "${want}": ${asked}`);
-    if (!asked.includes(path.relative(workspace, victim))) throw new Error(`the dialog does not name the blob file ${path.relative(workspace, victim)}: ${asked}`);
-    await dialog.getByRole('button', { name: 'Restore', exact: true }).click();
-    await dialog.first().waitFor({ state: 'detached', timeout: 10_000 });
+    // The question, naming the blob file.
+    await answerDialog(page, [`Restore the missing blob files of the backup of ${label(stamp)} into ${name}?`, path.relative(workspace, victim)], 'Restore');
     await toasts
       .filter({ hasText: `Added 1 missing blob file to ${name}` })
       .first()

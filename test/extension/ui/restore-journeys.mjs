@@ -22,7 +22,7 @@
 //   node scripts/vscode/run-offline.mjs --ui test/extension/ui/restore-journeys.mjs
 import fs from 'node:fs';
 import path from 'node:path';
-import { engine, localIn, ls, md5, seen, step, treeDiff, treeMd5, until } from './lib/ui.mjs';
+import { answerDialog, engine, localIn, ls, md5, oneLine, openRestore, pickRow, seen, step, treeDiff, treeMd5, until, workbench } from './lib/ui.mjs';
 
 export const tz = 'Europe/Berlin';
 
@@ -89,15 +89,7 @@ export default async function run(driver) {
   const name = path.basename(workspace);
   const { file, blobDir, states } = await makeSample(workspace);
   const [, b2, b3, b4] = states;
-  const sidebar = page.locator('.part.sidebar');
-  const rows = sidebar.locator('.monaco-list-row');
-  const quick = page.locator('.quick-input-widget');
-  const quickInput = quick.locator('.quick-input-box input');
-  const quickRows = quick.locator('.quick-input-list .monaco-list-row');
-  const focusedRow = quick.locator('.quick-input-list .monaco-list-row.focused');
-  const dialog = page.locator('.monaco-dialog-box');
-  const toasts = page.locator('.notifications-toasts .notification-toast');
-  const oneLine = (s) => s.replace(/\s+/g, ' ').trim();
+  const { rows, quick, quickInput, quickRows, focusedRow, toasts } = workbench(page);
 
   await step(page, 'the tree shows the generations in Berlin time', async () => {
     await driver.openActivity('Plone Backup');
@@ -116,18 +108,8 @@ export default async function run(driver) {
     if (texts.some((t) => t.includes(utc))) throw new Error(`a row shows ${utc}, the UTC time of the backup of ${b2.label}`);
   });
 
-  const openRestore = async () => {
-    await driver.runCommand('Plone Backup: Restore…');
-    await quick.locator('.quick-input-title', { hasText: `Restore ${name}` }).waitFor({ timeout: 15_000 });
-  };
-  const answer = async (want, button) => {
-    await dialog.first().waitFor({ timeout: 15_000 });
-    const text = oneLine(await dialog.first().innerText());
-    if (!text.includes(want)) throw new Error(`the dialog does not ask "${want}": ${text}`);
-    await dialog.getByRole('button', { name: button, exact: true }).click();
-    await dialog.first().waitFor({ state: 'detached', timeout: 10_000 });
-    return text;
-  };
+  const restore = () => openRestore(driver, page, name);
+  const answer = (want, button) => answerDialog(page, want, button);
   const restoredTo = async (st, said) => {
     await toasts.filter({ hasText: said }).first().waitFor({ timeout: 30_000 });
     const got = diskState(file, blobDir);
@@ -139,7 +121,7 @@ export default async function run(driver) {
 
   await step(page, 'Restore…, Enter on the newest, Cancel: nothing changes', async () => {
     const before = diskState(file, blobDir);
-    await openRestore();
+    await restore();
     // The newest generation is the first item, and focused: Enter takes it.
     await focusedRow.filter({ hasText: b4.label }).waitFor({ timeout: 10_000 });
     const first = oneLine((await quickRows.allInnerTexts()).find((t) => /\d{4}-\d\d-\d\d/.test(t)) ?? '');
@@ -157,10 +139,8 @@ export default async function run(driver) {
   });
 
   await step(page, `Restore…, typing "${b3.label.slice(0, 16)}" into the list, Restore: the state of ${b3.label}`, async () => {
-    await openRestore();
-    await quickInput.fill(b3.label.slice(0, 16));
-    await focusedRow.filter({ hasText: b3.label }).waitFor({ timeout: 10_000 });
-    await page.keyboard.press('Enter');
+    await restore();
+    await pickRow(page, b3.label, b3.label.slice(0, 16));
     await answer(`Restore ${name} to the backup of ${b3.label}?`, 'Restore');
     await restoredTo(b3, `Restored ${name} to the backup of ${b3.label}`);
     const kept = ls(path.dirname(file)).filter((n) => n.startsWith('Data.fs.before-restore-'));
@@ -171,7 +151,7 @@ export default async function run(driver) {
   // Read as UTC it would be 10:31 UTC, after b3: b3 would be restored instead.
   const typed = localIn(tz, new Date(new Date(b2.at).getTime() + 60_000), { minutes: true });
   await step(page, `Restore…, Type a date…, "${typed}", Restore: the state of ${b2.label}`, async () => {
-    await openRestore();
+    await restore();
     await quickRows.filter({ hasText: 'Type a date' }).first().click();
     // The date box: it says which clock it reads (the zone of the date typed is the preview's to say: CET or CEST).
     await until(

@@ -18,7 +18,7 @@
 //   npm run build && npx tsc -p tsconfig.test.json
 //   node scripts/vscode/run-offline.mjs --ui test/extension/ui/undo-restore.mjs
 import path from 'node:path';
-import { engine, localIn, ls, md5, seen, step, treeDiff, treeMd5, until, widenSidebar } from './lib/ui.mjs';
+import { answerDialog, engine, localIn, ls, md5, oneLine, openRestore, pickRow, seen, step, treeDiff, treeMd5, until, widenSidebar, workbench } from './lib/ui.mjs';
 
 export default async function run(driver) {
   const { page, workspace } = driver;
@@ -28,7 +28,6 @@ export default async function run(driver) {
   // The extension's clock: the runner's zone for code-server, else this process's (the same one).
   const label = (stamp) => (driver.tz ? localIn(driver.tz, engine.parseStamp(stamp)) : engine.localTime(stamp));
   const rowLabel = (stamp) => engine.compactTime(stamp);
-  const oneLine = (s) => s.replace(/\s+/g, ' ').trim();
   const state = () => ({ dataFs: md5(file), blobs: treeMd5(blobDir) });
   const keptNames = () => [...ls(path.dirname(file)), ...ls(path.dirname(blobDir))].filter((n) => n.includes('.before-restore-'));
   /** The kept Data.fs files (not their indexes) and blob trees. */
@@ -57,23 +56,10 @@ export default async function run(driver) {
   const before = state();
   if (before.dataFs === b1.dataFs || !treeDiff(b1.blobs, before.blobs)) throw new Error('the change since the backups did not change Data.fs and the blobstorage');
 
-  const sidebar = page.locator('.part.sidebar');
-  const rows = sidebar.locator('.monaco-list-row');
-  const quick = page.locator('.quick-input-widget');
-  const quickInput = quick.locator('.quick-input-box input');
-  const focusedRow = quick.locator('.quick-input-list .monaco-list-row.focused');
-  const dialog = page.locator('.monaco-dialog-box');
-  const toasts = page.locator('.notifications-toasts .notification-toast');
+  const { rows, dialog, toasts } = workbench(page);
   const keptRow = rows.filter({ hasText: 'Kept copies' });
   const rowTexts = async () => (await driver.listRows('.part.sidebar')).map(oneLine);
-  const answer = async (want, button) => {
-    await dialog.first().waitFor({ timeout: 15_000 });
-    const text = oneLine(await dialog.first().innerText());
-    if (!text.includes(want)) throw new Error(`the dialog does not ask "${want}": ${text}`);
-    await dialog.getByRole('button', { name: button, exact: true }).click();
-    await dialog.first().waitFor({ state: 'detached', timeout: 10_000 });
-    return text;
-  };
+  const answer = (want, button) => answerDialog(page, want, button);
 
   await step(page, 'the view shows the two backups', async () => {
     await driver.openActivity('Plone Backup');
@@ -92,11 +78,8 @@ export default async function run(driver) {
 
   const restored = `Restored ${name} to the backup of ${label(b1.stamp)}`;
   await step(page, `Restore…, the older backup (${label(b1.stamp)}), Restore: its row is marked live`, async () => {
-    await driver.runCommand('Plone Backup: Restore…');
-    await quick.locator('.quick-input-title', { hasText: `Restore ${name}` }).waitFor({ timeout: 15_000 });
-    await quickInput.fill(label(b1.stamp).slice(0, 16));
-    await focusedRow.filter({ hasText: label(b1.stamp) }).waitFor({ timeout: 10_000 });
-    await page.keyboard.press('Enter');
+    await openRestore(driver, page, name);
+    await pickRow(page, label(b1.stamp), label(b1.stamp).slice(0, 16));
     await answer(`Restore ${name} to the backup of ${label(b1.stamp)}?`, 'Restore');
     await toasts.filter({ hasText: restored }).first().waitFor({ timeout: 30_000 });
     const got = state();

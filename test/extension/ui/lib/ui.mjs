@@ -1,7 +1,9 @@
 // Helpers for the UI scripts of test/extension/ui/ (this file is not a script):
 // the engine as the tests compile it, what is on the disk (md5 of files and
 // trees), times as a person in a given time zone reads them, and what the user
-// sees on the screen, to put into a failure's message.
+// sees on the screen, to put into a failure's message; and the steps the
+// journeys share: the workbench's parts, answering a modal dialog, picking a
+// row of a quick pick, opening Restore….
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -64,7 +66,56 @@ export function localIn(zone, date, { minutes = false } = {}) {
   return `${day} ${p.hour}:${p.minute}:${p.second}${name ? ` ${name}` : ''}`;
 }
 
-const oneLine = (s) => s.replace(/\s+/g, ' ').trim();
+/** Text on one line, its runs of white space as one space. */
+export const oneLine = (s) => s.replace(/\s+/g, ' ').trim();
+
+/** The parts of the workbench the journeys look at and click. */
+export function workbench(page) {
+  const sidebar = page.locator('.part.sidebar');
+  const quick = page.locator('.quick-input-widget');
+  return {
+    sidebar,
+    rows: sidebar.locator('.monaco-list-row'),
+    quick,
+    quickInput: quick.locator('.quick-input-box input'),
+    quickRows: quick.locator('.quick-input-list .monaco-list-row'),
+    focusedRow: quick.locator('.quick-input-list .monaco-list-row.focused'),
+    dialog: page.locator('.monaco-dialog-box'),
+    toasts: page.locator('.notifications-toasts .notification-toast'),
+  };
+}
+
+/**
+ * Answers the modal dialog: waits for it, checks that it says `want` (a
+ * string, or each of several), clicks `button`, waits for it to go. Returns
+ * what it said, on one line.
+ */
+export async function answerDialog(page, want, button) {
+  const { dialog } = workbench(page);
+  await dialog.first().waitFor({ timeout: 15_000 });
+  const text = oneLine(await dialog.first().innerText());
+  for (const w of Array.isArray(want) ? want : [want]) if (!text.includes(w)) throw new Error(`the dialog does not say "${w}": ${text}`);
+  await dialog.getByRole('button', { name: button, exact: true }).click();
+  await dialog.first().waitFor({ state: 'detached', timeout: 10_000 });
+  return text;
+}
+
+/** In the open quick pick: types `typed` (unless undefined), waits until the focused row reads `row`, and takes it (Enter). */
+export async function pickRow(page, row, typed) {
+  const { quickInput, focusedRow } = workbench(page);
+  await quickInput.waitFor({ timeout: 10_000 });
+  if (typed !== undefined) await quickInput.fill(typed);
+  await focusedRow.filter({ hasText: row }).first().waitFor({ timeout: 10_000 });
+  await page.keyboard.press('Enter');
+}
+
+/** Runs Plone Backup: Restore… and waits for its list of the site `name`'s backups. */
+export async function openRestore(driver, page, name) {
+  await driver.runCommand('Plone Backup: Restore…');
+  await workbench(page)
+    .quick.locator('.quick-input-title', { hasText: `Restore ${name}` })
+    .waitFor({ timeout: 15_000 });
+}
 
 /**
  * What the user sees now, for a failure's message: the rows of the side bar,
