@@ -12,6 +12,7 @@ import { backupDeployment, checkDeployment, discoverDeployment, CACHE_FILE } fro
 import { fakeClock } from '../support/fixtures';
 import { content, tmpDir } from '../support/fs';
 import { makeSite } from '../support/site';
+import { xorByte } from '../support/must';
 
 const PIECE = /\.(fs|fsz|deltafs|deltafsz)$/;
 
@@ -91,7 +92,7 @@ for (const gzip of [true, false]) {
       const { dep, repo, pieces } = await deploymentWithChain(t, gzip);
       const last = pieces.sort().at(-1)!;
       const b = fs.readFileSync(last);
-      b[b.length - (gzip ? 12 : 30)] ^= 0xff;
+      xorByte(b, b.length - (gzip ? 12 : 30), 0xff);
       fs.writeFileSync(last, b);
       const { opens } = countReads(t, repo);
       const findings = await checkDeployment(dep, { backupsOnly: true });

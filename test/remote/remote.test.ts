@@ -32,6 +32,7 @@ import {
 import { blobContents, content, md5File, tmpDir } from '../support/fs';
 import { CLI } from '../support/paths';
 import { backupPoint, blobIds, blobsOf, emptySite, filterBlobs, production, restoreFrom, useS3 } from './s3support';
+import { xorByte } from '../support/must';
 
 const server = useS3();
 const bucket = () => server.bucket();
@@ -344,7 +345,7 @@ describe('a file:// target goes through the same code', () => {
     // A damaged file on the disk is found by reading it back.
     const victim = path.join(root, 'offsite', 'main', 'pieces', fs.readdirSync(path.join(root, 'offsite', 'main', 'pieces'))[0]!);
     const bytes = fs.readFileSync(victim);
-    bytes[bytes.length >> 1] ^= 0xff;
+    xorByte(bytes, bytes.length >> 1, 0xff);
     fs.writeFileSync(victim, bytes);
     assert.match((await verifyRemote(['main'], target, { deep: true }))[0]!.problems.join('\n'), /does not match its SHA-256/);
   });

@@ -31,6 +31,7 @@ import { content, md5File, tmpDir } from '../support/fs';
 import { CLI } from '../support/paths';
 import { makeSite } from '../support/site';
 import { backupPoint, blobIds, blobsOf, emptySite, filterBlobs, production, restoreFrom, stampClock, useS3, type Point } from './s3support';
+import { xorByte } from '../support/must';
 
 const server = useS3();
 
@@ -118,7 +119,7 @@ describe('client-side encryption on a real S3 server', () => {
     assert.ok(blobKeys.length > 0);
     const victim = blobKeys[0]!;
     const bytes = await server.rawGet(url, victim);
-    bytes[bytes.length >> 1] ^= 0x01;
+    xorByte(bytes, bytes.length >> 1, 0x01);
     await server.rawPut(url, victim, bytes);
     assert.deepEqual((await verifyRemote(['main'], target))[0]!.problems, [], 'the size is the same');
     const deep = (await verifyRemote(['main'], target, { deep: true }))[0]!.problems;
@@ -128,7 +129,7 @@ describe('client-side encryption on a real S3 server', () => {
     assert.equal(fs.existsSync(dev.storages[0]!.file), false);
     const mkey = `sites/prod/main/generations/${points[2]!.stamp}.json`;
     const m = await server.rawGet(url, mkey);
-    m[40] ^= 0x80;
+    xorByte(m, 40, 0x80);
     await server.rawPut(url, mkey, m);
     const [view] = await listRemote(['main'], target);
     assert.match(view!.generations.at(-1)!.problem ?? '', /does not decrypt/);
