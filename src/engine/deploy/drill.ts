@@ -15,6 +15,7 @@ import { FsIndex, readIndexFile } from '../zodb/fsindex';
 import { blobRelPath, readLayout } from '../zodb/blobdir';
 import { PloneBackupError, checkAbort } from '../base/errors';
 import { allChains, listRepository } from '../repozo/repository';
+import { fileLayer } from '../base/io';
 import type { OperationOptions } from '../base/progress';
 import { foldersFor } from './kinds';
 import { openRestore } from './restore';
@@ -81,7 +82,7 @@ export async function drillDeployment(dep: Deployment, opts: DrillOptions = {}):
       }
     }
   } finally {
-    if (!opts.workDir) await fsp.rm(work, { recursive: true, force: true });
+    if (!opts.workDir) await fileLayer.rm(work, { recursive: true, force: true });
   }
   return results;
 }
@@ -106,7 +107,7 @@ function emptyResult(storage: string, problem: string): DrillResult {
 async function drillOne(dep: Deployment, storage: string, stamp: string, work: string, opts: DrillOptions): Promise<DrillResult> {
   const s = dep.storages.find((x) => x.name === storage)!;
   const dir = path.join(work, `${storage}-${stamp}`);
-  await fsp.mkdir(dir, { recursive: true });
+  await fileLayer.mkdir(dir, { recursive: true });
   // A one-storage deployment pointing into the drill folder, restored like the real thing.
   const target = {
     ...dep,
@@ -173,7 +174,7 @@ async function drillOne(dep: Deployment, storage: string, stamp: string, work: s
     res.problems.push(`the restored data cannot be read: ${(e as Error).message}`);
   } finally {
     await st.fh.close();
-    await fsp.rm(dir, { recursive: true, force: true });
+    await fileLayer.rm(dir, { recursive: true, force: true });
   }
   res.checkSeconds = (Date.now() - t1) / 1000;
   res.ok = res.problems.length === 0;

@@ -21,7 +21,7 @@ import * as path from 'node:path';
 import { PloneBackupError, checkAbort } from '../base/errors';
 import { acquireLock } from '../base/lock';
 import { datName, formatDatLine, indexName, readDat } from '../repozo/repository';
-import { fsyncDir, writeFileAtomic } from '../base/io';
+import { fileLayer, fsyncDir, writeFileAtomic } from '../base/io';
 import type { OperationOptions } from '../base/progress';
 import { LATEST, listGenerations, setLatest } from './blobgen';
 import { removeGenerations } from './blobpool';
@@ -135,7 +135,7 @@ export async function planDeletion(dep: Deployment, storage: string, kind: Kind,
 
 async function unlinkIfThere(file: string, removed: string[]): Promise<void> {
   try {
-    await fsp.unlink(file);
+    await fileLayer.rm(file);
     removed.push(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
@@ -188,7 +188,7 @@ export async function deleteGeneration(dep: Deployment, storage: string, kind: K
       if (target !== undefined && plan.blobGenerations.some((g) => path.basename(g) === path.basename(target))) {
         const newest = (await listGenerations(blobs, path.basename(s.blobDir))).filter((g) => g.kind === 'dir').at(-1);
         if (newest) await setLatest(blobs, newest.name);
-        else await fsp.rm(link, { force: true });
+        else await fileLayer.rm(link, { force: true });
       }
       await fsyncDir(blobs);
     }

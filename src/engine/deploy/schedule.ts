@@ -887,7 +887,7 @@ async function installSystemd(plan: SchedulePlan, env: ScheduleEnv, signal?: Abo
       }
     }
   }
-  await fsp.mkdir(dir, { recursive: true, mode: 0o755 }).catch((e: unknown) => writeDenied(e, dir, target));
+  await fileLayer.mkdir(dir, { recursive: true, mode: 0o755 }).catch((e: unknown) => writeDenied(e, dir, target));
   const live = managerRuns(target, env);
   // Timers of ours already there: restarted after the reload, so that a changed OnCalendar= counts from now.
   const had: string[] = [];
@@ -912,7 +912,7 @@ async function installSystemd(plan: SchedulePlan, env: ScheduleEnv, signal?: Abo
   } else {
     // As `systemctl enable` does offline: WantedBy=timers.target is a link in timers.target.wants.
     const wants = path.join(dir, 'timers.target.wants');
-    await fsp.mkdir(wants, { recursive: true, mode: 0o755 });
+    await fileLayer.mkdir(wants, { recursive: true, mode: 0o755 });
     for (const t of timers) {
       const link = path.join(wants, t);
       const st = await fsp.lstat(link).catch(() => undefined);

@@ -106,7 +106,7 @@ export async function writeScripts(dep: Deployment, invocation: readonly string[
       },
     );
   }
-  await fsp.mkdir(bin, { recursive: true, mode: 0o755 });
+  await fileLayer.mkdir(bin, { recursive: true, mode: 0o755 });
   const out: WrittenScripts = { written: [], keptAside: [] };
   for (const s of specs) {
     const file = path.join(bin, s.name);

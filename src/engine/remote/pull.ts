@@ -293,7 +293,7 @@ export async function fetchForRestore(dep: Deployment, t: RemoteTarget, opts: Fe
 /** Fetches what restoring one storage at `opts.date` (default: its newest generation) needs into the cache, under the cache's lock. */
 async function fetchStorage(s: StorageConfig, t: RemoteTarget, opts: FetchOptions): Promise<FetchResult> {
   const repo = path.join(remoteCacheDir(s, t.url, opts.kind), 'backups');
-  await fsp.mkdir(repo, { recursive: true, mode: 0o700 });
+  await fileLayer.mkdir(repo, { recursive: true, mode: 0o700 });
   const lock = await acquireLock(repo, { what: 'fetch from a remote', signal: opts.signal });
   try {
     return await fetchStorageLocked(s, t, opts);
@@ -316,12 +316,12 @@ async function fetchStorageLocked(s: StorageConfig, t: RemoteTarget, opts: Fetch
   const m = (await r.manifest(stamp))!;
   const cache = remoteCacheDir(s, t.url, kind);
   const repo = path.join(cache, 'backups');
-  await fsp.mkdir(repo, { recursive: true, mode: 0o700 });
+  await fileLayer.mkdir(repo, { recursive: true, mode: 0o700 });
   const res: FetchResult = { storage: s.name, stamp, fetched: 0, bytes: 0, liveBlobs: 0, repo, full: m.full, pieces: m.pieces.map((p) => p.name) };
   const fetch = async (key: string, dest: string, o: { size: number; sha256: string }) => {
     const st = await fsp.lstat(dest).catch(() => undefined);
     if (st?.isFile() && st.size === o.size) return; // fetched (and checked) before
-    if (st) await fsp.rm(dest, { force: true });
+    if (st) await fileLayer.rm(dest, { force: true });
     res.bytes += await downloadVerified(t, key, dest, o, 0o600, opts.signal);
     res.fetched++;
     opts.onProgress?.({ phase: `fetching ${space} ${stamp}`, done: res.bytes });
@@ -331,7 +331,7 @@ async function fetchStorageLocked(s: StorageConfig, t: RemoteTarget, opts: Fetch
   if (s.blobDir && m.archive) {
     // An archived blob generation: under the name the local restore looks for (<blob folder>.<stamp>.tar[.gz]).
     res.blobs = path.join(cache, 'blobstoragebackups');
-    await fsp.mkdir(res.blobs, { recursive: true, mode: 0o700 });
+    await fileLayer.mkdir(res.blobs, { recursive: true, mode: 0o700 });
     await fetch(archiveKey(space, m.archive.name), path.join(res.blobs, `${path.basename(s.blobDir)}.${m.archive.name}`), m.archive);
   }
   // The .dat of the chain, as repozo writes it: rewritten whole (the chain may have grown since the last fetch).
@@ -346,7 +346,7 @@ async function fetchStorageLocked(s: StorageConfig, t: RemoteTarget, opts: Fetch
       todo,
       8,
       async ([oid, tid, size, sha256]) => {
-        await fsp.mkdir(path.join(store, oid), { recursive: true, mode: 0o700 });
+        await fileLayer.mkdir(path.join(store, oid), { recursive: true, mode: 0o700 });
         await fetch(blobKey(space, oid, tid), path.join(store, oid, `${tid}.blob`), { size, sha256 });
       },
       opts.signal,
@@ -389,7 +389,7 @@ async function liveGeneration(s: StorageConfig, m: RemoteManifest, r: RemoteReso
  */
 async function buildCacheGeneration(dir: string, base: string, store: string, m: RemoteManifest, files: Map<string, RemoteBlob>, fetched: Set<string>): Promise<void> {
   const layout: BlobLayout = m.blobs!.layout;
-  await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+  await fileLayer.mkdir(dir, { recursive: true, mode: 0o700 });
   const final = path.join(dir, `${base}.${m.stamp}`);
   const tmp = tempPath(final, 'gen');
   await fileLayer.mkdir(tmp, { mode: 0o700 });
@@ -413,11 +413,11 @@ async function buildCacheGeneration(dir: string, base: string, store: string, m:
     const last = m.pieces.at(-1)!;
     const manifest = { version: 1, stamp: m.stamp, end: last.end, ...(m.info?.lastTid ? { lastTid: m.info.lastTid } : {}), layout, files: rels };
     await writeNewFile(path.join(tmp, MANIFEST), JSON.stringify(manifest), 0o600);
-    await fsp.rm(final, { recursive: true, force: true });
+    await fileLayer.rm(final, { recursive: true, force: true });
     await fileLayer.rename(tmp, final);
     await fsyncDir(dir);
   } catch (e) {
-    await fsp.rm(tmp, { recursive: true, force: true });
+    await fileLayer.rm(tmp, { recursive: true, force: true });
     throw e;
   }
 }

@@ -39,7 +39,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PloneBackupError, checkAbort } from '../base/errors';
-import { READ_CAPS, readFileCapped, writeFileAtomic } from '../base/io';
+import { fileLayer, READ_CAPS, readFileCapped, writeFileAtomic } from '../base/io';
 import type { OperationOptions } from '../base/progress';
 import { allChains, datName, indexName, listRepository, readDat, type DatLine } from '../repozo/repository';
 import { describeRepository, type PieceInfo } from '../repozo/pieceinfo';
@@ -123,7 +123,7 @@ async function loadIndex(file: string, url: string): Promise<PushIndex> {
 }
 
 async function saveIndex(file: string, ix: PushIndex): Promise<void> {
-  await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await fileLayer.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   await writeFileAtomic(file, JSON.stringify(ix));
 }
 

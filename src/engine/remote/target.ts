@@ -258,7 +258,7 @@ export async function downloadVerified(t: RemoteTarget, key: string, dest: strin
     return size;
   } catch (e) {
     await fh?.close().catch(() => undefined);
-    await fsp.rm(tmp, { force: true });
+    await fileLayer.rm(tmp, { force: true });
     throw e;
   }
 }
@@ -379,7 +379,7 @@ export class FileTarget implements RemoteTarget {
   async delete(keys: string[]): Promise<void> {
     for (const key of keys) {
       this.stats.requests++;
-      await fsp.rm(this.file(key), { force: true }).catch((e: unknown) => {
+      await fileLayer.rm(this.file(key), { force: true }).catch((e: unknown) => {
         throw this.failed('delete', key, e);
       });
     }
@@ -389,7 +389,7 @@ export class FileTarget implements RemoteTarget {
     this.stats.requests++;
     const dest = this.file(key);
     try {
-      await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
+      await fileLayer.mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
       if (
         await fsp.lstat(dest).then(
           () => true,
@@ -406,7 +406,7 @@ export class FileTarget implements RemoteTarget {
         await fh.sync();
       } catch (e) {
         await fh.close();
-        await fsp.rm(tmp, { force: true });
+        await fileLayer.rm(tmp, { force: true });
         throw e;
       }
       await fh.close();
@@ -417,7 +417,7 @@ export class FileTarget implements RemoteTarget {
         this.stats.existed++;
         return 'exists';
       } finally {
-        await fsp.rm(tmp, { force: true });
+        await fileLayer.rm(tmp, { force: true });
       }
       await fsyncDir(path.dirname(dest));
       this.stats.written++;

@@ -21,7 +21,7 @@ import { PloneBackupError, checkAbort, toPloneBackupError } from '../base/errors
 import { openFileStorage, scanRange, txnEndingAt, type OpenedStorage, type TxnInfo } from '../zodb/filestorage';
 import { BlobCollector, type BlobRef } from '../zodb/blobrefs';
 import { type OidKey, FsIndex, encodeIndex, readIndexFile } from '../zodb/fsindex';
-import { HashingFileWriter, fsyncDir, isTempName, modesOf, writeFileAtomic } from '../base/io';
+import { fileLayer, fsyncDir, HashingFileWriter, isTempName, modesOf, writeFileAtomic } from '../base/io';
 import { acquireLock, isPrivateFolder, removeOwnEntry } from '../base/lock';
 import type { OperationOptions } from '../base/progress';
 import {
@@ -387,7 +387,7 @@ function preparedFrom(
       } catch (e) {
         await copied.writer?.discard();
         // The .dat is the registration: if it was not replaced, the piece never existed.
-        for (const n of written) if (!n.endsWith('.dat')) await fsp.rm(path.join(repo, n), { force: true });
+        for (const n of written) if (!n.endsWith('.dat')) await fileLayer.rm(path.join(repo, n), { force: true });
         throw e;
       }
       result.written = written;
@@ -502,7 +502,7 @@ export async function killOld(repo: string, keepStamp: string, log: (m: string) 
     // no chain (never a chain that lost its .dat, which would fail -V).
     for (const n of [f.name, indexName(f.stamp), datName(f.stamp)]) {
       try {
-        await fsp.unlink(path.join(repo, n));
+        await fileLayer.rm(path.join(repo, n));
         removed.push(n);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
@@ -547,7 +547,7 @@ export async function cleanLeftovers(repo: string, log: (m: string) => void = ()
     if (orphan) {
       log(`removing ${newest.name}: a killed run wrote it but never registered it`);
       for (const n of [newest.name, indexName(newest.stamp), ...(newest.full ? [datName(newest.stamp)] : [])]) {
-        await fsp.rm(path.join(repo, n), { force: true });
+        await fileLayer.rm(path.join(repo, n), { force: true });
         removed.push(n);
       }
     }
@@ -563,7 +563,7 @@ export async function cleanLeftovers(repo: string, log: (m: string) => void = ()
   for (const n of after) {
     const m = /^(\d{4}(?:-\d\d){5})\.index$/.exec(n);
     if (m && !stamps.has(m[1]!) && m[1]! > (newest?.stamp ?? '')) {
-      await fsp.rm(path.join(repo, n), { force: true });
+      await fileLayer.rm(path.join(repo, n), { force: true });
       removed.push(n);
     }
   }

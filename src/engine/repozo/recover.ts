@@ -169,7 +169,7 @@ async function recoverInner(opts: RecoverOptions): Promise<RecoverResult> {
     return { ...res, output: out, index: indexTemp ? `${out}.index` : undefined, keptOld, stamp: last.stamp };
   } catch (e) {
     await writer.discard();
-    if (indexTemp) await fsp.rm(indexTemp, { force: true });
+    if (indexTemp) await fileLayer.rm(indexTemp, { force: true });
     throw e;
   }
 }

@@ -9,7 +9,6 @@
  */
 
 import { PloneBackupError } from '../base/errors';
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PRIVATE_MODES, READ_CAPS, fileLayer, fsyncDir, readFileCapped, tempPath, writeAll } from '../base/io';
 import { dumpPickle, loadPickle } from './pickle';
@@ -300,7 +299,7 @@ export async function writeIndexFile(file: string, index: FsIndex, pos: number, 
     await fileLayer.rename(tmp, file);
   } catch (e) {
     await fh.close().catch(() => undefined);
-    await fsp.rm(tmp, { force: true });
+    await fileLayer.rm(tmp, { force: true });
     throw e;
   }
   await fsyncDir(path.dirname(file));
