@@ -50,6 +50,8 @@ const MODE = process.env.BENCH_CURVES ?? 'small';
 const S = settings({ BENCH_QUIET_WAIT: '3', BENCH_WARMUP_ROUNDS: '0', BENCH_HOT_MB: '0', ...process.env });
 const CLI = S.cli;
 const RESULTS = path.join(DATA, 'results-curves.json');
+/** Trial outputs (removed after each size); BENCH_CURVES_WORK lets two runs (a Data.fs one and a blob one) go side by side. */
+const WORK = process.env.BENCH_CURVES_WORK ? path.resolve(process.env.BENCH_CURVES_WORK) : path.join(DATA, 'curves');
 const SVG = path.join(ROOT, 'media', 'bench-curves.svg');
 const SLOW_ANCHORS = process.env.BENCH_CURVES_SLOW_ANCHORS === '1';
 const list = (v, dflt) => (v === undefined ? dflt : v.split(',').filter(Boolean));
@@ -125,7 +127,7 @@ async function datafsCurve(label, repozo) {
   const { file } = dataFsPaths(label);
   const big = bytes > BIG_BYTES;
   const slow = !big || SLOW_ANCHORS;
-  const W = path.join(DATA, 'curves', `datafs-${label}`);
+  const W = path.join(WORK, `datafs-${label}`);
   await rmAll(W);
   await fsp.mkdir(W, { recursive: true });
   const P = (...p) => path.join(W, ...p);
@@ -241,7 +243,7 @@ async function datafsCurve(label, repozo) {
 async function blobCurve(n) {
   const site = await ensureBlobSite(n);
   const big = n >= BIG_FILES;
-  const W = path.join(DATA, 'curves', `blobs-${n}`);
+  const W = path.join(WORK, `blobs-${n}`);
   await rmAll(W);
   await fsp.mkdir(W, { recursive: true });
   const P = (...p) => path.join(W, ...p);
