@@ -10,6 +10,7 @@
 //   BENCH_CURVES=off                                       # nothing (npm run bench then skips it)
 //   BENCH_CURVES_DATAFS=1G,10G BENCH_CURVES_BLOBS=20000    # pick sizes yourself ('' for none)
 //   BENCH_CURVES_SVG_ONLY=1                                # redraw media/bench-curves.svg from the saved results
+//   BENCH_CURVES_FROM_LOGS=a.log,b.log                     # add what stopped runs measured, read from their stderr
 //
 // small = 1 GiB, 20,000 and 200,000 files; full = all sizes. Each run merges
 // its figures into bench-data/results-curves.json (by size and case), prints
@@ -115,7 +116,50 @@ async function trialsOf(cases, big) {
   const rounds = big ? 1 : S.rounds;
   const trials = await runTrials(cases, { rounds, warmupRounds: big ? 0 : S.warmupRounds, quietWait: S.quietWait, hotMb: S.hotMb, warm });
   const { results } = summarize(cases, trials);
-  return Object.fromEntries(results.map((r) => [r.id, { seconds: r.seconds, cpuSeconds: r.cpuSeconds, trials: r.trials.length }]));
+  const got = Object.fromEntries(results.map((r) => [r.id, { seconds: r.seconds, cpuSeconds: r.cpuSeconds, trials: r.trials.length }]));
+  // Saved at once (marked partial until the size is done): a run stopped midway keeps what it measured.
+  if (current) {
+    Object.assign(current.results, got);
+    await save(current.kind, current.key, { ...stamp(), rounds, partial: true, results: current.results });
+  }
+  return got;
+}
+
+/** The size being measured: trialsOf saves its figures as they come. */
+let current;
+const stamp = () => ({ date: new Date().toISOString(), node: process.version, cpus: `${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}` });
+
+/**
+ * Figures read back from the logs of runs (their stderr) that were stopped
+ * before they saved them, for the sizes the results lack or hold partially:
+ * best seconds and CPU time of each case, marked `fromLog`.
+ */
+async function importLogs(files) {
+  for (const f of files) {
+    let key;
+    const found = {};
+    for (const line of (await fsp.readFile(f, 'utf8')).split('\n')) {
+      const head = /^(\d+G|\d+): /.exec(line);
+      if (head) key = head[1];
+      const m = /^round (\d+): (\S+)\s+([\d.]+) s(?:\s+\(cpu ([\d.]+) user \+ ([\d.]+) sys\))?/.exec(line);
+      if (!m || !key) continue;
+      const r = ((found[key] ??= { rounds: 0, results: {} }).results[m[2]] ??= { seconds: Infinity, trials: 0 });
+      found[key].rounds = Math.max(found[key].rounds, Number(m[1]));
+      r.trials++;
+      if (Number(m[3]) < r.seconds) {
+        r.seconds = Number(m[3]);
+        r.cpuSeconds = m[4] === undefined ? undefined : +(Number(m[4]) + Number(m[5])).toFixed(2);
+      }
+    }
+    const st = await fsp.stat(f);
+    for (const [k, v] of Object.entries(found)) {
+      const kind = k.endsWith('G') ? 'datafs' : 'blobs';
+      const have = (await loadResults())[kind][k];
+      if (have && !have.partial) continue;
+      log(`${k}: figures from ${f}`);
+      await save(kind, k, { ...stamp(), date: st.mtime.toISOString(), rounds: v.rounds, partial: true, fromLog: path.basename(f), results: { ...have?.results, ...v.results } });
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -375,15 +419,19 @@ function table(kind, saved) {
   if (!keys.length) return '';
   const first = keys[0];
   const last = keys.at(-1);
-  const head = ['operation', ...keys.map((k) => `${sizeName(kind, k)} (s)`)];
+  const head = ['operation', ...keys.map((k) => `${sizeName(kind, k)}: s (CPU s)`)];
   if (keys.length > 1) head.push(`${sizeName(kind, last)} / ${sizeName(kind, first)}`);
   head.push(...keys.map((k) => `× anchor at ${sizeName(kind, k)}`));
   const rows = [];
   for (const op of ops) {
     const secs = keys.map((k) => saved[kind][k].results[op.id]?.seconds);
     if (secs.every((s) => s === undefined)) continue;
-    const row = [op.name, ...secs.map(fmt)];
-    if (keys.length > 1) row.push(secs[0] && secs.at(-1) ? `${(secs.at(-1) / secs[0]).toFixed(1)} ×` : '');
+    const cpus = keys.map((k) => saved[kind][k].results[op.id]?.cpuSeconds);
+    const row = [op.name, ...secs.map((x, i) => (x === undefined ? '' : cpus[i] === undefined ? fmt(x) : `${fmt(x)} (${fmt(cpus[i])})`))];
+    if (keys.length > 1) {
+      const cpuGrowth = cpus[0] && cpus.at(-1) ? ` (${(cpus.at(-1) / cpus[0]).toFixed(1)} ×)` : '';
+      row.push(secs[0] && secs.at(-1) ? `${(secs.at(-1) / secs[0]).toFixed(1)} ×${cpuGrowth}` : '');
+    }
     row.push(
       ...keys.map((k) => {
         const a = op.anchor && saved[kind][k].results[op.anchor]?.seconds;
@@ -394,7 +442,11 @@ function table(kind, saved) {
     rows.push(row);
   }
   const trials = keys
-    .map((k) => `${sizeName(kind, k)}: ${saved[kind][k].rounds === 1 ? '1 trial' : `best of ${saved[kind][k].rounds}`} (${saved[kind][k].date.slice(0, 16)}Z)`)
+    .map((k) => {
+      const e = saved[kind][k];
+      const partial = e.partial ? `, stopped before the end${e.fromLog ? ', figures read back from its log' : ''}` : '';
+      return `${sizeName(kind, k)}: ${e.rounds === 1 ? '1 trial' : `best of ${e.rounds}`} (${e.date.slice(0, 16)}Z${partial})`;
+    })
     .join('; ');
   return [
     `| ${head.join(' | ')} |`,
@@ -501,16 +553,18 @@ async function save(kind, key, entry) {
   await fsp.rename(`${RESULTS}.tmp`, RESULTS);
 }
 
-if (!process.env.BENCH_CURVES_SVG_ONLY) {
+if (process.env.BENCH_CURVES_FROM_LOGS) await importLogs(process.env.BENCH_CURVES_FROM_LOGS.split(','));
+else if (!process.env.BENCH_CURVES_SVG_ONLY) {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm run bench does).`);
   const repozo = DATAFS.length ? await findRealRepozo() : undefined;
-  const stamp = () => ({ date: new Date().toISOString(), node: process.version, cpus: `${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}` });
   for (const label of DATAFS) {
     if (!DATAFS_SIZES[label]) throw new Error(`BENCH_CURVES_DATAFS: unknown size ${label} (${Object.keys(DATAFS_SIZES).join(', ')})`);
+    current = { kind: 'datafs', key: label, results: {} };
     const results = await datafsCurve(label, repozo);
     await save('datafs', label, { ...stamp(), rounds: DATAFS_SIZES[label].bytes > BIG_BYTES ? 1 : S.rounds, results });
   }
   for (const n of BLOBS) {
+    current = { kind: 'blobs', key: n, results: {} };
     const results = await blobCurve(n);
     await save('blobs', n, { ...stamp(), rounds: n >= BIG_FILES ? 1 : S.rounds, results });
   }
