@@ -10,6 +10,7 @@
 //   BENCH_CURVES=off                                       # nothing (npm run bench then skips it)
 //   BENCH_CURVES_DATAFS=1G,10G BENCH_CURVES_BLOBS=20000    # pick sizes yourself ('' for none)
 //   BENCH_CURVES_SVG_ONLY=1                                # redraw media/bench-curves.svg from the saved results
+//   BENCH_CASES=index,full-plain-repozo                    # only these Data.fs cases (ids in DATAFS_OPS)
 //   BENCH_CURVES_FROM_LOGS=a.log,b.log                     # add what stopped runs measured, read from their stderr
 //
 // small = 1 GiB, 20,000 and 200,000 files; full = all sizes. Each run merges
@@ -80,6 +81,8 @@ const DATAFS_OPS = [
   { id: 'verify-repozo', name: 'anchor: `repozo -V`', isAnchor: true },
   { id: 'index-zodb', name: "anchor: ZODB's index build (FileStorage, read-only, no .index)", isAnchor: true },
 ];
+/** The Data.fs cases that need the prepared repository (phase 2 of datafsCurve). */
+const PHASE2 = ['incremental', 'verify', 'restore', 'check', 'list', 'incremental-repozo', 'verify-repozo', 'restore-repozo'];
 const BLOB_OPS = [
   { id: 'first', name: 'first backup (blob pool)', anchor: 'first-rsync' },
   { id: 'new10-pool', name: 'backup after 10 new blobs, pool', anchor: 'new10-rsync' },
@@ -112,6 +115,7 @@ async function freeInodes() {
 
 /** The trials of `cases`, one round when `big`; returns the best seconds (and CPU) by id. */
 async function trialsOf(cases, big) {
+  if (S.only) cases = cases.filter((c) => S.only.has(c.id));
   if (!cases.length) return {};
   const rounds = big ? 1 : S.rounds;
   const trials = await runTrials(cases, { rounds, warmupRounds: big ? 0 : S.warmupRounds, quietWait: S.quietWait, hotMb: S.hotMb, warm });
@@ -131,8 +135,8 @@ const stamp = () => ({ date: new Date().toISOString(), node: process.version, cp
 
 /**
  * Figures read back from the logs of runs (their stderr) that were stopped
- * before they saved them, for the sizes the results lack or hold partially:
- * best seconds and CPU time of each case, marked `fromLog`.
+ * before they saved them: the best seconds and CPU time of each case the
+ * results lack (figures saved are never replaced); the size is marked partial.
  */
 async function importLogs(files) {
   for (const f of files) {
@@ -155,9 +159,11 @@ async function importLogs(files) {
     for (const [k, v] of Object.entries(found)) {
       const kind = k.endsWith('G') ? 'datafs' : 'blobs';
       const have = (await loadResults())[kind][k];
-      if (have && !have.partial) continue;
-      log(`${k}: figures from ${f}`);
-      await save(kind, k, { ...stamp(), date: st.mtime.toISOString(), rounds: v.rounds, partial: true, fromLog: path.basename(f), results: { ...have?.results, ...v.results } });
+      const missing = Object.fromEntries(Object.entries(v.results).filter(([id]) => !have?.results[id]));
+      if (!Object.keys(missing).length) continue;
+      log(`${k}: ${Object.keys(missing).join(', ')} from ${f}`);
+      const entry = have ?? { ...stamp(), date: st.mtime.toISOString(), rounds: v.rounds, results: {} };
+      await save(kind, k, { ...entry, partial: true, fromLog: path.basename(f), results: missing });
     }
   }
 }
@@ -242,6 +248,7 @@ async function datafsCurve(label, repozo) {
 
     // Phase 2: a repository whose last piece is an incremental (untimed), then
     // incrementals after small commits, verify, restore, check, list.
+    if (S.only && !PHASE2.some((id) => S.only.has(id))) return results;
     log(`${label}: preparing the repository (a full backup and an incremental, untimed)`);
     await fsp.mkdir(P('repo'));
     await run(process.execPath, [CLI, 'repozo', '-B', '-F', '-r', P('repo'), '-f', file]);
@@ -513,21 +520,25 @@ function panel(kind, saved, x0, y0, w, h, title) {
     out.push(`<polyline fill="none" stroke="${c}" stroke-width="2"${dash} points="${pts.map(([x, s]) => `${X(x).toFixed(1)},${Y(s).toFixed(1)}`).join(' ')}"/>`);
     for (const [x, s] of pts) out.push(`<circle cx="${X(x).toFixed(1)}" cy="${Y(s).toFixed(1)}" r="3" fill="${c}"><title>${esc(op.name)}: ${fmt(s)} s</title></circle>`);
     const [lxv, ls] = pts.at(-1);
-    labels.push({ y: Y(ls), x: X(lxv) + 8, text: `${op.name} (${fmt(ls)} s)`, c });
+    labels.push({ y: Y(ls), py: Y(ls), px: X(lxv), text: `${op.name} (${fmt(ls)} s${pts.length < xs.length ? `, at ${sizeName(kind, keys[xs.indexOf(lxv)])}` : ''})`, c });
   });
   // Labels at the right ends, pushed apart so they do not overlap.
   labels.sort((a, b) => a.y - b.y);
   for (let i = 1; i < labels.length; i++) if (labels[i].y < labels[i - 1].y + 13) labels[i].y = labels[i - 1].y + 13;
-  for (const l of labels) out.push(`<text x="${l.x.toFixed(1)}" y="${(l.y + 4).toFixed(1)}" fill="${l.c}">${esc(l.text)}</text>`);
+  // Labels right of the panel, each joined to its line's last point by a thin leader.
+  for (const l of labels) {
+    out.push(`<polyline fill="none" stroke="${l.c}" stroke-width="0.6" stroke-dasharray="1 2" points="${l.px.toFixed(1)},${l.py.toFixed(1)} ${x0 + w + 4},${l.y.toFixed(1)}"/>`);
+    out.push(`<text x="${x0 + w + 8}" y="${(l.y + 4).toFixed(1)}" fill="${l.c}">${esc(l.text)}</text>`);
+  }
   return out.join('\n');
 }
 
 function svg(saved) {
-  const W = 1240;
+  const W = 1330;
   const H = 440;
   const body = [
-    panel('datafs', saved, 70, 50, 220, 330, 'Data.fs: seconds against size'),
-    panel('blobs', saved, 700, 50, 220, 330, 'Blob files: seconds against their number'),
+    panel('datafs', saved, 70, 50, 200, 330, 'Data.fs: seconds against size'),
+    panel('blobs', saved, 720, 50, 200, 330, 'Blob files: seconds against their number'),
     `<text x="${W / 2}" y="${H - 12}" text-anchor="middle" fill="#555">log-log; dashed: an anchor (the real repozo, rsync); ${esc(saved.cpus ?? '')}, shared with other work during the run; the tables have every figure</text>`,
   ];
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">
@@ -547,7 +558,8 @@ if (MODE === 'off') {
 /** Saves one size's figures: merged into the file as it is now (another run may have added its own meanwhile). */
 async function save(kind, key, entry) {
   const now = await loadResults();
-  now[kind][key] = entry;
+  // Cases this run did not measure (BENCH_CASES, a stopped run) keep their earlier figures.
+  now[kind][key] = { ...entry, results: { ...now[kind][key]?.results, ...entry.results } };
   now.cpus = entry.cpus;
   await fsp.writeFile(`${RESULTS}.tmp`, JSON.stringify(now, null, 2) + '\n');
   await fsp.rename(`${RESULTS}.tmp`, RESULTS);
