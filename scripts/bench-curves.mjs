@@ -534,7 +534,7 @@ function panel(kind, saved, x0, y0, w, h, title) {
 }
 
 function svg(saved) {
-  const W = 1330;
+  const W = 1400;
   const H = 440;
   const body = [
     panel('datafs', saved, 70, 50, 200, 330, 'Data.fs: seconds against size'),
