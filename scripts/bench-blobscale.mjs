@@ -9,7 +9,7 @@
 //   BENCH_SCALE_BLOBS=20000,200000,1000000 node scripts/bench-blobscale.mjs
 //
 // Sites are generated once (Data.fs with 1,000 blob records per transaction,
-// blob files of 0.5-1.5 KB) and cached in bench-data/scale-N/. Each contender
+// blob files of 0.5-1.5 KB; scripts/bench-gen.mjs) and cached in bench-data/scale-N/. Each contender
 // has its own backup folder, made (untimed) by a first backup; then, per
 // trial, 10 blob files are committed to the live site (untimed) and the
 // contender's backup is timed as a child process, best of BENCH_ROUNDS
@@ -19,67 +19,23 @@
 //
 // Targets: pool at 200,000 ≤ 1.5 × pool at 20,000; pool ≤ 1 × rsync at each size.
 
-import { ROOT, log, printReport, rng, run, waitQuiet } from './bench-lib.mjs';
-import { loadEngine } from './bench-lib.mjs';
+import { ROOT, log, printReport, run, runTrials, settings, summarize } from './bench-lib.mjs';
+import { DATA, addBlobs, ensureBlobSite } from './bench-gen.mjs';
+import { rng } from './bench-lib.mjs';
 import { promises as fsp, existsSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-const DATA = path.join(ROOT, 'bench-data');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
 const SIZES = (process.env.BENCH_SCALE_BLOBS ?? '20000,200000').split(',').map(Number);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const PER_TXN = 1000;
+const S = settings({ BENCH_QUIET_WAIT: '30', BENCH_HOT_MB: '0', ...process.env });
 const NEW = 10;
-const QUIET = Number(process.env.BENCH_QUIET_WAIT ?? 30);
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first.`);
-const engine = await loadEngine(path.join(ROOT, 'out', 'bench', 'engine-scale.js'));
-
-let blobSeq = 0;
-function blobBody(rand) {
-  const b = Buffer.alloc(512 + Math.floor(rand() * 1024));
-  for (let i = 0; i < b.length; i += 4) b.writeUInt32LE(Math.floor(rand() * 4294967296), Math.min(i, b.length - 4));
-  b.write(`blob ${blobSeq++} `, 0, 'latin1');
-  return b;
-}
-
-/** The site of `n` blob files: var/filestorage/Data.fs and var/blobstorage (made once). */
-async function siteOf(n) {
-  const dir = path.join(DATA, `scale-${n}`);
-  const file = path.join(dir, 'var', 'filestorage', 'Data.fs');
-  const blobDir = path.join(dir, 'var', 'blobstorage');
-  if (!existsSync(path.join(dir, 'ready'))) {
-    log(`generating a site of ${n.toLocaleString('en')} blob files in ${dir}`);
-    await fsp.rm(dir, { recursive: true, force: true });
-    await fsp.mkdir(path.dirname(file), { recursive: true });
-    await fsp.mkdir(blobDir, { recursive: true, mode: 0o700 });
-    const w = await engine.FileStorageWriter.create(file, { blobDir });
-    const rand = rng(n);
-    for (let done = 0; done < n; done += PER_TXN) {
-      const records = [];
-      for (let i = 0; i < Math.min(PER_TXN, n - done); i++) records.push({ oid: w.newOid(), blob: blobBody(rand) });
-      await w.commit({ description: `upload ${done}`, records });
-    }
-    await w.writeIndex();
-    await w.close();
-    await fsp.writeFile(path.join(dir, 'ready'), `${n}\n`);
-  }
-  return { dir, file, blobDir };
-}
-
-/** Commits NEW blob files to the live site (untimed). */
-async function addBlobs(site, rand) {
-  const w = await engine.FileStorageWriter.open(site.file, { blobDir: site.blobDir });
-  const records = [];
-  for (let i = 0; i < NEW; i++) records.push({ oid: w.newOid(), blob: blobBody(rand) });
-  await w.commit({ description: 'ten new files', records });
-  await w.close();
-}
 
 const results = [];
 const rowsBySize = {};
 for (const n of SIZES) {
-  const site = await siteOf(n);
+  const site = await ensureBlobSite(n);
   const rand = rng(n + 1);
   const out = path.join(DATA, `scale-${n}-run`);
   await fsp.rm(out, { recursive: true, force: true });
@@ -102,6 +58,7 @@ for (const n of SIZES) {
     log(`${n}: first ${format} backup (untimed)`);
     await run(process.execPath, args);
     contenders.push({
+      inputs: [],
       id: `backup-${format}`,
       name: format === 'pool' ? '`plone-backup backup`, blob pool (our default)' : "`plone-backup backup`, hard-link trees (a buildout's recipe layout)",
       cmd: () => run(process.execPath, args, { timed: true }),
@@ -115,6 +72,7 @@ for (const n of SIZES) {
   await run('rsync', ['-a', `${site.blobDir}/`, `${prev}/`]);
   let gen = 0;
   contenders.push({
+    inputs: [],
     id: 'rsync',
     name: "`rsync -a --delete --link-dest=PREV` (the recipe's blob part alone)",
     cmd: async () => {
@@ -124,18 +82,12 @@ for (const n of SIZES) {
       return r;
     },
   });
-  const best = {};
-  for (let round = 0; round <= ROUNDS; round++) {
-    for (const c of contenders) {
-      await addBlobs(site, rand);
-      await waitQuiet(QUIET);
-      await run('sync', []);
-      const r = await c.cmd();
-      if (round === 0) continue; // warm-up
-      best[c.id] = Math.min(best[c.id] ?? Infinity, r.seconds);
-      log(`${n} round ${round}: ${c.id} ${r.seconds.toFixed(3)} s`);
-    }
-  }
+  // Before each round (untimed): NEW blob files committed to the live site, so
+  // every contender's backup finds exactly those (they used to be added before
+  // every contender's trial, so each backup found NEW × the contenders).
+  contenders[0].setup = () => addBlobs(site, rand, NEW);
+  const { best } = summarize(contenders, await runTrials(contenders, { ...S, warm: async () => undefined }));
+  for (const c of contenders) log(`${n}: ${c.id} best ${best[c.id].toFixed(3)} s`);
   rowsBySize[n] = best;
   for (const c of contenders) results.push({ name: `${c.name}, ${n.toLocaleString('en')} files`, n, id: c.id, seconds: best[c.id], vsRsync: best[c.id] / best.rsync, trials: [] });
 }
@@ -154,7 +106,7 @@ for (const r of results) {
   }
 }
 printReport({
-  about: `A backup after ${NEW} new blob files, best of ${ROUNDS}; node ${process.version}; ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}`,
+  about: `A backup after ${NEW} new blob files, best of ${S.rounds}; node ${process.version}; ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}`,
   columns: [
     ['seconds', true, (r) => r.seconds.toFixed(3)],
     ['× rsync', true, (r) => (r.id === 'rsync' ? '' : r.vsRsync.toFixed(2))],
