@@ -3,7 +3,7 @@
 // the same backup folders (var/backups and var/blobstoragebackups) to the same
 // S3 server, a real Ceph RGW started for the run (../shared/s3/start-s3.sh),
 // on a site of 20,000 small blob files (bench-data/scale-20000, made by
-// scripts/bench-blobscale.mjs; reused read-only: the benchmark works on a copy
+// scripts/bench-gen.mjs and shared with bench-blobscale; reused read-only: the benchmark works on a copy
 // whose Data.fs is copied and whose blob files are hard links).
 //
 //   npm run build && node scripts/bench-remote.mjs
@@ -31,15 +31,15 @@
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
-import * as net from 'node:net';
-import * as os from 'node:os';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
-import { ROOT, aboutRun, loadEngine, log, printReport, rng, run, runTrials, settings, summarize, writeResults } from './bench-lib.mjs';
+import { build } from 'esbuild';
+import { DATA, addBlobs, ensureBlobSite } from './bench-gen.mjs';
+import { ROOT, aboutRun, log, printReport, rng, run, runTrials, settings, summarize, writeResults } from './bench-lib.mjs';
 
 const s = settings({ BENCH_ROUNDS: '1', BENCH_WARMUP_ROUNDS: '0', BENCH_HOT_MB: '0', BENCH_QUIET_WAIT: '20', ...process.env });
 const CLI = s.cli;
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first.`);
-const DATA = path.join(ROOT, 'bench-data');
 const WORK = path.join(DATA, 'remote');
 const N = 20_000;
 const SCRIPT = process.env.START_S3 || path.resolve(ROOT, '..', 'shared', 's3', 'start-s3.sh');
@@ -49,41 +49,15 @@ try {
 } catch {
   throw new Error('rclone is missing: apt-get install -y rclone (Debian), or set RCLONE.');
 }
-const engine = await loadEngine(path.join(ROOT, 'out', 'bench', 'engine-remote.js'));
 
 // ---------------------------------------------------------------------------
-// The site: a copy of the 20,000-blob site (generated as bench-blobscale does when missing)
+// The site: a copy of the 20,000-blob site (scripts/bench-gen.mjs makes it when missing)
 
-let blobSeq = 0;
-function blobBody(rand) {
-  const b = Buffer.alloc(512 + Math.floor(rand() * 1024));
-  for (let i = 0; i < b.length; i += 4) b.writeUInt32LE(Math.floor(rand() * 4294967296), Math.min(i, b.length - 4));
-  b.write(`remote blob ${blobSeq++} `, 0, 'latin1');
-  return b;
-}
-
+/** The 20,000-file site: BENCH_REMOTE_SITE, or scripts/bench-gen.mjs's (made once, shared with the other benchmarks). */
 async function sourceSite() {
-  for (const dir of [process.env.BENCH_REMOTE_SITE, path.join(DATA, `scale-${N}`), path.resolve(ROOT, '..', 'main', 'bench-data', `scale-${N}`)]) {
-    if (dir && existsSync(path.join(dir, 'ready'))) return dir;
-  }
-  const dir = path.join(DATA, `scale-${N}`);
-  log(`generating a site of ${N.toLocaleString('en')} blob files in ${dir} (as scripts/bench-blobscale.mjs does)`);
-  const file = path.join(dir, 'var', 'filestorage', 'Data.fs');
-  const blobDir = path.join(dir, 'var', 'blobstorage');
-  await fsp.rm(dir, { recursive: true, force: true });
-  await fsp.mkdir(path.dirname(file), { recursive: true });
-  await fsp.mkdir(blobDir, { recursive: true, mode: 0o700 });
-  const w = await engine.FileStorageWriter.create(file, { blobDir });
-  const rand = rng(N);
-  for (let done = 0; done < N; done += 1000) {
-    const records = [];
-    for (let i = 0; i < 1000; i++) records.push({ oid: w.newOid(), blob: blobBody(rand) });
-    await w.commit({ description: `upload ${done}`, records });
-  }
-  await w.writeIndex();
-  await w.close();
-  await fsp.writeFile(path.join(dir, 'ready'), `${N}\n`);
-  return dir;
+  const given = process.env.BENCH_REMOTE_SITE;
+  if (given && existsSync(path.join(given, 'ready'))) return given;
+  return (await ensureBlobSite(N)).dir;
 }
 
 const src = await sourceSite();
@@ -101,33 +75,26 @@ await run(process.execPath, [CLI, 'backup', '-q', '--dir', site]);
 // ---------------------------------------------------------------------------
 // The server
 
-async function portFree(port) {
-  return new Promise((res) => {
-    const srv = net.createServer();
-    srv.once('error', () => res(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => res(true)));
-  });
-}
-let port = 0;
-for (let p = 7600; p < 7700 && !port; p += 2) if ((await portFree(p)) && (await portFree(p + 1))) port = p;
-const s3data = path.join(os.tmpdir(), `pb-bench-s3-${process.pid}`);
-log(`starting Ceph RGW on port ${port} (data in ${s3data})`);
-const out = execFileSync('bash', [SCRIPT, 'start', '--port', String(port), '--data', s3data], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000 });
-const S3 = Object.fromEntries(
-  out
-    .trim()
-    .split('\n')
-    .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1).replace(/^"|"$/g, '')]),
-);
-const destroy = () => execFileSync('bash', [SCRIPT, 'destroy', '--data', s3data], { stdio: 'inherit', timeout: 120_000 });
-process.on('exit', () => {
-  try {
-    destroy();
-  } catch {
-    // already gone
-  }
+// The one way the tests start a server (test/support/s3.ts), bundled for this script.
+await build({
+  entryPoints: [path.join(ROOT, 'test', 'support', 's3.ts')],
+  outfile: path.join(ROOT, 'out', 'bench', 's3.js'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  logLevel: 'warning',
 });
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+process.env.START_S3 = SCRIPT; // its own default is relative to where it compiles to, not to out/bench
+const server = await createRequire(import.meta.url)(path.join(ROOT, 'out', 'bench', 's3.js')).startS3();
+log(`Ceph RGW started at ${server.env.endpoint}`);
+let destroyed = false;
+const destroy = async () => {
+  if (!destroyed) await server.destroy();
+  destroyed = true;
+};
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => void destroy().finally(() => process.exit(130)));
+const S3 = { S3_ENDPOINT: server.env.endpoint, S3_ACCESS_KEY: server.env.accessKey, S3_SECRET_KEY: server.env.secretKey, S3_REGION: server.env.region };
 
 const env = {
   AWS_ACCESS_KEY_ID: S3.S3_ACCESS_KEY,
@@ -158,11 +125,7 @@ const push = (bucket, o = {}) => run(process.execPath, [CLI, 'push', '-q', '--di
 /** Commits 10 blob files to the site and backs it up (untimed). */
 const rand = rng(N + 12);
 async function tenNewBlobs() {
-  const w = await engine.FileStorageWriter.open(file, { blobDir });
-  const records = [];
-  for (let i = 0; i < 10; i++) records.push({ oid: w.newOid(), blob: blobBody(rand) });
-  await w.commit({ description: 'ten new files', records });
-  await w.close();
+  await addBlobs({ file, blobDir }, rand, 10);
   await run(process.execPath, [CLI, 'backup', '-q', '--dir', site]);
 }
 
@@ -270,7 +233,12 @@ async function sameState(dir, first) {
   return st.size === roundSize ? true : `restored ${st.size} bytes, the other contender ${roundSize}`;
 }
 
-const trials = await runTrials(cases, { ...s, warm: async () => undefined });
+let trials;
+try {
+  trials = await runTrials(cases, { ...s, warm: async () => undefined });
+} finally {
+  await destroy();
+}
 const { results } = summarize(cases, trials);
 printReport({
   about: `${N.toLocaleString('en')} blob files (0.5-1.5 KB) and their Data.fs, backed up in the blob pool; Ceph RGW 16 on 127.0.0.1; rclone ${execFileSync(RCLONE, ['version'], {

@@ -1,24 +1,19 @@
 /**
  * What the remote tests share: a real S3 server (Ceph RGW, started by
- * ../shared/s3/start-s3.sh for the test file that calls useS3, destroyed
- * after it), fresh buckets, a production site with backups at chosen stamps,
+ * test/support/s3.ts for the test file that calls useS3, destroyed after
+ * it), fresh buckets, a production site with backups at chosen stamps,
  * and a restore from a remote.
  */
 import { after, before } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { type Deployment, type KeySource, type RemoteTarget, backupDeployment, discoverDeployment, openRemoteRestore, openTarget, parseStamp } from '../../src/engine/internal';
 import { fakeClock } from '../support/fixtures';
 import { blobContents, content, md5File } from '../support/fs';
-import { ROOT } from '../support/paths';
+import { startS3, type S3Instance } from '../support/s3';
 import { makeSite, type Site } from '../support/site';
-
-const SCRIPT = process.env.START_S3 || path.resolve(ROOT, '..', 'shared', 's3', 'start-s3.sh');
 
 export interface S3Server {
   env: Record<string, string>;
@@ -33,62 +28,26 @@ export interface S3Server {
   rawPut(url: string, key: string, body: Buffer): Promise<void>;
 }
 
-/** Whether nothing listens on 127.0.0.1:port. */
-function portFree(port: number): Promise<boolean> {
-  return new Promise((res) => {
-    const srv = net.createServer();
-    srv.once('error', () => res(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => res(true)));
-  });
-}
-
 /**
- * Starts a server for this test file: an S3 port and its monitor port (the
- * next) that are free, away from the example's range, tried from a place of
- * this process's own, so that test files running side by side do not meet.
+ * Starts a server for this test file (test/support/s3.ts's startS3, the one
+ * way the tests start one), and sets the SDK's default chain from it.
  */
 export function useS3(): S3Server {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pb-s3-'));
-  let bucketNo = 0;
+  let instance: S3Instance | undefined;
   const server = { env: {} as Record<string, string> } as S3Server;
   before(async () => {
-    let port = 0;
-    for (let i = 0; i < 150 && !port; i++) {
-      const p = 7700 + ((process.pid + i * 7) % 150) * 2;
-      if ((await portFree(p)) && (await portFree(p + 1))) port = p;
-    }
-    assert.ok(port, 'no free port pair for the S3 server');
-    const out = execFileSync('bash', [SCRIPT, 'start', '--port', String(port), '--data', dataDir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000 });
-    const env = Object.fromEntries(
-      out
-        .trim()
-        .split('\n')
-        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1).replace(/^"|"$/g, '')]),
-    );
-    server.env = env;
+    instance = await startS3();
+    const e = instance.env;
+    server.env = { S3_ENDPOINT: e.endpoint, S3_ACCESS_KEY: e.accessKey, S3_SECRET_KEY: e.secretKey, S3_REGION: e.region };
     // The SDK's default chain: what a cron line's environment would hold.
-    process.env.AWS_ACCESS_KEY_ID = env.S3_ACCESS_KEY;
-    process.env.AWS_SECRET_ACCESS_KEY = env.S3_SECRET_KEY;
-    process.env.AWS_REGION = env.S3_REGION;
-    server.admin = new S3Client({
-      endpoint: env.S3_ENDPOINT,
-      region: env.S3_REGION,
-      forcePathStyle: true,
-      credentials: { accessKeyId: env.S3_ACCESS_KEY!, secretAccessKey: env.S3_SECRET_KEY! },
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    });
+    process.env.AWS_ACCESS_KEY_ID = e.accessKey;
+    process.env.AWS_SECRET_ACCESS_KEY = e.secretKey;
+    process.env.AWS_REGION = e.region;
+    server.admin = instance.admin;
   });
-  after(() => {
-    server.admin?.destroy();
-    execFileSync('bash', [SCRIPT, 'destroy', '--data', dataDir], { stdio: 'inherit', timeout: 120_000 });
-  });
+  after(() => instance?.destroy());
   const bucketOf = (url: string) => url.slice(5).split('/')[0]!;
-  server.bucket = async () => {
-    const name = `pb-test-${process.pid}-${++bucketNo}`;
-    await server.admin.send(new CreateBucketCommand({ Bucket: name }));
-    return `s3://${name}/sites/prod`;
-  };
+  server.bucket = () => instance!.bucket();
   server.open = (url, o = {}) => openTarget(url, { endpoint: server.env.S3_ENDPOINT, ...o });
   server.rawKeys = async (url) => {
     const out: string[] = [];

@@ -5,7 +5,8 @@
  * UI journeys (plain node, through out/test/support/s3.js). Started and
  * destroyed asynchronously; the ports are a free pair picked from this
  * process's own place in the range, so that runs side by side do not meet.
- * test/remote/s3support.ts does the same for the engine's node:test files.
+ * test/remote/s3support.ts wraps it for the engine's node:test files, and
+ * scripts/bench-remote.mjs starts its server with it too.
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -42,7 +43,7 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** A port P with P+1 free too (the gateway and its monitor), from 8000 up, away from s3support.ts's 7700–7999. */
+/** A port P with P+1 free too (the gateway and its monitor), from 8000 up. */
 async function freePortPair(): Promise<number> {
   for (let i = 0; i < 150; i++) {
     const p = 8000 + ((process.pid + i * 7) % 150) * 2;
