@@ -116,8 +116,10 @@ export async function backupStorage(dep: Deployment, s: StorageConfig, kind: Bac
   // Backup folders made here are no more open than the Data.fs they hold (0700 for a 0600 one).
   await fileLayer.mkdir(repo, { recursive: true, mode: (await modesFrom(s.file)).dir });
   let ok = false;
-  const lock = await acquireLock(repo, { what: kind, waitMs: opts.lockWaitMs, signal: opts.signal });
+  let lock: Awaited<ReturnType<typeof acquireLock>> | undefined;
   try {
+    // Inside the try: a lock that cannot be written (a full disk) leaves no folder this run made.
+    lock = await acquireLock(repo, { what: kind, waitMs: opts.lockWaitMs, signal: opts.signal });
     await cleanLeftovers(repo, opts.log);
     if (s.blobDir) await cleanBlobLeftovers(blobs, path.basename(s.blobDir), repo);
     const retries = opts.retries ?? 3;
@@ -137,7 +139,7 @@ export async function backupStorage(dep: Deployment, s: StorageConfig, kind: Bac
       }
     }
   } finally {
-    await lock.release();
+    await lock?.release();
     if (!ok) for (const d of fresh) await fileLayer.rmdir(d).catch(() => undefined); // only when empty
   }
 }
