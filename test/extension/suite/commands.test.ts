@@ -7,14 +7,13 @@
 // fresh sample site (var/ wiped) and makes the backups it needs, so any one of
 // them runs alone (PLONE_BACKUP_TEST_GREP) or in any order.
 import * as assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { backupDeployment, discoverDeployment, isStamp, parseStamp, SampleSite, siteRunning } from '../../../src/engine/internal';
+import { backupDeployment, discoverDeployment, isStamp, parseStamp, SampleSite } from '../../../src/engine/internal';
 import { Command } from '../../../src/extension/commands';
-import { done, exec, ls, testWorkspace, waitFor, type TestWorkspace } from './host';
+import { done, exec, holdSiteLock, ls, testWorkspace, waitFor, type HeldLock, type TestWorkspace } from './host';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { GenerationNode, Node } from '../../../src/extension/tree';
 import { nth } from '../../support/must';
@@ -41,7 +40,7 @@ suite('Plone Backup commands on a sample deployment', function () {
   let dataFs: string;
   let blobDir: string;
   let var_: string;
-  let locker: ChildProcess | undefined;
+  let running: HeldLock | undefined;
   let w: TestWorkspace;
 
   const dir = (name: string) => path.join(var_, name);
@@ -56,7 +55,7 @@ suite('Plone Backup commands on a sample deployment', function () {
 
   /** A clean start (see TestWorkspace.fresh), with no flock holder left. */
   async function fresh(opts: { empty?: boolean } = {}): Promise<void> {
-    stopLocker();
+    await running?.release();
     await w.fresh(opts);
   }
 
@@ -91,18 +90,8 @@ suite('Plone Backup commands on a sample deployment', function () {
     var_ = w.varDir;
   });
 
-  // flock and its sleep, as one process group (the sleep inherits the locked descriptor).
-  const stopLocker = () => {
-    if (!locker?.pid) return;
-    try {
-      process.kill(-locker.pid, 'SIGTERM');
-    } catch {
-      // already gone
-    }
-    locker = undefined;
-  };
-  suiteTeardown(() => {
-    stopLocker();
+  suiteTeardown(async () => {
+    await running?.release();
     w?.dispose();
   });
 
@@ -324,9 +313,7 @@ suite('Plone Backup commands on a sample deployment', function () {
 
   test('restore is refused while the site runs, with the reason', async () => {
     const { firstFull } = await history();
-    const lockFile = `${dataFs}.lock`;
-    locker = spawn('flock', [lockFile, 'sleep', '60'], { stdio: 'ignore', detached: true });
-    await waitFor(async () => (await siteRunning(dataFs)) !== undefined, 'the lock to be held', 5000);
+    running = await holdSiteLock(dataFs);
     const before = fs.statSync(dataFs);
     const r = await exec(Command.restore, { stamp: firstFull, yes: true });
     assert.equal(r.status, 'failed');
@@ -335,9 +322,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     const after = fs.statSync(dataFs);
     assert.equal(after.ino, before.ino);
     assert.equal(after.size, before.size);
-    stopLocker();
-    await waitFor(async () => (await siteRunning(dataFs)) === undefined, 'the lock to be released', 5000);
-    fs.rmSync(lockFile, { force: true });
+    await running.release();
   });
 
   test('delete: never the newest complete generation; a full goes with its incrementals and their blobs', async () => {

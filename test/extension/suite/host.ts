@@ -2,12 +2,13 @@
 // reading its outcome, waiting for a condition, listing a folder, and the test
 // workspace with a fresh sample site (testWorkspace).
 import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { SampleSite } from '../../../src/engine/internal';
+import { SampleSite, siteRunning } from '../../../src/engine/internal';
 import { Command, type Outcome } from '../../../src/extension/commands';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 
@@ -51,7 +52,7 @@ export interface TestWorkspace {
    * the last "Added News"), refreshed again.
    */
   fresh(opts?: { empty?: boolean; site?: (s: SampleSite) => Promise<unknown> }): Promise<void>;
-  /** Opens the site, runs `fn` (its commits), closes it. */
+  /** Opens the site (made when there is none: an empty dev site's first commit), runs `fn` (its commits), closes it. */
   commit(fn: (s: SampleSite) => Promise<unknown>): Promise<void>;
   /** Removes the var/ folders `fresh` moved aside. */
   dispose(): void;
@@ -105,7 +106,7 @@ export async function testWorkspace(name: string, opts: { empty?: boolean; site?
       done(await exec(Command.refresh), 'refresh');
     },
     async commit(fn) {
-      const s = await SampleSite.open({ file: dataFs, blobDir });
+      const s = fs.existsSync(dataFs) ? await SampleSite.open({ file: dataFs, blobDir }) : await SampleSite.create({ file: dataFs, blobDir });
       try {
         await fn(s);
       } finally {
@@ -118,4 +119,38 @@ export async function testWorkspace(name: string, opts: { empty?: boolean; site?
   };
   await w.fresh(opts);
   return w;
+}
+
+/** A site that runs, as the tool sees one: `release` stops it (and removes the lock file). */
+export interface HeldLock {
+  release(): Promise<void>;
+}
+
+/**
+ * Holds the site's lock (`Data.fs.lock`) as a running Zope does: flock and its
+ * sleep, one process group (the sleep inherits the locked descriptor), until
+ * `release`, which a suite's teardown may call again.
+ */
+export async function holdSiteLock(dataFs: string): Promise<HeldLock> {
+  const lockFile = `${dataFs}.lock`;
+  const p = spawn('flock', [lockFile, 'sleep', '60'], { stdio: 'ignore', detached: true });
+  let held = true;
+  const lock: HeldLock = {
+    async release() {
+      if (!held) return;
+      held = false;
+      try {
+        process.kill(-p.pid!, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+      await waitFor(async () => (await siteRunning(dataFs)) === undefined, 'the lock to be released', 5000);
+      fs.rmSync(lockFile, { force: true });
+    },
+  };
+  await waitFor(async () => (await siteRunning(dataFs)) !== undefined, 'the lock to be held', 5000).catch(async (e: unknown) => {
+    await lock.release();
+    throw e;
+  });
+  return lock;
 }

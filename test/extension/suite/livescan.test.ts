@@ -9,57 +9,52 @@
 import * as assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import * as vscode from 'vscode';
-import { LIVE_SCAN_FILE, SampleSite } from '../../../src/engine/internal';
+import { LIVE_SCAN_FILE } from '../../../src/engine/internal';
 import { Command } from '../../../src/extension/commands';
-import { done, exec, EXTENSION_ID, waitFor } from './host';
+import { done, exec, testWorkspace, waitFor, type TestWorkspace } from './host';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 
 suite('The live scan: off the extension host, continued from its cache', function () {
   this.timeout(60_000);
   let api: PloneBackupApi;
-  let ws: string;
   let var_: string;
   let dataFs: string;
-  let blobDir: string;
-  let attic: string;
+  let w: TestWorkspace;
 
   suiteSetup(async () => {
-    ws = process.env.PLONE_BACKUP_TEST_WORKSPACE!;
-    assert.ok(ws, 'PLONE_BACKUP_TEST_WORKSPACE is not set');
-    var_ = path.join(ws, 'var');
-    dataFs = path.join(var_, 'filestorage', 'Data.fs');
-    blobDir = path.join(var_, 'blobstorage');
-    attic = fs.mkdtempSync(path.join(os.tmpdir(), 'plone-backup-attic-'));
-    api = (await vscode.extensions.getExtension<PloneBackupApi>(EXTENSION_ID)!.activate())!;
+    w = await testWorkspace('livescan', { empty: true });
+    ({ dataFs, api } = w);
+    var_ = w.varDir;
     assert.ok(api?.diagnostics, 'the test hooks are not there (PLONE_BACKUP_TEST_HOOKS=1 in the extension host?)');
   });
 
   suiteTeardown(() => {
-    if (attic) fs.rmSync(attic, { recursive: true, force: true });
+    w?.dispose();
   });
 
+  /**
+   * The scans reported from now on. By identity, not by index: the list keeps
+   * the latest 32 only, so after a full suite its length stays put.
+   */
+  const scansFrom = () => {
+    const seen = new Set(api.diagnostics.scans);
+    return () => api.diagnostics.scans.filter((r) => !seen.has(r));
+  };
+
   test('a check scans in a worker and writes the cache; a new window scans only what was appended', async () => {
-    try {
-      if (fs.existsSync(var_)) fs.renameSync(var_, path.join(attic, 'var'));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-      fs.rmSync(var_, { recursive: true, force: true });
-    }
-    done(await exec(Command.refresh), 'refresh');
-    const site = await SampleSite.create({ file: dataFs, blobDir });
-    await site.addDocument('Front page');
-    await site.uploadFile('report.pdf', crypto.randomBytes(3000));
-    await site.close();
-    done(await exec(Command.refresh), 'refresh');
+    // From before the site is made: an automatic check may scan it before the explicit one.
+    const mine = scansFrom();
+    await w.fresh({
+      site: async (s) => {
+        await s.addDocument('Front page');
+        await s.uploadFile('report.pdf', crypto.randomBytes(3000));
+      },
+    });
     done(await exec(Command.backup), 'backup');
 
-    const from = api.diagnostics.scans.length;
     done(await exec(Command.check), 'check');
     const size = fs.statSync(dataFs).size;
-    const mine = () => api.diagnostics.scans.slice(from);
     const first = mine().find((r) => r.end === size);
     assert.ok(first, `no scan to the end of Data.fs among ${JSON.stringify(mine())}`);
     assert.equal(first.offThread, true, 'the scan ran in a worker thread');
@@ -68,23 +63,23 @@ suite('The live scan: off the extension host, continued from its cache', functio
 
     // New transactions; the automatic check they cause (if any) continues in memory
     // (and leaves the cache file where the first scan ended: a small step is not written).
-    const again = await SampleSite.open({ file: dataFs, blobDir });
-    await again.addDocument('News');
-    await again.uploadFile('logo.png', crypto.randomBytes(2000));
-    await again.close();
+    await w.commit(async (s) => {
+      await s.addDocument('News');
+      await s.uploadFile('logo.png', crypto.randomBytes(2000));
+    });
     const grown = fs.statSync(dataFs).size;
     await waitFor(() => api.diagnostics.scans.some((r) => r.end === grown), 'the automatic check', 8_000).catch(() => undefined);
     await api.diagnostics.check([], { live: false, backups: false, quick: true }); // the queue drained
     // A new window: nothing in memory.
     api.diagnostics.cache.files.clear();
-    const mark = api.diagnostics.scans.length;
+    const later = scansFrom();
     done(await exec(Command.check), 'check');
     // One of them continued from the file.
-    const cont = api.diagnostics.scans.slice(mark).find((r) => r.from === 'disk');
-    assert.ok(cont, `no scan continued from the cache file: ${JSON.stringify(api.diagnostics.scans.slice(mark))}`);
+    const cont = later().find((r) => r.from === 'disk');
+    assert.ok(cont, `no scan continued from the cache file: ${JSON.stringify(later())}`);
     assert.equal(cont.start, size);
     assert.equal(cont.scanned, grown - size, 'only the appended bytes were scanned');
     assert.equal(cont.offThread, true);
-    assert.ok(!api.diagnostics.scans.slice(mark).some((r) => r.from === 'start'), 'nothing was scanned from the start');
+    assert.ok(!later().some((r) => r.from === 'start'), 'nothing was scanned from the start');
   });
 });

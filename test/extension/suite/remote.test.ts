@@ -12,20 +12,19 @@
 // deployment, a dev site to fill) and the remote with ploneBackup.remote.*,
 // and removes every setting and its var/ when it ends.
 import * as assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { SampleSite, discoverDeployment, readRuns, runLogPath, siteRunning, type PushResult, type StorageRestoreResult } from '../../../src/engine/internal';
+import { SampleSite, discoverDeployment, readRuns, runLogPath, type PushResult, type StorageRestoreResult } from '../../../src/engine/internal';
 import { Command } from '../../../src/extension/commands';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { Node } from '../../../src/extension/tree';
 import type { Confirmation } from '../../../src/extension/safety';
 import { startS3, type S3Instance } from '../../support/s3';
-import { done, exec, EXTENSION_ID, waitFor } from './host';
+import { done, exec, EXTENSION_ID, holdSiteLock, testWorkspace, waitFor, type HeldLock, type TestWorkspace } from './host';
 
 const md5 = (file: string) => createHash('md5').update(fs.readFileSync(file)).digest('hex');
 
@@ -61,10 +60,11 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
   let var_: string;
   let dataFs: string;
   let blobDir: string;
-  let attic: string;
-  let atticCount = 0;
+  let w: TestWorkspace;
+  /** A home for the AWS files that must not exist (no ~/.aws of this machine). */
+  let noAws: string;
   let url = '';
-  let locker: ChildProcess | undefined;
+  let running: HeldLock | undefined;
   const savedEnv: Record<string, string | undefined> = {};
 
   const config = () => vscode.workspace.getConfiguration('ploneBackup');
@@ -109,20 +109,9 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
     done(await exec(Command.setRemoteCredentials, { folder: ws, accessKeyId: s3.env.accessKey, secretAccessKey: s3.env.secretKey }), 'set credentials');
   }
 
-  /** var/ moved aside (not deleted: a new Data.fs must not reuse an inode the extension knows), then refreshed: an empty dev site. */
-  async function emptySite(): Promise<void> {
-    if (fs.existsSync(var_)) fs.renameSync(var_, path.join(attic, `var-${atticCount++}`));
-    await refresh();
-  }
-
-  async function commit(fn: (s: SampleSite) => Promise<unknown>): Promise<void> {
-    const s = fs.existsSync(dataFs) ? await SampleSite.open({ file: dataFs, blobDir }) : await SampleSite.create({ file: dataFs, blobDir });
-    try {
-      await fn(s);
-    } finally {
-      await s.close();
-    }
-  }
+  /** An empty dev site (TestWorkspace.fresh: var/ moved aside, refreshed). */
+  const emptySite = () => w.fresh({ empty: true });
+  const commit = (fn: (s: SampleSite) => Promise<unknown>) => w.commit(fn);
 
   /** Back Up Now, and the state it saved. */
   async function backUp(command: string = Command.backup): Promise<Point> {
@@ -159,32 +148,18 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
     return (r.Contents ?? []).map((o) => o.Key!).sort();
   }
 
-  const stopLocker = () => {
-    if (!locker?.pid) return;
-    try {
-      process.kill(-locker.pid, 'SIGTERM');
-    } catch {
-      // already gone
-    }
-    locker = undefined;
-  };
-
   suiteSetup(async function () {
     this.timeout(400_000);
-    ws = process.env.PLONE_BACKUP_TEST_WORKSPACE!;
-    assert.ok(ws, 'PLONE_BACKUP_TEST_WORKSPACE is not set');
-    var_ = path.join(ws, 'var');
-    dataFs = path.join(var_, 'filestorage', 'Data.fs');
-    blobDir = path.join(var_, 'blobstorage');
-    attic = fs.mkdtempSync(path.join(os.tmpdir(), 'plone-backup-remote-attic-'));
+    w = await testWorkspace('remote', { empty: true });
+    ({ ws, dataFs, blobDir, api } = w);
+    var_ = w.varDir;
+    noAws = fs.mkdtempSync(path.join(os.tmpdir(), 'plone-backup-no-aws-'));
     for (const k of AWS_VARS) savedEnv[k] = process.env[k];
     for (const k of AWS_VARS) delete process.env[k];
     // No ~/.aws of this machine, no instance metadata: without stored credentials a run has none.
-    process.env.AWS_SHARED_CREDENTIALS_FILE = path.join(attic, 'no-credentials');
-    process.env.AWS_CONFIG_FILE = path.join(attic, 'no-config');
+    process.env.AWS_SHARED_CREDENTIALS_FILE = path.join(noAws, 'no-credentials');
+    process.env.AWS_CONFIG_FILE = path.join(noAws, 'no-config');
     process.env.AWS_EC2_METADATA_DISABLED = 'true';
-    const ext = vscode.extensions.getExtension<PloneBackupApi>(EXTENSION_ID)!;
-    api = await ext.activate();
     assert.ok(api?.remote, 'activate() does not return the remote actions');
     s3 = await startS3();
     // The database by its paths, so that an empty var/ is a dev site to restore into.
@@ -195,7 +170,7 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
 
   suiteTeardown(async function () {
     this.timeout(180_000);
-    stopLocker();
+    await running?.release();
     if (api) {
       api.remote.trust.override = undefined;
       api.hooks.confirm = undefined;
@@ -207,7 +182,8 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
       else process.env[k] = savedEnv[k];
     }
     if (var_ && fs.existsSync(var_)) fs.rmSync(var_, { recursive: true, force: true });
-    if (attic) fs.rmSync(attic, { recursive: true, force: true });
+    w?.dispose();
+    if (noAws) fs.rmSync(noAws, { recursive: true, force: true });
     await exec(Command.refresh);
     await s3?.destroy();
   });
@@ -420,14 +396,12 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
     }
     assert.equal(md5(dataFs), first.dataFs);
     // The site must be stopped: its lock held, the restore is refused before anything is replaced.
-    locker = spawn('flock', [`${dataFs}.lock`, 'sleep', '60'], { stdio: 'ignore', detached: true });
-    await waitFor(async () => (await siteRunning(dataFs)) !== undefined, 'the lock to be held', 5000);
-    const running = await exec(Command.restoreFromRemote, { folder: ws, stamp: newest.stamp, yes: true });
-    stopLocker();
-    assert.equal(running.status, 'failed');
-    assert.equal((running as { code: string }).code, 'SITE_RUNNING');
+    running = await holdSiteLock(dataFs);
+    const refused = await exec(Command.restoreFromRemote, { folder: ws, stamp: newest.stamp, yes: true });
+    await running.release();
+    assert.equal(refused.status, 'failed');
+    assert.equal((refused as { code: string }).code, 'SITE_RUNNING');
     assert.equal(md5(dataFs), first.dataFs);
-    await waitFor(async () => (await siteRunning(dataFs)) === undefined, 'the lock to be released', 5000);
     // Now the newest: only the missing pieces are appended and the missing blob files added.
     const res = done(await exec<StorageRestoreResult[]>(Command.restoreFromRemote, { folder: ws, stamp: newest.stamp, yes: true, keepOld: false }), 'restore the newest');
     assert.equal(res[0]!.mode, 'incremental');

@@ -12,14 +12,13 @@
 // fresh folder outside the workspace, and makes the backups it needs: any one
 // of them runs alone (PLONE_BACKUP_TEST_GREP) or in any order.
 import * as assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { SampleSite, siteRunning } from '../../../src/engine/internal';
+import { SampleSite } from '../../../src/engine/internal';
 import { Command } from '../../../src/extension/commands';
-import { done, exec, ls, testWorkspace, waitFor, type TestWorkspace } from './host';
+import { done, exec, holdSiteLock, ls, testWorkspace, type TestWorkspace } from './host';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { Confirmation } from '../../../src/extension/safety';
 import { nth } from '../../support/must';
@@ -290,22 +289,14 @@ suite('Safety: consent for outside paths, arguments that skip confirmations', fu
     assert.equal(asked.length, 2);
 
     // force: true does not restore over a running site.
-    const lockFile = `${dataFs}.lock`;
-    const locker: ChildProcess = spawn('flock', [lockFile, 'sleep', '60'], { stdio: 'ignore', detached: true });
+    const running = await holdSiteLock(dataFs);
     try {
-      await waitFor(async () => (await siteRunning(dataFs)) !== undefined, 'the lock to be held');
       const r = await exec(Command.restore, { ...args, force: true });
       assert.equal(r.status, 'failed');
       assert.equal((r as { code: string }).code, 'SITE_RUNNING');
     } finally {
-      try {
-        process.kill(-locker.pid!, 'SIGTERM');
-      } catch {
-        // gone
-      }
+      await running.release();
     }
-    await waitFor(async () => (await siteRunning(dataFs)) === undefined, 'the lock to be released');
-    fs.rmSync(lockFile, { force: true });
 
     // delete with yes: true asks; No deletes nothing.
     api.hooks.bypassArgs = true;
