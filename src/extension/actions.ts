@@ -20,7 +20,6 @@ import {
   age,
   humanBytes,
   localTime,
-  localDateArg,
   zoneName,
   plural,
   PloneBackupError,
@@ -55,6 +54,7 @@ import {
 import type { DeleteArgs, DeleteOlderArgs, GenerationArgs, Outcome, RestoreArgs, RunArgs, TargetArgs } from './commands';
 import { scheduleCommand } from './schedule';
 import type { Diagnostics } from './diagnostics';
+import { askRestoreDate } from './datePrompt';
 import { generationsOf, type Entry, type LocatedGeneration, type Model } from './model';
 import { BLOB_STATUS_TEXT, generationArgs, isGenerationNode, lastTxn, type Node } from './tree';
 import { confirm, type OutsideConsent, type TestHooks } from './safety';
@@ -347,30 +347,22 @@ export class Actions {
     const backups = generationsOf([entry]).filter((l) => l.gen.kind === 'backup');
     /** The backup a restore to `date` (a repozo date) takes: the newest not after it. */
     const pickFor = (date: string) => backups.filter((l) => l.gen.stamp <= date).sort((a, b) => (a.gen.stamp < b.gen.stamp ? 1 : -1))[0];
-    const typed = await vscode.window.showInputBox({
+    const date = await askRestoreDate({
       title: `Restore ${entry.name}`,
       // The zone of the date typed (CET or CEST) is the preview's to say; here only "local".
       prompt: `The newest backup before this moment, in local time${zone ? ` (the preview names the zone)` : ''}: yyyy-mm-dd hh:mm[:ss]; end it with Z for UTC.`,
       placeHolder: format(new Date(), 'yyyy-MM-dd HH:mm'),
-      validateInput: (v) => {
-        if (!v.trim()) return undefined;
-        let date: string;
-        try {
-          date = localDateArg(v);
-        } catch (e) {
-          return toPloneBackupError(e).userMessage;
-        }
-        // A live preview of what Enter restores.
-        const l = pickFor(date);
-        if (!l) return { message: `No backup before ${localTime(date)}.`, severity: vscode.InputBoxValidationSeverity.Error };
-        return {
-          message: `→ the ${l.gen.full ? 'full' : 'incremental'} backup of ${localTime(l.gen.stamp)}, ${plural(l.gen.transactions, 'transaction')}${lastTxn(l.gen) ? `, last ${lastTxn(l.gen)}` : ''}`,
-          severity: vscode.InputBoxValidationSeverity.Info,
-        };
+      // A live preview of what Enter restores.
+      preview: (d) => {
+        const l = pickFor(d);
+        return (
+          l &&
+          `the ${l.gen.full ? 'full' : 'incremental'} backup of ${localTime(l.gen.stamp)}, ${plural(l.gen.transactions, 'transaction')}${lastTxn(l.gen) ? `, last ${lastTxn(l.gen)}` : ''}`
+        );
       },
+      none: (d) => `No backup before ${localTime(d)}.`,
     });
-    if (!typed) return undefined;
-    const date = localDateArg(typed);
+    if (!date) return undefined;
     // The confirmation and the result name the backup chosen, as the preview did.
     const chosen = pickFor(date);
     return {

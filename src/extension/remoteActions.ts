@@ -15,7 +15,6 @@ import {
   PloneBackupError,
   age,
   humanBytes,
-  localDateArg,
   localTime,
   normalizeDateArg,
   openRemoteRestore,
@@ -23,7 +22,6 @@ import {
   pushDeployment,
   recordRun,
   startRun,
-  toPloneBackupError,
   type FetchResult,
   type PushResult,
   type RestoreSession,
@@ -31,6 +29,7 @@ import {
   type StorageRestoreResult,
 } from '../engine';
 import type { Outcome, RemoteCredentialsArgs, RemoteRestoreArgs, RestoreArgs, TargetArgs } from './commands';
+import { askRestoreDate } from './datePrompt';
 import type { Entry } from './model';
 import { notConfigured, openRemote, remoteGenerations, remoteOf, type RemoteConfigured, type RemoteListings, type RemoteSecrets, type StoredCredentials } from './remote';
 import type { TestHooks } from './safety';
@@ -198,24 +197,16 @@ export class RemoteActions {
     if (!pick) return declined;
     if (pick.stamp) return { date: pick.stamp, label: `the backup of ${localTime(pick.stamp)}` };
     const before = (date: string) => gens.find((g) => g.gen.stamp <= date);
-    const typed = await vscode.window.showInputBox({
+    const date = await askRestoreDate({
       title: `Restore ${entry.name} from ${remote.url}`,
       prompt: 'The newest remote backup before this moment, in local time: yyyy-mm-dd hh:mm[:ss]; end it with Z for UTC.',
-      validateInput: (v) => {
-        if (!v.trim()) return undefined;
-        let date: string;
-        try {
-          date = localDateArg(v);
-        } catch (e) {
-          return toPloneBackupError(e).userMessage;
-        }
-        const g = before(date);
-        if (!g) return { message: `No remote backup before ${localTime(date)}.`, severity: vscode.InputBoxValidationSeverity.Error };
-        return { message: `→ the ${g.gen.full ? 'full' : 'incremental'} backup of ${localTime(g.gen.stamp)}`, severity: vscode.InputBoxValidationSeverity.Info };
+      preview: (d) => {
+        const g = before(d);
+        return g && `the ${g.gen.full ? 'full' : 'incremental'} backup of ${localTime(g.gen.stamp)}`;
       },
+      none: (d) => `No remote backup before ${localTime(d)}.`,
     });
-    if (!typed) return declined;
-    const date = localDateArg(typed);
+    if (!date) return declined;
     const g = before(date);
     return { date, label: g ? `the backup of ${localTime(g.gen.stamp)}` : `the newest backup before ${localTime(date)}` };
   }
