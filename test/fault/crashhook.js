@@ -114,6 +114,6 @@ if (crashAt > 0 || counting || delay > 0) {
 
   const first = (args) => args[0];
   const both = (args) => `${args[0]} -> ${args[1]}`;
-  for (const m of ['unlink', 'rm', 'rmdir', 'mkdir', 'writeFile', 'appendFile', 'truncate']) wrap(fsp, m, first);
+  for (const m of ['unlink', 'rm', 'rmdir', 'mkdir', 'mkdtemp', 'writeFile', 'appendFile', 'truncate']) wrap(fsp, m, first);
   for (const m of ['rename', 'link', 'copyFile', 'symlink']) wrap(fsp, m, both);
 }

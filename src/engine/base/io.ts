@@ -30,6 +30,7 @@ export const fileLayer = {
   link: (existing: string, name: string): Promise<void> => fsp.link(existing, name),
   symlink: (target: string, name: string): Promise<void> => fsp.symlink(target, name),
   mkdir: (p: string, opts: { recursive?: boolean; mode?: number }): Promise<string | undefined> => fsp.mkdir(p, opts),
+  mkdtemp: (prefix: string): Promise<string> => fsp.mkdtemp(prefix),
   rm: (p: string, opts: { recursive?: boolean; force?: boolean } = {}): Promise<void> => fsp.rm(p, opts),
   rmdir: (p: string): Promise<void> => fsp.rmdir(p),
   chmod: (p: string, mode: number): Promise<void> => fsp.chmod(p, mode),

@@ -52,7 +52,7 @@ export interface DrillOptions extends OperationOptions {
 
 export async function drillDeployment(dep: Deployment, opts: DrillOptions = {}): Promise<DrillResult[]> {
   const results: DrillResult[] = [];
-  const work = opts.workDir ?? (await fsp.mkdtemp(path.join(os.tmpdir(), 'plone-backup-drill-')));
+  const work = opts.workDir ?? (await fileLayer.mkdtemp(path.join(os.tmpdir(), 'plone-backup-drill-')));
   try {
     for (const s of dep.storages) {
       const from = opts.from?.(s);
