@@ -367,10 +367,21 @@ async function register(pending: PendingBlobs, piece: PreparedBackup | undefined
   }
 }
 
-const blobProgress =
-  (j: BlobJob) =>
-  (done: number, total: number): void =>
-    j.opts.onProgress?.({ phase: `blobs of ${j.s.name}`, done, total });
+/** What the pool and the tree builders both take from a job: where, which state, how, and the progress. */
+function generationInputs(j: BlobJob) {
+  return {
+    blobDir: j.s.blobDir,
+    layout: j.layout,
+    backupDir: j.blobs,
+    stamp: j.stamp,
+    end: j.end,
+    lastTid: j.lastTid,
+    linkFromLive: j.dep.settings.hardLinkFirstCopy,
+    modes: j.modes,
+    signal: j.opts.signal,
+    onProgress: (done: number, total: number): void => j.opts.onProgress?.({ phase: `blobs of ${j.s.name}`, done, total }),
+  };
+}
 
 /**
  * The pool (blobpool.ts): only the files the pool lacks are copied, linked
@@ -379,19 +390,10 @@ const blobProgress =
 async function poolGeneration(j: BlobJob): Promise<PendingBlobs> {
   const linkFrom = j.parent ? undefined : (await linkableTree(j.gens))?.content;
   const gen = await buildPoolGeneration({
-    blobDir: j.s.blobDir,
-    layout: j.layout,
-    backupDir: j.blobs,
-    stamp: j.stamp,
-    end: j.end,
-    lastTid: j.lastTid,
+    ...generationInputs(j),
     files: j.needed,
     parent: j.parent,
     linkFrom,
-    linkFromLive: j.dep.settings.hardLinkFirstCopy,
-    modes: j.modes,
-    signal: j.opts.signal,
-    onProgress: blobProgress(j),
   });
   return {
     final: gen.final,
@@ -406,18 +408,9 @@ async function poolGeneration(j: BlobJob): Promise<PendingBlobs> {
 /** The recipe's tree (blobgen.ts): files the newest tree has are hard links to it, new ones copies. */
 async function treeGeneration(j: BlobJob): Promise<PendingBlobs> {
   const gen = await buildGeneration({
-    blobDir: j.s.blobDir,
-    layout: j.layout,
-    backupDir: j.blobs,
-    stamp: j.stamp,
-    end: j.end,
-    lastTid: j.lastTid,
+    ...generationInputs(j),
     needed: j.needed,
     previous: await linkableTree(j.gens),
-    linkFromLive: j.dep.settings.hardLinkFirstCopy,
-    modes: j.modes,
-    signal: j.opts.signal,
-    onProgress: blobProgress(j),
   });
   return {
     final: gen.final,

@@ -381,32 +381,40 @@ export class BlobVanished extends PloneBackupError {
   }
 }
 
-/**
- * Builds a generation for `stamp` holding the `needed` blob files of `blobDir`.
- * Nothing is visible under the final name until `commit()`.
- */
-export async function buildGeneration(opts: {
+/** What every blob generation is built from, whatever its storage (a tree here, the pool in blobpool.ts). */
+export interface GenerationInputs {
   blobDir: string;
   layout: BlobLayout;
   backupDir: string;
   stamp: string;
+  /** The end of the filestorage state the generation matches, and its last transaction. */
   end: number;
   lastTid?: string;
-  needed: string[];
-  previous?: Generation;
-  /** Copy instead of hard-linking to the previous generation. */
-  noLinks?: boolean;
   /**
-   * With no previous generation, hard-link from the live blobstorage instead of
-   * copying (the recipe's rsync_hard_links_on_first_copy): ZODB never changes a
-   * committed blob file, but the backup then shares the live disk and inodes.
+   * Where nothing holds a file yet, hard-link it from the live blobstorage
+   * instead of copying (the recipe's rsync_hard_links_on_first_copy): ZODB
+   * never changes a committed blob file, but the backup then shares the live
+   * disk and inodes.
    */
   linkFromLive?: boolean;
   /** Modes of what is created (from the source Data.fs): blob files keep their own. */
   modes?: Modes;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
-}): Promise<BuildResult> {
+}
+
+/**
+ * Builds a generation for `stamp` holding the `needed` blob files of `blobDir`.
+ * Nothing is visible under the final name until `commit()`.
+ */
+export async function buildGeneration(
+  opts: GenerationInputs & {
+    needed: string[];
+    previous?: Generation;
+    /** Copy instead of hard-linking to the previous generation. */
+    noLinks?: boolean;
+  },
+): Promise<BuildResult> {
   const modes = opts.modes ?? PRIVATE_MODES;
   const base = path.basename(opts.blobDir);
   const final = path.join(opts.backupDir, `${base}.${opts.stamp}`);

@@ -39,7 +39,7 @@ import { PloneBackupError } from '../base/errors';
 import { type BlobLayout, BLOB_TMP_DIR, LAYOUT_FILE, eachAtMost, listBlobFiles, notABlobFile, readLayout, statBlobFiles } from '../zodb/blobdir';
 import { type Modes, PRIVATE_MODES, copyRegularFile, exists, fileLayer, fsyncDir, isTempName, linkRegularFile, tempPath, writeNewFile } from '../base/io';
 import { removeDeadTemps } from '../base/lock';
-import { BlobVanished, type BuildResult, type Generation, type Manifest, listGenerations, makeDirs, manifestBad, readManifest, soundHead } from './blobgen';
+import { BlobVanished, type BuildResult, type Generation, type GenerationInputs, type Manifest, listGenerations, makeDirs, manifestBad, readManifest, soundHead } from './blobgen';
 
 /** The pool folder of the blob folder named `base` in the backup folder `backupDir`. */
 export function poolDir(backupDir: string, base: string): string {
@@ -149,22 +149,11 @@ export async function poolHead(gen: Generation): Promise<Omit<Manifest, 'files'>
   return gen.kind === 'pool' ? soundHead(gen) : undefined;
 }
 
-export interface PoolBuildOptions {
-  blobDir: string;
-  layout: BlobLayout;
-  backupDir: string;
-  stamp: string;
-  end: number;
-  lastTid?: string;
+export interface PoolBuildOptions extends GenerationInputs {
   files: string[];
   parent?: { stamp: string; count: number; bytes: number };
   /** A dir generation's tree to hard-link files from (switching from the recipe layout). */
   linkFrom?: string;
-  /** Hard-link new files from the live blobstorage (rsync_hard_links_on_first_copy). */
-  linkFromLive?: boolean;
-  modes?: Modes;
-  signal?: AbortSignal;
-  onProgress?: (done: number, total: number) => void;
 }
 
 /**
