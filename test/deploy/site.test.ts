@@ -74,7 +74,10 @@ function checkFromOtherNamespace(root: string, file: string): { running?: { evid
       } catch (err) {
         restore = err.code || String(err);
       }
-      const procLocks = fs.readFileSync('/proc/locks', 'utf8').split('\\n').filter(Boolean).length;
+      // Only the locks on this site's files count: open file description locks
+      // (pid -1) of other programs on the machine show in every namespace.
+      const inodes = new Set([process.argv[1], process.argv[1] + '.lock'].filter((f) => fs.existsSync(f)).map((f) => String(fs.statSync(f).ino)));
+      const procLocks = fs.readFileSync('/proc/locks', 'utf8').split('\\n').filter((l) => inodes.has(/ [0-9a-f]+:[0-9a-f]+:(\\d+) /.exec(l)?.[1] ?? '')).length;
       process.stdout.write(JSON.stringify({ running, restore, procLocks }));
     })();`;
   const r = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, '-e', script, file, root], { encoding: 'utf8', timeout: 60_000 });
