@@ -78,7 +78,7 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
     const packaged = step('package (esbuild + vsce)', 'npm', ['run', '--silent', 'package', '--', '--out', vsix]);
     // The whole suite in one budget: the remote suite starts a real S3 server (test/support/s3.ts) and
     // pushes and restores through it, which takes the suite past run-offline's default of 180 s.
-    step('in-host suite', process.execPath, ['scripts/vscode/run-offline.mjs'], { PLONE_BACKUP_TEST_TIMEOUT: process.env.PLONE_BACKUP_TEST_TIMEOUT || '600' });
+    step('in-host suite', process.execPath, ['scripts/vscode/run-offline.mjs'], { PLONE_BACKUP_TEST_TIMEOUT: process.env.PLONE_BACKUP_TEST_TIMEOUT || '1200' });
     if (packaged) step('the .vsix installed and activated', process.execPath, ['scripts/vscode/run-offline.mjs', '--vsix', vsix]);
     step('UI: Back Up Now from the palette', process.execPath, ['scripts/vscode/run-offline.mjs', '--ui', 'test/extension/ui/backup-now.mjs'], {
       PLONE_BACKUP_UI_SCREENSHOT: join(tmp, 'screenshot-backups.png'),

@@ -356,7 +356,7 @@ export function makeDriver(page, extra = {}) {
           has: page.locator(`a.action-label[aria-label^="${label}"]`),
         })
         .first();
-      await item.waitFor({ timeout: 10_000 });
+      await item.waitFor({ timeout: 60_000 }); // the activity bar fills in once the extension is read: late on a busy machine
       if ((await item.getAttribute('aria-selected')) !== 'true') await item.click();
     },
     /** Texts of the rows of the visible lists/trees (optionally within `scope` selector). */
@@ -497,7 +497,8 @@ async function main() {
     });
     const serverDied = once(server.child, 'exit').then(() => 'server-exit');
 
-    await page.goto(workbenchUrl({ ...server, workspace, extensionPath, testsPath: opts.ui ? undefined : testsPath }));
+    // The load event of a workbench on a busy machine can take well over playwright's default 30 s.
+    await page.goto(workbenchUrl({ ...server, workspace, extensionPath, testsPath: opts.ui ? undefined : testsPath }), { timeout: 120_000 });
 
     let outcome;
     if (opts.ui) {

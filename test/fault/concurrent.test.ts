@@ -136,10 +136,11 @@ describe('two runs at once', () => {
     const stamps = await registeredStamps(repo);
     // Restore to the first state; a backup started meanwhile refuses, then one that waits.
     const before = md5File(s.file);
-    const r = runHooked(['restore', nth(stamps, 0), '--yes', '--dir', root], { env: SLOW });
+    const r = runHooked(['restore', nth(stamps, 0), '--yes', '--dir', root], { env: SLOWER });
     await heldBy(lock, 'restore');
     locked(await runHooked(['backup', '--dir', root, '--lock-wait', '0']), 'backup during restore');
-    const w = runHooked(['backup', '--dir', root]);
+    // Waits as long as the slowed restore may take on a loaded machine (the default is 10 s).
+    const w = runHooked(['backup', '--dir', root, '--lock-wait', '600']);
     ok(await r, 'restore');
     ok(await w, 'waiting backup');
     assert.notEqual(md5File(s.file), before);
@@ -151,12 +152,12 @@ describe('two runs at once', () => {
     await s2.close();
     const live = md5File(s.file);
     const liveBlobs = blobContents(s.blobDir);
-    const b = runHooked(['backup', '--dir', root], { env: SLOW });
+    const b = runHooked(['backup', '--dir', root], { env: SLOWER });
     await heldBy(lock, 'backup');
     locked(await runHooked(['restore', '--yes', '--dir', root, '--lock-wait', '0', '--full-restore']), 'restore during backup');
     assert.equal(md5File(s.file), live, 'the refused restore changed Data.fs');
     assert.deepEqual(blobContents(s.blobDir), liveBlobs);
-    const w2 = runHooked(['restore', nth(stamps, 1), '--yes', '--dir', root]);
+    const w2 = runHooked(['restore', nth(stamps, 1), '--yes', '--dir', root, '--lock-wait', '600']);
     ok(await b, 'backup');
     ok(await w2, 'waiting restore');
     await assertConsistent(s.file, s.blobDir);
