@@ -122,14 +122,7 @@ function sayForget(res: ForgetResult, io: CliIo, say: (s: string) => void): void
   }
 }
 
-export async function forgetMain(
-  p: Parsed,
-  dep: Deployment,
-  io: CliIo,
-  common: RemoteCommon,
-  say: (s: string) => void,
-  runOpts: RunLogOptions,
-): Promise<number> {
+export async function forgetMain(p: Parsed, dep: Deployment, io: CliIo, common: RemoteCommon, say: (s: string) => void, runOpts: RunLogOptions): Promise<number> {
   if (p.positional.length) throw usage('forget takes no arguments');
   if (p.values.has('from')) throw usage('forget names its remote with --remote URL (or --to URL), or takes the configured one');
   const policy = forgetPolicy(p, dep);
@@ -152,14 +145,7 @@ export async function forgetMain(
   return 0;
 }
 
-export async function pushMain(
-  p: Parsed,
-  dep: Deployment,
-  io: CliIo,
-  common: RemoteCommon,
-  say: (s: string) => void,
-  runOpts: RunLogOptions,
-): Promise<number> {
+export async function pushMain(p: Parsed, dep: Deployment, io: CliIo, common: RemoteCommon, say: (s: string) => void, runOpts: RunLogOptions): Promise<number> {
   if (p.positional.length) throw usage('push takes no arguments');
   if (p.flags.has('dry-run')) throw usage('--dry-run is for forget (push --forget always pushes first)');
   // The retention is checked before anything is sent; it runs only after every new manifest is written.

@@ -208,7 +208,11 @@ export async function forgetRemote(dep: Deployment, t: RemoteTarget, policy: For
       // The local index of what the remote holds (push.ts) forgets it too, so the next push need not ask.
       if (!opts.dryRun && (res.forgotten.length || res.objects.length)) await pruneIndex(pushIndexPath(s, t.url, kind), res.forgotten, named);
     }
-    const ended = await endUnfinished(raw, read.map((r) => r.space), opts);
+    const ended = await endUnfinished(
+      raw,
+      read.map((r) => r.space),
+      opts,
+    );
     const unfinished = raw instanceof FileTarget && !opts.dryRun ? raw.cleanedTemps.slice(sweptBefore).sort() : ended;
     return { url: t.url, dryRun: opts.dryRun === true, storages, unfinished, stats: { ...t.stats } };
   } finally {

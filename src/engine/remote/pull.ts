@@ -447,7 +447,14 @@ export async function openRemoteRestore(dep: Deployment, t: RemoteTarget, opts: 
       kind,
       prepare: async () => {
         fetched = await fetchForRestore(dep, t, { ...fetchOpts, incremental });
-        return { date: opts.date ?? fetched.map((f) => f.stamp).sort().at(-1) };
+        return {
+          date:
+            opts.date ??
+            fetched
+              .map((f) => f.stamp)
+              .sort()
+              .at(-1),
+        };
       },
       source: (s) => {
         const f = fetched.find((x) => x.storage === s.name)!;
