@@ -116,7 +116,7 @@ export default async function run(driver) {
       await widenSidebar(page);
     });
 
-    await step(page, 'Set Remote Credentials…: access key, secret, no passphrase', async () => {
+    await step(page, 'Set Remote Credentials…: access key, secret, no session token, no passphrase', async () => {
       await driver.runCommand('Plone Backup: Set Remote Credentials…');
       await until(
         async () => (await message()).includes('Access key id'),
@@ -162,7 +162,7 @@ export default async function run(driver) {
       );
       const listed = await all();
       const at = (re) => listed.findIndex((t) => re.test(t));
-      const [backups, snapshots] = [at(/^Backups 3 generations$/), at(/^Snapshots 1 generation$/)];
+      const [backups, snapshots] = [at(/^Backups ?3 generations$/), at(/^Snapshots ?1 generation$/)];
       if (backups < 0 || !(backups < snapshots)) throw new Error(`no Backups and Snapshots groups, in that order: ${listed.join(' | ')}`);
       const got = await remoteRows();
       if (!/incremental/.test(got[0]) || !/full/.test(got[2]) || !/full/.test(got[3])) throw new Error(`the remote generations read, in order: ${got.join(' | ')}`);
