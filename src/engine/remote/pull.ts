@@ -100,7 +100,8 @@ function spacesOf(storages: string[]): { storage: string; kind: Kind; space: str
 /**
  * The generations on the remote, storage by storage, oldest first: one
  * listing and one manifest read each; snapshots and zip backups after their
- * storage's backups, when there are some.
+ * storage's backups, when there are some. `limit`: only the newest that many
+ * of each space are read, the others counted (`older`).
  */
 export async function listRemote(storages: string[], t: RemoteTarget, opts: OperationOptions & { limit?: number } = {}): Promise<RemoteStorageView[]> {
   const out: RemoteStorageView[] = [];

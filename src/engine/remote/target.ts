@@ -519,8 +519,8 @@ export class FileTarget implements RemoteTarget {
   /** A fresh temp name in FILE_TEMPS; the first one of this target removes what dead writers left there (see the class). */
   private async tempFile(): Promise<string> {
     const dir = path.join(this.root, FILE_TEMPS);
-    await fileLayer.mkdir(dir, { recursive: true, mode: 0o700 });
     if (!this.swept) {
+      await fileLayer.mkdir(dir, { recursive: true, mode: 0o700 });
       this.swept = true;
       await this.discardWrites(await this.deadTemps());
     }
