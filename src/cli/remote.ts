@@ -14,6 +14,7 @@ import {
   keySourceFrom,
   listRemote,
   openTarget,
+  parseRemoteUrl,
   policyIsEmpty,
   pushDeployment,
   recordRun,
@@ -46,6 +47,14 @@ export function readsRemote(p: Parsed): boolean {
  * PLONE_BACKUP_PASSPHRASE. A push may make a new remote encrypted.
  */
 export async function targetFor(p: Parsed, dep: Deployment, flag: 'to' | 'from', signal?: AbortSignal, create = flag === 'to'): Promise<RemoteTarget> {
+  const url = remoteUrl(p, dep, flag);
+  const own = url === dep.remote?.url ? dep.remote : undefined;
+  const key = keySourceFrom({ keyFile: p.values.get('key-file'), configKeyFile: own?.keyFile, passphraseEnv: own?.passphraseEnv });
+  return openTarget(url, { endpoint: p.values.get('endpoint') ?? dep.remote?.endpoint, key, create, signal });
+}
+
+/** The URL a command names (see targetFor); USAGE when it names none, or names it twice. */
+function remoteUrl(p: Parsed, dep: Deployment, flag: 'to' | 'from'): string {
   let url = p.values.get(flag);
   if (url !== undefined && p.flags.has('remote')) throw usage(`--${flag} and --remote name the remote twice; give one`);
   url ??= p.values.get('remote');
@@ -53,10 +62,22 @@ export async function targetFor(p: Parsed, dep: Deployment, flag: 'to' | 'from',
     url = dep.remote?.url;
     if (url === undefined) throw usage(`no remote: pass --${flag} s3://BUCKET/PREFIX (or file:///FOLDER), or set "remote": {"url": …} in plone-backup.json`);
   }
-  const own = url === dep.remote?.url ? dep.remote : undefined;
-  const key = keySourceFrom({ keyFile: p.values.get('key-file'), configKeyFile: own?.keyFile, passphraseEnv: own?.passphraseEnv });
-  return openTarget(url, { endpoint: p.values.get('endpoint') ?? dep.remote?.endpoint, key, create, signal });
+  return url;
 }
+
+/** The run log's options of a push or forget: with the remote's URL, so that a run failing before it reached the remote still names it (only a URL that parses: never one carrying credentials). */
+function runOptsFor(p: Parsed, dep: Deployment, runOpts: RunLogOptions): RunLogOptions {
+  try {
+    const url = remoteUrl(p, dep, 'to');
+    parseRemoteUrl(url);
+    return { ...runOpts, remote: url };
+  } catch {
+    return runOpts;
+  }
+}
+
+/** What push and forget take of the deployment commands' options. */
+type RemoteCommon = { signal?: AbortSignal; log: (m: string) => void; lockWaitMs?: number };
 
 /** The retention a forget applies: the command line's --keep… when any is given, else the configuration's remote.keep…. */
 export function forgetPolicy(p: Parsed, dep: Deployment): ForgetPolicy {
@@ -92,16 +113,16 @@ function sayForget(res: ForgetResult, io: CliIo, say: (s: string) => void): void
       for (const k of s.objects) io.stdout.write(`  object ${k}\n`);
     }
   }
+  const n = res.unfinished.length;
+  if (n) {
+    const temps = res.unfinished.every((k) => k.startsWith('.plone-backup-'));
+    const what = temps ? `temp file${n === 1 ? '' : 's'} of killed pushes` : `unfinished upload${n === 1 ? '' : 's'} no push will continue`;
+    say(`${res.dryRun ? 'would end' : 'ended'} ${n} ${what}`);
+    if (res.dryRun) for (const k of res.unfinished) io.stdout.write(`  unfinished ${k}\n`);
+  }
 }
 
-export async function forgetMain(
-  p: Parsed,
-  dep: Deployment,
-  io: CliIo,
-  common: { signal?: AbortSignal; log: (m: string) => void; lockWaitMs?: number },
-  say: (s: string) => void,
-  runOpts: RunLogOptions,
-): Promise<number> {
+export async function forgetMain(p: Parsed, dep: Deployment, io: CliIo, common: RemoteCommon, say: (s: string) => void, runOpts: RunLogOptions): Promise<number> {
   if (p.positional.length) throw usage('forget takes no arguments');
   if (p.values.has('from')) throw usage('forget names its remote with --remote URL (or --to URL), or takes the configured one');
   const policy = forgetPolicy(p, dep);
@@ -117,21 +138,14 @@ export async function forgetMain(
         t.close();
       }
     },
-    runOpts,
+    runOptsFor(p, dep, runOpts),
   );
   if (p.flags.has('json')) io.stdout.write(JSON.stringify(res, null, 2) + '\n');
   else sayForget(res, io, p.flags.has('dry-run') ? (x) => io.stdout.write(x + '\n') : say);
   return 0;
 }
 
-export async function pushMain(
-  p: Parsed,
-  dep: Deployment,
-  io: CliIo,
-  common: { signal?: AbortSignal; log: (m: string) => void; lockWaitMs?: number },
-  say: (s: string) => void,
-  runOpts: RunLogOptions,
-): Promise<number> {
+export async function pushMain(p: Parsed, dep: Deployment, io: CliIo, common: RemoteCommon, say: (s: string) => void, runOpts: RunLogOptions): Promise<number> {
   if (p.positional.length) throw usage('push takes no arguments');
   if (p.flags.has('dry-run')) throw usage('--dry-run is for forget (push --forget always pushes first)');
   // The retention is checked before anything is sent; it runs only after every new manifest is written.
@@ -154,7 +168,7 @@ export async function pushMain(
         t.close();
       }
     },
-    runOpts,
+    runOptsFor(p, dep, runOpts),
   );
   if (p.flags.has('json')) {
     io.stdout.write(JSON.stringify(res, null, 2) + '\n');
@@ -168,7 +182,7 @@ export async function pushMain(
   }
   if (res.forget) sayForget(res.forget, io, say);
   common.log(
-    `${requests} requests, ${humanBytes(res.stats.uploaded)} sent to ${url}${res.stats.resumed ? ` (${humanBytes(res.stats.resumed)} of interrupted uploads continued)` : ''}`,
+    `${requests} requests, ${humanBytes(res.stats.uploaded)} sent to ${url}${res.stats.resumed ? ` (${humanBytes(res.stats.resumed)} of interrupted uploads continued)` : ''}${res.stats.cleaned ? `; removed ${res.stats.cleaned} temp file${res.stats.cleaned === 1 ? '' : 's'} of killed pushes` : ''}`,
   );
   return 0;
 }

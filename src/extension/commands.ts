@@ -140,6 +140,8 @@ export interface ScheduleArgs extends TargetArgs {
  * restore's (`yes`, `force`, `keepOld: false` only under the test hooks).
  */
 export interface RemoteRestoreArgs extends RunArgs {
+  /** Which kind of backups (default: regular backups; snapshots and zip backups have spaces of their own on the remote). */
+  kind?: Kind;
   stamp?: string;
   date?: string;
   yes?: boolean;
@@ -157,6 +159,8 @@ export interface RemoteRestoreArgs extends RunArgs {
 export interface RemoteCredentialsArgs extends TargetArgs {
   accessKeyId?: string;
   secretAccessKey?: string;
+  /** Temporary credentials' session token (STS). */
+  sessionToken?: string;
   passphrase?: string;
 }
 

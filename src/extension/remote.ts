@@ -24,6 +24,7 @@
 
 import * as vscode from 'vscode';
 import {
+  KIND_ORDER,
   PloneBackupError,
   keySourceFrom,
   listRemote,
@@ -31,6 +32,7 @@ import {
   parseRemoteUrl,
   toPloneBackupError,
   type KeySource,
+  type Kind,
   type RemoteCredentials,
   type RemoteGenerationView,
   type RemoteStorageView,
@@ -54,8 +56,13 @@ export interface RemoteConfigured {
 export interface StoredCredentials {
   accessKeyId?: string;
   secretAccessKey?: string;
+  /** Temporary credentials (STS: an assumed role, SSO): the session token that goes with the key. */
+  sessionToken?: string;
   passphrase?: string;
 }
+
+/** Remote generations the section shows (per kind) before one row for the rest; the listing reads no more manifests than that. */
+export const REMOTE_SHOWN = 50;
 
 function setting(entry: Entry, key: string, trusted: boolean): string | undefined {
   const i = vscode.workspace.getConfiguration(CONFIG_SECTION, entry.folder.uri).inspect<string>(key);
@@ -96,7 +103,7 @@ export class RemoteSecrets {
     try {
       const o = JSON.parse(raw) as Record<string, unknown>;
       const s = (k: string) => (typeof o[k] === 'string' && o[k] !== '' ? (o[k] as string) : undefined);
-      const out: StoredCredentials = { accessKeyId: s('accessKeyId'), secretAccessKey: s('secretAccessKey'), passphrase: s('passphrase') };
+      const out: StoredCredentials = { accessKeyId: s('accessKeyId'), secretAccessKey: s('secretAccessKey'), sessionToken: s('sessionToken'), passphrase: s('passphrase') };
       return out.accessKeyId || out.passphrase ? out : undefined;
     } catch {
       return undefined;
@@ -118,7 +125,8 @@ export class RemoteSecrets {
 
 /** How a run authenticates, in words (never a secret): for tooltips and messages. */
 export function credentialsWord(c: StoredCredentials | undefined): string {
-  if (c?.accessKeyId) return `the access key ${c.accessKeyId.slice(0, 4)}… stored in VS Code`;
+  if (c?.accessKeyId)
+    return `the ${c.sessionToken ? 'temporary ' : ''}access key ${c.accessKeyId.slice(0, 4)}… stored in VS Code${c.sessionToken ? ' with its session token' : ''}`;
   return 'the AWS profile or environment (AWS_PROFILE, ~/.aws, AWS_ACCESS_KEY_ID)';
 }
 
@@ -139,7 +147,9 @@ export async function openRemote(
   else if (stored?.passphrase) key = { passphrase: stored.passphrase, via: 'the passphrase stored by Set Remote Credentials…' };
   else key = keySourceFrom({ passphraseEnv: own?.passphraseEnv });
   const credentials: RemoteCredentials | undefined =
-    stored?.accessKeyId && stored.secretAccessKey ? { accessKeyId: stored.accessKeyId, secretAccessKey: stored.secretAccessKey } : undefined;
+    stored?.accessKeyId && stored.secretAccessKey
+      ? { accessKeyId: stored.accessKeyId, secretAccessKey: stored.secretAccessKey, ...(stored.sessionToken ? { sessionToken: stored.sessionToken } : {}) }
+      : undefined;
   return openTarget(r.url, { endpoint: r.endpoint, key, credentials, create: o.create, signal: o.signal });
 }
 
@@ -151,6 +161,8 @@ export function whatToDo(err: PloneBackupError): { label: string; command?: stri
   if (err.code === 'REMOTE_KEY') return { label: 'The remote is encrypted and the key is missing or wrong: Set Remote Credentials…', command: 'ploneBackup.setRemoteCredentials' };
   if (/CredentialsProviderError|Could not load credentials/.test(text))
     return { label: 'No credentials for this remote (none stored, none in the AWS profile or environment): Set Remote Credentials…', command: 'ploneBackup.setRemoteCredentials' };
+  if (/ExpiredToken|InvalidToken|TokenRefreshRequired/.test(text))
+    return { label: 'The session token has expired or is not valid: Set Remote Credentials…', command: 'ploneBackup.setRemoteCredentials' };
   if (/Check the credentials|InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|HTTP 403/.test(text))
     return { label: 'No access with these credentials: Set Remote Credentials…', command: 'ploneBackup.setRemoteCredentials' };
   if (/cannot be reached|ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT/.test(text))
@@ -167,11 +179,37 @@ export type RemoteListing =
   | { state: 'done'; views: RemoteStorageView[]; credentials: StoredCredentials | undefined }
   | { state: 'error'; error: PloneBackupError; credentials: StoredCredentials | undefined };
 
-/** Generations of a listing, newest first, with their storage. */
-export function remoteGenerations(views: readonly RemoteStorageView[]): { storage: string; gen: RemoteGenerationView }[] {
+/** A remote generation with its storage (the storage's name, not its space) and kind. */
+export interface RemoteGen {
+  storage: string;
+  kind: Kind;
+  gen: RemoteGenerationView;
+}
+
+/** The storage a remote space belongs to (`main/snapshot` is main's snapshots: the engine's layout). */
+const storageOfSpace = (space: string) => space.split('/')[0]!;
+
+/** Generations of a listing (of one kind, when given), newest first, with their storage and kind. */
+export function remoteGenerations(views: readonly RemoteStorageView[], kind?: Kind): RemoteGen[] {
   return views
-    .flatMap((v) => v.generations.map((gen) => ({ storage: v.storage, gen })))
+    .filter((v) => kind === undefined || v.kind === kind)
+    .flatMap((v) => v.generations.map((gen) => ({ storage: storageOfSpace(v.storage), kind: v.kind, gen })))
     .sort((a, b) => (a.gen.stamp < b.gen.stamp ? 1 : a.gen.stamp > b.gen.stamp ? -1 : a.storage.localeCompare(b.storage)));
+}
+
+/** Generations on the remote (of one kind) that the listing counted without reading them (listRemote's limit). */
+export function remoteOlder(views: readonly RemoteStorageView[], kind?: Kind): number {
+  return views.filter((v) => kind === undefined || v.kind === kind).reduce((n, v) => n + (v.older ?? 0), 0);
+}
+
+/** The kinds of backup the remote holds, in the local view's order. */
+export function remoteKinds(views: readonly RemoteStorageView[]): Kind[] {
+  return KIND_ORDER.filter((k) => views.some((v) => v.kind === k && (v.generations.length > 0 || (v.older ?? 0) > 0)));
+}
+
+/** Whether a listing names more than one storage (rows then say which). */
+export function severalStorages(views: readonly RemoteStorageView[]): boolean {
+  return new Set(views.map((v) => storageOfSpace(v.storage))).size > 1;
 }
 
 /**
@@ -225,9 +263,11 @@ export class RemoteListings implements vscode.Disposable {
         parseRemoteUrl(r.url);
         const t = await openRemote(entry, r, credentials);
         try {
+          // Only what the section shows: the newest manifests of each space, the rest counted.
           const views = await listRemote(
             entry.dep!.storages.map((s) => s.name),
             t,
+            { limit: REMOTE_SHOWN },
           );
           slot.listing = { state: 'done', views, credentials };
         } finally {

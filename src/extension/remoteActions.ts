@@ -12,17 +12,21 @@
 
 import * as vscode from 'vscode';
 import {
+  KINDS,
+  KIND_ORDER,
   PloneBackupError,
   age,
   humanBytes,
   localTime,
   normalizeDateArg,
   openRemoteRestore,
+  parseRemoteUrl,
   plural,
   pushDeployment,
   recordRun,
   startRun,
   type FetchResult,
+  type Kind,
   type PushResult,
   type RestoreSession,
   type RunLogOptions,
@@ -31,7 +35,18 @@ import {
 import type { Outcome, RemoteCredentialsArgs, RemoteRestoreArgs, RestoreArgs, TargetArgs } from './commands';
 import { askRestoreDate } from './datePrompt';
 import type { Entry } from './model';
-import { notConfigured, openRemote, remoteGenerations, remoteOf, type RemoteConfigured, type RemoteListings, type RemoteSecrets, type StoredCredentials } from './remote';
+import {
+  notConfigured,
+  openRemote,
+  remoteGenerations,
+  remoteOf,
+  remoteOlder,
+  type RemoteConfigured,
+  type RemoteGen,
+  type RemoteListings,
+  type RemoteSecrets,
+  type StoredCredentials,
+} from './remote';
 import type { TestHooks } from './safety';
 import { isRemoteGenerationNode, type Node } from './tree';
 import type { Ui } from './ui';
@@ -66,7 +81,18 @@ function isNode(x: unknown): x is Node {
 
 interface RemotePick extends vscode.QuickPickItem {
   stamp?: string;
+  backupKind?: Kind;
   typeDate?: boolean;
+}
+
+/** Whether a URL may be written to the run log (it parses: a URL carrying credentials does not). */
+function safeUrl(url: string): boolean {
+  try {
+    parseRemoteUrl(url);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export class RemoteActions {
@@ -127,7 +153,8 @@ export class RemoteActions {
             target.close();
           }
         },
-        this.shell.runLog(true),
+        // The remote named also when the push fails before it reaches it (a URL that parses: never one carrying credentials).
+        { ...this.shell.runLog(true), ...(safeUrl(remote.url) ? { remote: remote.url } : {}) },
       ),
     );
     if (out.status === 'done') {
@@ -155,36 +182,45 @@ export class RemoteActions {
   // ------------------------------------------------------------------ restore
 
   /** The remote generation (or the newest before a typed local date) to restore. */
-  private async pickRemote(entry: Entry, remote: RemoteConfigured): Promise<{ date: string; label: string } | Outcome<never>> {
+  private async pickRemote(entry: Entry, remote: RemoteConfigured): Promise<{ date: string; label: string; kind: Kind } | Outcome<never>> {
     let listing = this.listings.peek(entry, remote);
     if (!listing || listing.state === 'loading')
       listing = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Listing ${remote.url}` }, () => this.listings.load(entry, remote));
     if (listing.state === 'error') return this.ui.failed('Restore from the remote', listing.error);
     if (listing.state !== 'done') return declined;
     // The main storage's generations: a date restores every storage to its newest generation before it.
+    // Every kind the remote holds, each under its own separator when there are several (as the section groups them).
     const main = entry.dep!.storages[0]!.name;
-    const gens = remoteGenerations(listing.views).filter((g) => g.storage === main && !g.gen.problem);
-    if (!gens.length) {
+    const all = remoteGenerations(listing.views).filter((g) => g.storage === main && !g.gen.problem);
+    const gens = all.filter((g) => g.kind === 'backup');
+    if (!all.length) {
       this.ui.info(`${remote.url} holds no generation of ${entry.name} yet.`);
       return declined;
     }
+    const kinds = KIND_ORDER.filter((k) => all.some((g) => g.kind === k));
+    const pickOf = ({ gen: g, kind }: RemoteGen): RemotePick => ({
+      label: `$(cloud) ${localTime(g.stamp)}`,
+      description: [
+        age(g.stamp),
+        ...(kind === 'backup' ? [] : [KINDS[kind].noun]),
+        g.full ? 'full' : 'incremental',
+        humanBytes(g.end - g.start),
+        ...(g.transactions !== undefined ? [plural(g.transactions, 'transaction')] : []),
+      ].join(' · '),
+      detail: [
+        g.lastDescription || g.lastUser ? `${g.lastDescription ? `"${g.lastDescription}"` : '(no description)'}${g.lastUser ? ` by ${g.lastUser.trim()}` : ''}` : '',
+        g.blobFiles !== undefined ? plural(g.blobFiles, 'blob file') : '',
+      ]
+        .filter(Boolean)
+        .join(' · '),
+      stamp: g.stamp,
+      backupKind: kind,
+    });
     const items: RemotePick[] = [
-      ...gens.map(({ gen: g }) => ({
-        label: `$(cloud) ${localTime(g.stamp)}`,
-        description: [
-          age(g.stamp),
-          g.full ? 'full' : 'incremental',
-          humanBytes(g.end - g.start),
-          ...(g.transactions !== undefined ? [plural(g.transactions, 'transaction')] : []),
-        ].join(' · '),
-        detail: [
-          g.lastDescription || g.lastUser ? `${g.lastDescription ? `"${g.lastDescription}"` : '(no description)'}${g.lastUser ? ` by ${g.lastUser.trim()}` : ''}` : '',
-          g.blobFiles !== undefined ? plural(g.blobFiles, 'blob file') : '',
-        ]
-          .filter(Boolean)
-          .join(' · '),
-        stamp: g.stamp,
-      })),
+      ...kinds.flatMap((k) => [
+        ...(kinds.length > 1 ? [{ label: KINDS[k].label, kind: vscode.QuickPickItemKind.Separator } as RemotePick] : []),
+        ...all.filter((g) => g.kind === k).map(pickOf),
+      ]),
       { label: '', kind: vscode.QuickPickItemKind.Separator },
       { label: '$(calendar) Type a date…', description: 'the newest remote backup before a date, in local time', typeDate: true, alwaysShow: true },
     ];
@@ -195,42 +231,49 @@ export class RemoteActions {
       matchOnDetail: true,
     });
     if (!pick) return declined;
-    if (pick.stamp) return { date: pick.stamp, label: `the backup of ${localTime(pick.stamp)}` };
+    if (pick.stamp) return { date: pick.stamp, label: `the ${KINDS[pick.backupKind ?? 'backup'].noun} of ${localTime(pick.stamp)}`, kind: pick.backupKind ?? 'backup' };
+    // A date: regular backups. Older ones than those listed are on the remote too (listRemote's limit): the restore finds them.
+    const older = remoteOlder(listing.views, 'backup') > 0;
     const before = (date: string) => gens.find((g) => g.gen.stamp <= date);
     const date = await askRestoreDate({
       title: `Restore ${entry.name} from ${remote.url}`,
       prompt: 'The newest remote backup before this moment, in local time: yyyy-mm-dd hh:mm[:ss]; end it with Z for UTC.',
       preview: (d) => {
         const g = before(d);
+        if (!g && older) return `the newest remote backup before ${localTime(d)} (older than those listed)`;
         return g && `the ${g.gen.full ? 'full' : 'incremental'} backup of ${localTime(g.gen.stamp)}`;
       },
       none: (d) => `No remote backup before ${localTime(d)}.`,
     });
     if (!date) return declined;
     const g = before(date);
-    return { date, label: g ? `the backup of ${localTime(g.gen.stamp)}` : `the newest backup before ${localTime(date)}` };
+    return { date, label: g ? `the backup of ${localTime(g.gen.stamp)}` : `the newest backup before ${localTime(date)}`, kind: 'backup' };
   }
 
   async restore(arg?: unknown): Promise<Outcome<StorageRestoreResult[]>> {
     const node = isRemoteGenerationNode(arg) ? arg : undefined;
-    const args: RemoteRestoreArgs = node ? { stamp: node.gen.stamp } : isNode(arg) ? {} : ((arg as RemoteRestoreArgs | undefined) ?? {});
+    const args: RemoteRestoreArgs = node ? { stamp: node.gen.stamp, kind: node.kind } : isNode(arg) ? {} : ((arg as RemoteRestoreArgs | undefined) ?? {});
     const t = await this.target(isNode(arg) ? arg : args, 'Restore from the remote');
     if ('status' in t) return t;
     const { entry, remote } = t;
     const dep = entry.dep!;
     let date: string;
     let label: string;
+    // Regular backups, snapshots or zip backups: each restored from its space, as the CLI's snapshotrestore/ziprestore --from.
+    let kind: Kind = args.kind ?? 'backup';
     try {
+      if (!KIND_ORDER.includes(kind))
+        throw new PloneBackupError('USAGE', `There is no kind of backup called ${JSON.stringify(kind)}.`, { hint: `Give one of ${KIND_ORDER.join(', ')}.` });
       if (args.stamp) {
         date = normalizeDateArg(args.stamp);
-        label = `the backup of ${localTime(args.stamp)}`;
+        label = `the ${KINDS[kind].noun} of ${localTime(args.stamp)}`;
       } else if (args.date) {
         date = normalizeDateArg(args.date);
-        label = `the newest backup before ${args.date} UTC`;
+        label = `the newest ${KINDS[kind].noun} before ${args.date} UTC`;
       } else {
         const picked = await this.pickRemote(entry, remote);
         if ('status' in picked) return picked;
-        ({ date, label } = picked);
+        ({ date, label, kind } = picked);
       }
     } catch (e) {
       return this.ui.failed('Restore from the remote', e);
@@ -246,6 +289,7 @@ export class RemoteActions {
       const target = await this.open(entry, remote, stored, { signal });
       try {
         return await openRemoteRestore(dep, target, {
+          kind,
           date,
           force,
           keepOld,
@@ -303,10 +347,15 @@ export class RemoteActions {
     if ('status' in t) return t;
     const { entry, remote } = t;
     const a = isNode(arg) ? undefined : (arg as RemoteCredentialsArgs | undefined);
-    const given = a && (a.accessKeyId !== undefined || a.secretAccessKey !== undefined || a.passphrase !== undefined);
+    const given = a && (a.accessKeyId !== undefined || a.secretAccessKey !== undefined || a.sessionToken !== undefined || a.passphrase !== undefined);
     let c: StoredCredentials;
     if (given && this.shell.hooks?.bypassArgs) {
-      c = { accessKeyId: a.accessKeyId || undefined, secretAccessKey: a.secretAccessKey || undefined, passphrase: a.passphrase || undefined };
+      c = {
+        accessKeyId: a.accessKeyId || undefined,
+        secretAccessKey: a.secretAccessKey || undefined,
+        sessionToken: a.sessionToken || undefined,
+        passphrase: a.passphrase || undefined,
+      };
     } else {
       if (given) this.ui.output.warn("Set Remote Credentials: ignored the values in the command's arguments; they are asked for.");
       const title = `Credentials for ${remote.url}${remote.endpoint ? ` at ${remote.endpoint}` : ''}`;
@@ -319,6 +368,7 @@ export class RemoteActions {
       });
       if (id === undefined) return declined;
       let secret: string | undefined;
+      let token: string | undefined;
       if (id.trim()) {
         secret = await vscode.window.showInputBox({
           title,
@@ -328,6 +378,15 @@ export class RemoteActions {
           validateInput: (v) => (v.trim() ? undefined : 'The secret access key goes with the access key id.'),
         });
         if (secret === undefined) return declined;
+        // Temporary credentials (an assumed role, SSO) carry a session token; permanent keys have none.
+        token = await vscode.window.showInputBox({
+          title,
+          prompt: 'Session token, for temporary credentials (STS, an assumed role, SSO); empty: none',
+          value: now?.accessKeyId === id.trim() ? (now?.sessionToken ?? '') : '',
+          password: true,
+          ignoreFocusOut: true,
+        });
+        if (token === undefined) return declined;
       }
       const passphrase = await vscode.window.showInputBox({
         title,
@@ -336,10 +395,13 @@ export class RemoteActions {
         ignoreFocusOut: true,
       });
       if (passphrase === undefined) return declined;
-      c = { accessKeyId: id.trim() || undefined, secretAccessKey: secret?.trim() || undefined, passphrase: passphrase || undefined };
+      c = { accessKeyId: id.trim() || undefined, secretAccessKey: secret?.trim() || undefined, sessionToken: token?.trim() || undefined, passphrase: passphrase || undefined };
     }
     if (c.accessKeyId && !c.secretAccessKey) {
       return this.ui.failed('Set the remote credentials', new PloneBackupError('USAGE', 'An access key id needs its secret access key; nothing was stored.'));
+    }
+    if (c.sessionToken && !c.accessKeyId) {
+      return this.ui.failed('Set the remote credentials', new PloneBackupError('USAGE', 'A session token goes with the access key it was issued with; nothing was stored.'));
     }
     if (!c.accessKeyId && !c.passphrase) {
       await this.secrets.delete(remote);
@@ -349,7 +411,9 @@ export class RemoteActions {
     }
     await this.secrets.set(remote, c);
     this.listings.refresh(entry.root);
-    const what = [c.accessKeyId ? `the access key ${c.accessKeyId}` : '', c.passphrase ? 'the encryption passphrase' : ''].filter(Boolean).join(' and ');
+    const what = [c.accessKeyId ? `the access key ${c.accessKeyId}${c.sessionToken ? ' with its session token' : ''}` : '', c.passphrase ? 'the encryption passphrase' : '']
+      .filter(Boolean)
+      .join(' and ');
     this.ui.info(`Stored ${what} for ${remote.url} in VS Code's secret storage (never in settings.json).`);
     return { status: 'done', value: 'stored' };
   }

@@ -31,7 +31,18 @@ import type { Entry, Model } from './model';
 import { scheduleDescription } from './schedule';
 import type { RunRecord } from '../engine';
 import { newestRuns, runBy, runCommandLine, runLine, runSizes, runAgo, LAST_RUNS } from './runs';
-import { credentialsWord, remoteGenerations, remoteOf, whatToDo, type RemoteConfigured, type RemoteListings } from './remote';
+import {
+  REMOTE_SHOWN,
+  credentialsWord,
+  remoteGenerations,
+  remoteKinds,
+  remoteOf,
+  remoteOlder,
+  severalStorages,
+  whatToDo,
+  type RemoteConfigured,
+  type RemoteListings,
+} from './remote';
 import type { RemoteGenerationView } from '../engine';
 
 export type Node =
@@ -58,14 +69,14 @@ export type Node =
   /** The run log's newest runs (runs.ts), and one of them. */
   | { type: 'runs'; entry: Entry }
   | { type: 'run'; entry: Entry; run: RunRecord }
-  /** The remote's generations (remote.ts), and one of them. */
+  /** The remote's generations (remote.ts), grouped by kind when it holds several (as the local groups), and one of them. */
   | { type: 'remote'; entry: Entry; remote: RemoteConfigured }
-  | { type: 'remoteGeneration'; entry: Entry; remote: RemoteConfigured; storage: string; gen: RemoteGenerationView; several: boolean };
+  | { type: 'remoteGroup'; entry: Entry; remote: RemoteConfigured; kind: Kind }
+  | { type: 'remoteGeneration'; entry: Entry; remote: RemoteConfigured; storage: string; kind: Kind; gen: RemoteGenerationView; several: boolean };
 
 export type RemoteGenerationNode = Extract<Node, { type: 'remoteGeneration' }>;
 
-/** Remote generations the section lists before one row for the rest. */
-export const REMOTE_SHOWN = 50;
+export { REMOTE_SHOWN };
 
 export type GenerationNode = Extract<Node, { type: 'generation' }>;
 
@@ -183,7 +194,7 @@ function runItem(entry: Entry, r: RunRecord): vscode.TreeItem {
 function remoteGenerationItem(node: RemoteGenerationNode): vscode.TreeItem {
   const g = node.gen;
   const item = new vscode.TreeItem(compactTime(g.stamp), vscode.TreeItemCollapsibleState.None);
-  item.id = `rg|${node.entry.root}|${node.storage}|${g.stamp}`;
+  item.id = `rg|${node.entry.root}|${node.storage}|${node.kind}|${g.stamp}`;
   const esc = (s: string) => s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, '\\$&');
   const last = g.lastDescription || g.lastUser ? `${g.lastDescription ? `"${g.lastDescription}"` : '(no description)'}${g.lastUser ? ` by ${g.lastUser.trim()}` : ''}` : '';
   if (g.problem) {
@@ -204,7 +215,7 @@ function remoteGenerationItem(node: RemoteGenerationNode): vscode.TreeItem {
   item.description = parts.join(' · ');
   const md = new vscode.MarkdownString(undefined, true);
   md.appendMarkdown(`**${esc(localTime(g.stamp))}** (${esc(age(g.stamp))})  \n`);
-  md.appendMarkdown(`${g.full ? 'Full' : 'Incremental'} backup of ${esc(node.storage)} on ${esc(node.remote.url)}, stamp \`${g.stamp}\` (UTC)  \n`);
+  md.appendMarkdown(`${g.full ? 'Full' : 'Incremental'} ${KINDS[node.kind].noun} of ${esc(node.storage)} on ${esc(node.remote.url)}, stamp \`${g.stamp}\` (UTC)  \n`);
   md.appendMarkdown(`${esc(humanBytes(g.size))} stored, ${esc(humanBytes(g.end - g.start))} of Data.fs (bytes ${g.start}–${g.end})`);
   if (g.transactions !== undefined) md.appendMarkdown(`, ${plural(g.transactions, 'transaction')}`);
   md.appendMarkdown('  \n');
@@ -214,7 +225,7 @@ function remoteGenerationItem(node: RemoteGenerationNode): vscode.TreeItem {
   item.tooltip = md;
   item.iconPath = new vscode.ThemeIcon(g.full ? 'cloud' : 'cloud-download');
   item.contextValue = 'remoteGeneration';
-  item.accessibilityInformation = { label: `${g.full ? 'Full' : 'Incremental'} remote backup ${localTime(g.stamp)}, ${age(g.stamp)}` };
+  item.accessibilityInformation = { label: `${g.full ? 'Full' : 'Incremental'} remote ${KINDS[node.kind].noun} ${localTime(g.stamp)}, ${age(g.stamp)}` };
   return item;
 }
 
@@ -257,6 +268,8 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         return newestRuns(node.entry.runs).map((run) => ({ type: 'run', entry: node.entry, run }));
       case 'remote':
         return this.ofRemote(node.entry, node.remote);
+      case 'remoteGroup':
+        return this.ofRemoteKind(node.entry, node.remote, node.kind);
       default:
         return [];
     }
@@ -298,8 +311,8 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         },
       ];
     }
-    const gens = remoteGenerations(listing.views);
-    if (gens.length === 0) {
+    const kinds = remoteKinds(listing.views);
+    if (kinds.length === 0) {
       return [
         {
           type: 'message',
@@ -310,13 +323,24 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         },
       ];
     }
-    const several = listing.views.length > 1;
-    const nodes: Node[] = gens.slice(0, REMOTE_SHOWN).map(({ storage, gen }) => ({ type: 'remoteGeneration', entry, remote, storage, gen, several }));
-    if (gens.length > REMOTE_SHOWN)
+    // Backups, Snapshots, Zip backups as the local view groups them; regular backups alone need no group.
+    if (kinds.length === 1) return this.ofRemoteKind(entry, remote, kinds[0]!);
+    return kinds.map((kind) => ({ type: 'remoteGroup', entry, remote, kind }));
+  }
+
+  /** The remote generations of one kind, newest first, then one row for those not shown (not even read: listRemote's limit). */
+  private ofRemoteKind(entry: Entry, remote: RemoteConfigured, kind: Kind): Node[] {
+    const listing = this.remote?.listings.peek(entry, remote);
+    if (listing?.state !== 'done') return [];
+    const gens = remoteGenerations(listing.views, kind);
+    const several = severalStorages(listing.views);
+    const nodes: Node[] = gens.slice(0, REMOTE_SHOWN).map(({ storage, gen }) => ({ type: 'remoteGeneration', entry, remote, storage, kind, gen, several }));
+    const more = gens.length - Math.min(gens.length, REMOTE_SHOWN) + remoteOlder(listing.views, kind);
+    if (more > 0)
       nodes.push({
         type: 'message',
         entry,
-        label: `… and ${plural(gens.length - REMOTE_SHOWN, 'older generation')}`,
+        label: `… and ${plural(more, `older ${KINDS[kind].noun.replace(/^backup$/, 'generation')}`)}`,
         tooltip: `plone-backup list --from ${remote.url} lists every one; Restore from Remote… takes a date.`,
         icon: 'ellipsis',
       });
@@ -507,6 +531,8 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         return runItem(node.entry, node.run);
       case 'remote':
         return this.remoteItem(node);
+      case 'remoteGroup':
+        return this.remoteGroupItem(node);
       case 'remoteGeneration':
         return remoteGenerationItem(node);
       default: {
@@ -534,7 +560,13 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
         if (c.type === 'message') continue;
         // The remote's rows are fetched only when a person expands the section.
         if (c.type === 'remote') {
-          if (node.type === 'remoteGeneration' && node.entry.root === c.entry.root) return c;
+          if (node.entry?.root !== c.entry.root) continue;
+          if (node.type === 'remoteGroup') return c;
+          if (node.type === 'remoteGeneration') {
+            const listing = this.remote?.listings.peek(c.entry, c.remote);
+            const grouped = listing?.state === 'done' && remoteKinds(listing.views).length > 1;
+            return grouped ? { type: 'remoteGroup', entry: c.entry, remote: c.remote, kind: node.kind } : c;
+          }
           continue;
         }
         const found = walk(c);
@@ -578,11 +610,23 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
     return walk(this.getChildren());
   }
 
+  /** A kind's group in the Remote section (when the remote holds several kinds). */
+  private remoteGroupItem(node: Extract<Node, { type: 'remoteGroup' }>): vscode.TreeItem {
+    const item = new vscode.TreeItem(KINDS[node.kind].label, vscode.TreeItemCollapsibleState.Expanded);
+    item.id = `rgrp|${node.entry.root}|${node.kind}`;
+    const listing = this.remote?.listings.peek(node.entry, node.remote);
+    if (listing?.state === 'done') item.description = plural(remoteGenerations(listing.views, node.kind).length + remoteOlder(listing.views, node.kind), 'generation');
+    item.tooltip = `The ${KINDS[node.kind].noun}s pushed to ${node.remote.url}; Restore from Remote… on one restores it as ${KINDS[node.kind].restoreCommand} does.`;
+    item.iconPath = new vscode.ThemeIcon(GROUP_ICONS[node.kind]);
+    item.contextValue = `remoteGroup-${node.kind}`;
+    return item;
+  }
+
   private remoteItem(node: Extract<Node, { type: 'remote' }>): vscode.TreeItem {
     const item = new vscode.TreeItem('Remote', vscode.TreeItemCollapsibleState.Collapsed);
     item.id = `rm|${node.entry.root}`;
     const listing = this.remote?.trusted() ? this.remote.listings.peek(node.entry, node.remote) : undefined;
-    const n = listing?.state === 'done' ? remoteGenerations(listing.views).length : undefined;
+    const n = listing?.state === 'done' ? remoteGenerations(listing.views).length + remoteOlder(listing.views) : undefined;
     item.description = [node.remote.url, ...(n !== undefined ? [plural(n, 'generation')] : [])].join(' · ');
     const creds = listing && listing.state !== 'loading' ? credentialsWord(listing.credentials) : undefined;
     item.tooltip = [

@@ -452,8 +452,19 @@ describe('the CLI', () => {
     assert.equal(fs.readFileSync(marker, 'utf8').trim(), 'push REMOTE_FAILED');
     rec = await lastRun();
     assert.deepEqual([rec.command, rec.outcome, rec.error?.code], ['push', 'failed', 'REMOTE_FAILED']);
+    // The failed push names its remote, as a successful one does: in the run log and in the status.
+    assert.equal(rec.remote, 's3://pb-no-such-bucket/x');
     const status = run('status');
     assert.equal(status.status, 2, status.stdout);
-    assert.match(status.stdout, /CRITICAL.*push failed/);
+    assert.match(status.stdout, /CRITICAL.*push to s3:\/\/pb-no-such-bucket\/x failed/);
+    assert.equal(JSON.parse(run('status', '--json').stdout).commands.find((c: { command: string }) => c.command === 'push').lastFailure.remote, 's3://pb-no-such-bucket/x');
+    // A URL carrying credentials is refused, and never written to the run log.
+    const hostile = run('push', '--to', 's3://AKIAEXAMPLE:secret@bucket/x');
+    assert.equal(hostile.status, 1);
+    assert.match(hostile.stderr, /carries credentials/);
+    assert.doesNotMatch(hostile.stderr, /AKIAEXAMPLE|secret@/);
+    rec = await lastRun();
+    assert.equal(rec.remote, undefined);
+    assert.doesNotMatch(fs.readFileSync(runLogPath(dep), 'utf8'), /AKIAEXAMPLE|secret@/);
   });
 });

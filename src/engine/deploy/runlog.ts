@@ -154,6 +154,8 @@ export interface RunLogOptions {
   /** Run the deployment's on_failure when the run fails (default true). */
   onFailure?: boolean;
   now?: () => Date;
+  /** push, forget: the remote's URL, recorded also when the run fails before it returns one (never a URL carrying credentials). */
+  remote?: string;
 }
 
 /** The storage whose backups folder holds the run log: main, else the first. */
@@ -210,7 +212,7 @@ export function startRun<C extends RunCommand>(dep: Deployment, command: C, o: R
   };
   const failed = async (e: unknown) => {
     const err = toPloneBackupError(e);
-    await finish({ outcome: 'failed', storages: [], error: { code: isAbort(e) ? 'ABORTED' : err.code, message: err.userMessage } });
+    await finish({ outcome: 'failed', storages: [], remote: o.remote, error: { code: isAbort(e) ? 'ABORTED' : err.code, message: err.userMessage } });
   };
   return {
     started,

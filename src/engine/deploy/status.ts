@@ -138,7 +138,9 @@ export async function deploymentStatus(dep: Deployment, o: StatusOptions = {}): 
     if (failing) {
       problems.push({
         level: CRITICAL_WHEN_FAILING.has(command) ? 2 : 1,
-        text: oneLine(`${command} failed ${ago(lastFailure.end)} ago: ${lastFailure.error?.message ?? 'no reason recorded'}`),
+        text: oneLine(
+          `${command}${lastFailure.remote ? ` ${command === 'push' ? 'to' : 'on'} ${lastFailure.remote}` : ''} failed ${ago(lastFailure.end)} ago: ${lastFailure.error?.message ?? 'no reason recorded'}`,
+        ),
       });
     }
   }

@@ -28,6 +28,14 @@
  * needs; the run fails with REMOTE_BAD naming it. The whole run holds the remote's
  * forget lock (lock.ts), so no push writes meanwhile; `dryRun` reads only,
  * takes no lock and deletes nothing.
+ *
+ * What pushes started and will never finish goes too (`unfinished`): the
+ * open multipart uploads of the deployment's objects that no push can be
+ * continuing, since none runs while the forget holds its lock: those of an
+ * object that is there already, and those started more than
+ * `uploadsOlderThanMs` ago (24 hours: a younger one is left for the next
+ * push, which continues it instead of sending it again); on a folder target,
+ * the temp files of dead writers.
  */
 
 import { PloneBackupError } from '../base/errors';
@@ -52,7 +60,7 @@ import {
 import { EncryptedTarget, physicalKey } from './crypt';
 import { RemoteLock } from './lock';
 import { pruneIndex, pushIndexPath } from './push';
-import type { RemoteStats, RemoteTarget } from './target';
+import { FILE_TEMPS, FileTarget, type RemoteStats, type RemoteTarget } from './target';
 
 export interface ForgetPolicy {
   keep?: number;
@@ -65,7 +73,12 @@ export interface ForgetOptions extends OperationOptions {
   dryRun?: boolean;
   /** How long to wait for a push running on the remote (default 10 minutes). */
   lockWaitMs?: number;
+  /** An open multipart upload younger than this is left for the next push to continue (default 24 hours; see the header). */
+  uploadsOlderThanMs?: number;
 }
+
+/** The default of `uploadsOlderThanMs`: a push interrupted last night is continued by tonight's, before that. */
+export const STALE_UPLOAD_MS = 24 * 3600_000;
 
 export interface StorageForgetResult {
   storage: string;
@@ -80,6 +93,8 @@ export interface ForgetResult {
   url: string;
   dryRun: boolean;
   storages: StorageForgetResult[];
+  /** Unfinished writes ended (would be, with dryRun): the keys of aborted multipart uploads, or a folder's temp files. */
+  unfinished: string[];
   stats: RemoteStats;
 }
 
@@ -155,6 +170,9 @@ export async function forgetRemote(dep: Deployment, t: RemoteTarget, policy: For
     throw new PloneBackupError('USAGE', 'forget needs a rule: --keep N, --keep-daily N, --keep-weekly N or --keep-monthly N (or remote.keep… in plone-backup.json).', {
       hint: 'Run plone-backup help for the options.',
     });
+  // A folder target removes dead writers' temp files at its first write (the lock object): this run's are reported too.
+  const raw = t instanceof EncryptedTarget ? t.inner : t;
+  const sweptBefore = raw instanceof FileTarget ? raw.cleanedTemps.length : 0;
   const lock = opts.dryRun ? undefined : await RemoteLock.acquire(t, 'forget', { signal: opts.signal, waitMs: opts.lockWaitMs, log: opts.log });
   try {
     const storages: StorageForgetResult[] = [];
@@ -190,10 +208,34 @@ export async function forgetRemote(dep: Deployment, t: RemoteTarget, policy: For
       // The local index of what the remote holds (push.ts) forgets it too, so the next push need not ask.
       if (!opts.dryRun && (res.forgotten.length || res.objects.length)) await pruneIndex(pushIndexPath(s, t.url, kind), res.forgotten, named);
     }
-    return { url: t.url, dryRun: opts.dryRun === true, storages, stats: { ...t.stats } };
+    const ended = await endUnfinished(
+      raw,
+      read.map((r) => r.space),
+      opts,
+    );
+    const unfinished = raw instanceof FileTarget && !opts.dryRun ? raw.cleanedTemps.slice(sweptBefore).sort() : ended;
+    return { url: t.url, dryRun: opts.dryRun === true, storages, unfinished, stats: { ...t.stats } };
   } finally {
     await lock?.release();
   }
+}
+
+/**
+ * The writes that pushes started and will never finish (target.ts,
+ * `unfinishedWrites`): open multipart uploads of this deployment's objects
+ * (of our layout's shapes, in its spaces) that are older than the cutoff or
+ * whose object is there, and a folder target's dead temp files. Ended under
+ * the forget lock, so while no push runs; with dryRun only counted.
+ */
+async function endUnfinished(raw: RemoteTarget, spaces: string[], opts: ForgetOptions): Promise<string[]> {
+  if (!raw.unfinishedWrites || !raw.discardWrites) return [];
+  const ownedKey = (key: string) => key.startsWith(`${FILE_TEMPS}/`) || spaces.some((sp) => key.startsWith(storagePrefix(sp)) && ours(key.slice(storagePrefix(sp).length)));
+  const writes = (await raw.unfinishedWrites(opts.uploadsOlderThanMs ?? STALE_UPLOAD_MS, opts.signal)).filter((w) => ownedKey(w.key));
+  if (writes.length && !opts.dryRun) {
+    opts.log?.(`ending ${writes.length} unfinished write${writes.length === 1 ? '' : 's'} no push will continue`);
+    await raw.discardWrites(writes, opts.signal);
+  }
+  return writes.map((w) => w.key).sort();
 }
 
 /** Every manifest of a storage on the remote, and the keys of those that cannot be read (REMOTE_BAD), with why. */

@@ -17,12 +17,16 @@
  *
  * A lock names the time it was put; a running run puts a new one every 5
  * minutes (and deletes the old), so one older than 30 minutes is a dead run's
- * and ignored (clocks of the machines must agree within minutes).
+ * and ignored (clocks of the machines must agree within minutes). A younger
+ * one in the way is read: when its owner is a process of this host that is
+ * gone (a push killed a minute ago), it is a dead run's too, ignored and
+ * removed at once; another host's is trusted until it is 30 minutes old.
  */
 
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import { PloneBackupError, checkAbort } from '../base/errors';
+import { pidAlive } from '../base/lock';
 import { hashBuffer, type RemoteTarget } from './target';
 
 export const LOCKS_PREFIX = 'locks/';
@@ -55,6 +59,28 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
+/**
+ * Whether the lock `name` is a dead run's of this host (its owner's pid is
+ * gone); such a lock is removed. Read once per name (`known`); a lock that
+ * cannot be read counts as alive.
+ */
+async function deadHere(t: RemoteTarget, name: string, known: Map<string, boolean>, signal?: AbortSignal): Promise<boolean> {
+  let dead = known.get(name);
+  if (dead !== undefined) return dead;
+  let owner: { host?: unknown; pid?: unknown } | null;
+  try {
+    owner = JSON.parse((await t.get(LOCKS_PREFIX + name, 4096, signal))?.toString('utf8') ?? 'null') as { host?: unknown; pid?: unknown } | null;
+  } catch {
+    checkAbort(signal);
+    owner = null;
+  }
+  const pid = owner?.pid;
+  dead = owner?.host === os.hostname() && typeof pid === 'number' && Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !pidAlive(pid);
+  known.set(name, dead);
+  if (dead) await t.delete([LOCKS_PREFIX + name], signal).catch(() => undefined);
+  return dead;
+}
+
 export class RemoteLock {
   private timer?: NodeJS.Timeout;
   private released = false;
@@ -77,12 +103,14 @@ export class RemoteLock {
     const deadline = Date.now() + (opts.waitMs ?? 10 * 60_000);
     let name: string | undefined = await RemoteLock.put(t, kind, opts.signal);
     let said = false;
+    const dead = new Map<string, boolean>();
     for (;;) {
       const now = Date.now();
-      const blockers = (await t.list(LOCKS_PREFIX, opts.signal)).map((n) => parseLock(n)).filter((l) => l && l.kind === other && now - l.time < LOCK_STALE_MS) as {
-        kind: LockKind;
-        time: number;
-      }[];
+      const blockers: { kind: LockKind; time: number }[] = [];
+      for (const n of await t.list(LOCKS_PREFIX, opts.signal)) {
+        const l = parseLock(n);
+        if (l && l.kind === other && now - l.time < LOCK_STALE_MS && !(await deadHere(t, n, dead, opts.signal))) blockers.push(l);
+      }
       if (!blockers.length) {
         if (name === undefined) {
           // A forget that stepped back puts a new lock and looks again.

@@ -88,6 +88,8 @@ export interface RemoteStorageView {
   storage: string;
   kind: Kind;
   generations: RemoteGenerationView[];
+  /** Older generations there are and were not read (listRemote's `limit`). */
+  older?: number;
 }
 
 /** Every kind of every storage as spaces on the remote (layout.ts): the storage's own, then its snapshots' and zip backups'. */
@@ -98,14 +100,18 @@ function spacesOf(storages: string[]): { storage: string; kind: Kind; space: str
 /**
  * The generations on the remote, storage by storage, oldest first: one
  * listing and one manifest read each; snapshots and zip backups after their
- * storage's backups, when there are some.
+ * storage's backups, when there are some. `limit`: only the newest that many
+ * of each space are read, the others counted (`older`).
  */
-export async function listRemote(storages: string[], t: RemoteTarget, opts: OperationOptions = {}): Promise<RemoteStorageView[]> {
+export async function listRemote(storages: string[], t: RemoteTarget, opts: OperationOptions & { limit?: number } = {}): Promise<RemoteStorageView[]> {
   const out: RemoteStorageView[] = [];
   for (const { kind, space: storage } of spacesOf(storages)) {
     const r = new RemoteResolver(t, storage, opts.signal);
     const generations: RemoteGenerationView[] = [];
-    for (const stamp of await remoteStamps(t, storage, opts.signal)) {
+    // `limit`: only the newest manifests of each space are read; the rest only counted (one listing).
+    const all = await remoteStamps(t, storage, opts.signal);
+    const older = opts.limit !== undefined && all.length > opts.limit ? all.length - opts.limit : 0;
+    for (const stamp of all.slice(older)) {
       try {
         const m = await r.manifest(stamp);
         if (!m) continue; // deleted since the listing
@@ -129,7 +135,7 @@ export async function listRemote(storages: string[], t: RemoteTarget, opts: Oper
         generations.push({ stamp, full: false, chain: '', start: 0, end: 0, size: 0, problem: e.message });
       }
     }
-    if (kind === 'backup' || generations.length) out.push({ storage, kind, generations });
+    if (kind === 'backup' || generations.length) out.push({ storage, kind, generations, ...(older ? { older } : {}) });
   }
   return out;
 }
@@ -432,29 +438,35 @@ export async function openRemoteRestore(dep: Deployment, t: RemoteTarget, opts: 
   // Regular backups, snapshots or zip backups (snapshotrestore, ziprestore --from), each from its space.
   const kind = opts.kind ?? 'backup';
   const fetchOpts = { signal: opts.signal, onProgress: opts.onProgress, log: opts.log, date: opts.date, kind };
-  let fetched = await fetchForRestore(dep, t, { ...fetchOpts, incremental: opts.incremental });
-  // The date: the one asked for, else the newest fetched (the cache may hold newer pieces the remote no longer has).
-  const open = () =>
+  let fetched: FetchResult[] = [];
+  // Fetched only once the restore holds every site's lock and knows it stopped (openRestore's prepare):
+  // nothing travels for a site that runs. The date: the one asked for, else the newest fetched (the
+  // cache may hold newer pieces the remote no longer has).
+  const open = (incremental?: boolean) =>
     openRestore(dep, {
       ...opts,
       kind,
-      date:
-        opts.date ??
-        fetched
-          .map((f) => f.stamp)
-          .sort()
-          .at(-1),
+      prepare: async () => {
+        fetched = await fetchForRestore(dep, t, { ...fetchOpts, incremental });
+        return {
+          date:
+            opts.date ??
+            fetched
+              .map((f) => f.stamp)
+              .sort()
+              .at(-1),
+        };
+      },
       source: (s) => {
         const f = fetched.find((x) => x.storage === s.name)!;
         return { type: 'repository', repo: f.repo, blobs: f.blobs };
       },
     });
-  let session = await open();
+  let session = await open(opts.incremental);
   const again = fetched.filter((f) => f.liveBlobs > 0 && session.plans.find((p) => p.storage.name === f.storage)?.mode === 'full');
   if (again.length) {
     await session.close();
-    fetched = await fetchForRestore(dep, t, { ...fetchOpts, incremental: false });
-    session = await open();
+    session = await open(false);
   }
   const inner = session;
   // Once the restore succeeded, still under the session's lock of each cache: the cache trimmed (see the header).

@@ -42,6 +42,7 @@ import {
   type ObjectChecksums,
   type RemoteTarget,
   type TargetOptions,
+  type UnfinishedWrite,
   hashBuffer,
   newStats,
   openNoFollow,
@@ -459,6 +460,33 @@ export class S3Target implements RemoteTarget {
           hint: 'Check that the credentials may delete in this bucket, then run it again.',
         });
     }
+  }
+
+  /** The open uploads below the prefix that no live push continues (see target.ts's RemoteTarget), oldest first. */
+  async unfinishedWrites(olderThanMs: number, signal?: AbortSignal): Promise<UnfinishedWrite[]> {
+    const root = this.prefix ? `${this.prefix}/` : '';
+    const all: UnfinishedWrite[] = [];
+    let KeyMarker: string | undefined;
+    let UploadIdMarker: string | undefined;
+    for (let page = 0; page < 1000; page++) {
+      const r = await this.send('list of uploads', root, () =>
+        this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: root, KeyMarker, UploadIdMarker }), { abortSignal: signal }),
+      );
+      for (const u of r.Uploads ?? []) if (u.Key?.startsWith(root) && u.UploadId) all.push({ key: u.Key.slice(root.length), id: u.UploadId, started: u.Initiated?.getTime() ?? 0 });
+      if (!r.IsTruncated) break;
+      ({ NextKeyMarker: KeyMarker, NextUploadIdMarker: UploadIdMarker } = r);
+    }
+    const cutoff = Date.now() - olderThanMs;
+    const out: UnfinishedWrite[] = [];
+    for (const u of all.sort((a, b) => a.started - b.started)) if (u.started < cutoff || (await this.head(u.key, signal))) out.push(u);
+    return out;
+  }
+
+  async discardWrites(writes: UnfinishedWrite[], signal?: AbortSignal): Promise<void> {
+    for (const u of writes)
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.key(u.key), UploadId: u.id }), { abortSignal: signal }).catch((e: unknown) => {
+        if (!noSuchUpload(e)) throw this.failed('abort of the upload', u.key, e);
+      });
   }
 
   private async send<T>(op: string, key: string, fn: () => Promise<T>): Promise<T> {

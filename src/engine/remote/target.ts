@@ -29,14 +29,16 @@
  * error code only.
  */
 
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsc, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { PloneBackupError, checkAbort } from '../base/errors';
 import type { KeySource } from './crypt';
 import { fileLayer, fsyncDir, readFileCapped, tempPath, writeAll } from '../base/io';
+import { pidAlive } from '../base/lock';
 
 /** What a push or pull cost: requests sent (retries included), bytes up and down. */
 export interface RemoteStats {
@@ -49,7 +51,24 @@ export interface RemoteStats {
   /** Parts of multipart uploads sent, and bytes of parts an interrupted upload already held (not sent again). */
   parts: number;
   resumed: number;
+  /** Temp files that killed writes left in a folder target, removed (see FileTarget). */
+  cleaned: number;
 }
+
+/**
+ * A write that was started and never finished: on S3 an open multipart
+ * upload (`key` the object it writes, `id` its upload id), in a folder a
+ * temp file (`key` its name under the target, `id` that too).
+ */
+export interface UnfinishedWrite {
+  key: string;
+  id: string;
+  /** When it was started (S3) or last written (a temp file), in ms since the epoch. */
+  started: number;
+}
+
+/** How long a temp file of a folder target may go unwritten before its writer counts as dead (a live one writes all the time). */
+export const WRITER_STALE_MS = 30 * 60_000;
 
 export interface ObjectChecksums {
   size: number;
@@ -82,6 +101,19 @@ export interface RemoteTarget {
   uploadStream(key: string, size: number, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<'written' | 'exists'>;
   /** Deletes the keys (a key that is not there is no error). */
   delete(keys: string[], signal?: AbortSignal): Promise<void>;
+  /**
+   * The unfinished writes that no live push can be continuing (forget.ts
+   * ends them under the forget lock, when no push runs): on S3, the open
+   * multipart uploads below the target's prefix started more than
+   * `olderThanMs` ago (a younger one is left for the next push to continue),
+   * or of a key whose object is there already (no push continues those); in
+   * a folder, the temp files of writers that are dead (this host's, by their
+   * pid) or wrote nothing for WRITER_STALE_MS (nothing continues a temp file).
+   * Optional: a view over another target (crypt.ts) has none; ask its inner one.
+   */
+  unfinishedWrites?(olderThanMs: number, signal?: AbortSignal): Promise<UnfinishedWrite[]>;
+  /** Ends them: aborts the uploads, removes the temp files. */
+  discardWrites?(writes: UnfinishedWrite[], signal?: AbortSignal): Promise<void>;
   close(): void;
 }
 
@@ -183,7 +215,7 @@ export async function openTarget(url: string, opts: TargetOptions = {}): Promise
 }
 
 export function newStats(): RemoteStats {
-  return { requests: 0, uploaded: 0, downloaded: 0, written: 0, existed: 0, parts: 0, resumed: 0 };
+  return { requests: 0, uploaded: 0, downloaded: 0, written: 0, existed: 0, parts: 0, resumed: 0, cleaned: 0 };
 }
 
 /** The hex SHA-256 and MD5 of a file, read once. */
@@ -263,19 +295,75 @@ export async function downloadVerified(t: RemoteTarget, key: string, dest: strin
   }
 }
 
+/** The folder of a folder target's temp files, under its root (a `.plone-backup-` name: never listed as a key). */
+export const FILE_TEMPS = '.plone-backup-tmp';
+/** A temp file's name there: the writer's host (8 hex of its name's SHA-256), pid, and a random part. */
+const TEMP_NAME = /^([0-9a-f]{8})\.(\d+)\.[0-9a-f]{8}\.put$/;
+const hostTag = () => createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
+
 /**
  * A folder as a remote. Keys are joined to the folder only after layout.ts
  * made them (and they are checked again here: no `..`, no absolute path);
  * nothing is followed through a link. A write is a temp file (fsynced), then
  * a hard link to the key's name (EEXIST: someone else wrote it first), so a
  * reader never sees half an object.
+ *
+ * The temp files are all in one folder, `FILE_TEMPS` under the root (a hard
+ * link from there to the key's name: one filesystem), named by their
+ * writer's host and pid. A killed push leaves its temp file there; the first
+ * write of every later run (a push's lock object is one) removes those whose
+ * writer is dead (this host's, by pid) or that were not written for
+ * WRITER_STALE_MS (another host's), with one listing of that folder, however
+ * large the remote; forget does too. Regular files of that name only,
+ * inside that folder, never through a link. An interrupted write is not
+ * continued: a folder is a disk or a LAN share, where proving a partial file
+ * byte for byte costs about as much as writing it again (README).
  */
 export class FileTarget implements RemoteTarget {
   readonly stats = newStats();
+  /** The temp files this target removed (their keys), in order: forget reports those of its run. */
+  readonly cleanedTemps: string[] = [];
+  private swept = false;
   constructor(
     readonly url: string,
     private readonly root: string,
   ) {}
+
+  unfinishedWrites(): Promise<UnfinishedWrite[]> {
+    return this.deadTemps();
+  }
+
+  async discardWrites(writes: UnfinishedWrite[]): Promise<void> {
+    const dir = path.join(this.root, FILE_TEMPS);
+    for (const w of writes) {
+      if (!TEMP_NAME.test(w.id)) continue;
+      // Only a regular file, never through a link (the name is ours; what is there may not be).
+      const st = await fsp.lstat(path.join(dir, w.id)).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      await fileLayer.rm(path.join(dir, w.id), { force: true });
+      this.stats.cleaned++;
+      this.cleanedTemps.push(`${FILE_TEMPS}/${w.id}`);
+    }
+  }
+
+  /** The temp files of dead writers (see the class). */
+  private async deadTemps(): Promise<UnfinishedWrite[]> {
+    const dir = path.join(this.root, FILE_TEMPS);
+    const st = await fsp.lstat(dir).catch(() => undefined);
+    if (!st?.isDirectory()) return [];
+    const me = hostTag();
+    const out: UnfinishedWrite[] = [];
+    for (const name of await fsp.readdir(dir)) {
+      const m = TEMP_NAME.exec(name);
+      if (!m) continue;
+      const f = await fsp.lstat(path.join(dir, name)).catch(() => undefined);
+      if (!f?.isFile()) continue;
+      const pid = Number(m[2]);
+      const dead = m[1] === me ? pid !== process.pid && !pidAlive(pid) : Date.now() - f.mtimeMs > WRITER_STALE_MS;
+      if (dead || Date.now() - f.mtimeMs > WRITER_STALE_MS) out.push({ key: `${FILE_TEMPS}/${name}`, id: name, started: f.mtimeMs });
+    }
+    return out;
+  }
 
   private file(key: string): string {
     if (key.split('/').some((p) => p === '' || p === '.' || p === '..') || key.includes('\\') || key.includes('\0')) throw new Error(`FileTarget: not a key: ${key}`);
@@ -399,7 +487,7 @@ export class FileTarget implements RemoteTarget {
         this.stats.existed++;
         return 'exists';
       }
-      const tmp = tempPath(dest, 'put');
+      const tmp = await this.tempFile();
       const fh = await fileLayer.open(tmp, 'wx', 0o600);
       try {
         await write(fh, tmp);
@@ -426,6 +514,17 @@ export class FileTarget implements RemoteTarget {
     } catch (e) {
       throw this.failed('write', key, e);
     }
+  }
+
+  /** A fresh temp name in FILE_TEMPS; the first one of this target removes what dead writers left there (see the class). */
+  private async tempFile(): Promise<string> {
+    const dir = path.join(this.root, FILE_TEMPS);
+    if (!this.swept) {
+      await fileLayer.mkdir(dir, { recursive: true, mode: 0o700 });
+      this.swept = true;
+      await this.discardWrites(await this.deadTemps());
+    }
+    return path.join(dir, `${hostTag()}.${process.pid}.${randomBytes(4).toString('hex')}.put`);
   }
 
   private failed(op: string, key: string, e: unknown): PloneBackupError {

@@ -18,7 +18,19 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { SampleSite, discoverDeployment, readRuns, runLogPath, type PushResult, type StorageRestoreResult } from '../../../src/engine/internal';
+import {
+  SampleSite,
+  backupDeployment,
+  discoverDeployment,
+  readRuns,
+  remoteCacheDir,
+  runLogPath,
+  type PushResult,
+  type S3Target,
+  type StorageRestoreResult,
+} from '../../../src/engine/internal';
+import { openRemote } from '../../../src/extension/remote';
+import { fakeClock } from '../../support/fixtures';
 import { Command } from '../../../src/extension/commands';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { Node } from '../../../src/extension/tree';
@@ -260,6 +272,9 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
       const r = await exec(Command.pushNow);
       assert.equal(r.status, 'failed');
       assert.equal((r as { code: string }).code, 'REMOTE_FAILED');
+      // The failed push is a run naming its remote, as a successful one does.
+      const run = (await readRuns(runLogPath(entry().dep!))).records.filter((x) => x.command === 'push').at(-1);
+      assert.deepEqual([run?.outcome, run?.remote], ['failed', url]);
     } finally {
       await exec(Command.forgetRemoteCredentials, { folder: ws });
       await set('remote.endpoint', s3.env.endpoint);
@@ -395,19 +410,134 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
       api.hooks.confirm = undefined;
     }
     assert.equal(md5(dataFs), first.dataFs);
-    // The site must be stopped: its lock held, the restore is refused before anything is replaced.
+    // The site must be stopped: its lock held, the restore is refused before anything is replaced,
+    // and before anything is fetched (the cache emptied first: the declined restore fetched what it needed).
+    const cache = path.join(remoteCacheDir(entry().dep!.storages[0]!, url), 'backups');
+    fs.rmSync(path.dirname(path.dirname(cache)), { recursive: true, force: true });
     running = await holdSiteLock(dataFs);
     const refused = await exec(Command.restoreFromRemote, { folder: ws, stamp: newest.stamp, yes: true });
     await running.release();
     assert.equal(refused.status, 'failed');
     assert.equal((refused as { code: string }).code, 'SITE_RUNNING');
     assert.equal(md5(dataFs), first.dataFs);
+    const cached = fs.existsSync(cache) ? fs.readdirSync(cache).filter((n) => /^\d{4}-/.test(n)) : [];
+    assert.deepEqual(cached, [], 'fetched for a running site');
     // Now the newest: only the missing pieces are appended and the missing blob files added.
     const res = done(await exec<StorageRestoreResult[]>(Command.restoreFromRemote, { folder: ws, stamp: newest.stamp, yes: true, keepOld: false }), 'restore the newest');
     assert.equal(res[0]!.mode, 'incremental');
     assert.equal(md5(dataFs), newest.dataFs);
     assert.deepEqual(blobs(blobDir), newest.blobs);
     assert.equal(res[0]!.blobFilesAdded, Object.keys(newest.blobs).length - Object.keys(first.blobs).length);
+  });
+
+  test('snapshots and zip backups: the section groups the kinds as the local view does; Restore from Remote… restores a snapshot and a zip backup', async () => {
+    await emptySite();
+    await freshRemote();
+    await storeCredentials();
+    await commit(async (s) => {
+      await s.addDocument('Front page');
+      await s.uploadFile('report.pdf', randomBytes(3000));
+    });
+    const full = await backUp(Command.fullBackup);
+    await commit((s) => s.uploadFile('logo.png', randomBytes(2000)));
+    const snap = await backUp(Command.snapshot);
+    await commit((s) => s.addDocument('After the snapshot'));
+    const zip = await backUp(Command.zipBackup);
+    const pushed = done(await exec<PushResult>(Command.pushNow), 'push');
+    assert.deepEqual(
+      pushed.storages.map((x) => [x.storage, x.pushed]),
+      [
+        ['main', [full.stamp]],
+        ['main/snapshot', [snap.stamp]],
+        ['main/zip', [zip.stamp]],
+      ],
+    );
+    type Group = Extract<Node, { type: 'remoteGroup' }>;
+    const groups = async () => (await expand()) as Group[];
+    let rows = await groups();
+    assert.deepEqual(rows.map(label), ['Backups', 'Snapshots', 'Zip backups']);
+    assert.deepEqual(
+      rows.map((g) => g.type),
+      ['remoteGroup', 'remoteGroup', 'remoteGroup'],
+    );
+    assert.deepEqual(
+      rows.map((g) => stamps(api.tree.getChildren(g))),
+      [[full.stamp], [snap.stamp], [zip.stamp]],
+    );
+    const snapNode = api.tree.getChildren(rows[1]!)[0]!;
+    assert.match(String((api.tree.getTreeItem(snapNode).tooltip as vscode.MarkdownString).value), /Full snapshot of main/);
+    assert.equal(api.tree.getParent(snapNode)?.type, 'remoteGroup', 'reveal finds the group of a snapshot');
+    // Restore from Remote… on the snapshot's row, into an empty site: the snapshot's state.
+    await emptySite();
+    rows = await groups();
+    api.hooks.confirm = () => true;
+    try {
+      const res = done(await exec<StorageRestoreResult[]>(Command.restoreFromRemote, api.tree.getChildren(rows[1]!)[0]!), 'restore the snapshot');
+      assert.equal(res[0]!.stamp, snap.stamp);
+    } finally {
+      api.hooks.confirm = undefined;
+    }
+    assert.equal(md5(dataFs), snap.dataFs);
+    assert.deepEqual(blobs(blobDir), snap.blobs);
+    // A zip backup, by its arguments.
+    done(await exec(Command.restoreFromRemote, { folder: ws, kind: 'zip', stamp: zip.stamp, yes: true, keepOld: false }), 'restore the zip backup');
+    assert.equal(md5(dataFs), zip.dataFs);
+    assert.deepEqual(blobs(blobDir), zip.blobs);
+  });
+
+  test('the section reads only the generations it shows (the newest 50) and says how many more there are', async function () {
+    this.timeout(300_000);
+    await emptySite();
+    await freshRemote();
+    await storeCredentials();
+    const dep = entry().dep!;
+    const clock = fakeClock('2026-02-01-10-00-00', 60);
+    const made: string[] = [];
+    for (let i = 0; i < 53; i++) {
+      await commit((s) => s.addDocument(`Page ${i}`));
+      // One chain: retention (keep 2 chains) would take older fulls' generations.
+      const [r] = await backupDeployment(dep, i === 0 ? 'fullbackup' : 'backup', { now: clock.now });
+      made.push(r!.filestorage.stamp!);
+    }
+    done(await exec(Command.refresh), 'refresh');
+    assert.equal(done(await exec<PushResult>(Command.pushNow), 'push').storages[0]!.pushed.length, 53);
+    const rows = await expand();
+    assert.deepEqual(stamps(rows), made.slice(-50).reverse());
+    assert.equal(label(rows.at(-1)!), '… and 3 older generations');
+    const listing = api.remote.listings.peek(entry(), shownRemote());
+    assert.equal(listing?.state, 'done');
+    const main = listing?.state === 'done' ? listing.views.find((v) => v.storage === 'main') : undefined;
+    assert.deepEqual([main?.generations.length, main?.older], [50, 3], 'more manifests were read than the section shows');
+    assert.match(desc(remoteNode()!), /53 generations/);
+  });
+
+  test('temporary credentials: Set Remote Credentials… stores a session token with the key, and the runs hand it to the SDK', async () => {
+    await emptySite();
+    await commit((s) => s.addDocument('Front page'));
+    await backUp();
+    await freshRemote();
+    done(
+      await exec(Command.setRemoteCredentials, { folder: ws, accessKeyId: s3.env.accessKey, secretAccessKey: s3.env.secretKey, sessionToken: 'sts-session-token' }),
+      'set temporary credentials',
+    );
+    const stored = await api.remote.listings.secrets.get(shownRemote());
+    assert.equal(stored?.sessionToken, 'sts-session-token');
+    assert.ok(!fs.readFileSync(path.join(ws, '.vscode', 'settings.json'), 'utf8').includes('sts-session-token'), 'the token is in settings.json');
+    // What a run opens: the SDK's client holds the token (RGW without STS takes any, so the push goes through).
+    const t = await openRemote(entry(), shownRemote(), stored);
+    try {
+      const c = await (t as S3Target).client.config.credentials();
+      assert.deepEqual([c.accessKeyId, c.sessionToken], [s3.env.accessKey, 'sts-session-token']);
+    } finally {
+      t.close();
+    }
+    done(await exec<PushResult>(Command.pushNow), 'push with temporary credentials');
+    await expand();
+    assert.match(String(api.tree.getTreeItem(remoteNode()!).tooltip), /temporary access key .* with its session token/);
+    // A token without its key is refused, and what was stored stays.
+    const refused = await exec(Command.setRemoteCredentials, { folder: ws, sessionToken: 'lonely-token' });
+    assert.equal(refused.status, 'failed');
+    assert.equal((await api.remote.listings.secrets.get(shownRemote()))?.sessionToken, 'sts-session-token');
   });
 
   test('an untrusted workspace: the section says so and lists nothing; Push Now and Restore from Remote… refuse, nothing sent', async () => {

@@ -1,19 +1,23 @@
 // UI test: "give me production in my dev site" (issue 12), clicked through the
 // real workbench. A real S3 server (Ceph RGW, test/support/s3.ts) holds the
 // generations a production site (a folder beside the workspace) pushed: a full
-// backup and two incrementals. The workspace is an empty dev site whose
+// backup and two incrementals, and a snapshot. The workspace is an empty dev site whose
 // plone-backup.json names the database and that remote; the host's environment
 // holds no AWS credentials.
 //
 //   1. Set Remote Credentials… from the palette: the access key, the secret
-//      (a password box), no passphrase: stored in VS Code's secret storage;
-//   2. the Backups view: the Remote row, clicked open, lists the three remote
-//      generations, newest first;
+//      (a password box), no session token (a password box), no passphrase:
+//      stored in VS Code's secret storage;
+//   2. the Backups view: the Remote row, clicked open, groups the kinds as the
+//      local view does: Backups (the three remote generations, newest first)
+//      and Snapshots (the snapshot);
 //   3. Restore from Remote… from the palette, the middle generation typed into
 //      the list's filter, Restore in the modal dialog: Data.fs and the blob
 //      files are production's at that backup;
 //   4. Restore from Remote… again, Enter on the newest (the focused first item),
-//      Restore: an incremental restore (said in the notification) to the newest.
+//      Restore: an incremental restore (said in the notification) to the newest;
+//   5. Restore from Remote…, the snapshot typed into the list (under its
+//      Snapshots separator), Restore: production's state at the snapshot.
 //
 //   npm run build && npx tsc -p tsconfig.test.json
 //   node scripts/vscode/run-offline.mjs --ui test/extension/ui/remote.mjs
@@ -51,14 +55,29 @@ async function production(root, url, s3) {
     const [r] = await engine.backupDeployment(dep, kind, { now: () => when });
     points.push({ stamp: r.filestorage.stamp, label: engine.localTime(r.filestorage.stamp), dataFs: md5(file), blobs: blobFiles(blobDir) });
   }
+  // A snapshot half an hour ago, after one more change: its own space on the remote.
+  const s = await engine.SampleSite.open({ file, blobDir });
+  await s.addDocument('Press release', undefined, '/ editor');
+  await s.close();
+  const when = new Date(Date.now() - HOUR / 2);
+  const [snap] = await engine.backupDeployment(dep, 'snapshot', { now: () => when });
+  const snapshot = { stamp: snap.filestorage.stamp, label: engine.localTime(snap.filestorage.stamp), dataFs: md5(file), blobs: blobFiles(blobDir) };
   const t = await engine.openTarget(url, { endpoint: s3.env.endpoint, credentials: { accessKeyId: s3.env.accessKey, secretAccessKey: s3.env.secretKey }, create: true });
   try {
     const res = await engine.pushDeployment(dep, t);
-    if (res.storages[0].pushed.length !== 3) throw new Error(`production pushed ${JSON.stringify(res.storages[0].pushed)}, not three generations`);
+    const pushed = res.storages.map((x) => [x.storage, x.pushed.length]);
+    if (
+      JSON.stringify(pushed) !==
+      JSON.stringify([
+        ['main', 3],
+        ['main/snapshot', 1],
+      ])
+    )
+      throw new Error(`production pushed ${JSON.stringify(pushed)}, not three generations and a snapshot`);
   } finally {
     t.close();
   }
-  return points;
+  return { points, snapshot };
 }
 
 export default async function run(driver) {
@@ -71,7 +90,7 @@ export default async function run(driver) {
   const s3 = await startS3();
   try {
     const url = await s3.bucket('sites/prod');
-    const points = await production(path.join(path.dirname(workspace), 'production'), url, s3);
+    const { points, snapshot } = await production(path.join(path.dirname(workspace), 'production'), url, s3);
     const [, middle, newest] = points;
     // The dev site: nothing yet but its configuration, naming the database and the remote.
     fs.writeFileSync(
@@ -97,7 +116,7 @@ export default async function run(driver) {
       await widenSidebar(page);
     });
 
-    await step(page, 'Set Remote Credentials…: access key, secret, no passphrase', async () => {
+    await step(page, 'Set Remote Credentials…: access key, secret, no session token, no passphrase', async () => {
       await driver.runCommand('Plone Backup: Set Remote Credentials…');
       await until(
         async () => (await message()).includes('Access key id'),
@@ -115,6 +134,13 @@ export default async function run(driver) {
       await quickInput.fill(s3.env.secretKey);
       await page.keyboard.press('Enter');
       await until(
+        async () => (await message()).includes('Session token'),
+        async () => 'no box asks for a session token',
+        10_000,
+      );
+      if ((await quickInput.getAttribute('type')) !== 'password') throw new Error('the session token is typed into a box that shows it');
+      await page.keyboard.press('Enter');
+      await until(
         async () => (await message()).includes('Encryption passphrase'),
         async () => 'no box asks for the passphrase',
         10_000,
@@ -125,16 +151,21 @@ export default async function run(driver) {
       if (fs.existsSync(settings) && fs.readFileSync(settings, 'utf8').includes(s3.env.secretKey)) throw new Error('the secret went into settings.json');
     });
 
-    await step(page, 'a click on Remote lists the three remote generations, newest first', async () => {
+    await step(page, 'a click on Remote shows Backups (the three remote generations, newest first) and Snapshots (the snapshot)', async () => {
       await rows.filter({ hasText: 'Remote' }).first().click();
-      const remoteRows = async () => (await driver.listRows('.part.sidebar')).map(oneLine).filter((t) => / ago/.test(t) && /full|incremental/.test(t));
+      const all = async () => (await driver.listRows('.part.sidebar')).map(oneLine);
+      const remoteRows = async () => (await all()).filter((t) => / ago/.test(t) && /full|incremental/.test(t));
       await until(
-        async () => (await remoteRows()).length === 3,
-        async () => `the Remote section did not list three generations`,
+        async () => (await remoteRows()).length === 4,
+        async () => `the Remote section did not list four generations: ${(await all()).join(' | ')}`,
         60_000,
       );
+      const listed = await all();
+      const at = (re) => listed.findIndex((t) => re.test(t));
+      const [backups, snapshots] = [at(/^Backups ?3 generations$/), at(/^Snapshots ?1 generation$/)];
+      if (backups < 0 || !(backups < snapshots)) throw new Error(`no Backups and Snapshots groups, in that order: ${listed.join(' | ')}`);
       const got = await remoteRows();
-      if (!/incremental/.test(got[0]) || !/full/.test(got[2])) throw new Error(`the remote generations read, in order: ${got.join(' | ')}`);
+      if (!/incremental/.test(got[0]) || !/full/.test(got[2]) || !/full/.test(got[3])) throw new Error(`the remote generations read, in order: ${got.join(' | ')}`);
     });
 
     await step(page, `Restore from Remote…, "${middle.label}" typed into the list, Restore: production's state then`, async () => {
@@ -170,6 +201,26 @@ export default async function run(driver) {
       if (md5(file) !== newest.dataFs) throw new Error(`Data.fs is not production's of ${newest.label}`);
       const diff = treeDiff(newest.blobs, blobFiles(blobDir));
       if (diff) throw new Error(`the blob files are not production's of ${newest.label}: ${diff}`);
+    });
+
+    await step(page, `Restore from Remote…, the snapshot "${snapshot.label}" typed into the list, Restore: production's state at the snapshot`, async () => {
+      await driver.runCommand('Plone Backup: Restore from Remote…');
+      await quick.locator('.quick-input-title', { hasText: `Restore ${name} from ${url}` }).waitFor({ timeout: 30_000 });
+      await quick.locator('.quick-input-list', { hasText: 'Snapshots' }).waitFor({ timeout: 10_000 });
+      await quickInput.fill(snapshot.label);
+      await focusedRow.filter({ hasText: snapshot.label }).filter({ hasText: 'snapshot' }).waitFor({ timeout: 10_000 });
+      await page.keyboard.press('Enter');
+      await dialog.first().waitFor({ timeout: 60_000 });
+      const asked = oneLine(await dialog.first().innerText());
+      if (!asked.includes(`Restore ${name} to the snapshot of ${snapshot.label} from ${url}?`)) throw new Error(`the dialog asks: ${asked}`);
+      await dialog.getByRole('button', { name: 'Restore', exact: true }).click();
+      await toasts
+        .filter({ hasText: `Restored ${name} to the snapshot of ${snapshot.label} from ${url}` })
+        .first()
+        .waitFor({ timeout: 60_000 });
+      if (md5(file) !== snapshot.dataFs) throw new Error(`Data.fs is not production's at the snapshot of ${snapshot.label}`);
+      const diff = treeDiff(snapshot.blobs, blobFiles(blobDir));
+      if (diff) throw new Error(`the blob files are not production's at the snapshot: ${diff}`);
     });
 
     process.stderr.write(`[ui] done; the screen at the end:\n  ${await seen(page)}\n`);

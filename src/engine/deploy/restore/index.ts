@@ -72,8 +72,14 @@ export async function openRestore(dep: Deployment, options: RestoreOptions = {})
   }
   const locks = new Locks();
   try {
+    if (opts.prepare) {
+      // What the restore reads is fetched first (a remote, pull.ts): only once every site is locked and known stopped.
+      for (const s of dep.storages) await lockLive(s, opts, locks);
+      const more = await opts.prepare();
+      if (more?.date !== undefined) opts.date = more.date;
+    }
     const sources = await sourcesFor(dep, opts);
-    for (const [i, s] of dep.storages.entries()) await lockStorage(s, sources[i]!, opts, locks);
+    for (const [i, s] of dep.storages.entries()) await lockStorage(s, sources[i]!, opts, locks, opts.prepare !== undefined);
     const plans: StoragePlan[] = [];
     for (const [i, s] of dep.storages.entries()) plans.push(await planStorage(s, sources[i]!, opts));
     // Nothing but a database is replaced, and blobs go only into a blobstorage.
@@ -111,18 +117,15 @@ class Locks {
  * The repository first (a second restore waits there for the first, which
  * lets go of the site before it), then ZODB's own lock on the storage, held
  * until the session closes. Whether a site runs is decided here and nowhere
- * else: the storage restored, and another site's live files restored from.
+ * else: the storage restored (lockLive), and another site's live files
+ * restored from. `liveLocked`: the site's lock was taken before (a restore
+ * that prepares its source: see RestoreOptions.prepare).
  */
-async function lockStorage(s: StorageConfig, source: RestoreSource, opts: Settled, locks: Locks): Promise<void> {
-  const file = s.file;
+async function lockStorage(s: StorageConfig, source: RestoreSource, opts: Settled, locks: Locks, liveLocked = false): Promise<void> {
   // No folder, no backups (and no lock to take in it).
   if (source.type === 'repository' && !(await exists(source.repo))) throw noRepository(s, source.repo, opts);
   if (source.type === 'repository') locks.repos.push(await acquireLock(source.repo, { what: 'restore', waitMs: opts.lockWaitMs, signal: opts.signal }));
-  const site = await lockSite(file);
-  locks.sites.push(site);
-  if (site.note) opts.log?.(site.note);
-  if (site.running && !opts.force)
-    throw siteRunningError(site.running, 'The site is running', 'Stop Zope (or the ZEO server) first, or pass --force if you are sure it is not running.');
+  if (!liveLocked) await lockLive(s, opts, locks);
   // Another site's live files: while that site runs they change under the copy.
   const other = source.type === 'copy' && !opts.force ? await siteRunning(source.file) : undefined;
   if (other)
@@ -131,6 +134,15 @@ async function lockStorage(s: StorageConfig, source: RestoreSource, opts: Settle
       'The site being restored from is running',
       'Restore from its backups (point altrestore at a folder with backups/), stop that site, or pass --force.',
     );
+}
+
+/** ZODB's lock on the storage restored, held until the session closes; SITE_RUNNING when the site holds it (unless `force`). */
+async function lockLive(s: StorageConfig, opts: Settled, locks: Locks): Promise<void> {
+  const site = await lockSite(s.file);
+  locks.sites.push(site);
+  if (site.note) opts.log?.(site.note);
+  if (site.running && !opts.force)
+    throw siteRunningError(site.running, 'The site is running', 'Stop Zope (or the ZEO server) first, or pass --force if you are sure it is not running.');
 }
 
 function siteRunningError(running: RunningSite, what: string, hint: string): PloneBackupError {

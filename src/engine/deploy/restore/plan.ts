@@ -35,6 +35,13 @@ export interface RestoreOptions extends OperationOptions {
   incremental?: boolean;
   /** Restore from other folders (altrestore). */
   source?: (s: StorageConfig) => RestoreSource | Promise<RestoreSource>;
+  /**
+   * Makes the source before it is read (a restore from a remote fetches it,
+   * remote/pull.ts): called once every storage's site is locked and known to
+   * be stopped, before the repositories are locked and the plan made; it may
+   * give the date, when only what it fetched says it.
+   */
+  prepare?: () => Promise<Pick<RestoreOptions, 'date'> | void>;
   lockWaitMs?: number;
   now?: () => Date;
   /** Restore only the blobstorage (only_blobs): Data.fs is left as it is. */
