@@ -135,6 +135,7 @@ function objectsOf(storage: string, m: RemoteManifest): string[] {
   const out = m.pieces.map((p) => pieceKey(storage, p.name));
   if (m.index) out.push(indexKey(storage, m.stamp));
   if (m.archive) out.push(archiveKey(storage, m.archive.name));
+  for (const a of m.archives ?? []) out.push(archiveKey(storage, a.name));
   // A blob file in a pack keeps its pack (layout.ts); its blob key is named too, for the push index (pruneIndex).
   for (const e of m.blobs?.files ?? []) out.push(blobKey(storage, e[0], e[1]), ...(e.length === 6 ? [packKey(storage, e[4])] : []));
   return out;

@@ -42,7 +42,13 @@
  * name never holds a `/`, so no storage's space is another's): pieces,
  * indexes, blob files, generations, and `archives/<stamp>.tar[.gz]`, a blob
  * generation kept as one archive (zip backups, the `tar` and `tar.gz` blob
- * formats), pushed as it is and named by the manifest's `archive`. Every
+ * formats), pushed as it is and named by the manifest's `archive`; an
+ * incremental_blobs chain (the `incremental` and `incremental.gz` formats) as
+ * its archives, each once, `archives/<stamp>.tar[.gz]` and
+ * `archives/<stamp>.delta.tar[.gz]`, named in order by the manifest's
+ * `archives` (the chain's full archive, then its deltas up to the
+ * generation's own; the `.snar` stays local: tar changes it with every delta,
+ * and a restore reads only the archives). Every
  * function here taking a `storage` takes such a space (`spaceOf`).
  *
  * What a remote holds is hostile input: a manifest is read capped, checked
@@ -95,6 +101,8 @@ export interface RemoteManifest {
   info?: { transactions?: number; lastTid?: string; lastTime?: string; lastUser?: string; lastDescription?: string };
   /** A blob generation kept as one archive (`<stamp>.tar` or `<stamp>.tar.gz`, under `archives/`), instead of `blobs`. */
   archive?: { name: string; size: number; sha256: string };
+  /** An incremental_blobs chain, instead of `blobs`: its full archive, then its deltas, the last this generation's (under `archives/`). */
+  archives?: { name: string; size: number; sha256: string }[];
   blobs?: {
     layout: BlobLayout;
     /** An older generation of the same chain whose files this one adds to. */
@@ -111,7 +119,7 @@ export const spaceOf = (storage: string, kind: Kind) => (kind === 'backup' ? sto
 export const storagePrefix = (storage: string) => `${storage}/`;
 export const archiveKey = (storage: string, name: string) => `${storage}/archives/${name}`;
 /** The name of an archived blob generation on the remote: its stamp and its suffix. */
-export const ARCHIVE_NAME = /^\d{4}(-\d\d){5}\.tar(\.gz)?$/;
+export const ARCHIVE_NAME = /^\d{4}(-\d\d){5}(\.delta)?\.tar(\.gz)?$/;
 export const generationsPrefix = (storage: string) => `${storage}/generations/`;
 export const manifestKey = (storage: string, stamp: string) => `${storage}/generations/${stamp}.json`;
 export const pieceKey = (storage: string, name: string) => `${storage}/pieces/${name}`;
@@ -203,6 +211,30 @@ export function checkRemoteManifest(m: unknown, fail: (why: string) => Error, st
     )
       throw fail('its archive is not a name, a size and a SHA-256');
     if (o.blobs !== undefined) throw fail('it has both an archive and blob files');
+    if (a.name.includes('.delta')) throw fail('its archive is a delta without its chain');
+  }
+  if (o.archives !== undefined) {
+    const l = o.archives as unknown;
+    if (!Array.isArray(l) || l.length === 0 || l.length > REMOTE_CAPS.pieces || o.archive !== undefined || o.blobs !== undefined)
+      throw fail('its archives are not a chain of archives alone');
+    let prev = '';
+    l.forEach((x: unknown, i: number) => {
+      const a = x as Record<string, unknown> | null;
+      if (
+        typeof a !== 'object' ||
+        a === null ||
+        typeof a.name !== 'string' ||
+        !ARCHIVE_NAME.test(a.name) ||
+        !count(a.size) ||
+        typeof a.sha256 !== 'string' ||
+        !HEX64.test(a.sha256)
+      )
+        throw fail(`its archive ${i + 1} is not a name, a size and a SHA-256`);
+      const stampOf = a.name.slice(0, 19);
+      if (a.name.includes('.delta') !== i > 0) throw fail(`its archive ${i + 1} (${a.name}) is ${i > 0 ? 'a full archive inside' : 'a delta at the start of'} its chain`);
+      if (stampOf <= prev || stampOf > stamp || (i === l.length - 1 && stampOf !== stamp)) throw fail('its archives are not in order, up to its own stamp');
+      prev = stampOf;
+    });
   }
   if (o.index !== undefined) {
     const x = o.index as Record<string, unknown> | null;

@@ -174,6 +174,7 @@ export async function verifyRemote(storages: string[], t: RemoteTarget, opts: Re
         for (const p of m.pieces) want(pieceKey(storage, p.name), { size: p.size, sha256: p.sha256, md5: p.md5, gzip: parseDataFileName(p.name)!.gzip }, stamp);
         if (m.index) want(indexKey(storage, stamp), m.index, stamp);
         if (m.archive) want(archiveKey(storage, m.archive.name), m.archive, stamp);
+        for (const a of m.archives ?? []) want(archiveKey(storage, a.name), a, stamp);
         for (const e of (await r.blobs(stamp)).values()) {
           if (e.length === 4) want(blobKey(storage, e[0], e[1]), { size: e[2], sha256: e[3] }, stamp);
           else {
@@ -392,6 +393,16 @@ async function fetchStorageLocked(s: StorageConfig, t: RemoteTarget, opts: Fetch
     res.blobs = path.join(cache, 'blobstoragebackups');
     await fileLayer.mkdir(res.blobs, { recursive: true, mode: 0o700 });
     await fetch(archiveKey(space, m.archive.name), path.join(res.blobs, `${path.basename(s.blobDir)}.${m.archive.name}`), m.archive);
+  }
+  if (s.blobDir && m.archives) {
+    // An incremental_blobs chain: its archives under the names the local restore chains (listGenerations),
+    // with a .snar beside the full one, which only marks the chain there (a restore reads the archives alone).
+    res.blobs = path.join(cache, 'blobstoragebackups');
+    await fileLayer.mkdir(res.blobs, { recursive: true, mode: 0o700 });
+    const base = path.basename(s.blobDir);
+    for (const a of m.archives) await fetch(archiveKey(space, a.name), path.join(res.blobs, `${base}.${a.name}`), a);
+    const snar = path.join(res.blobs, `${base}.${m.archives[0]!.name.slice(0, 19)}.snar`);
+    if (!(await fsp.lstat(snar).catch(() => undefined))) await writeFileAtomic(snar, '', 0o600);
   }
   // The .dat of the chain, as repozo writes it: rewritten whole (the chain may have grown since the last fetch).
   await writeFileAtomic(path.join(repo, datName(m.full)), m.pieces.map((p) => formatDatLine({ path: path.join(repo, p.name), start: p.start, end: p.end, md5: p.md5 })).join(''));

@@ -162,6 +162,8 @@ interface LocalGen {
   blob?: Generation;
   /** A blob generation kept as one archive (tar, tar.gz), pushed as it is. */
   archive?: Generation;
+  /** An incremental_blobs chain: the paths of its archives, the full one first, this generation's last. */
+  archives?: string[];
   info?: PieceInfo;
 }
 
@@ -229,11 +231,12 @@ async function localGenerations(s: StorageConfig, kind: Kind, skipped: StoragePu
           continue;
         }
         // Trees and pool generations: generationFiles reads both. A single archive goes as it is;
-        // incremental_blobs chains (a .snar, deltas) are not sent yet.
+        // an incremental_blobs chain as its archives (the full one, its deltas up to this one).
         if (b.kind === 'dir' || b.kind === 'pool') g.blob = b;
         else if (!b.delta && b.archives === undefined) g.archive = b;
+        else if (b.archives?.length) g.archives = b.archives;
         else {
-          skipped.push({ stamp: f.stamp, why: 'its blob generation is part of an incremental_blobs archive chain, which push does not send yet' });
+          skipped.push({ stamp: f.stamp, why: 'its blob generation is a delta of an incremental_blobs chain whose full archive (with its .snar) is gone' });
           continue;
         }
       }
@@ -300,7 +303,11 @@ async function saveIndexIfChanged(file: string, ix: PushIndex, remote: Set<strin
   else if (!(await fsp.lstat(file).catch(() => undefined))) await saveIndex(file, ix);
 }
 
+/** The end of an archive's name that the remote keeps (layout.ts's ARCHIVE_NAME). */
+const ARCHIVE_SUFFIX = /\d{4}(-\d\d){5}(\.delta)?\.tar(\.gz)?$/;
+
 function learn(ix: PushIndex, storage: string, m: RemoteManifest, blobs: Map<string, RemoteBlob>): void {
+  for (const a of m.archives ?? []) ix.objects[archiveKey(storage, a.name)] = [a.size, a.sha256];
   for (const p of m.pieces) ix.objects[pieceKey(storage, p.name)] = [p.size, p.sha256];
   if (m.index) ix.objects[indexKey(storage, m.stamp)] = [m.index.size, m.index.sha256];
   if (m.archive) ix.objects[archiveKey(storage, m.archive.name)] = [m.archive.size, m.archive.sha256];
@@ -376,6 +383,15 @@ async function pushGeneration(
     const name = `${g.stamp}${a.kind === 'tar.gz' ? '.tar.gz' : '.tar'}`;
     const st = await fsp.lstat(a.path);
     m.archive = { name, size: st.size, sha256: await sendFile(t, archiveKey(space, name), a.path, st.size, ix, unsure, res, signal) };
+  }
+  if (g.archives) {
+    m.archives = [];
+    for (const file of g.archives) {
+      // `<blob folder>.<stamp>[.delta].tar[.gz]` → `<stamp>[.delta].tar[.gz]` (listGenerations named them so).
+      const name = path.basename(file).slice(-ARCHIVE_SUFFIX.exec(path.basename(file))![0].length);
+      const st = await fsp.lstat(file);
+      m.archives.push({ name, size: st.size, sha256: await sendFile(t, archiveKey(space, name), file, st.size, ix, unsure, res, signal) });
+    }
   }
   const body = Buffer.from(JSON.stringify(m));
   const wrote = (await t.put(manifestKey(space, g.stamp), body, hashBuffer(body), signal)) === 'written';
