@@ -290,10 +290,10 @@ async function pushStorage(s: StorageConfig, kind: Kind, t: RemoteTarget, opts: 
     if (wrote) res.pushed.push(g.stamp);
     else res.present++;
     ix.gens.push(g.stamp);
+    // After the last one the index is whole again: one write says both.
+    if (g === todo.at(-1)) ix.dirty = false;
     await saveIndex(ixFile, ix);
   }
-  ix.dirty = false;
-  await saveIndex(ixFile, ix);
   return res;
 }
 
