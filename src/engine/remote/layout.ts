@@ -213,29 +213,7 @@ export function checkRemoteManifest(m: unknown, fail: (why: string) => Error, st
     if (o.blobs !== undefined) throw fail('it has both an archive and blob files');
     if (a.name.includes('.delta')) throw fail('its archive is a delta without its chain');
   }
-  if (o.archives !== undefined) {
-    const l = o.archives as unknown;
-    if (!Array.isArray(l) || l.length === 0 || l.length > REMOTE_CAPS.pieces || o.archive !== undefined || o.blobs !== undefined)
-      throw fail('its archives are not a chain of archives alone');
-    let prev = '';
-    l.forEach((x: unknown, i: number) => {
-      const a = x as Record<string, unknown> | null;
-      if (
-        typeof a !== 'object' ||
-        a === null ||
-        typeof a.name !== 'string' ||
-        !ARCHIVE_NAME.test(a.name) ||
-        !count(a.size) ||
-        typeof a.sha256 !== 'string' ||
-        !HEX64.test(a.sha256)
-      )
-        throw fail(`its archive ${i + 1} is not a name, a size and a SHA-256`);
-      const stampOf = a.name.slice(0, 19);
-      if (a.name.includes('.delta') !== i > 0) throw fail(`its archive ${i + 1} (${a.name}) is ${i > 0 ? 'a full archive inside' : 'a delta at the start of'} its chain`);
-      if (stampOf <= prev || stampOf > stamp || (i === l.length - 1 && stampOf !== stamp)) throw fail('its archives are not in order, up to its own stamp');
-      prev = stampOf;
-    });
-  }
+  if (o.archives !== undefined) checkArchives(o, fail, stamp);
   if (o.index !== undefined) {
     const x = o.index as Record<string, unknown> | null;
     if (typeof x !== 'object' || x === null || !count(x.size) || typeof x.sha256 !== 'string' || !HEX64.test(x.sha256)) throw fail('its index is not a size and a SHA-256');
@@ -272,6 +250,23 @@ export function checkRemoteManifest(m: unknown, fail: (why: string) => Error, st
       }
     }
   }
+}
+
+/** A manifest's incremental_blobs chain: archives alone, the full one first, then deltas in order up to its own stamp. */
+function checkArchives(o: Record<string, unknown>, fail: (why: string) => Error, stamp: string): void {
+  const l = o.archives as unknown;
+  if (!Array.isArray(l) || l.length === 0 || l.length > REMOTE_CAPS.pieces || o.archive !== undefined || o.blobs !== undefined)
+    throw fail('its archives are not a chain of archives alone');
+  let prev = '';
+  l.forEach((x: unknown, i: number) => {
+    const a = x as Record<string, unknown> | null;
+    if (typeof a !== 'object' || a === null || typeof a.name !== 'string' || !ARCHIVE_NAME.test(a.name) || !count(a.size) || typeof a.sha256 !== 'string' || !HEX64.test(a.sha256))
+      throw fail(`its archive ${i + 1} is not a name, a size and a SHA-256`);
+    const stampOf = a.name.slice(0, 19);
+    if (a.name.includes('.delta') !== i > 0) throw fail(`its archive ${i + 1} (${a.name}) is ${i > 0 ? 'a full archive inside' : 'a delta at the start of'} its chain`);
+    if (stampOf <= prev || stampOf > stamp || (i === l.length - 1 && stampOf !== stamp)) throw fail('its archives are not in order, up to its own stamp');
+    prev = stampOf;
+  });
 }
 
 /** `oid.tid`: a blob file's identity, whatever the layout. */

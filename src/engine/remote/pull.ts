@@ -10,7 +10,9 @@
  *     backups/                    a repozo repository: the chain's pieces,
  *                                 its .dat (written from the manifest's lines)
  *                                 and the index of the restored state
- *     blobstore/<oid>/<tid>.blob  every blob file fetched, once
+ *     blobstore/<oid>.<tid>.blob  every blob file fetched, once (one flat folder,
+ *                                 fsynced once; packed files come by ranged GETs
+ *                                 of their packs, a run of slices per GET)
  *     blobstoragebackups/<blob folder>.<stamp>/<blob folder>/
  *                                 the generation restored from: hard links
  *                                 into blobstore, with its manifest

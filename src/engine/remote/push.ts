@@ -16,10 +16,15 @@
  * not a corruption; after an interrupted push (the index says so) a key the
  * index does not know is looked at with HEAD before it is sent.
  *
- * Per generation: its pieces, its index and its new blob files first (eight
- * at a time), each hashed (SHA-256 recorded, MD5 sent), then its manifest,
- * last; the index is saved after every generation, so an interruption costs
- * at most the generation being pushed.
+ * Per generation: its pieces, its index and its new blob files first, each
+ * hashed (SHA-256 recorded, MD5 sent), then its manifest, last; the index is
+ * saved after every generation, so an interruption costs at most the
+ * generation being pushed. Blob files of 1 MiB or more go up as objects of
+ * their own (eight at a time); smaller ones are read once each and packed
+ * into packs of 16 MiB (layout.ts), two sent at a time while the next fills.
+ * A pool generation whose parent generation is on the remote names its new
+ * files itself, so a push after 10 new blob files reads those 10 entries,
+ * not the state's 20,000 (blobPlan).
  *
  * Before its first write a push takes the remote's push lock (lock.ts), and
  * looks at the remote again if it had to: no forget deletes while it writes,
@@ -31,8 +36,8 @@
  * index (beside its repository). Blob generations are pushed from dir trees
  * (the recipe's layout) and pool generations through blobpool's
  * generationFiles, a single archive (tar, tar.gz: zip backups, archive_blob)
- * as it is; incremental_blobs archive chains are not yet (they are reported
- * as skipped).
+ * as it is, an incremental_blobs chain as its archives, each once (a delta
+ * whose full archive is gone is reported as skipped).
  */
 
 import { createHash } from 'node:crypto';
