@@ -17,7 +17,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   RemoteResolver,
+  type S3Target,
   backupDeployment,
+  discoverDeployment,
   blobId,
   blobObjectKey,
   forgetRemote,
@@ -245,6 +247,53 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     const [v] = await verifyRemote(['main'], reader, { deep: true });
     assert.deepEqual(v!.problems, []);
     assert.ok(seen.length >= 1);
+  });
+});
+
+describe('a push that loses the race for a generation (real S3 server)', () => {
+  it("learns the winner's packs: a forget deletes the loser's, and a later generation names only packs that are there", async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, clock } = await production(t, path.join(root, 'prod'));
+    // The same backups in another folder (its own push index): the other site of the race.
+    fs.cpSync(path.join(root, 'prod'), path.join(root, 'twin'), { recursive: true });
+    const twin = await discoverDeployment(path.join(root, 'twin'));
+    const url = await bucket();
+    const [a, b] = await Promise.all([s3(url), s3(url)]);
+    t.after(() => [a, b].forEach((x) => x.close()));
+    // a has sent its first generation's objects, and the twin pushes everything before a's first manifest lands.
+    let raced = false;
+    (a as S3Target).client.middlewareStack.add(
+      (next) => async (args) => {
+        const k = (args.input as { Key?: string }).Key ?? '';
+        if (!raced && k.includes('/generations/')) {
+          raced = true;
+          assert.equal((await pushDeployment(twin, b)).storages[0]!.pushed.length, 3);
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'testRace' },
+    );
+    const lost = await pushDeployment(dep, a);
+    assert.equal(raced, true);
+    assert.deepEqual(lost.storages[0]!.pushed, [], "every generation was the twin's");
+    assert.ok(lost.storages[0]!.objects > 0, 'the loser sent packs of its own');
+    // Keep every generation: only what no manifest names goes, the loser's packs among it.
+    const forgot = await forgetRemote(dep, a, { keep: 10 });
+    assert.ok(
+      forgot.storages[0]!.objects.some((k) => k.includes('/packs/')),
+      JSON.stringify(forgot.storages[0]!.objects),
+    );
+    // A new chain from the loser's site names its blob files by its push index: where the twin put them.
+    await s.site.uploadFile('after.pdf', content('after', 2700));
+    const p = await backupPoint(s, dep, 'fullbackup', clock);
+    await s.site.close();
+    const c = await s3(url);
+    t.after(() => c.close());
+    assert.deepEqual((await pushDeployment(dep, c)).storages[0]!.pushed, [p.stamp]);
+    assert.deepEqual((await verifyRemote(['main'], c, { deep: true }))[0]!.problems, []);
+    const dev = await emptySite(path.join(root, 'dev'));
+    await restoreFrom(dev, c);
+    assert.deepEqual(blobsOf(dev.storages[0]!.blobDir!), filterBlobs(p.blobs));
   });
 });
 

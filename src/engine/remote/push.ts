@@ -308,6 +308,12 @@ async function saveIndexIfChanged(file: string, ix: PushIndex, remote: Set<strin
   else if (!(await fsp.lstat(file).catch(() => undefined))) await saveIndex(file, ix);
 }
 
+/** Waits for every one of them (none left running), then throws the first failure. */
+async function allOrFirstError(work: Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 /** The end of an archive's name that the remote keeps (layout.ts's ARCHIVE_NAME). */
 const ARCHIVE_SUFFIX = /\d{4}(-\d\d){5}(\.delta)?\.tar(\.gz)?$/;
 
@@ -368,39 +374,55 @@ async function pushGeneration(
   const signal = opts.signal;
   opts.onProgress?.({ phase: `pushing ${space} ${g.stamp}`, done: res.bytes });
   const pieces: RemotePiece[] = [];
-  for (const { name, line } of g.chain) {
-    const file = path.join(repo, name);
-    const st = await fsp.lstat(file);
-    const sha256 = await sendFile(t, pieceKey(space, name), file, st.size, ix, unsure, res, signal);
-    pieces.push({ name, start: line.start, end: line.end, md5: line.md5, size: st.size, sha256 });
-  }
   const m: RemoteManifest = { format: MANIFEST_FORMAT, version: MANIFEST_VERSION, storage: space, stamp: g.stamp, full: g.full, pieces };
-  const idx = path.join(repo, indexName(g.stamp));
-  const ist = await fsp.lstat(idx).catch(() => undefined);
-  if (ist?.isFile()) m.index = { size: ist.size, sha256: await sendFile(t, indexKey(space, g.stamp), idx, ist.size, ix, unsure, res, signal) };
   if (g.info) {
     const { transactions, lastTid, lastTime, lastUser, lastDescription } = g.info;
     m.info = { transactions, lastTid, lastTime, lastUser: lastUser?.slice(0, 4096), lastDescription: lastDescription?.slice(0, 4096) };
   }
-  if (g.blob) m.blobs = await pushBlobs(space, t, g, ix, ctx, unsure, res, signal);
-  if (g.archive) {
-    const a = g.archive;
-    const name = `${g.stamp}${a.kind === 'tar.gz' ? '.tar.gz' : '.tar'}`;
-    const st = await fsp.lstat(a.path);
-    m.archive = { name, size: st.size, sha256: await sendFile(t, archiveKey(space, name), a.path, st.size, ix, unsure, res, signal) };
-  }
-  if (g.archives) {
-    m.archives = [];
-    for (const file of g.archives) {
-      // `<blob folder>.<stamp>[.delta].tar[.gz]` → `<stamp>[.delta].tar[.gz]` (listGenerations named them so).
-      const name = path.basename(file).slice(-ARCHIVE_SUFFIX.exec(path.basename(file))![0].length);
-      const st = await fsp.lstat(file);
-      m.archives.push({ name, size: st.size, sha256: await sendFile(t, archiveKey(space, name), file, st.size, ix, unsure, res, signal) });
-    }
-  }
+  // The pieces, the index and the blob files go up side by side (a push of one new backup is a
+  // few requests, each a round trip); the manifest waits for all of them.
+  await allOrFirstError([
+    (async () => {
+      for (const { name, line } of g.chain) {
+        const file = path.join(repo, name);
+        const st = await fsp.lstat(file);
+        const sha256 = await sendFile(t, pieceKey(space, name), file, st.size, ix, unsure, res, signal);
+        pieces.push({ name, start: line.start, end: line.end, md5: line.md5, size: st.size, sha256 });
+      }
+    })(),
+    (async () => {
+      const idx = path.join(repo, indexName(g.stamp));
+      const ist = await fsp.lstat(idx).catch(() => undefined);
+      if (ist?.isFile()) m.index = { size: ist.size, sha256: await sendFile(t, indexKey(space, g.stamp), idx, ist.size, ix, unsure, res, signal) };
+    })(),
+    (async () => {
+      if (g.blob) m.blobs = await pushBlobs(space, t, g, ix, ctx, unsure, res, signal);
+      if (g.archive) {
+        const a = g.archive;
+        const name = `${g.stamp}${a.kind === 'tar.gz' ? '.tar.gz' : '.tar'}`;
+        const st = await fsp.lstat(a.path);
+        m.archive = { name, size: st.size, sha256: await sendFile(t, archiveKey(space, name), a.path, st.size, ix, unsure, res, signal) };
+      }
+      if (g.archives) {
+        const archives: NonNullable<RemoteManifest['archives']> = [];
+        for (const file of g.archives) {
+          // `<blob folder>.<stamp>[.delta].tar[.gz]` → `<stamp>[.delta].tar[.gz]` (listGenerations named them so).
+          const name = path.basename(file).slice(-ARCHIVE_SUFFIX.exec(path.basename(file))![0].length);
+          const st = await fsp.lstat(file);
+          archives.push({ name, size: st.size, sha256: await sendFile(t, archiveKey(space, name), file, st.size, ix, unsure, res, signal) });
+        }
+        m.archives = archives;
+      }
+    })(),
+  ]);
   const body = Buffer.from(JSON.stringify(m));
   const wrote = (await t.put(manifestKey(space, g.stamp), body, hashBuffer(body), signal)) === 'written';
-  if (!wrote) await resolver.manifest(g.stamp); // another push wrote it first: it must at least be sound
+  if (!wrote) {
+    // Another push wrote it first: it must at least be sound, and its files are where it says, not in
+    // the packs this push sent (no manifest names those; a forget deletes them), so the index learns its.
+    const theirs = await resolver.manifest(g.stamp);
+    if (theirs) learn(ix, space, theirs, await resolver.blobs(g.stamp));
+  }
   opts.log?.(`${space} ${g.stamp}: ${wrote ? 'pushed' : 'already pushed by another run'}`);
   return wrote;
 }
