@@ -32,6 +32,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
 import { createRequire } from 'node:module';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { build } from 'esbuild';
 import { DATA, addBlobs, ensureBlobSite } from './bench-gen.mjs';
@@ -233,6 +234,7 @@ async function sameState(dir, first) {
   return st.size === roundSize ? true : `restored ${st.size} bytes, the other contender ${roundSize}`;
 }
 
+const loadBefore = os.loadavg();
 let trials;
 try {
   trials = await runTrials(cases, { ...s, warm: async () => undefined });
@@ -252,6 +254,12 @@ printReport({
     ['× rclone', true, (r) => (r.ratio === undefined ? '' : r.ratio.toFixed(2))],
   ],
   results,
-  notes: [`Backups in the folders at the first push: ${firstState} files.`],
+  notes: [
+    `Backups in the folders at the first push: ${firstState} files.`,
+    `Load average (1, 5, 15 min) at the start ${loadBefore.map((x) => x.toFixed(2)).join(', ')}, at the end ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(', ')} (${os.cpus().length} CPUs).`,
+  ],
 });
-await writeResults(path.join(DATA, 'results-remote.json'), s, { blobFiles: N, results });
+await writeResults(path.join(DATA, 'results-remote.json'), s, { blobFiles: N, results, loadavg: { start: loadBefore, end: os.loadavg() } });

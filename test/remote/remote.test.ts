@@ -16,13 +16,18 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
+  RemoteResolver,
+  type S3Target,
   backupDeployment,
-  blobKey,
+  discoverDeployment,
+  blobId,
+  blobObjectKey,
   forgetRemote,
   listRemote,
   listGenerations,
   openRemoteRestore,
   openTarget,
+  packKey,
   pushDeployment,
   readRuns,
   remoteCacheDir,
@@ -52,11 +57,29 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
       first.storages[0]!.pushed,
       points.map((p) => p.stamp),
     );
-    const allBlobs = new Set(points.flatMap((p) => Object.keys(p.blobs))).size;
-    // 3 pieces + 3 indexes + each blob file once.
-    assert.equal(first.storages[0]!.objects, 3 + 3 + allBlobs);
+    const allBlobs = new Set(points.flatMap((p) => Object.keys(filterBlobs(p.blobs)))).size;
+    // 3 pieces + 3 indexes + the packs of the small blob files, at most one per generation (layout.ts).
+    const packs = (await server.rawKeys(url)).filter((k) => k.includes('/main/packs/'));
+    assert.ok(packs.length >= 1 && packs.length <= 3, `${packs.length} packs`);
+    assert.ok(!(await server.rawKeys(url)).some((k) => k.includes('/main/blobs/')), 'no small blob file is an object of its own');
+    assert.equal(first.storages[0]!.objects, 3 + 3 + packs.length);
     // ... and the three manifests, and the push's lock on the remote (lock.ts).
-    assert.equal(first.stats.written, 3 + 3 + allBlobs + 3 + 1);
+    assert.equal(first.stats.written, 3 + 3 + packs.length + 3 + 1);
+    // Each blob file once: the manifests' own entries name every file once, each at a slice of its own.
+    target = await s3(url);
+    const resolver = new RemoteResolver(target, 'main');
+    const own = (await Promise.all(points.map(async (p) => (await resolver.manifest(p.stamp))!.blobs!.files))).flat();
+    assert.equal(own.length, allBlobs);
+    assert.equal(new Set(own.map((e) => `${e[4]}:${e[5]}`)).size, allBlobs);
+    assert.ok(own.every((e) => e.length === 6 && packs.includes(`sites/prod/${packKey('main', e[4])}`)));
+    target.close();
+    /** The objects holding these blob files (packs, or their own). */
+    const objectsOf = async (rels: string[], stamp: string) => {
+      const t2 = await s3(url);
+      const all = await new RemoteResolver(t2, 'main').blobs(stamp);
+      t2.close();
+      return new Set(rels.map((r) => blobIds(r)).map(({ oid, tid }) => blobObjectKey('main', all.get(blobId(oid, tid))!))).size;
+    };
 
     // 2. Again: the look for an encryption marker, one listing, nothing written (no lock either).
     target = await s3(url);
@@ -76,8 +99,8 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     const third = await pushDeployment(dep, target);
     target.close();
     assert.deepEqual(third.storages[0]!.pushed, [points[3]!.stamp]);
-    // The new piece, its index, the three blob files: nothing else.
-    assert.equal(third.storages[0]!.objects, 5);
+    // The new piece, its index, the big blob file, one pack of the two small ones: nothing else.
+    assert.equal(third.storages[0]!.objects, 4);
     // The marker's GET, one listing, the lock (PUT, listing, the generations listed again, DELETE),
     // four single PUTs, the big file's HEAD + its open uploads listed + create + 2 parts + complete + HEAD, the manifest.
     assert.ok(third.stats.requests <= 1 + 1 + 4 + 4 + 7 + 1, `a push after three new blobs took ${third.stats.requests} requests`);
@@ -112,7 +135,8 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     assert.equal(md5File(dev.storages[0]!.file), points[1]!.md5);
     assert.deepEqual(blobsOf(dev.storages[0]!.blobDir!), filterBlobs(points[1]!.blobs));
     const piecesAt1 = 2;
-    assert.equal(r1.fetched[0]!.fetched, piecesAt1 + 1 + Object.keys(points[1]!.blobs).filter((k) => k.endsWith('.blob')).length);
+    // A ranged GET per pack: the packs hold nothing else.
+    assert.equal(r1.fetched[0]!.fetched, piecesAt1 + 1 + (await objectsOf(Object.keys(filterBlobs(points[1]!.blobs)), points[1]!.stamp)));
     // The cache after the restore: the restored chain's pieces and its .dat, nothing else (no blob file, no index).
     const cache = remoteCacheDir(dev.storages[0]!, url);
     assert.deepEqual(fs.readdirSync(cache), ['backups']);
@@ -125,8 +149,9 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     assert.equal(r2.results[0]!.mode, 'incremental');
     assert.equal(md5File(dev.storages[0]!.file), points[3]!.md5);
     assert.deepEqual(blobsOf(dev.storages[0]!.blobDir!), filterBlobs(points[3]!.blobs));
-    const newBlobs = Object.keys(filterBlobs(points[3]!.blobs)).filter((k) => !(k in points[1]!.blobs)).length;
-    assert.equal(r2.fetched[0]!.fetched, 2 + 1 + newBlobs, 'two new pieces, the index, the new blob files');
+    const newBlobs = Object.keys(filterBlobs(points[3]!.blobs)).filter((k) => !(k in points[1]!.blobs));
+    assert.equal(r2.fetched[0]!.fetched, 2 + 1 + (await objectsOf(newBlobs, points[3]!.stamp)), 'two new pieces, the index, the packs (and the big file) of the new blob files');
+    assert.ok(r2.fetched[0]!.bytes < 2 * (5 << 20), 'only the new blob files travelled');
     assert.equal(r2.fetched[0]!.liveBlobs, Object.keys(filterBlobs(points[1]!.blobs)).length);
 
     // 6. A dev site in an older state that did not come through this cache: its blob files do not travel.
@@ -153,23 +178,27 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     t.after(() => target.close());
     await pushDeployment(dep, target);
 
-    // A blob file replaced by as many other bytes: only reading it back tells.
+    // A blob file's bytes in its pack replaced by as many other bytes: only reading it back tells.
     const rel = Object.keys(points[0]!.blobs).find((k) => k.endsWith('.blob'))!;
     const { oid, tid } = blobIds(rel);
-    const key = `sites/prod/${blobKey('main', oid, tid)}`;
-    const size = fs.statSync(path.join(s.blobDir, rel)).size;
-    await server.rawPut(url, key, Buffer.alloc(size, 7));
+    const at = await server.blobAt(url, target, 'main', oid, tid);
+    assert.match(at.key, /\/main\/packs\/[0-9a-f]{64}\.pack$/);
+    const original = await server.rawGet(url, at.key);
+    await server.damageBlob(url, target, 'main', oid, tid);
     assert.deepEqual((await verifyRemote(['main'], target))[0]!.problems, []);
     const deep = (await verifyRemote(['main'], target, { deep: true }))[0]!.problems;
     assert.equal(deep.length, 1);
-    assert.match(deep[0]!, new RegExp(`${blobKey('main', oid, tid)} .*SHA-256`));
+    assert.match(deep[0]!, new RegExp(`blob file ${oid}/${tid} in .*packs/.* does not match its SHA-256`));
     // A restore fetching it refuses it, and changes nothing.
     const dev = await emptySite(path.join(root, 'dev'));
-    await assert.rejects(restoreFrom(dev, target), (e: Error & { code?: string }) => e.code === 'REMOTE_BAD' && e.message.includes(blobKey('main', oid, tid)));
+    await assert.rejects(restoreFrom(dev, target), (e: Error & { code?: string }) => e.code === 'REMOTE_BAD' && e.message.includes(`${oid}/${tid}`));
     assert.equal(fs.existsSync(dev.storages[0]!.file), false);
+    // Bytes added at the end of a pack, outside every slice: its SHA-256 is no longer its name.
+    await server.rawPut(url, at.key, Buffer.concat([original, Buffer.from('x')]));
+    assert.deepEqual((await verifyRemote(['main'], target, { deep: true }))[0]!.problems, [`${at.key.replace('sites/prod/', '')} on ${url} does not match its SHA-256 (its name)`]);
 
     // Shorter: presence with its size is enough.
-    await server.rawPut(url, key, Buffer.alloc(3, 7));
+    await server.rawPut(url, at.key, Buffer.alloc(3, 7));
     assert.match((await verifyRemote(['main'], target))[0]!.problems.join('\n'), /is 3 bytes/);
 
     // A manifest naming a path outside its layout (a hostile remote) is refused, not followed.
@@ -221,6 +250,53 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
   });
 });
 
+describe('a push that loses the race for a generation (real S3 server)', () => {
+  it("learns the winner's packs: a forget deletes the loser's, and a later generation names only packs that are there", async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, clock } = await production(t, path.join(root, 'prod'));
+    // The same backups in another folder (its own push index): the other site of the race.
+    fs.cpSync(path.join(root, 'prod'), path.join(root, 'twin'), { recursive: true });
+    const twin = await discoverDeployment(path.join(root, 'twin'));
+    const url = await bucket();
+    const [a, b] = await Promise.all([s3(url), s3(url)]);
+    t.after(() => [a, b].forEach((x) => x.close()));
+    // a has sent its first generation's objects, and the twin pushes everything before a's first manifest lands.
+    let raced = false;
+    (a as S3Target).client.middlewareStack.add(
+      (next) => async (args) => {
+        const k = (args.input as { Key?: string }).Key ?? '';
+        if (!raced && k.includes('/generations/')) {
+          raced = true;
+          assert.equal((await pushDeployment(twin, b)).storages[0]!.pushed.length, 3);
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'testRace' },
+    );
+    const lost = await pushDeployment(dep, a);
+    assert.equal(raced, true);
+    assert.deepEqual(lost.storages[0]!.pushed, [], "every generation was the twin's");
+    assert.ok(lost.storages[0]!.objects > 0, 'the loser sent packs of its own');
+    // Keep every generation: only what no manifest names goes, the loser's packs among it.
+    const forgot = await forgetRemote(dep, a, { keep: 10 });
+    assert.ok(
+      forgot.storages[0]!.objects.some((k) => k.includes('/packs/')),
+      JSON.stringify(forgot.storages[0]!.objects),
+    );
+    // A new chain from the loser's site names its blob files by its push index: where the twin put them.
+    await s.site.uploadFile('after.pdf', content('after', 2700));
+    const p = await backupPoint(s, dep, 'fullbackup', clock);
+    await s.site.close();
+    const c = await s3(url);
+    t.after(() => c.close());
+    assert.deepEqual((await pushDeployment(dep, c)).storages[0]!.pushed, [p.stamp]);
+    assert.deepEqual((await verifyRemote(['main'], c, { deep: true }))[0]!.problems, []);
+    const dev = await emptySite(path.join(root, 'dev'));
+    await restoreFrom(dev, c);
+    assert.deepEqual(blobsOf(dev.storages[0]!.blobDir!), filterBlobs(p.blobs));
+  });
+});
+
 describe('snapshots and zip backups go to the remote too (real S3 server)', () => {
   it('pushes them into their spaces, lists and verifies them, restores each from the remote (snapshotrestore, ziprestore --from), forgets each on its own', async (t) => {
     const root = tmpDir(t);
@@ -247,7 +323,7 @@ describe('snapshots and zip backups go to the remote too (real S3 server)', () =
     );
     const keys = await server.rawKeys(url);
     assert.ok(keys.includes(`sites/prod/main/zip/archives/${zipPoint.stamp}.tar`), "the zip backup's blob archive, as it is");
-    assert.ok(keys.some((k) => k.startsWith('sites/prod/main/snapshot/blobs/')));
+    assert.ok(keys.some((k) => k.startsWith('sites/prod/main/snapshot/packs/')));
     const again = await pushDeployment(dep, target);
     assert.deepEqual(
       again.storages.map((x) => x.pushed.length),
@@ -436,7 +512,9 @@ describe('the CLI', () => {
     // A blob object damaged on the server: the drill fails, as a run.
     const rel = Object.keys(filterBlobs(points[2]!.blobs))[0]!;
     const { oid, tid } = blobIds(rel);
-    await server.rawPut(url, `sites/prod/${blobKey('main', oid, tid)}`, Buffer.alloc(fs.statSync(path.join(s.blobDir, rel)).size, 1));
+    const t3 = await s3(url);
+    await server.damageBlob(url, t3, 'main', oid, tid, 1);
+    t3.close();
     const bad = run('drill', '--from', url);
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /is not what its manifest says/);

@@ -9,7 +9,23 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { type Deployment, type KeySource, type RemoteTarget, backupDeployment, discoverDeployment, openRemoteRestore, openTarget, parseStamp } from '../../src/engine/internal';
+import {
+  type Deployment,
+  type KeySource,
+  type RemoteTarget,
+  RemoteResolver,
+  backupDeployment,
+  blobId,
+  blobKey,
+  blobSealer,
+  discoverDeployment,
+  openRemoteRestore,
+  openTarget,
+  packKey,
+  parseStamp,
+  physicalKey,
+  remoteStamps,
+} from '../../src/engine/internal';
 import { fakeClock } from '../support/fixtures';
 import { blobContents, content, md5File } from '../support/fs';
 import { startS3, type S3Instance } from '../support/s3';
@@ -26,6 +42,10 @@ export interface S3Server {
   rawKeys(url: string): Promise<string[]>;
   rawGet(url: string, key: string): Promise<Buffer>;
   rawPut(url: string, key: string, body: Buffer): Promise<void>;
+  /** Where a blob file's stored bytes are on the server: its pack (or its own object), as stored, at `start` for `length` bytes. */
+  blobAt(url: string, t: RemoteTarget, space: string, oid: string, tid: string): Promise<{ key: string; start: number; length: number }>;
+  /** Overwrites a blob file's stored bytes in place (in its pack, or its own object) with `fill`: the object keeps its size and name. */
+  damageBlob(url: string, t: RemoteTarget, space: string, oid: string, tid: string, fill?: number): Promise<void>;
 }
 
 /**
@@ -61,6 +81,24 @@ export function useS3(): S3Server {
   };
   server.rawGet = async (url, key) => Buffer.from(await (await server.admin.send(new GetObjectCommand({ Bucket: bucketOf(url), Key: key }))).Body!.transformToByteArray());
   server.rawPut = async (url, key, body) => void (await server.admin.send(new PutObjectCommand({ Bucket: bucketOf(url), Key: key, Body: body })));
+  server.blobAt = async (url, t, space, oid, tid) => {
+    const prefix = url.slice(5).split('/').slice(1).join('/');
+    const r = new RemoteResolver(t, space);
+    for (const stamp of (await remoteStamps(t, space)).reverse()) {
+      const e = (await r.blobs(stamp)).get(blobId(oid, tid));
+      if (!e) continue;
+      const length = blobSealer(t).storedSize(e[2]);
+      if (e.length === 6) return { key: `${prefix}/${packKey(space, e[4])}`, start: e[5], length };
+      return { key: `${prefix}/${physicalKey(t, blobKey(space, oid, tid))}`, start: 0, length };
+    }
+    throw new Error(`no generation on ${url} names ${oid}/${tid}`);
+  };
+  server.damageBlob = async (url, t, space, oid, tid, fill = 7) => {
+    const at = await server.blobAt(url, t, space, oid, tid);
+    const body = await server.rawGet(url, at.key);
+    body.fill(fill, at.start, at.start + at.length);
+    await server.rawPut(url, at.key, body);
+  };
   return server;
 }
 

@@ -115,7 +115,7 @@ describe('client-side encryption on a real S3 server', () => {
     assert.equal(fs.existsSync(path.join(root, 'dev', 'var')), false, 'nothing written locally');
 
     // A flipped byte in a blob file (its name hidden: found by listing) and in a manifest.
-    const blobKeys = (await server.rawKeys(url)).filter((k) => k.includes('/main/blobs/'));
+    const blobKeys = (await server.rawKeys(url)).filter((k) => k.includes('/main/packs/'));
     assert.ok(blobKeys.length > 0);
     const victim = blobKeys[0]!;
     const bytes = await server.rawGet(url, victim);
@@ -177,6 +177,8 @@ describe('forget: remote retention on a real S3 server', () => {
     // What an interrupted push leaves: an object no manifest names.
     const orphan = 'main/blobs/0000000000000fff/0000000000000001.blob';
     await target.put(orphan, Buffer.from('orphan'), { size: 6, sha256: '0'.repeat(64) });
+    const orphanPack = `main/packs/${'f'.repeat(64)}.pack`;
+    await target.put(orphanPack, Buffer.from('orphan pack'), { size: 11, sha256: '0'.repeat(64) });
 
     const before = await server.rawKeys(url);
     const policy = { keepDaily: 2, keepMonthly: 2 };
@@ -198,11 +200,12 @@ describe('forget: remote retention on a real S3 server', () => {
     // Their pieces and indexes went, the orphan too; the kept ones' stay.
     for (const g of [A, C, D]) assert.ok(!after.some((k) => k.includes(g!)), `${g} left objects`);
     assert.ok(!after.includes(`sites/prod/${target.physicalKey(orphan)}`), 'the orphan went');
+    assert.ok(!after.includes(`sites/prod/${orphanPack}`), 'the orphan pack went');
     assert.ok(after.includes(`sites/prod/main/pieces/${B}.fsz`) || after.includes(`sites/prod/main/pieces/${B}.fs`));
     assert.deepEqual((await verifyRemote(['main'], target, { deep: true }))[0]!.problems, []);
-    // The blob file of A's state (uploaded before A) is B's too: it stayed, and B restores whole.
+    // The blob file of A's state (uploaded before A) is B's too: its pack, pushed with A, stayed, and B restores whole.
     const shared = Object.keys(filterBlobs(points[0]!.blobs)).map(blobIds);
-    for (const { oid, tid } of shared) assert.ok(after.includes(`sites/prod/${target.physicalKey(`main/blobs/${oid}/${tid}.blob`)}`));
+    for (const { oid, tid } of shared) assert.ok(after.includes((await server.blobAt(url, target, 'main', oid, tid)).key));
     const dev = await emptySite(path.join(root, 'dev'));
     await restoreFrom(dev, target, B);
     assert.equal(md5File(dev.storages[0]!.file), points[1]!.md5);

@@ -35,6 +35,11 @@
  * nonce are so used again only for the very same plaintext, which reveals
  * nothing beyond what the name already says (objects are never replaced).
  *
+ * Packs (layout.ts) are stored as they are: each blob file in one is sealed
+ * on its own as an object under its blob key (so a ranged GET of it opens
+ * alone, and a slice moved to another entry fails), and the pack of sealed
+ * slices is named by the SHA-256 of those bytes, which says nothing.
+ *
  * Names: a blob file's key (`blobs/<oid>/<tid>.blob`) would say which
  * objects changed when; it becomes `blobs/<hh>/<62 hex>`, the HMAC of the
  * storage, oid and tid under the names key. Generation stamps stay visible
@@ -399,7 +404,26 @@ export class EncryptedTarget implements RemoteTarget {
     return this.inner.list(prefix, signal, opts);
   }
 
+  /** A blob file as a pack holds it: sealed alone under its blob key (see the header). */
+  sealBlob(key: string, plain: Buffer): Buffer {
+    return this.keys.sealBuffer(key, plain);
+  }
+
+  openBlob(key: string, sealed: Buffer): Promise<Buffer> {
+    return this.keys.openBuffer(key, sealed, this.fail(key));
+  }
+
+  sealedSize(plain: number): number {
+    return this.keys.sealedSize(plain);
+  }
+
+  getRange(key: string, start: number, end: number, signal?: AbortSignal): Promise<Buffer | undefined> {
+    if (!isPack(key)) throw new Error(`EncryptedTarget.getRange: ${key} is not a pack`);
+    return this.inner.getRange(key, start, end, signal);
+  }
+
   async head(key: string, signal?: AbortSignal): Promise<{ size: number } | undefined> {
+    if (isPack(key)) return this.inner.head(key, signal);
     const h = await this.inner.head(this.keys.physical(key), signal);
     return h && { size: this.keys.plainSize(h.size) };
   }
@@ -410,10 +434,12 @@ export class EncryptedTarget implements RemoteTarget {
   }
 
   async stream(key: string, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+    if (isPack(key)) return this.inner.stream(key, signal);
     return this.keys.open(key, await this.inner.stream(this.keys.physical(key), signal), this.fail(key));
   }
 
-  async put(key: string, body: Buffer, _sums: ObjectChecksums, signal?: AbortSignal): Promise<'written' | 'exists'> {
+  async put(key: string, body: Buffer, sums: ObjectChecksums, signal?: AbortSignal): Promise<'written' | 'exists'> {
+    if (isPack(key)) return this.inner.put(key, body, sums, signal); // its slices are sealed already
     const sealed = this.keys.sealBuffer(key, body);
     return this.inner.put(this.keys.physical(key), sealed, hashBuffer(sealed), signal);
   }
@@ -444,6 +470,24 @@ export class EncryptedTarget implements RemoteTarget {
   close(): void {
     this.inner.close();
   }
+}
+
+/** A pack's key (layout.ts): stored as it is, its slices sealed one by one. */
+const isPack = (key: string) => /(^|\/)packs\/[0-9a-f]{64}\.pack$/.test(key);
+
+/**
+ * How a pack holds blob files on this target: sealed one by one on an
+ * encrypted one (see the header), as they are on a plain one.
+ */
+export interface BlobSealer {
+  seal(key: string, plain: Buffer): Buffer;
+  open(key: string, stored: Buffer): Promise<Buffer>;
+  storedSize(plain: number): number;
+}
+
+export function blobSealer(t: RemoteTarget): BlobSealer {
+  if (t instanceof EncryptedTarget) return { seal: (k, b) => t.sealBlob(k, b), open: (k, b) => t.openBlob(k, b), storedSize: (n) => t.sealedSize(n) };
+  return { seal: (_k, b) => b, open: async (_k, b) => b, storedSize: (n) => n };
 }
 
 /** The name a logical key has on the target (blob files are hidden on an encrypted one). */

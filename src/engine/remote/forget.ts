@@ -52,6 +52,7 @@ import {
   indexKey,
   isStorageName,
   manifestKey,
+  packKey,
   pieceKey,
   remoteStamps,
   spaceOf,
@@ -149,7 +150,9 @@ function objectsOf(storage: string, m: RemoteManifest): string[] {
   const out = m.pieces.map((p) => pieceKey(storage, p.name));
   if (m.index) out.push(indexKey(storage, m.stamp));
   if (m.archive) out.push(archiveKey(storage, m.archive.name));
-  for (const [oid, tid] of m.blobs?.files ?? []) out.push(blobKey(storage, oid, tid));
+  for (const a of m.archives ?? []) out.push(archiveKey(storage, a.name));
+  // A blob file in a pack keeps its pack (layout.ts); its blob key is named too, for the push index (pruneIndex).
+  for (const e of m.blobs?.files ?? []) out.push(blobKey(storage, e[0], e[1]), ...(e.length === 6 ? [packKey(storage, e[4])] : []));
   return out;
 }
 
@@ -160,6 +163,7 @@ function ours(rel: string): boolean {
   if (dir === 'pieces') return b === undefined && a !== undefined && parseDataFileName(a) !== undefined;
   if (dir === 'indexes') return b === undefined && /^\d{4}(-\d\d){5}\.index$/.test(a ?? '');
   if (dir === 'archives') return b === undefined && ARCHIVE_NAME.test(a ?? '');
+  if (dir === 'packs') return b === undefined && /^[0-9a-f]{64}\.pack$/.test(a ?? '');
   if (dir === 'blobs') return (/^[0-9a-f]{16}$/.test(a ?? '') && /^[0-9a-f]{16}\.blob$/.test(b ?? '')) || (/^[0-9a-f]{2}$/.test(a ?? '') && /^[0-9a-f]{62}$/.test(b ?? ''));
   return false;
 }

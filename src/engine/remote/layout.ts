@@ -5,11 +5,14 @@
  *   <storage>/indexes/<stamp>.index          the Data.fs.index of the state after that piece
  *   <storage>/blobs/<oid hex>/<tid hex>.blob a blob file, once per (oid, tid) whatever the layout
  *                                            of the site and however many generations name it
+ *   <storage>/packs/<sha256>.pack            many small blob files (each under PACK_BLOB bytes)
+ *                                            one after the other, named by the SHA-256 of its bytes
  *   <storage>/generations/<stamp>.json       a generation: the manifest naming all of the above,
  *                                            written LAST and never replaced (If-None-Match: *)
  *
  * Every object but a manifest is immutable and addressed by what it is (a
- * repozo piece name is its stamp; ZODB never changes a committed blob file),
+ * repozo piece name is its stamp; ZODB never changes a committed blob file;
+ * a pack is named by its SHA-256),
  * so pushing one twice, or from two pushes at once, writes the same bytes.
  * A reader lists `generations/` only: a manifest is there only once every
  * object it names was written, so it never sees half a generation.
@@ -22,12 +25,30 @@
  * added since, as the local blob pool does; a generation's files are its own
  * and its parents' (`count` checks the sum).
  *
+ * Packs (version 2 of the manifest): a blob file under PACK_BLOB bytes is not
+ * an object of its own but a slice of a pack (as restic packs its blobs): a
+ * request per 1 KB file made the first push of a site of 20,000 small blob
+ * files 20,000 PUTs, and its restore 20,000 GETs. Its entry then says where:
+ * `[oid, tid, size, sha256, pack, offset]` (the slice is `size` bytes at
+ * `offset`; on an encrypted remote the file is sealed on its own, crypt.ts's
+ * sealedSize(size) bytes, so a ranged GET of it decrypts alone). Bigger
+ * files stay objects of their own (`[oid, tid, size, sha256]`, as in
+ * version 1, which is still read). A pack is written before any manifest
+ * names it, holds only blob files its generation's push added, and goes only
+ * when no remaining manifest names a file in it (forget.ts).
+ *
  * Snapshots and zip backups (deploy/kinds.ts) have the same layout in a
  * space of their own, `<storage>/snapshot/` and `<storage>/zip/` (a storage
  * name never holds a `/`, so no storage's space is another's): pieces,
  * indexes, blob files, generations, and `archives/<stamp>.tar[.gz]`, a blob
  * generation kept as one archive (zip backups, the `tar` and `tar.gz` blob
- * formats), pushed as it is and named by the manifest's `archive`. Every
+ * formats), pushed as it is and named by the manifest's `archive`; an
+ * incremental_blobs chain (the `incremental` and `incremental.gz` formats) as
+ * its archives, each once, `archives/<stamp>.tar[.gz]` and
+ * `archives/<stamp>.delta.tar[.gz]`, named in order by the manifest's
+ * `archives` (the chain's full archive, then its deltas up to the
+ * generation's own; the `.snar` stays local: tar changes it with every delta,
+ * and a restore reads only the archives). Every
  * function here taking a `storage` takes such a space (`spaceOf`).
  *
  * What a remote holds is hostile input: a manifest is read capped, checked
@@ -45,6 +66,11 @@ import type { Kind } from '../deploy/kinds';
 import type { RemoteTarget } from './target';
 
 export const MANIFEST_FORMAT = 'plone-backup-remote-generation';
+/** The manifest version a push writes (2: blob files in packs); 1 is still read. */
+export const MANIFEST_VERSION = 2;
+/** Blob files under this size go into packs; packs are cut once they hold PACK_TARGET bytes. */
+export const PACK_BLOB = 1 << 20;
+export const PACK_TARGET = 16 << 20;
 /** At most this many pieces in a chain, files in a manifest, and generations followed through parents. */
 export const REMOTE_CAPS = { pieces: 100_000, files: 20_000_000, depth: 100_000 } as const;
 
@@ -59,12 +85,12 @@ export interface RemotePiece {
   sha256: string;
 }
 
-/** [oid hex, tid hex, size, sha256 hex]. */
-export type RemoteBlob = [string, string, number, string];
+/** [oid hex, tid hex, size, sha256 hex]: an object of its own; with [pack sha256 hex, offset]: a slice of a pack. */
+export type RemoteBlob = [string, string, number, string] | [string, string, number, string, string, number];
 
 export interface RemoteManifest {
   format: typeof MANIFEST_FORMAT;
-  version: 1;
+  version: 1 | 2;
   storage: string;
   stamp: string;
   /** The chain's full piece's stamp. */
@@ -75,6 +101,8 @@ export interface RemoteManifest {
   info?: { transactions?: number; lastTid?: string; lastTime?: string; lastUser?: string; lastDescription?: string };
   /** A blob generation kept as one archive (`<stamp>.tar` or `<stamp>.tar.gz`, under `archives/`), instead of `blobs`. */
   archive?: { name: string; size: number; sha256: string };
+  /** An incremental_blobs chain, instead of `blobs`: its full archive, then its deltas, the last this generation's (under `archives/`). */
+  archives?: { name: string; size: number; sha256: string }[];
   blobs?: {
     layout: BlobLayout;
     /** An older generation of the same chain whose files this one adds to. */
@@ -91,12 +119,15 @@ export const spaceOf = (storage: string, kind: Kind) => (kind === 'backup' ? sto
 export const storagePrefix = (storage: string) => `${storage}/`;
 export const archiveKey = (storage: string, name: string) => `${storage}/archives/${name}`;
 /** The name of an archived blob generation on the remote: its stamp and its suffix. */
-export const ARCHIVE_NAME = /^\d{4}(-\d\d){5}\.tar(\.gz)?$/;
+export const ARCHIVE_NAME = /^\d{4}(-\d\d){5}(\.delta)?\.tar(\.gz)?$/;
 export const generationsPrefix = (storage: string) => `${storage}/generations/`;
 export const manifestKey = (storage: string, stamp: string) => `${storage}/generations/${stamp}.json`;
 export const pieceKey = (storage: string, name: string) => `${storage}/pieces/${name}`;
 export const indexKey = (storage: string, stamp: string) => `${storage}/indexes/${stamp}.index`;
 export const blobKey = (storage: string, oid: string, tid: string) => `${storage}/blobs/${oid}/${tid}.blob`;
+export const packKey = (storage: string, id: string) => `${storage}/packs/${id}.pack`;
+/** The key of the object holding a blob file: its pack, or its own. */
+export const blobObjectKey = (storage: string, e: RemoteBlob) => (e.length === 6 ? packKey(storage, e[4]) : blobKey(storage, e[0], e[1]));
 
 const HEX16 = /^[0-9a-f]{16}$/;
 const HEX32 = /^[0-9a-f]{32}$/;
@@ -144,7 +175,7 @@ export async function readRemoteManifest(t: RemoteTarget, storage: string, stamp
 export function checkRemoteManifest(m: unknown, fail: (why: string) => Error, storage: string, stamp: string): asserts m is RemoteManifest {
   if (typeof m !== 'object' || m === null || Array.isArray(m)) throw fail('it is not a JSON object');
   const o = m as Record<string, unknown>;
-  if (o.format !== MANIFEST_FORMAT || o.version !== 1) throw fail('it is not a version 1 plone-backup generation');
+  if (o.format !== MANIFEST_FORMAT || (o.version !== 1 && o.version !== 2)) throw fail('it is not a version 1 or 2 plone-backup generation');
   if (o.storage !== storage) throw fail(`it names the storage ${JSON.stringify(o.storage)}, not ${storage}`);
   if (o.stamp !== stamp) throw fail("its stamp is not its name's");
   if (typeof o.full !== 'string' || !isStamp(o.full) || o.full > stamp) throw fail('its full stamp is not a stamp at or before its own');
@@ -180,7 +211,9 @@ export function checkRemoteManifest(m: unknown, fail: (why: string) => Error, st
     )
       throw fail('its archive is not a name, a size and a SHA-256');
     if (o.blobs !== undefined) throw fail('it has both an archive and blob files');
+    if (a.name.includes('.delta')) throw fail('its archive is a delta without its chain');
   }
+  if (o.archives !== undefined) checkArchives(o, fail, stamp);
   if (o.index !== undefined) {
     const x = o.index as Record<string, unknown> | null;
     if (typeof x !== 'object' || x === null || !count(x.size) || typeof x.sha256 !== 'string' || !HEX64.test(x.sha256)) throw fail('its index is not a size and a SHA-256');
@@ -204,7 +237,7 @@ export function checkRemoteManifest(m: unknown, fail: (why: string) => Error, st
     for (const e of b.files as unknown[]) {
       if (
         !Array.isArray(e) ||
-        e.length !== 4 ||
+        (e.length !== 4 && !(e.length === 6 && o.version === 2 && typeof e[4] === 'string' && HEX64.test(e[4]) && count(e[5]))) ||
         typeof e[0] !== 'string' ||
         !HEX16.test(e[0]) ||
         typeof e[1] !== 'string' ||
@@ -213,10 +246,27 @@ export function checkRemoteManifest(m: unknown, fail: (why: string) => Error, st
         typeof e[3] !== 'string' ||
         !HEX64.test(e[3])
       ) {
-        throw fail(`a blob entry is not [oid, tid, size, sha256]: ${JSON.stringify(e).slice(0, 80)}`);
+        throw fail(`a blob entry is not [oid, tid, size, sha256] or [oid, tid, size, sha256, pack, offset]: ${JSON.stringify(e).slice(0, 80)}`);
       }
     }
   }
+}
+
+/** A manifest's incremental_blobs chain: archives alone, the full one first, then deltas in order up to its own stamp. */
+function checkArchives(o: Record<string, unknown>, fail: (why: string) => Error, stamp: string): void {
+  const l = o.archives as unknown;
+  if (!Array.isArray(l) || l.length === 0 || l.length > REMOTE_CAPS.pieces || o.archive !== undefined || o.blobs !== undefined)
+    throw fail('its archives are not a chain of archives alone');
+  let prev = '';
+  l.forEach((x: unknown, i: number) => {
+    const a = x as Record<string, unknown> | null;
+    if (typeof a !== 'object' || a === null || typeof a.name !== 'string' || !ARCHIVE_NAME.test(a.name) || !count(a.size) || typeof a.sha256 !== 'string' || !HEX64.test(a.sha256))
+      throw fail(`its archive ${i + 1} is not a name, a size and a SHA-256`);
+    const stampOf = a.name.slice(0, 19);
+    if (a.name.includes('.delta') !== i > 0) throw fail(`its archive ${i + 1} (${a.name}) is ${i > 0 ? 'a full archive inside' : 'a delta at the start of'} its chain`);
+    if (stampOf <= prev || stampOf > stamp || (i === l.length - 1 && stampOf !== stamp)) throw fail('its archives are not in order, up to its own stamp');
+    prev = stampOf;
+  });
 }
 
 /** `oid.tid`: a blob file's identity, whatever the layout. */

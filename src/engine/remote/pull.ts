@@ -10,7 +10,9 @@
  *     backups/                    a repozo repository: the chain's pieces,
  *                                 its .dat (written from the manifest's lines)
  *                                 and the index of the restored state
- *     blobstore/<oid>/<tid>.blob  every blob file fetched, once
+ *     blobstore/<oid>.<tid>.blob  every blob file fetched, once (one flat folder,
+ *                                 fsynced once; packed files come by ranged GETs
+ *                                 of their packs, a run of slices per GET)
  *     blobstoragebackups/<blob folder>.<stamp>/<blob folder>/
  *                                 the generation restored from: hard links
  *                                 into blobstore, with its manifest
@@ -57,7 +59,8 @@ import type { Deployment, StorageConfig } from '../deploy/deployment';
 import { openRestore, type RestoreOptions, type RestoreSession } from '../deploy/restore';
 import { drillDeployment, type DrillOptions, type DrillResult } from '../deploy/drill';
 import { acquireLock } from '../base/lock';
-import { RemoteResolver, archiveKey, blobKey, indexKey, manifestKey, pieceKey, remoteStamps, spaceOf, type RemoteBlob, type RemoteManifest } from './layout';
+import { RemoteResolver, archiveKey, blobId, blobKey, indexKey, manifestKey, packKey, pieceKey, remoteStamps, spaceOf, type RemoteBlob, type RemoteManifest } from './layout';
+import { blobSealer } from './crypt';
 import { KIND_ORDER, type Kind } from '../deploy/kinds';
 import { downloadVerified, type RemoteTarget } from './target';
 
@@ -163,6 +166,8 @@ export async function verifyRemote(storages: string[], t: RemoteTarget, opts: Re
     const r = new RemoteResolver(t, storage, opts.signal);
     // key → what it must be (the first manifest naming it wins; another naming it otherwise is a problem).
     const objects = new Map<string, { size: number; sha256: string; md5?: string; gzip?: boolean }>();
+    // pack → the blob files manifests name in it (id → entry).
+    const packs = new Map<string, Map<string, RemoteBlob>>();
     const want = (key: string, o: { size: number; sha256: string; md5?: string; gzip?: boolean }, by: string) => {
       const had = objects.get(key);
       if (!had) objects.set(key, o);
@@ -177,15 +182,25 @@ export async function verifyRemote(storages: string[], t: RemoteTarget, opts: Re
         for (const p of m.pieces) want(pieceKey(storage, p.name), { size: p.size, sha256: p.sha256, md5: p.md5, gzip: parseDataFileName(p.name)!.gzip }, stamp);
         if (m.index) want(indexKey(storage, stamp), m.index, stamp);
         if (m.archive) want(archiveKey(storage, m.archive.name), m.archive, stamp);
-        for (const [oid, tid, size, sha256] of (await r.blobs(stamp)).values()) want(blobKey(storage, oid, tid), { size, sha256 }, stamp);
+        for (const a of m.archives ?? []) want(archiveKey(storage, a.name), a, stamp);
+        for (const e of (await r.blobs(stamp)).values()) {
+          if (e.length === 4) want(blobKey(storage, e[0], e[1]), { size: e[2], sha256: e[3] }, stamp);
+          else {
+            let p = packs.get(e[4]);
+            if (!p) packs.set(e[4], (p = new Map()));
+            p.set(blobId(e[0], e[1]), e);
+          }
+        }
       } catch (e) {
         if (!PloneBackupError.is(e, 'REMOTE_BAD')) throw e;
         res.problems.push(e.message);
       }
     }
     const keys = [...objects.keys()].sort();
-    res.objects = keys.length;
+    const packIds = [...packs.keys()].sort();
+    res.objects = keys.length + packIds.length;
     let done = 0;
+    const tick = () => opts.onProgress?.({ phase: `verifying ${storage}`, done: ++done, total: res.objects });
     await eachAtMost(
       keys,
       8,
@@ -193,13 +208,60 @@ export async function verifyRemote(storages: string[], t: RemoteTarget, opts: Re
         const o = objects.get(key)!;
         const problem = opts.deep ? await readBack(t, key, o, opts.signal) : await present(t, key, o.size, opts.signal);
         if (problem) res.problems.push(problem);
-        opts.onProgress?.({ phase: `verifying ${storage}`, done: ++done, total: keys.length });
+        tick();
+      },
+      opts.signal,
+    );
+    await eachAtMost(
+      packIds,
+      4,
+      async (id) => {
+        res.problems.push(...(await checkPack(t, storage, id, [...packs.get(id)!.values()], opts.deep === true, opts.signal)));
+        tick();
       },
       opts.signal,
     );
     res.problems.sort();
     if (kind === 'backup' || res.generations) out.push(res);
   }
+  return out;
+}
+
+/**
+ * A pack (layout.ts): there, and long enough for every slice named in it;
+ * `deep`: read whole, its SHA-256 its name, and every slice opening to its
+ * blob file's size and SHA-256.
+ */
+async function checkPack(t: RemoteTarget, storage: string, id: string, entries: RemoteBlob[], deep: boolean, signal?: AbortSignal): Promise<string[]> {
+  const key = packKey(storage, id);
+  const sealer = blobSealer(t);
+  let end = 0;
+  for (const e of entries) end = Math.max(end, (e[5] ?? 0) + sealer.storedSize(e[2]));
+  const h = await t.head(key, signal);
+  if (!h) return [`${key} is missing from ${t.url} (it holds ${entries.length} blob file${entries.length === 1 ? '' : 's'})`];
+  if (h.size < end) return [`${key} is ${h.size} bytes on ${t.url}, shorter than the ${end} its blob files need`];
+  if (!deep) return [];
+  let body: Buffer;
+  try {
+    body = (await t.getRange(key, 0, h.size, signal)) ?? Buffer.alloc(0);
+  } catch (e) {
+    if (PloneBackupError.is(e, 'REMOTE_BAD')) return [e.message];
+    throw e;
+  }
+  const out: string[] = [];
+  for (const e of entries) {
+    const at = e[5] ?? 0;
+    const what = `blob file ${e[0]}/${e[1]} in ${key} on ${t.url}`;
+    try {
+      const plain = await sealer.open(blobKey(storage, e[0], e[1]), body.subarray(at, at + sealer.storedSize(e[2])));
+      if (plain.length !== e[2] || createHash('sha256').update(plain).digest('hex') !== e[3]) out.push(`The ${what} does not match its SHA-256`);
+    } catch (err) {
+      if (!PloneBackupError.is(err, 'REMOTE_BAD')) throw err;
+      out.push(`The ${what} does not decrypt`);
+    }
+  }
+  // Damage outside every slice (bytes added at the end, say): the pack is no longer what its name says.
+  if (!out.length && createHash('sha256').update(body).digest('hex') !== id) out.push(`${key} on ${t.url} does not match its SHA-256 (its name)`);
   return out;
 }
 
@@ -340,28 +402,140 @@ async function fetchStorageLocked(s: StorageConfig, t: RemoteTarget, opts: Fetch
     await fileLayer.mkdir(res.blobs, { recursive: true, mode: 0o700 });
     await fetch(archiveKey(space, m.archive.name), path.join(res.blobs, `${path.basename(s.blobDir)}.${m.archive.name}`), m.archive);
   }
+  if (s.blobDir && m.archives) {
+    // An incremental_blobs chain: its archives under the names the local restore chains (listGenerations),
+    // with a .snar beside the full one, which only marks the chain there (a restore reads the archives alone).
+    res.blobs = path.join(cache, 'blobstoragebackups');
+    await fileLayer.mkdir(res.blobs, { recursive: true, mode: 0o700 });
+    const base = path.basename(s.blobDir);
+    for (const a of m.archives) await fetch(archiveKey(space, a.name), path.join(res.blobs, `${base}.${a.name}`), a);
+    const snar = path.join(res.blobs, `${base}.${m.archives[0]!.name.slice(0, 19)}.snar`);
+    if (!(await fsp.lstat(snar).catch(() => undefined))) await writeFileAtomic(snar, '', 0o600);
+  }
   // The .dat of the chain, as repozo writes it: rewritten whole (the chain may have grown since the last fetch).
   await writeFileAtomic(path.join(repo, datName(m.full)), m.pieces.map((p) => formatDatLine({ path: path.join(repo, p.name), start: p.start, end: p.end, md5: p.md5 })).join(''));
   if (s.blobDir && m.blobs) {
     const files = await r.blobs(stamp);
     const skip = opts.incremental === false ? undefined : await liveGeneration(s, m, r);
     const store = path.join(cache, 'blobstore');
+    await fileLayer.mkdir(store, { recursive: true, mode: 0o700 });
     const todo = [...files.values()].filter((e) => !skip?.has(`${e[0]}.${e[1]}`));
     res.liveBlobs = files.size - todo.length;
+    const need: RemoteBlob[] = [];
+    for (const e of todo) {
+      const st = await fsp.lstat(storePath(store, e)).catch(() => undefined);
+      if (st?.isFile() && st.size === e[2]) continue; // fetched (and checked) before
+      need.push(e);
+    }
     await eachAtMost(
-      todo,
+      need.filter((e) => e.length === 4),
       8,
-      async ([oid, tid, size, sha256]) => {
-        await fileLayer.mkdir(path.join(store, oid), { recursive: true, mode: 0o700 });
-        await fetch(blobKey(space, oid, tid), path.join(store, oid, `${tid}.blob`), { size, sha256 });
-      },
+      async (e) => fetch(blobKey(space, e[0], e[1]), storePath(store, e), { size: e[2], sha256: e[3] }),
       opts.signal,
     );
+    await fetchPacked(t, space, store, need, res, (done) => opts.onProgress?.({ phase: `fetching ${space} ${stamp}`, done }), opts.signal);
+    await fsyncDir(store);
     res.blobs = path.join(cache, 'blobstoragebackups');
     await buildCacheGeneration(res.blobs, path.basename(s.blobDir), store, m, files, new Set(todo.map((e) => `${e[0]}.${e[1]}`)));
   }
   checkAbort(opts.signal);
   return res;
+}
+
+/** Where a fetched blob file is kept in the cache: one flat folder (one fsync of it for all). */
+const storePath = (store: string, e: RemoteBlob) => path.join(store, `${e[0]}.${e[1]}.blob`);
+
+/**
+ * Runs of packed slices to fetch with one ranged GET each: the slices of a
+ * pack, by offset, joined while the gap between two is under 1 MiB and the
+ * run under 32 MiB (a first restore reads each pack whole; an incremental one
+ * only what it needs).
+ */
+function packRuns(need: RemoteBlob[], storedSize: (n: number) => number): { pack: string; start: number; end: number; items: [RemoteBlob, number][] }[] {
+  const byPack = new Map<string, [RemoteBlob, number][]>();
+  for (const e of need) {
+    if (e.length !== 6) continue;
+    let l = byPack.get(e[4]);
+    if (!l) byPack.set(e[4], (l = []));
+    l.push([e, e[5]]);
+  }
+  const runs: { pack: string; start: number; end: number; items: [RemoteBlob, number][] }[] = [];
+  for (const [pack, items] of byPack) {
+    items.sort((a, b) => a[1] - b[1]);
+    let run: (typeof runs)[number] | undefined;
+    for (const it of items) {
+      const end = it[1] + storedSize(it[0][2]);
+      if (run && it[1] - run.end < 1 << 20 && end - run.start <= 32 << 20 && it[1] >= run.end) {
+        run.end = end;
+        run.items.push(it);
+      } else {
+        run = { pack, start: it[1], end, items: [it] };
+        runs.push(run);
+      }
+    }
+  }
+  return runs;
+}
+
+/**
+ * Fetches the packed blob files of `need` (layout.ts): a ranged GET per run
+ * of slices (four at a time), each slice opened (decrypted on an encrypted
+ * remote), checked against its size and SHA-256, and written into the store
+ * through a temp file, fsynced and renamed (the store's folder is fsynced
+ * once by the caller). A slice that does not check is REMOTE_BAD and lands
+ * nowhere.
+ */
+async function fetchPacked(
+  t: RemoteTarget,
+  space: string,
+  store: string,
+  need: RemoteBlob[],
+  res: FetchResult,
+  progress: (done: number) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  const sealer = blobSealer(t);
+  await eachAtMost(
+    packRuns(need, sealer.storedSize),
+    4,
+    async (run) => {
+      const key = packKey(space, run.pack);
+      const body = await t.getRange(key, run.start, run.end, signal);
+      if (!body)
+        throw new PloneBackupError('REMOTE_BAD', `The remote pack ${key} in ${t.url} is missing; the blob files it held cannot be restored from there.`, {
+          path: key,
+          hint: 'Push again from a site that still has that backup, or restore another date.',
+        });
+      res.bytes += body.length;
+      res.fetched++;
+      await eachAtMost(
+        run.items,
+        16,
+        async ([e, offset]) => {
+          const bkey = blobKey(space, e[0], e[1]);
+          const at = offset - run.start;
+          const plain = await sealer.open(bkey, body.subarray(at, at + sealer.storedSize(e[2])));
+          if (plain.length !== e[2] || createHash('sha256').update(plain).digest('hex') !== e[3])
+            throw new PloneBackupError('REMOTE_BAD', `The blob file ${e[0]}/${e[1]} in the remote pack ${key} in ${t.url} is not what its manifest says; it was not used.`, {
+              path: key,
+              hint: 'The copy on the remote is damaged: push again from a site that still has that backup, or restore another date.',
+            });
+          const dest = storePath(store, e);
+          const tmp = tempPath(dest, 'fetch');
+          try {
+            await writeNewFile(tmp, plain, 0o600);
+            await fileLayer.rename(tmp, dest);
+          } catch (err) {
+            await fileLayer.rm(tmp, { force: true });
+            throw err;
+          }
+        },
+        signal,
+      );
+      progress(res.bytes);
+    },
+    signal,
+  );
 }
 
 /**
@@ -408,7 +582,7 @@ async function buildCacheGeneration(dir: string, base: string, store: string, m:
     for (const [id, [oid, tid, size]] of files) {
       const rel = blobRelPath(Buffer.from(oid, 'hex'), Buffer.from(tid, 'hex'), layout);
       rels.push([rel, size]);
-      if (fetched.has(id)) links.push([path.join(store, oid, `${tid}.blob`), rel]);
+      if (fetched.has(id)) links.push([path.join(store, `${oid}.${tid}.blob`), rel]);
     }
     await makeDirs(
       tree,

@@ -16,10 +16,15 @@
  * not a corruption; after an interrupted push (the index says so) a key the
  * index does not know is looked at with HEAD before it is sent.
  *
- * Per generation: its pieces, its index and its new blob files first (eight
- * at a time), each hashed (SHA-256 recorded, MD5 sent), then its manifest,
- * last; the index is saved after every generation, so an interruption costs
- * at most the generation being pushed.
+ * Per generation: its pieces, its index and its new blob files first, each
+ * hashed (SHA-256 recorded, MD5 sent), then its manifest, last; the index is
+ * saved after every generation, so an interruption costs at most the
+ * generation being pushed. Blob files of 1 MiB or more go up as objects of
+ * their own (eight at a time); smaller ones are read once each and packed
+ * into packs of 16 MiB (layout.ts), two sent at a time while the next fills.
+ * A pool generation whose parent generation is on the remote names its new
+ * files itself, so a push after 10 new blob files reads those 10 entries,
+ * not the state's 20,000 (blobPlan).
  *
  * Before its first write a push takes the remote's push lock (lock.ts), and
  * looks at the remote again if it had to: no forget deletes while it writes,
@@ -31,8 +36,8 @@
  * index (beside its repository). Blob generations are pushed from dir trees
  * (the recipe's layout) and pool generations through blobpool's
  * generationFiles, a single archive (tar, tar.gz: zip backups, archive_blob)
- * as it is; incremental_blobs archive chains are not yet (they are reported
- * as skipped).
+ * as it is, an incremental_blobs chain as its archives, each once (a delta
+ * whose full archive is gone is reported as skipped).
  */
 
 import { createHash } from 'node:crypto';
@@ -44,13 +49,17 @@ import type { OperationOptions } from '../base/progress';
 import { allChains, datName, indexName, listRepository, readDat, type DatLine } from '../repozo/repository';
 import { describeRepository, type PieceInfo } from '../repozo/pieceinfo';
 import { eachAtMost, parseBlobRelPath, readLayout, type BlobLayout } from '../zodb/blobdir';
-import { listGenerations, readManifestHead, type Generation } from '../deploy/blobgen';
+import { listGenerations, readManifest, readManifestHead, type Generation } from '../deploy/blobgen';
 import { generationFiles } from '../deploy/blobpool';
 import type { Deployment, StorageConfig } from '../deploy/deployment';
 import { KIND_ORDER, foldersFor, type Kind } from '../deploy/kinds';
 import {
   MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  PACK_BLOB,
+  PACK_TARGET,
   RemoteResolver,
+  packKey,
   archiveKey,
   spaceOf,
   blobId,
@@ -65,7 +74,8 @@ import {
   type RemotePiece,
 } from './layout';
 import { RemoteLock } from './lock';
-import { hashBuffer, hashFile, type RemoteStats, type RemoteTarget } from './target';
+import { blobSealer } from './crypt';
+import { hashBuffer, hashFile, openNoFollow, type RemoteStats, type RemoteTarget } from './target';
 
 export interface PushOptions extends OperationOptions {
   /** Look every object up with HEAD before sending it, whatever the local index says. */
@@ -100,8 +110,8 @@ interface PushIndex {
   /** An unfinished push wrote objects the index does not name. */
   dirty: boolean;
   gens: string[];
-  /** Remote key → [size, sha256]. */
-  objects: Record<string, [number, string]>;
+  /** Remote key → [size, sha256]; a blob file in a pack: its key → [size, sha256, pack, offset]. */
+  objects: Record<string, [number, string] | [number, string, string, number]>;
 }
 
 /** The local index of what the remote holds, beside the storage's backups (of that kind). */
@@ -157,6 +167,8 @@ interface LocalGen {
   blob?: Generation;
   /** A blob generation kept as one archive (tar, tar.gz), pushed as it is. */
   archive?: Generation;
+  /** An incremental_blobs chain: the paths of its archives, the full one first, this generation's last. */
+  archives?: string[];
   info?: PieceInfo;
 }
 
@@ -224,11 +236,12 @@ async function localGenerations(s: StorageConfig, kind: Kind, skipped: StoragePu
           continue;
         }
         // Trees and pool generations: generationFiles reads both. A single archive goes as it is;
-        // incremental_blobs chains (a .snar, deltas) are not sent yet.
+        // an incremental_blobs chain as its archives (the full one, its deltas up to this one).
         if (b.kind === 'dir' || b.kind === 'pool') g.blob = b;
         else if (!b.delta && b.archives === undefined) g.archive = b;
+        else if (b.archives?.length) g.archives = b.archives;
         else {
-          skipped.push({ stamp: f.stamp, why: 'its blob generation is part of an incremental_blobs archive chain, which push does not send yet' });
+          skipped.push({ stamp: f.stamp, why: 'its blob generation is a delta of an incremental_blobs chain whose full archive (with its .snar) is gone' });
           continue;
         }
       }
@@ -282,10 +295,10 @@ async function pushStorage(s: StorageConfig, kind: Kind, t: RemoteTarget, opts: 
     if (wrote) res.pushed.push(g.stamp);
     else res.present++;
     ix.gens.push(g.stamp);
+    // After the last one the index is whole again: one write says both.
+    if (g === todo.at(-1)) ix.dirty = false;
     await saveIndex(ixFile, ix);
   }
-  ix.dirty = false;
-  await saveIndex(ixFile, ix);
   return res;
 }
 
@@ -295,11 +308,21 @@ async function saveIndexIfChanged(file: string, ix: PushIndex, remote: Set<strin
   else if (!(await fsp.lstat(file).catch(() => undefined))) await saveIndex(file, ix);
 }
 
+/** Waits for every one of them (none left running), then throws the first failure. */
+async function allOrFirstError(work: Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/** The end of an archive's name that the remote keeps (layout.ts's ARCHIVE_NAME). */
+const ARCHIVE_SUFFIX = /\d{4}(-\d\d){5}(\.delta)?\.tar(\.gz)?$/;
+
 function learn(ix: PushIndex, storage: string, m: RemoteManifest, blobs: Map<string, RemoteBlob>): void {
+  for (const a of m.archives ?? []) ix.objects[archiveKey(storage, a.name)] = [a.size, a.sha256];
   for (const p of m.pieces) ix.objects[pieceKey(storage, p.name)] = [p.size, p.sha256];
   if (m.index) ix.objects[indexKey(storage, m.stamp)] = [m.index.size, m.index.sha256];
   if (m.archive) ix.objects[archiveKey(storage, m.archive.name)] = [m.archive.size, m.archive.sha256];
-  for (const [oid, tid, size, sha] of blobs.values()) ix.objects[blobKey(storage, oid, tid)] = [size, sha];
+  for (const e of blobs.values()) ix.objects[blobKey(storage, e[0], e[1])] = e.length === 6 ? [e[2], e[3], e[4], e[5]] : [e[2], e[3]];
 }
 
 /**
@@ -351,30 +374,55 @@ async function pushGeneration(
   const signal = opts.signal;
   opts.onProgress?.({ phase: `pushing ${space} ${g.stamp}`, done: res.bytes });
   const pieces: RemotePiece[] = [];
-  for (const { name, line } of g.chain) {
-    const file = path.join(repo, name);
-    const st = await fsp.lstat(file);
-    const sha256 = await sendFile(t, pieceKey(space, name), file, st.size, ix, unsure, res, signal);
-    pieces.push({ name, start: line.start, end: line.end, md5: line.md5, size: st.size, sha256 });
-  }
-  const m: RemoteManifest = { format: MANIFEST_FORMAT, version: 1, storage: space, stamp: g.stamp, full: g.full, pieces };
-  const idx = path.join(repo, indexName(g.stamp));
-  const ist = await fsp.lstat(idx).catch(() => undefined);
-  if (ist?.isFile()) m.index = { size: ist.size, sha256: await sendFile(t, indexKey(space, g.stamp), idx, ist.size, ix, unsure, res, signal) };
+  const m: RemoteManifest = { format: MANIFEST_FORMAT, version: MANIFEST_VERSION, storage: space, stamp: g.stamp, full: g.full, pieces };
   if (g.info) {
     const { transactions, lastTid, lastTime, lastUser, lastDescription } = g.info;
     m.info = { transactions, lastTid, lastTime, lastUser: lastUser?.slice(0, 4096), lastDescription: lastDescription?.slice(0, 4096) };
   }
-  if (g.blob) m.blobs = await pushBlobs(space, t, g, ix, ctx, unsure, res, signal);
-  if (g.archive) {
-    const a = g.archive;
-    const name = `${g.stamp}${a.kind === 'tar.gz' ? '.tar.gz' : '.tar'}`;
-    const st = await fsp.lstat(a.path);
-    m.archive = { name, size: st.size, sha256: await sendFile(t, archiveKey(space, name), a.path, st.size, ix, unsure, res, signal) };
-  }
+  // The pieces, the index and the blob files go up side by side (a push of one new backup is a
+  // few requests, each a round trip); the manifest waits for all of them.
+  await allOrFirstError([
+    (async () => {
+      for (const { name, line } of g.chain) {
+        const file = path.join(repo, name);
+        const st = await fsp.lstat(file);
+        const sha256 = await sendFile(t, pieceKey(space, name), file, st.size, ix, unsure, res, signal);
+        pieces.push({ name, start: line.start, end: line.end, md5: line.md5, size: st.size, sha256 });
+      }
+    })(),
+    (async () => {
+      const idx = path.join(repo, indexName(g.stamp));
+      const ist = await fsp.lstat(idx).catch(() => undefined);
+      if (ist?.isFile()) m.index = { size: ist.size, sha256: await sendFile(t, indexKey(space, g.stamp), idx, ist.size, ix, unsure, res, signal) };
+    })(),
+    (async () => {
+      if (g.blob) m.blobs = await pushBlobs(space, t, g, ix, ctx, unsure, res, signal);
+      if (g.archive) {
+        const a = g.archive;
+        const name = `${g.stamp}${a.kind === 'tar.gz' ? '.tar.gz' : '.tar'}`;
+        const st = await fsp.lstat(a.path);
+        m.archive = { name, size: st.size, sha256: await sendFile(t, archiveKey(space, name), a.path, st.size, ix, unsure, res, signal) };
+      }
+      if (g.archives) {
+        const archives: NonNullable<RemoteManifest['archives']> = [];
+        for (const file of g.archives) {
+          // `<blob folder>.<stamp>[.delta].tar[.gz]` → `<stamp>[.delta].tar[.gz]` (listGenerations named them so).
+          const name = path.basename(file).slice(-ARCHIVE_SUFFIX.exec(path.basename(file))![0].length);
+          const st = await fsp.lstat(file);
+          archives.push({ name, size: st.size, sha256: await sendFile(t, archiveKey(space, name), file, st.size, ix, unsure, res, signal) });
+        }
+        m.archives = archives;
+      }
+    })(),
+  ]);
   const body = Buffer.from(JSON.stringify(m));
   const wrote = (await t.put(manifestKey(space, g.stamp), body, hashBuffer(body), signal)) === 'written';
-  if (!wrote) await resolver.manifest(g.stamp); // another push wrote it first: it must at least be sound
+  if (!wrote) {
+    // Another push wrote it first: it must at least be sound, and its files are where it says, not in
+    // the packs this push sent (no manifest names those; a forget deletes them), so the index learns its.
+    const theirs = await resolver.manifest(g.stamp);
+    if (theirs) learn(ix, space, theirs, await resolver.blobs(g.stamp));
+  }
   opts.log?.(`${space} ${g.stamp}: ${wrote ? 'pushed' : 'already pushed by another run'}`);
   return wrote;
 }
@@ -392,23 +440,20 @@ async function pushBlobs(
   const gen = g.blob!;
   const head = await readManifestHead(gen).catch(() => undefined);
   const layout: BlobLayout = head?.layout ?? (await readLayout(gen.content!)).layout;
-  const files = await generationFiles(gen, layout);
-  const ids = new Map<string, { oid: string; tid: string; rel: string; size: number }>();
-  let bytes = 0;
-  for (const [rel, size] of files) {
-    const id = parseBlobRelPath(rel, layout);
-    if (!id) continue; // generationFiles gives blob paths only
-    const oid = id.oid.toString('hex');
-    const tid = id.tid.toString('hex');
-    ids.set(blobId(oid, tid), { oid, tid, rel, size });
-    bytes += size;
-  }
-  // The parent: the newest older generation of the chain on the remote whose files this one's include.
-  const parent = await parentOf(g, ctx, ids);
-  const added = [...ids.entries()].filter(([id]) => !parent?.files.has(id)).map(([, f]) => f);
+  const { added, count, bytes, parent } = await blobPlan(g, gen, layout, ctx);
   const entries: RemoteBlob[] = [];
+  const small: BlobToSend[] = [];
+  const big: BlobToSend[] = [];
+  for (const f of added) {
+    // Already on the remote (this chain's earlier push, another chain's): named where it is.
+    const known = ix.objects[blobKey(space, f.oid, f.tid)];
+    if (known?.[0] === f.size && known.length === 4 && /^[0-9a-f]{64}$/.test(known[2]) && Number.isSafeInteger(known[3]) && known[3] >= 0)
+      entries.push([f.oid, f.tid, f.size, known[1], known[2], known[3]]);
+    else if (known?.[0] === f.size && known.length === 2) entries.push([f.oid, f.tid, f.size, known[1]]);
+    else (f.size < PACK_BLOB ? small : big).push(f);
+  }
   await eachAtMost(
-    added,
+    big,
     8,
     async (f) => {
       const sha = await sendFile(t, blobKey(space, f.oid, f.tid), path.join(gen.content!, f.rel), f.size, ix, unsure, res, signal);
@@ -416,10 +461,150 @@ async function pushBlobs(
     },
     signal,
   );
+  entries.push(...(await sendPacked(space, t, gen.content!, small, ix, res, signal)));
   entries.sort((a, b) => (a[0] + a[1] < b[0] + b[1] ? -1 : 1));
-  const blobs: NonNullable<RemoteManifest['blobs']> = { layout, count: ids.size, bytes, files: entries };
-  if (parent) blobs.parent = parent.stamp;
+  const blobs: NonNullable<RemoteManifest['blobs']> = { layout, count, bytes, files: entries };
+  if (parent) blobs.parent = parent;
   return blobs;
+}
+
+interface BlobToSend {
+  oid: string;
+  tid: string;
+  rel: string;
+  size: number;
+}
+
+/**
+ * The blob files a generation adds on the remote to its parent there (the
+ * generation of the piece before, when it is on the remote and its files are
+ * all in this one's), with the generation's totals. A pool generation whose
+ * own parent is that one says so itself: its manifest's files are what it
+ * adds, read without the state's other files (a push after 10 new blob files
+ * reads 10 entries, not 20,000); else the state's files are compared with the
+ * parent's.
+ */
+async function blobPlan(g: LocalGen, gen: Generation, layout: BlobLayout, ctx: PushContext): Promise<{ added: BlobToSend[]; count: number; bytes: number; parent?: string }> {
+  const ids = (files: Iterable<[string, number]>) => {
+    const out = new Map<string, BlobToSend>();
+    for (const [rel, size] of files) {
+      const id = parseBlobRelPath(rel, layout);
+      if (!id) continue; // generationFiles gives blob paths only
+      const oid = id.oid.toString('hex');
+      const tid = id.tid.toString('hex');
+      out.set(blobId(oid, tid), { oid, tid, rel, size });
+    }
+    return out;
+  };
+  const prev = g.chain.at(-2)?.name.slice(0, 19);
+  if (gen.kind === 'pool' && prev && ctx.onRemote.has(prev) && ctx.local.get(prev)?.blob?.kind === 'pool') {
+    const own = await readManifest(gen).catch(() => undefined);
+    if (own && own.parent === prev && own.layout === layout && own.count !== undefined && own.bytes !== undefined)
+      return { added: [...ids(own.files).values()], count: own.count, bytes: own.bytes, parent: prev };
+  }
+  const all = ids(await generationFiles(gen, layout));
+  let bytes = 0;
+  for (const f of all.values()) bytes += f.size;
+  const p = await parentOf(g, ctx, all);
+  return { added: [...all.entries()].filter(([id]) => !p?.files.has(id)).map(([, f]) => f), count: all.size, bytes, parent: p?.stamp };
+}
+
+/**
+ * Sends small blob files in packs (layout.ts): read once each (sixteen at a
+ * time), hashed, sealed on an encrypted remote, appended to the pack being
+ * filled; a full pack goes up (two at a time) while the next fills, named by
+ * the SHA-256 of its bytes. Returns the files' entries.
+ */
+async function sendPacked(
+  space: string,
+  t: RemoteTarget,
+  content: string,
+  files: BlobToSend[],
+  ix: PushIndex,
+  res: StoragePushResult,
+  signal?: AbortSignal,
+): Promise<RemoteBlob[]> {
+  const sealer = blobSealer(t);
+  const out: RemoteBlob[] = [];
+  type Pack = { parts: Buffer[]; size: number; items: { f: BlobToSend; sha: string; offset: number }[] };
+  const fresh = (): Pack => ({ parts: [], size: 0, items: [] });
+  let cur = fresh();
+  let failed: unknown;
+  const inflight = new Set<Promise<void>>();
+  const send = async (p: Pack) => {
+    const body = Buffer.concat(p.parts, p.size);
+    p.parts = [];
+    const sums = hashBuffer(body);
+    const key = packKey(space, sums.sha256);
+    if ((await t.put(key, body, sums, signal)) === 'exists') {
+      // The same bytes, from a push that ran at the same time: its name is its SHA-256.
+      if ((await t.head(key, signal))?.size !== body.length)
+        throw new PloneBackupError('REMOTE_BAD', `The remote ${t.url} holds ${key} with another size than its name says.`, {
+          path: key,
+          hint: 'Remove it from the remote, then push again.',
+        });
+    } else {
+      res.objects++;
+      res.bytes += body.length;
+    }
+    for (const { f, sha, offset } of p.items) {
+      ix.objects[blobKey(space, f.oid, f.tid)] = [f.size, sha, sums.sha256, offset];
+      out.push([f.oid, f.tid, f.size, sha, sums.sha256, offset]);
+    }
+  };
+  const launch = (p: Pack) => {
+    const pr: Promise<void> = send(p).then(
+      () => void inflight.delete(pr),
+      (e: unknown) => {
+        inflight.delete(pr);
+        failed ??= e;
+      },
+    );
+    inflight.add(pr);
+  };
+  await eachAtMost(
+    files,
+    16,
+    async (f) => {
+      if (failed !== undefined) throw failed;
+      const plain = await readSmallFile(path.join(content, f.rel), f.size, signal);
+      const sha = createHash('sha256').update(plain).digest('hex');
+      const stored = sealer.seal(blobKey(space, f.oid, f.tid), plain);
+      cur.items.push({ f, sha, offset: cur.size });
+      cur.parts.push(stored);
+      cur.size += stored.length;
+      if (cur.size >= PACK_TARGET) {
+        launch(cur);
+        cur = fresh();
+        while (inflight.size >= 2) await Promise.race(inflight);
+      }
+    },
+    signal,
+  );
+  if (cur.items.length && failed === undefined) launch(cur);
+  await Promise.all(inflight);
+  if (failed !== undefined) throw failed;
+  return out;
+}
+
+/** A small regular file's bytes, read once (never through a link); SOURCE_CHANGED when it is not `size` bytes. */
+async function readSmallFile(file: string, size: number, signal?: AbortSignal): Promise<Buffer> {
+  checkAbort(signal);
+  const fh = await openNoFollow(file);
+  try {
+    const b = Buffer.allocUnsafe(size + 1);
+    let n = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(b, n, b.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+      if (n === b.length) break;
+    }
+    if (n !== size) throw new PloneBackupError('SOURCE_CHANGED', `${file} changed while it was pushed.`, { path: file, hint: 'Push again.' });
+    return b.subarray(0, size);
+  } finally {
+    await fh.close();
+  }
 }
 
 /**

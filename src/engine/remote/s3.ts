@@ -47,6 +47,7 @@ import {
   newStats,
   openNoFollow,
   resolveEndpoint,
+  shortRange,
 } from './target';
 
 interface SdkError {
@@ -175,6 +176,33 @@ export class S3Target implements RemoteTarget {
     const r = await this.send('GET', key, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) }), { abortSignal: signal }));
     if (!r.Body) throw new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${this.url} came without a body.`, { path: key });
     return r.Body as AsyncIterable<Uint8Array>;
+  }
+
+  async getRange(key: string, start: number, end: number, signal?: AbortSignal): Promise<Buffer | undefined> {
+    if (end <= start) return Buffer.alloc(0);
+    let r;
+    try {
+      r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(key), Range: `bytes=${start}-${end - 1}` }), { abortSignal: signal });
+    } catch (e) {
+      if (notFound(e)) return undefined;
+      // 416: the object is shorter than the range starts.
+      if ((e as SdkError).$metadata?.httpStatusCode === 416) throw shortRange(this.url, key, start, end);
+      throw this.failed('GET', key, e);
+    }
+    const want = end - start;
+    const out = Buffer.allocUnsafe(want);
+    let n = 0;
+    for await (const c of r.Body as AsyncIterable<Uint8Array>) {
+      if (n + c.byteLength > want) {
+        (r.Body as { destroy?: () => void }).destroy?.();
+        throw shortRange(this.url, key, start, end); // a server that ignored the range
+      }
+      out.set(c, n);
+      n += c.byteLength;
+    }
+    this.stats.downloaded += n;
+    if (n !== want) throw shortRange(this.url, key, start, end);
+    return out;
   }
 
   async put(key: string, body: Buffer, sums: ObjectChecksums, signal?: AbortSignal): Promise<'written' | 'exists'> {

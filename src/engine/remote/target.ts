@@ -93,6 +93,8 @@ export interface RemoteTarget {
   get(key: string, maxBytes: number, signal?: AbortSignal): Promise<Buffer | undefined>;
   /** The object's bytes as a stream (a download into a temp file; the caller hashes). */
   stream(key: string, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
+  /** Bytes `start` up to `end` (excluded) of an object (a slice of a pack, layout.ts); REMOTE_BAD when it has fewer, undefined when there is none. */
+  getRange(key: string, start: number, end: number, signal?: AbortSignal): Promise<Buffer | undefined>;
   /** Writes a small object unless the key exists. */
   put(key: string, body: Buffer, sums: ObjectChecksums, signal?: AbortSignal): Promise<'written' | 'exists'>;
   /** Writes the file `file` (of `sums.size` bytes) as the object unless the key exists. */
@@ -244,6 +246,14 @@ export async function openNoFollow(file: string): Promise<FileHandle> {
     throw new PloneBackupError('UNSAFE', `${file} is not a regular file; it is not pushed.`, { path: file, hint: 'Nothing but regular files belongs in a backup folder.' });
   }
   return fh;
+}
+
+/** A ranged read that found fewer bytes than its object should hold. */
+export function shortRange(url: string, key: string, start: number, end: number): PloneBackupError {
+  return new PloneBackupError('REMOTE_BAD', `The remote object ${key} in ${url} does not hold bytes ${start} to ${end} that a manifest names; it was not used.`, {
+    path: key,
+    hint: 'The copy on the remote is damaged: push again from a site that still has that backup, or restore another date.',
+  });
 }
 
 export function hashBuffer(b: Buffer): ObjectChecksums {
@@ -428,6 +438,27 @@ export class FileTarget implements RemoteTarget {
       });
     }
     return fh.createReadStream({ highWaterMark: 1 << 20 }) as Readable;
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<Buffer | undefined> {
+    this.stats.requests++;
+    let fh: FileHandle;
+    try {
+      fh = await fsp.open(this.file(key), fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw this.failed('get', key, e);
+    }
+    try {
+      if (!(await fh.stat()).isFile()) throw shortRange(this.url, key, start, end);
+      const b = Buffer.alloc(end - start);
+      const { bytesRead } = await fh.read(b, 0, b.length, start);
+      if (bytesRead !== b.length) throw shortRange(this.url, key, start, end);
+      this.stats.downloaded += b.length;
+      return b;
+    } finally {
+      await fh.close();
+    }
   }
 
   async put(key: string, body: Buffer, _sums: ObjectChecksums): Promise<'written' | 'exists'> {
