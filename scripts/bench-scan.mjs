@@ -1,49 +1,51 @@
-// Issue 11, goal 3: restore and check scale too. Three measurements, each a
-// ratio against a baseline measured in the same run (the machine is shared):
+// Issue 11, goal 3: restore and check scale too. Three measurements, each
+// against a baseline measured in the same run (the machine is shared):
 //
-//   1. The index of a big Data.fs (default 1 GB, ~1 million objects; the
-//      10 GB / 10 million objects file of bench-curves when it is there) built
-//      and written (the scan a backup does when it has no usable .index, then
-//      the fsIndex pickle to disk) against a plain sequential read of the same
-//      file, each in a child process of its own so its peak RSS is its own.
-//      Target: ≤ 1.2 × the read, in bounded memory.
-//   2. The live scan `check` does: from the start, then, after some MB were
-//      appended, continued from the cache file (a new process: no memory).
-//      The continued scan reads only the appended bytes.
+//   1. The index of a big Data.fs (the 10 GiB / 10 million objects file of
+//      bench-gen when it is there, else its 1 GiB / 1 million objects one)
+//      built and written (the scan a backup does when it has no usable .index,
+//      then the fsIndex pickle to disk) against a plain sequential read of the
+//      same file, each in a child process of its own so its peak RSS is its
+//      own. Target: ≤ 1.2 × the read, in bounded memory.
+//   2. The live scan `check` does: from the start, then, after 16 MB were
+//      appended, continued from the cache file (in process, once: it is a
+//      check that only the appended bytes are read, with the times beside it).
 //   3. `plone-backup list` on a deployment whose repository has 500 pieces,
-//      from its piece cache. Target: under a second (node's start included).
+//      from its piece cache, against node's start alone. Target: under a
+//      second (node's start included).
 //
-//   node scripts/bench-scan.mjs           (part of npm run bench)
-//   BENCH_SCAN_MB=2048 node scripts/bench-scan.mjs   (a 2 GB Data.fs)
-//   BENCH_SCAN_FILE=/path/Data.fs                    (any FileStorage, read only)
+//   node scripts/bench-scan.mjs                 (part of npm run bench)
+//   BENCH_SCAN_SIZE=1G node scripts/bench-scan.mjs   (a size of bench-gen's DATAFS_SIZES)
+//   BENCH_SCAN_FILE=/path/Data.fs                    (any FileStorage, only read)
+//   BENCH_SCAN_PARTS=index,live,list  BENCH_SCAN_MAP=1 (the index into a JS Map too, for comparison)
 //
-// Data is generated once under bench-data/scan/ (git-ignored; BENCH_DATA=DIR
-// for another bench-data folder, e.g. the main checkout's from a worktree). Results in
+// The trials are bench-lib's (runTrials: round robin, a wait for quiet CPUs,
+// BENCH_ROUNDS best-of; with a file over 4 GiB one round and no warm-up unless
+// BENCH_ROUNDS says otherwise). Data comes from bench-gen (bench-data/gen/,
+// git-ignored; BENCH_DATA=DIR for another folder). Results in
 // out/bench/results-scan.json. A benchmark reports; it does not gate.
 
-import { build } from 'esbuild';
-import { spawn } from 'node:child_process';
-import { promises as fsp, existsSync, readdirSync, statSync, readFileSync } from 'node:fs';
+import { promises as fsp, existsSync, readdirSync, statSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT, loadEngine, log, rng } from './bench-lib.mjs';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { ROOT, loadEngine, log, rng, run, settings, runTrials, summarize, printReport, aboutRun, writeResults } from './bench-lib.mjs';
+import { DATA as BENCH_DATA, DATAFS_SIZES, dataFsPaths, ensureDataFs } from './bench-gen.mjs';
 
-const BENCH_DATA = process.env.BENCH_DATA ? path.resolve(process.env.BENCH_DATA) : path.join(ROOT, 'bench-data');
+const SELF = fileURLToPath(import.meta.url);
 const DATA = path.join(BENCH_DATA, 'scan');
 const OUT = path.join(ROOT, 'out', 'bench');
 const ENGINE = path.join(OUT, 'engine-scan.js');
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const SIZE_MB = Number(process.env.BENCH_SCAN_MB ?? 1024);
-const RECORD = 1024; // bytes a record takes, header included: a 10 GB file holds 10 million objects
-const GENERATOR = 1;
 const PARTS = (process.env.BENCH_SCAN_PARTS ?? 'index,live,list').split(',');
 
 // ---------------------------------------------------------------------------
-// Child mode: one measured operation in a fresh process.
+// Child mode: one measured operation in a fresh process (the contender that
+// runTrials times); prints what it did as JSON.
 
 if (process.argv[2] === '--child') {
   const [, , , what, file, out] = process.argv;
   const engine = (await import('node:module')).createRequire(import.meta.url)(ENGINE);
-  const t0 = performance.now();
   let extra = {};
   if (what === 'read') {
     // A plain sequential read, in the scanner's chunk size, nothing done with the bytes.
@@ -74,42 +76,19 @@ if (process.argv[2] === '--child') {
     try {
       await engine.scanRange(st, 4, st.size, { noBlobCheck: true, onRecord: (k, pos) => map.set(k, pos) });
       extra = { objects: map.size };
-    } catch (e) {
-      extra = { failed: String(e.message ?? e) };
     } finally {
       await st.fh.close();
     }
   }
-  const seconds = (performance.now() - t0) / 1000;
-  process.stdout.write(JSON.stringify({ seconds, maxRssMB: process.resourceUsage().maxRSS / 1024, ...extra }));
+  process.stdout.write(JSON.stringify({ maxRssMB: process.resourceUsage().maxRSS / 1024, ...extra }));
   process.exit(0);
 }
 
-function child(what, file, out) {
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [path.join(ROOT, 'scripts', 'bench-scan.mjs'), '--child', what, file, out ?? ''], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let s = '';
-    c.stdout.on('data', (d) => (s += d));
-    c.on('error', reject);
-    c.on('close', (code) => (code === 0 ? resolve(JSON.parse(s)) : reject(new Error(`${what} failed (${code})`))));
-  });
-}
+// ---------------------------------------------------------------------------
+// Setup
 
-function runNode(args) {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const c = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d) => (out += d));
-    c.stderr.on('data', (d) => (err += d));
-    c.on('close', (code) => (code === 0 ? resolve({ seconds: (performance.now() - t0) / 1000, stdout: out }) : reject(new Error(`${args.join(' ')}: ${code} ${err}`))));
-  });
-}
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const S = settings();
 const fmt = (x, d = 2) => x.toFixed(d);
-
 await fsp.mkdir(OUT, { recursive: true });
 await fsp.mkdir(DATA, { recursive: true });
 const engine = await loadEngine(ENGINE);
@@ -124,149 +103,75 @@ await build({
   logLevel: 'warning',
 });
 
-// ---------------------------------------------------------------------------
-// The data
-
-/** Writes a Data.fs of about `bytes` with one new object per RECORD bytes (1 in 50 a Blob record). */
-async function generate(file, bytes) {
-  const t0 = performance.now();
-  const tmp = `${file}.part`;
-  const fh = await fsp.open(tmp, 'w');
-  const rand = rng(0x5ca1e);
-  const filler = Buffer.alloc(1 << 20);
-  for (let i = 0; i < filler.length; i++) filler[i] = Math.floor(rand() * 256);
-  const head = Buffer.from('\x80\x03cPersistence.mapping\nPersistentMapping\nq\x00.\x80\x03}q\x01U\x04dataq\x02', 'latin1');
-  let pos = 4;
-  let oid = 0;
-  let txns = 0;
-  let lastTid;
-  let clock = Date.UTC(2024, 0, 1);
-  let batch = [Buffer.from('FS30', 'latin1')];
-  let batchLen = 4;
-  let written = 0;
-  const flush = async () => {
-    const b = Buffer.concat(batch, batchLen);
-    await fh.write(b, 0, b.length, written);
-    written += b.length;
-    batch = [];
-    batchLen = 0;
-  };
-  const user = Buffer.from('/ admin');
-  const desc = Buffer.from('/Plone/folder/doc/@@edit');
-  while (pos < bytes) {
-    clock += 1000;
-    const tid = engine.newTid(new Date(clock), lastTid);
-    lastTid = tid;
-    const n = 5 + Math.floor(rand() * 10);
-    const parts = [];
-    let p = pos + engine.TRANS_HDR_LEN + user.length + desc.length;
-    for (let r = 0; r < n; r++) {
-      const blob = oid % 50 === 49;
-      const plen = blob ? engine.BLOB_PICKLE.length : RECORD - engine.DATA_HDR_LEN;
-      parts.push(engine.encodeDataHeader({ oid: engine.oidFromKey(oid++), tid, prev: 0, tloc: pos, vlen: 0, plen }));
-      if (blob) parts.push(engine.BLOB_PICKLE);
-      else {
-        const at = Math.floor(rand() * (filler.length - plen));
-        parts.push(head, filler.subarray(at, at + plen - head.length));
-      }
-      p += engine.DATA_HDR_LEN + plen;
-    }
-    const tlen = p - pos;
-    const trailer = Buffer.alloc(8);
-    engine.writeU64(trailer, tlen, 0);
-    const txn = [engine.encodeTxnHeader({ tid, tlen, status: ' ', ulen: user.length, dlen: desc.length, elen: 0 }), user, desc, ...parts, trailer];
-    for (const b of txn) {
-      batch.push(b);
-      batchLen += b.length;
-    }
-    pos += tlen + 8;
-    txns++;
-    if (batchLen >= 16 << 20) await flush();
-  }
-  await flush();
-  await fh.close();
-  const walk = await engine.committedEnd(tmp);
-  if (walk.end !== pos) throw new Error(`generated file does not check out: ends at ${walk.end}, not ${pos}`);
-  await fsp.rename(tmp, file);
-  const info = { generator: GENERATOR, bytes: pos, transactions: txns, objects: oid, seconds: +((performance.now() - t0) / 1000).toFixed(1) };
-  await fsp.writeFile(`${file}.json`, JSON.stringify(info, null, 2) + '\n');
-  log(`generated ${file}: ${pos} bytes, ${txns} transactions, ${oid} objects in ${info.seconds} s`);
-  return info;
+/** A bench-gen Data.fs of `label` (made once). */
+async function generated(label) {
+  const size = DATAFS_SIZES[label];
+  if (!size) throw new Error(`BENCH_SCAN_SIZE=${label}: one of ${Object.keys(DATAFS_SIZES).join(', ')}`);
+  return (await ensureDataFs(size.bytes, size.objects, label)).file;
 }
 
-/** The 10 GB Data.fs of bench-curves, when it finished (a *.done marker), else ours. */
+/** The file the index is measured on: BENCH_SCAN_FILE, BENCH_SCAN_SIZE, or bench-gen's 10 GiB file when it is made, else its 1 GiB one. */
 async function bigDataFs() {
-  if (process.env.BENCH_SCAN_FILE) return { file: path.resolve(process.env.BENCH_SCAN_FILE), source: 'BENCH_SCAN_FILE', ours: false };
-  const gen = path.join(BENCH_DATA, 'gen');
-  if (!process.env.BENCH_SCAN_MB && existsSync(gen)) {
-    for (const m of readdirSync(gen).filter((n) => n.endsWith('.done'))) {
-      const base = path.join(gen, m.slice(0, -'.done'.length));
-      for (const f of [base, path.join(base, 'Data.fs'), path.join(base, 'var', 'filestorage', 'Data.fs'), `${base}.fs`]) {
-        if (existsSync(f) && statSync(f).isFile() && statSync(f).size > 5e9) return { file: f, source: `bench-curves (${m})`, ours: false };
-      }
-    }
-  }
-  const file = path.join(DATA, `Data-${SIZE_MB}.fs`);
-  const meta = `${file}.json`;
-  const ok = existsSync(file) && existsSync(meta) && JSON.parse(readFileSync(meta, 'utf8')).generator === GENERATOR;
-  if (!ok) await generate(file, SIZE_MB * 1024 * 1024);
-  return { file, source: `generated (${SIZE_MB} MB)`, ours: true };
+  if (process.env.BENCH_SCAN_FILE) return { file: path.resolve(process.env.BENCH_SCAN_FILE), source: 'BENCH_SCAN_FILE' };
+  const label = process.env.BENCH_SCAN_SIZE ?? (existsSync(dataFsPaths('10G').done) ? '10G' : '1G');
+  return { file: await generated(label), source: `bench-gen datafs-${label}` };
+}
+
+/** Reads a file through the page cache (untimed) when it fits in half the memory; a bigger one is read cold by every contender alike. */
+async function warm(...files) {
+  for (const f of files) if (statSync(f).size <= os.totalmem() / 2) await run('sh', ['-c', 'cat "$1" > /dev/null', 'sh', f]);
+}
+
+/** The trials of `cases` (bench-lib's loop), summarized; `big` runs one round without warm-up unless BENCH_ROUNDS is set. */
+async function trialsOf(cases, big = false) {
+  const rounds = big && !process.env.BENCH_ROUNDS ? 1 : S.rounds;
+  const warmupRounds = big && !process.env.BENCH_WARMUP_ROUNDS ? 0 : S.warmupRounds;
+  const trials = await runTrials(cases, { rounds, warmupRounds, quietWait: S.quietWait, hotMb: S.hotMb, warm });
+  return summarize(cases, trials).results;
 }
 
 // ---------------------------------------------------------------------------
 // 1. The index
 
-const big = await bigDataFs();
-const bigSize = statSync(big.file).size;
 async function indexBench() {
-  log(`index: ${big.file} (${(bigSize / 1e9).toFixed(2)} GB, ${big.source})`);
+  const big = await bigDataFs();
+  const bytes = statSync(big.file).size;
+  log(`index: ${big.file} (${(bytes / 1e9).toFixed(2)} GB, ${big.source})`);
   const indexOut = path.join(DATA, 'bench.index');
-  await child('read', big.file); // warm the page cache: both sides read from it
-  const reads = [];
-  const builds = [];
-  let built;
-  for (let i = 0; i < ROUNDS; i++) {
-    reads.push(await child('read', big.file));
-    built = await child('index', big.file, indexOut);
-    builds.push(built);
-  }
-  const mapRun = process.env.BENCH_SCAN_MAP === '0' ? undefined : await child('map', big.file);
-  await fsp.rm(indexOut, { force: true });
-  const readS = median(reads.map((r) => r.seconds));
-  const buildS = median(builds.map((r) => r.seconds));
-  const indexResult = {
-    file: big.file,
-    source: big.source,
-    bytes: bigSize,
-    objects: built.objects,
-    indexBytes: built.indexBytes,
-    readSeconds: readS,
-    readRssMB: Math.max(...reads.map((r) => r.maxRssMB)),
-    buildWriteSeconds: buildS,
-    ratio: buildS / readS,
-    target: 1.2,
-    peakRssMB: Math.max(...builds.map((r) => r.maxRssMB)),
-    mapComparison: mapRun,
-  };
-  return indexResult;
+  /** What each case's child printed, by case id (the last trial's). */
+  const printed = {};
+  const childCase = (id, name, what, target) => ({
+    id,
+    name,
+    inputs: [big.file],
+    target,
+    cmd: async () => {
+      const r = await run(process.execPath, [...S.nodeArgs, SELF, '--child', what, big.file, indexOut], { capture: true, timed: true });
+      printed[id] = JSON.parse(r.stdout);
+      return r;
+    },
+    cleanup: () => fsp.rm(indexOut, { force: true }),
+  });
+  const cases = [childCase('read', 'plain sequential read of the file', 'read'), childCase('index', 'the index: scan + fsIndex file written', 'index', { of: 'read', max: 1.2 })];
+  if (process.env.BENCH_SCAN_MAP === '1') cases.push(childCase('map', 'the same scan into a JS Map (the index before; nothing written)', 'map'));
+  const results = await trialsOf(cases, bytes > 4 * 2 ** 30);
+  for (const r of results) r.maxRssMB = +printed[r.id].maxRssMB.toFixed(0);
+  return { file: big.file, source: big.source, bytes, objects: printed.index.objects, indexBytes: printed.index.indexBytes, results };
 }
-const indexResult = PARTS.includes('index') ? await indexBench() : undefined;
 
 // ---------------------------------------------------------------------------
 // 2. The live scan: from the start, then continued from the cache file
 
 async function liveScanBench() {
-  // A deployment around our own big file (a hard link when it is ours: appending to it and cutting it back
-  // leaves the bytes the index measured as they were; another's file is copied never, only read).
+  // A deployment around a copy of bench-gen's 1 GiB file: the appended
+  // transactions go into the copy, never into the generated file.
   const root = path.join(DATA, 'live');
   const fsDir = path.join(root, 'var', 'filestorage');
   await fsp.rm(root, { recursive: true, force: true });
   await fsp.mkdir(fsDir, { recursive: true });
   await fsp.mkdir(path.join(root, 'var', 'backups'), { recursive: true });
   const file = path.join(fsDir, 'Data.fs');
-  const src = big.ours ? big.file : path.join(DATA, `Data-${SIZE_MB}.fs`);
-  if (!existsSync(src)) await generate(src, SIZE_MB * 1024 * 1024);
-  await fsp.link(src, file);
+  await fsp.copyFile(await generated('1G'), file);
   const size = statSync(file).size;
   const dep = await engine.discoverDeployment(root);
   const s = dep.storages[0];
@@ -280,7 +185,7 @@ async function liveScanBench() {
     const full = await check({ noPersist: true });
     const fullOff = await check({ noPersist: true, offThread: true });
     const first = await check({});
-    // Append 16 MB of transactions, as a site would (the writer: vote, finish), then a new process's check.
+    // Append 16 MB of transactions, as a site would (the writer: vote, finish), then a new check.
     const w = await engine.FileStorageWriter.open(file);
     const rand = rng(7);
     while (w.end - size < 16 << 20) {
@@ -300,18 +205,15 @@ async function liveScanBench() {
       continued: { seconds: next.seconds, from: next.from, scanned: next.scanned },
     };
   } finally {
-    // Our file back as it was (the appended transactions cut off), the link removed.
-    await fsp.truncate(file, size);
     await fsp.rm(root, { recursive: true, force: true });
   }
 }
-if (PARTS.includes('live')) log('live scan: from the start, then continued after 16 MB appended');
-const liveResult = PARTS.includes('live') ? await liveScanBench() : undefined;
 
 // ---------------------------------------------------------------------------
 // 3. list on a repository with 500 pieces
 
-async function list500() {
+/** A deployment whose repository holds 500 gzip pieces (made once). */
+async function ensureList500() {
   const root = path.join(DATA, 'list500');
   const ready = path.join(root, 'ready');
   const file = path.join(root, 'var', 'filestorage', 'Data.fs');
@@ -336,71 +238,81 @@ async function list500() {
     await w.close({ writeIndex: false });
     await fsp.writeFile(ready, 'ok\n');
   }
+  return { root, repo };
+}
+
+async function listBench() {
+  const { root, repo } = await ensureList500();
   const pieces = readdirSync(repo).filter((n) => /\.(fs|fsz|deltafs|deltafsz)$/.test(n)).length;
   const cache = path.join(repo, engine.CACHE_FILE);
-  const cli = path.join(ROOT, 'dist', 'cli.js');
-  await fsp.rm(cache, { force: true });
-  const cold = await runNode([cli, 'list', '--dir', root, '--json']);
-  const warm = [];
-  for (let i = 0; i < 5; i++) warm.push((await runNode([cli, 'list', '--dir', root, '--json'])).seconds);
-  const listed = JSON.parse(cold.stdout);
-  const node = [];
-  for (let i = 0; i < 5; i++) node.push((await runNode(['-e', '0'])).seconds);
-  // In process: describeRepository alone, from the cache.
-  const inproc = [];
+  let listed;
+  const list = async () => {
+    const r = await run(process.execPath, [...S.nodeArgs, S.cli, 'list', '--dir', root, '--json'], { capture: true, timed: true });
+    listed = JSON.parse(r.stdout);
+    return r;
+  };
+  const cases = [
+    { id: 'node', name: "node's start alone (`node -e 0`)", inputs: [], cmd: () => run(process.execPath, ['-e', '0'], { timed: true }) },
+    {
+      id: 'list-cold',
+      name: `\`plone-backup list --json\`, ${pieces} pieces, no piece cache (every piece walked)`,
+      inputs: [],
+      setup: () => fsp.rm(cache, { force: true }),
+      cmd: list,
+    },
+    {
+      id: 'list',
+      name: `\`plone-backup list --json\`, ${pieces} pieces, from the piece cache`,
+      inputs: [],
+      setup: async () => existsSync(cache) || (await list()),
+      cmd: list,
+      target: { seconds: 1 },
+    },
+  ];
+  const results = await trialsOf(cases);
+  // The engine's part, in process: describeRepository from the cache.
+  let engineSeconds = Infinity;
   for (let i = 0; i < 5; i++) {
     const t0 = performance.now();
     await engine.describeRepository(repo);
-    inproc.push((performance.now() - t0) / 1000);
+    engineSeconds = Math.min(engineSeconds, (performance.now() - t0) / 1000);
   }
-  return {
-    pieces,
-    listedChains: Array.isArray(listed) ? listed.length : undefined,
-    coldSeconds: cold.seconds,
-    warmSeconds: median(warm),
-    nodeStartSeconds: median(node),
-    describeRepositoryWarmSeconds: median(inproc),
-    target: 1,
-  };
+  return { pieces, listedChains: Array.isArray(listed) ? listed.length : undefined, describeRepositoryCachedSeconds: +engineSeconds.toFixed(3), results };
 }
-const listResult = PARTS.includes('list') ? await list500() : undefined;
 
 // ---------------------------------------------------------------------------
-// Report
+// The run and its report
 
-const results = { date: new Date().toISOString(), node: process.version, index: indexResult, live: liveResult, list: listResult };
-await fsp.writeFile(path.join(OUT, 'results-scan.json'), JSON.stringify(results, null, 2) + '\n');
-const ix = indexResult;
-const lv = liveResult;
-const ls = listResult;
-const verdict = (ok) => (ok ? 'met' : 'MISSED');
-const rows = [];
-if (ix) {
-  rows.push(
-    `| index of ${(ix.bytes / 1e9).toFixed(1)} GB, ${(ix.objects / 1e6).toFixed(2)} M objects: scan + write (${(ix.indexBytes / 1e6).toFixed(0)} MB .index) | ${fmt(ix.buildWriteSeconds)} s, peak RSS ${fmt(ix.peakRssMB, 0)} MB | plain read ${fmt(ix.readSeconds)} s (RSS ${fmt(ix.readRssMB, 0)} MB) | ${fmt(ix.ratio)} ≤ 1.2: ${verdict(ix.ratio <= 1.2)} |`,
-  );
-  const m = ix.mapComparison;
-  if (m) rows.push(`| the same scan into a JS Map (before) | ${m.failed ? `failed: ${m.failed}` : `${fmt(m.seconds)} s, peak RSS ${fmt(m.maxRssMB, 0)} MB`} | | |`);
-}
-if (lv) {
-  rows.push(
-    `| live scan of ${(lv.dataFsBytes / 1e9).toFixed(1)} GB from the start | ${fmt(lv.fullScan.seconds)} s (${fmt(lv.fullScan.mbPerSecond, 0)} MB/s); in a worker ${fmt(lv.fullScanWorker.seconds)} s | | |`,
-  );
-  const only = lv.continued.from === 'disk' && lv.continued.scanned === lv.appendedBytes;
-  rows.push(
-    `| live scan after ${(lv.appendedBytes / 1048576).toFixed(0)} MB appended, new process (from the cache file) | ${fmt(lv.continued.seconds)} s, ${lv.continued.scanned} bytes scanned | ${lv.appendedBytes} bytes appended | ${only ? 'only the appended bytes' : 'MISSED'} |`,
-  );
-}
-if (ls) {
-  rows.push(
-    `| \`plone-backup list\`, ${ls.pieces} pieces, from the cache (node's start included) | ${fmt(ls.warmSeconds)} s | cold (walks every piece) ${fmt(ls.coldSeconds)} s; node alone ${fmt(ls.nodeStartSeconds)} s | < 1 s: ${verdict(ls.warmSeconds < 1)} |`,
-  );
-  rows.push(`| describeRepository (${ls.pieces} pieces) from the cache, in process | ${fmt(ls.describeRepositoryWarmSeconds, 3)} s | | |`);
-}
-console.log(`
-Scale of check, list and the index (issue 11, goal 3)
+const index = PARTS.includes('index') ? await indexBench() : undefined;
+if (PARTS.includes('live')) log('live scan: from the start, then continued after 16 MB appended');
+const live = PARTS.includes('live') ? await liveScanBench() : undefined;
+const list = PARTS.includes('list') ? await listBench() : undefined;
 
-| case | figure | baseline | ratio / target |
-| --- | ---: | ---: | ---: |
-${rows.join('\n')}
-`);
+await writeResults(path.join(OUT, 'results-scan.json'), S, { loadAverage: os.loadavg(), index, live, list });
+const columns = [
+  ['seconds', true, (r) => fmt(r.seconds)],
+  ['CPU s', true, (r) => (r.cpuSeconds === undefined ? '' : fmt(r.cpuSeconds))],
+  ['peak RSS', true, (r) => (r.maxRssMB === undefined ? '' : `${r.maxRssMB} MB`)],
+  ['ratio', true, (r) => (r.ratio === undefined ? '' : `${fmt(r.ratio)} ×`)],
+];
+console.log('\nScale of check, list and the index (issue 11, goal 3)\n');
+if (index) {
+  printReport({
+    about: `The index of ${(index.bytes / 1e9).toFixed(1)} GB, ${(index.objects / 1e6).toFixed(2)} M objects (${(index.indexBytes / 1e6).toFixed(0)} MB .index; ${index.source}); ${aboutRun(S)}; load average ${os.loadavg()[0].toFixed(1)}`,
+    columns,
+    results: index.results,
+  });
+}
+if (live) {
+  const only = live.continued.from === 'disk' && live.continued.scanned === live.appendedBytes;
+  console.log(`
+The live scan of ${(live.dataFsBytes / 1e9).toFixed(2)} GB: from the start ${fmt(live.fullScan.seconds)} s (${fmt(live.fullScan.mbPerSecond, 0)} MB/s), in a worker ${fmt(live.fullScanWorker.seconds)} s; after ${live.appendedBytes} bytes appended, continued from the cache file in ${fmt(live.continued.seconds)} s, ${live.continued.scanned} bytes scanned: ${only ? 'only the appended bytes (met)' : '**MISSED**: not only the appended bytes'}.`);
+}
+if (list) {
+  console.log('');
+  printReport({
+    about: `list: ${list.pieces} pieces; describeRepository from the cache, in process: ${fmt(list.describeRepositoryCachedSeconds, 3)} s; ${aboutRun(S)}`,
+    columns: columns.filter(([h]) => h !== 'peak RSS' && h !== 'ratio'),
+    results: list.results,
+  });
+}
