@@ -48,6 +48,8 @@ export * from './zodb/blobrefs';
 export * from './zodb/scanworker';
 export * from './zodb/filestorage';
 export * from './zodb/fsindex';
+export * from './zodb/recordscan';
+export * from './zodb/storageindex';
 export * from './zodb/fswriter';
 export * from './zodb/pickle';
 export * from './zodb/sample';

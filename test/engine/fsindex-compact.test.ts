@@ -117,6 +117,53 @@ describe('index: compact pages', () => {
     );
   });
 
+  it('a page through every form: short and dense, doubled, a Map when a slot is far ahead, dense again when full (setAt too)', () => {
+    const m = new OidPosMap();
+    const plain = new Map<OidKey, number>();
+    const oid = Buffer.alloc(8);
+    const put = (k: number, v: number, viaBuffer = false) => {
+      if (viaBuffer) {
+        oid.writeUInt32BE(Math.floor(k / 2 ** 32), 0);
+        oid.writeUInt32BE(k % 2 ** 32, 4);
+        m.setAt(oid, 0, v);
+      } else m.set(k, v);
+      plain.set(k, v);
+    };
+    const same = (stage: string) => {
+      assert.equal(m.size, plain.size, stage);
+      for (const [k, v] of plain) assert.equal(m.get(k), v, `${stage}: ${k}`);
+      assert.deepEqual(
+        [...m],
+        [...plain].sort((a, b) => (a[0] as number) - (b[0] as number)),
+        stage,
+      );
+      const index = new FsIndex();
+      for (const [k, v] of plain) index.map.set(k, v);
+      const truth = new Map([...plain].map(([k, v]) => [hexOf(k), v]));
+      assert.ok(encodeIndex(index, 2 ** 40).equals(referenceEncoding(truth, 2 ** 40)), stage);
+    };
+    const base = 5 * 65536;
+    for (let s = 0; s < 40; s++) put(base + s, 1000 + s, s % 2 === 0); // 16 -> 32 -> 64 slots
+    assert.equal(m.get(base + 64), undefined); // past the dense part
+    assert.equal(m.delete(base + 64), false);
+    same('short dense');
+    assert.equal(m.delete(base + 3), true);
+    plain.delete(base + 3);
+    put(base + 3, 7); // a hole filled again
+    same('after a delete');
+    put(base + 60_000, 42, true); // far ahead: the page becomes a Map
+    same('spilled into a Map');
+    for (let s = 100; s < 100 + 8200; s++) put(base + s * 7, s, s % 3 === 0); // the Map fills: dense again
+    same('dense again');
+    assert.equal(m.delete(base + 60_000), true);
+    plain.delete(base + 60_000);
+    same('deleted from the full page');
+    // setAt with a wide oid (>= 2^53) keeps it by its hex.
+    const wide = Buffer.from('0123456789abcdef', 'hex');
+    m.setAt(wide, 0, 5);
+    assert.equal(m.get('0123456789abcdef'), 5);
+  });
+
   it('the real ZODB loads what we write, and its fsIndex.save of the same state is the same bytes', { skip: oracleSkip() }, async (t) => {
     const dir = tmpDir(t);
     const ours = path.join(dir, 'ours.index');

@@ -20,7 +20,9 @@ import { createHash } from 'node:crypto';
 import { PloneBackupError, checkAbort, toPloneBackupError } from '../base/errors';
 import { openFileStorage, scanRange, txnEndingAt, type OpenedStorage, type TxnInfo } from '../zodb/filestorage';
 import { BlobCollector, type BlobRef } from '../zodb/blobrefs';
-import { type OidKey, FsIndex, encodeIndex, readIndexFile } from '../zodb/fsindex';
+import { scanRecords } from '../zodb/recordscan';
+import { FsIndex, readIndexFile, writeIndexFile } from '../zodb/fsindex';
+import { loadStorageIndex, storageIndexPath } from '../zodb/storageindex';
 import { fileLayer, fsyncDir, HashingFileWriter, isTempName, modesOf, writeFileAtomic } from '../base/io';
 import { acquireLock, isPrivateFolder, removeOwnEntry } from '../base/lock';
 import type { OperationOptions } from '../base/progress';
@@ -89,6 +91,11 @@ export interface BackupResult {
   transactions: number;
   /** The tid of the last transaction backed up (hex). */
   lastTid?: string;
+  /**
+   * A full backup without blobs: whether Data.fs.index stood for the walk of
+   * the file up to its end `pos` (as repozo's FileStorage uses it), or why not.
+   */
+  storageIndex?: { used: true; pos: number } | { used: false; reason: string };
 }
 
 /** Below this size the quick check hashes the whole last piece range, as repozo does. */
@@ -309,42 +316,51 @@ interface Copied {
   blobs: BlobRef[];
 }
 
-/** One pass from `start`: walk transactions, hash and write the committed bytes. */
-async function copyCommitted(opts: PrepareOptions, st: OpenedStorage, start: number, target: string, index: FsIndex | undefined, prefix?: Buffer): Promise<Copied> {
+/**
+ * One pass from `start`: walk transactions, hash and write the committed
+ * bytes. Without blobs to collect, the lean record scan (recordscan.ts) feeds
+ * `index` directly; with `framedUntil` (a trusted index's end) the
+ * transactions before it are only framed, not walked record by record.
+ */
+async function copyCommitted(
+  opts: PrepareOptions,
+  st: OpenedStorage,
+  start: number,
+  target: string,
+  index: FsIndex | undefined,
+  prefix?: Buffer,
+  framedUntil?: number,
+): Promise<Copied> {
   let writer: HashingFileWriter | undefined;
   const sink = async (chunk: Buffer) => {
     writer ??= await HashingFileWriter.create(target, { gzip: opts.gzip, level: opts.compressLevel, mode: modesOf(st.mode).file });
     await writer.write(chunk);
   };
   const collector = opts.collectBlobs ? new BlobCollector() : undefined;
+  const onProgress = (done: number) => opts.onProgress?.({ phase: 'copying Data.fs', done, total: st.size });
   try {
     if (prefix) await sink(prefix);
-    // Only the index wanted: the lean walk (no TxnInfo.records, nothing copied).
-    const lean = !collector && index ? (k: OidKey, pos: number) => index.map.set(k, pos) : undefined;
-    const scanner = await scanRange(
-      st,
-      start,
-      st.size,
-      {
+    let scanned: { end: number; txnCount: number; lastTid?: Buffer };
+    if (!collector) {
+      const map = index?.map;
+      scanned = await scanRecords(st, start, st.size, map ? (b, o, pos) => map.setAt(b, o, pos) : undefined, {
         sink,
         signal: opts.signal,
-        onProgress: (done) => opts.onProgress?.({ phase: 'copying Data.fs', done, total: st.size }),
+        onProgress,
         fileSize: st.size,
-        noBlobCheck: !opts.collectBlobs,
-        onRecord: lean,
-      },
-      lean
-        ? undefined
-        : (t: TxnInfo) => {
-            for (const r of t.records) {
-              index?.set(r.oid, r.pos);
-              collector?.add(r);
-            }
-          },
-    );
+        framedUntil,
+      });
+    } else {
+      scanned = await scanRange(st, start, st.size, { sink, signal: opts.signal, onProgress, fileSize: st.size }, (t: TxnInfo) => {
+        for (const r of t.records) {
+          index?.set(r.oid, r.pos);
+          collector.add(r);
+        }
+      });
+    }
     const blobs = collector ? await collector.finish(st, start) : [];
     const md5 = writer ? await writer.finish() : createHash('md5').digest('hex');
-    return { end: scanner.end, md5, transactions: scanner.txnCount, lastTid: scanner.lastTid, writer, blobs };
+    return { end: scanned.end, md5, transactions: scanned.txnCount, lastTid: scanned.lastTid, writer, blobs };
   } catch (e) {
     await writer?.discard();
     throw e;
@@ -357,7 +373,7 @@ function preparedFrom(
   st: OpenedStorage,
   result: BackupResult,
   copied: Copied,
-  indexBytes: Buffer,
+  index: FsIndex,
   datFile: string,
   datText: () => Promise<string>,
   log: (m: string) => void,
@@ -376,7 +392,8 @@ function preparedFrom(
       const written: string[] = [];
       try {
         checkAbort(opts.signal);
-        await writeFileAtomic(path.join(repo, indexName(stamp)), indexBytes, mode);
+        // Streamed bucket by bucket (temp, fsync, rename): never the whole file in memory.
+        await writeIndexFile(path.join(repo, indexName(stamp)), index, copied.end, mode);
         written.push(indexName(stamp));
         await copied.writer!.commit();
         written.push(result.piece!);
@@ -412,9 +429,29 @@ async function fullBackup(opts: PrepareOptions, st: OpenedStorage, stamp: string
   const repo = opts.repository;
   const piece = pieceFileName(stamp, true, !!opts.gzip);
   const target = path.join(repo, piece);
-  const index = new FsIndex();
   const magic = Buffer.from(st.magic, 'latin1');
-  const copied = await copyCommitted(opts, st, 4, target, index, magic);
+  // As repozo (its read-only FileStorage): Data.fs.index, when it agrees with the
+  // file, stands for the walk up to its end; only what follows is walked record by
+  // record. With blobs to collect every record is read anyway.
+  let storageIndex: BackupResult['storageIndex'];
+  let copied: Copied | undefined;
+  let index = new FsIndex();
+  if (!opts.collectBlobs) {
+    const trusted = await loadStorageIndex(st);
+    if (trusted.ok) {
+      try {
+        copied = await copyCommitted(opts, st, 4, target, trusted.index, magic, trusted.pos);
+        index = trusted.index;
+        storageIndex = { used: true, pos: trusted.pos };
+        log(`used ${storageIndexPath(st.path)} up to byte ${trusted.pos}`);
+      } catch (e) {
+        if (!PloneBackupError.is(e, 'INDEX_BAD')) throw e;
+        storageIndex = { used: false, reason: e.message };
+      }
+    } else storageIndex = { used: false, reason: trusted.reason };
+    if (!storageIndex.used) log(`walking every record: ${storageIndex.reason}`);
+  }
+  copied ??= await copyCommitted(opts, st, 4, target, index, magic);
   log(`writing full backup: ${copied.end} bytes to ${target}`);
   const line: DatLine = { path: pyJoin(opts.datPrefix ?? repo, piece), start: 0, end: copied.end, md5: copied.md5 };
   const result: BackupResult = {
@@ -429,8 +466,9 @@ async function fullBackup(opts: PrepareOptions, st: OpenedStorage, stamp: string
     md5: copied.md5,
     transactions: copied.transactions,
     lastTid: copied.lastTid?.toString('hex'),
+    ...(storageIndex ? { storageIndex } : {}),
   };
-  return preparedFrom(opts, st, result, copied, encodeIndex(index, copied.end), path.join(repo, datName(stamp)), async () => formatDatLine(line), log);
+  return preparedFrom(opts, st, result, copied, index, path.join(repo, datName(stamp)), async () => formatDatLine(line), log);
 }
 
 async function incrementalBackup(opts: PrepareOptions, st: OpenedStorage, stamp: string, chain: RepoFile[], from: number, log: (m: string) => void): Promise<PreparedBackup> {
@@ -463,28 +501,41 @@ async function incrementalBackup(opts: PrepareOptions, st: OpenedStorage, stamp:
     const previous = await readDatText(datFile);
     return (previous === '' || previous.endsWith('\n') ? previous : previous + '\n') + formatDatLine(line);
   };
-  return preparedFrom(opts, st, result, copied, encodeIndex(baseIndex, copied.end), datFile, datText, log);
+  return preparedFrom(opts, st, result, copied, baseIndex, datFile, datText, log);
 }
 
 /**
  * The index of the state at `end`: the last piece's .index when it describes
- * exactly that state, else rebuilt by walking Data.fs up to `end`.
+ * exactly that state, else Data.fs.index (when ZODB would trust it and it
+ * ends at or before `end`) continued to `end`, else rebuilt by walking
+ * Data.fs up to `end`.
  */
 async function loadChainIndex(repo: string, chain: RepoFile[], end: number, st: OpenedStorage, opts: BackupOptions): Promise<FsIndex> {
   const last = chain[chain.length - 1]!;
   try {
-    const { pos, index } = await readIndexFile(path.join(repo, indexName(last.stamp)));
+    const { pos, index } = await readIndexFile(path.join(repo, indexName(last.stamp)), { checkPositions: true });
     if (pos === end) return index;
   } catch (e) {
     if (!PloneBackupError.is(e, 'INDEX_BAD')) throw e;
+  }
+  const trusted = await loadStorageIndex(st);
+  if (trusted.ok && trusted.pos <= end) {
+    const map = trusted.index.map;
+    const r = await scanRecords(st, trusted.pos, end, (b, o, pos) => map.setAt(b, o, pos), { signal: opts.signal });
+    if (r.end === end) {
+      opts.log?.(`the last piece has no usable .index; ${storageIndexPath(st.path)} continued to byte ${end} stands for it`);
+      return trusted.index;
+    }
   }
   opts.log?.('the last piece has no usable .index; rebuilding it from Data.fs');
   return rebuildIndex(st.fh, st.path, end, opts.signal);
 }
 
+/** The index of the committed transactions of `fh` before `end`, by the lean record scan. */
 export async function rebuildIndex(fh: FileHandle, file: string, end: number, signal?: AbortSignal): Promise<FsIndex> {
   const index = new FsIndex();
-  await scanRange({ fh, path: file }, 4, end, { noBlobCheck: true, onRecord: (k, pos) => index.map.set(k, pos), signal });
+  const map = index.map;
+  await scanRecords({ fh, path: file }, 4, end, (b, o, pos) => map.setAt(b, o, pos), { signal });
   return index;
 }
 

@@ -376,6 +376,15 @@ export interface ScanOptions {
   onRecord?: (key: OidKey, pos: number) => void;
 }
 
+/** FS_CORRUPT: a committed transaction of `path` that does not add up at `position`. */
+export function fsCorrupt(path: string, why: string, position: number): never {
+  throw new PloneBackupError('FS_CORRUPT', `${path} is damaged at byte ${position}: ${why}.`, {
+    path,
+    position,
+    hint: "Check it with ZODB's fstest and restore it from a backup; nothing was written.",
+  });
+}
+
 export class TxnScanner {
   private pos: number;
   private done = false;
@@ -397,11 +406,7 @@ export class TxnScanner {
   }
 
   private corrupt(why: string, position: number): never {
-    throw new PloneBackupError('FS_CORRUPT', `${this.path} is damaged at byte ${position}: ${why}.`, {
-      path: this.path,
-      position,
-      hint: "Check it with ZODB's fstest and restore it from a backup; nothing was written.",
-    });
+    fsCorrupt(this.path, why, position);
   }
 
   /** The next committed transaction, or null at the committed end. */

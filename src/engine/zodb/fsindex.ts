@@ -46,8 +46,26 @@ const PAGE = 65536;
  * the pages of the oids ZODB allocates (one after the other) soon are.
  */
 const DENSE_AT = 8192;
+/**
+ * A page starts dense and short (its first slots, the way ZODB allocates
+ * oids), and doubles while it stays at least 1/GROW_FACTOR full (at most
+ * 8 * GROW_FACTOR bytes per oid); a slot too far ahead for that turns it
+ * into a Map. Filling a page one oid after the other thus never goes
+ * through a Map (which cost ten times the whole dense fill).
+ */
+const GROW_FACTOR = 16;
+const FIRST_DENSE = 16;
 
-type Page = { dense: Float64Array; count: number } | { sparse: Map<number, number> };
+/**
+ * One page: `dense` (slots [0, dense.length) as positions + 1, 0: none) or
+ * `sparse` (one shape for both, so the hot paths stay monomorphic). `count`
+ * is kept for dense pages.
+ */
+interface Page {
+  sparse: Map<number, number> | undefined;
+  dense: Float64Array | undefined;
+  count: number;
+}
 
 /**
  * oid -> position, in memory bounded by the oids rather than by a JS Map's
@@ -73,7 +91,7 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
     let p = this.pages.get(prefix);
     if (!p) {
       if (!create) return undefined;
-      p = { sparse: new Map() };
+      p = { sparse: undefined, dense: new Float64Array(FIRST_DENSE), count: 0 };
       this.pages.set(prefix, p);
     }
     this.lastPrefix = prefix;
@@ -88,27 +106,64 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
       return this;
     }
     const prefix = Math.floor(key / PAGE);
-    const slot = key - prefix * PAGE;
-    let p = this.page(prefix, true)!;
-    if ('sparse' in p) {
-      const before = p.sparse.size;
-      p.sparse.set(slot, pos);
-      if (p.sparse.size === before) return this;
-      this.count++;
-      if (p.sparse.size < DENSE_AT) return this;
-      const dense = new Float64Array(PAGE);
-      for (const [k, v] of p.sparse) dense[k] = v + 1;
-      p = { dense, count: p.sparse.size };
-      this.pages.set(prefix, p);
-      this.lastPage = p;
-      return this;
-    }
-    if (p.dense[slot] === 0) {
-      p.count++;
-      this.count++;
-    }
-    p.dense[slot] = pos + 1;
+    this.setSlot(prefix, key - prefix * PAGE, pos);
     return this;
+  }
+
+  /**
+   * Sets the oid whose 8 bytes are at `b[off..off+8)`, read in place (the
+   * record scanner's way in: no key, no division).
+   */
+  setAt(b: Buffer, off: number, pos: number): void {
+    const hi = ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
+    if (hi >= 0x200000) {
+      this.set(b.toString('hex', off, off + 8), pos);
+      return;
+    }
+    this.setSlot(hi * 65536 + ((b[off + 4]! << 8) | b[off + 5]!), (b[off + 6]! << 8) | b[off + 7]!, pos);
+  }
+
+  /** Sets slot `slot` of page `prefix` (an oid below 2^53: prefix * 65536 + slot). */
+  setSlot(prefix: number, slot: number, pos: number): void {
+    const p = prefix === this.lastPrefix ? this.lastPage! : this.page(prefix, true)!;
+    const dense = p.dense;
+    if (dense !== undefined && slot < dense.length) {
+      if (dense[slot] === 0) {
+        p.count++;
+        this.count++;
+      }
+      dense[slot] = pos + 1;
+      return;
+    }
+    if (dense !== undefined) {
+      let len = dense.length * 2;
+      while (len <= slot) len *= 2;
+      if (len <= GROW_FACTOR * (p.count + 1)) {
+        const d = new Float64Array(len);
+        d.set(dense);
+        d[slot] = pos + 1;
+        p.dense = d;
+        p.count++;
+        this.count++;
+        return;
+      }
+      // Too far ahead for its oids: a Map until it holds DENSE_AT of them.
+      const m = new Map<number, number>();
+      for (let k = 0; k < dense.length; k++) if (dense[k] !== 0) m.set(k, dense[k]! - 1);
+      p.dense = undefined;
+      p.sparse = m;
+    }
+    const sparse = p.sparse!;
+    const before = sparse.size;
+    sparse.set(slot, pos);
+    if (sparse.size === before) return;
+    this.count++;
+    if (sparse.size < DENSE_AT) return;
+    const d = new Float64Array(PAGE);
+    for (const [k, v] of sparse) d[k] = v + 1;
+    p.dense = d;
+    p.count = sparse.size;
+    p.sparse = undefined;
   }
 
   get(key: OidKey): number | undefined {
@@ -117,7 +172,8 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
     const p = this.page(prefix, false);
     if (!p) return undefined;
     const slot = key - prefix * PAGE;
-    if ('sparse' in p) return p.sparse.get(slot);
+    if (p.dense === undefined) return p.sparse!.get(slot);
+    if (slot >= p.dense.length) return undefined;
     const v = p.dense[slot]!;
     return v === 0 ? undefined : v - 1;
   }
@@ -136,10 +192,10 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
     const p = this.page(prefix, false);
     if (!p) return false;
     const slot = key - prefix * PAGE;
-    if ('sparse' in p) {
-      if (!p.sparse.delete(slot)) return false;
+    if (p.dense === undefined) {
+      if (!p.sparse!.delete(slot)) return false;
     } else {
-      if (p.dense[slot] === 0) return false;
+      if (slot >= p.dense.length || p.dense[slot] === 0) return false;
       p.dense[slot] = 0;
       p.count--;
     }
@@ -166,15 +222,16 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
     for (const prefix of prefixes) {
       const p = this.pages.get(prefix)!;
       let n = 0;
-      if ('sparse' in p) {
-        const keys = Uint32Array.from(p.sparse.keys()).sort();
+      if (p.dense === undefined) {
+        const sparse = p.sparse!;
+        const keys = Uint32Array.from(sparse.keys()).sort();
         for (const k of keys) {
           suffixes[n] = k;
-          positions[n++] = p.sparse.get(k)!;
+          positions[n++] = sparse.get(k)!;
         }
       } else {
         const d = p.dense;
-        for (let k = 0; k < PAGE; k++) {
+        for (let k = 0; k < d.length; k++) {
           const v = d[k]!;
           if (v !== 0) {
             suffixes[n] = k;
@@ -196,6 +253,41 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
       }
       yield { prefix, suffixes, positions, n };
     }
+  }
+
+  /**
+   * Up to `n` entries spread over the oids (the highest oid of pages evenly
+   * apart, and of the last wide prefix), without walking every entry.
+   */
+  samples(n: number): [OidKey, number][] {
+    const out: [OidKey, number][] = [];
+    const prefixes = Float64Array.from(this.pages.keys()).sort();
+    const picks = new Set<number>();
+    for (let i = 0; i < n && prefixes.length; i++) picks.add(Math.floor((i * prefixes.length) / n));
+    picks.add(prefixes.length - 1);
+    for (const i of picks) {
+      const prefix = prefixes[i];
+      if (prefix === undefined) continue;
+      const p = this.pages.get(prefix)!;
+      let slot = -1;
+      let pos = 0;
+      if (p.dense === undefined) {
+        for (const [k, v] of p.sparse!) if (k > slot) [slot, pos] = [k, v];
+      } else {
+        for (let k = p.dense.length - 1; k >= 0; k--) {
+          if (p.dense[k] !== 0) {
+            slot = k;
+            pos = p.dense[k]! - 1;
+            break;
+          }
+        }
+      }
+      if (slot >= 0) out.push([prefix * PAGE + slot, pos]);
+    }
+    let top: string | undefined;
+    for (const k of this.wide.keys()) if (top === undefined || k > top) top = k;
+    if (top !== undefined) out.push([top, this.wide.get(top)!]);
+    return out;
   }
 
   *entries(): Generator<[OidKey, number]> {
@@ -252,52 +344,96 @@ export class FsIndex {
   }
 }
 
+/** Bytes a yielded chunk of the index stream is filled to before the next one begins. */
+const ENCODE_CHUNK = 1 << 20;
+const TWO48 = 2 ** 48;
+
 /**
- * The index stream for committed end `pos`, a few buffers at a time (one per
- * bucket): what ZODB.fsIndex.save writes, byte for byte, without the whole
- * file in memory.
+ * The index stream for committed end `pos`, in chunks of about 1 MiB (each a
+ * buffer of its own, which the caller may keep): what ZODB.fsIndex.save
+ * writes, byte for byte, without the whole file in memory. Each bucket is one
+ * pickle `PROTO 3, SHORT_BINBYTES prefix, (SHORT_)BINBYTES bucket, TUPLE2,
+ * STOP`, as dumpPickle writes it, written here straight into the chunk.
  */
 export function* encodeIndexChunks(index: FsIndex, pos: number): Generator<Buffer> {
-  yield dumpPickle(pos);
+  let out = Buffer.allocUnsafe(ENCODE_CHUNK + 65536 * 8 + 64);
+  const head = dumpPickle(pos);
+  head.copy(out, 0);
+  let q = head.length;
   for (const b of index.map.buckets()) {
-    const bucket = Buffer.allocUnsafe(b.n * 8);
-    for (let k = 0; k < b.n; k++) {
-      bucket.writeUInt16BE(b.suffixes[k]!, k * 2);
-      bucket.writeUIntBE(b.positions[k]! % 2 ** 48, b.n * 2 + k * 6, 6);
+    if (q >= ENCODE_CHUNK) {
+      yield out.subarray(0, q);
+      out = Buffer.allocUnsafe(ENCODE_CHUNK + 65536 * 8 + 64);
+      q = 0;
     }
-    const prefix = Buffer.alloc(6);
-    if (typeof b.prefix === 'number') prefix.writeUIntBE(b.prefix, 0, 6);
-    else prefix.write(b.prefix, 'hex');
-    yield dumpPickle([prefix, bucket]);
+    const n = b.n;
+    const len = n * 8;
+    out[q++] = 0x80; // PROTO 3
+    out[q++] = 3;
+    out[q++] = 0x43; // SHORT_BINBYTES, 6: the prefix
+    out[q++] = 6;
+    if (typeof b.prefix === 'number') out.writeUIntBE(b.prefix, q, 6);
+    else out.write(b.prefix, q, 'hex');
+    q += 6;
+    if (len < 0x100) {
+      out[q++] = 0x43; // SHORT_BINBYTES
+      out[q++] = len;
+    } else {
+      out[q++] = 0x42; // BINBYTES, 4-byte little-endian length
+      out.writeUInt32LE(len, q);
+      q += 4;
+    }
+    const suffixes = b.suffixes;
+    const positions = b.positions;
+    let o = q;
+    for (let k = 0; k < n; k++) {
+      const s = suffixes[k]!;
+      out[o++] = s >>> 8;
+      out[o++] = s & 0xff;
+    }
+    for (let k = 0; k < n; k++) {
+      const v = positions[k]! % TWO48;
+      const hi = Math.floor(v / TWO32);
+      const lo = v - hi * TWO32;
+      out[o++] = hi >>> 8;
+      out[o++] = hi & 0xff;
+      out[o++] = lo >>> 24;
+      out[o++] = (lo >>> 16) & 0xff;
+      out[o++] = (lo >>> 8) & 0xff;
+      out[o++] = lo & 0xff;
+    }
+    q = o;
+    out[q++] = 0x86; // TUPLE2
+    out[q++] = 0x2e; // STOP
   }
-  yield dumpPickle(null);
+  const tail = dumpPickle(null);
+  tail.copy(out, q);
+  q += tail.length;
+  yield out.subarray(0, q);
 }
 
 /**
  * Writes the index for committed end `pos` to `file` (temp name, fsync,
- * rename, through fileLayer) in batches of about 1 MiB: the memory it costs
- * is the index's own, never the whole encoded file as well.
+ * rename, through fileLayer), a chunk of about 1 MiB at a time, the next one
+ * encoded while the last is written: the memory it costs is the index's own,
+ * never the whole encoded file as well.
  */
 export async function writeIndexFile(file: string, index: FsIndex, pos: number, mode = PRIVATE_MODES.file): Promise<void> {
   const tmp = tempPath(file);
   const fh = await fileLayer.open(tmp, 'wx', mode);
+  let writing: Promise<void> | undefined;
   try {
-    let batch: Buffer[] = [];
-    let n = 0;
     for (const c of encodeIndexChunks(index, pos)) {
-      batch.push(c);
-      n += c.length;
-      if (n >= 1 << 20) {
-        await writeAll(fh, Buffer.concat(batch, n), null, tmp);
-        batch = [];
-        n = 0;
-      }
+      if (writing) await writing;
+      writing = writeAll(fh, c, null, tmp);
+      writing.catch(() => undefined); // surfaced when awaited
     }
-    if (n) await writeAll(fh, Buffer.concat(batch, n), null, tmp);
+    await writing;
     await fh.sync();
     await fh.close();
     await fileLayer.rename(tmp, file);
   } catch (e) {
+    await writing?.catch(() => undefined);
     await fh.close().catch(() => undefined);
     await fileLayer.rm(tmp, { force: true });
     throw e;
@@ -315,8 +451,19 @@ export interface DecodedIndex {
   index: FsIndex;
 }
 
+export interface DecodeOptions {
+  /**
+   * Refuse (INDEX_BAD) an index naming a position outside [4, pos): every
+   * record an index of a file's first `pos` bytes names lies there. For an
+   * index about to be trusted instead of a walk of the file.
+   */
+  checkPositions?: boolean;
+  /** Never through a symbolic link (readIndexFile). */
+  noFollow?: boolean;
+}
+
 /** Decodes an index stream; `path` names the file in errors. */
-export function decodeIndex(buf: Buffer, path = 'index'): DecodedIndex {
+export function decodeIndex(buf: Buffer, path = 'index', opts: DecodeOptions = {}): DecodedIndex {
   const bad = (why: string, position: number): never => {
     throw new PloneBackupError('INDEX_BAD', `${path} is not a ZODB index: ${why}.`, {
       path,
@@ -330,6 +477,8 @@ export function decodeIndex(buf: Buffer, path = 'index'): DecodedIndex {
   const pos = value as number;
   if (pos < 4) bad(`its position ${pos} is impossible`, 0);
   const index = new FsIndex();
+  const lowest = opts.checkPositions ? 4 : 0;
+  const beyond = opts.checkPositions ? pos : Infinity;
   let lastPrefix: Buffer | undefined;
   for (;;) {
     if (end >= buf.length) bad('it ends before its closing None', end);
@@ -345,15 +494,25 @@ export function decodeIndex(buf: Buffer, path = 'index'): DecodedIndex {
     if (lastPrefix && Buffer.compare(prefix, lastPrefix) <= 0) bad('oid prefixes are not in ascending order', at);
     lastPrefix = prefix;
     const n = bucket.length / 8;
+    const hi = prefix.readUInt32BE(0);
+    const numeric = hi < 0x200000; // the oids fit in 53 bits: set page slots directly
+    const page = numeric ? hi * 65536 + prefix.readUInt16BE(4) : 0;
     const oid = Buffer.alloc(8);
     prefix.copy(oid, 0);
     let lastSuffix = -1;
     for (let k = 0; k < n; k++) {
-      const suffix = bucket.readUInt16BE(k * 2);
+      const suffix = (bucket[k * 2]! << 8) | bucket[k * 2 + 1]!;
       if (suffix <= lastSuffix) bad('oids in a bucket are not in ascending order', at);
       lastSuffix = suffix;
-      oid.writeUInt16BE(suffix, 6);
-      index.map.set(oidKey(oid), bucket.readUIntBE(n * 2 + k * 6, 6));
+      const q = n * 2 + k * 6;
+      const position = ((bucket[q]! << 8) | bucket[q + 1]!) * TWO32 + bucket.readUInt32BE(q + 2);
+      // Every record it names lies before the end it describes.
+      if (position < lowest || position >= beyond) bad(`an object position (${position}) lies outside the ${pos} bytes it describes`, at);
+      if (numeric) index.map.setSlot(page, suffix, position);
+      else {
+        oid.writeUInt16BE(suffix, 6);
+        index.map.set(oidKey(oid), position);
+      }
     }
   }
   if (end !== buf.length) bad('there are bytes after its end', end);
@@ -366,18 +525,18 @@ export function decodeIndex(buf: Buffer, path = 'index'): DecodedIndex {
  * Anything unreadable that way is INDEX_BAD, so callers rebuild the index
  * from Data.fs as they do for a damaged one.
  */
-export async function readIndexFile(path: string): Promise<DecodedIndex> {
+export async function readIndexFile(path: string, opts: DecodeOptions = {}): Promise<DecodedIndex> {
   let buf: Buffer;
   try {
-    buf = await readFileCapped(path, READ_CAPS.index, { what: 'The index' });
+    buf = await readFileCapped(path, READ_CAPS.index, { what: 'The index', noFollow: opts.noFollow });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new PloneBackupError('INDEX_BAD', `The index ${path} does not exist.`, { path });
     }
-    if (PloneBackupError.is(e, 'TOO_LARGE')) {
+    if (PloneBackupError.is(e, 'TOO_LARGE') || PloneBackupError.is(e, 'UNSAFE')) {
       throw new PloneBackupError('INDEX_BAD', e.message, { path, hint: 'Delete it; ZODB rebuilds it from Data.fs.', cause: e });
     }
     throw e;
   }
-  return decodeIndex(buf, path);
+  return decodeIndex(buf, path, opts);
 }
