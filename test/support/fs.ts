@@ -107,6 +107,9 @@ export function blobFiles(dir: string): string[] {
   return out.sort();
 }
 
+/** The .blob files under a blob tree as absolute paths (sorted), tmp/ excluded. */
+export const blobPaths = (dir: string): string[] => blobFiles(dir).map((r) => path.join(dir, r));
+
 /** Blob file -> md5 of its content. */
 export function blobContents(dir: string): Record<string, string> {
   const out: Record<string, string> = {};

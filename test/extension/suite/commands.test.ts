@@ -16,22 +16,13 @@ import { Command } from '../../../src/extension/commands';
 import { done, exec, holdSiteLock, ls, testWorkspace, waitFor, type HeldLock, type TestWorkspace } from './host';
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { GenerationNode, Node } from '../../../src/extension/tree';
+import { blobFiles, blobPaths } from '../../support/fs';
 import { nth } from '../../support/must';
 
 /** Entries about binary files sit on a read-only report of our own scheme (src/extension/diagnostics.ts). */
 const problemsOf = (file: string) => vscode.Uri.file(file).with({ scheme: 'plone-backup-problems' });
 
 const temps = (dir: string) => ls(dir).filter((n) => n.startsWith('.plone-backup-') && n !== '.plone-backup-cache.json');
-
-function findFiles(dir: string, suffix: string): string[] {
-  const out: string[] = [];
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...findFiles(p, suffix));
-    else if (e.name.endsWith(suffix)) out.push(p);
-  }
-  return out.sort();
-}
 
 suite('Plone Backup commands on a sample deployment', function () {
   this.timeout(60_000);
@@ -128,7 +119,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     // Our own deployment: a generation is a manifest over the blob pool.
     const gen0 = path.join(dir('blobstoragebackups'), `blobstorage.${firstFull}.json`);
     assert.equal((JSON.parse(fs.readFileSync(gen0, 'utf8')) as { count: number }).count, 2, 'the blob generation holds both blobs');
-    assert.equal(findFiles(path.join(dir('blobstoragebackups'), 'blobstorage.pool'), '.blob').length, 2, 'both are in the pool');
+    assert.equal(blobFiles(path.join(dir('blobstoragebackups'), 'blobstorage.pool')).length, 2, 'both are in the pool');
 
     const top = roots();
     assert.equal(top.length, 2);
@@ -267,7 +258,7 @@ suite('Plone Backup commands on a sample deployment', function () {
     assert.equal(fs.statSync(keptFs).size, before);
     const keptBlobs = nth(res, 0).keptOld.find((k) => path.basename(k).startsWith('blobstorage.before-restore-'));
     assert.ok(keptBlobs && fs.statSync(keptBlobs).isDirectory(), 'the old blobstorage is kept');
-    assert.equal(findFiles(blobDir, '.blob').length, 2, 'the restored blobstorage holds the blobs of that state');
+    assert.equal(blobFiles(blobDir).length, 2, 'the restored blobstorage holds the blobs of that state');
   });
 
   test('a restore leaves a trace: the live backup is marked, the kept state shown; Undo puts it back; Delete Kept Copies removes it', async () => {
@@ -397,7 +388,7 @@ suite('Plone Backup commands on a sample deployment', function () {
   test('a missing blob file shows on Data.fs in the Problems panel, and goes away when fixed', async () => {
     await fresh();
     await backUp();
-    const blobs = findFiles(blobDir, '.blob');
+    const blobs = blobPaths(blobDir);
     assert.ok(blobs.length >= 2);
     const victim = nth(blobs, 0);
     const saved = fs.readFileSync(victim);

@@ -20,17 +20,8 @@ import { done, exec, ls, testWorkspace, waitFor, type TestWorkspace } from './ho
 import type { PloneBackupApi } from '../../../src/extension/extension';
 import type { Confirmation } from '../../../src/extension/safety';
 import type { GenerationNode } from '../../../src/extension/tree';
+import { blobPaths } from '../../support/fs';
 import { nth } from '../../support/must';
-
-function findFiles(dir: string, suffix: string): string[] {
-  const out: string[] = [];
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...findFiles(p, suffix));
-    else if (e.name.endsWith(suffix)) out.push(p);
-  }
-  return out.sort();
-}
 
 const sha = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 
@@ -108,7 +99,7 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
     done(await exec(Command.check), 'check');
     assert.equal(diagnostic('BLOB_MISSING'), undefined);
     // The live check's scan names the recent blob files; their folders are watched.
-    const blobs = findFiles(blobDir, '.blob');
+    const blobs = blobPaths(blobDir);
     assert.equal(blobs.length, 2);
     await waitFor(() => JSON.stringify([...api.blobWatch.watchedFiles].sort()) === JSON.stringify(blobs), "the site's two blob files to be watched");
     assert.equal(api.blobWatch.watchedFolders.length, 2);
@@ -165,7 +156,7 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
     assert.equal(after.ino, before.stat.ino);
     assert.equal(after.size, before.stat.size);
     assert.equal(sha(dataFs), before.sha, 'Data.fs is unchanged');
-    assert.deepEqual(findFiles(blobDir, '.blob'), blobs);
+    assert.deepEqual(blobPaths(blobDir), blobs);
     assert.deepEqual(blobs.filter((b) => b !== victim).map(sha), before.others);
     await waitFor(() => !diagnostic('BLOB_MISSING'), 'the BLOB_MISSING entry to go', 15_000);
     console.log(`    (the deleted blob was noticed in ${noticed} ms)`);
@@ -175,7 +166,7 @@ suite('Quick Fixes on the Problems entries, and the live check of recent blob fi
     await fresh();
     done(await exec<{ filestorage: { stamp: string } }[]>(Command.backup), 'backup');
     done(await exec(Command.check), 'check');
-    const victim = nth(findFiles(blobDir, '.blob'), 0);
+    const victim = nth(blobPaths(blobDir), 0);
     await waitFor(() => api.blobWatch.watchedFiles.includes(victim), 'the blob files to be watched');
     const saved = fs.readFileSync(victim);
     fs.rmSync(victim);
