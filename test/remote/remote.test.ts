@@ -262,6 +262,21 @@ describe('a push that loses the race for a generation (real S3 server)', () => {
     t.after(() => [a, b].forEach((x) => x.close()));
     // a has sent its first generation's objects, and the twin pushes everything before a's first manifest lands.
     let raced = false;
+    // The packs each side wrote (a pack is named by its bytes: when both sides packed the same files
+    // alike, the loser's are the twin's and nothing is left over; when not, the loser's are orphans).
+    const packsPut = new Map<S3Target, Set<string>>([
+      [a as S3Target, new Set()],
+      [b as S3Target, new Set()],
+    ]);
+    for (const [target, put] of packsPut)
+      target.client.middlewareStack.add(
+        (next, context) => async (args) => {
+          const k = (args.input as { Key?: string }).Key ?? '';
+          if (k.includes('/packs/') && /^(PutObject|CreateMultipartUpload)Command$/.test(context.commandName ?? '')) put.add(k.slice(k.lastIndexOf('/packs/')));
+          return next(args);
+        },
+        { step: 'initialize', name: 'testPacks' },
+      );
     (a as S3Target).client.middlewareStack.add(
       (next) => async (args) => {
         const k = (args.input as { Key?: string }).Key ?? '';
@@ -279,9 +294,15 @@ describe('a push that loses the race for a generation (real S3 server)', () => {
     assert.ok(lost.storages[0]!.objects > 0, 'the loser sent packs of its own');
     // Keep every generation: only what no manifest names goes, the loser's packs among it.
     const forgot = await forgetRemote(dep, a, { keep: 10 });
-    assert.ok(
-      forgot.storages[0]!.objects.some((k) => k.includes('/packs/')),
-      JSON.stringify(forgot.storages[0]!.objects),
+    const orphans = [...packsPut.get(a as S3Target)!].filter((k) => !packsPut.get(b as S3Target)!.has(k)).sort();
+    assert.ok(packsPut.get(a as S3Target)!.size > 0, 'the loser wrote packs');
+    t.diagnostic(`the loser wrote ${packsPut.get(a as S3Target)!.size} pack(s), ${orphans.length} of them not the twin's`);
+    assert.deepEqual(
+      forgot.storages[0]!.objects.filter((k) => k.includes('/packs/'))
+        .map((k) => k.slice(k.lastIndexOf('/packs/')))
+        .sort(),
+      orphans,
+      'exactly the packs of the loser that the twin did not write too',
     );
     // A new chain from the loser's site names its blob files by its push index: where the twin put them.
     await s.site.uploadFile('after.pdf', content('after', 2700));
