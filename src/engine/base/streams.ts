@@ -132,7 +132,7 @@ async function* inflateStream(fh: FileHandle, start: number, signal?: AbortSigna
 }
 
 /** Up to `len` bytes at `pos` (fewer only at the end of the file). */
-async function readAt(fh: FileHandle, pos: number, len: number): Promise<Buffer> {
+export async function readAt(fh: FileHandle, pos: number, len: number): Promise<Buffer> {
   const b = Buffer.allocUnsafe(len);
   let got = 0;
   while (got < len) {

@@ -25,6 +25,7 @@
 
 import type { FileHandle } from 'node:fs/promises';
 import { PloneBackupError } from '../base/errors';
+import { readAt } from '../base/streams';
 import { DATA_HDR_LEN, TRANS_HDR_LEN, decodeDataHeader, decodeTxnHeader, readU64 } from './filestorage';
 import { FsIndex, oidFromKey, readIndexFile } from './fsindex';
 
@@ -52,15 +53,10 @@ export function storageIndexPath(file: string): string {
   return `${file}.index`;
 }
 
-async function readAt(fh: FileHandle, pos: number, n: number): Promise<Buffer | undefined> {
-  const b = Buffer.alloc(n);
-  let got = 0;
-  while (got < n) {
-    const { bytesRead } = await fh.read(b, got, n - got, pos + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
-  return got === n ? b : undefined;
+/** Exactly `n` bytes at `pos`, or undefined where the file ends sooner. */
+async function readExactly(fh: FileHandle, pos: number, n: number): Promise<Buffer | undefined> {
+  const b = await readAt(fh, pos, n);
+  return b.length === n ? b : undefined;
 }
 
 /**
@@ -88,7 +84,7 @@ export async function loadStorageIndex(st: { fh: FileHandle; path: string; size:
   const sampled = await checkSamples(st.fh, index, pos);
   if (sampled) return refuse(sampled);
   if (pos + TRANS_HDR_LEN <= st.size) {
-    const next = await readAt(st.fh, pos, TRANS_HDR_LEN);
+    const next = await readExactly(st.fh, pos, TRANS_HDR_LEN);
     if (next && Buffer.compare(next.subarray(0, 8), ltid) <= 0) return refuse(`the transaction at its end is not newer than the last one it covers`);
   }
   return { ok: true, index, pos, ltid };
@@ -99,12 +95,12 @@ async function checkSanity(fh: FileHandle, index: FsIndex, end: number): Promise
   let pos = end;
   let ltid: Buffer | undefined;
   for (let steps = 0; steps < MAX_WALK_BACK; steps++) {
-    const t = pos - 8 >= 4 ? await readAt(fh, pos - 8, 8) : undefined;
+    const t = pos - 8 >= 4 ? await readExactly(fh, pos - 8, 8) : undefined;
     if (!t) return `no transaction ends at ${pos}`;
     const tl = readU64(t, 0);
     const tpos = pos - tl - 8;
     if (!(tpos >= 4)) return `no transaction ends at ${pos}`;
-    const hb = await readAt(fh, tpos, TRANS_HDR_LEN);
+    const hb = await readExactly(fh, tpos, TRANS_HDR_LEN);
     if (!hb) return `no transaction ends at ${pos}`;
     const h = decodeTxnHeader(hb);
     ltid ??= h.tid;
@@ -118,7 +114,7 @@ async function checkSanity(fh: FileHandle, index: FsIndex, end: number): Promise
     let opos = tpos + headerLen;
     if (opos === tend) continue; // empty: search back, as ZODB
     for (let checked = 0; opos < tend && checked < MAX_CHECKED; checked++) {
-      const db = await readAt(fh, opos, DATA_HDR_LEN);
+      const db = await readExactly(fh, opos, DATA_HDR_LEN);
       if (!db) return `the data record at ${opos} is cut short`;
       const d = decodeDataHeader(db);
       const rlen = DATA_HDR_LEN + (d.plen || 8);
@@ -134,7 +130,7 @@ async function checkSanity(fh: FileHandle, index: FsIndex, end: number): Promise
 /** Up to SAMPLES entries, spread over the index: each must name a data record of its oid that ends before `end`. */
 async function checkSamples(fh: FileHandle, index: FsIndex, end: number): Promise<string | undefined> {
   for (const [key, at] of index.map.samples(SAMPLES)) {
-    const db = at + DATA_HDR_LEN <= end ? await readAt(fh, at, DATA_HDR_LEN) : undefined;
+    const db = at + DATA_HDR_LEN <= end ? await readExactly(fh, at, DATA_HDR_LEN) : undefined;
     if (!db) return `its record at ${at} is cut short`;
     const d = decodeDataHeader(db);
     const oid = oidFromKey(key);
