@@ -369,8 +369,9 @@ export class FileTarget implements RemoteTarget {
       const f = await fsp.lstat(path.join(dir, name)).catch(() => undefined);
       if (!f?.isFile()) continue;
       const pid = Number(m[2]);
-      const dead = m[1] === me ? pid !== process.pid && !pidAlive(pid) : Date.now() - f.mtimeMs > WRITER_STALE_MS;
-      if (dead || Date.now() - f.mtimeMs > WRITER_STALE_MS) out.push({ key: `${FILE_TEMPS}/${name}`, id: name, started: f.mtimeMs });
+      // Stale, whoever wrote it; or this host's, and its writer is gone.
+      const dead = Date.now() - f.mtimeMs > WRITER_STALE_MS || (m[1] === me && pid !== process.pid && !pidAlive(pid));
+      if (dead) out.push({ key: `${FILE_TEMPS}/${name}`, id: name, started: f.mtimeMs });
     }
     return out;
   }
