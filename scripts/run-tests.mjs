@@ -2,7 +2,8 @@
 // tests under node's test runner, then the extension tests in a real VS Code
 // (offline: code-server + headless Chromium; see scripts/vscode/).
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 function findTests(dir) {
@@ -19,12 +20,25 @@ function findTests(dir) {
 const only = process.argv.slice(2);
 const suites = only.length ? only : ['unit', 'extension'];
 let failed = false;
+// What failed, printed again at the end: a CI log is often read from its tail.
+const summary = [];
 
 if (suites.includes('unit')) {
   // extension/unit: the extension's modules without vscode (the in-host suite is test/extension/suite).
   const files = ['engine', 'cli', 'deploy', 'fault', 'remote', join('extension', 'unit')].flatMap((d) => findTests(join('out', 'test', d)));
-  const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
-  if (r.status !== 0) failed = true;
+  const dir = mkdtempSync(join(tmpdir(), 'plone-backup-node-tests-'));
+  const list = join(dir, 'failures.txt');
+  try {
+    const reporters = ['--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=./scripts/test-failures.mjs', `--test-reporter-destination=${list}`];
+    const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...reporters, ...files], { stdio: 'inherit' });
+    if (r.status !== 0) {
+      failed = true;
+      const lines = existsSync(list) ? readFileSync(list, 'utf8').split('\n').filter(Boolean) : [];
+      summary.push(`node tests: FAILED (exit ${r.status ?? r.signal})`, ...lines.map((l) => `  ${l}`));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')) {
@@ -46,8 +60,6 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
   // Only step 2 runs with the test hooks (PLONE_BACKUP_TEST_HOOKS=1, set by run-offline.mjs):
   // the .vsix and the UI see the extension as users do.
   // The compiled tests (out/) are rebuilt first when a source is newer than them.
-  const { mkdtempSync, rmSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
   const newest = (dir) => {
     let t = 0;
     if (!existsSync(dir)) return t;
@@ -65,6 +77,7 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
     if (r.status !== 0) {
       failed = true;
       process.stderr.write(`[extension tests] ${name}: FAILED (exit ${r.status ?? r.signal})\n`);
+      summary.push(`extension tests, ${name}: FAILED (exit ${r.status ?? r.signal})`);
     }
     return r.status === 0;
   };
@@ -117,4 +130,5 @@ if (suites.includes('extension') && existsSync('scripts/vscode/run-offline.mjs')
   }
 }
 
+if (summary.length) process.stderr.write(`\n[run-tests] what failed:\n${summary.join('\n')}\n`);
 process.exit(failed ? 1 : 0);
