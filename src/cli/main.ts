@@ -98,6 +98,10 @@ if (require.main === module) {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // The AWS SDK warns once per process, on stderr, that its releases after January 2027 need
+  // Node 22. Our SDK is pinned (package-lock), so the warning is about versions we do not run,
+  // and from cron every push would mail it to the administrator. Whoever sets the variable wins.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   // A closed stdout (e.g. `repozo -R | head`) must not crash with EPIPE noise.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(1);
