@@ -96,14 +96,27 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     points.push(await backupPoint(s, dep, 'backup', clock));
     await s.site.close();
     target = await s3(url, 5 << 20);
+    const sent: string[] = [];
+    (target as S3Target).client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Key?: string; Prefix?: string };
+        sent.push(`${context.commandName} ${input.Key ?? input.Prefix ?? ''}`);
+        return next(args);
+      },
+      { step: 'initialize', name: 'testCommandRecorder' },
+    );
     const third = await pushDeployment(dep, target);
     target.close();
     assert.deepEqual(third.storages[0]!.pushed, [points[3]!.stamp]);
     // The new piece, its index, the big blob file, one pack of the two small ones: nothing else.
     assert.equal(third.storages[0]!.objects, 4);
-    // The marker's GET, one listing, the lock (PUT, listing, the generations listed again, DELETE),
-    // four single PUTs, the big file's HEAD + its open uploads listed + create + 2 parts + complete + HEAD, the manifest.
-    assert.ok(third.stats.requests <= 1 + 1 + 4 + 4 + 7 + 1, `a push after three new blobs took ${third.stats.requests} requests`);
+    // The index told there was something new: the lock first, then the one listing of the generations, made under it.
+    const listings = sent.flatMap((x, i) => (/^ListObjectsV2Command .*\/main\/generations\/$/.test(x) ? [i] : []));
+    assert.equal(listings.length, 1, sent.join('\n'));
+    assert.ok(listings[0]! > sent.findIndex((x) => /^PutObjectCommand .*\/locks\/push-/.test(x)), sent.join('\n'));
+    // The marker's GET, the lock (PUT, listing, DELETE), the one listing, four single PUTs, the big
+    // file's HEAD + its open uploads listed + create + 2 parts + complete + HEAD, the manifest.
+    assert.ok(third.stats.requests <= 1 + 3 + 1 + 4 + 7 + 1, `a push after three new blobs took ${third.stats.requests} requests`);
     const gens = (await listGenerations(dep.storages[0]!.dirs.blobBackups, 'blobstorage')).map((g) => g.stamp);
     assert.deepEqual(
       gens,
@@ -462,6 +475,15 @@ describe('the CLI', () => {
     const push = run(path.join(root, 'prod'), 'push', '--to', url, '--json');
     assert.equal(push.status, 0, push.stderr);
     assert.equal(JSON.parse(push.stdout).storages[0].pushed.length, 3);
+    // From cron, a quiet push with nothing wrong prints nothing at all (cron mails any output): not even
+    // the AWS SDK's warning about the Node versions its future releases need (ours is pinned).
+    const quiet = spawnSync(process.execPath, [CLI, 'push', '-q', '--to', url], {
+      cwd: path.join(root, 'prod'),
+      encoding: 'utf8',
+      env: { ...process.env, AWS_ENDPOINT_URL_S3: server.env.S3_ENDPOINT, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: undefined },
+    });
+    assert.equal(quiet.status, 0, quiet.stderr);
+    assert.equal(quiet.stdout + quiet.stderr, '');
     const list = run(path.join(root, 'prod'), 'list', '--from', url);
     assert.equal(list.status, 0, list.stderr);
     for (const p of points) assert.match(list.stdout, new RegExp(p.stamp));

@@ -60,7 +60,8 @@ import {
 } from './layout';
 import { EncryptedTarget, physicalKey } from './crypt';
 import { RemoteLock } from './lock';
-import { pruneIndex, pushIndexPath } from './push';
+import { pushIndexPath } from './push';
+import { prunePushIndex } from './pushindex';
 import { FILE_TEMPS, FileTarget, type RemoteStats, type RemoteTarget } from './target';
 
 export interface ForgetPolicy {
@@ -151,7 +152,7 @@ function objectsOf(storage: string, m: RemoteManifest): string[] {
   if (m.index) out.push(indexKey(storage, m.stamp));
   if (m.archive) out.push(archiveKey(storage, m.archive.name));
   for (const a of m.archives ?? []) out.push(archiveKey(storage, a.name));
-  // A blob file in a pack keeps its pack (layout.ts); its blob key is named too, for the push index (pruneIndex).
+  // A blob file in a pack keeps its pack (layout.ts); its blob key is named too, for the push index (prunePushIndex).
   for (const e of m.blobs?.files ?? []) out.push(blobKey(storage, e[0], e[1]), ...(e.length === 6 ? [packKey(storage, e[4])] : []));
   return out;
 }
@@ -210,7 +211,7 @@ export async function forgetRemote(dep: Deployment, t: RemoteTarget, policy: For
       const { res, named } = await forgetStorage(space, manifests, t, policy, opts);
       storages.push(res);
       // The local index of what the remote holds (push.ts) forgets it too, so the next push need not ask.
-      if (!opts.dryRun && (res.forgotten.length || res.objects.length)) await pruneIndex(pushIndexPath(s, t.url, kind), res.forgotten, named);
+      if (!opts.dryRun && (res.forgotten.length || res.objects.length)) await prunePushIndex(pushIndexPath(s, t.url, kind), res.forgotten, named);
     }
     const ended = await endUnfinished(
       raw,

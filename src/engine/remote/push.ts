@@ -7,8 +7,8 @@
  *
  * What it costs: one listing of `<storage>/generations/`, then only what is
  * new. What the remote already has is known from a local index beside the
- * backups (`.plone-backup.remote-<hash of the URL>.json`: the stamps pushed
- * and every object key with its size and SHA-256), grown from the remote's
+ * backups (pushindex.ts: the stamps pushed and every object key with its
+ * size and SHA-256), grown from the remote's
  * own manifests when the remote has generations the index does not know (a
  * push from elsewhere, a lost index), and thrown away when the remote lacks
  * one it knew (a bucket emptied, a retention elsewhere). Objects are written
@@ -27,9 +27,11 @@
  * not the state's 20,000 (blobPlan).
  *
  * Before its first write a push takes the remote's push lock (lock.ts), and
- * looks at the remote again if it had to: no forget deletes while it writes,
- * so nothing its manifests name (sent now, or known to be there) goes away
- * under it. A push with nothing new takes no lock.
+ * its look at the remote is one made under the lock: no forget deletes while
+ * it writes, so nothing its manifests name (sent now, or known to be there)
+ * goes away under it. The index tells whether there is something new, so
+ * the lock comes before the one listing; a push with nothing new takes no
+ * lock (and one that finds more than its index told looks again under it).
  *
  * Every kind a deployment keeps (deploy/kinds.ts: backups, snapshots, zip
  * backups), each into its space on the remote (layout.ts) with its own local
@@ -44,7 +46,6 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PloneBackupError, checkAbort } from '../base/errors';
-import { fileLayer, READ_CAPS, readFileCapped, writeFileAtomic } from '../base/io';
 import type { OperationOptions } from '../base/progress';
 import { allChains, datName, indexName, listRepository, readDat, type DatLine } from '../repozo/repository';
 import { describeRepository, type PieceInfo } from '../repozo/pieceinfo';
@@ -74,6 +75,7 @@ import {
   type RemotePiece,
 } from './layout';
 import { RemoteLock } from './lock';
+import { emptyPushIndex, loadPushIndex, markPushIndexDirty, savePushIndex, type PushIndex } from './pushindex';
 import { blobSealer } from './crypt';
 import { hashBuffer, hashFile, openNoFollow, type RemoteStats, type RemoteTarget } from './target';
 
@@ -104,59 +106,9 @@ export interface PushResult {
   stats: RemoteStats;
 }
 
-interface PushIndex {
-  version: 1;
-  url: string;
-  /** An unfinished push wrote objects the index does not name. */
-  dirty: boolean;
-  gens: string[];
-  /** Remote key → [size, sha256]; a blob file in a pack: its key → [size, sha256, pack, offset]. */
-  objects: Record<string, [number, string] | [number, string, string, number]>;
-}
-
 /** The local index of what the remote holds, beside the storage's backups (of that kind). */
 export function pushIndexPath(s: StorageConfig, url: string, kind: Kind = 'backup'): string {
   return path.join(foldersFor(s, kind).repo, `.plone-backup.remote-${createHash('sha256').update(url).digest('hex').slice(0, 16)}.json`);
-}
-
-async function loadIndex(file: string, url: string): Promise<PushIndex> {
-  const fresh: PushIndex = { version: 1, url, dirty: false, gens: [], objects: {} };
-  let o: PushIndex;
-  try {
-    o = JSON.parse((await readFileCapped(file, READ_CAPS.manifest, { noFollow: true })).toString('utf8')) as PushIndex;
-  } catch {
-    return fresh; // absent, garbled or foreign: it only costs a look at the remote's manifests
-  }
-  if (o?.version !== 1 || o.url !== url || !Array.isArray(o.gens) || typeof o.objects !== 'object' || o.objects === null) return fresh;
-  if (!o.gens.every((g) => typeof g === 'string')) return fresh;
-  return { version: 1, url, dirty: o.dirty === true, gens: o.gens, objects: o.objects };
-}
-
-async function saveIndex(file: string, ix: PushIndex): Promise<void> {
-  await fileLayer.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  await writeFileAtomic(file, JSON.stringify(ix));
-}
-
-/**
- * After a forget: the generations it deleted leave the local index, and so
- * does every object no kept generation names (`named`: their keys; undefined
- * when objects were left alone). An index that is not there stays absent.
- */
-export async function pruneIndex(file: string, forgotten: string[], named?: Set<string>): Promise<void> {
-  if (!(await fsp.lstat(file).catch(() => undefined))?.isFile()) return;
-  const raw = (await readFileCapped(file, READ_CAPS.manifest, { noFollow: true }).catch(() => undefined))?.toString('utf8');
-  let url: string | undefined;
-  try {
-    url = (JSON.parse(raw ?? 'null') as { url?: string } | null)?.url;
-  } catch {
-    url = undefined;
-  }
-  if (typeof url !== 'string') return;
-  const ix = await loadIndex(file, url);
-  const gone = new Set(forgotten);
-  ix.gens = ix.gens.filter((g) => !gone.has(g));
-  if (named) for (const k of Object.keys(ix.objects)) if (!named.has(k)) delete ix.objects[k];
-  await saveIndex(file, ix);
 }
 
 /** A local generation that can be pushed: the chain up to its piece, its .dat lines and its blob generation. */
@@ -169,7 +121,6 @@ interface LocalGen {
   archive?: Generation;
   /** An incremental_blobs chain: the paths of its archives, the full one first, this generation's last. */
   archives?: string[];
-  info?: PieceInfo;
 }
 
 interface PushContext {
@@ -177,6 +128,8 @@ interface PushContext {
   local: Map<string, LocalGen>;
   /** Stamps on the remote: listed at the start, or pushed since. */
   onRemote: Set<string>;
+  /** What each piece holds (transactions, the last one's time, user and note), for the manifests. */
+  infos: () => Promise<Map<string, PieceInfo>>;
 }
 
 /** Pushes every storage of the deployment (see the header). */
@@ -202,7 +155,7 @@ export async function pushDeployment(dep: Deployment, t: RemoteTarget, opts: Pus
   return { url: t.url, storages, stats: { ...t.stats } };
 }
 
-async function localGenerations(s: StorageConfig, kind: Kind, skipped: StoragePushResult['skipped'], signal?: AbortSignal): Promise<LocalGen[]> {
+async function localGenerations(s: StorageConfig, kind: Kind, skipped: StoragePushResult['skipped']): Promise<LocalGen[]> {
   const { repo, blobs: blobFolder } = foldersFor(s, kind);
   let files;
   try {
@@ -213,8 +166,6 @@ async function localGenerations(s: StorageConfig, kind: Kind, skipped: StoragePu
   }
   const gens = s.blobDir ? await listGenerations(blobFolder, path.basename(s.blobDir)) : [];
   const byStamp = new Map(gens.filter((g) => g.stamp).map((g) => [g.stamp!, g]));
-  const infos = new Map<string, PieceInfo>();
-  for (const c of await describeRepository(repo, signal).catch(() => [])) for (const p of c.pieces) infos.set(p.name, p);
   const out: LocalGen[] = [];
   for (const chain of allChains(files)) {
     const dat = await readDat(path.join(repo, datName(chain[0]!.stamp))).catch(() => undefined);
@@ -228,7 +179,7 @@ async function localGenerations(s: StorageConfig, kind: Kind, skipped: StoragePu
       const line = byName.get(f.name);
       if (!line) break; // not registered (yet): neither it nor what follows is complete
       pieces.push({ name: f.name, line });
-      const g: LocalGen = { stamp: f.stamp, full: chain[0]!.stamp, chain: [...pieces], info: infos.get(f.name) };
+      const g: LocalGen = { stamp: f.stamp, full: chain[0]!.stamp, chain: [...pieces] };
       if (s.blobDir) {
         const b = byStamp.get(f.stamp);
         if (!b) {
@@ -256,17 +207,18 @@ async function pushStorage(s: StorageConfig, kind: Kind, t: RemoteTarget, opts: 
     throw new PloneBackupError('CONFIG_BAD', `The storage name ${JSON.stringify(s.name)} cannot name remote objects.`, { hint: 'Name storages with letters, digits, _ . -' });
   const space = spaceOf(s.name, kind);
   const res: StoragePushResult = { storage: space, kind, pushed: [], present: 0, skipped: [], objects: 0, bytes: 0 };
-  const local = await localGenerations(s, kind, res.skipped, opts.signal);
+  const local = await localGenerations(s, kind, res.skipped);
   if (!local.length) return res;
   const ixFile = pushIndexPath(s, t.url, kind);
-  const survey = async () => {
-    let ix = await loadIndex(ixFile, t.url);
+  const survey = async (known?: PushIndex) => {
+    let ix = known ?? (await loadPushIndex(ixFile, t.url));
     const remote = new Set(await remoteStamps(t, space, opts.signal));
     // The remote lost a generation we pushed: what we knew of it is no longer sure.
-    if (ix.gens.some((g) => !remote.has(g))) ix = { version: 1, url: t.url, dirty: true, gens: [], objects: {} };
+    if (ix.gens.some((g) => !remote.has(g))) ix = emptyPushIndex(t.url, true);
     const resolver = new RemoteResolver(t, space, opts.signal);
+    const gens = new Set(ix.gens);
     for (const stamp of [...remote].sort()) {
-      if (ix.gens.includes(stamp)) continue;
+      if (gens.has(stamp)) continue;
       // Pushed from elsewhere, or an index lost: learn its objects from its manifest.
       const m = await resolver.manifest(stamp);
       if (m) learn(ix, space, m, await resolver.blobs(stamp));
@@ -274,9 +226,21 @@ async function pushStorage(s: StorageConfig, kind: Kind, t: RemoteTarget, opts: 
     }
     return { ix, remote, resolver, todo: local.filter((g) => !remote.has(g.stamp)) };
   };
-  let sv = await survey();
-  // Something to write: the remote's push lock first (no forget deletes meanwhile), and,
-  // when it was only taken now, a fresh look (a forget may have run since the first).
+  // Something to write: the remote's push lock first (no forget deletes meanwhile), and the look at
+  // the remote made under it. Whether there is something is first told by the index (a generation
+  // it does not list), so the usual push looks once; when the look finds more than the index told,
+  // the lock is taken then and the remote looked at again (a forget may have run in between).
+  const first = await loadPushIndex(ixFile, t.url);
+  const listed = new Set(first.gens);
+  // What the pieces hold is read (from the piece cache, describeRepository) only when something is
+  // pushed, and while the lock and the listing wait for the server.
+  let described: Promise<Map<string, PieceInfo>> | undefined;
+  const infos = () => (described ??= pieceInfos(foldersFor(s, kind).repo, opts.signal));
+  if (local.some((g) => !listed.has(g.stamp))) {
+    void infos();
+    await lock();
+  }
+  let sv = await survey(first);
   if (sv.todo.length && (await lock())) sv = await survey();
   const { ix, remote, resolver, todo } = sv;
   res.present = local.length - todo.length;
@@ -286,8 +250,8 @@ async function pushStorage(s: StorageConfig, kind: Kind, t: RemoteTarget, opts: 
   }
   const unsure = ix.dirty || opts.paranoid === true;
   ix.dirty = true;
-  await saveIndex(ixFile, ix);
-  const ctx: PushContext = { resolver, local: new Map(local.map((g) => [g.stamp, g])), onRemote: remote };
+  await markPushIndexDirty(ixFile);
+  const ctx: PushContext = { resolver, local: new Map(local.map((g) => [g.stamp, g])), onRemote: remote, infos };
   for (const g of todo) {
     checkAbort(opts.signal);
     const wrote = await pushGeneration(s, kind, t, g, ix, ctx, unsure, opts, res);
@@ -295,17 +259,24 @@ async function pushStorage(s: StorageConfig, kind: Kind, t: RemoteTarget, opts: 
     if (wrote) res.pushed.push(g.stamp);
     else res.present++;
     ix.gens.push(g.stamp);
-    // After the last one the index is whole again: one write says both.
+    // After the last one the index is whole again: it is written, then its marker removed.
     if (g === todo.at(-1)) ix.dirty = false;
-    await saveIndex(ixFile, ix);
+    await savePushIndex(ixFile, ix);
   }
   return res;
 }
 
 async function saveIndexIfChanged(file: string, ix: PushIndex, remote: Set<string>): Promise<void> {
   // Only when it learned something: a push with nothing to do writes nothing.
-  if (ix.gens.length !== remote.size || ix.dirty) await saveIndex(file, ix);
-  else if (!(await fsp.lstat(file).catch(() => undefined))) await saveIndex(file, ix);
+  if (ix.gens.length !== remote.size || ix.dirty) await savePushIndex(file, ix);
+  else if (!(await fsp.lstat(file).catch(() => undefined))) await savePushIndex(file, ix);
+}
+
+/** Each piece's PieceInfo by name; none when the repository cannot be described (a manifest then goes without). */
+async function pieceInfos(repo: string, signal?: AbortSignal): Promise<Map<string, PieceInfo>> {
+  const infos = new Map<string, PieceInfo>();
+  for (const c of await describeRepository(repo, signal).catch(() => [])) for (const p of c.pieces) infos.set(p.name, p);
+  return infos;
 }
 
 /** Waits for every one of them (none left running), then throws the first failure. */
@@ -375,8 +346,9 @@ async function pushGeneration(
   opts.onProgress?.({ phase: `pushing ${space} ${g.stamp}`, done: res.bytes });
   const pieces: RemotePiece[] = [];
   const m: RemoteManifest = { format: MANIFEST_FORMAT, version: MANIFEST_VERSION, storage: space, stamp: g.stamp, full: g.full, pieces };
-  if (g.info) {
-    const { transactions, lastTid, lastTime, lastUser, lastDescription } = g.info;
+  const info = (await ctx.infos()).get(g.chain.at(-1)!.name);
+  if (info) {
+    const { transactions, lastTid, lastTime, lastUser, lastDescription } = info;
     m.info = { transactions, lastTid, lastTime, lastUser: lastUser?.slice(0, 4096), lastDescription: lastDescription?.slice(0, 4096) };
   }
   // The pieces, the index and the blob files go up side by side (a push of one new backup is a
