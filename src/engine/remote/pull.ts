@@ -253,8 +253,7 @@ async function checkPack(t: RemoteTarget, storage: string, id: string, entries: 
     const at = e[5] ?? 0;
     const what = `blob file ${e[0]}/${e[1]} in ${key} on ${t.url}`;
     try {
-      const plain = await sealer.open(blobKey(storage, e[0], e[1]), body.subarray(at, at + sealer.storedSize(e[2])));
-      if (plain.length !== e[2] || createHash('sha256').update(plain).digest('hex') !== e[3]) out.push(`The ${what} does not match its SHA-256`);
+      if (!(await openSlice(sealer, storage, e, body, at))) out.push(`The ${what} does not match its SHA-256`);
     } catch (err) {
       if (!PloneBackupError.is(err, 'REMOTE_BAD')) throw err;
       out.push(`The ${what} does not decrypt`);
@@ -263,6 +262,16 @@ async function checkPack(t: RemoteTarget, storage: string, id: string, entries: 
   // Damage outside every slice (bytes added at the end, say): the pack is no longer what its name says.
   if (!out.length && createHash('sha256').update(body).digest('hex') !== id) out.push(`${key} on ${t.url} does not match its SHA-256 (its name)`);
   return out;
+}
+
+/**
+ * The blob file `e` from its slice at `at` of a pack's bytes (`body`): its
+ * plain bytes when they are its size and SHA-256, else undefined. A slice
+ * that does not decrypt is REMOTE_BAD (crypt.ts).
+ */
+async function openSlice(sealer: ReturnType<typeof blobSealer>, space: string, e: RemoteBlob, body: Buffer, at: number): Promise<Buffer | undefined> {
+  const plain = await sealer.open(blobKey(space, e[0], e[1]), body.subarray(at, at + sealer.storedSize(e[2])));
+  return plain.length === e[2] && createHash('sha256').update(plain).digest('hex') === e[3] ? plain : undefined;
 }
 
 async function present(t: RemoteTarget, key: string, size: number, signal?: AbortSignal): Promise<string | undefined> {
@@ -512,10 +521,8 @@ async function fetchPacked(
         run.items,
         16,
         async ([e, offset]) => {
-          const bkey = blobKey(space, e[0], e[1]);
-          const at = offset - run.start;
-          const plain = await sealer.open(bkey, body.subarray(at, at + sealer.storedSize(e[2])));
-          if (plain.length !== e[2] || createHash('sha256').update(plain).digest('hex') !== e[3])
+          const plain = await openSlice(sealer, space, e, body, offset - run.start);
+          if (!plain)
             throw new PloneBackupError('REMOTE_BAD', `The blob file ${e[0]}/${e[1]} in the remote pack ${key} in ${t.url} is not what its manifest says; it was not used.`, {
               path: key,
               hint: 'The copy on the remote is damaged: push again from a site that still has that backup, or restore another date.',

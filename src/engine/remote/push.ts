@@ -46,6 +46,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { PloneBackupError, checkAbort } from '../base/errors';
+import { readAt } from '../base/streams';
 import type { OperationOptions } from '../base/progress';
 import { allChains, datName, indexName, listRepository, readDat, type DatLine } from '../repozo/repository';
 import { describeRepository, type PieceInfo } from '../repozo/pieceinfo';
@@ -564,16 +565,10 @@ async function readSmallFile(file: string, size: number, signal?: AbortSignal): 
   checkAbort(signal);
   const fh = await openNoFollow(file);
   try {
-    const b = Buffer.allocUnsafe(size + 1);
-    let n = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(b, n, b.length - n, n);
-      if (bytesRead === 0) break;
-      n += bytesRead;
-      if (n === b.length) break;
-    }
-    if (n !== size) throw new PloneBackupError('SOURCE_CHANGED', `${file} changed while it was pushed.`, { path: file, hint: 'Push again.' });
-    return b.subarray(0, size);
+    // One byte more than expected: a file that grew since it was listed shows as well as one that shrank.
+    const b = await readAt(fh, 0, size + 1);
+    if (b.length !== size) throw new PloneBackupError('SOURCE_CHANGED', `${file} changed while it was pushed.`, { path: file, hint: 'Push again.' });
+    return b;
   } finally {
     await fh.close();
   }
