@@ -230,6 +230,38 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     assert.equal(fs.existsSync(path.join(root, 'etc')), false);
   });
 
+  it('two restores from the remote into one site: the second waits for the first, or is told a restore runs (never that the site runs)', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, points } = await production(t, path.join(root, 'prod'));
+    await s.site.close();
+    const url = await bucket();
+    const [a, b] = await Promise.all([s3(url), s3(url)]);
+    t.after(() => [a, b].forEach((x) => x.close()));
+    await pushDeployment(dep, a);
+    const dev = await emptySite(path.join(root, 'dev'));
+    const first = await openRemoteRestore(dev, a, { date: points[1]!.stamp, keepOld: false });
+    // Told, not waiting long: another restore from a remote holds the site.
+    await assert.rejects(openRemoteRestore(dev, b, { keepOld: false, lockWaitMs: 300 }), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'LOCKED', e.message);
+      assert.match(e.message, /restore from a remote/);
+      return true;
+    });
+    // Waiting: the second goes on once the first is done, and restores what it was asked for.
+    const second = openRemoteRestore(dev, b, { keepOld: false, lockWaitMs: 60_000 });
+    second.catch(() => undefined); // awaited below; a failure must not count as unhandled meanwhile
+    await first.session.run();
+    await first.session.close();
+    assert.equal(md5File(dev.storages[0]!.file), points[1]!.md5);
+    const { session } = await second;
+    try {
+      await session.run();
+    } finally {
+      await session.close();
+    }
+    assert.equal(md5File(dev.storages[0]!.file), points[2]!.md5);
+    assert.deepEqual(blobsOf(dev.storages[0]!.blobDir!), filterBlobs(points[2]!.blobs));
+  });
+
   it('two pushes at once write every generation once; a reader never sees half of one', async (t) => {
     const root = tmpDir(t);
     const { s, dep, points } = await production(t, path.join(root, 'prod'));

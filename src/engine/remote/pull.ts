@@ -58,7 +58,7 @@ import { MANIFEST, makeDirs } from '../deploy/blobgen';
 import type { Deployment, StorageConfig } from '../deploy/deployment';
 import { openRestore, type RestoreOptions, type RestoreSession } from '../deploy/restore';
 import { drillDeployment, type DrillOptions, type DrillResult } from '../deploy/drill';
-import { acquireLock } from '../base/lock';
+import { acquireLock, type Lock } from '../base/lock';
 import { RemoteResolver, archiveKey, blobId, blobKey, indexKey, manifestKey, packKey, pieceKey, remoteStamps, spaceOf, type RemoteBlob, type RemoteManifest } from './layout';
 import { blobSealer } from './crypt';
 import { KIND_ORDER, type Kind } from '../deploy/kinds';
@@ -332,8 +332,14 @@ async function readBack(t: RemoteTarget, key: string, o: { size: number; sha256:
 // fetch and restore
 
 /** The local cache of a remote for a storage (of a kind: `<storage>~snapshot`, `~` being no storage name's) (see the header). */
+/** Held in the cache root while a restore from a remote runs (openRemoteRestore). */
+const RESTORE_LOCK = '.plone-backup-restore.lock';
+
+/** The folder of every remote's cache of the storage's deployment (`var/remotecache` beside `var/backups`). */
+const remoteCacheRoot = (s: StorageConfig) => path.join(path.dirname(s.dirs.backups), 'remotecache');
+
 export function remoteCacheDir(s: StorageConfig, url: string, kind: Kind = 'backup'): string {
-  return path.join(path.dirname(s.dirs.backups), 'remotecache', createHash('sha256').update(url).digest('hex').slice(0, 12), kind === 'backup' ? s.name : `${s.name}~${kind}`);
+  return path.join(remoteCacheRoot(s), createHash('sha256').update(url).digest('hex').slice(0, 12), kind === 'backup' ? s.name : `${s.name}~${kind}`);
 }
 
 export interface FetchResult {
@@ -643,11 +649,25 @@ export async function openRemoteRestore(dep: Deployment, t: RemoteTarget, opts: 
         return { type: 'repository', repo: f.repo, blobs: f.blobs };
       },
     });
-  let session = await open(opts.incremental);
-  const again = fetched.filter((f) => f.liveBlobs > 0 && session.plans.find((p) => p.storage.name === f.storage)?.mode === 'full');
-  if (again.length) {
-    await session.close();
-    session = await open(false);
+  // One restore from a remote into a site at a time, taken before the site's lock: the second waits
+  // here for the first (or is told another restore runs), where it would otherwise find the site's
+  // lock held by the first and report the site running.
+  const held: Lock[] = [];
+  let session: RestoreSession;
+  try {
+    for (const root of [...new Set(dep.storages.map(remoteCacheRoot))].sort()) {
+      await fileLayer.mkdir(root, { recursive: true, mode: 0o700 });
+      held.push(await acquireLock(root, { what: 'restore from a remote', name: RESTORE_LOCK, waitMs: opts.lockWaitMs, signal: opts.signal }));
+    }
+    session = await open(opts.incremental);
+    const again = fetched.filter((f) => f.liveBlobs > 0 && session.plans.find((p) => p.storage.name === f.storage)?.mode === 'full');
+    if (again.length) {
+      await session.close();
+      session = await open(false);
+    }
+  } catch (e) {
+    for (const l of held.splice(0).reverse()) await l.release();
+    throw e;
   }
   const inner = session;
   // Once the restore succeeded, still under the session's lock of each cache: the cache trimmed (see the header).
@@ -659,7 +679,10 @@ export async function openRemoteRestore(dep: Deployment, t: RemoteTarget, opts: 
       for (const f of fetched) await trimRemoteCache(f).catch((e: unknown) => opts.log?.(`The cache ${path.dirname(f.repo)} could not be trimmed: ${(e as Error).message}`));
       return results;
     },
-    close: () => inner.close(),
+    async close() {
+      await inner.close();
+      for (const l of held.splice(0).reverse()) await l.release();
+    },
   };
   return { session: trimmed, fetched };
 }
