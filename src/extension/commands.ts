@@ -36,6 +36,7 @@ export const Command = {
   revealGeneration: 'ploneBackup.revealGeneration',
   findGeneration: 'ploneBackup.findGeneration',
   showOlder: 'ploneBackup.showOlder',
+  showOlderRemote: 'ploneBackup.showOlderRemote',
   schedule: 'ploneBackup.schedule',
   refresh: 'ploneBackup.refresh',
   openSettings: 'ploneBackup.openSettings',

@@ -197,6 +197,12 @@ export function activate(context: vscode.ExtensionContext): PloneBackupApi | und
     if (typeof key === 'string') tree.showOlder(key);
     return { status: 'done', value: undefined };
   });
+  // The Remote section's "… and N older" row: every generation on the remote read and shown.
+  register(Command.showOlderRemote, (a) => {
+    const folder = (a as { folder?: unknown } | undefined)?.folder;
+    if (typeof folder === 'string') listings.showAll(folder);
+    return { status: 'done', value: undefined };
+  });
   // Schedule Backups…: systemd timers or crontab lines that run plone-backup (schedule.ts).
   register(Command.schedule, (a) => actions.schedule(a));
   register(Command.refresh, () => {

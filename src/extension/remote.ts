@@ -219,6 +219,8 @@ export function severalStorages(views: readonly RemoteStorageView[]): boolean {
  */
 export class RemoteListings implements vscode.Disposable {
   private readonly cache = new Map<string, { id: string; listing: RemoteListing; done: Promise<void> }>();
+  /** Deployments whose every remote generation the user asked to see (showAll). */
+  private readonly all = new Set<string>();
   private readonly emitter = new vscode.EventEmitter<void>();
   /** A listing was fetched (or failed): the section's children changed. */
   readonly onDidChange = this.emitter.event;
@@ -263,11 +265,12 @@ export class RemoteListings implements vscode.Disposable {
         parseRemoteUrl(r.url);
         const t = await openRemote(entry, r, credentials);
         try {
-          // Only what the section shows: the newest manifests of each space, the rest counted.
+          // Only what the section shows: the newest manifests of each space, the rest counted
+          // (every one once the user asked to see the older ones).
           const views = await listRemote(
             entry.dep!.storages.map((s) => s.name),
             t,
-            { limit: REMOTE_SHOWN },
+            { limit: this.showsAll(entry.root) ? undefined : REMOTE_SHOWN },
           );
           slot.listing = { state: 'done', views, credentials };
         } finally {
@@ -281,6 +284,17 @@ export class RemoteListings implements vscode.Disposable {
       if (!this.disposed && this.cache.get(entry.root) === slot) this.emitter.fire();
     })();
     return slot;
+  }
+
+  /** Whether the section shows every remote generation of the deployment, not only the newest REMOTE_SHOWN. */
+  showsAll(root: string): boolean {
+    return this.all.has(root);
+  }
+
+  /** The "… and N older" row clicked: the listing read again, every generation this time. */
+  showAll(root: string): void {
+    this.all.add(root);
+    this.refresh(root);
   }
 
   /** Forgets the listing of one deployment (every one without a root); the section fetches it again when shown. */

@@ -334,15 +334,17 @@ export class BackupsTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
     if (listing?.state !== 'done') return [];
     const gens = remoteGenerations(listing.views, kind);
     const several = severalStorages(listing.views);
-    const nodes: Node[] = gens.slice(0, REMOTE_SHOWN).map(({ storage, gen }) => ({ type: 'remoteGeneration', entry, remote, storage, kind, gen, several }));
-    const more = gens.length - Math.min(gens.length, REMOTE_SHOWN) + remoteOlder(listing.views, kind);
+    const shown = this.remote?.listings.showsAll(entry.root) ? gens.length : REMOTE_SHOWN;
+    const nodes: Node[] = gens.slice(0, shown).map(({ storage, gen }) => ({ type: 'remoteGeneration', entry, remote, storage, kind, gen, several }));
+    const more = gens.length - Math.min(gens.length, shown) + remoteOlder(listing.views, kind);
     if (more > 0)
       nodes.push({
         type: 'message',
         entry,
         label: `… and ${plural(more, `older ${KINDS[kind].noun.replace(/^backup$/, 'generation')}`)}`,
-        tooltip: `plone-backup list --from ${remote.url} lists every one; Restore from Remote… takes a date.`,
+        tooltip: `Click to read and show every one (plone-backup list --from ${remote.url} lists them too; Restore from Remote… takes a date).`,
         icon: 'ellipsis',
+        command: { command: Command.showOlderRemote, title: 'Show older remote generations', arguments: [{ folder: entry.root }] },
       });
     return nodes;
   }

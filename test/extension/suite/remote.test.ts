@@ -509,6 +509,15 @@ suite('The Remote section: Push Now, Restore from Remote…, credentials (real S
     const main = listing?.state === 'done' ? listing.views.find((v) => v.storage === 'main') : undefined;
     assert.deepEqual([main?.generations.length, main?.older], [50, 3], 'more manifests were read than the section shows');
     assert.match(desc(remoteNode()!), /53 generations/);
+    // A click on that row (its command, with its arguments): every manifest read, every generation shown.
+    const click = api.tree.getTreeItem(rows.at(-1)!).command;
+    assert.equal(click?.command, Command.showOlderRemote);
+    done(await vscode.commands.executeCommand(click!.command, ...(click!.arguments ?? [])), 'show older');
+    const all = await expand();
+    assert.deepEqual(stamps(all), [...made].reverse());
+    assert.ok(!all.some((n) => /older/.test(label(n))), 'no row of older ones is left');
+    const again = api.remote.listings.peek(entry(), shownRemote());
+    assert.deepEqual(again?.state === 'done' ? (again.views.find((v) => v.storage === 'main')?.older ?? 0) : 'not done', 0);
   });
 
   test('temporary credentials: Set Remote Credentials… stores a session token with the key, and the runs hand it to the SDK', async () => {
