@@ -230,6 +230,28 @@ describe('push and restore through a real S3 server (Ceph RGW)', () => {
     assert.equal(fs.existsSync(path.join(root, 'etc')), false);
   });
 
+  it('the same files make the same packs: two pushes of one site into two buckets write packs of the same names', async (t) => {
+    const root = tmpDir(t);
+    const { s, dep, clock } = await production(t, path.join(root, 'prod'));
+    // Many small files of very different sizes: read 16 at a time, they come back in another order every run.
+    for (let i = 0; i < 120; i++) await s.site.uploadFile(`many-${i}.pdf`, content(`many ${i}`, i % 3 === 0 ? 700_000 + i : 900 + i));
+    await backupPoint(s, dep, 'backup', clock);
+    await s.site.close();
+    const packsOf = async (url: string) => {
+      const target = await s3(url);
+      try {
+        await pushDeployment(dep, target);
+      } finally {
+        target.close();
+      }
+      return (await server.rawKeys(url)).filter((k) => k.includes('/packs/')).map((k) => k.slice(k.lastIndexOf('/packs/')));
+    };
+    const first = await packsOf(await bucket());
+    const second = await packsOf(await bucket());
+    assert.ok(first.length >= 2, `${first.length} packs`);
+    assert.deepEqual(second.sort(), first.sort());
+  });
+
   it('two restores from the remote into one site: the second waits for the first, or is told a restore runs (never that the site runs)', async (t) => {
     const root = tmpDir(t);
     const { s, dep, points } = await production(t, path.join(root, 'prod'));
@@ -307,8 +329,9 @@ describe('a push that loses the race for a generation (real S3 server)', () => {
     t.after(() => [a, b].forEach((x) => x.close()));
     // a has sent its first generation's objects, and the twin pushes everything before a's first manifest lands.
     let raced = false;
-    // The packs each side wrote (a pack is named by its bytes: when both sides packed the same files
-    // alike, the loser's are the twin's and nothing is left over; when not, the loser's are orphans).
+    // The packs each side wrote. A pack is named by its bytes, and the same files make the same pack
+    // (push.ts packs them in one order), so the loser's packs are usually the twin's and nothing is
+    // left over; whatever the loser wrote that the twin did not is an orphan for forget.
     const packsPut = new Map<S3Target, Set<string>>([
       [a as S3Target, new Set()],
       [b as S3Target, new Set()],

@@ -21,7 +21,8 @@
  * saved after every generation, so an interruption costs at most the
  * generation being pushed. Blob files of 1 MiB or more go up as objects of
  * their own (eight at a time); smaller ones are read once each and packed
- * into packs of 16 MiB (layout.ts), two sent at a time while the next fills.
+ * into packs of 16 MiB (layout.ts), two sent at a time while the next fills,
+ * always in one order (oid, tid): the same files make the same packs.
  * A pool generation whose parent generation is on the remote names its new
  * files itself, so a push after 10 new blob files reads those 10 entries,
  * not the state's 20,000 (blobPlan).
@@ -535,12 +536,23 @@ async function sendPacked(
     );
     inflight.add(pr);
   };
-  await eachAtMost(
-    files,
-    16,
-    async (f) => {
-      if (failed !== undefined) throw failed;
-      const plain = await readSmallFile(path.join(content, f.rel), f.size, signal);
+  // Read 16 files ahead, but packed in one fixed order (by oid, then tid), never in the order the
+  // reads finish: the same files always make the same packs, so a push that runs beside another,
+  // or again after an interruption, sends a pack the remote already holds (refused, not an orphan).
+  const order = [...files].sort((a, b) => (a.oid + a.tid < b.oid + b.tid ? -1 : a.oid + a.tid > b.oid + b.tid ? 1 : 0));
+  const ahead: Promise<Buffer>[] = [];
+  let next = 0;
+  const readNext = () => {
+    const f = order[next++]!;
+    const r = readSmallFile(path.join(content, f.rel), f.size, signal);
+    r.catch(() => undefined); // awaited in turn below; until then a failure is not unhandled
+    ahead.push(r);
+  };
+  try {
+    for (const f of order) {
+      while (next < order.length && ahead.length < 16) readNext();
+      if (failed !== undefined) break;
+      const plain = await ahead.shift()!;
       const sha = createHash('sha256').update(plain).digest('hex');
       const stored = sealer.seal(blobKey(space, f.oid, f.tid), plain);
       cur.items.push({ f, sha, offset: cur.size });
@@ -551,9 +563,11 @@ async function sendPacked(
         cur = fresh();
         while (inflight.size >= 2) await Promise.race(inflight);
       }
-    },
-    signal,
-  );
+    }
+  } finally {
+    // A read or a send that failed: the reads started ahead and the packs on their way end first.
+    await Promise.allSettled([...ahead, ...inflight]);
+  }
   if (cur.items.length && failed === undefined) launch(cur);
   await Promise.all(inflight);
   if (failed !== undefined) throw failed;
