@@ -138,6 +138,31 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
     this.setSlot(prefix, slot, pos);
   }
 
+  /** setAt through a DataView of the buffer (the record scanner's hot loop: two loads for the oid). */
+  setAtView(v: DataView, off: number, pos: number): void {
+    const hi = v.getUint32(off);
+    const lo = v.getUint32(off + 4);
+    if (hi >= 0x200000) {
+      this.set(Buffer.from(v.buffer, v.byteOffset + off, 8).toString('hex'), pos);
+      return;
+    }
+    const prefix = hi * 65536 + (lo >>> 16);
+    const slot = lo & 0xffff;
+    if (prefix === this.lastPrefix) {
+      const p = this.lastPage!;
+      const dense = p.dense;
+      if (dense !== undefined && slot < dense.length) {
+        if (dense[slot] === 0) {
+          p.count++;
+          this.count++;
+        }
+        dense[slot] = pos + 1;
+        return;
+      }
+    }
+    this.setSlot(prefix, slot, pos);
+  }
+
   /** Sets slot `slot` of page `prefix` (an oid below 2^53: prefix * 65536 + slot). */
   setSlot(prefix: number, slot: number, pos: number): void {
     const p = prefix === this.lastPrefix ? this.lastPage! : this.page(prefix, true)!;

@@ -28,6 +28,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { PloneBackupError, checkAbort } from '../base/errors';
 import { DATA_HDR_LEN, TRANS_HDR_LEN, fsCorrupt, readU64, type ByteSink } from './filestorage';
+import { OidPosMap } from './fsindex';
 
 /**
  * Called for every data record of a committed transaction: the record's
@@ -91,12 +92,16 @@ export const READ_AHEAD = 2;
  */
 export const SINK_CHUNK = 256 * 1024;
 
-/** Walks [start, limit) of `src.fh`, calling `onRecord` for every data record of every committed transaction. */
+/**
+ * Walks [start, limit) of `src.fh`, calling `onRecord` for every data record
+ * of every committed transaction; given an OidPosMap (an index's map), each
+ * record's oid and position are set in it directly.
+ */
 export async function scanRecords(
   src: { fh: FileHandle; path: string },
   start: number,
   limit: number,
-  onRecord: RecordFn | undefined,
+  onRecord: RecordFn | OidPosMap | undefined,
   opts: RecordScanOptions = {},
 ): Promise<RecordScanResult> {
   const s = new RecordScanner(src.fh, src.path, start, limit, onRecord, opts);
@@ -133,8 +138,15 @@ class RecordScanner {
   /** Where `need` put the bytes asked for. */
   private hb: Buffer = this.scratch;
   private ho = 0;
+  /** DataViews of `buf`, `scratch` and `hb`: the hot loop reads its int32s through them (one load each). */
+  private view: DataView = new DataView(new ArrayBuffer(0));
+  private readonly scratchView: DataView = new DataView(this.scratch.buffer, this.scratch.byteOffset, this.scratch.byteLength);
+  private hv: DataView = this.scratchView;
   private readonly chunk: number;
   private txnCount = 0;
+  private readonly onRecord?: RecordFn;
+  /** Records go straight into it (the index), without a call per record. */
+  private readonly index?: OidPosMap;
   private lastTid?: Buffer;
   private lastTidHi = 0;
   private lastTidLo = 0;
@@ -145,9 +157,11 @@ class RecordScanner {
     private readonly path: string,
     start: number,
     private limit: number,
-    private readonly onRecord: RecordFn | undefined,
+    onRecord: RecordFn | OidPosMap | undefined,
     private readonly opts: RecordScanOptions,
   ) {
+    if (onRecord instanceof OidPosMap) this.index = onRecord;
+    else this.onRecord = onRecord;
     this.bs = this.be = start;
     this.emitted = this.committed = start;
     this.chunk = Math.max(opts.chunkSize ?? (opts.sink ? SINK_CHUNK : RECORD_SCAN_CHUNK), 4096);
@@ -227,6 +241,7 @@ class RecordScanner {
     if (got < p.len) this.limit = at + got; // the file is shorter than when measured
     if (!this.opts.sink && this.buf.length) this.spares.push(this.buf);
     this.buf = p.buf;
+    this.view = new DataView(p.buf.buffer, p.buf.byteOffset, p.buf.byteLength);
     this.bs = at;
     this.be = at + got;
     if (this.opts.sink && got) this.queue.push({ start: at, end: at + got, buf: p.buf });
@@ -257,6 +272,7 @@ class RecordScanner {
       if (pos + n > this.limit) return false;
       if (pos >= this.bs && pos + n <= this.be) {
         this.hb = this.buf;
+        this.hv = this.view;
         this.ho = pos - this.bs;
         return true;
       }
@@ -268,6 +284,7 @@ class RecordScanner {
         if (this.be - this.bs < n - k) return false;
         this.buf.copy(this.scratch, k, 0, n - k);
         this.hb = this.scratch;
+        this.hv = this.scratchView;
         this.ho = 0;
         return true;
       }
@@ -375,35 +392,42 @@ class RecordScanner {
   /** The data records [p, tend) of the transaction at `tpos`, checked and reported. */
   private async records(tpos: number, p: number, tend: number, tidHi: number, tidLo: number): Promise<void> {
     const onRecord = this.onRecord;
+    const index = this.index;
     const tposHi = Math.floor(tpos / TWO32) | 0;
     const tposLo = tpos | 0;
     let b = this.buf;
+    let bv = this.view;
     let base = this.bs;
     let end = this.be;
     while (p < tend) {
       if (p + DATA_HDR_LEN > tend) this.corrupt('a data record header runs past the end of its transaction', p);
       let h: Buffer;
+      let v: DataView;
       let o: number;
       if (p >= base && p + DATA_HDR_LEN <= end) {
         h = b;
+        v = bv;
         o = p - base;
       } else {
         if (!(await this.need(p, DATA_HDR_LEN))) this.shrank(p);
         h = this.hb;
+        v = this.hv;
         o = this.ho;
         b = this.buf;
+        bv = this.view;
         base = this.bs;
         end = this.be;
       }
-      // The header's fields as big-endian int32 halves, compared in place.
-      if (i32(h, o + 28) !== tposLo || i32(h, o + 24) !== tposHi) this.corrupt(`a data record points to transaction ${readU64(h, o + 24)}, not ${tpos}`, p);
-      if ((h[o + 32]! | h[o + 33]!) !== 0) this.corrupt('a data record has a version (versions are not supported since ZODB 3.9)', p);
-      const plenHi = i32(h, o + 34) >>> 0;
-      const plen = plenHi >= 0x200000 ? Infinity : plenHi * TWO32 + (i32(h, o + 38) >>> 0);
+      // The header's fields as big-endian int32 halves, compared in place (a DataView read is one load).
+      if (v.getInt32(o + 28) !== tposLo || v.getInt32(o + 24) !== tposHi) this.corrupt(`a data record points to transaction ${readU64(h, o + 24)}, not ${tpos}`, p);
+      if (v.getUint16(o + 32) !== 0) this.corrupt('a data record has a version (versions are not supported since ZODB 3.9)', p);
+      const plenHi = v.getUint32(o + 34);
+      const plen = plenHi >= 0x200000 ? Infinity : plenHi * TWO32 + v.getUint32(o + 38);
       const rlen = DATA_HDR_LEN + plen + (plen === 0 ? 8 : 0);
       if (p + rlen > tend) this.corrupt('a data record runs past the end of its transaction', p);
-      if (i32(h, o + 8) !== tidHi || i32(h, o + 12) !== tidLo) this.corrupt('a data record carries another transaction id', p);
-      if (onRecord) onRecord(h, o, p);
+      if (v.getInt32(o + 8) !== tidHi || v.getInt32(o + 12) !== tidLo) this.corrupt('a data record carries another transaction id', p);
+      if (index !== undefined) index.setAtView(v, o, p);
+      else if (onRecord !== undefined) onRecord(h, o, p);
       p += rlen;
     }
   }
