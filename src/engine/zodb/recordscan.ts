@@ -81,7 +81,7 @@ function i32(b: Buffer, o: number): number {
 
 export const RECORD_SCAN_CHUNK = 4 * 1024 * 1024;
 /** Reads in flight ahead of the parse without a sink (see the measurements in the README). */
-export const READ_AHEAD = 2;
+export const READ_AHEAD = 3;
 /**
  * Bytes read at a time when a sink copies them (a backup): the chunk is then
  * read, hashed and written while it is still in the core's cache. Copying
