@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { decodeIndex, dumpPickle, encodeIndex, encodeIndexChunks, FsIndex, oidFromKey, OidPosMap, type OidKey, writeIndexFile } from '../../src/engine/internal';
+import { decodeIndex, dumpPickle, encodeIndex, encodeIndexChunks, fileLayer, FsIndex, oidFromKey, OidPosMap, type OidKey, writeIndexFile } from '../../src/engine/internal';
 import { tmpDir } from '../support/fs';
 import { oracleSkip, runPython } from '../support/oracles';
 import { Rng } from '../support/rng';
@@ -197,5 +197,49 @@ fresh.save(d['pos'], sys.argv[2])
     for (const [k, v] of index.map) total = (total + BigInt(k) * 31n + BigInt(v)) % (2n ** 61n - 1n);
     assert.equal(r.stdout.trim(), `${2 ** 43} ${index.size} ${index.size} ${total}`);
     assert.ok(fs.readFileSync(theirs).equals(fs.readFileSync(ours)), "ZODB's fsIndex.save wrote other bytes");
+  });
+
+  it('a big index is flushed to the disk while the rest is encoded: the same bytes; a failed flush fails the write, and no temp stays', async (t) => {
+    // 3,000,000 oids: 24 MB written, so writeIndexFile starts a flush part way through.
+    const index = new FsIndex();
+    for (let oid = 0; oid < 3_000_000; oid++) index.map.set(oid, 4 + oid * 1100);
+    const bytes = encodeIndex(index, 2 ** 35);
+    assert.ok(bytes.length > 20 << 20);
+    const dir = tmpDir(t);
+    const file = path.join(dir, 'Data.fs.index');
+    const real = fileLayer.open;
+    let flushes = 0;
+    const counting = (fail: boolean) => async (p: string, flags: string | number, mode?: number) => {
+      const fh = await real(p, flags, mode);
+      return new Proxy(fh, {
+        get(target, prop) {
+          if (prop === 'datasync') {
+            return async () => {
+              flushes++;
+              if (fail) throw Object.assign(new Error('EIO: injected'), { code: 'EIO', errno: -5, syscall: 'fdatasync' });
+              return target.datasync();
+            };
+          }
+          const v = Reflect.get(target, prop, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+    };
+    try {
+      fileLayer.open = counting(false);
+      await writeIndexFile(file, index, 2 ** 35);
+      assert.ok(flushes >= 1, 'no flush before the end');
+      assert.ok(fs.readFileSync(file).equals(bytes), 'writeIndexFile wrote other bytes');
+      // A flush that fails is the write's failure, even though the final fsync would succeed.
+      flushes = 0;
+      fileLayer.open = counting(true);
+      const other = path.join(dir, 'other.index');
+      await assert.rejects(writeIndexFile(other, index, 2 ** 35), (e: NodeJS.ErrnoException) => e.code === 'EIO');
+      assert.ok(flushes >= 1);
+      assert.equal(fs.existsSync(other), false);
+      assert.deepEqual(fs.readdirSync(dir), ['Data.fs.index']);
+    } finally {
+      fileLayer.open = real;
+    }
   });
 });

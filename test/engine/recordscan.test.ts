@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FileStorageWriter, openFileStorage, scanRange, scanRecords, type RecordScanOptions } from '../../src/engine/internal';
+import { FileStorageWriter, oidFromKey, OidPosMap, openFileStorage, scanRange, scanRecords, type RecordScanOptions } from '../../src/engine/internal';
 import { rejectsWith } from '../support/assert';
 import { stateJson, statePath, storageFixtures } from '../support/fixtures';
 import { content, copy, tmpDir } from '../support/fs';
@@ -58,6 +58,25 @@ async function lean(file: string, opts: RecordScanOptions & { start?: number } =
 
 const sinkOn = { sink: () => undefined };
 
+/** The index a walk gives: each oid's last record, as [oid hex, position] in oid order. */
+function lastOf(records: [string, number][]): [string, number][] {
+  const m = new Map<string, number>();
+  for (const [oid, pos] of records) m.set(oid, pos);
+  return [...m].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+}
+
+/** The lean scan straight into an OidPosMap (the index's way in): its entries, end and count. */
+async function intoMap(file: string, opts: RecordScanOptions = {}): Promise<{ index: [string, number][]; end: number; txnCount: number; lastTid?: string }> {
+  const st = await openFileStorage(file);
+  try {
+    const map = new OidPosMap();
+    const r = await scanRecords(st, 4, st.size, map, { fileSize: st.size, ...opts });
+    return { index: [...map].map(([k, v]) => [oidFromKey(k).toString('hex'), v]), end: r.end, txnCount: r.txnCount, lastTid: r.lastTid?.toString('hex') };
+  } finally {
+    await st.fh.close();
+  }
+}
+
 describe('record scan: the same walk as TxnScanner', () => {
   const files = [
     ...storageFixtures().map((f) => ({ name: f.name, fs: f.fs })),
@@ -73,6 +92,7 @@ describe('record scan: the same walk as TxnScanner', () => {
       const bytes = fs.readFileSync(f.fs);
       for (const chunkSize of [4096, undefined]) {
         assert.deepEqual(await lean(f.fs, { chunkSize }), want);
+        assert.deepEqual(await intoMap(f.fs, { chunkSize }), { index: lastOf(want.records), end: want.end, txnCount: want.txnCount, lastTid: want.lastTid });
         const withSink = await lean(f.fs, { chunkSize, ...sinkOn });
         assert.ok(withSink.bytes!.equals(bytes.subarray(4, want.end)), `${f.name}: the sink got other bytes`);
         assert.deepEqual({ ...withSink, bytes: undefined }, { ...want, bytes: undefined });
@@ -104,7 +124,10 @@ describe('record scan: the same walk as TxnScanner', () => {
     assert.ok(want.records.length > 240);
     const bytes = fs.readFileSync(file);
     for (const chunkSize of [4096, 4096 + 13, 9000]) {
-      assert.deepEqual(await lean(file, { chunkSize }), want, `chunk ${chunkSize}`);
+      // As many reads in flight as the scan keeps (READ_AHEAD), one, and more
+      // than a skipped pickle's chunks (some reads in flight are then dropped).
+      for (const readAhead of [undefined, 1, 3, 8]) assert.deepEqual(await lean(file, { chunkSize, readAhead }), want, `chunk ${chunkSize}, ${readAhead ?? 'default'} ahead`);
+      assert.deepEqual((await intoMap(file, { chunkSize })).index, lastOf(want.records), `chunk ${chunkSize}, into the map`);
       const s = await lean(file, { chunkSize, ...sinkOn });
       assert.ok(s.bytes!.equals(bytes.subarray(4, want.end)));
     }
@@ -183,7 +206,7 @@ describe('record scan: damaged files fail as TxnScanner fails', () => {
         const err = e as { code: string; position?: number; message: string };
         want = { code: err.code, position: err.position, message: err.message };
       }
-      for (const opts of [{ chunkSize: 4096 }, { chunkSize: 4096, ...sinkOn }]) {
+      for (const opts of [{ chunkSize: 4096 }, { chunkSize: 4096, readAhead: 1 }, { chunkSize: 4096, readAhead: 4 }, { chunkSize: 4096, ...sinkOn }]) {
         if ('code' in want) {
           const e = await rejectsWith(lean(f, opts), want.code as 'FS_CORRUPT');
           assert.equal(e.position, want.position);
@@ -194,6 +217,12 @@ describe('record scan: damaged files fail as TxnScanner fails', () => {
           assert.deepEqual({ ...got, bytes: undefined }, { ...want, bytes: undefined });
         }
       }
+      // Into the index's map: the same error, or the same walk.
+      if ('code' in want) {
+        const e = await rejectsWith(intoMap(f, { chunkSize: 4096 }), want.code as 'FS_CORRUPT');
+        assert.equal(e.position, want.position);
+        assert.equal(e.message, want.message);
+      } else assert.deepEqual((await intoMap(f, { chunkSize: 4096 })).index, lastOf(want.records));
     });
   }
 });

@@ -343,7 +343,7 @@ async function copyCommitted(
     let scanned: { end: number; txnCount: number; lastTid?: Buffer };
     if (!collector) {
       const map = index?.map;
-      scanned = await scanRecords(st, start, st.size, map ? (b, o, pos) => map.setAt(b, o, pos) : undefined, {
+      scanned = await scanRecords(st, start, st.size, map, {
         sink,
         signal: opts.signal,
         onProgress,
@@ -521,7 +521,7 @@ async function loadChainIndex(repo: string, chain: RepoFile[], end: number, st: 
   const trusted = await loadStorageIndex(st);
   if (trusted.ok && trusted.pos <= end) {
     const map = trusted.index.map;
-    const r = await scanRecords(st, trusted.pos, end, (b, o, pos) => map.setAt(b, o, pos), { signal: opts.signal });
+    const r = await scanRecords(st, trusted.pos, end, map, { signal: opts.signal });
     if (r.end === end) {
       opts.log?.(`the last piece has no usable .index; ${storageIndexPath(st.path)} continued to byte ${end} stands for it`);
       return trusted.index;
@@ -534,8 +534,7 @@ async function loadChainIndex(repo: string, chain: RepoFile[], end: number, st: 
 /** The index of the committed transactions of `fh` before `end`, by the lean record scan. */
 export async function rebuildIndex(fh: FileHandle, file: string, end: number, signal?: AbortSignal): Promise<FsIndex> {
   const index = new FsIndex();
-  const map = index.map;
-  await scanRecords({ fh, path: file }, 4, end, (b, o, pos) => map.setAt(b, o, pos), { signal });
+  await scanRecords({ fh, path: file }, 4, end, index.map, { signal });
   return index;
 }
 

@@ -120,7 +120,47 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
       this.set(b.toString('hex', off, off + 8), pos);
       return;
     }
-    this.setSlot(hi * 65536 + ((b[off + 4]! << 8) | b[off + 5]!), (b[off + 6]! << 8) | b[off + 7]!, pos);
+    const prefix = hi * 65536 + ((b[off + 4]! << 8) | b[off + 5]!);
+    const slot = (b[off + 6]! << 8) | b[off + 7]!;
+    // The common case inline (the page of the last oid, dense, the slot in it): small enough to be inlined into the scan.
+    if (prefix === this.lastPrefix) {
+      const p = this.lastPage!;
+      const dense = p.dense;
+      if (dense !== undefined && slot < dense.length) {
+        if (dense[slot] === 0) {
+          p.count++;
+          this.count++;
+        }
+        dense[slot] = pos + 1;
+        return;
+      }
+    }
+    this.setSlot(prefix, slot, pos);
+  }
+
+  /** setAt through a DataView of the buffer (the record scanner's hot loop: two loads for the oid). */
+  setAtView(v: DataView, off: number, pos: number): void {
+    const hi = v.getUint32(off);
+    const lo = v.getUint32(off + 4);
+    if (hi >= 0x200000) {
+      this.set(Buffer.from(v.buffer, v.byteOffset + off, 8).toString('hex'), pos);
+      return;
+    }
+    const prefix = hi * 65536 + (lo >>> 16);
+    const slot = lo & 0xffff;
+    if (prefix === this.lastPrefix) {
+      const p = this.lastPage!;
+      const dense = p.dense;
+      if (dense !== undefined && slot < dense.length) {
+        if (dense[slot] === 0) {
+          p.count++;
+          this.count++;
+        }
+        dense[slot] = pos + 1;
+        return;
+      }
+    }
+    this.setSlot(prefix, slot, pos);
   }
 
   /** Sets slot `slot` of page `prefix` (an oid below 2^53: prefix * 65536 + slot). */
@@ -214,14 +254,20 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
   /**
    * The buckets in oid order: each page's prefix and its (suffix, position)
    * pairs in ascending suffix order, wide oids last (by prefix, in hex order).
+   * With `denseAsIs`, a dense page comes as its slots (`dense`, positions + 1,
+   * 0: none; `n` of them set) instead, for the encoder to read in place.
    */
-  *buckets(): Generator<{ prefix: number | string; suffixes: ArrayLike<number>; positions: ArrayLike<number>; n: number }> {
+  *buckets(denseAsIs = false): Generator<Bucket> {
     const prefixes = Float64Array.from(this.pages.keys()).sort();
     const suffixes = new Uint32Array(PAGE);
     const positions = new Float64Array(PAGE);
     for (const prefix of prefixes) {
       const p = this.pages.get(prefix)!;
       let n = 0;
+      if (denseAsIs && p.dense !== undefined) {
+        if (p.count) yield { prefix, suffixes, positions, n: p.count, dense: p.dense };
+        continue;
+      }
       if (p.dense === undefined) {
         const sparse = p.sparse!;
         const keys = Uint32Array.from(sparse.keys()).sort();
@@ -316,6 +362,15 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
   }
 }
 
+/** One bucket of OidPosMap.buckets: `n` (suffix, position) pairs, or a dense page's slots. */
+export interface Bucket {
+  prefix: number | string;
+  suffixes: ArrayLike<number>;
+  positions: ArrayLike<number>;
+  n: number;
+  dense?: Float64Array;
+}
+
 /** The in-memory index: oid -> position of its newest record. */
 export class FsIndex {
   readonly map = new OidPosMap();
@@ -348,6 +403,49 @@ export class FsIndex {
 const ENCODE_CHUNK = 1 << 20;
 const TWO48 = 2 ** 48;
 
+/** Writes a 6-byte big-endian position at out[o..o+6) (modulo 2^48, as fsIndex keeps 6 bytes). */
+function put6(out: Buffer, o: number, v: number): void {
+  if (v >= TWO48) v %= TWO48;
+  const lo = v >>> 0; // v mod 2^32 (v < 2^48)
+  const hi = (v - lo) / TWO32;
+  out[o] = hi >>> 8;
+  out[o + 1] = hi & 0xff;
+  out[o + 2] = lo >>> 24;
+  out[o + 3] = (lo >>> 16) & 0xff;
+  out[o + 4] = (lo >>> 8) & 0xff;
+  out[o + 5] = lo & 0xff;
+}
+
+/** A bucket's body (n 2-byte suffixes, then n 6-byte positions) at out[o..]; returns the end. */
+function encodeBucket(out: Buffer, o: number, suffixes: ArrayLike<number>, positions: ArrayLike<number>, n: number): number {
+  for (let k = 0; k < n; k++) {
+    const s = suffixes[k]!;
+    out[o++] = s >>> 8;
+    out[o++] = s & 0xff;
+  }
+  for (let k = 0; k < n; k++, o += 6) put6(out, o, positions[k]!);
+  return o;
+}
+
+/** The same body straight from a dense page's slots (positions + 1, 0: none). */
+function encodeDense(out: Buffer, o: number, d: Float64Array): number {
+  const len = d.length;
+  for (let k = 0; k < len; k++) {
+    if (d[k] !== 0) {
+      out[o++] = k >>> 8;
+      out[o++] = k & 0xff;
+    }
+  }
+  for (let k = 0; k < len; k++) {
+    const v = d[k]!;
+    if (v !== 0) {
+      put6(out, o, v - 1);
+      o += 6;
+    }
+  }
+  return o;
+}
+
 /**
  * The index stream for committed end `pos`, in chunks of about 1 MiB (each a
  * buffer of its own, which the caller may keep): what ZODB.fsIndex.save
@@ -360,7 +458,7 @@ export function* encodeIndexChunks(index: FsIndex, pos: number): Generator<Buffe
   const head = dumpPickle(pos);
   head.copy(out, 0);
   let q = head.length;
-  for (const b of index.map.buckets()) {
+  for (const b of index.map.buckets(true)) {
     if (q >= ENCODE_CHUNK) {
       yield out.subarray(0, q);
       out = Buffer.allocUnsafe(ENCODE_CHUNK + 65536 * 8 + 64);
@@ -383,26 +481,9 @@ export function* encodeIndexChunks(index: FsIndex, pos: number): Generator<Buffe
       out.writeUInt32LE(len, q);
       q += 4;
     }
-    const suffixes = b.suffixes;
-    const positions = b.positions;
-    let o = q;
-    for (let k = 0; k < n; k++) {
-      const s = suffixes[k]!;
-      out[o++] = s >>> 8;
-      out[o++] = s & 0xff;
-    }
-    for (let k = 0; k < n; k++) {
-      const v = positions[k]! % TWO48;
-      const hi = Math.floor(v / TWO32);
-      const lo = v - hi * TWO32;
-      out[o++] = hi >>> 8;
-      out[o++] = hi & 0xff;
-      out[o++] = lo >>> 24;
-      out[o++] = (lo >>> 16) & 0xff;
-      out[o++] = (lo >>> 8) & 0xff;
-      out[o++] = lo & 0xff;
-    }
-    q = o;
+    const body = q;
+    q = b.dense ? encodeDense(out, q, b.dense) : encodeBucket(out, q, b.suffixes, b.positions, n);
+    if (q - body !== len) throw new Error(`internal error: a page of the index holds ${(q - body) / 8} oids, not ${n}`);
     out[q++] = 0x86; // TUPLE2
     out[q++] = 0x2e; // STOP
   }
@@ -411,6 +492,9 @@ export function* encodeIndexChunks(index: FsIndex, pos: number): Generator<Buffe
   q += tail.length;
   yield out.subarray(0, q);
 }
+
+/** Bytes written between the early flushes of writeIndexFile. */
+const EARLY_SYNC = 16 << 20;
 
 /**
  * Writes the index for committed end `pos` to `file` (temp name, fsync,
@@ -422,18 +506,34 @@ export async function writeIndexFile(file: string, index: FsIndex, pos: number, 
   const tmp = tempPath(file);
   const fh = await fileLayer.open(tmp, 'wx', mode);
   let writing: Promise<void> | undefined;
+  let syncing: Promise<void> | undefined;
+  let syncFailed: unknown;
+  let unsynced = 0;
   try {
     for (const c of encodeIndexChunks(index, pos)) {
       if (writing) await writing;
       writing = writeAll(fh, c, null, tmp);
       writing.catch(() => undefined); // surfaced when awaited
+      unsynced += c.length;
+      if (unsynced >= EARLY_SYNC && !syncing) {
+        // What is written so far goes to the disk while the rest is encoded.
+        // Its failure is kept (never lost: a later fsync may not report it again).
+        unsynced = 0;
+        syncing = fh.datasync().then(
+          () => void (syncing = undefined),
+          (e: unknown) => void ((syncFailed ??= e), (syncing = undefined)),
+        );
+      }
     }
     await writing;
+    await syncing;
+    if (syncFailed) throw syncFailed;
     await fh.sync();
     await fh.close();
     await fileLayer.rename(tmp, file);
   } catch (e) {
     await writing?.catch(() => undefined);
+    await syncing;
     await fh.close().catch(() => undefined);
     await fileLayer.rm(tmp, { force: true });
     throw e;
