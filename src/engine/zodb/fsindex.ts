@@ -120,22 +120,7 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
       this.set(b.toString('hex', off, off + 8), pos);
       return;
     }
-    const prefix = hi * 65536 + ((b[off + 4]! << 8) | b[off + 5]!);
-    const slot = (b[off + 6]! << 8) | b[off + 7]!;
-    // The common case inline (the page of the last oid, dense, the slot in it): small enough to be inlined into the scan.
-    if (prefix === this.lastPrefix) {
-      const p = this.lastPage!;
-      const dense = p.dense;
-      if (dense !== undefined && slot < dense.length) {
-        if (dense[slot] === 0) {
-          p.count++;
-          this.count++;
-        }
-        dense[slot] = pos + 1;
-        return;
-      }
-    }
-    this.setSlot(prefix, slot, pos);
+    this.setFast(hi * 65536 + ((b[off + 4]! << 8) | b[off + 5]!), (b[off + 6]! << 8) | b[off + 7]!, pos);
   }
 
   /** setAt through a DataView of the buffer (the record scanner's hot loop: two loads for the oid). */
@@ -146,35 +131,34 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
       this.set(Buffer.from(v.buffer, v.byteOffset + off, 8).toString('hex'), pos);
       return;
     }
-    const prefix = hi * 65536 + (lo >>> 16);
-    const slot = lo & 0xffff;
-    if (prefix === this.lastPrefix) {
-      const p = this.lastPage!;
-      const dense = p.dense;
-      if (dense !== undefined && slot < dense.length) {
-        if (dense[slot] === 0) {
-          p.count++;
-          this.count++;
-        }
-        dense[slot] = pos + 1;
-        return;
-      }
+    this.setFast(hi * 65536 + (lo >>> 16), lo & 0xffff, pos);
+  }
+
+  /**
+   * Sets slot `slot` of page `prefix`, the common case first (the page of the
+   * last oid, dense, the slot in it): small enough to be inlined into the scan.
+   */
+  private setFast(prefix: number, slot: number, pos: number): void {
+    if (prefix !== this.lastPrefix || !this.setInDense(this.lastPage!, slot, pos)) this.setSlot(prefix, slot, pos);
+  }
+
+  /** Sets `slot` of `p` when the page is dense and the slot within it; false when it is not. */
+  private setInDense(p: Page, slot: number, pos: number): boolean {
+    const dense = p.dense;
+    if (dense === undefined || slot >= dense.length) return false;
+    if (dense[slot] === 0) {
+      p.count++;
+      this.count++;
     }
-    this.setSlot(prefix, slot, pos);
+    dense[slot] = pos + 1;
+    return true;
   }
 
   /** Sets slot `slot` of page `prefix` (an oid below 2^53: prefix * 65536 + slot). */
   setSlot(prefix: number, slot: number, pos: number): void {
     const p = prefix === this.lastPrefix ? this.lastPage! : this.page(prefix, true)!;
+    if (this.setInDense(p, slot, pos)) return;
     const dense = p.dense;
-    if (dense !== undefined && slot < dense.length) {
-      if (dense[slot] === 0) {
-        p.count++;
-        this.count++;
-      }
-      dense[slot] = pos + 1;
-      return;
-    }
     if (dense !== undefined) {
       let len = dense.length * 2;
       while (len <= slot) len *= 2;
