@@ -21,8 +21,8 @@
 // Operations, on a Data.fs: full backup plain and gzip (`plone-backup repozo
 // -B -F [-z]`), an incremental backup after a small commit (100 objects of
 // ~1 KB appended, then `-B -Q`), full restore (`-R -o`), verify (`-V`), the
-// index build (the engine's rebuildIndex + encodeIndex, written to a file, in
-// a child process), `check` and `list` of a deployment whose backups are
+// index build (the engine's rebuildIndex + writeIndexFile, as a backup writes
+// it: streamed, fsynced, in a child process), `check` and `list` of a deployment whose backups are
 // that repository. Anchors on the same data in the same run: the real
 // repozo for backup, restore and verify, and ZODB's own index build
 // (FileStorage opened read-only without its .index); at 10 GiB the slow
@@ -191,7 +191,7 @@ async function datafsCurve(label, repozo) {
   const indexScript = `const e = require(${JSON.stringify(bundle)}); const fs = require('node:fs');
 (async () => { const f = process.argv[1]; const fh = await fs.promises.open(f, 'r'); const end = (await fh.stat()).size;
   const index = await e.rebuildIndex(fh, f, end); await fh.close();
-  await fs.promises.writeFile(process.argv[2], e.encodeIndex(index, end)); })().catch((err) => { console.error(err); process.exit(1); });`;
+  await e.writeIndexFile(process.argv[2], index, end); })().catch((err) => { console.error(err); process.exit(1); });`;
   const results = {};
   const emptyDir = (d) => async () => {
     await rmAll(d);
