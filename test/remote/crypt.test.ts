@@ -120,6 +120,15 @@ describe('the encrypted objects', () => {
     // The same key again opens it (its trailing newline is no part of it).
     fs.writeFileSync(other, fs.readFileSync(keyFile, 'utf8').trim());
     assert.ok((await openTarget(url, { key: { keyFile: other, via: 'same' } })) instanceof EncryptedTarget);
+    // A binary key is used whole, even when its last byte is a newline (one in 128 of `head -c 32
+    // /dev/urandom`): not cut to 31 bytes and refused, and not a different key from the one made.
+    const binary = path.join(dir, '..', 'binary-key');
+    fs.writeFileSync(binary, Buffer.concat([randomBytes(30), Buffer.from([0x01, 0x0a])]));
+    const binaryUrl = `file://${path.join(dir, '..', 'offsite-binary')}`;
+    assert.ok((await openTarget(binaryUrl, { key: { keyFile: binary, via: 'binary' }, create: true })) instanceof EncryptedTarget);
+    assert.ok((await openTarget(binaryUrl, { key: { keyFile: binary, via: 'binary' } })) instanceof EncryptedTarget);
+    fs.writeFileSync(binary, fs.readFileSync(binary).subarray(0, 31));
+    await assert.rejects(openTarget(binaryUrl, { key: { keyFile: binary, via: 'binary' } }), refused('REMOTE_KEY', /at least 32/));
 
     // A plain folder: a key to read it is refused; an encrypted push into it too once it holds anything.
     const plain = `file://${path.join(dir, '..', 'plain')}`;

@@ -280,9 +280,12 @@ async function readKeyFile(file: string): Promise<Buffer> {
       cause: e,
     });
   }
-  // A trailing newline (an editor's, or `openssl rand -base64 32 > FILE`) is no part of the key.
+  // A trailing newline of a key written as text (an editor's, or `openssl rand -base64 32 > FILE`)
+  // is no part of the key. A binary key (`head -c 32 /dev/urandom`) is used whole: its last byte is
+  // a newline one time in 128, and cutting it would refuse (or change) a key made as told.
   let end = b.length;
   while (end > 0 && (b[end - 1] === 0x0a || b[end - 1] === 0x0d)) end--;
+  if (!b.subarray(0, end).every((c) => c >= 0x20 && c <= 0x7e)) end = b.length;
   if (end < 32)
     throw new PloneBackupError('REMOTE_KEY', `The key file ${file} holds ${end} bytes; a key needs at least 32.`, {
       path: file,
