@@ -117,7 +117,7 @@ describe('index: compact pages', () => {
     );
   });
 
-  it('a page through every form: short and dense, doubled, a Map when a slot is far ahead, dense again when full (setAt too)', () => {
+  it('a page through every form: short and dense, doubled, a Map when a slot is far ahead, dense again when full (setAtView too)', () => {
     const m = new OidPosMap();
     const plain = new Map<OidKey, number>();
     const oid = Buffer.alloc(8);
@@ -125,7 +125,7 @@ describe('index: compact pages', () => {
       if (viaBuffer) {
         oid.writeUInt32BE(Math.floor(k / 2 ** 32), 0);
         oid.writeUInt32BE(k % 2 ** 32, 4);
-        m.setAt(oid, 0, v);
+        m.setAtView(new DataView(oid.buffer, oid.byteOffset, 8), 0, v);
       } else m.set(k, v);
       plain.set(k, v);
     };
@@ -158,9 +158,9 @@ describe('index: compact pages', () => {
     assert.equal(m.delete(base + 60_000), true);
     plain.delete(base + 60_000);
     same('deleted from the full page');
-    // setAt with a wide oid (>= 2^53) keeps it by its hex.
+    // setAtView with a wide oid (>= 2^53) keeps it by its hex.
     const wide = Buffer.from('0123456789abcdef', 'hex');
-    m.setAt(wide, 0, 5);
+    m.setAtView(new DataView(wide.buffer, wide.byteOffset, 8), 0, 5);
     assert.equal(m.get('0123456789abcdef'), 5);
   });
 

@@ -111,19 +111,10 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
   }
 
   /**
-   * Sets the oid whose 8 bytes are at `b[off..off+8)`, read in place (the
-   * record scanner's way in: no key, no division).
+   * Sets the oid whose 8 bytes are at `off` of a DataView of the scanned
+   * buffer, read in place (the record scanner's hot loop: two loads for the
+   * oid, no key, no division).
    */
-  setAt(b: Buffer, off: number, pos: number): void {
-    const hi = ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
-    if (hi >= 0x200000) {
-      this.set(b.toString('hex', off, off + 8), pos);
-      return;
-    }
-    this.setFast(hi * 65536 + ((b[off + 4]! << 8) | b[off + 5]!), (b[off + 6]! << 8) | b[off + 7]!, pos);
-  }
-
-  /** setAt through a DataView of the buffer (the record scanner's hot loop: two loads for the oid). */
   setAtView(v: DataView, off: number, pos: number): void {
     const hi = v.getUint32(off);
     const lo = v.getUint32(off + 4);

@@ -234,7 +234,6 @@ class RecordScanner {
     checkAbort(this.opts.signal);
     if (this.opts.sink) await this.emit();
     // The reads in flight before `at` (a skipped pickle's) are dropped; all of them when none starts there.
-    if (!this.ahead.some((r) => r.pos === at)) while (this.ahead.length) await this.dropOldest();
     while (this.ahead.length && this.ahead[0]!.pos !== at) await this.dropOldest();
     const p = this.ahead.shift() ?? this.startRead(at, this.freshBuffer());
     const got = await p.promise;
