@@ -331,13 +331,13 @@ async function readBack(t: RemoteTarget, key: string, o: { size: number; sha256:
 // ---------------------------------------------------------------------------
 // fetch and restore
 
-/** The local cache of a remote for a storage (of a kind: `<storage>~snapshot`, `~` being no storage name's) (see the header). */
 /** Held in the cache root while a restore from a remote runs (openRemoteRestore). */
 const RESTORE_LOCK = '.plone-backup-restore.lock';
 
 /** The folder of every remote's cache of the storage's deployment (`var/remotecache` beside `var/backups`). */
 const remoteCacheRoot = (s: StorageConfig) => path.join(path.dirname(s.dirs.backups), 'remotecache');
 
+/** The local cache of a remote for a storage (of a kind: `<storage>~snapshot`, `~` being no storage name's) (see the header). */
 export function remoteCacheDir(s: StorageConfig, url: string, kind: Kind = 'backup'): string {
   return path.join(remoteCacheRoot(s), createHash('sha256').update(url).digest('hex').slice(0, 12), kind === 'backup' ? s.name : `${s.name}~${kind}`);
 }

@@ -62,6 +62,7 @@ import {
   PACK_BLOB,
   PACK_TARGET,
   RemoteResolver,
+  ARCHIVE_NAME,
   packKey,
   archiveKey,
   spaceOf,
@@ -287,8 +288,8 @@ async function allOrFirstError(work: Promise<unknown>[]): Promise<void> {
   if (failed) throw failed.reason;
 }
 
-/** The end of an archive's name that the remote keeps (layout.ts's ARCHIVE_NAME). */
-const ARCHIVE_SUFFIX = /\d{4}(-\d\d){5}(\.delta)?\.tar(\.gz)?$/;
+/** The end of an archive's name that the remote keeps: layout.ts's ARCHIVE_NAME, not anchored at the start. */
+const ARCHIVE_SUFFIX = new RegExp(ARCHIVE_NAME.source.replace(/^\^/, ''));
 
 function learn(ix: PushIndex, storage: string, m: RemoteManifest, blobs: Map<string, RemoteBlob>): void {
   for (const a of m.archives ?? []) ix.objects[archiveKey(storage, a.name)] = [a.size, a.sha256];
