@@ -46,6 +46,7 @@ export * from './repozo/verify';
 export * from './zodb/blobdir';
 export * from './zodb/blobrefs';
 export * from './zodb/scanworker';
+export * from './zodb/indexscan';
 export * from './zodb/filestorage';
 export * from './zodb/fsindex';
 export * from './zodb/recordscan';

@@ -12,7 +12,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileStorageWriter, backup, committedEnd, encodeIndex, openFileStorage, prepareBackup, recover, verify, type BackupResult } from '../../src/engine/internal';
-import { scanIndex } from '../support/fixtures';
+import { referenceIndex } from '../support/fixtures';
 import { md5, tmpDir } from '../support/fs';
 import { startWriter } from '../support/processes';
 
@@ -107,7 +107,7 @@ describe('backups of a Data.fs being written', () => {
         assert.equal(walk.end, bytes.length, `restore ${i} does not end on a committed transaction`);
         assert.equal(walk.lastTid?.toString('hex'), r.lastTid);
         // ...and its index is the one a scan builds.
-        const scanned = await scanIndex(target);
+        const scanned = await referenceIndex(target);
         assert.ok(fs.readFileSync(target + '.index').equals(encodeIndex(scanned.index, scanned.end)), `restore ${i}: wrong index`);
         restored.push({ iteration: i, repo, action: r.action, stamp: r.stamp!, size: bytes.length, md5: md5(bytes) });
         fs.rmSync(target);

@@ -6,9 +6,9 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { decodeIndex, dumpPickle, encodeIndex, FsIndex, loadPickle, oidFromKey, oidKey, readIndexFile } from '../../src/engine/internal';
+import { decodeIndex, dumpPickle, encodeIndex, FsIndex, loadPickle, oidFromKey, oidKey, OidPosMap, readIndexFile, type OidKey } from '../../src/engine/internal';
 import { rejectsWith, throwsWith } from '../support/assert';
-import { history, readJson, scanIndex, statePath, type StorageJson } from '../support/fixtures';
+import { history, readJson, referenceIndex, statePath, type StorageJson } from '../support/fixtures';
 import { tmpDir } from '../support/fs';
 import { FIXTURE_REPO, FIXTURE_REPO_GZ, FIXTURES, HISTORY } from '../support/paths';
 import { execFileSync } from 'node:child_process';
@@ -31,7 +31,7 @@ describe('index: ZODB fixtures', () => {
     it(`${fx.name}: decodes to the scanned state, and a scan encodes to the same bytes`, async () => {
       const bytes = fs.readFileSync(fx.index);
       const decoded = decodeIndex(bytes, fx.index);
-      const scanned = await scanIndex(fx.fs);
+      const scanned = await referenceIndex(fx.fs);
       assert.equal(decoded.pos, scanned.end);
       assert.equal(decoded.pos, fs.statSync(fx.fs).size);
       assert.deepEqual(decoded.index.entries(), scanned.index.entries());
@@ -109,6 +109,41 @@ describe('index: encoding', () => {
       const b = Buffer.from(hex, 'hex');
       assert.equal(oidFromKey(oidKey(b)).toString('hex'), hex);
     }
+  });
+});
+
+describe('index: maps taken to another thread and merged back', () => {
+  it('mergeLater: the later position wins, pages only the later map has are taken whole, sizes add up', () => {
+    // Dense and sparse pages in each, some shared, wide oids in both.
+    const earlier = new OidPosMap();
+    const later = new OidPosMap();
+    const want = new Map<OidKey, number>();
+    const set = (m: OidPosMap, k: OidKey, v: number) => {
+      m.set(k, v);
+      want.set(k, v);
+    };
+    for (let k = 0; k < 20_000; k++) set(earlier, k, 100 + k); // dense page 0
+    for (let k = 0; k < 50; k++) set(earlier, 3 * 65536 + k * 997, 7 + k); // sparse page 3
+    set(earlier, 'ff00000000000001', 1);
+    for (let k = 10_000; k < 30_000; k++) set(later, k, 900_000 + k); // page 0 again, overlapping
+    for (let k = 0; k < 40; k++) set(later, 3 * 65536 + k * 499, 5_000 + k); // page 3 again, sparse
+    for (let k = 0; k < 70_000; k++) set(later, 8 * 65536 + k, 2_000_000 + k); // page 8 (dense) and 9, only later
+    for (let k = 0; k < 30; k++) set(later, 20 * 65536 + k * 1001, 3_000_000 + k); // page 20 (sparse), only later
+    set(later, 'ff00000000000001', 2);
+    set(later, 'ff00000000000002', 3);
+    const { pages, transfer } = later.takePages();
+    assert.equal(later.size, 0, 'the map taken from is left empty');
+    assert.ok(transfer.length >= 3, 'the dense pages go as buffers');
+    earlier.mergeLater(pages);
+    assert.equal(earlier.size, want.size);
+    assert.deepEqual(
+      [...earlier],
+      [...want].sort((a, b) => oidFromKey(a[0]).compare(oidFromKey(b[0]))),
+    );
+    // Still a working map: a set after the merge lands on the adopted page.
+    earlier.set(8 * 65536 + 5, 42);
+    assert.equal(earlier.get(8 * 65536 + 5), 42);
+    assert.equal(earlier.size, want.size);
   });
 });
 

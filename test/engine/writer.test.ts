@@ -19,7 +19,7 @@ import {
   type TxnInfo,
   type WriteTxn,
 } from '../../src/engine/internal';
-import { history, readJson, scanIndex, statePath, storageFixtures, type StorageJson } from '../support/fixtures';
+import { history, readJson, referenceIndex, statePath, storageFixtures, type StorageJson } from '../support/fixtures';
 import { sampleSite } from '../support/site';
 import { copy, md5, tmpDir } from '../support/fs';
 import { FIXTURE_REPO, FIXTURES, HISTORY } from '../support/paths';
@@ -69,7 +69,7 @@ describe('writer: rewrites the fixtures byte for byte', () => {
       assert.equal(written.length, bytes.length);
       assert.ok(written.equals(bytes), `first difference at byte ${written.findIndex((b, i) => b !== bytes[i])}`);
       // The index written on close is ZODB's.
-      const scanned = await scanIndex(fx.fs);
+      const scanned = await referenceIndex(fx.fs);
       assert.ok(fs.readFileSync(out + '.index').equals(encodeIndex(scanned.index, scanned.end)));
       if (fs.existsSync(fx.fs + '.index')) assert.ok(fs.readFileSync(out + '.index').equals(fs.readFileSync(fx.fs + '.index')));
     });
@@ -235,7 +235,7 @@ describe('writer: blobs', () => {
     );
     assert.equal(fs.readFileSync(path.join(blobDir, nth(expected, 0)), 'utf8'), '%PDF first');
     // The sample site's index is what a scan builds.
-    const scanned = await scanIndex(path.join(dir, 'Data.fs'));
+    const scanned = await referenceIndex(path.join(dir, 'Data.fs'));
     assert.ok(fs.readFileSync(path.join(dir, 'Data.fs.index')).equals(encodeIndex(scanned.index, scanned.end)));
   });
 

@@ -112,7 +112,7 @@ export function fixtureBlobTree(n: number, dest: string): string {
 }
 
 /** The index a full scan of a Data.fs builds, with its committed end. */
-export async function scanIndex(file: string): Promise<{ index: FsIndex; end: number }> {
+export async function referenceIndex(file: string): Promise<{ index: FsIndex; end: number }> {
   const index = new FsIndex();
   let end = 4;
   for await (const t of iterateTransactions(file)) {

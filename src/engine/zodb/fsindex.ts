@@ -67,6 +67,14 @@ interface Page {
   count: number;
 }
 
+/** An OidPosMap's pages taken out of it (takePages), one entry per prefix: dense slots or sparse (slot, position) pairs. */
+export interface OidPosPages {
+  prefixes: number[];
+  dense: (Float64Array | undefined)[];
+  sparse: ([number, number][] | undefined)[];
+  wide: [string, number][];
+}
+
 /**
  * oid -> position, in memory bounded by the oids rather than by a JS Map's
  * per-entry cost: pages of 65536 oids (an fsIndex bucket each), dense pages
@@ -216,6 +224,50 @@ export class OidPosMap implements Iterable<[OidKey, number]> {
     }
     this.count--;
     return true;
+  }
+
+  /**
+   * The map as it crosses to another thread (indexscan.ts): dense pages as
+   * their own Float64Arrays, whose buffers are moved (`transfer`), not
+   * copied; this map is left empty.
+   */
+  takePages(): { pages: OidPosPages; transfer: ArrayBuffer[] } {
+    const pages: OidPosPages = { prefixes: [], dense: [], sparse: [], wide: [...this.wide] };
+    const transfer: ArrayBuffer[] = [];
+    for (const [prefix, p] of this.pages) {
+      pages.prefixes.push(prefix);
+      pages.dense.push(p.dense);
+      pages.sparse.push(p.sparse ? [...p.sparse] : undefined);
+      if (p.dense) transfer.push(p.dense.buffer as ArrayBuffer);
+    }
+    this.clear();
+    return { pages, transfer };
+  }
+
+  /**
+   * Sets every entry of `later`, the pages of records that come after all of
+   * this map's in the file: where both have an oid, `later`'s position wins,
+   * as a scan of the whole file would have left it. A page only `later` has
+   * is taken as it is.
+   */
+  mergeLater(later: OidPosPages): void {
+    later.prefixes.forEach((prefix, i) => {
+      const dense = later.dense[i];
+      const sparse = later.sparse[i];
+      const mine = this.pages.get(prefix);
+      if (!mine) {
+        let count = sparse?.length ?? 0;
+        if (dense) for (let k = 0; k < dense.length; k++) if (dense[k] !== 0) count++;
+        if (!count) return;
+        this.pages.set(prefix, { dense, sparse: dense ? undefined : new Map(sparse), count: dense ? count : 0 });
+        this.count += count;
+        return;
+      }
+      if (dense) {
+        for (let k = 0; k < dense.length; k++) if (dense[k] !== 0) this.setSlot(prefix, k, dense[k]! - 1);
+      } else for (const [k, v] of sparse!) this.setSlot(prefix, k, v);
+    });
+    for (const [k, v] of later.wide) this.set(k, v);
   }
 
   clear(): void {

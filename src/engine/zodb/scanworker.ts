@@ -1,11 +1,8 @@
 /**
  * The blob-reference scan of a Data.fs off the calling thread, for the
  * extension host: a first scan of a 50 GB Data.fs is minutes of CPU, and the
- * host is shared by every extension. The scan runs in a worker thread on the
- * caller's own descriptor (threads share the process's descriptors), so the
- * worker reads exactly the file the caller opened and measured, even if
- * Data.fs is replaced meanwhile. The caller keeps the descriptor open until
- * the worker has exited.
+ * host is shared by every extension. The scan runs in the engine's worker
+ * thread (worker.ts: the caller's own descriptor, the worker's entry file).
  *
  * Why a worker and not slices with yields: the scanner already yields to the
  * event loop between reads, but a transaction is parsed in one synchronous
@@ -13,18 +10,16 @@
  * total CPU would still be the host's. The worker costs a thread start
  * (milliseconds) and one transfer of the refs (16 bytes each).
  *
- * The worker's entry is this module's compiled file, `scanworker.js` beside
- * the code that starts it: out/src/engine/zodb/ under tsc, dist/ for the
- * bundles (scripts/build.mjs builds it there). Where it is missing (another
- * bundle), the scan runs on the calling thread, as it always did.
+ * This module's compiled file is also the worker's entry: at the bottom, a
+ * worker started with a job runs it (this scan, or indexscan.ts's half of an
+ * index build).
  */
 
-import { existsSync, read as fsRead, fstat } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import * as path from 'node:path';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { PloneBackupError, checkAbort, type ErrorCode } from '../base/errors';
+import { isMainThread, workerData } from 'node:worker_threads';
 import { type BlobRef, scanBlobRefs } from './blobrefs';
+import { isIndexJob, runIndexJob } from './indexscan';
+import { borrowedHandle, runInWorker, serveJob, workerFile } from './worker';
 
 export interface RefScan {
   refs: BlobRef[];
@@ -43,16 +38,16 @@ interface Job {
   size: number;
 }
 
-type Reply =
-  | { kind: 'progress'; pos: number }
-  | { kind: 'done'; end: number; txnCount: number; lastTid?: string; refs: ArrayBuffer; count: number }
-  | { kind: 'error'; code?: ErrorCode; message: string; path?: string; position?: number; hint?: string };
-
-/** The worker's entry file, when there is one (see the header). */
-export function scanWorkerFile(): string | undefined {
-  const f = path.join(__dirname, 'scanworker.js');
-  return existsSync(f) ? f : undefined;
+interface Done {
+  end: number;
+  txnCount: number;
+  lastTid?: string;
+  refs: ArrayBuffer;
+  count: number;
 }
+
+/** The worker's entry file, when there is one (worker.ts). */
+export const scanWorkerFile = workerFile;
 
 /** Refs as one buffer: oid then tid, 16 bytes each. */
 function packRefs(refs: BlobRef[]): ArrayBuffer {
@@ -81,79 +76,23 @@ export async function scanRefs(
   start: number,
   opts: { offThread?: boolean; signal?: AbortSignal; onProgress?: (pos: number) => void } = {},
 ): Promise<RefScan> {
-  const file = opts.offThread ? scanWorkerFile() : undefined;
+  const file = opts.offThread ? workerFile() : undefined;
   if (!file) return { ...(await scanBlobRefs(st, start, st.size, opts.signal, opts.onProgress)), offThread: false };
-  checkAbort(opts.signal);
   const job: Job = { ploneBackupScan: 1, fd: st.fh.fd, path: st.path, start, size: st.size };
-  const worker = new Worker(file, { workerData: job });
-  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-  try {
-    return await new Promise<RefScan>((resolve, reject) => {
-      const onAbort = () => reject(new PloneBackupError('ABORTED', 'The operation was cancelled; nothing was changed.'));
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      const settle = () => opts.signal?.removeEventListener('abort', onAbort);
-      worker.on('message', (m: Reply) => {
-        if (m.kind === 'progress') opts.onProgress?.(m.pos);
-        else if (m.kind === 'done') {
-          settle();
-          resolve({ refs: unpackRefs(m.refs, m.count), end: m.end, txnCount: m.txnCount, lastTid: m.lastTid ? Buffer.from(m.lastTid, 'hex') : undefined, offThread: true });
-        } else {
-          settle();
-          reject(m.code ? new PloneBackupError(m.code, m.message, { path: m.path, position: m.position, hint: m.hint }) : new Error(m.message));
-        }
-      });
-      worker.once('error', (e) => {
-        settle();
-        reject(e);
-      });
-      worker.once('exit', (code) => {
-        settle();
-        reject(new Error(`The scan's worker thread stopped (exit code ${code}).`));
-      });
-    });
-  } finally {
-    // The descriptor is the caller's: it stays open until the worker is gone.
-    await worker.terminate();
-    await exited;
-  }
-}
-
-/** A FileHandle's read and stat on a descriptor the worker borrows (never closed here). */
-function borrowed(fd: number): FileHandle {
-  const read = (buffer: Buffer, offset: number, length: number, position: number) =>
-    new Promise<{ bytesRead: number; buffer: Buffer }>((resolve, reject) =>
-      fsRead(fd, buffer, offset, length, position, (e, bytesRead) => (e ? reject(e) : resolve({ bytesRead, buffer }))),
-    );
-  const stat = () => new Promise((resolve, reject) => fstat(fd, (e, s) => (e ? reject(e) : resolve(s))));
-  return { fd, read, stat, close: async () => undefined } as unknown as FileHandle;
+  const m = await runInWorker<Done>(file, job, opts);
+  return { refs: unpackRefs(m.refs, m.count), end: m.end, txnCount: m.txnCount, lastTid: m.lastTid ? Buffer.from(m.lastTid, 'hex') : undefined, offThread: true };
 }
 
 async function runJob(job: Job): Promise<void> {
-  const port = parentPort!;
-  try {
-    let last = job.start;
-    // The scan reports every window refill (2 MB); the caller hears of every 64 MB.
-    const progress = (pos: number) => {
-      if (pos - last < 64 << 20) return;
-      last = pos;
-      port.postMessage({ kind: 'progress', pos } satisfies Reply);
-    };
-    const r = await scanBlobRefs({ fh: borrowed(job.fd), size: job.size, path: job.path }, job.start, job.size, undefined, progress);
+  await serveJob<Done>(job.start, async (progress) => {
+    const r = await scanBlobRefs({ fh: borrowedHandle(job.fd), size: job.size, path: job.path }, job.start, job.size, undefined, progress);
     const refs = packRefs(r.refs);
-    const reply: Reply = { kind: 'done', end: r.end, txnCount: r.txnCount, lastTid: r.lastTid?.toString('hex'), refs, count: r.refs.length };
-    port.postMessage(reply, [refs]);
-  } catch (e) {
-    const err = e as PloneBackupError;
-    const reply: Reply = {
-      kind: 'error',
-      code: PloneBackupError.is(e) ? err.code : undefined,
-      message: String(err?.message ?? e),
-      path: err?.path,
-      position: err?.position,
-      hint: err?.hint,
-    };
-    port.postMessage(reply);
-  }
+    return { done: { end: r.end, txnCount: r.txnCount, lastTid: r.lastTid?.toString('hex'), refs, count: r.refs.length }, transfer: [refs] };
+  });
 }
 
-if (!isMainThread && (workerData as Partial<Job> | undefined)?.ploneBackupScan === 1) void runJob(workerData as Job);
+if (!isMainThread) {
+  const job = workerData as Partial<Job> | undefined;
+  if (job?.ploneBackupScan === 1) void runJob(job as Job);
+  else if (isIndexJob(job)) void runIndexJob(job);
+}
