@@ -10,6 +10,7 @@ import fse from 'fs-extra';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { workerDefine } from './bundle.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const TIME_BIN = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
@@ -26,6 +27,7 @@ export async function loadEngine(outfile) {
     format: 'cjs',
     sourcemap: true,
     logLevel: 'warning',
+    define: await workerDefine(),
   });
   return createRequire(import.meta.url)(outfile);
 }

@@ -29,7 +29,6 @@ import { promises as fsp, existsSync, readdirSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { ROOT, loadEngine, log, rng, run, settings, runTrials, summarize, printReport, aboutRun, writeResults } from './bench-lib.mjs';
 import { DATA as BENCH_DATA, DATAFS_SIZES, dataFsPaths, ensureDataFs } from './bench-gen.mjs';
 
@@ -92,16 +91,6 @@ const fmt = (x, d = 2) => x.toFixed(d);
 await fsp.mkdir(OUT, { recursive: true });
 await fsp.mkdir(DATA, { recursive: true });
 const engine = await loadEngine(ENGINE);
-// The live scan's worker beside the bench bundle (as dist/scanworker.js beside the extension's).
-await build({
-  entryPoints: [path.join(ROOT, 'src', 'engine', 'zodb', 'scanworker.ts')],
-  outfile: path.join(OUT, 'scanworker.js'),
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  logLevel: 'warning',
-});
 
 /** A bench-gen Data.fs of `label` (made once). */
 async function generated(label) {

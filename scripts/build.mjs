@@ -2,6 +2,7 @@
 // extension host provides it. The engine is bundled into both.
 import { build } from 'esbuild';
 import { existsSync, chmodSync } from 'node:fs';
+import { workerDefine } from './bundle.mjs';
 
 const common = {
   bundle: true,
@@ -10,6 +11,8 @@ const common = {
   format: 'cjs',
   sourcemap: true,
   logLevel: 'warning',
+  // The engine's worker thread code, as a string (scripts/bundle.mjs).
+  define: await workerDefine(),
 };
 
 await build({
@@ -28,14 +31,6 @@ if (existsSync('src/extension/extension.ts')) {
     external: ['vscode'],
     // The map ships in the .vsix to turn stack traces into source lines; it
     // names the sources but does not carry them.
-    sourcesContent: false,
-  });
-  // The extension's live scan runs in a worker thread from this file
-  // (src/engine/zodb/scanworker.ts: it looks for scanworker.js beside the bundle).
-  await build({
-    ...common,
-    entryPoints: ['src/engine/zodb/scanworker.ts'],
-    outfile: 'dist/scanworker.js',
     sourcesContent: false,
   });
 }

@@ -47,6 +47,7 @@ export * from './zodb/blobdir';
 export * from './zodb/blobrefs';
 export * from './zodb/scanworker';
 export * from './zodb/indexscan';
+export { engineWorker, type EngineWorker } from './zodb/worker';
 export * from './zodb/filestorage';
 export * from './zodb/fsindex';
 export * from './zodb/recordscan';

@@ -16,8 +16,9 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { FileStorageWriter, FsIndex, openFileStorage, scanRecords, SPLIT_MIN, writeIndexFile } from '../../src/engine/internal';
 import { containerRoot } from '../support/container';
-import { blobContents, tmpDir, type TestHooks } from '../support/fs';
+import { blobContents, content, tmpDir, type TestHooks } from '../support/fs';
 import { CLI, ROOT } from '../support/paths';
 import { sampleSite } from '../support/site';
 
@@ -109,6 +110,43 @@ describe('the standalone executable (npm run dist)', () => {
     assert.deepEqual(blobContents(c.blobDir), blobs);
     const verify = standalone(bin, ['verify'], c.root);
     assert.equal(verify.status, 0, verify.stdout + verify.stderr);
+  });
+
+  it('builds a lost index on two threads (its worker evaluated inside the executable), the same index as one thread', async (t) => {
+    const bin = machine(t);
+    const dir = tmpDir(t);
+    const file = path.join(dir, 'Data.fs');
+    const repo = path.join(dir, 'repo');
+    fs.mkdirSync(repo);
+    // Past SPLIT_MIN (64 MB): 700 transactions of 100 KB, objects written again in both halves.
+    const w = await FileStorageWriter.create(file);
+    for (let i = 0; i < 700; i++) await w.commit({ records: [{ oid: i % 300, data: content(`r${i}`, 100_000) }] });
+    await w.close();
+    assert.ok(fs.statSync(file).size > SPLIT_MIN);
+    const full = standalone(bin, ['repozo', '-B', '-F', '-r', repo, '-f', file], dir);
+    assert.equal(full.status, 0, full.stderr);
+    // The piece's .index is lost, and Data.fs has none: the next backup rebuilds it from Data.fs.
+    for (const n of fs.readdirSync(repo).filter((n) => n.endsWith('.index'))) fs.rmSync(path.join(repo, n));
+    const w2 = await FileStorageWriter.open(file);
+    await w2.commit({ records: [{ oid: 1, data: content('later', 500) }] });
+    await w2.close();
+    const inc = standalone(bin, ['repozo', '-B', '-v', '-r', repo, '-f', file], dir);
+    assert.equal(inc.status, 0, inc.stderr);
+    assert.match(inc.stderr, /rebuilding it from Data\.fs/);
+    assert.match(inc.stderr, /indexed on two threads, the second from byte \d+/);
+    // The new piece's .index against the one-thread scan of the same bytes.
+    const st = await openFileStorage(file);
+    const want = path.join(dir, 'want.index');
+    try {
+      const index = new FsIndex();
+      const r = await scanRecords(st, 4, st.size, index.map);
+      await writeIndexFile(want, index, r.end);
+    } finally {
+      await st.fh.close();
+    }
+    const got = fs.readdirSync(repo).filter((n) => n.endsWith('.index'));
+    assert.equal(got.length, 1);
+    assert.ok(fs.readFileSync(path.join(repo, got[0]!)).equals(fs.readFileSync(want)), 'the same .index bytes');
   });
 
   it('starts itself again: the demo (its writer is the executable) and the bin/backup scripts it writes', async (t) => {

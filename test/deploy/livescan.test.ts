@@ -21,7 +21,7 @@ import {
   LIVE_SCAN_FILE,
   newLiveScanCache,
   PERSIST_STEP,
-  scanWorkerFile,
+  engineWorker,
   type Deployment,
   type Finding,
   type LiveScanReport,
@@ -97,7 +97,7 @@ describe('live scan cache', () => {
 
   it('in a worker thread: the same refs and findings, and the cache continues from there', async (t) => {
     const { site, s } = await setup(t);
-    assert.ok(scanWorkerFile(), 'the worker file is built beside the engine');
+    assert.ok(engineWorker(), 'the worker file is built beside the engine');
     const off = await scanned(s, { offThread: true });
     assert.equal(off.report.offThread, true);
     assert.equal(off.report.from, 'start');

@@ -529,13 +529,14 @@ async function loadChainIndex(repo: string, chain: RepoFile[], end: number, st: 
     }
   }
   opts.log?.('the last piece has no usable .index; rebuilding it from Data.fs');
-  return rebuildIndex(st.fh, st.path, end, opts.signal);
+  return rebuildIndex(st.fh, st.path, end, opts.signal, opts.log);
 }
 
 /** The index of the committed transactions of `fh` before `end`, by the lean record scan (on two cores: indexscan.ts). */
-export async function rebuildIndex(fh: FileHandle, file: string, end: number, signal?: AbortSignal): Promise<FsIndex> {
+export async function rebuildIndex(fh: FileHandle, file: string, end: number, signal?: AbortSignal, log?: (m: string) => void): Promise<FsIndex> {
   const index = new FsIndex();
-  await scanIndex({ fh, path: file }, 4, end, index.map, { signal });
+  const r = await scanIndex({ fh, path: file }, 4, end, index.map, { signal });
+  if (r.splitAt !== undefined) log?.(`indexed on two threads, the second from byte ${r.splitAt}`);
   return index;
 }
 

@@ -24,7 +24,7 @@
  * - Positions of an oid in both halves: the second half's wins, as the
  *   later record does in one pass (OidPosMap.mergeLater).
  *
- * Without the worker's file (the standalone executable), or below SPLIT_MIN
+ * Without the engine's worker (a bundle made without it), or below SPLIT_MIN
  * bytes, it is the one-thread scan.
  */
 
@@ -32,7 +32,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { TRANS_HDR_LEN, readU64 } from './filestorage';
 import { OidPosMap, type OidPosPages } from './fsindex';
 import { scanRecords, type RecordScanResult } from './recordscan';
-import { borrowedHandle, runInWorker, serveJob, workerFile } from './worker';
+import { borrowedHandle, engineWorker, runInWorker, serveJob } from './worker';
 
 /** Below this many bytes the index is built on one thread: a worker's start (about 20 ms) is not worth it. */
 export const SPLIT_MIN = 64 * 1024 * 1024;
@@ -65,8 +65,8 @@ export interface IndexScanResult extends RecordScanResult {
  */
 export async function scanIndex(src: { fh: FileHandle; path: string }, start: number, limit: number, map: OidPosMap, opts: IndexScanOptions = {}): Promise<IndexScanResult> {
   const fileSize = opts.fileSize ?? limit;
-  const file = workerFile();
-  const split = file && limit - start >= (opts.splitMin ?? SPLIT_MIN) ? await findSplit(src.fh, start, limit) : undefined;
+  const worker = engineWorker();
+  const split = worker && limit - start >= (opts.splitMin ?? SPLIT_MIN) ? await findSplit(src.fh, start, limit) : undefined;
   if (split === undefined) return scanRecords(src, start, limit, map, { signal: opts.signal, onProgress: opts.onProgress, fileSize });
 
   let firstAt = start;
@@ -76,7 +76,7 @@ export async function scanIndex(src: { fh: FileHandle; path: string }, start: nu
   const controller = new AbortController();
   const stop = () => controller.abort();
   opts.signal?.addEventListener('abort', stop, { once: true });
-  const second = runInWorker<IndexDone>(file!, job, {
+  const second = runInWorker<IndexDone>(worker!, job, {
     signal: controller.signal,
     onProgress: (pos) => {
       secondAt = pos;

@@ -10,16 +10,15 @@
  * total CPU would still be the host's. The worker costs a thread start
  * (milliseconds) and one transfer of the refs (16 bytes each).
  *
- * This module's compiled file is also the worker's entry: at the bottom, a
- * worker started with a job runs it (this scan, or indexscan.ts's half of an
- * index build).
+ * This module is also the worker's code: at the bottom, a worker started
+ * with a job runs it (this scan, or indexscan.ts's half of an index build).
  */
 
 import type { FileHandle } from 'node:fs/promises';
 import { isMainThread, workerData } from 'node:worker_threads';
 import { type BlobRef, scanBlobRefs } from './blobrefs';
 import { isIndexJob, runIndexJob } from './indexscan';
-import { borrowedHandle, runInWorker, serveJob, workerFile } from './worker';
+import { borrowedHandle, engineWorker, runInWorker, serveJob } from './worker';
 
 export interface RefScan {
   refs: BlobRef[];
@@ -45,9 +44,6 @@ interface Done {
   refs: ArrayBuffer;
   count: number;
 }
-
-/** The worker's entry file, when there is one (worker.ts). */
-export const scanWorkerFile = workerFile;
 
 /** Refs as one buffer: oid then tid, 16 bytes each. */
 function packRefs(refs: BlobRef[]): ArrayBuffer {
@@ -76,10 +72,10 @@ export async function scanRefs(
   start: number,
   opts: { offThread?: boolean; signal?: AbortSignal; onProgress?: (pos: number) => void } = {},
 ): Promise<RefScan> {
-  const file = opts.offThread ? workerFile() : undefined;
-  if (!file) return { ...(await scanBlobRefs(st, start, st.size, opts.signal, opts.onProgress)), offThread: false };
+  const worker = opts.offThread ? engineWorker() : undefined;
+  if (!worker) return { ...(await scanBlobRefs(st, start, st.size, opts.signal, opts.onProgress)), offThread: false };
   const job: Job = { ploneBackupScan: 1, fd: st.fh.fd, path: st.path, start, size: st.size };
-  const m = await runInWorker<Done>(file, job, opts);
+  const m = await runInWorker<Done>(worker, job, opts);
   return { refs: unpackRefs(m.refs, m.count), end: m.end, txnCount: m.txnCount, lastTid: m.lastTid ? Buffer.from(m.lastTid, 'hex') : undefined, offThread: true };
 }
 

@@ -7,10 +7,12 @@
  * measured, even if Data.fs is replaced meanwhile; the caller keeps the
  * descriptor open until the worker has exited, which `runInWorker` waits for.
  *
- * The worker's entry is scanworker.ts's compiled file, `scanworker.js` beside
- * the code that starts it: out/src/engine/zodb/ under tsc, dist/ for the
- * bundles (scripts/build.mjs builds it there). Where it is missing (another
- * bundle, the standalone executable), callers do the work on their own thread.
+ * The worker runs scanworker.ts's code: in a bundle (the CLI, the extension,
+ * the standalone executable, the benchmarks'), that code bundled on its own
+ * and built into this one as a string (scripts/bundle.mjs), started with
+ * `eval`, so nothing needs to lie beside the bundle; under tsc (the tests),
+ * the compiled `scanworker.js` beside this file. Without either, callers do
+ * the work on their own thread.
  */
 
 import { existsSync, read as fsRead, readSync, fstat } from 'node:fs';
@@ -19,10 +21,20 @@ import * as path from 'node:path';
 import { parentPort, Worker } from 'node:worker_threads';
 import { PloneBackupError, checkAbort, type ErrorCode } from '../base/errors';
 
-/** The worker's entry file, when there is one (see the header). */
-export function workerFile(): string | undefined {
+/** The worker's code built into this bundle (scripts/bundle.mjs, esbuild's `define`); not defined under tsc. */
+declare const PLONE_BACKUP_WORKER_SOURCE: string | undefined;
+
+/** How the worker is started: its code (eval) or its file. */
+export interface EngineWorker {
+  code: string;
+  eval: boolean;
+}
+
+/** The engine's worker, when there is one (see the header). */
+export function engineWorker(): EngineWorker | undefined {
+  if (typeof PLONE_BACKUP_WORKER_SOURCE === 'string') return { code: PLONE_BACKUP_WORKER_SOURCE, eval: true };
   const f = path.join(__dirname, 'scanworker.js');
-  return existsSync(f) ? f : undefined;
+  return existsSync(f) ? { code: f, eval: false } : undefined;
 }
 
 /** What a job posts back: progress any number of times, then one 'done' or 'error'. */
@@ -30,14 +42,14 @@ export type WorkerReply<Done> =
   { kind: 'progress'; pos: number } | ({ kind: 'done' } & Done) | { kind: 'error'; code?: ErrorCode; message: string; path?: string; position?: number; hint?: string };
 
 /**
- * Runs `job` in a worker of `file` and resolves with its 'done' reply; an
+ * Runs `job` in the engine's worker and resolves with its 'done' reply; an
  * 'error' reply rejects with the same PloneBackupError (code, path,
  * position, hint). The signal terminates the worker; either way this returns
  * only once the worker is gone.
  */
-export async function runInWorker<Done extends object>(file: string, job: object, opts: { signal?: AbortSignal; onProgress?: (pos: number) => void } = {}): Promise<Done> {
+export async function runInWorker<Done extends object>(engine: EngineWorker, job: object, opts: { signal?: AbortSignal; onProgress?: (pos: number) => void } = {}): Promise<Done> {
   checkAbort(opts.signal);
-  const worker = new Worker(file, { workerData: job });
+  const worker = new Worker(engine.code, { eval: engine.eval, workerData: job });
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   try {
     return await new Promise<Done>((resolve, reject) => {
