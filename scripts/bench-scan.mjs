@@ -19,6 +19,9 @@
 //   BENCH_SCAN_FILE=/path/Data.fs                    (any FileStorage, only read)
 //   BENCH_SCAN_PARTS=index,live,list  BENCH_SCAN_MAP=1 (the index into a JS Map too, for comparison)
 //
+// The index is measured as a backup builds it (two threads, indexscan.ts) and,
+// for comparison, on one thread (the split turned off).
+//
 // The trials are bench-lib's (runTrials: round robin, a wait for quiet CPUs,
 // BENCH_ROUNDS best-of; with a file over 4 GiB one round and no warm-up unless
 // BENCH_ROUNDS says otherwise). Data comes from bench-gen (bench-data/gen/,
@@ -63,6 +66,17 @@ if (process.argv[2] === '--child') {
     const st = await engine.openFileStorage(file);
     try {
       const index = await engine.rebuildIndex(st.fh, file, st.size);
+      await engine.writeIndexFile(out, index, st.size);
+      extra = { objects: index.size, indexBytes: statSync(out).size };
+    } finally {
+      await st.fh.close();
+    }
+  } else if (what === 'index-one') {
+    // The same on one thread (indexscan.ts's split turned off): the index before the two-core scan.
+    const st = await engine.openFileStorage(file);
+    try {
+      const index = new engine.FsIndex();
+      await engine.scanIndex(st, 4, st.size, index.map, { splitMin: Infinity });
       await engine.writeIndexFile(out, index, st.size);
       extra = { objects: index.size, indexBytes: statSync(out).size };
     } finally {
@@ -141,7 +155,11 @@ async function indexBench() {
     },
     cleanup: () => fsp.rm(indexOut, { force: true }),
   });
-  const cases = [childCase('read', 'plain sequential read of the file', 'read'), childCase('index', 'the index: scan + fsIndex file written', 'index', { of: 'read', max: 1.2 })];
+  const cases = [
+    childCase('read', 'plain sequential read of the file', 'read'),
+    childCase('index', 'the index: scan (two threads) + fsIndex file written', 'index', { of: 'read', max: 1.2 }),
+    childCase('index-one', 'the same on one thread (before the split)', 'index-one'),
+  ];
   if (process.env.BENCH_SCAN_MAP === '1') cases.push(childCase('map', 'the same scan into a JS Map (the index before; nothing written)', 'map'));
   const results = await trialsOf(cases, bytes > 4 * 2 ** 30);
   for (const r of results) r.maxRssMB = +printed[r.id].maxRssMB.toFixed(0);

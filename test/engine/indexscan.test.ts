@@ -234,6 +234,21 @@ describe('index on two cores: damage and wrong guesses', () => {
   });
 });
 
+describe('index on two cores: a worker that cannot run', () => {
+  for (const [name, code] of [
+    ['exits at once', 'process.exit(3)'],
+    ['throws', "throw new Error('no')"],
+  ] as const) {
+    it(`a worker that ${name}: its half is scanned here, the same index`, async (t) => {
+      const file = path.join(tmpDir(t), 'Data.fs');
+      await writeSite(file);
+      const got = await build(file, 'two', { worker: { code, eval: true } });
+      assert.equal(got.splitAt, undefined);
+      assert.deepEqual(got, await build(file, 'one'));
+    });
+  }
+});
+
 describe('index on two cores: cancellation', () => {
   it('a signal aborted before or during the scan is ABORTED, and the worker is gone', async (t) => {
     const file = path.join(tmpDir(t), 'Data.fs');

@@ -20,7 +20,9 @@
  *   dropped and this thread goes on from where its scan ended, as the
  *   one-thread scan would have.
  * - Errors come in file order: an error of the first half wins; the
- *   worker's error counts only once the first half reached the split.
+ *   worker's error counts only once the first half reached the split. A
+ *   worker that fails to run at all (not an error of the file) leaves its
+ *   half to this thread.
  * - Positions of an oid in both halves: the second half's wins, as the
  *   later record does in one pass (OidPosMap.mergeLater).
  *
@@ -29,10 +31,11 @@
  */
 
 import type { FileHandle } from 'node:fs/promises';
+import { PloneBackupError } from '../base/errors';
 import { TRANS_HDR_LEN, readU64 } from './filestorage';
 import { OidPosMap, type OidPosPages } from './fsindex';
 import { scanRecords, type RecordScanResult } from './recordscan';
-import { borrowedHandle, engineWorker, runInWorker, serveJob } from './worker';
+import { borrowedHandle, engineWorker, runInWorker, serveJob, type EngineWorker } from './worker';
 
 /** Below this many bytes the index is built on one thread: a worker's start (about 20 ms) is not worth it. */
 export const SPLIT_MIN = 64 * 1024 * 1024;
@@ -51,6 +54,8 @@ export interface IndexScanOptions {
   splitMin?: number;
   /** Let the worker read with readSync on its own thread (default), or through the thread pool. */
   workerSyncReads?: boolean;
+  /** The worker to run instead of the engine's (tests give one that cannot run). */
+  worker?: EngineWorker;
 }
 
 export interface IndexScanResult extends RecordScanResult {
@@ -65,7 +70,7 @@ export interface IndexScanResult extends RecordScanResult {
  */
 export async function scanIndex(src: { fh: FileHandle; path: string }, start: number, limit: number, map: OidPosMap, opts: IndexScanOptions = {}): Promise<IndexScanResult> {
   const fileSize = opts.fileSize ?? limit;
-  const worker = engineWorker();
+  const worker = opts.worker ?? engineWorker();
   const split = worker && limit - start >= (opts.splitMin ?? SPLIT_MIN) ? await findSplit(src.fh, start, limit) : undefined;
   if (split === undefined) return scanRecords(src, start, limit, map, { signal: opts.signal, onProgress: opts.onProgress, fileSize });
 
@@ -99,7 +104,16 @@ export async function scanIndex(src: { fh: FileHandle; path: string }, start: nu
       const rest = await scanRecords(src, first.end, limit, map, { signal: opts.signal, onProgress: opts.onProgress, fileSize });
       return { end: rest.end, txnCount: first.txnCount + rest.txnCount, lastTid: rest.lastTid ?? first.lastTid };
     }
-    const done = await second;
+    let done: IndexDone;
+    try {
+      done = await second;
+    } catch (e) {
+      // The file's own errors (FS_CORRUPT, SOURCE_CHANGED...) and a cancellation are the answer;
+      // a worker that could not run (no thread, no memory) only costs its half, done here.
+      if (PloneBackupError.is(e)) throw e;
+      const rest = await scanRecords(src, split, limit, map, { signal: opts.signal, onProgress: opts.onProgress, fileSize });
+      return { end: rest.end, txnCount: first.txnCount + rest.txnCount, lastTid: rest.lastTid ?? first.lastTid };
+    }
     map.mergeLater(done.pages);
     return {
       end: done.end,
