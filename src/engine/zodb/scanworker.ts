@@ -2,7 +2,7 @@
  * The blob-reference scan of a Data.fs off the calling thread, for the
  * extension host: a first scan of a 50 GB Data.fs is minutes of CPU, and the
  * host is shared by every extension. The scan runs in the engine's worker
- * thread (worker.ts: the caller's own descriptor, the worker's entry file).
+ * thread (worker.ts), on the caller's own descriptor.
  *
  * Why a worker and not slices with yields: the scanner already yields to the
  * event loop between reads, but a transaction is parsed in one synchronous
