@@ -18,13 +18,12 @@ import {
   OidPosMap,
   openFileStorage,
   scanIndex,
-  scanRange,
   scanRecords,
   writeIndexFile,
   type IndexScanOptions,
 } from '../../src/engine/internal';
 import { rejectsWith } from '../support/assert';
-import { storageFixtures } from '../support/fixtures';
+import { storageFixtures, txnStarts } from '../support/fixtures';
 import { content, tmpDir } from '../support/fs';
 import { nth } from '../support/must';
 
@@ -70,18 +69,6 @@ async function outcome(file: string, how: 'one' | 'two', opts: IndexScanOptions 
     const err = e as { code: string; position?: number; message: string; path?: string };
     return { code: err.code, position: err.position, message: err.message, path: err.path };
   }
-}
-
-/** Transaction starts of a sound file. */
-async function txnStarts(file: string): Promise<number[]> {
-  const st = await openFileStorage(file);
-  const starts: number[] = [];
-  try {
-    await scanRange(st, 4, st.size, {}, (t) => void starts.push(t.pos));
-  } finally {
-    await st.fh.close();
-  }
-  return starts;
 }
 
 /**

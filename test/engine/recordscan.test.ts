@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileStorageWriter, oidFromKey, OidPosMap, openFileStorage, scanRange, scanRecords, type RecordScanOptions } from '../../src/engine/internal';
 import { rejectsWith } from '../support/assert';
-import { stateJson, statePath, storageFixtures } from '../support/fixtures';
+import { stateJson, statePath, storageFixtures, txnStarts } from '../support/fixtures';
 import { content, copy, tmpDir } from '../support/fs';
 import { FIXTURES } from '../support/paths';
 import { nth } from '../support/must';
@@ -132,14 +132,7 @@ describe('record scan: the same walk as TxnScanner', () => {
       assert.ok(s.bytes!.equals(bytes.subarray(4, want.end)));
     }
     // From a transaction in the middle, as an incremental backup starts.
-    const st = await openFileStorage(file);
-    const starts: number[] = [];
-    try {
-      await scanRange(st, 4, st.size, {}, (t) => void starts.push(t.pos));
-    } finally {
-      await st.fh.close();
-    }
-    const mid = nth(starts, 77);
+    const mid = nth(await txnStarts(file), 77);
     const fromMid = await reference(file, mid);
     assert.deepEqual(await lean(file, { start: mid, chunkSize: 4096 }), fromMid);
     assert.ok((await lean(file, { start: mid, chunkSize: 4096, ...sinkOn })).bytes!.equals(bytes.subarray(mid, want.end)));

@@ -111,6 +111,13 @@ export function fixtureBlobTree(n: number, dest: string): string {
   return dest;
 }
 
+/** Where each committed transaction of a Data.fs begins, in file order. */
+export async function txnStarts(file: string): Promise<number[]> {
+  const starts: number[] = [];
+  for await (const t of iterateTransactions(file)) starts.push(t.pos);
+  return starts;
+}
+
 /** The index a full scan of a Data.fs builds, with its committed end. */
 export async function referenceIndex(file: string): Promise<{ index: FsIndex; end: number }> {
   const index = new FsIndex();
