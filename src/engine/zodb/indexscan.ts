@@ -98,11 +98,15 @@ export async function scanIndex(src: { fh: FileHandle; path: string }, start: nu
         progress();
       },
     });
+    /** The rest of the file from `from` on this thread, after the first half's walk. */
+    const alone = async (from: number): Promise<IndexScanResult> => {
+      const rest = await scanRecords(src, from, limit, map, { signal: opts.signal, onProgress: opts.onProgress, fileSize });
+      return { end: rest.end, txnCount: first.txnCount + rest.txnCount, lastTid: rest.lastTid ?? first.lastTid };
+    };
     if (first.end !== split) {
       // The guess did not hold (or the file ends quietly before it): on from here, alone.
       controller.abort();
-      const rest = await scanRecords(src, first.end, limit, map, { signal: opts.signal, onProgress: opts.onProgress, fileSize });
-      return { end: rest.end, txnCount: first.txnCount + rest.txnCount, lastTid: rest.lastTid ?? first.lastTid };
+      return await alone(first.end);
     }
     let done: IndexDone;
     try {
@@ -111,8 +115,7 @@ export async function scanIndex(src: { fh: FileHandle; path: string }, start: nu
       // The file's own errors (FS_CORRUPT, SOURCE_CHANGED...) and a cancellation are the answer;
       // a worker that could not run (no thread, no memory) only costs its half, done here.
       if (PloneBackupError.is(e)) throw e;
-      const rest = await scanRecords(src, split, limit, map, { signal: opts.signal, onProgress: opts.onProgress, fileSize });
-      return { end: rest.end, txnCount: first.txnCount + rest.txnCount, lastTid: rest.lastTid ?? first.lastTid };
+      return await alone(split);
     }
     map.mergeLater(done.pages);
     return {
@@ -139,7 +142,8 @@ export async function scanIndex(src: { fh: FileHandle; path: string }, start: nu
 export async function findSplit(fh: FileHandle, start: number, limit: number): Promise<number | undefined> {
   const mid = start + Math.floor((limit - start) / 2);
   const buf = Buffer.allocUnsafe(SPLIT_WINDOW);
-  // Each window overlaps the one before by a header's length, so no q is missed at a seam.
+  // Each window overlaps the one before by a header's length. A q whose predecessor began in the
+  // window before is not taken (its header must be in the window): a later one is, which only moves the split.
   for (let ws = mid; ws < mid + SPLIT_SEARCH && ws < limit; ws += SPLIT_WINDOW - TRANS_HDR_LEN) {
     const { bytesRead } = await fh.read(buf, 0, Math.min(SPLIT_WINDOW, limit - ws), ws);
     if (bytesRead < TRANS_HDR_LEN + 8) return undefined;
